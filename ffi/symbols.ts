@@ -1,0 +1,59 @@
+/**
+ * Every C symbol of libpageio, declared once. Both runtime bindings are
+ * derived from this table; nothing else spells a native type.
+ *
+ * Every function returns a double: `>= 0` is the result, `< 0` is `-errno`
+ * (a double holds every integer below 2^53 exactly and is a plain number on
+ * both runtimes, where a 64-bit integer may come back as a BigInt).
+ * @module
+ */
+
+/** The C interface version this TypeScript expects; `zig/src/root.zig` has the same. */
+export const ABI_VERSION = 1;
+
+/** Runtime-neutral parameter types: `buffer` is a typed array (or null) passed as a pointer. */
+export type NativeType = "i32" | "u32" | "f64" | "buffer";
+
+/** One symbol: parameter types in order, and its (always double) result. */
+export interface SymbolSpec {
+  readonly parameters: readonly NativeType[];
+  readonly result: "f64";
+}
+
+export const symbols = {
+  pageio_abi_version: { parameters: [], result: "f64" },
+  pageio_page_size: { parameters: [], result: "f64" },
+  pageio_region_count: { parameters: [], result: "f64" },
+  // (code: i32, out: u8*, out_len: u32) -> name length
+  pageio_errno_name: { parameters: ["i32", "buffer", "u32"], result: "f64" },
+  // (path: u8*, path_len: u32, mode: u32 FileMode index, no_follow: u32) -> fd
+  pageio_open: { parameters: ["buffer", "u32", "u32", "u32"], result: "f64" },
+  // (fd: i32) -> 0
+  pageio_close: { parameters: ["i32"], result: "f64" },
+  // (fd: i32, out: f64[2] {size, kind}) -> 0
+  pageio_fstat: { parameters: ["i32", "buffer"], result: "f64" },
+  // (fd: i32, offset: f64 page-aligned, length: f64, options: u32 bits write|private|populate, out: f64[1] address) -> region
+  pageio_map_file: { parameters: ["i32", "f64", "f64", "u32", "buffer"], result: "f64" },
+  // (length: f64, shared: u32, out: f64[1] address) -> region
+  pageio_map_anonymous: { parameters: ["f64", "u32", "buffer"], result: "f64" },
+  // (region: u32) -> 0
+  pageio_unmap: { parameters: ["u32"], result: "f64" },
+  // (region: u32, offset: f64, length: f64, advice: u32 Advice index) -> 0
+  pageio_advise: { parameters: ["u32", "f64", "f64", "u32"], result: "f64" },
+  // (region: u32, offset: f64, length: f64) -> 0
+  pageio_sync: { parameters: ["u32", "f64", "f64"], result: "f64" },
+  // (fd: i32, list: u32[4 * count], list_bytes: u32, count: u32, staging: u8*, staging_bytes: u32,
+  //  calls_max: u32 (0 = until done), out: f64[1] bytes moved) -> bytes moved
+  pageio_writev: { parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"], result: "f64" },
+  pageio_readv: { parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"], result: "f64" },
+} as const satisfies Record<string, SymbolSpec>;
+
+export type Symbols = typeof symbols;
+
+type JsType<T extends NativeType> = T extends "buffer" ? ArrayBufferView | null : number;
+type JsParameters<P extends readonly NativeType[]> = { [K in keyof P]: P[K] extends NativeType ? JsType<P[K]> : never };
+
+/** The symbols as JS functions, the same shape on both runtimes. */
+export type NativeFunctions = {
+  readonly [K in keyof Symbols]: (...args: JsParameters<Symbols[K]["parameters"]>) => number;
+};

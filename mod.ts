@@ -1,0 +1,22 @@
+/**
+ * pageio: page-based zero-copy I/O for Deno and Bun. Memory-mapped files,
+ * page pools, reference-counted page heads, gather writes and page streams,
+ * over a small Zig library.
+ *
+ * @example
+ * ```ts
+ * import { mapFile } from "./mod.ts";
+ * using file = mapFile("README.md");
+ * console.log(file.byteLength > 0); // true
+ * ```
+ * @module
+ */
+export { PageIoError } from "./src/errors.ts";
+export { type FileKind, type FileMode, FileHandle, openFile, type Target } from "./src/file.ts";
+export { type Advice, mapAnonymous, mapFile, type MapFileOptions, Mapping } from "./src/mapping.ts";
+export { PageHead } from "./src/head.ts";
+export { Page, PagePool, type PagePoolOptions, type PagePoolStats } from "./src/pool.ts";
+export { type Chunk, readv, type ReadTarget, writev } from "./src/gather.ts";
+export { Brigade } from "./src/brigade.ts";
+export { PageReader, type PageReaderOptions, PageWriter, type PageWriterOptions } from "./src/stream.ts";
+export { pageSize, runtime } from "./src/system.ts";

@@ -1,0 +1,81 @@
+/**
+ * The one place where a native result becomes a thrown error, and where
+ * arguments are checked before they reach native code.
+ * @module
+ */
+import { describeErrno } from "../ffi/native.ts";
+
+/**
+ * An error from the OS (`code` is the errno name, `errno` its number) or from
+ * pageio's own rules (`code` starts with `ERR_`, `errno` is 0).
+ *
+ * @example
+ * ```ts
+ * import { openFile, PageIoError } from "./mod.ts";
+ * try {
+ *   openFile("/no/such/file");
+ * } catch (error) {
+ *   if (error instanceof PageIoError) console.log(error.code); // "ENOENT"
+ * }
+ * ```
+ */
+export class PageIoError extends Error {
+  /** `"ENOENT"`, `"EBADF"`… for OS errors; `"ERR_RELEASED"`, `"ERR_CLOSED"`… for pageio's own. */
+  readonly code: string;
+  /** The errno value, 0 when the error is not the OS's. */
+  readonly errno: number;
+  /** The system call or pageio operation that failed. */
+  readonly syscall: string;
+  /** The path involved, when there is one. */
+  readonly path?: string;
+  /** Bytes moved before a gather or scatter call failed. */
+  readonly bytesTransferred?: number;
+
+  constructor(
+    code: string,
+    message: string,
+    details: { errno?: number; syscall: string; path?: string; bytesTransferred?: number },
+  ) {
+    super(message);
+    this.name = "PageIoError";
+    this.code = code;
+    this.errno = details.errno ?? 0;
+    this.syscall = details.syscall;
+    if (details.path !== undefined) this.path = details.path;
+    if (details.bytesTransferred !== undefined) this.bytesTransferred = details.bytesTransferred;
+  }
+}
+
+/** Returns a native result, or throws it as a PageIoError when it is `-errno`. */
+export function unwrap(result: number, syscall: string, path?: string, bytesTransferred?: number): number {
+  if (result >= 0) return result;
+  const errno = -result;
+  const [code, text] = describeErrno(errno);
+  const where = path === undefined ? "" : ` '${path}'`;
+  throw new PageIoError(code, `${code}: ${text.toLowerCase()}, ${syscall}${where}`, { errno, syscall, path, bytesTransferred });
+}
+
+/** A use of something released or closed: a typed error, never a touch of freed memory. */
+export function stateError(code: "ERR_RELEASED" | "ERR_CLOSED" | "ERR_POOL_EXHAUSTED", message: string, syscall: string): PageIoError {
+  return new PageIoError(code, message, { syscall });
+}
+
+/** Checks that `value` is a whole number in [min, max]; names the value in the error. */
+export function checkInteger(name: string, value: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== "number") throw new TypeError(`${name} must be a number, got ${typeof value}`);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be a whole number from ${min} to ${max}, got ${value}`);
+  }
+  return value;
+}
+
+/** Resolves an optional {offset, length} inside `size` bytes, or throws a RangeError naming both. */
+export function checkRange(what: string, size: number, offset = 0, length?: number): { offset: number; length: number } {
+  checkInteger(`${what} offset`, offset);
+  if (offset > size) throw new RangeError(`${what} offset ${offset} is past the end of ${size} bytes`);
+  const len = length === undefined ? size - offset : checkInteger(`${what} length`, length);
+  if (offset + len > size) {
+    throw new RangeError(`${what} offset ${offset} + length ${len} is past the end of ${size} bytes`);
+  }
+  return { offset, length: len };
+}

@@ -1,0 +1,113 @@
+/**
+ * Files opened by pageio: close-on-exec descriptors with an explicit close.
+ * @module
+ */
+import { fn } from "../ffi/native.ts";
+import { checkInteger, stateError, unwrap } from "./errors.ts";
+
+/** `"r"` read; `"r+"` read and write; `"w"` write, create, truncate; `"w+"` read and write, create, truncate; `"a"` append, create. */
+export type FileMode = "r" | "r+" | "w" | "w+" | "a";
+const modes: readonly FileMode[] = ["r", "r+", "w", "w+", "a"]; // indexes are zig/src/file.zig Mode
+
+/** What a descriptor refers to. */
+export type FileKind = "other" | "file" | "directory" | "character-device" | "block-device" | "fifo" | "socket";
+const kinds: readonly FileKind[] = ["other", "file", "directory", "character-device", "block-device", "fifo", "socket"];
+
+const encoder = new TextEncoder();
+const statOut = new Float64Array(2);
+
+/**
+ * An open file descriptor owned by pageio.
+ *
+ * @example
+ * ```ts
+ * import { openFile } from "./mod.ts";
+ * using file = openFile("README.md");
+ * console.log(file.size() > 0); // true
+ * ```
+ */
+export class FileHandle {
+  #fd: number;
+  /** The path it was opened with, if any (for error messages). */
+  readonly path?: string;
+
+  /** Wraps a descriptor; `close()` closes it. Prefer `openFile`. */
+  constructor(fd: number, path?: string) {
+    this.#fd = checkInteger("fd", fd, 0, 2 ** 31 - 1);
+    if (path !== undefined) this.path = path;
+  }
+
+  /** The descriptor number; throws once closed. */
+  get fd(): number {
+    if (this.#fd < 0) throw stateError("ERR_CLOSED", `file${this.path ? ` '${this.path}'` : ""} is closed`, "fd");
+    return this.#fd;
+  }
+
+  /** True once `close()` has run. */
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  /** The file's size in bytes now. */
+  size(): number {
+    return stat(this.fd, this.path).size;
+  }
+
+  /** What the descriptor refers to (file, directory, fifo, socket…). */
+  kind(): FileKind {
+    return stat(this.fd, this.path).kind;
+  }
+
+  /** Closes the descriptor; a second call does nothing. */
+  close(): void {
+    if (this.#fd < 0) return;
+    const fd = this.#fd;
+    this.#fd = -1;
+    unwrap(fn.pageio_close(fd), "close", this.path);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Size and kind of an open descriptor. */
+export function stat(fd: number, path?: string): { size: number; kind: FileKind } {
+  unwrap(fn.pageio_fstat(fd, statOut), "fstat", path);
+  return { size: statOut[0], kind: kinds[statOut[1]] };
+}
+
+/**
+ * Opens `path` (close-on-exec) and returns its handle.
+ *
+ * @example
+ * ```ts
+ * import { openFile } from "./mod.ts";
+ * const file = openFile("README.md", "r");
+ * console.log(file.fd >= 0); // true
+ * file.close();
+ * ```
+ */
+export function openFile(path: string | URL, mode: FileMode = "r", options: { noFollow?: boolean } = {}): FileHandle {
+  const p = path instanceof URL ? decodeURIComponent(path.pathname) : path;
+  if (typeof p !== "string") throw new TypeError(`path must be a string or URL, got ${typeof path}`);
+  const index = modes.indexOf(mode);
+  if (index < 0) throw new TypeError(`mode must be one of ${modes.join(", ")}, got ${String(mode)}`);
+  const bytes = encoder.encode(p);
+  const fd = unwrap(fn.pageio_open(bytes, bytes.length, index, options.noFollow ? 1 : 0), "open", p);
+  return new FileHandle(fd, p);
+}
+
+/** A descriptor to operate on: a FileHandle (must be open) or a plain fd number from elsewhere. */
+export type Target = FileHandle | number;
+
+/** The fd of a target, checked. */
+export function fdOf(target: Target): number {
+  if (target instanceof FileHandle) return target.fd;
+  if (typeof target === "number") return checkInteger("fd", target, 0, 2 ** 31 - 1);
+  throw new TypeError(`expected a FileHandle or a file descriptor number, got ${describe(target)}`);
+}
+
+export function describe(value: unknown): string {
+  return value === null ? "null" : typeof value === "object" ? (value.constructor?.name ?? "object") : typeof value;
+}

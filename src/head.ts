@@ -1,0 +1,126 @@
+/**
+ * Page heads (seed 000's `a_page_head`): small descriptors that point *into*
+ * a pool page or a mapping and are never part of it. Each live head holds one
+ * reference on what it points into.
+ * @module
+ */
+import { checkInteger, stateError } from "./errors.ts";
+
+/** What a head can point into (a pool `Page` or a `Mapping`). Package-internal. */
+export interface HeadOwner {
+  /** False once unmapped or returned to its pool: heads on it are then dead. */
+  readonly alive: boolean;
+  /** Bytes a head may span, from the owner's byte 0. */
+  readonly byteLength: number;
+  /** Native region id and where the owner's byte 0 sits in that region. */
+  readonly region: number;
+  readonly regionOffset: number;
+  /** The revocable ArrayBuffer over the owner's memory, and where byte 0 sits in it. */
+  viewBuffer(): ArrayBuffer;
+  readonly bufferOffset: number;
+  retainRef(): void;
+  releaseRef(): void;
+  /** What to call it in error messages. */
+  readonly label: string;
+}
+
+/**
+ * A reference-counted window `{owner, offset, length}` onto a page or mapping.
+ * `release()` drops this head's reference; the memory lives until the last
+ * head and its owner let go.
+ *
+ * @example
+ * ```ts
+ * import { PagePool } from "./mod.ts";
+ * using pool = new PagePool();
+ * const page = pool.acquire();
+ * page.bytes.set([1, 2, 3]);
+ * const head = page.head(0, 3);
+ * page.release();                 // the head still holds the page
+ * console.log(head.bytes);        // Uint8Array(3) [ 1, 2, 3 ]
+ * head.release();                 // now the page goes back to the pool
+ * ```
+ */
+export class PageHead {
+  #owner: HeadOwner | null;
+  #offset: number;
+  #length: number;
+  #refs = 1;
+  #bytes: Uint8Array | null = null;
+
+  /** @internal Heads come from `page.head()`, `mapping.head()`, `head.slice()` and `PageReader.read()`. */
+  constructor(owner: HeadOwner, offset: number, length: number) {
+    if (!owner.alive) throw stateError("ERR_RELEASED", `${owner.label} is no longer live`, "head");
+    this.#owner = owner;
+    this.#offset = offset;
+    this.#length = length;
+    owner.retainRef();
+  }
+
+  #live(operation: string): HeadOwner {
+    const owner = this.#owner;
+    if (owner === null) throw stateError("ERR_RELEASED", "page head was released", operation);
+    if (!owner.alive) throw stateError("ERR_RELEASED", `page head's ${owner.label} is no longer live`, operation);
+    return owner;
+  }
+
+  /** The bytes this head points at: a view of the page or mapping itself, not a copy. */
+  get bytes(): Uint8Array {
+    const owner = this.#live("bytes");
+    return this.#bytes ??= new Uint8Array(owner.viewBuffer(), owner.bufferOffset + this.#offset, this.#length);
+  }
+
+  /** Bytes in the head; 0 once released. */
+  get byteLength(): number {
+    return this.#owner === null ? 0 : this.#length;
+  }
+
+  /** References held on this head; 0 once released. */
+  get refs(): number {
+    return this.#refs;
+  }
+
+  /** A new head on `[start, end)` of this one, holding its own reference (release it too). */
+  slice(start = 0, end: number = this.#length): PageHead {
+    const owner = this.#live("slice");
+    checkInteger("slice start", start, 0, this.#length);
+    checkInteger("slice end", end, start, this.#length);
+    return new PageHead(owner, this.#offset + start, end - start);
+  }
+
+  /** Adds a reference; each needs its own `release()`. */
+  retain(): this {
+    this.#live("retain");
+    if (this.#refs >= 0x7fff_ffff) throw new RangeError("page head reference count would overflow");
+    this.#refs++;
+    return this;
+  }
+
+  /** Drops a reference; the last one lets go of the page or mapping. Releasing a released head throws. */
+  release(): void {
+    const owner = this.#owner;
+    if (owner === null) throw stateError("ERR_RELEASED", "page head was already released", "release");
+    if (--this.#refs > 0) return;
+    this.#owner = null;
+    this.#bytes = null;
+    owner.releaseRef();
+  }
+
+  /** @internal Writes this head's packed descriptor {region, offset low, offset high, length} at `list[at]`. */
+  _pack(list: Uint32Array, at: number): number {
+    const owner = this.#live("gather");
+    const offset = owner.regionOffset + this.#offset;
+    list[at] = owner.region;
+    list[at + 1] = offset >>> 0;
+    list[at + 2] = Math.floor(offset / 0x1_0000_0000);
+    list[at + 3] = this.#length;
+    return this.#length;
+  }
+
+  /** @internal Drops the first `count` bytes (a partly written head in a brigade). */
+  _consume(count: number): void {
+    this.#offset += count;
+    this.#length -= count;
+    this.#bytes = null;
+  }
+}

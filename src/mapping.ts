@@ -1,0 +1,214 @@
+/**
+ * Memory mappings of files and of anonymous memory, seen as a Uint8Array
+ * that *is* the mapping. Views are revocable: `unmap()` detaches them first.
+ * @module
+ */
+import { fn, native } from "../ffi/native.ts";
+import { checkInteger, checkRange, stateError, unwrap } from "./errors.ts";
+import { describe, fdOf, FileHandle, openFile, stat } from "./file.ts";
+import { type HeadOwner, PageHead } from "./head.ts";
+import { pageSize } from "./system.ts";
+
+/** Options of `mapFile`. */
+export interface MapFileOptions {
+  /** Map writable (default false: read-only). */
+  write?: boolean;
+  /** Copy-on-write: writes stay in this process and never reach the file (default false: shared). */
+  private?: boolean;
+  /** First byte to map; need not be page-aligned (default 0). */
+  offset?: number;
+  /** Bytes to map (default: to the end of the file). */
+  length?: number;
+  /** Fault every page in now (`MAP_POPULATE`) so first reads do not wait on the disk. */
+  populate?: boolean;
+}
+
+/** `madvise` hints by name. */
+export type Advice = "normal" | "sequential" | "random" | "willneed" | "dontneed";
+const advices: readonly Advice[] = ["normal", "sequential", "random", "willneed", "dontneed"]; // zig/src/mapping.zig Advice
+
+const out = new Float64Array(1);
+// Backstop only: a mapping whose memory no JS object can reach any more is unmapped.
+const unreachable = new FinalizationRegistry<number>((region) => fn.pageio_unmap(region));
+
+/**
+ * A live mapping. `bytes` is the mapped memory itself; after `unmap()` (or
+ * the end of a `using` block) every view of it reads as empty.
+ *
+ * @example
+ * ```ts
+ * import { mapAnonymous } from "./mod.ts";
+ * using memory = mapAnonymous(8192);
+ * memory.bytes[8191] = 1;
+ * console.log(memory.byteLength); // 8192
+ * ```
+ */
+export class Mapping implements HeadOwner {
+  #region: number;
+  #buffer: ArrayBuffer | null;
+  #bytes: Uint8Array;
+  #refs = 1; // the mapping's own, plus one per live head
+  #closed = false;
+  /** @internal */ readonly bufferOffset: number;
+  /** @internal */ readonly regionOffset: number;
+  /** The mapped length in bytes as requested (the view's length). */
+  readonly byteLength: number;
+  /** @internal */ readonly label: string;
+
+  /** @internal Use `mapFile` or `mapAnonymous`. */
+  constructor(region: number, address: number, mappedLength: number, delta: number, length: number, label: string) {
+    this.#region = region;
+    this.bufferOffset = this.regionOffset = delta;
+    this.byteLength = length;
+    this.label = label;
+    this.#buffer = mappedLength === 0 ? null : native.view(address, mappedLength);
+    this.#bytes = this.#buffer === null ? new Uint8Array(0) : new Uint8Array(this.#buffer, delta, length);
+    if (this.#buffer !== null) unreachable.register(this.#buffer, region, this);
+  }
+
+  /** The mapped bytes (no copy). Empty once unmapped. */
+  get bytes(): Uint8Array {
+    return this.#bytes;
+  }
+
+  /** True once unmapped. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** @internal */
+  get alive(): boolean {
+    return !this.closed;
+  }
+
+  /** @internal */
+  get region(): number {
+    return this.#region;
+  }
+
+  /** @internal */
+  viewBuffer(): ArrayBuffer {
+    return this.#buffer ?? new ArrayBuffer(0);
+  }
+
+  /** A head on `[offset, offset + length)` of the mapping; release it when done. */
+  head(offset = 0, length?: number): PageHead {
+    this.#live("head");
+    const range = checkRange("head", this.byteLength, offset, length);
+    return new PageHead(this, range.offset, range.length);
+  }
+
+  /** Tells the kernel how the mapping will be used (`madvise`). */
+  advise(advice: Advice, offset = 0, length?: number): void {
+    this.#live("advise");
+    const index = advices.indexOf(advice);
+    if (index < 0) throw new TypeError(`advice must be one of ${advices.join(", ")}, got ${String(advice)}`);
+    const range = checkRange("advise", this.byteLength, offset, length);
+    if (range.length === 0) return;
+    unwrap(fn.pageio_advise(this.#region, this.bufferOffset + range.offset, range.length, index), "madvise", this.label);
+  }
+
+  /** Writes dirty pages of a shared writable mapping to the file and waits (`msync(MS_SYNC)`). */
+  sync(offset = 0, length?: number): void {
+    this.#live("sync");
+    const range = checkRange("sync", this.byteLength, offset, length);
+    if (range.length === 0) return;
+    unwrap(fn.pageio_sync(this.#region, this.bufferOffset + range.offset, range.length), "msync", this.label);
+  }
+
+  /** Detaches every view, then unmaps. Heads on it become dead. A second call does nothing. */
+  unmap(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const buffer = this.#buffer;
+    if (buffer === null) return; // an empty mapping maps nothing
+    this.#buffer = null;
+    unreachable.unregister(this);
+    buffer.transfer(0); // every Uint8Array on it now has length 0
+    this.#bytes = new Uint8Array(0);
+    unwrap(fn.pageio_unmap(this.#region), "munmap", this.label);
+  }
+
+  [Symbol.dispose](): void {
+    this.unmap();
+  }
+
+  /** @internal */
+  retainRef(): void {
+    this.#refs++;
+  }
+
+  /** @internal A head let go; the mapping's own reference goes too when a PageReader moves past it. */
+  releaseRef(): void {
+    if (--this.#refs === 0) this.unmap();
+  }
+
+
+  #live(operation: string): void {
+    if (this.closed) throw stateError("ERR_CLOSED", `${this.label} is unmapped`, operation);
+  }
+}
+
+/**
+ * Maps a file (a path, a `FileHandle` or an fd number) into memory. Read-only
+ * and shared by default. A path-opened file's descriptor is closed at once;
+ * the mapping keeps the file's pages.
+ *
+ * @example
+ * ```ts
+ * import { mapFile } from "./mod.ts";
+ * using readme = mapFile("README.md");
+ * console.log(String.fromCharCode(readme.bytes[0])); // "#"
+ * ```
+ */
+export function mapFile(file: string | URL | FileHandle | number, options: MapFileOptions = {}): Mapping {
+  if (typeof options !== "object" || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
+  const opened = typeof file === "string" || file instanceof URL
+    ? openFile(file, options.write && !options.private ? "r+" : "r")
+    : null;
+  try {
+    const handle = opened ?? file;
+    if (!(handle instanceof FileHandle) && typeof handle !== "number") {
+      throw new TypeError(`expected a path, URL, FileHandle or fd, got ${describe(file)}`);
+    }
+    const fd = fdOf(handle);
+    const label = handle instanceof FileHandle && handle.path ? `mapping of '${handle.path}'` : `mapping of fd ${fd}`;
+    return mapDescriptor(fd, options, label, handle instanceof FileHandle ? handle.path : undefined);
+  } finally {
+    opened?.close();
+  }
+}
+
+/** @internal Maps `[offset, offset + length)` of an open regular file. */
+export function mapDescriptor(fd: number, options: MapFileOptions, label: string, path?: string): Mapping {
+  const { size, kind } = stat(fd, path);
+  if (kind !== "file") {
+    unwrap(fn.pageio_map_file(fd, 0, 1, 0, out), "mmap", path); // the native side names the error
+    throw new Error("unreachable: a non-regular file was mapped");
+  }
+  const { offset, length } = checkRange("mapFile", size, options.offset ?? 0, options.length);
+  if (length === 0) return new Mapping(0, 0, 0, 0, 0, label);
+  const delta = offset % pageSize;
+  const flags = (options.write ? 1 : 0) | (options.private ? 2 : 0) | (options.populate ? 4 : 0);
+  const region = unwrap(fn.pageio_map_file(fd, offset - delta, length + delta, flags, out), "mmap", path);
+  return new Mapping(region, out[0], length + delta, delta, length, label);
+}
+
+/**
+ * Maps `length` bytes of zeroed anonymous memory (private by default; `shared`
+ * survives `fork` as shared memory).
+ *
+ * @example
+ * ```ts
+ * import { mapAnonymous, pageSize } from "./mod.ts";
+ * const memory = mapAnonymous(pageSize);
+ * console.log(memory.bytes[0]); // 0
+ * memory.unmap();
+ * ```
+ */
+export function mapAnonymous(length: number, options: { shared?: boolean } = {}): Mapping {
+  checkInteger("length", length);
+  if (length === 0) return new Mapping(0, 0, 0, 0, 0, "anonymous mapping");
+  const region = unwrap(fn.pageio_map_anonymous(length, options.shared ? 1 : 0, out), "mmap");
+  return new Mapping(region, out[0], length, 0, length, "anonymous mapping");
+}

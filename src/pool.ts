@@ -1,0 +1,329 @@
+/**
+ * Page pools: page-aligned pages carved from mmap'ed slabs, handed out and
+ * taken back without touching the JS heap. A page returns to its pool when
+ * its last reference (the page's or a head's) is released; its views are
+ * revoked then, so a stale view can never see the page's next owner.
+ * @module
+ */
+import { fn, native } from "../ffi/native.ts";
+import { checkInteger, stateError, unwrap } from "./errors.ts";
+import { type HeadOwner, PageHead } from "./head.ts";
+import { pageSize as osPageSize } from "./system.ts";
+
+/** Options of `new PagePool()`. */
+export interface PagePoolOptions {
+  /** Bytes per page: a multiple of the OS page size (default: the OS page size). */
+  pageSize?: number;
+  /** Pages to set up now (default: one slab). */
+  pages?: number;
+  /** Most pages the pool will ever hold (default: 1 GiB worth). */
+  maxPages?: number;
+  /**
+   * Reporting of pages garbage-collected without `release()`: `"sampled"`
+   * (default) watches 1 page in 128, `"paranoid"` every page with the stack
+   * where it was acquired, `"off"` none. `PAGEIO_LEAKS` may also set it.
+   */
+  leakDetection?: "off" | "sampled" | "paranoid";
+}
+
+/** Counts of a pool's pages. */
+export interface PagePoolStats {
+  pageSize: number;
+  total: number;
+  free: number;
+  inUse: number;
+  /** Pages garbage-collected while still acquired (reported, never reused). */
+  leaked: number;
+}
+
+/** Limit: bytes per slab mapping; pages come from slabs of about this size. */
+const SLAB_BYTES = 1 << 20;
+const SAMPLE_EVERY = 128;
+const out = new Float64Array(1);
+
+interface LeakRecord {
+  pool: WeakRef<PagePool>;
+  stack?: string;
+}
+const leaks = new FinalizationRegistry<LeakRecord>((record) => record.pool.deref()?._leaked(record.stack));
+
+function leakLevel(option: PagePoolOptions["leakDetection"]): number {
+  let level: string | undefined = option;
+  try {
+    level ??= typeof Deno !== "undefined" ? Deno.env.get("PAGEIO_LEAKS") : (globalThis as { process?: { env: Record<string, string> } }).process?.env.PAGEIO_LEAKS;
+  } catch { /* no --allow-env: keep the default */ }
+  switch (level ?? "sampled") {
+    case "off":
+      return 0;
+    case "sampled":
+      return SAMPLE_EVERY;
+    case "paranoid":
+      return 1;
+    default:
+      throw new TypeError(`leakDetection must be "off", "sampled" or "paranoid", got ${String(level)}`);
+  }
+}
+
+/**
+ * A pool of pages.
+ *
+ * @example
+ * ```ts
+ * import { PagePool } from "./mod.ts";
+ * using pool = new PagePool({ pages: 4 });
+ * const page = pool.acquire();
+ * page.bytes.fill(7);
+ * page.release();
+ * console.log(pool.stats.inUse); // 0
+ * ```
+ */
+export class PagePool {
+  readonly pageSize: number;
+  readonly maxPages: number;
+  readonly #pagesPerSlab: number;
+  readonly #slabRegions: number[] = [];
+  readonly #slabAddresses: number[] = [];
+  /** One revocable ArrayBuffer per page, made when first viewed. */
+  readonly #buffers: (ArrayBuffer | null)[] = [];
+  #viewed: Uint8Array = new Uint8Array(0);
+  #free: Int32Array = new Int32Array(0);
+  #freeCount = 0;
+  #inUse = 0;
+  #leaked = 0;
+  #closed = false;
+  readonly #leakEvery: number;
+  #acquired = 0;
+
+  constructor(options: PagePoolOptions = {}) {
+    const size = options.pageSize ?? osPageSize;
+    checkInteger("pageSize", size, 1, 2 ** 31 - osPageSize);
+    if (size % osPageSize !== 0) throw new RangeError(`pageSize ${size} is not a multiple of the OS page size ${osPageSize}`);
+    this.pageSize = size;
+    this.#pagesPerSlab = Math.max(1, Math.floor(SLAB_BYTES / size));
+    this.maxPages = checkInteger("maxPages", options.maxPages ?? Math.max(1, Math.floor(2 ** 30 / size)), 1, 2 ** 24);
+    const pages = checkInteger("pages", options.pages ?? this.#pagesPerSlab, 0, this.maxPages);
+    this.#leakEvery = leakLevel(options.leakDetection);
+    while (this.#buffers.length < pages) this.#grow();
+  }
+
+  /** Takes a page (one reference). Throws `ERR_POOL_EXHAUSTED` past `maxPages` and `ERR_CLOSED` after `close()`. */
+  acquire(): Page {
+    if (this.#closed) throw stateError("ERR_CLOSED", "page pool is closed", "acquire");
+    if (this.#freeCount === 0) {
+      if (this.#buffers.length >= this.maxPages) {
+        throw stateError("ERR_POOL_EXHAUSTED", `page pool is at its maxPages (${this.maxPages}); release pages first`, "acquire");
+      }
+      this.#grow();
+    }
+    const index = this.#free[--this.#freeCount];
+    this.#inUse++;
+    const page = new Page(this, index);
+    if (this.#leakEvery !== 0 && ++this.#acquired % this.#leakEvery === 0) {
+      leaks.register(page, { pool: new WeakRef(this), stack: this.#leakEvery === 1 ? new Error().stack : undefined }, page);
+    }
+    return page;
+  }
+
+  /** Page counts now. */
+  get stats(): PagePoolStats {
+    return { pageSize: this.pageSize, total: this.#buffers.length, free: this.#freeCount, inUse: this.#inUse, leaked: this.#leaked };
+  }
+
+  /** True once `close()` has run. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * No more `acquire()`. The slabs go back to the OS now if every page is
+   * back, else when the last one is released: pages in use stay valid.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#inUse - this.#leaked === 0) this.#unmapSlabs();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #grow(): void {
+    const region = unwrap(fn.pageio_map_anonymous(this.pageSize * this.#pagesPerSlab, 0, out), "mmap");
+    this.#slabRegions.push(region);
+    this.#slabAddresses.push(out[0]);
+    const first = this.#buffers.length;
+    const total = first + this.#pagesPerSlab;
+    const free = new Int32Array(total);
+    free.set(this.#free.subarray(0, this.#freeCount));
+    const viewed = new Uint8Array(total);
+    viewed.set(this.#viewed);
+    // Lowest index on top of the stack, so pages go out in address order.
+    for (let index = total - 1; index >= first; index--) {
+      free[this.#freeCount++] = index;
+      this.#buffers.push(null);
+    }
+    this.#free = free;
+    this.#viewed = viewed;
+  }
+
+  #unmapSlabs(): void {
+    for (let i = 0; i < this.#buffers.length; i++) this.#buffers[i]?.transfer(0);
+    for (const region of this.#slabRegions) unwrap(fn.pageio_unmap(region), "munmap");
+    this.#slabRegions.length = 0;
+  }
+
+  /** @internal */
+  _region(index: number): number {
+    return this.#slabRegions[Math.floor(index / this.#pagesPerSlab)];
+  }
+
+  /** @internal */
+  _regionOffset(index: number): number {
+    return (index % this.#pagesPerSlab) * this.pageSize;
+  }
+
+  /** @internal The page's revocable buffer, made on first use. */
+  _buffer(index: number): ArrayBuffer {
+    this.#viewed[index] = 1;
+    let buffer = this.#buffers[index];
+    if (buffer === null) {
+      const slab = Math.floor(index / this.#pagesPerSlab);
+      buffer = native.view(this.#slabAddresses[slab] + this._regionOffset(index), this.pageSize);
+      this.#buffers[index] = buffer;
+    }
+    return buffer;
+  }
+
+  /** @internal The last reference to page `index` went. */
+  _return(page: Page, index: number): void {
+    if (this.#viewed[index] === 1) {
+      // Same memory, new ArrayBuffer: every view handed out so far is now empty.
+      this.#buffers[index] = this.#buffers[index]!.transfer();
+      this.#viewed[index] = 0;
+    }
+    if (this.#leakEvery !== 0) leaks.unregister(page);
+    this.#free[this.#freeCount++] = index;
+    this.#inUse--;
+    if (this.#closed && this.#inUse - this.#leaked === 0) this.#unmapSlabs();
+  }
+
+  /** @internal A page was garbage-collected while acquired. */
+  _leaked(stack?: string): void {
+    this.#leaked++;
+    console.warn(
+      "pageio LEAK: a pool page was garbage-collected before release(); it is lost to the pool." +
+        (stack ? `\nAcquired at:\n${stack}` : " Set leakDetection: \"paranoid\" (or PAGEIO_LEAKS=paranoid) to see where."),
+    );
+    if (this.#closed && this.#inUse - this.#leaked === 0) this.#unmapSlabs();
+  }
+}
+
+/**
+ * A page from a `PagePool`, holding one reference when acquired.
+ *
+ * @example
+ * ```ts
+ * import { PagePool } from "./mod.ts";
+ * const pool = new PagePool();
+ * const page = pool.acquire();
+ * console.log(page.bytes.byteLength === pool.pageSize); // true
+ * page.release();
+ * pool.close();
+ * ```
+ */
+export class Page implements HeadOwner {
+  #pool: PagePool | null;
+  readonly #index: number;
+  #refs = 1;
+  #bytes: Uint8Array | null = null;
+
+  /** @internal Pages come from `PagePool.acquire()`. */
+  constructor(pool: PagePool, index: number) {
+    this.#pool = pool;
+    this.#index = index;
+  }
+
+  #live(operation: string): PagePool {
+    if (this.#pool === null) throw stateError("ERR_RELEASED", "page was released to its pool", operation);
+    return this.#pool;
+  }
+
+  /** The page's memory (no copy). Empty once the page is back in its pool. */
+  get bytes(): Uint8Array {
+    return this.#bytes ??= new Uint8Array(this.#live("bytes")._buffer(this.#index));
+  }
+
+  /** References held (the page's own plus one per head); 0 once back in the pool. */
+  get refs(): number {
+    return this.#refs;
+  }
+
+  /** A head on `[offset, offset + length)` of the page; release it when done. */
+  head(offset = 0, length?: number): PageHead {
+    const pool = this.#live("head");
+    checkInteger("head offset", offset, 0, pool.pageSize);
+    const len = length ?? pool.pageSize - offset;
+    checkInteger("head length", len, 0, pool.pageSize - offset);
+    return new PageHead(this, offset, len);
+  }
+
+  /** Adds a reference; each needs its own `release()`. */
+  retain(): this {
+    this.#live("retain");
+    this.retainRef();
+    return this;
+  }
+
+  /** Drops a reference; the last one returns the page to its pool. Releasing a released page throws. */
+  release(): void {
+    this.#live("release");
+    this.releaseRef();
+  }
+
+  /** @internal */
+  get alive(): boolean {
+    return this.#pool !== null;
+  }
+
+  /** @internal */
+  get byteLength(): number {
+    return this.#pool?.pageSize ?? 0;
+  }
+
+  /** @internal */
+  get region(): number {
+    return this.#live("gather")._region(this.#index);
+  }
+
+  /** @internal */
+  get regionOffset(): number {
+    return this.#live("gather")._regionOffset(this.#index);
+  }
+
+  /** @internal */
+  readonly bufferOffset = 0;
+
+  /** @internal */
+  readonly label = "pool page";
+
+  /** @internal */
+  viewBuffer(): ArrayBuffer {
+    return this.#live("bytes")._buffer(this.#index);
+  }
+
+  /** @internal */
+  retainRef(): void {
+    if (this.#refs >= 0x7fff_ffff) throw new RangeError("page reference count would overflow");
+    this.#refs++;
+  }
+
+  /** @internal */
+  releaseRef(): void {
+    if (--this.#refs > 0) return;
+    const pool = this.#pool!;
+    this.#pool = null;
+    this.#bytes = null;
+    pool._return(this, this.#index);
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * The seed's page_read / page_write: a reader that supplies the buffer (a head
+ * into the file's mapping, or into a pool page) and a writer that queues heads
+ * and sends them in gather writes.
+ * @module
+ */
+import { IOV_MAX } from "../ffi/native.ts";
+import { checkInteger, stateError } from "./errors.ts";
+import { fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
+import { Brigade } from "./brigade.ts";
+import type { Chunk } from "./gather.ts";
+import { readv } from "./gather.ts";
+import type { PageHead } from "./head.ts";
+import { mapDescriptor, type Mapping } from "./mapping.ts";
+import { PagePool } from "./pool.ts";
+import { pageSize } from "./system.ts";
+
+/** Options of `new PageReader()`. */
+export interface PageReaderOptions {
+  /** Pool for pipes, sockets and devices (default: a pool of the reader's own, closed with it). */
+  pool?: PagePool;
+  /** Most bytes per head from a regular file (default 256 KiB). */
+  chunkSize?: number;
+  /** Bytes of a regular file mapped at once, a multiple of the page size (default 8 MiB). */
+  windowSize?: number;
+}
+
+/**
+ * Reads a file, pipe, socket or device as page heads. On a regular file each
+ * head points into a mapping of the file (no copy at all; the file is mapped
+ * window by window); on anything else it points into a pool page. Release
+ * each head (or hand it to a `PageWriter`, which does).
+ *
+ * @example
+ * ```ts
+ * import { PageReader } from "./mod.ts";
+ * using reader = new PageReader("README.md");
+ * let bytes = 0;
+ * for (const head of reader) {
+ *   bytes += head.byteLength;
+ *   head.release();
+ * }
+ * console.log(bytes > 0); // true
+ * ```
+ */
+export class PageReader implements Iterable<PageHead> {
+  #file: FileHandle | number;
+  readonly #ownsFile: boolean;
+  readonly #mapped: boolean;
+  readonly #size: number;
+  readonly #chunkSize: number;
+  readonly #windowSize: number;
+  #pool: PagePool | null;
+  readonly #ownsPool: boolean;
+  #window: Mapping | null = null;
+  #windowStart = 0;
+  #position = 0;
+  #ended = false;
+  #closed = false;
+
+  constructor(source: string | URL | Target, options: PageReaderOptions = {}) {
+    this.#ownsFile = typeof source === "string" || source instanceof URL;
+    this.#file = this.#ownsFile ? openFile(source as string | URL) : source as Target;
+    const { size, kind } = stat(fdOf(this.#file));
+    this.#mapped = kind === "file";
+    this.#size = size;
+    this.#chunkSize = checkInteger("chunkSize", options.chunkSize ?? 256 * 1024, 1, 2 ** 31);
+    this.#windowSize = checkInteger("windowSize", options.windowSize ?? 8 * 1024 * 1024, pageSize, 2 ** 40);
+    if (this.#windowSize % pageSize !== 0) throw new RangeError(`windowSize ${this.#windowSize} is not a multiple of the page size ${pageSize}`);
+    this.#ownsPool = options.pool === undefined;
+    this.#pool = options.pool ?? null;
+  }
+
+  /** The next head, or null at end of input. */
+  read(): PageHead | null {
+    if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "read");
+    if (this.#ended) return null;
+    return this.#mapped ? this.#readMapped() : this.#readIntoPage();
+  }
+
+  #readMapped(): PageHead | null {
+    if (this.#position >= this.#size) return this.#end();
+    let window = this.#window;
+    if (window === null || this.#position >= this.#windowStart + window.byteLength) {
+      window?.releaseRef(); // unmapped once its last head is released too
+      this.#windowStart = this.#position - (this.#position % pageSize);
+      const length = Math.min(this.#windowSize, this.#size - this.#windowStart);
+      const fd = fdOf(this.#file);
+      window = this.#window = mapDescriptor(fd, { offset: this.#windowStart, length, populate: true }, `mapping of fd ${fd}`);
+      window.advise("sequential");
+    }
+    const offset = this.#position - this.#windowStart;
+    const length = Math.min(this.#chunkSize, window.byteLength - offset);
+    this.#position += length;
+    return window.head(offset, length);
+  }
+
+  #readIntoPage(): PageHead | null {
+    const pool = this.#pool ??= new PagePool({ pageSize: 16 * pageSize });
+    const page = pool.acquire();
+    try {
+      const read = readv(this.#file, [page]);
+      return read === 0 ? this.#end() : page.head(0, read);
+    } finally {
+      page.release();
+    }
+  }
+
+  #end(): null {
+    this.#ended = true;
+    this.#window?.releaseRef();
+    this.#window = null;
+    return null;
+  }
+
+  /** Reads heads until the end of input. */
+  *[Symbol.iterator](): IterableIterator<PageHead> {
+    for (let head = this.read(); head !== null; head = this.read()) yield head;
+  }
+
+  /** Closes what the reader opened. Heads already read stay valid until released. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#window?.releaseRef();
+    this.#window = null;
+    if (this.#ownsPool) this.#pool?.close();
+    if (this.#ownsFile) (this.#file as FileHandle).close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Options of `new PageWriter()`. */
+export interface PageWriterOptions {
+  /** Queued bytes that trigger a flush (default 8 MiB): bounds memory held by queued heads. */
+  highWaterMark?: number;
+}
+
+/**
+ * Queues heads and writes them with gather system calls (the seed's
+ * `page_write`). `write()` takes ownership of the head; `flush()` sends the
+ * queue. A queue of IOV_MAX heads or `highWaterMark` bytes flushes by itself.
+ *
+ * @example
+ * ```ts
+ * import { PageReader, PageWriter } from "./mod.ts";
+ * const copy = await Deno.makeTempFile();
+ * using reader = new PageReader("README.md");
+ * using writer = new PageWriter(copy);
+ * for (const head of reader) writer.write(head);
+ * writer.flush();
+ * ```
+ */
+export class PageWriter {
+  #file: FileHandle | number;
+  readonly #ownsFile: boolean;
+  readonly #brigade = new Brigade();
+  readonly #highWaterMark: number;
+  #written = 0;
+  #closed = false;
+
+  /** A path is opened for writing (created, truncated); a FileHandle or fd is used as it is. */
+  constructor(target: string | URL | Target, options: PageWriterOptions = {}) {
+    this.#ownsFile = typeof target === "string" || target instanceof URL;
+    this.#file = this.#ownsFile ? openFile(target as string | URL, "w") : target as Target;
+    fdOf(this.#file);
+    this.#highWaterMark = checkInteger("highWaterMark", options.highWaterMark ?? 8 * 1024 * 1024, 1);
+  }
+
+  /** Queues a head (the writer owns it now) or a byte array. */
+  write(chunk: Chunk): void {
+    if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "write");
+    this.#brigade.append(chunk);
+    if (this.#brigade.count >= IOV_MAX || this.#brigade.byteLength >= this.#highWaterMark) this.flush();
+  }
+
+  /** Bytes and heads queued. */
+  get pending(): { byteLength: number; count: number } {
+    return { byteLength: this.#brigade.byteLength, count: this.#brigade.count };
+  }
+
+  /** Bytes written so far. */
+  get bytesWritten(): number {
+    return this.#written;
+  }
+
+  /** Writes the queue with as few gather calls as the OS allows; returns bytes written. */
+  flush(): number {
+    if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flush");
+    const written = this.#brigade.flush(this.#file);
+    this.#written += written;
+    return written;
+  }
+
+  /** Flushes, then releases anything left and closes what the writer opened. */
+  close(): void {
+    if (this.#closed) return;
+    try {
+      this.flush();
+    } finally {
+      this.#closed = true;
+      this.#brigade.release();
+      if (this.#ownsFile) (this.#file as FileHandle).close();
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

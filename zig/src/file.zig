@@ -1,0 +1,90 @@
+//! Opening, describing and closing files. Every descriptor pageio opens is
+//! close-on-exec, so a child process never inherits one.
+const std = @import("std");
+const errno = @import("errno.zig");
+const Errno = errno.Errno;
+
+/// The open modes of `openFile`, in the order of the TypeScript `FileMode`.
+pub const Mode = enum(u32) { read, read_write, write, read_write_create, append };
+
+/// Limit: the longest path accepted, NUL included (Linux PATH_MAX).
+pub const path_bytes_max = 4096;
+
+pub fn open(path: []const u8, mode: Mode, no_follow: bool) Errno!i32 {
+    if (path.len == 0) return error.NOENT;
+    if (path.len >= path_bytes_max) return error.NAMETOOLONG;
+    if (std.mem.indexOfScalar(u8, path, 0) != null) return error.INVAL;
+    var path_z: [path_bytes_max]u8 = undefined;
+    @memcpy(path_z[0..path.len], path);
+    path_z[path.len] = 0;
+
+    var flags: std.c.O = .{ .CLOEXEC = true, .NOFOLLOW = no_follow };
+    switch (mode) {
+        .read => flags.ACCMODE = .RDONLY,
+        .read_write => flags.ACCMODE = .RDWR,
+        .write => {
+            flags.ACCMODE = .WRONLY;
+            flags.CREAT = true;
+            flags.TRUNC = true;
+        },
+        .read_write_create => {
+            flags.ACCMODE = .RDWR;
+            flags.CREAT = true;
+            flags.TRUNC = true;
+        },
+        .append => {
+            flags.ACCMODE = .WRONLY;
+            flags.CREAT = true;
+            flags.APPEND = true;
+        },
+    }
+    while (true) {
+        const fd = std.c.open(@ptrCast(&path_z), flags, @as(c_uint, 0o666));
+        if (fd >= 0) return fd;
+        const err = errno.last();
+        if (err != error.INTR) return err;
+    }
+}
+
+pub fn close(fd: i32) Errno!void {
+    if (fd < 0) return error.BADF;
+    // On Linux the descriptor is gone even when close reports EINTR: never retry.
+    if (std.c.close(fd) != 0) {
+        const err = errno.last();
+        if (err != error.INTR) return err;
+    }
+}
+
+/// What kind of file a descriptor refers to, as the TypeScript `FileKind`.
+pub const Kind = enum(u32) { other, file, directory, character_device, block_device, fifo, socket };
+
+pub const Status = struct { size: u64, kind: Kind };
+
+pub fn status(fd: i32) Errno!Status {
+    var st: std.c.Stat = undefined;
+    if (std.c.fstat(fd, &st) != 0) return errno.last();
+    const S = std.posix.S;
+    const mode: u32 = @intCast(st.mode);
+    const kind: Kind = if (S.ISREG(mode)) .file else if (S.ISDIR(mode)) .directory else if (S.ISCHR(mode))
+        .character_device
+    else if (S.ISBLK(mode)) .block_device else if (S.ISFIFO(mode)) .fifo else if (S.ISSOCK(mode)) .socket else .other;
+    return .{ .size = @intCast(@max(st.size, 0)), .kind = kind };
+}
+
+test "open, status and close a file" {
+    const fd = try open("/proc/self/status", .read, false);
+    try std.testing.expectEqual(Kind.file, (try status(fd)).kind);
+    try close(fd);
+    try std.testing.expectError(error.BADF, status(fd));
+}
+
+test "open reports the OS errors and refuses bad paths" {
+    try std.testing.expectError(error.NOENT, open("/nonexistent/pageio", .read, false));
+    try std.testing.expectError(error.NOENT, open("", .read, false));
+    try std.testing.expectError(error.INVAL, open("a\x00b", .read, false));
+    const dir = try open("/", .read, false);
+    defer close(dir) catch unreachable;
+    try std.testing.expectEqual(Kind.directory, (try status(dir)).kind);
+    try std.testing.expectError(error.ISDIR, open("/", .write, false));
+    try std.testing.expectError(error.BADF, close(-1));
+}

@@ -1,0 +1,169 @@
+//! Gather writes and scatter reads over lists of descriptors. The whole list
+//! comes down in one call as packed {region, offset, length} entries; each is
+//! resolved against the region table before any byte moves.
+const std = @import("std");
+const errno = @import("errno.zig");
+const Errno = errno.Errno;
+const regions = @import("regions.zig");
+
+/// One entry of the packed list, 16 bytes, as `ffi/native.ts` writes it.
+pub const Descriptor = extern struct {
+    region: u32,
+    offset_low: u32,
+    offset_high: u32,
+    length: u32,
+
+    fn offset(d: Descriptor) u64 {
+        return (@as(u64, d.offset_high) << 32) | d.offset_low;
+    }
+};
+
+/// `region` of an entry whose offset is into the staging buffer passed with
+/// the call (small plain Uint8Arrays are copied there by JS).
+pub const staging_region: u32 = 0;
+/// `region` of an entry whose offset is an address the runtime gave for a
+/// live JS buffer, used only within the synchronous call that carries it.
+pub const address_region: u32 = 0xFFFF_FFFF;
+
+/// Limit: iovecs per system call (IOV_MAX on Linux and macOS).
+pub const iov_count_max = 1024;
+/// Limit: bytes per system call; Linux moves at most this much in one call.
+pub const call_bytes_max: u64 = 0x7fff_f000;
+
+pub const Direction = enum { write, read };
+
+/// Moves the bytes the descriptors name, in order, with as many system calls
+/// as it takes (at most `calls_max`, 0 meaning no limit). A short write is
+/// resumed where it stopped, EINTR is retried, and EAGAIN after some progress
+/// returns that progress. A read stops at the first short read or end of file.
+/// `done` always holds the bytes moved, also when an error is returned.
+pub fn transfer(
+    comptime direction: Direction,
+    fd: i32,
+    descriptors: []const Descriptor,
+    staging: []u8,
+    calls_max: u32,
+    done: *u64,
+) Errno!void {
+    done.* = 0;
+    for (descriptors) |d| _ = try address(d, staging);
+
+    var index: usize = 0; // first descriptor not wholly moved
+    var skip: u64 = 0; // bytes of descriptors[index] already moved
+    var calls: u32 = 0;
+    var iov: [iov_count_max]std.posix.iovec = undefined;
+    while (index < descriptors.len) {
+        if (calls_max != 0 and calls == calls_max) return;
+        var count: usize = 0;
+        var batch_bytes: u64 = 0;
+        var i = index;
+        while (i < descriptors.len and count < iov_count_max and batch_bytes < call_bytes_max) : (i += 1) {
+            const d = descriptors[i];
+            const from = if (i == index) skip else 0;
+            if (d.length == from) continue;
+            const len = @min(d.length - from, call_bytes_max - batch_bytes);
+            iov[count] = .{ .base = (address(d, staging) catch unreachable) + from, .len = @intCast(len) };
+            count += 1;
+            batch_bytes += len;
+        }
+        if (count == 0) return; // only empty entries were left
+
+        const rc = switch (direction) {
+            .write => std.c.writev(fd, @ptrCast(&iov), @intCast(count)),
+            .read => std.c.readv(fd, &iov, @intCast(count)),
+        };
+        if (rc < 0) {
+            const err = errno.last();
+            if (err == error.INTR) continue;
+            if (err == error.AGAIN and done.* > 0) return;
+            return err;
+        }
+        calls += 1;
+        const moved: u64 = @intCast(rc);
+        done.* += moved;
+        if (moved == 0) return; // end of file, or a zero-length write: never spin
+        advance(descriptors, &index, &skip, moved);
+        if (direction == .read and moved < batch_bytes) return;
+    }
+}
+
+fn advance(descriptors: []const Descriptor, index: *usize, skip: *u64, moved: u64) void {
+    var left = moved;
+    while (left > 0) {
+        const remaining = descriptors[index.*].length - skip.*;
+        if (left < remaining) {
+            skip.* += left;
+            return;
+        }
+        left -= remaining;
+        index.* += 1;
+        skip.* = 0;
+    }
+}
+
+fn address(d: Descriptor, staging: []u8) Errno![*]u8 {
+    return switch (d.region) {
+        staging_region => {
+            const off = d.offset();
+            if (off > staging.len or d.length > staging.len - off) return error.FAULT;
+            return staging.ptr + off;
+        },
+        address_region => {
+            const addr = d.offset();
+            if (addr == 0 or addr > @as(u64, std.math.maxInt(usize)) - d.length) return error.FAULT;
+            return @ptrFromInt(addr);
+        },
+        else => regions.resolve(d.region, d.offset(), d.length),
+    };
+}
+
+fn stagingEntry(offset: u32, length: u32) Descriptor {
+    return .{ .region = staging_region, .offset_low = offset, .offset_high = 0, .length = length };
+}
+
+test "gather write through a pipe keeps order across more entries than IOV_MAX" {
+    const fds = try std.posix.pipe();
+    defer std.posix.close(fds[0]);
+    defer std.posix.close(fds[1]);
+    var staging: [3000]u8 = undefined;
+    for (&staging, 0..) |*b, i| b.* = @truncate(i);
+    var list: [3000]Descriptor = undefined;
+    for (&list, 0..) |*d, i| d.* = stagingEntry(@intCast(i), 1);
+    var done: u64 = 0;
+    try transfer(.write, fds[1], &list, &staging, 0, &done);
+    try std.testing.expectEqual(@as(u64, 3000), done);
+    var back: [3000]u8 = undefined;
+    try std.testing.expectEqual(@as(usize, 3000), try std.posix.read(fds[0], &back));
+    try std.testing.expectEqualSlices(u8, &staging, &back);
+}
+
+test "one call at most when asked, and bad entries refused before any byte moves" {
+    const fds = try std.posix.pipe();
+    defer std.posix.close(fds[0]);
+    defer std.posix.close(fds[1]);
+    var staging = [_]u8{ 1, 2, 3, 4 };
+    var done: u64 = 0;
+    const bad = [_]Descriptor{ stagingEntry(0, 2), stagingEntry(3, 2) };
+    try std.testing.expectError(error.FAULT, transfer(.write, fds[1], &bad, &staging, 0, &done));
+    try std.testing.expectEqual(@as(u64, 0), done);
+    const unknown = [_]Descriptor{.{ .region = 77, .offset_low = 0, .offset_high = 0, .length = 1 }};
+    try std.testing.expectError(error.FAULT, transfer(.write, fds[1], &unknown, &staging, 0, &done));
+    const good = [_]Descriptor{ stagingEntry(0, 2), stagingEntry(2, 0), stagingEntry(2, 2) };
+    try transfer(.write, fds[1], &good, &staging, 1, &done);
+    try std.testing.expectEqual(@as(u64, 4), done);
+}
+
+test "scatter read stops at end of file" {
+    const fds = try std.posix.pipe();
+    defer std.posix.close(fds[0]);
+    _ = try std.posix.write(fds[1], "abcde");
+    std.posix.close(fds[1]);
+    var staging: [8]u8 = undefined;
+    const list = [_]Descriptor{ stagingEntry(0, 3), stagingEntry(3, 5) };
+    var done: u64 = 0;
+    try transfer(.read, fds[0], &list, &staging, 0, &done);
+    try std.testing.expectEqual(@as(u64, 5), done);
+    try std.testing.expectEqualStrings("abcde", staging[0..5]);
+    try transfer(.read, fds[0], &list, &staging, 0, &done);
+    try std.testing.expectEqual(@as(u64, 0), done);
+}

@@ -1,0 +1,126 @@
+//! Memory mappings: files and anonymous memory, registered in the region table
+//! so JS can name them by id and view them by address.
+const std = @import("std");
+const builtin = @import("builtin");
+const errno = @import("errno.zig");
+const Errno = errno.Errno;
+const regions = @import("regions.zig");
+const file = @import("file.zig");
+
+extern "c" fn getpagesize() c_int;
+
+/// The OS page size at run time (16 KiB on Apple silicon, 4 KiB on x86-64).
+pub fn pageSize() usize {
+    return @intCast(getpagesize());
+}
+
+pub const Mapped = struct { region: regions.Id, address: usize };
+
+pub const Options = packed struct(u32) {
+    write: bool = false,
+    private: bool = false,
+    populate: bool = false,
+    _: u29 = 0,
+};
+
+pub fn mapFile(fd: i32, offset: u64, len: u64, options: Options) Errno!Mapped {
+    // Only regular files, and only bytes the file has: a page past its end
+    // would raise SIGBUS on first touch instead of an error here.
+    const st = try file.status(fd);
+    if (st.kind == .directory) return error.ISDIR;
+    if (st.kind != .file) return error.NODEV;
+    if (len == 0 or offset % pageSize() != 0) return error.INVAL;
+    if (offset > st.size or len > st.size - offset) return error.NXIO;
+    if (offset > std.math.maxInt(i64) or len > std.math.maxInt(usize)) return error.OVERFLOW;
+    var flags: std.c.MAP = .{ .TYPE = if (options.private) .PRIVATE else .SHARED };
+    if (@hasField(std.c.MAP, "POPULATE")) flags.POPULATE = options.populate;
+    return mapAndRegister(len, options.write, flags, fd, @intCast(offset), options.populate);
+}
+
+pub fn mapAnonymous(len: u64, shared: bool) Errno!Mapped {
+    if (len == 0) return error.INVAL;
+    const flags: std.c.MAP = .{ .TYPE = if (shared) .SHARED else .PRIVATE, .ANONYMOUS = true };
+    return mapAndRegister(len, true, flags, -1, 0, false);
+}
+
+fn mapAndRegister(len: u64, write: bool, flags: std.c.MAP, fd: i32, offset: i64, populate: bool) Errno!Mapped {
+    const prot: c_uint = if (write) std.c.PROT.READ | std.c.PROT.WRITE else std.c.PROT.READ;
+    const memory = std.c.mmap(null, @intCast(len), prot, flags, fd, offset);
+    if (@intFromPtr(memory) == std.math.maxInt(usize)) return errno.last();
+    const address = @intFromPtr(memory);
+    // Where MAP_POPULATE does not exist, ask for read-ahead instead.
+    if (populate and !@hasField(std.c.MAP, "POPULATE")) _ = std.c.madvise(@alignCast(memory), @intCast(len), std.c.MADV.WILLNEED);
+    const region = regions.register(address, @intCast(len)) catch |err| {
+        _ = std.c.munmap(@alignCast(memory), @intCast(len));
+        return err;
+    };
+    std.debug.assert(address <= errno.max_exact); // addresses cross to JS as doubles
+    return .{ .region = region, .address = address };
+}
+
+pub fn unmap(region: regions.Id) Errno!void {
+    const r = try regions.unregister(region);
+    const rc = std.c.munmap(@ptrFromInt(r.base), r.len);
+    std.debug.assert(rc == 0); // a registered region is always a whole mapping
+}
+
+/// The madvise names of `Mapping.advise`, in the TypeScript order.
+pub const Advice = enum(u32) { normal, sequential, random, willneed, dontneed };
+
+pub fn advise(region: regions.Id, offset: u64, len: u64, advice: Advice) Errno!void {
+    const range = try pageRange(region, offset, len);
+    const value: u32 = switch (advice) {
+        .normal => std.c.MADV.NORMAL,
+        .sequential => std.c.MADV.SEQUENTIAL,
+        .random => std.c.MADV.RANDOM,
+        .willneed => std.c.MADV.WILLNEED,
+        .dontneed => std.c.MADV.DONTNEED,
+    };
+    if (range.len == 0) return;
+    if (std.c.madvise(@ptrFromInt(range.base), range.len, value) != 0) return errno.last();
+}
+
+pub fn sync(region: regions.Id, offset: u64, len: u64) Errno!void {
+    const range = try pageRange(region, offset, len);
+    if (range.len == 0) return;
+    if (std.c.msync(@ptrFromInt(range.base), range.len, std.c.MSF.SYNC) != 0) return errno.last();
+}
+
+/// [offset, offset + len) of a region widened to whole pages, as madvise and
+/// msync require; the region itself starts on a page.
+fn pageRange(region: regions.Id, offset: u64, len: u64) Errno!regions.Region {
+    const r = try regions.lookup(region);
+    if (offset > r.len or len > r.len - offset) return error.FAULT;
+    const start = std.mem.alignBackward(u64, offset, pageSize());
+    return .{ .base = r.base + start, .len = offset + len - start };
+}
+
+test "anonymous mapping is registered, writable and unmapped" {
+    const m = try mapAnonymous(3 * pageSize(), false);
+    const bytes: [*]u8 = try regions.resolve(m.region, 0, 3 * pageSize());
+    bytes[3 * pageSize() - 1] = 7;
+    try advise(m.region, 1, 10, .willneed);
+    try std.testing.expectError(error.FAULT, advise(m.region, 0, 3 * pageSize() + 1, .normal));
+    try unmap(m.region);
+    try std.testing.expectError(error.BADF, unmap(m.region));
+}
+
+test "mapping a file shows its bytes and refuses bad ranges" {
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    try tmp.dir.writeFile(.{ .sub_path = "f", .data = "hello pages" });
+    const handle = try tmp.dir.openFile("f", .{});
+    defer handle.close();
+    const st = try file.status(handle.handle);
+    const m = try mapFile(handle.handle, 0, st.size, .{});
+    defer unmap(m.region) catch unreachable;
+    const bytes: [*]u8 = @ptrFromInt(m.address);
+    try std.testing.expectEqualStrings("hello pages", bytes[0..11]);
+    try std.testing.expectError(error.INVAL, mapFile(handle.handle, 1, 4, .{}));
+    try std.testing.expectError(error.INVAL, mapFile(handle.handle, 0, 0, .{}));
+    try std.testing.expectError(error.BADF, mapFile(-1, 0, 4, .{}));
+    try std.testing.expectError(error.NXIO, mapFile(handle.handle, 0, 12, .{}));
+    var dir = try tmp.dir.openDir(".", .{});
+    defer dir.close();
+    try std.testing.expectError(error.ISDIR, mapFile(dir.fd, 0, 1, .{}));
+}

@@ -1,0 +1,115 @@
+//! The table of live memory regions (file mappings, anonymous mappings, pool
+//! slabs). JS names memory only as {region id, offset, length}; every such
+//! triple is resolved here against a live region, so no value from JS can make
+//! the library touch memory outside one.
+const std = @import("std");
+const Errno = @import("errno.zig").Errno;
+
+/// Limit: live regions at once. Each is at least one page, so this is far past
+/// what a process maps through pageio; the index must also fit in 16 bits.
+pub const region_count_max = 65535;
+
+/// An id is (generation << 16) | (slot index + 1). The generation changes each
+/// time a slot is reused, so a stale id of an unmapped region never resolves
+/// to the region that took its slot. 0 and 0xFFFF_FFFF are never ids.
+pub const Id = u32;
+
+const Slot = struct {
+    base: usize = 0,
+    len: usize = 0,
+    generation: u16 = 0,
+    live: bool = false,
+};
+
+var slots: [region_count_max]Slot = [_]Slot{.{}} ** region_count_max;
+var free_indexes: [region_count_max]u16 = undefined;
+var free_count: usize = 0;
+var fresh_count: usize = 0;
+// Deno's non-blocking FFI calls run on other threads; the table is shared.
+var mutex: std.Thread.Mutex = .{};
+
+pub const Region = struct { base: usize, len: usize };
+
+pub fn register(base: usize, len: usize) Errno!Id {
+    std.debug.assert(base != 0);
+    mutex.lock();
+    defer mutex.unlock();
+    const index: u16 = if (free_count > 0) blk: {
+        free_count -= 1;
+        break :blk free_indexes[free_count];
+    } else if (fresh_count < region_count_max) blk: {
+        fresh_count += 1;
+        break :blk @intCast(fresh_count - 1);
+    } else return error.NOMEM;
+    const slot = &slots[index];
+    std.debug.assert(!slot.live);
+    slot.generation = if (slot.generation >= 0xFFFE) 1 else slot.generation + 1;
+    slot.* = .{ .base = base, .len = len, .generation = slot.generation, .live = true };
+    return (@as(u32, slot.generation) << 16) | (@as(u32, index) + 1);
+}
+
+/// Removes a live region and returns what it was, so the caller can unmap it.
+pub fn unregister(id: Id) Errno!Region {
+    mutex.lock();
+    defer mutex.unlock();
+    const slot = try find(id);
+    slot.live = false;
+    free_indexes[free_count] = @intCast((id & 0xFFFF) - 1);
+    free_count += 1;
+    return .{ .base = slot.base, .len = slot.len };
+}
+
+pub fn lookup(id: Id) Errno!Region {
+    mutex.lock();
+    defer mutex.unlock();
+    const slot = try find(id);
+    return .{ .base = slot.base, .len = slot.len };
+}
+
+/// The address of [offset, offset + len) inside region `id`, or EFAULT when
+/// that range is not wholly inside a live region.
+pub fn resolve(id: Id, offset: u64, len: u64) Errno![*]u8 {
+    const region = lookup(id) catch return error.FAULT;
+    if (offset > region.len or len > region.len - offset) return error.FAULT;
+    return @ptrFromInt(region.base + offset);
+}
+
+fn find(id: Id) Errno!*Slot {
+    const index_plus_one = id & 0xFFFF;
+    if (index_plus_one == 0 or index_plus_one > region_count_max) return error.BADF;
+    const slot = &slots[index_plus_one - 1];
+    if (!slot.live or slot.generation != id >> 16) return error.BADF;
+    return slot;
+}
+
+test "a registered region resolves within bounds only" {
+    var memory: [64]u8 = undefined;
+    const id = try register(@intFromPtr(&memory), memory.len);
+    defer _ = unregister(id) catch unreachable;
+    try std.testing.expectEqual(@as([*]u8, &memory), try resolve(id, 0, 64));
+    try std.testing.expectEqual(@as([*]u8, @ptrCast(&memory[60])), try resolve(id, 60, 4));
+    try std.testing.expectError(error.FAULT, resolve(id, 60, 5));
+    try std.testing.expectError(error.FAULT, resolve(id, 65, 0));
+    try std.testing.expectError(error.FAULT, resolve(id, 1, std.math.maxInt(u64)));
+}
+
+test "a stale id does not resolve to the region that reused its slot" {
+    var a: [8]u8 = undefined;
+    var b: [8]u8 = undefined;
+    const id_a = try register(@intFromPtr(&a), a.len);
+    _ = try unregister(id_a);
+    const id_b = try register(@intFromPtr(&b), b.len);
+    defer _ = unregister(id_b) catch unreachable;
+    try std.testing.expectEqual(id_a & 0xFFFF, id_b & 0xFFFF); // same slot
+    try std.testing.expectError(error.FAULT, resolve(id_a, 0, 1));
+    try std.testing.expectError(error.BADF, unregister(id_a));
+    try std.testing.expectError(error.BADF, lookup(0));
+    try std.testing.expectError(error.BADF, lookup(0xFFFF_FFFF));
+}
+
+/// Whether slot `index` holds a live region (diagnostics only).
+pub fn liveAt(index: usize) bool {
+    mutex.lock();
+    defer mutex.unlock();
+    return slots[index].live;
+}

@@ -1,0 +1,157 @@
+//! The C ABI of libpageio: one export block, every name `pageio_noun_verb`.
+//! Each returns a double: >= 0 is the result, < 0 is -errno (see errno.zig).
+//! Pointers from JS are typed-array buffers whose sizes come with them.
+const std = @import("std");
+const errno = @import("errno.zig");
+const Result = errno.Result;
+const regions = @import("regions.zig");
+const file = @import("file.zig");
+const mapping = @import("mapping.zig");
+const gather = @import("gather.zig");
+
+/// Bumped whenever a signature or meaning below changes; `ffi/symbols.ts`
+/// carries the same number and the loader refuses a library that differs.
+pub const abi_version = 1;
+
+export fn pageio_abi_version() Result {
+    return abi_version;
+}
+
+export fn pageio_page_size() Result {
+    return errno.result(mapping.pageSize());
+}
+
+/// Live regions (mappings and slabs): lets tests prove nothing leaks.
+export fn pageio_region_count() Result {
+    var count: u64 = 0;
+    var id: u32 = 1;
+    while (id <= regions.region_count_max) : (id += 1) {
+        // Walks the table; only for tests and diagnostics, never a hot path.
+        count += @intFromBool(regions.liveAt(id - 1));
+    }
+    return errno.result(count);
+}
+
+extern "c" fn strerror(code: c_int) [*:0]const u8;
+
+/// Writes errno `code`'s name, a space and the OS's text ("NOENT No such file
+/// or directory") into `out`, cut to `out_len`; returns the length written.
+export fn pageio_errno_name(code: i32, out: ?[*]u8, out_len: u32) Result {
+    const e = std.meta.intToEnum(errno.E, code) catch return errno.result(error.INVAL);
+    const name = std.enums.tagName(errno.E, e) orelse return errno.result(error.INVAL);
+    const o = out orelse return errno.result(error.FAULT);
+    if (out_len < name.len) return errno.result(error.RANGE);
+    var written = std.fmt.bufPrint(o[0..out_len], "{s} {s}", .{ name, std.mem.span(strerror(code)) }) catch o[0..out_len];
+    written.len = @min(written.len, out_len);
+    return errno.result(written.len);
+}
+
+export fn pageio_open(path: ?[*]const u8, path_len: u32, mode: u32, no_follow: u32) Result {
+    const p = path orelse return errno.result(error.FAULT);
+    const m = std.meta.intToEnum(file.Mode, mode) catch return errno.result(error.INVAL);
+    const fd = file.open(p[0..path_len], m, no_follow != 0) catch |err| return errno.result(err);
+    return errno.result(@intCast(fd));
+}
+
+export fn pageio_close(fd: i32) Result {
+    file.close(fd) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// out[0] = size in bytes, out[1] = file.Kind.
+export fn pageio_fstat(fd: i32, out: ?*[2]f64) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    const st = file.status(fd) catch |err| return errno.result(err);
+    o.* = .{ @floatFromInt(st.size), @floatFromInt(@intFromEnum(st.kind)) };
+    return 0;
+}
+
+/// Maps `length` bytes of `fd` from page-aligned `offset`. out[0] = address;
+/// returns the region id.
+export fn pageio_map_file(fd: i32, offset: f64, length: f64, options: u32, out: ?*[1]f64) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    const off = errno.wholeNumber(offset) catch |err| return errno.result(err);
+    const len = errno.wholeNumber(length) catch |err| return errno.result(err);
+    const m = mapping.mapFile(fd, off, len, @bitCast(options)) catch |err| return errno.result(err);
+    o.* = .{@floatFromInt(m.address)};
+    return errno.result(m.region);
+}
+
+export fn pageio_map_anonymous(length: f64, shared: u32, out: ?*[1]f64) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    const len = errno.wholeNumber(length) catch |err| return errno.result(err);
+    const m = mapping.mapAnonymous(len, shared != 0) catch |err| return errno.result(err);
+    o.* = .{@floatFromInt(m.address)};
+    return errno.result(m.region);
+}
+
+export fn pageio_unmap(region: u32) Result {
+    mapping.unmap(region) catch |err| return errno.result(err);
+    return 0;
+}
+
+export fn pageio_advise(region: u32, offset: f64, length: f64, advice: u32) Result {
+    const off = errno.wholeNumber(offset) catch |err| return errno.result(err);
+    const len = errno.wholeNumber(length) catch |err| return errno.result(err);
+    const a = std.meta.intToEnum(mapping.Advice, advice) catch return errno.result(error.INVAL);
+    mapping.advise(region, off, len, a) catch |err| return errno.result(err);
+    return 0;
+}
+
+export fn pageio_sync(region: u32, offset: f64, length: f64) Result {
+    const off = errno.wholeNumber(offset) catch |err| return errno.result(err);
+    const len = errno.wholeNumber(length) catch |err| return errno.result(err);
+    mapping.sync(region, off, len) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Gather write of `count` descriptors (16 bytes each) from `list`. Returns
+/// the bytes written; out[0] holds them also when an error is returned.
+export fn pageio_writev(fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
+    return transfer(.write, fd, list, list_len, count, staging, staging_len, calls_max, out);
+}
+
+/// Scatter read, the twin of pageio_writev.
+export fn pageio_readv(fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
+    return transfer(.read, fd, list, list_len, count, staging, staging_len, calls_max, out);
+}
+
+fn transfer(comptime direction: gather.Direction, fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    o.* = .{0};
+    if (@as(u64, count) * @sizeOf(gather.Descriptor) > list_len) return errno.result(error.FAULT);
+    if (count > 0 and list == null) return errno.result(error.FAULT);
+    const descriptors: []const gather.Descriptor = if (count == 0) &.{} else @as([*]const gather.Descriptor, @alignCast(@ptrCast(list.?)))[0..count];
+    const stage: []u8 = if (staging) |s| s[0..staging_len] else &.{};
+    var done: u64 = 0;
+    gather.transfer(direction, fd, descriptors, stage, calls_max, &done) catch |err| {
+        o.* = .{@floatFromInt(done)};
+        return errno.result(err);
+    };
+    o.* = .{@floatFromInt(done)};
+    return errno.result(done);
+}
+
+test {
+    std.testing.refAllDecls(@This());
+    _ = errno;
+    _ = regions;
+    _ = file;
+    _ = mapping;
+    _ = gather;
+}
+
+test "the exports refuse null and too-small inputs" {
+    var out: [1]f64 = undefined;
+    try std.testing.expect(pageio_writev(1, null, 0, 1, null, 0, 0, &out) < 0);
+    try std.testing.expect(pageio_writev(1, null, 0, 0, null, 0, 0, null) < 0);
+    try std.testing.expect(pageio_map_anonymous(std.math.nan(f64), 0, &out) < 0);
+    try std.testing.expect(pageio_map_anonymous(-4096, 0, &out) < 0);
+    try std.testing.expect(pageio_unmap(12345) < 0);
+    var name: [16]u8 = undefined;
+    try std.testing.expectEqual(@as(f64, 16), pageio_errno_name(@intFromEnum(errno.E.NOENT), &name, name.len));
+    try std.testing.expectEqualStrings("NOENT No such fi", name[0..16]);
+    try std.testing.expect(pageio_errno_name(2, &name, 2) < 0);
+    try std.testing.expect(pageio_open(null, 0, 0, 0) < 0);
+    try std.testing.expect(pageio_open("/", 1, 99, 0) < 0);
+}
