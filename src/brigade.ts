@@ -6,7 +6,7 @@
 import { IOV_MAX } from "../ffi/native.ts";
 import { stateError } from "./errors.ts";
 import { describe, fdOf, type Target } from "./file.ts";
-import { type Chunk, packChunks, writePacked } from "./gather.ts";
+import { checkAttached, type Chunk, packChunks, writePacked } from "./gather.ts";
 import { PageHead } from "./head.ts";
 
 /**
@@ -132,7 +132,7 @@ function lengthOf(chunk: Chunk): number {
     return chunk.byteLength;
   }
   if (chunk instanceof Uint8Array) {
-    if (chunk.buffer.detached) throw new TypeError("cannot queue a detached byte array");
+    checkAttached(chunk);
     return chunk.byteLength;
   }
   throw new TypeError(`a brigade holds PageHeads and Uint8Arrays, got ${describe(chunk)}`);

@@ -34,8 +34,15 @@ function stage(length: number): number {
   return at;
 }
 
+/** @internal A detached array (its page or mapping is gone) never reaches native code. */
+export function checkAttached(bytes: Uint8Array): void {
+  if ((bytes.buffer as ArrayBuffer).detached) {
+    throw new TypeError("a byte array in the list is detached (its page or mapping is gone)");
+  }
+}
+
 function packBytes(bytes: Uint8Array, at: number, copyIn: boolean): number {
-  if (bytes.buffer.detached) throw new TypeError("a byte array in the list is detached (its page or mapping is gone)");
+  checkAttached(bytes);
   const length = bytes.byteLength;
   if (length === 0) {
     list[at] = STAGING_REGION;

@@ -1,0 +1,77 @@
+// Shared by every test file: temporary files, GC, and what the process holds.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runtime } from "../mod.ts";
+
+export const isDeno = runtime === "deno";
+
+/** A fresh temporary directory, removed when the process exits. */
+export function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "pageio-test-"));
+  dirs.push(dir);
+  return dir;
+}
+const dirs: string[] = [];
+globalThis.addEventListener?.("unload", () => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** A temporary file holding `bytes`. */
+export function tempFile(bytes: Uint8Array | string, name = "file"): string {
+  const path = join(tempDir(), name);
+  writeFileSync(path, bytes);
+  return path;
+}
+
+/** Deterministic pseudo-random bytes (xorshift), so failures reproduce. */
+export function patternBytes(length: number, seed = 1): Uint8Array {
+  const bytes = new Uint8Array(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[i] = x & 0xff;
+  }
+  return bytes;
+}
+
+/** Runs a full garbage collection (Deno needs --v8-flags=--expose-gc). */
+export async function collectGarbage(): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    if (isDeno) (globalThis as unknown as { gc(): void }).gc();
+    else (globalThis as unknown as { Bun: { gc(full: boolean): void } }).Bun.gc(true);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Descriptors this process has open. */
+export function openDescriptorCount(): number {
+  return readdirSync("/proc/self/fd").length;
+}
+
+/** Lines of /proc/self/maps that mention `text` (a path). */
+export function mapsLinesMentioning(text: string): number {
+  return readFileSync("/proc/self/maps", "utf8").split("\n").filter((line) => line.includes(text)).length;
+}
+
+/** Runs a TypeScript file in a child of this runtime; returns its exit status and output. */
+export function runScript(source: string, options: { args?: string[]; env?: Record<string, string>; prefix?: string[] } = {}) {
+  const file = join(tempDir(), "child.ts");
+  writeFileSync(file, source);
+  const exe = process.execPath;
+  const argv = isDeno ? [exe, "run", "--allow-all", file, ...(options.args ?? [])] : [exe, file, ...(options.args ?? [])];
+  const command = [...(options.prefix ?? []), ...argv];
+  const run = spawnSync(command[0], command.slice(1), {
+    encoding: "utf8",
+    env: { ...process.env, ...options.env },
+    timeout: 60_000,
+  });
+  return { status: run.status, signal: run.signal, stdout: run.stdout ?? "", stderr: run.stderr ?? "" };
+}
+
+/** The repository root as an absolute path, for child scripts' imports. */
+export const root: string = decodeURIComponent(new URL("..", import.meta.url).pathname);
+
+/** Whether strace is installed (.ci/run installs it). */
+export const haveStrace: boolean = spawnSync("strace", ["-V"], { stdio: "ignore" }).status === 0;

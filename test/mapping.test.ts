@@ -1,0 +1,194 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import { mapAnonymous, mapFile, openFile, PageIoError, pageSize } from "../mod.ts";
+import { liveRegionCount } from "../src/system.ts";
+import { mapsLinesMentioning, openDescriptorCount, patternBytes, tempDir, tempFile } from "./helpers.ts";
+
+const code = (e: unknown) => (e as PageIoError).code;
+
+test("mapFile shows the file's bytes, the whole file by default", () => {
+  const data = patternBytes(3 * pageSize + 123);
+  using m = mapFile(tempFile(data));
+  assert.equal(m.byteLength, data.length);
+  assert.deepEqual(m.bytes, data);
+  assert.equal(m.closed, false);
+});
+
+test("offsets need not be page-aligned; length limits the view", () => {
+  const data = patternBytes(5 * pageSize);
+  const path = tempFile(data);
+  const cases: [number, number | undefined][] = [[1, 10], [pageSize - 1, 2], [pageSize + 7, 2 * pageSize], [3 * pageSize, undefined]];
+  for (const [offset, length] of cases) {
+    using m = mapFile(path, { offset, length });
+    assert.deepEqual(m.bytes, data.subarray(offset, length === undefined ? undefined : offset + length));
+  }
+});
+
+test("a path, a FileHandle and an fd number all map; handles stay open, path descriptors close", () => {
+  const data = patternBytes(1000);
+  const path = tempFile(data);
+  const before = openDescriptorCount();
+  using viaPath = mapFile(path);
+  assert.equal(openDescriptorCount(), before, "the path-opened descriptor is closed once mapped");
+  using handle = openFile(path);
+  using viaHandle = mapFile(handle);
+  const fd = openSync(path, "r");
+  using viaFd = mapFile(fd);
+  assert.equal(handle.closed, false);
+  assert.equal(handle.size(), 1000);
+  for (const m of [viaPath, viaHandle, viaFd]) assert.deepEqual(m.bytes, data);
+  closeSync(fd);
+});
+
+test("an empty file maps to an empty view; so does a zero length", () => {
+  using empty = mapFile(tempFile(new Uint8Array(0)));
+  assert.equal(empty.byteLength, 0);
+  assert.equal(empty.bytes.length, 0);
+  using zero = mapFile(tempFile("abc"), { offset: 3 });
+  assert.equal(zero.bytes.length, 0);
+  empty.unmap();
+  assert.equal(empty.closed, true);
+});
+
+test("bad ranges, types and files are typed errors", () => {
+  const path = tempFile(patternBytes(100));
+  assert.throws(() => mapFile(path, { offset: 101 }), RangeError);
+  assert.throws(() => mapFile(path, { offset: 50, length: 51 }), /offset 50 \+ length 51 is past the end of 100 bytes/);
+  assert.throws(() => mapFile(path, { offset: -1 }), RangeError);
+  assert.throws(() => mapFile(path, { length: -5 }), RangeError);
+  assert.throws(() => mapFile(path, { offset: 1.5 }), RangeError);
+  assert.throws(() => mapFile(path, { offset: NaN }), RangeError);
+  assert.throws(() => mapFile(path, { length: 2 ** 53 + 1 }), RangeError);
+  assert.throws(() => mapFile(path, { offset: "1" as unknown as number }), TypeError);
+  assert.throws(() => mapFile(null as unknown as string), TypeError);
+  assert.throws(() => mapFile({} as unknown as string), TypeError);
+  assert.throws(() => mapFile(-3), RangeError);
+  assert.throws(() => mapFile(path, null as unknown as object), TypeError);
+  assert.throws(() => mapFile("/nonexistent/pageio"), (e) => code(e) === "ENOENT" && (e as PageIoError).path === "/nonexistent/pageio");
+  assert.throws(() => mapFile(tempDir()), (e) => code(e) === "EISDIR");
+  assert.throws(() => mapFile("/dev/null"), (e) => code(e) === "ENODEV");
+  const closed = openFile(path);
+  closed.close();
+  assert.throws(() => mapFile(closed), (e) => code(e) === "ERR_CLOSED");
+  assert.throws(() => mapFile(999_999), (e) => code(e) === "EBADF");
+  assert.throws(() => mapAnonymous(-1), RangeError);
+});
+
+test("unmap revokes every view: bytes, subarrays and heads read as empty", () => {
+  const m = mapFile(tempFile(patternBytes(2 * pageSize)));
+  const bytes = m.bytes;
+  const sub = m.bytes.subarray(10, 20);
+  const head = m.head(5, 100);
+  const headBytes = head.bytes;
+  m.unmap();
+  assert.equal(m.closed, true);
+  assert.equal(bytes.length, 0);
+  assert.equal(sub.length, 0);
+  assert.equal(headBytes.length, 0);
+  assert.equal(m.bytes.length, 0);
+  assert.equal(bytes[0], undefined, "reads past a revoked view give undefined, never old memory");
+  bytes[0] = 1; // ignored, never a write to unmapped memory
+  assert.throws(() => head.bytes, (e) => code(e) === "ERR_RELEASED");
+  head.release(); // letting go of a head on an unmapped mapping is fine
+  m.unmap(); // second unmap is harmless
+  assert.throws(() => m.head(), (e) => code(e) === "ERR_CLOSED");
+  assert.throws(() => m.sync(), (e) => code(e) === "ERR_CLOSED");
+  assert.throws(() => m.advise("normal"), (e) => code(e) === "ERR_CLOSED");
+});
+
+test("leaving a using block unmaps", () => {
+  let bytes: Uint8Array;
+  {
+    using m = mapAnonymous(pageSize);
+    bytes = m.bytes;
+    bytes[0] = 9;
+  }
+  assert.equal(bytes.length, 0);
+});
+
+test("a shared mapping is the page cache: it sees writes made through other descriptors", () => {
+  const path = tempFile(new Uint8Array(pageSize));
+  using m = mapFile(path);
+  const fd = openSync(path, "r+");
+  writeSync(fd, new TextEncoder().encode("written elsewhere"), 0, 17, 100);
+  closeSync(fd);
+  assert.equal(new TextDecoder().decode(m.bytes.subarray(100, 117)), "written elsewhere");
+});
+
+test("a writable shared mapping reaches the file after sync; a private one never does", () => {
+  const path = tempFile(new Uint8Array(2 * pageSize));
+  {
+    using shared = mapFile(path, { write: true });
+    shared.bytes.set([1, 2, 3], pageSize + 5);
+    shared.sync();
+    assert.deepEqual([...readFileSync(path).subarray(pageSize + 5, pageSize + 8)], [1, 2, 3]);
+    shared.bytes[0] = 42;
+    shared.sync(0, 1);
+    assert.equal(readFileSync(path)[0], 42);
+  }
+  {
+    using priv = mapFile(path, { write: true, private: true });
+    priv.bytes.fill(7);
+    priv.sync();
+    assert.equal(priv.bytes[10], 7);
+  }
+  const after = readFileSync(path);
+  assert.equal(after[10], 0, "private writes never reach the file");
+  assert.equal(after[0], 42);
+});
+
+test("a read-only mapping refuses writes to the file: write needs write", () => {
+  const path = tempFile("abc");
+  using ro = mapFile(path);
+  using handle = openFile(path);
+  assert.throws(() => mapFile(handle, { write: true }), (e) => code(e) === "EACCES");
+  assert.equal(ro.bytes[0], 97);
+});
+
+test("anonymous mappings are zeroed and writable; advise accepts every name", () => {
+  using m = mapAnonymous(3 * pageSize + 1, { shared: true });
+  assert.equal(m.byteLength, 3 * pageSize + 1);
+  assert.ok(m.bytes.every((b) => b === 0));
+  m.bytes.fill(0xab);
+  for (const advice of ["normal", "sequential", "random", "willneed"] as const) m.advise(advice);
+  m.advise("dontneed", pageSize, pageSize); // anonymous private would zero; shared keeps the data
+  assert.throws(() => m.advise("bogus" as "normal"), TypeError);
+  assert.throws(() => m.advise("normal", 0, 4 * pageSize), RangeError);
+  using empty = mapAnonymous(0);
+  assert.equal(empty.bytes.length, 0);
+});
+
+test("populate maps with the pages already faulted in", () => {
+  const data = patternBytes(64 * pageSize);
+  using m = mapFile(tempFile(data), { populate: true });
+  assert.deepEqual(m.bytes, data);
+});
+
+test("heads into a mapping point at its bytes and hold no copy", () => {
+  const data = patternBytes(3 * pageSize);
+  using m = mapFile(tempFile(data), { offset: 3 });
+  const head = m.head(pageSize, 10);
+  assert.deepEqual(head.bytes, data.subarray(pageSize + 3, pageSize + 13));
+  assert.equal(head.bytes.buffer, m.bytes.buffer, "the head views the mapping's own memory");
+  assert.throws(() => m.head(0, 3 * pageSize), RangeError);
+  head.release();
+  assert.throws(() => head.release(), (e) => code(e) === "ERR_RELEASED");
+});
+
+test("thousands of map/unmap cycles leave no mapping and no descriptor behind", () => {
+  const dir = tempDir();
+  const path = `${dir}/cycled`;
+  writeFileSync(path, patternBytes(3 * pageSize + 5));
+  const fds = openDescriptorCount();
+  const regions = liveRegionCount();
+  for (let i = 0; i < 5000; i++) {
+    const m = i % 2 === 0 ? mapFile(path, { offset: i % 100 }) : mapAnonymous(pageSize * (1 + (i % 3)));
+    const head = m.head(0, 1);
+    m.unmap();
+    head.release();
+  }
+  assert.equal(mapsLinesMentioning(path), 0, "no mapping of the file remains in /proc/self/maps");
+  assert.equal(openDescriptorCount(), fds, "no descriptor remains in /proc/self/fd");
+  assert.equal(liveRegionCount(), regions, "no native region remains");
+});
