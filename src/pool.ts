@@ -153,16 +153,15 @@ export class PagePool {
     this.#slabRegions.push(region);
     this.#slabAddresses.push(out[0]);
     const first = this.#buffers.length;
-    const total = first + this.#pagesPerSlab;
+    // The last slab may hold pages past maxPages: they are never handed out.
+    const total = Math.min(first + this.#pagesPerSlab, this.maxPages);
     const free = new Int32Array(total);
     free.set(this.#free.subarray(0, this.#freeCount));
     const viewed = new Uint8Array(total);
     viewed.set(this.#viewed);
     // Lowest index on top of the stack, so pages go out in address order.
-    for (let index = total - 1; index >= first; index--) {
-      free[this.#freeCount++] = index;
-      this.#buffers.push(null);
-    }
+    for (let index = total - 1; index >= first; index--) free[this.#freeCount++] = index;
+    while (this.#buffers.length < total) this.#buffers.push(null);
     this.#free = free;
     this.#viewed = viewed;
   }

@@ -1,5 +1,6 @@
 // Shared by every test file: temporary files, GC, and what the process holds.
-import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -56,11 +57,15 @@ export function mapsLinesMentioning(text: string): number {
 }
 
 /** Runs a TypeScript file in a child of this runtime; returns its exit status and output. */
-export function runScript(source: string, options: { args?: string[]; env?: Record<string, string>; prefix?: string[] } = {}) {
+export function runScript(
+  source: string,
+  options: { args?: string[]; env?: Record<string, string>; prefix?: string[]; denoFlags?: string[] } = {},
+) {
   const file = join(tempDir(), "child.ts");
   writeFileSync(file, source);
   const exe = process.execPath;
-  const argv = isDeno ? [exe, "run", "--allow-all", file, ...(options.args ?? [])] : [exe, file, ...(options.args ?? [])];
+  const argv = isDeno
+    ? [exe, "run", "--allow-all", ...(options.denoFlags ?? []), file, ...(options.args ?? [])] : [exe, file, ...(options.args ?? [])];
   const command = [...(options.prefix ?? []), ...argv];
   const run = spawnSync(command[0], command.slice(1), {
     encoding: "utf8",
@@ -75,3 +80,26 @@ export const root: string = decodeURIComponent(new URL("..", import.meta.url).pa
 
 /** Whether strace is installed (.ci/run installs it). */
 export const haveStrace: boolean = spawnSync("strace", ["-V"], { stdio: "ignore" }).status === 0;
+
+/** A named pipe in a fresh directory. */
+export function fifo(): string {
+  const path = join(tempDir(), "fifo");
+  spawnSync("mkfifo", [path]);
+  return path;
+}
+
+/** Starts a TypeScript file in a child of this runtime without waiting; resolves with its exit. */
+export function startScript(source: string): { exited: Promise<{ status: number | null; stderr: string }> } {
+  const file = join(tempDir(), "child.ts");
+  writeFileSync(file, source);
+  const argv = isDeno ? ["run", "--allow-all", file] : [file];
+  const child = spawn(process.execPath, argv, { stdio: ["ignore", "inherit", "pipe"] });
+  let stderr = "";
+  child.stderr!.on("data", (d) => (stderr += d));
+  return { exited: new Promise((resolve) => child.on("close", (status) => resolve({ status, stderr }))) };
+}
+
+/** SHA-256 of bytes, hex. */
+export function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}

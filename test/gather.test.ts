@@ -1,0 +1,192 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { closeSync, openSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { mapFile, openFile, PageHead, PageIoError, PagePool, pageSize, readv, writev } from "../mod.ts";
+import { fifo, haveStrace, patternBytes, root, runScript, sha256, startScript, tempDir, tempFile } from "./helpers.ts";
+
+const code = (e: unknown) => (e as PageIoError).code;
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+test("writev writes heads and byte arrays of every kind, in order, byte for byte", () => {
+  using pool = new PagePool();
+  const source = patternBytes(4 * pageSize, 7);
+  using mapping = mapFile(tempFile(source), { offset: 5 });
+  const page = pool.acquire();
+  page.bytes.set(patternBytes(pageSize, 3));
+  const chunks: (PageHead | Uint8Array)[] = [
+    page.head(0, 100), // pool page
+    new TextEncoder().encode("small plain array"), // staged copy
+    mapping.head(1000, 2 * pageSize), // file mapping
+    patternBytes(100_000, 9), // large plain array: passed by address
+    new Uint8Array(0), // empty
+    page.head(4000, pageSize - 4000),
+    patternBytes(50_000, 11).subarray(123, 40_000), // a view with a byteOffset
+  ];
+  const expected = concat(chunks.map((c) => c instanceof PageHead ? c.bytes.slice() : c.slice()));
+  const path = join(tempDir(), "out");
+  using out = openFile(path, "w");
+  assert.equal(writev(out, chunks), expected.length);
+  assert.equal(sha256(readFileSync(path)), sha256(expected));
+  // The caller keeps ownership: heads are still live.
+  for (const c of chunks) if (c instanceof PageHead) c.release();
+  page.release();
+  assert.equal(pool.stats.inUse, 0);
+});
+
+test("more heads than IOV_MAX go out in order", () => {
+  using pool = new PagePool({ pages: 0 });
+  const heads: PageHead[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const page = pool.acquire();
+    page.bytes.fill(i & 0xff, 0, 7);
+    heads.push(page.head(0, 7));
+    page.release();
+  }
+  const path = join(tempDir(), "many");
+  using out = openFile(path, "w");
+  assert.equal(writev(out, heads), 3000 * 7);
+  const written = readFileSync(path);
+  for (let i = 0; i < 3000; i++) assert.equal(written[i * 7 + 6], i & 0xff);
+  heads.forEach((h) => h.release());
+  assert.equal(pool.stats.inUse, 0);
+});
+
+test("writev takes any iterable, and a plain fd from node:fs", () => {
+  const path = join(tempDir(), "fd");
+  const fd = openSync(path, "w");
+  function* parts() {
+    yield new TextEncoder().encode("a");
+    yield new TextEncoder().encode("bc");
+  }
+  assert.equal(writev(fd, parts()), 3);
+  assert.equal(writev(fd, []), 0);
+  closeSync(fd);
+  assert.equal(readFileSync(path, "utf8"), "abc");
+});
+
+test("bad input is a typed error and writes nothing", () => {
+  using pool = new PagePool();
+  const path = join(tempDir(), "bad");
+  using out = openFile(path, "w");
+  const page = pool.acquire();
+  const live = page.head(0, 10);
+  const released = page.head(0, 10);
+  released.release();
+  assert.throws(() => writev(out, [live, released]), (e) => code(e) === "ERR_RELEASED");
+  assert.throws(() => writev(out, [live, "text" as unknown as Uint8Array]), TypeError);
+  assert.throws(() => writev(out, [live, [1, 2] as unknown as Uint8Array]), TypeError);
+  const detached = new Uint8Array(new ArrayBuffer(8));
+  detached.buffer.transfer();
+  assert.throws(() => writev(out, [live, detached]), TypeError);
+  assert.throws(() => writev("out" as unknown as number, [live]), TypeError);
+  assert.throws(() => writev(-1, [live]), RangeError);
+  assert.throws(() => writev(999_999, [live]), (e) => code(e) === "EBADF" && (e as PageIoError).syscall === "writev");
+  const closed = openFile(path, "r");
+  closed.close();
+  assert.throws(() => writev(closed, [live]), (e) => code(e) === "ERR_CLOSED");
+  assert.equal(readFileSync(path).length, 0, "nothing was written");
+  live.release();
+  page.release();
+  assert.equal(pool.stats.inUse, 0, "pool accounting intact");
+});
+
+test("readv scatters into pages, heads and byte arrays, and returns 0 at end of file", () => {
+  using pool = new PagePool();
+  const data = patternBytes(pageSize + 5000, 5);
+  using file = openFile(tempFile(data));
+  const page = pool.acquire();
+  const other = pool.acquire();
+  const head = other.head(100, 1000);
+  const small = new Uint8Array(10); // staged and copied back
+  const large = new Uint8Array(20_000); // by address
+  assert.equal(readv(file, [small, page, head, large]), data.length);
+  assert.deepEqual(small, data.subarray(0, 10));
+  assert.deepEqual(page.bytes, data.subarray(10, 10 + pageSize));
+  assert.deepEqual(head.bytes, data.subarray(10 + pageSize, 1010 + pageSize));
+  assert.deepEqual(large.subarray(0, data.length - 1010 - pageSize), data.subarray(1010 + pageSize));
+  assert.ok(large.subarray(data.length - 1010 - pageSize).every((b) => b === 0), "nothing past the data");
+  assert.equal(readv(file, [small]), 0);
+  assert.throws(() => readv(file, [{} as Uint8Array]), TypeError);
+  head.release();
+  other.release();
+  page.release();
+  assert.throws(() => readv(file, [page]), (e) => code(e) === "ERR_RELEASED");
+});
+
+test("a slow reader in another process gets every byte (short writes resumed)", async () => {
+  using pool = new PagePool({ pages: 0 });
+  const pipe = fifo();
+  const outPath = join(tempDir(), "slow-out");
+  const reader = startScript(`
+    import { openSync, readSync, writeSync, closeSync } from "node:fs";
+    const fd = openSync(${JSON.stringify(pipe)}, "r");
+    const out = openSync(${JSON.stringify(outPath)}, "w");
+    const buf = new Uint8Array(7000);
+    for (let n; (n = readSync(fd, buf)) > 0;) {
+      writeSync(out, buf.subarray(0, n));
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+    closeSync(out);
+  `);
+  const heads: PageHead[] = [];
+  const expected: Uint8Array[] = [];
+  for (let i = 0; i < 300; i++) {
+    const page = pool.acquire();
+    page.bytes.set(patternBytes(pageSize, i + 1));
+    heads.push(page.head(i % 50, pageSize - (i % 50)));
+    expected.push(page.bytes.subarray(i % 50));
+    page.release();
+  }
+  const want = sha256(concat(expected));
+  const out = openFile(pipe, "w");
+  assert.equal(writev(out, heads), expected.reduce((n, e) => n + e.length, 0));
+  out.close();
+  const { status, stderr } = await reader.exited;
+  assert.equal(status, 0, stderr);
+  assert.equal(sha256(readFileSync(outPath)), want);
+  heads.forEach((h) => h.release());
+});
+
+test("a reader that goes away is EPIPE, a typed error, and the process lives on", async () => {
+  const pipe = fifo();
+  const reader = startScript(`import { openSync } from "node:fs"; openSync(${JSON.stringify(pipe)}, "r");`);
+  const out = openFile(pipe, "w");
+  await reader.exited;
+  assert.throws(() => writev(out, [new Uint8Array(1 << 20)]), (e) => code(e) === "EPIPE" && (e as PageIoError).syscall === "writev");
+  out.close();
+});
+
+test("one flush of 1 000 heads is one writev system call (strace)", { skip: !haveStrace && "strace is not installed" }, () => {
+  const log = join(tempDir(), "strace.log");
+  const run = runScript(`
+    import { PagePool, PageWriter, openFile } from "${root}mod.ts";
+    const pool = new PagePool({ pages: 0 });
+    const file = openFile(${JSON.stringify(join(tempDir(), "counted"))}, "w");
+    const writer = new PageWriter(file);
+    for (let i = 0; i < 1000; i++) { const p = pool.acquire(); writer.write(p.head(0, 100)); p.release(); }
+    console.log("fd=" + file.fd);
+    writer.flush();
+    const heads = [];
+    for (let i = 0; i < 3000; i++) { const p = pool.acquire(); heads.push(p.head(0, 10)); p.release(); }
+    const { writev } = await import("${root}mod.ts");
+    writev(file, heads);
+    heads.forEach((h) => h.release());
+    writer.close(); file.close();
+  `, { prefix: ["strace", "-f", "-s", "0", "-e", "trace=writev", "-o", log] });
+  assert.equal(run.status, 0, run.stderr);
+  const fd = run.stdout.match(/fd=(\d+)/)![1];
+  const calls = readFileSync(log, "utf8").split("\n").filter((l) => l.includes(` writev(${fd},`));
+  assert.equal(calls.length, 1 + 3, calls.join("\n"));
+  assert.match(calls[0], /writev\(\d+, \[.*\], 1000\)\s+= 100000/);
+  assert.ok(calls.slice(1).every((l) => /, 1024\)\s+= 10240|, 952\)\s+= 9520/.test(l)), "3000 heads in batches of IOV_MAX");
+});

@@ -1,0 +1,147 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { native } from "../ffi/native.ts";
+import { PageIoError, PagePool, pageSize } from "../mod.ts";
+import { liveRegionCount } from "../src/system.ts";
+import { collectGarbage, root, runScript } from "./helpers.ts";
+
+const code = (e: unknown) => (e as PageIoError).code;
+
+test("pageSize must be a positive multiple of the OS page size", () => {
+  assert.throws(() => new PagePool({ pageSize: pageSize + 1 }), RangeError);
+  assert.throws(() => new PagePool({ pageSize: 100 }), RangeError);
+  assert.throws(() => new PagePool({ pageSize: 0 }), RangeError);
+  assert.throws(() => new PagePool({ pageSize: -pageSize }), RangeError);
+  assert.throws(() => new PagePool({ pageSize: "4096" as unknown as number }), TypeError);
+  assert.throws(() => new PagePool({ maxPages: 0 }), RangeError);
+  assert.throws(() => new PagePool({ pages: 10, maxPages: 5 }), RangeError);
+  assert.throws(() => new PagePool({ leakDetection: "loud" as "off" }), TypeError);
+  using big = new PagePool({ pageSize: 4 * pageSize, pages: 1 });
+  const page = big.acquire();
+  assert.equal(page.bytes.byteLength, 4 * pageSize);
+  page.release();
+});
+
+test("pages are page-aligned memory outside the JS heap, distinct from each other", () => {
+  using pool = new PagePool({ pages: 8 });
+  const pages = Array.from({ length: 8 }, () => pool.acquire());
+  const addresses = new Set(pages.map((p) => native.addressOf(p.bytes)));
+  assert.equal(addresses.size, 8);
+  for (const address of addresses) assert.equal(address % pageSize, 0);
+  pages.forEach((p, i) => p.bytes.fill(i));
+  pages.forEach((p, i) => assert.ok(p.bytes.every((b) => b === i)));
+  pages.forEach((p) => p.release());
+});
+
+test("a page returns to the pool only when its last reference goes", () => {
+  using pool = new PagePool({ pages: 4 });
+  const page = pool.acquire();
+  assert.equal(page.refs, 1);
+  const head = page.head(10, 20);
+  assert.equal(page.refs, 2);
+  page.retain();
+  assert.equal(page.refs, 3);
+  page.release();
+  page.release();
+  assert.equal(pool.stats.inUse, 1, "the head still holds the page");
+  head.bytes[0] = 5;
+  head.release();
+  assert.deepEqual(pool.stats, { pageSize, total: pool.stats.total, free: pool.stats.total, inUse: 0, leaked: 0 });
+  assert.equal(page.refs, 0);
+});
+
+test("released pages' views are revoked; the next owner's data is never visible through them", () => {
+  using pool = new PagePool({ pages: 1, maxPages: 1 });
+  const first = pool.acquire();
+  const stale = first.bytes;
+  const staleHead = first.head(0, 8);
+  const staleHeadBytes = staleHead.bytes;
+  stale.fill(1);
+  staleHead.release();
+  first.release();
+  assert.equal(stale.length, 0);
+  assert.equal(staleHeadBytes.length, 0);
+  const second = pool.acquire(); // the same memory, a new owner
+  second.bytes.fill(2);
+  assert.equal(stale[0], undefined);
+  stale[0] = 99; // ignored
+  assert.equal(second.bytes[0], 2);
+  assert.throws(() => first.bytes, (e) => code(e) === "ERR_RELEASED");
+  assert.throws(() => staleHead.bytes, (e) => code(e) === "ERR_RELEASED");
+  second.release();
+});
+
+test("double release, retain after release and heads on released pages throw", () => {
+  using pool = new PagePool({ pages: 2 });
+  const page = pool.acquire();
+  page.release();
+  assert.throws(() => page.release(), (e) => code(e) === "ERR_RELEASED");
+  assert.throws(() => page.retain(), (e) => code(e) === "ERR_RELEASED");
+  assert.throws(() => page.head(), (e) => code(e) === "ERR_RELEASED");
+  assert.equal(pool.stats.inUse, 0, "accounting intact");
+  assert.equal(pool.stats.free, pool.stats.total);
+  const other = pool.acquire();
+  assert.throws(() => other.head(-1), RangeError);
+  assert.throws(() => other.head(0, pageSize + 1), RangeError);
+  assert.throws(() => other.head(pageSize, 1), RangeError);
+  assert.throws(() => other.head(NaN), RangeError);
+  assert.equal(other.refs, 1, "a refused head took no reference");
+  other.release();
+});
+
+test("the pool grows by slabs up to maxPages, then refuses until a page comes back", () => {
+  using pool = new PagePool({ pages: 0, maxPages: 300 });
+  assert.equal(pool.stats.total, 0);
+  const pages = Array.from({ length: 300 }, () => pool.acquire());
+  assert.equal(pool.stats.inUse, 300);
+  assert.throws(() => pool.acquire(), (e) => code(e) === "ERR_POOL_EXHAUSTED" && /maxPages \(300\)/.test((e as Error).message));
+  pages.pop()!.release();
+  const again = pool.acquire();
+  again.release();
+  pages.forEach((p) => p.release());
+  assert.equal(pool.stats.free, pool.stats.total);
+});
+
+test("close is graceful: no more acquire, pages in use stay valid, slabs unmap when the last returns", () => {
+  const regions = liveRegionCount();
+  const pool = new PagePool({ pages: 4 });
+  assert.equal(liveRegionCount(), regions + 1);
+  const page = pool.acquire();
+  page.bytes[0] = 7;
+  pool.close();
+  pool.close();
+  assert.throws(() => pool.acquire(), (e) => code(e) === "ERR_CLOSED");
+  assert.equal(page.bytes[0], 7);
+  assert.equal(liveRegionCount(), regions + 1);
+  page.release();
+  assert.equal(liveRegionCount(), regions, "the slab is unmapped");
+});
+
+test("a page garbage-collected without release is reported once, with where it was acquired", () => {
+  const run = runScript(`
+    import { PagePool } from "${root}mod.ts";
+    const pool = new PagePool({ pages: 4, leakDetection: "paranoid" });
+    function leakOne() { pool.acquire().bytes[0] = 1; }
+    leakOne();
+    const kept = pool.acquire();
+    for (let i = 0; i < 5; i++) {
+      if (typeof Deno !== "undefined") globalThis.gc(); else Bun.gc(true);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    console.log(JSON.stringify(pool.stats));
+    kept.release();
+  `, { denoFlags: ["--v8-flags=--expose-gc"] });
+  assert.equal(run.status, 0, run.stderr);
+  const stats = JSON.parse(run.stdout.trim().split("\n").pop()!);
+  assert.equal(stats.leaked, 1);
+  assert.equal(stats.inUse, 2);
+  assert.equal(run.stderr.match(/pageio LEAK/g)?.length, 1);
+  assert.match(run.stderr, /Acquired at:[\s\S]*leakOne/);
+});
+
+test("sampled leak detection costs nothing observable and released pages are never reported", async () => {
+  using pool = new PagePool({ leakDetection: "sampled" });
+  for (let i = 0; i < 1000; i++) pool.acquire().release();
+  await collectGarbage();
+  assert.equal(pool.stats.leaked, 0);
+});
