@@ -12,7 +12,7 @@
  * @module
  */
 export { PageIoError } from "./src/errors.ts";
-export { type FileKind, type FileMode, FileHandle, openFile, type Target } from "./src/file.ts";
+export { type FileKind, type FileMode, FileHandle, openFile, type OpenOptions, type Target } from "./src/file.ts";
 export { type Advice, mapAnonymous, mapFile, type MapFileOptions, Mapping } from "./src/mapping.ts";
 export { PageHead } from "./src/head.ts";
 export { Page, PagePool, type PagePoolOptions, type PagePoolStats } from "./src/pool.ts";

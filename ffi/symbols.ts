@@ -26,7 +26,7 @@ export const symbols = {
   pageio_region_count: { parameters: [], result: "f64" },
   // (code: i32, out: u8*, out_len: u32) -> name length
   pageio_errno_name: { parameters: ["i32", "buffer", "u32"], result: "f64" },
-  // (path: u8*, path_len: u32, mode: u32 FileMode index, no_follow: u32) -> fd
+  // (path: u8*, path_len: u32, mode: u32 FileMode index, flags: u32 bits no_follow|non_blocking) -> fd
   pageio_open: { parameters: ["buffer", "u32", "u32", "u32"], result: "f64" },
   // (fd: i32) -> 0
   pageio_close: { parameters: ["i32"], result: "f64" },

@@ -31,14 +31,14 @@ export class Brigade {
 
   /** Queues chunks at the end; the brigade takes ownership of heads. */
   append(...chunks: Chunk[]): this {
-    for (const chunk of chunks) this.#byteLength += lengthOf(chunk);
+    this.#byteLength += totalLength(chunks); // checks them all before queuing any
     this.#chunks.push(...chunks);
     return this;
   }
 
   /** Queues chunks at the front, in the order given (a header before a body). */
   prepend(...chunks: Chunk[]): this {
-    for (const chunk of chunks) this.#byteLength += lengthOf(chunk);
+    this.#byteLength += totalLength(chunks);
     this.#chunks.splice(this.#start, 0, ...chunks);
     return this;
   }
@@ -124,6 +124,12 @@ export class Brigade {
   *[Symbol.iterator](): IterableIterator<Chunk> {
     for (let i = this.#start; i < this.#chunks.length; i++) yield this.#chunks[i];
   }
+}
+
+function totalLength(chunks: Chunk[]): number {
+  let total = 0;
+  for (const chunk of chunks) total += lengthOf(chunk);
+  return total;
 }
 
 function lengthOf(chunk: Chunk): number {

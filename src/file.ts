@@ -77,6 +77,14 @@ export function stat(fd: number, path?: string): { size: number; kind: FileKind 
   return { size: statOut[0], kind: kinds[statOut[1]] };
 }
 
+/** Options of `openFile`. */
+export interface OpenOptions {
+  /** Refuse a symbolic link as the last path component (`O_NOFOLLOW`: `ELOOP`). */
+  noFollow?: boolean;
+  /** Never block on this descriptor (`O_NONBLOCK`): writes that would wait return what they wrote. */
+  nonBlocking?: boolean;
+}
+
 /**
  * Opens `path` (close-on-exec) and returns its handle.
  *
@@ -88,13 +96,14 @@ export function stat(fd: number, path?: string): { size: number; kind: FileKind 
  * file.close();
  * ```
  */
-export function openFile(path: string | URL, mode: FileMode = "r", options: { noFollow?: boolean } = {}): FileHandle {
+export function openFile(path: string | URL, mode: FileMode = "r", options: OpenOptions = {}): FileHandle {
   const p = path instanceof URL ? decodeURIComponent(path.pathname) : path;
   if (typeof p !== "string") throw new TypeError(`path must be a string or URL, got ${typeof path}`);
   const index = modes.indexOf(mode);
   if (index < 0) throw new TypeError(`mode must be one of ${modes.join(", ")}, got ${String(mode)}`);
   const bytes = encoder.encode(p);
-  const fd = unwrap(fn.pageio_open(bytes, bytes.length, index, options.noFollow ? 1 : 0), "open", p);
+  const flags = (options.noFollow ? 1 : 0) | (options.nonBlocking ? 2 : 0);
+  const fd = unwrap(fn.pageio_open(bytes, bytes.length, index, flags), "open", p);
   return new FileHandle(fd, p);
 }
 

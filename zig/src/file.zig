@@ -10,7 +10,13 @@ pub const Mode = enum(u32) { read, read_write, write, read_write_create, append 
 /// Limit: the longest path accepted, NUL included (Linux PATH_MAX).
 pub const path_bytes_max = 4096;
 
-pub fn open(path: []const u8, mode: Mode, no_follow: bool) Errno!i32 {
+pub const OpenFlags = packed struct(u32) {
+    no_follow: bool = false,
+    non_blocking: bool = false,
+    _: u30 = 0,
+};
+
+pub fn open(path: []const u8, mode: Mode, open_flags: OpenFlags) Errno!i32 {
     if (path.len == 0) return error.NOENT;
     if (path.len >= path_bytes_max) return error.NAMETOOLONG;
     if (std.mem.indexOfScalar(u8, path, 0) != null) return error.INVAL;
@@ -18,7 +24,7 @@ pub fn open(path: []const u8, mode: Mode, no_follow: bool) Errno!i32 {
     @memcpy(path_z[0..path.len], path);
     path_z[path.len] = 0;
 
-    var flags: std.c.O = .{ .CLOEXEC = true, .NOFOLLOW = no_follow };
+    var flags: std.c.O = .{ .CLOEXEC = true, .NOFOLLOW = open_flags.no_follow, .NONBLOCK = open_flags.non_blocking };
     switch (mode) {
         .read => flags.ACCMODE = .RDONLY,
         .read_write => flags.ACCMODE = .RDWR,
@@ -72,19 +78,19 @@ pub fn status(fd: i32) Errno!Status {
 }
 
 test "open, status and close a file" {
-    const fd = try open("/proc/self/status", .read, false);
+    const fd = try open("/proc/self/status", .read, .{});
     try std.testing.expectEqual(Kind.file, (try status(fd)).kind);
     try close(fd);
     try std.testing.expectError(error.BADF, status(fd));
 }
 
 test "open reports the OS errors and refuses bad paths" {
-    try std.testing.expectError(error.NOENT, open("/nonexistent/pageio", .read, false));
-    try std.testing.expectError(error.NOENT, open("", .read, false));
-    try std.testing.expectError(error.INVAL, open("a\x00b", .read, false));
-    const dir = try open("/", .read, false);
+    try std.testing.expectError(error.NOENT, open("/nonexistent/pageio", .read, .{}));
+    try std.testing.expectError(error.NOENT, open("", .read, .{}));
+    try std.testing.expectError(error.INVAL, open("a\x00b", .read, .{}));
+    const dir = try open("/", .read, .{});
     defer close(dir) catch unreachable;
     try std.testing.expectEqual(Kind.directory, (try status(dir)).kind);
-    try std.testing.expectError(error.ISDIR, open("/", .write, false));
+    try std.testing.expectError(error.ISDIR, open("/", .write, .{}));
     try std.testing.expectError(error.BADF, close(-1));
 }

@@ -46,10 +46,10 @@ export fn pageio_errno_name(code: i32, out: ?[*]u8, out_len: u32) Result {
     return errno.result(written.len);
 }
 
-export fn pageio_open(path: ?[*]const u8, path_len: u32, mode: u32, no_follow: u32) Result {
+export fn pageio_open(path: ?[*]const u8, path_len: u32, mode: u32, flags: u32) Result {
     const p = path orelse return errno.result(error.FAULT);
     const m = std.meta.intToEnum(file.Mode, mode) catch return errno.result(error.INVAL);
-    const fd = file.open(p[0..path_len], m, no_follow != 0) catch |err| return errno.result(err);
+    const fd = file.open(p[0..path_len], m, @bitCast(flags)) catch |err| return errno.result(err);
     return errno.result(@intCast(fd));
 }
 

@@ -1,0 +1,152 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { openFile, PageHead, PageIoError, PagePool, pageSize, PageReader, PageWriter } from "../mod.ts";
+import { liveRegionCount } from "../src/system.ts";
+import { fifo, mapsLinesMentioning, openDescriptorCount, patternBytes, sha256, startScript, tempDir, tempFile } from "./helpers.ts";
+
+const code = (e: unknown) => (e as PageIoError).code;
+
+test("PageReader on a regular file hands out heads into the file's mapping, window by window", () => {
+  const data = patternBytes(10 * pageSize + 333, 21);
+  const path = tempFile(data);
+  const regions = liveRegionCount();
+  const reader = new PageReader(path, { chunkSize: 5000, windowSize: 4 * pageSize });
+  const heads: PageHead[] = [];
+  for (const head of reader) {
+    assert.ok(head.byteLength <= 5000);
+    heads.push(head);
+  }
+  assert.equal(reader.read(), null, "stays at the end");
+  reader.close();
+  assert.deepEqual(Buffer.concat(heads.map((h) => h.bytes)), Buffer.from(data));
+  assert.ok(mapsLinesMentioning(path) > 0, "windows stay mapped while their heads live");
+  heads.forEach((h) => h.release());
+  assert.equal(mapsLinesMentioning(path), 0, "each window is unmapped with its last head");
+  assert.equal(liveRegionCount(), regions);
+});
+
+test("a window is unmapped as soon as the reader has moved on and its heads are released", () => {
+  const path = tempFile(patternBytes(8 * pageSize));
+  using reader = new PageReader(path, { chunkSize: pageSize, windowSize: 2 * pageSize });
+  reader.read()!.release();
+  const regions = liveRegionCount(); // the first window is mapped
+  for (let i = 1; i < 8; i++) {
+    reader.read()!.release();
+    assert.equal(liveRegionCount(), regions, "only the current window is mapped");
+  }
+  assert.equal(reader.read(), null);
+  assert.equal(liveRegionCount(), regions - 1, "at the end, no window is left");
+});
+
+test("an empty file reads as end at once", () => {
+  using reader = new PageReader(tempFile(new Uint8Array(0)));
+  assert.equal(reader.read(), null);
+});
+
+test("PageReader on a pipe reads into pool pages, byte for byte", async () => {
+  const pipe = fifo();
+  const data = patternBytes(300_000, 4);
+  const source = tempFile(data);
+  const writer = startScript(`
+    import { openSync, readFileSync, writeSync, closeSync } from "node:fs";
+    const fd = openSync(${JSON.stringify(pipe)}, "w");
+    const data = readFileSync(${JSON.stringify(source)});
+    for (let at = 0; at < data.length; at += 10_000) writeSync(fd, data.subarray(at, at + 10_000));
+    closeSync(fd);
+  `);
+  using pool = new PagePool();
+  using reader = new PageReader(pipe, { pool });
+  const parts: Uint8Array[] = [];
+  for (const head of reader) {
+    assert.ok(head.byteLength <= pool.pageSize);
+    parts.push(head.bytes.slice());
+    head.release();
+  }
+  assert.equal((await writer.exited).status, 0);
+  assert.equal(sha256(Buffer.concat(parts)), sha256(data));
+  assert.equal(pool.stats.inUse, 0);
+});
+
+test("PageReader on a character device reads pages from it", () => {
+  using reader = new PageReader("/dev/zero");
+  const head = reader.read()!;
+  assert.ok(head.byteLength > 0);
+  assert.ok(head.bytes.every((b) => b === 0));
+  head.release();
+});
+
+test("PageReader into PageWriter copies a file exactly, leaving no descriptor or mapping behind", () => {
+  const data = patternBytes(3 * 1024 * 1024 + 17, 8);
+  const source = tempFile(data);
+  const target = join(tempDir(), "copy");
+  const fds = openDescriptorCount();
+  const regions = liveRegionCount();
+  {
+    using reader = new PageReader(source, { windowSize: 1024 * 1024 });
+    using writer = new PageWriter(target, { highWaterMark: 512 * 1024 });
+    for (const head of reader) writer.write(head);
+    writer.flush();
+    assert.equal(writer.bytesWritten, data.length);
+    assert.deepEqual(writer.pending, { byteLength: 0, count: 0 });
+  }
+  assert.equal(sha256(readFileSync(target)), sha256(data));
+  assert.equal(openDescriptorCount(), fds);
+  assert.equal(liveRegionCount(), regions);
+  assert.equal(mapsLinesMentioning(source), 0);
+});
+
+test("PageWriter flushes by itself at IOV_MAX heads and at its high-water mark", () => {
+  using pool = new PagePool({ pages: 0 });
+  const path = join(tempDir(), "auto");
+  using writer = new PageWriter(path, { highWaterMark: 10 * pageSize });
+  for (let i = 0; i < 1023; i++) {
+    const page = pool.acquire();
+    writer.write(page.head(0, 1));
+    page.release();
+  }
+  assert.equal(writer.pending.count, 1023);
+  const page = pool.acquire();
+  writer.write(page.head(0, 1));
+  page.release();
+  assert.equal(writer.pending.count, 0, "the 1024th head flushed the queue");
+  assert.equal(pool.stats.inUse, 0);
+  for (let i = 0; i < 10; i++) {
+    const p = pool.acquire();
+    writer.write(p.head());
+    p.release();
+  }
+  assert.equal(writer.pending.count, 0, "10 pages reached the high-water mark");
+  assert.equal(readFileSync(path).length, 1024 + 10 * pageSize);
+});
+
+test("closed readers and writers refuse use; close is idempotent; heads read stay valid", () => {
+  const path = tempFile(patternBytes(1000));
+  const reader = new PageReader(path);
+  const head = reader.read()!;
+  reader.close();
+  reader.close();
+  assert.throws(() => reader.read(), (e) => code(e) === "ERR_CLOSED");
+  assert.equal(head.bytes.length, 1000);
+  head.release();
+  const writer = new PageWriter(join(tempDir(), "w"));
+  writer.write(new Uint8Array([1]));
+  writer.close();
+  writer.close();
+  assert.throws(() => writer.write(new Uint8Array([1])), (e) => code(e) === "ERR_CLOSED");
+  assert.throws(() => writer.flush(), (e) => code(e) === "ERR_CLOSED");
+});
+
+test("bad sources, targets and options are typed errors", () => {
+  assert.throws(() => new PageReader("/nonexistent/pageio"), (e) => code(e) === "ENOENT");
+  assert.throws(() => new PageReader({} as string), TypeError);
+  assert.throws(() => new PageReader(tempFile("x"), { windowSize: pageSize + 1 }), RangeError);
+  assert.throws(() => new PageReader(tempFile("x"), { chunkSize: 0 }), RangeError);
+  assert.throws(() => new PageWriter(tempDir()), (e) => code(e) === "EISDIR");
+  assert.throws(() => new PageWriter(null as unknown as string), TypeError);
+  assert.throws(() => new PageWriter(join(tempDir(), "x"), { highWaterMark: -1 }), RangeError);
+  const dirHandle = openFile(tempDir());
+  assert.throws(() => new PageReader(dirHandle).read(), (e) => code(e) === "EISDIR");
+  dirHandle.close();
+});
