@@ -108,7 +108,8 @@ export class PageHead {
 
   /** @internal Writes this head's packed descriptor {region, offset low, offset high, length} at `list[at]`. */
   _pack(list: Uint32Array, at: number): number {
-    const owner = this.#live("gather");
+    let owner = this.#owner;
+    if (owner === null || !owner.alive) owner = this.#live("gather"); // throws the right error
     const offset = owner.regionOffset + this.#offset;
     list[at] = owner.region;
     list[at + 1] = offset >>> 0;

@@ -117,7 +117,8 @@ export class PagePool {
     }
     const index = this.#free[--this.#freeCount];
     this.#inUse++;
-    const page = new Page(this, index);
+    const slab = Math.floor(index / this.#pagesPerSlab);
+    const page = new Page(this, index, this.#slabRegions[slab], (index - slab * this.#pagesPerSlab) * this.pageSize);
     if (this.#leakEvery !== 0 && ++this.#acquired % this.#leakEvery === 0) {
       leaks.register(page, { pool: new WeakRef(this), stack: this.#leakEvery === 1 ? new Error().stack : undefined }, page);
     }
@@ -172,23 +173,13 @@ export class PagePool {
     this.#slabRegions.length = 0;
   }
 
-  /** @internal */
-  _region(index: number): number {
-    return this.#slabRegions[Math.floor(index / this.#pagesPerSlab)];
-  }
-
-  /** @internal */
-  _regionOffset(index: number): number {
-    return (index % this.#pagesPerSlab) * this.pageSize;
-  }
-
   /** @internal The page's revocable buffer, made on first use. */
   _buffer(index: number): ArrayBuffer {
     this.#viewed[index] = 1;
     let buffer = this.#buffers[index];
     if (buffer === null) {
       const slab = Math.floor(index / this.#pagesPerSlab);
-      buffer = native.view(this.#slabAddresses[slab] + this._regionOffset(index), this.pageSize);
+      buffer = native.view(this.#slabAddresses[slab] + (index - slab * this.#pagesPerSlab) * this.pageSize, this.pageSize);
       this.#buffers[index] = buffer;
     }
     return buffer;
@@ -236,11 +227,17 @@ export class Page implements HeadOwner {
   readonly #index: number;
   #refs = 1;
   #bytes: Uint8Array | null = null;
+  /** @internal The slab's native region id, and where this page sits in it. */
+  readonly region: number;
+  /** @internal */
+  readonly regionOffset: number;
 
   /** @internal Pages come from `PagePool.acquire()`. */
-  constructor(pool: PagePool, index: number) {
+  constructor(pool: PagePool, index: number, region: number, regionOffset: number) {
     this.#pool = pool;
     this.#index = index;
+    this.region = region;
+    this.regionOffset = regionOffset;
   }
 
   #live(operation: string): PagePool {
@@ -288,16 +285,6 @@ export class Page implements HeadOwner {
   /** @internal */
   get byteLength(): number {
     return this.#pool?.pageSize ?? 0;
-  }
-
-  /** @internal */
-  get region(): number {
-    return this.#live("gather")._region(this.#index);
-  }
-
-  /** @internal */
-  get regionOffset(): number {
-    return this.#live("gather")._regionOffset(this.#index);
   }
 
   /** @internal */

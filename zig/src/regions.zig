@@ -74,6 +74,22 @@ pub fn resolve(id: Id, offset: u64, len: u64) Errno![*]u8 {
     return @ptrFromInt(region.base + offset);
 }
 
+/// Resolves many ranges in one call (a gather list): remembers the last region
+/// looked up, so entries that share a slab or mapping take the lock once.
+pub const Resolver = struct {
+    id: Id = 0,
+    region: Region = .{ .base = 0, .len = 0 },
+
+    pub fn resolve(r: *Resolver, id: Id, offset: u64, len: u64) Errno![*]u8 {
+        if (id != r.id or r.id == 0) {
+            r.region = lookup(id) catch return error.FAULT;
+            r.id = id;
+        }
+        if (offset > r.region.len or len > r.region.len - offset) return error.FAULT;
+        return @ptrFromInt(r.region.base + offset);
+    }
+};
+
 fn find(id: Id) Errno!*Slot {
     const index_plus_one = id & 0xFFFF;
     if (index_plus_one == 0 or index_plus_one > region_count_max) return error.BADF;
@@ -91,6 +107,21 @@ test "a registered region resolves within bounds only" {
     try std.testing.expectError(error.FAULT, resolve(id, 60, 5));
     try std.testing.expectError(error.FAULT, resolve(id, 65, 0));
     try std.testing.expectError(error.FAULT, resolve(id, 1, std.math.maxInt(u64)));
+}
+
+test "a resolver checks bounds like resolve and follows region changes" {
+    var a: [16]u8 = undefined;
+    var b: [32]u8 = undefined;
+    const id_a = try register(@intFromPtr(&a), a.len);
+    defer _ = unregister(id_a) catch unreachable;
+    const id_b = try register(@intFromPtr(&b), b.len);
+    defer _ = unregister(id_b) catch unreachable;
+    var resolver: Resolver = .{};
+    try std.testing.expectEqual(@as([*]u8, &a), try resolver.resolve(id_a, 0, 16));
+    try std.testing.expectError(error.FAULT, resolver.resolve(id_a, 0, 17));
+    try std.testing.expectEqual(@as([*]u8, @ptrCast(&b[20])), try resolver.resolve(id_b, 20, 12));
+    try std.testing.expectError(error.FAULT, resolver.resolve(77, 0, 1));
+    try std.testing.expectError(error.FAULT, resolver.resolve(0, 0, 0));
 }
 
 test "a stale id does not resolve to the region that reused its slot" {

@@ -1,0 +1,201 @@
+// Benchmark cases: each measures pageio beside the running runtime's built-in way of doing the same job.
+// Run one with: deno run -A bench/main.ts <case> <file>   or   bun bench/main.ts <case> <file>
+import * as fs from "node:fs";
+import { Bench } from "tinybench";
+import { Brigade, mapFile, type PageHead, PagePool, pageSize, PageReader, PageWriter, runtime, writev } from "../mod.ts";
+
+// deno-lint-ignore no-explicit-any
+declare const Bun: any;
+
+/** One measured implementation: ms per operation, and how many operations one "op" holds. */
+export interface Measured {
+  name: string;
+  ms: number;
+  samples: number;
+}
+
+type Task = { name: string; fn: () => unknown | Promise<unknown>; setup?: () => void; only?: "deno" | "bun" };
+
+async function measure(tasks: Task[], options: { time: number; iterations: number }): Promise<Measured[]> {
+  const bench = new Bench({ time: options.time, iterations: options.iterations, warmupIterations: 1, warmupTime: 0 });
+  for (const task of tasks.filter((t) => !t.only || t.only === runtime)) {
+    bench.add(task.name, task.fn, task.setup ? { beforeEach: task.setup } : undefined);
+  }
+  await bench.run();
+  return bench.tasks.map((task) => {
+    const result = task.result as { latency?: { mean: number; samplesCount: number }; error?: unknown };
+    if (!result.latency) throw new Error(`${task.name} failed: ${String(result.error)}`);
+    return { name: task.name, ms: result.latency.mean, samples: result.latency.samplesCount };
+  });
+}
+
+let sink = 0; // keeps reads from being optimised away
+
+function touchPages(bytes: Uint8Array): number {
+  let sum = 0;
+  for (let i = 0; i < bytes.length; i += 4096) sum += bytes[i];
+  return sum;
+}
+
+// --- issue 2: mmap ---------------------------------------------------------------------------
+
+/** (a) time until the first byte can be read. */
+export function firstByte(path: string): Promise<Measured[]> {
+  const heavy = fs.statSync(path).size > 64 * 1024 * 1024;
+  return measure([
+    { name: "pageio mapFile", fn: () => {
+      const m = mapFile(path);
+      sink += m.bytes[0];
+      m.unmap();
+    } },
+    { name: "node:fs.readFileSync", fn: () => (sink += fs.readFileSync(path)[0]) },
+    { name: "Deno.readFileSync", only: "deno", fn: () => (sink += Deno.readFileSync(path)[0]) },
+    { name: "Deno.readFile", only: "deno", fn: async () => (sink += (await Deno.readFile(path))[0]) },
+    { name: "Bun.file().bytes()", only: "bun", fn: async () => (sink += (await Bun.file(path).bytes())[0]) },
+    { name: "Bun.mmap", only: "bun", fn: () => (sink += Bun.mmap(path)[0]) },
+  ], heavy ? { time: 2000, iterations: 4 } : { time: 500, iterations: 50 });
+}
+
+/** (b) read every page of a cached file (one byte per 4 KiB page, from open to close). */
+export function everyPage(path: string): Promise<Measured[]> {
+  return measure([
+    { name: "pageio mapFile", fn: () => {
+      using m = mapFile(path);
+      sink += touchPages(m.bytes);
+    } },
+    { name: "pageio mapFile populate", fn: () => {
+      using m = mapFile(path, { populate: true });
+      sink += touchPages(m.bytes);
+    } },
+    { name: "node:fs.readFileSync", fn: () => (sink += touchPages(fs.readFileSync(path))) },
+    { name: "Deno.readFileSync", only: "deno", fn: () => (sink += touchPages(Deno.readFileSync(path))) },
+    { name: "Deno.readFile", only: "deno", fn: async () => (sink += touchPages(await Deno.readFile(path))) },
+    { name: "Bun.file().bytes()", only: "bun", fn: async () => (sink += touchPages(await Bun.file(path).bytes())) },
+    { name: "Bun.mmap", only: "bun", fn: () => (sink += touchPages(Bun.mmap(path))) },
+  ], { time: 3000, iterations: 4 });
+}
+
+/** (c) 100 000 random 4 KiB reads (copied into one reused buffer, as a read would). */
+export function randomReads(path: string): Promise<Measured[]> {
+  const size = fs.statSync(path).size;
+  const offsets = new Float64Array(100_000);
+  let x = 12345;
+  for (let i = 0; i < offsets.length; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    offsets[i] = (x % Math.floor(size / 4096)) * 4096;
+  }
+  const buffer = new Uint8Array(4096);
+  return measure([
+    { name: "pageio mapFile (copy out)", fn: () => {
+      using m = mapFile(path);
+      const bytes = m.bytes;
+      for (const o of offsets) buffer.set(bytes.subarray(o, o + 4096));
+      sink += buffer[0];
+    } },
+    { name: "pageio mapFile (view, no copy)", fn: () => {
+      using m = mapFile(path);
+      const bytes = m.bytes;
+      for (const o of offsets) sink += bytes.subarray(o, o + 4096)[4095];
+    } },
+    { name: "node:fs.readSync (pread)", fn: () => {
+      const fd = fs.openSync(path, "r");
+      for (const o of offsets) fs.readSync(fd, buffer, 0, 4096, o);
+      fs.closeSync(fd);
+      sink += buffer[0];
+    } },
+    { name: "Deno.FsFile seekSync+readSync", only: "deno", fn: () => {
+      using file = Deno.openSync(path);
+      for (const o of offsets) {
+        file.seekSync(o, Deno.SeekMode.Start);
+        file.readSync(buffer);
+      }
+      sink += buffer[0];
+    } },
+  ], { time: 3000, iterations: 5 });
+}
+
+// --- issue 3: pools and gather writes ---------------------------------------------------------
+
+/** (1) many chunks to one target: gather writes against per-chunk writes, concat-then-write and writevSync. */
+export function gather(target: string, chunkCount: number, chunkBytes: number): Promise<Measured[]> {
+  // Chunks are packed into pages as a pool user would: 16 chunks of 256 B share a 4 KiB page.
+  const perPage = Math.max(1, Math.floor(pageSize / chunkBytes));
+  const pool = new PagePool({ pageSize: pageSize * Math.ceil(chunkBytes / pageSize), pages: 0 });
+  const pages = Array.from({ length: Math.ceil(chunkCount / perPage) }, (_, i) => {
+    const page = pool.acquire();
+    page.bytes.fill(i & 0xff);
+    return page;
+  });
+  const headOf = (i: number) => pages[Math.floor(i / perPage)].head((i % perPage) * chunkBytes, chunkBytes);
+  const heads: PageHead[] = Array.from({ length: chunkCount }, (_, i) => headOf(i));
+  const arrays = Array.from({ length: chunkCount }, (_, i) => new Uint8Array(chunkBytes).fill(i & 0xff));
+  const buffers = arrays.map((a) => Buffer.from(a.buffer));
+  const fd = fs.openSync(target, "a");
+  const truncate = target === "/dev/null" ? undefined : () => fs.ftruncateSync(fd, 0);
+  const denoFile = runtime === "deno" ? Deno.openSync(target, { append: true }) : null;
+  const brigade = new Brigade();
+  return measure([
+    { name: "pageio writev (heads)", setup: truncate, fn: () => writev(fd, heads) },
+    { name: "pageio Brigade (new heads, flush)", setup: truncate, fn: () => {
+      for (let i = 0; i < chunkCount; i++) brigade.append(headOf(i));
+      brigade.flush(fd);
+    } },
+    { name: "pageio writev (plain arrays)", setup: truncate, fn: () => writev(fd, arrays) },
+    { name: "node:fs.writeSync per chunk", setup: truncate, fn: () => {
+      for (const a of arrays) fs.writeSync(fd, a);
+    } },
+    { name: "Deno FsFile.writeSync per chunk", only: "deno", setup: truncate, fn: () => {
+      for (const a of arrays) denoFile!.writeSync(a);
+    } },
+    { name: "concat then node:fs.writeSync", setup: truncate, fn: () => fs.writeSync(fd, Buffer.concat(buffers)) },
+    { name: "node:fs.writevSync", setup: truncate, fn: () => fs.writevSync(fd, arrays) },
+  ], { time: 1000, iterations: 20 });
+}
+
+/** (2) acquire + release against allocating a fresh page-sized array; 100 000 per op, GC included. */
+export function acquireRelease(): Promise<Measured[]> {
+  const pool = new PagePool({ pages: 256 });
+  const batch = 100_000;
+  return measure([
+    { name: "pageio acquire+release", fn: () => {
+      for (let i = 0; i < batch; i++) pool.acquire().release();
+    } },
+    { name: "pageio acquire+write+release (view made, then revoked)", fn: () => {
+      for (let i = 0; i < batch; i++) {
+        const page = pool.acquire();
+        page.bytes[0] = i;
+        page.release();
+      }
+    } },
+    { name: "new Uint8Array(pageSize)+write", fn: () => {
+      for (let i = 0; i < batch; i++) new Uint8Array(pageSize)[0] = i;
+    } },
+  ], { time: 2000, iterations: 10 });
+}
+
+/** (3) copy a file: one implementation per process, so peak RSS is its own. */
+export async function copy(implementation: string, source: string, target: string): Promise<Measured[]> {
+  const copies: Record<string, () => unknown> = {
+    "pageio PageReader->PageWriter": () => {
+      using reader = new PageReader(source);
+      using writer = new PageWriter(target);
+      for (const head of reader) writer.write(head);
+      writer.flush();
+    },
+    "node:fs.copyFileSync": () => fs.copyFileSync(source, target),
+    "Deno.readFile+writeFile": async () => await Deno.writeFile(target, await Deno.readFile(source)),
+    "Bun.write(dst, Bun.file(src))": async () => await Bun.write(target, Bun.file(source)),
+  };
+  const fn = copies[implementation];
+  if (!fn) throw new Error(`unknown copy ${implementation}`);
+  const result = await measure([{ name: implementation, fn, setup: () => fs.rmSync(target, { force: true }) }], {
+    time: 3000,
+    iterations: 3,
+  });
+  if (fs.statSync(target).size !== fs.statSync(source).size) throw new Error(`${implementation} copied the wrong size`);
+  return result;
+}
+
+export function sinkValue(): number {
+  return sink;
+}

@@ -1,0 +1,22 @@
+// One benchmark case in this process; prints one JSON line with the figures and this process's peak RSS.
+// Usage: <runtime> bench/main.ts <case> [args...]   (scripts/bench.mjs runs them all on both runtimes)
+import { readFileSync } from "node:fs";
+import { runtime } from "../mod.ts";
+import * as cases from "./cases.ts";
+
+// deno-lint-ignore no-explicit-any
+const args: string[] = runtime === "deno" ? Deno.args : (globalThis as any).process.argv.slice(2);
+const [name, ...rest] = args;
+
+const runs: Record<string, () => Promise<cases.Measured[]>> = {
+  firstByte: () => cases.firstByte(rest[0]),
+  everyPage: () => cases.everyPage(rest[0]),
+  randomReads: () => cases.randomReads(rest[0]),
+  gather: () => cases.gather(rest[0], Number(rest[1]), Number(rest[2])),
+  acquireRelease: () => cases.acquireRelease(),
+  copy: () => cases.copy(rest[0], rest[1], rest[2]),
+};
+if (!runs[name]) throw new Error(`unknown case ${name}; one of ${Object.keys(runs).join(", ")}`);
+const results = await runs[name]();
+const peakRssKiB = Number(readFileSync("/proc/self/status", "utf8").match(/VmHWM:\s+(\d+)/)![1]);
+console.log(JSON.stringify({ runtime, case: name, args: rest, results, peakRssMiB: peakRssKiB / 1024, sink: cases.sinkValue() > -1 }));
