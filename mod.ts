@@ -12,11 +12,11 @@
  * @module
  */
 export { PageIoError } from "./src/errors.ts";
-export { type FileKind, type FileMode, FileHandle, openFile, type OpenOptions, type Target } from "./src/file.ts";
+export { FileHandle, type FileKind, type FileMode, openFile, type OpenOptions, type Target } from "./src/file.ts";
 export { type Advice, mapAnonymous, mapFile, type MapFileOptions, Mapping } from "./src/mapping.ts";
 export { PageHead } from "./src/head.ts";
 export { Page, PagePool, type PagePoolOptions, type PagePoolStats } from "./src/pool.ts";
-export { type Chunk, readv, type ReadTarget, writev } from "./src/gather.ts";
+export { type Chunk, type ReadTarget, readv, writev } from "./src/gather.ts";
 export { Brigade } from "./src/brigade.ts";
 export { PageReader, type PageReaderOptions, PageWriter, type PageWriterOptions } from "./src/stream.ts";
 export { pageSize, runtime } from "./src/system.ts";

@@ -1,8 +1,19 @@
 // Benchmark cases: each measures pageio beside the running runtime's built-in way of doing the same job.
 // Run one with: deno run -A bench/main.ts <case> <file>   or   bun bench/main.ts <case> <file>
 import * as fs from "node:fs";
+import process from "node:process";
 import { Bench } from "tinybench";
-import { Brigade, mapFile, type PageHead, PagePool, pageSize, PageReader, PageWriter, runtime, writev } from "../mod.ts";
+import {
+  Brigade,
+  mapFile,
+  type PageHead,
+  PagePool,
+  PageReader,
+  pageSize,
+  PageWriter,
+  runtime,
+  writev,
+} from "../mod.ts";
 
 // deno-lint-ignore no-explicit-any
 declare const Bun: any;
@@ -18,13 +29,19 @@ type Task = { name: string; fn: () => unknown | Promise<unknown>; setup?: () => 
 
 async function measure(tasks: Task[], options: { time: number; iterations: number }): Promise<Measured[]> {
   const bench = new Bench({ time: options.time, iterations: options.iterations, warmupIterations: 1, warmupTime: 0 });
-  for (const task of tasks.filter((t) => !t.only || t.only === runtime)) {
+  let mine = tasks.filter((t) => !t.only || t.only === runtime);
+  // PAGEIO_BENCH_TASK=i runs only the i-th task, so a process's peak RSS is that task's alone.
+  const only = process.env.PAGEIO_BENCH_TASK;
+  if (only !== undefined) mine = mine.slice(Number(only), Number(only) + 1);
+  for (const task of mine) {
     bench.add(task.name, task.fn, task.setup ? { beforeEach: task.setup } : undefined);
   }
   await bench.run();
   return bench.tasks.map((task) => {
     const result = task.result as { latency?: { mean: number; samplesCount: number }; error?: unknown };
-    if (!result.latency) throw new Error(`${task.name} failed: ${String(result.error)}`);
+    if (!result.latency) {
+      throw new Error(`${task.name} failed: ${String((result.error as Error)?.stack ?? result.error)}`);
+    }
     return { name: task.name, ms: result.latency.mean, samples: result.latency.samplesCount };
   });
 }
@@ -43,11 +60,14 @@ function touchPages(bytes: Uint8Array): number {
 export function firstByte(path: string): Promise<Measured[]> {
   const heavy = fs.statSync(path).size > 64 * 1024 * 1024;
   return measure([
-    { name: "pageio mapFile", fn: () => {
-      const m = mapFile(path);
-      sink += m.bytes[0];
-      m.unmap();
-    } },
+    {
+      name: "pageio mapFile",
+      fn: () => {
+        const m = mapFile(path);
+        sink += m.bytes[0];
+        m.unmap();
+      },
+    },
     { name: "node:fs.readFileSync", fn: () => (sink += fs.readFileSync(path)[0]) },
     { name: "Deno.readFileSync", only: "deno", fn: () => (sink += Deno.readFileSync(path)[0]) },
     { name: "Deno.readFile", only: "deno", fn: async () => (sink += (await Deno.readFile(path))[0]) },
@@ -59,14 +79,20 @@ export function firstByte(path: string): Promise<Measured[]> {
 /** (b) read every page of a cached file (one byte per 4 KiB page, from open to close). */
 export function everyPage(path: string): Promise<Measured[]> {
   return measure([
-    { name: "pageio mapFile", fn: () => {
-      using m = mapFile(path);
-      sink += touchPages(m.bytes);
-    } },
-    { name: "pageio mapFile populate", fn: () => {
-      using m = mapFile(path, { populate: true });
-      sink += touchPages(m.bytes);
-    } },
+    {
+      name: "pageio mapFile",
+      fn: () => {
+        using m = mapFile(path);
+        sink += touchPages(m.bytes);
+      },
+    },
+    {
+      name: "pageio mapFile populate",
+      fn: () => {
+        using m = mapFile(path, { populate: true });
+        sink += touchPages(m.bytes);
+      },
+    },
     { name: "node:fs.readFileSync", fn: () => (sink += touchPages(fs.readFileSync(path))) },
     { name: "Deno.readFileSync", only: "deno", fn: () => (sink += touchPages(Deno.readFileSync(path))) },
     { name: "Deno.readFile", only: "deno", fn: async () => (sink += touchPages(await Deno.readFile(path))) },
@@ -86,31 +112,44 @@ export function randomReads(path: string): Promise<Measured[]> {
   }
   const buffer = new Uint8Array(4096);
   return measure([
-    { name: "pageio mapFile (copy out)", fn: () => {
-      using m = mapFile(path);
-      const bytes = m.bytes;
-      for (const o of offsets) buffer.set(bytes.subarray(o, o + 4096));
-      sink += buffer[0];
-    } },
-    { name: "pageio mapFile (view, no copy)", fn: () => {
-      using m = mapFile(path);
-      const bytes = m.bytes;
-      for (const o of offsets) sink += bytes.subarray(o, o + 4096)[4095];
-    } },
-    { name: "node:fs.readSync (pread)", fn: () => {
-      const fd = fs.openSync(path, "r");
-      for (const o of offsets) fs.readSync(fd, buffer, 0, 4096, o);
-      fs.closeSync(fd);
-      sink += buffer[0];
-    } },
-    { name: "Deno.FsFile seekSync+readSync", only: "deno", fn: () => {
-      using file = Deno.openSync(path);
-      for (const o of offsets) {
-        file.seekSync(o, Deno.SeekMode.Start);
-        file.readSync(buffer);
-      }
-      sink += buffer[0];
-    } },
+    {
+      name: "pageio mapFile (copy out)",
+      fn: () => {
+        using m = mapFile(path);
+        const bytes = m.bytes;
+        for (const o of offsets) buffer.set(bytes.subarray(o, o + 4096));
+        sink += buffer[0];
+      },
+    },
+    {
+      name: "pageio mapFile (view, no copy)",
+      fn: () => {
+        using m = mapFile(path);
+        const bytes = m.bytes;
+        for (const o of offsets) sink += bytes.subarray(o, o + 4096)[4095];
+      },
+    },
+    {
+      name: "node:fs.readSync (pread)",
+      fn: () => {
+        const fd = fs.openSync(path, "r");
+        for (const o of offsets) fs.readSync(fd, buffer, 0, 4096, o);
+        fs.closeSync(fd);
+        sink += buffer[0];
+      },
+    },
+    {
+      name: "Deno.FsFile seekSync+readSync",
+      only: "deno",
+      fn: () => {
+        using file = Deno.openSync(path);
+        for (const o of offsets) {
+          file.seekSync(o, Deno.SeekMode.Start);
+          file.readSync(buffer);
+        }
+        sink += buffer[0];
+      },
+    },
   ], { time: 3000, iterations: 5 });
 }
 
@@ -136,17 +175,30 @@ export function gather(target: string, chunkCount: number, chunkBytes: number): 
   const brigade = new Brigade();
   return measure([
     { name: "pageio writev (heads)", setup: truncate, fn: () => writev(fd, heads) },
-    { name: "pageio Brigade (new heads, flush)", setup: truncate, fn: () => {
-      for (let i = 0; i < chunkCount; i++) brigade.append(headOf(i));
-      brigade.flush(fd);
-    } },
+    {
+      name: "pageio Brigade (new heads, flush)",
+      setup: truncate,
+      fn: () => {
+        for (let i = 0; i < chunkCount; i++) brigade.append(headOf(i));
+        brigade.flush(fd);
+      },
+    },
     { name: "pageio writev (plain arrays)", setup: truncate, fn: () => writev(fd, arrays) },
-    { name: "node:fs.writeSync per chunk", setup: truncate, fn: () => {
-      for (const a of arrays) fs.writeSync(fd, a);
-    } },
-    { name: "Deno FsFile.writeSync per chunk", only: "deno", setup: truncate, fn: () => {
-      for (const a of arrays) denoFile!.writeSync(a);
-    } },
+    {
+      name: "node:fs.writeSync per chunk",
+      setup: truncate,
+      fn: () => {
+        for (const a of arrays) fs.writeSync(fd, a);
+      },
+    },
+    {
+      name: "Deno FsFile.writeSync per chunk",
+      only: "deno",
+      setup: truncate,
+      fn: () => {
+        for (const a of arrays) denoFile!.writeSync(a);
+      },
+    },
     { name: "concat then node:fs.writeSync", setup: truncate, fn: () => fs.writeSync(fd, Buffer.concat(buffers)) },
     { name: "node:fs.writevSync", setup: truncate, fn: () => fs.writevSync(fd, arrays) },
   ], { time: 1000, iterations: 20 });
@@ -157,19 +209,28 @@ export function acquireRelease(): Promise<Measured[]> {
   const pool = new PagePool({ pages: 256 });
   const batch = 100_000;
   return measure([
-    { name: "pageio acquire+release", fn: () => {
-      for (let i = 0; i < batch; i++) pool.acquire().release();
-    } },
-    { name: "pageio acquire+write+release (view made, then revoked)", fn: () => {
-      for (let i = 0; i < batch; i++) {
-        const page = pool.acquire();
-        page.bytes[0] = i;
-        page.release();
-      }
-    } },
-    { name: "new Uint8Array(pageSize)+write", fn: () => {
-      for (let i = 0; i < batch; i++) new Uint8Array(pageSize)[0] = i;
-    } },
+    {
+      name: "pageio acquire+release",
+      fn: () => {
+        for (let i = 0; i < batch; i++) pool.acquire().release();
+      },
+    },
+    {
+      name: "pageio acquire+write+release (view made, then revoked)",
+      fn: () => {
+        for (let i = 0; i < batch; i++) {
+          const page = pool.acquire();
+          page.bytes[0] = i;
+          page.release();
+        }
+      },
+    },
+    {
+      name: "new Uint8Array(pageSize)+write",
+      fn: () => {
+        for (let i = 0; i < batch; i++) new Uint8Array(pageSize)[0] = i;
+      },
+    },
   ], { time: 2000, iterations: 10 });
 }
 

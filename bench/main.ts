@@ -1,11 +1,11 @@
 // One benchmark case in this process; prints one JSON line with the figures and this process's peak RSS.
 // Usage: <runtime> bench/main.ts <case> [args...]   (scripts/bench.mjs runs them all on both runtimes)
 import { readFileSync } from "node:fs";
+import process from "node:process";
 import { runtime } from "../mod.ts";
 import * as cases from "./cases.ts";
 
-// deno-lint-ignore no-explicit-any
-const args: string[] = runtime === "deno" ? Deno.args : (globalThis as any).process.argv.slice(2);
+const args: string[] = process.argv.slice(2);
 const [name, ...rest] = args;
 
 const runs: Record<string, () => Promise<cases.Measured[]>> = {
@@ -19,4 +19,13 @@ const runs: Record<string, () => Promise<cases.Measured[]>> = {
 if (!runs[name]) throw new Error(`unknown case ${name}; one of ${Object.keys(runs).join(", ")}`);
 const results = await runs[name]();
 const peakRssKiB = Number(readFileSync("/proc/self/status", "utf8").match(/VmHWM:\s+(\d+)/)![1]);
-console.log(JSON.stringify({ runtime, case: name, args: rest, results, peakRssMiB: peakRssKiB / 1024, sink: cases.sinkValue() > -1 }));
+console.log(
+  JSON.stringify({
+    runtime,
+    case: name,
+    args: rest,
+    results,
+    peakRssMiB: peakRssKiB / 1024,
+    sink: cases.sinkValue() > -1,
+  }),
+);

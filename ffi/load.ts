@@ -13,7 +13,11 @@ import { ABI_VERSION, type NativeFunctions } from "./symbols.ts";
 declare const Bun: unknown;
 declare const process: { platform: string; arch: string; env: Record<string, string | undefined> };
 
-const runtime: "deno" | "bun" = typeof Deno !== "undefined" ? "deno" : typeof Bun !== "undefined" ? "bun" : unsupported();
+const runtime: "deno" | "bun" = typeof Deno !== "undefined"
+  ? "deno"
+  : typeof Bun !== "undefined"
+  ? "bun"
+  : unsupported();
 
 function unsupported(): never {
   throw new Error("pageio runs on Deno or Bun; this runtime is neither");
@@ -56,7 +60,8 @@ async function openBinding(path: string): Promise<Binding> {
 
 function isPermissionError(error: unknown): boolean {
   return runtime === "deno" &&
-    (error instanceof Deno.errors.PermissionDenied || (Deno.errors as Record<string, unknown>).NotCapable !== undefined &&
+    (error instanceof Deno.errors.PermissionDenied ||
+      (Deno.errors as Record<string, unknown>).NotCapable !== undefined &&
         error instanceof (Deno.errors as unknown as { NotCapable: ErrorConstructor }).NotCapable);
 }
 

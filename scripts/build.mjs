@@ -21,8 +21,11 @@ function newest(paths) {
 }
 
 const library = join(zigDir, "zig-out", "lib", process.platform === "darwin" ? "libpageio.dylib" : "libpageio.so");
-const sources = [join(zigDir, "build.zig"), join(zigDir, "build.zig.zon"),
-  ...readdirSync(join(zigDir, "src")).map((f) => join(zigDir, "src", f))];
+const sources = [
+  join(zigDir, "build.zig"),
+  join(zigDir, "build.zig.zon"),
+  ...readdirSync(join(zigDir, "src")).map((f) => join(zigDir, "src", f)),
+];
 
 if (process.argv.includes("--force") || !existsSync(library) || statSync(library).mtimeMs < newest(sources)) {
   console.error(`building ${library}`);

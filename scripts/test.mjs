@@ -28,7 +28,10 @@ const suites = [
     cwd: root,
     // "ok | 12 passed (3 steps) | 0 failed" (steps are node:test's nested tests)
     parse: (out) => {
-      const m = out.replace(/\x1b\[[0-9;]*m/g, "").match(/(\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/);
+      // deno-lint-ignore no-control-regex
+      const m = out.replace(/\x1b\[[0-9;]*m/g, "").match(
+        /(\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/,
+      );
       return m ? { passed: Number(m[2] ?? m[1]), failed: Number(m[4] ?? m[3]) } : null;
     },
   },

@@ -52,11 +52,20 @@ export function unwrap(result: number, syscall: string, path?: string, bytesTran
   const errno = -result;
   const [code, text] = describeErrno(errno);
   const where = path === undefined ? "" : ` '${path}'`;
-  throw new PageIoError(code, `${code}: ${text.toLowerCase()}, ${syscall}${where}`, { errno, syscall, path, bytesTransferred });
+  throw new PageIoError(code, `${code}: ${text.toLowerCase()}, ${syscall}${where}`, {
+    errno,
+    syscall,
+    path,
+    bytesTransferred,
+  });
 }
 
 /** A use of something released or closed: a typed error, never a touch of freed memory. */
-export function stateError(code: "ERR_RELEASED" | "ERR_CLOSED" | "ERR_POOL_EXHAUSTED", message: string, syscall: string): PageIoError {
+export function stateError(
+  code: "ERR_RELEASED" | "ERR_CLOSED" | "ERR_POOL_EXHAUSTED",
+  message: string,
+  syscall: string,
+): PageIoError {
   return new PageIoError(code, message, { syscall });
 }
 
@@ -70,7 +79,12 @@ export function checkInteger(name: string, value: unknown, min = 0, max = Number
 }
 
 /** Resolves an optional {offset, length} inside `size` bytes, or throws a RangeError naming both. */
-export function checkRange(what: string, size: number, offset = 0, length?: number): { offset: number; length: number } {
+export function checkRange(
+  what: string,
+  size: number,
+  offset = 0,
+  length?: number,
+): { offset: number; length: number } {
   checkInteger(`${what} offset`, offset);
   if (offset > size) throw new RangeError(`${what} offset ${offset} is past the end of ${size} bytes`);
   const len = length === undefined ? size - offset : checkInteger(`${what} length`, length);

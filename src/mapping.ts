@@ -105,7 +105,11 @@ export class Mapping implements HeadOwner {
     if (index < 0) throw new TypeError(`advice must be one of ${advices.join(", ")}, got ${String(advice)}`);
     const range = checkRange("advise", this.byteLength, offset, length);
     if (range.length === 0) return;
-    unwrap(fn.pageio_advise(this.#region, this.bufferOffset + range.offset, range.length, index), "madvise", this.label);
+    unwrap(
+      fn.pageio_advise(this.#region, this.bufferOffset + range.offset, range.length, index),
+      "madvise",
+      this.label,
+    );
   }
 
   /** Writes dirty pages of a shared writable mapping to the file and waits (`msync(MS_SYNC)`). */
@@ -143,7 +147,6 @@ export class Mapping implements HeadOwner {
     if (--this.#refs === 0) this.unmap();
   }
 
-
   #live(operation: string): void {
     if (this.closed) throw stateError("ERR_CLOSED", `${this.label} is unmapped`, operation);
   }
@@ -162,7 +165,9 @@ export class Mapping implements HeadOwner {
  * ```
  */
 export function mapFile(file: string | URL | FileHandle | number, options: MapFileOptions = {}): Mapping {
-  if (typeof options !== "object" || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
+  }
   const opened = typeof file === "string" || file instanceof URL
     ? openFile(file, options.write && !options.private ? "r+" : "r")
     : null;

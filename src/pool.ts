@@ -50,7 +50,9 @@ const leaks = new FinalizationRegistry<LeakRecord>((record) => record.pool.deref
 function leakLevel(option: PagePoolOptions["leakDetection"]): number {
   let level: string | undefined = option;
   try {
-    level ??= typeof Deno !== "undefined" ? Deno.env.get("PAGEIO_LEAKS") : (globalThis as { process?: { env: Record<string, string> } }).process?.env.PAGEIO_LEAKS;
+    level ??= typeof Deno !== "undefined"
+      ? Deno.env.get("PAGEIO_LEAKS")
+      : (globalThis as { process?: { env: Record<string, string> } }).process?.env.PAGEIO_LEAKS;
   } catch { /* no --allow-env: keep the default */ }
   switch (level ?? "sampled") {
     case "off":
@@ -97,7 +99,9 @@ export class PagePool {
   constructor(options: PagePoolOptions = {}) {
     const size = options.pageSize ?? osPageSize;
     checkInteger("pageSize", size, 1, 2 ** 31 - osPageSize);
-    if (size % osPageSize !== 0) throw new RangeError(`pageSize ${size} is not a multiple of the OS page size ${osPageSize}`);
+    if (size % osPageSize !== 0) {
+      throw new RangeError(`pageSize ${size} is not a multiple of the OS page size ${osPageSize}`);
+    }
     this.pageSize = size;
     this.#pagesPerSlab = Math.max(1, Math.floor(SLAB_BYTES / size));
     this.maxPages = checkInteger("maxPages", options.maxPages ?? Math.max(1, Math.floor(2 ** 30 / size)), 1, 2 ** 24);
@@ -111,7 +115,11 @@ export class PagePool {
     if (this.#closed) throw stateError("ERR_CLOSED", "page pool is closed", "acquire");
     if (this.#freeCount === 0) {
       if (this.#buffers.length >= this.maxPages) {
-        throw stateError("ERR_POOL_EXHAUSTED", `page pool is at its maxPages (${this.maxPages}); release pages first`, "acquire");
+        throw stateError(
+          "ERR_POOL_EXHAUSTED",
+          `page pool is at its maxPages (${this.maxPages}); release pages first`,
+          "acquire",
+        );
       }
       this.#grow();
     }
@@ -120,14 +128,24 @@ export class PagePool {
     const slab = Math.floor(index / this.#pagesPerSlab);
     const page = new Page(this, index, this.#slabRegions[slab], (index - slab * this.#pagesPerSlab) * this.pageSize);
     if (this.#leakEvery !== 0 && ++this.#acquired % this.#leakEvery === 0) {
-      leaks.register(page, { pool: new WeakRef(this), stack: this.#leakEvery === 1 ? new Error().stack : undefined }, page);
+      leaks.register(
+        page,
+        { pool: new WeakRef(this), stack: this.#leakEvery === 1 ? new Error().stack : undefined },
+        page,
+      );
     }
     return page;
   }
 
   /** Page counts now. */
   get stats(): PagePoolStats {
-    return { pageSize: this.pageSize, total: this.#buffers.length, free: this.#freeCount, inUse: this.#inUse, leaked: this.#leaked };
+    return {
+      pageSize: this.pageSize,
+      total: this.#buffers.length,
+      free: this.#freeCount,
+      inUse: this.#inUse,
+      leaked: this.#leaked,
+    };
   }
 
   /** True once `close()` has run. */
@@ -179,7 +197,10 @@ export class PagePool {
     let buffer = this.#buffers[index];
     if (buffer === null) {
       const slab = Math.floor(index / this.#pagesPerSlab);
-      buffer = native.view(this.#slabAddresses[slab] + (index - slab * this.#pagesPerSlab) * this.pageSize, this.pageSize);
+      buffer = native.view(
+        this.#slabAddresses[slab] + (index - slab * this.#pagesPerSlab) * this.pageSize,
+        this.pageSize,
+      );
       this.#buffers[index] = buffer;
     }
     return buffer;
@@ -203,7 +224,9 @@ export class PagePool {
     this.#leaked++;
     console.warn(
       "pageio LEAK: a pool page was garbage-collected before release(); it is lost to the pool." +
-        (stack ? `\nAcquired at:\n${stack}` : " Set leakDetection: \"paranoid\" (or PAGEIO_LEAKS=paranoid) to see where."),
+        (stack
+          ? `\nAcquired at:\n${stack}`
+          : ' Set leakDetection: "paranoid" (or PAGEIO_LEAKS=paranoid) to see where.'),
     );
     if (this.#closed && this.#inUse - this.#leaked === 0) this.#unmapSlabs();
   }

@@ -6,7 +6,7 @@
  */
 import { IOV_MAX } from "../ffi/native.ts";
 import { checkInteger, stateError } from "./errors.ts";
-import { fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
+import { fdOf, type FileHandle, openFile, stat, type Target } from "./file.ts";
 import { Brigade } from "./brigade.ts";
 import type { Chunk } from "./gather.ts";
 import { readv } from "./gather.ts";
@@ -66,7 +66,9 @@ export class PageReader implements Iterable<PageHead> {
     this.#size = size;
     this.#chunkSize = checkInteger("chunkSize", options.chunkSize ?? 256 * 1024, 1, 2 ** 31);
     this.#windowSize = checkInteger("windowSize", options.windowSize ?? 8 * 1024 * 1024, pageSize, 2 ** 40);
-    if (this.#windowSize % pageSize !== 0) throw new RangeError(`windowSize ${this.#windowSize} is not a multiple of the page size ${pageSize}`);
+    if (this.#windowSize % pageSize !== 0) {
+      throw new RangeError(`windowSize ${this.#windowSize} is not a multiple of the page size ${pageSize}`);
+    }
     this.#ownsPool = options.pool === undefined;
     this.#pool = options.pool ?? null;
   }
@@ -86,7 +88,11 @@ export class PageReader implements Iterable<PageHead> {
       this.#windowStart = this.#position - (this.#position % pageSize);
       const length = Math.min(this.#windowSize, this.#size - this.#windowStart);
       const fd = fdOf(this.#file);
-      window = this.#window = mapDescriptor(fd, { offset: this.#windowStart, length, populate: true }, `mapping of fd ${fd}`);
+      window = this.#window = mapDescriptor(
+        fd,
+        { offset: this.#windowStart, length, populate: true },
+        `mapping of fd ${fd}`,
+      );
       window.advise("sequential");
     }
     const offset = this.#position - this.#windowStart;

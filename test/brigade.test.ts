@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Brigade, openFile, PageHead, PageIoError, PagePool, pageSize, readv } from "../mod.ts";
+import { Brigade, openFile, PageHead, type PageIoError, PagePool, pageSize, readv } from "../mod.ts";
 import { fifo, patternBytes, tempDir } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { mapFile, openFile, PageHead, PageIoError, PagePool, pageSize, readv, writev } from "../mod.ts";
+import { mapFile, openFile, PageHead, type PageIoError, PagePool, pageSize, readv, writev } from "../mod.ts";
 import { fifo, haveStrace, patternBytes, root, runScript, sha256, startScript, tempDir, tempFile } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
@@ -162,13 +162,20 @@ test("a reader that goes away is EPIPE, a typed error, and the process lives on"
   const reader = startScript(`import { openSync } from "node:fs"; openSync(${JSON.stringify(pipe)}, "r");`);
   const out = openFile(pipe, "w");
   await reader.exited;
-  assert.throws(() => writev(out, [new Uint8Array(1 << 20)]), (e) => code(e) === "EPIPE" && (e as PageIoError).syscall === "writev");
+  assert.throws(
+    () => writev(out, [new Uint8Array(1 << 20)]),
+    (e) => code(e) === "EPIPE" && (e as PageIoError).syscall === "writev",
+  );
   out.close();
 });
 
-test("one flush of 1 000 heads is one writev system call (strace)", { skip: !haveStrace && "strace is not installed" }, () => {
-  const log = join(tempDir(), "strace.log");
-  const run = runScript(`
+test(
+  "one flush of 1 000 heads is one writev system call (strace)",
+  { skip: !haveStrace && "strace is not installed" },
+  () => {
+    const log = join(tempDir(), "strace.log");
+    const run = runScript(
+      `
     import { PagePool, PageWriter, openFile } from "${root}mod.ts";
     const pool = new PagePool({ pages: 0 });
     const file = openFile(${JSON.stringify(join(tempDir(), "counted"))}, "w");
@@ -182,11 +189,17 @@ test("one flush of 1 000 heads is one writev system call (strace)", { skip: !hav
     writev(file, heads);
     heads.forEach((h) => h.release());
     writer.close(); file.close();
-  `, { prefix: ["strace", "-f", "-s", "0", "-e", "trace=writev", "-o", log] });
-  assert.equal(run.status, 0, run.stderr);
-  const fd = run.stdout.match(/fd=(\d+)/)![1];
-  const calls = readFileSync(log, "utf8").split("\n").filter((l) => l.includes(` writev(${fd},`));
-  assert.equal(calls.length, 1 + 3, calls.join("\n"));
-  assert.match(calls[0], /writev\(\d+, \[.*\], 1000\)\s+= 100000/);
-  assert.ok(calls.slice(1).every((l) => /, 1024\)\s+= 10240|, 952\)\s+= 9520/.test(l)), "3000 heads in batches of IOV_MAX");
-});
+  `,
+      { prefix: ["strace", "-f", "-s", "0", "-e", "trace=writev", "-o", log] },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    const fd = run.stdout.match(/fd=(\d+)/)![1];
+    const calls = readFileSync(log, "utf8").split("\n").filter((l) => l.includes(` writev(${fd},`));
+    assert.equal(calls.length, 1 + 3, calls.join("\n"));
+    assert.match(calls[0], /writev\(\d+, \[.*\], 1000\)\s+= 100000/);
+    assert.ok(
+      calls.slice(1).every((l) => /, 1024\)\s+= 10240|, 952\)\s+= 9520/.test(l)),
+      "3000 heads in batches of IOV_MAX",
+    );
+  },
+);

@@ -65,7 +65,8 @@ export function runScript(
   writeFileSync(file, source);
   const exe = process.execPath;
   const argv = isDeno
-    ? [exe, "run", "--allow-all", ...(options.denoFlags ?? []), file, ...(options.args ?? [])] : [exe, file, ...(options.args ?? [])];
+    ? [exe, "run", "--allow-all", ...(options.denoFlags ?? []), file, ...(options.args ?? [])]
+    : [exe, file, ...(options.args ?? [])];
   const command = [...(options.prefix ?? []), ...argv];
   const run = spawnSync(command[0], command.slice(1), {
     encoding: "utf8",

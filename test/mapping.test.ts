@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
-import { mapAnonymous, mapFile, openFile, PageIoError, pageSize } from "../mod.ts";
+import { mapAnonymous, mapFile, openFile, type PageIoError, pageSize } from "../mod.ts";
 import { liveRegionCount } from "../src/system.ts";
 import { mapsLinesMentioning, openDescriptorCount, patternBytes, tempDir, tempFile } from "./helpers.ts";
 
@@ -18,7 +18,10 @@ test("mapFile shows the file's bytes, the whole file by default", () => {
 test("offsets need not be page-aligned; length limits the view", () => {
   const data = patternBytes(5 * pageSize);
   const path = tempFile(data);
-  const cases: [number, number | undefined][] = [[1, 10], [pageSize - 1, 2], [pageSize + 7, 2 * pageSize], [3 * pageSize, undefined]];
+  const cases: [number, number | undefined][] = [[1, 10], [pageSize - 1, 2], [pageSize + 7, 2 * pageSize], [
+    3 * pageSize,
+    undefined,
+  ]];
   for (const [offset, length] of cases) {
     using m = mapFile(path, { offset, length });
     assert.deepEqual(m.bytes, data.subarray(offset, length === undefined ? undefined : offset + length));
@@ -65,7 +68,10 @@ test("bad ranges, types and files are typed errors", () => {
   assert.throws(() => mapFile({} as unknown as string), TypeError);
   assert.throws(() => mapFile(-3), RangeError);
   assert.throws(() => mapFile(path, null as unknown as object), TypeError);
-  assert.throws(() => mapFile("/nonexistent/pageio"), (e) => code(e) === "ENOENT" && (e as PageIoError).path === "/nonexistent/pageio");
+  assert.throws(
+    () => mapFile("/nonexistent/pageio"),
+    (e) => code(e) === "ENOENT" && (e as PageIoError).path === "/nonexistent/pageio",
+  );
   assert.throws(() => mapFile(tempDir()), (e) => code(e) === "EISDIR");
   assert.throws(() => mapFile("/dev/null"), (e) => code(e) === "ENODEV");
   const closed = openFile(path);

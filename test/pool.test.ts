@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { native } from "../ffi/native.ts";
-import { PageIoError, PagePool, pageSize } from "../mod.ts";
+import { type PageIoError, PagePool, pageSize } from "../mod.ts";
 import { liveRegionCount } from "../src/system.ts";
 import { collectGarbage, root, runScript } from "./helpers.ts";
 
@@ -94,7 +94,10 @@ test("the pool grows by slabs up to maxPages, then refuses until a page comes ba
   assert.equal(pool.stats.total, 0);
   const pages = Array.from({ length: 300 }, () => pool.acquire());
   assert.equal(pool.stats.inUse, 300);
-  assert.throws(() => pool.acquire(), (e) => code(e) === "ERR_POOL_EXHAUSTED" && /maxPages \(300\)/.test((e as Error).message));
+  assert.throws(
+    () => pool.acquire(),
+    (e) => code(e) === "ERR_POOL_EXHAUSTED" && /maxPages \(300\)/.test((e as Error).message),
+  );
   pages.pop()!.release();
   const again = pool.acquire();
   again.release();
@@ -118,7 +121,8 @@ test("close is graceful: no more acquire, pages in use stay valid, slabs unmap w
 });
 
 test("a page garbage-collected without release is reported once, with where it was acquired", () => {
-  const run = runScript(`
+  const run = runScript(
+    `
     import { PagePool } from "${root}mod.ts";
     const pool = new PagePool({ pages: 4, leakDetection: "paranoid" });
     function leakOne() { pool.acquire().bytes[0] = 1; }
@@ -130,7 +134,9 @@ test("a page garbage-collected without release is reported once, with where it w
     }
     console.log(JSON.stringify(pool.stats));
     kept.release();
-  `, { denoFlags: ["--v8-flags=--expose-gc"] });
+  `,
+    { denoFlags: ["--v8-flags=--expose-gc"] },
+  );
   assert.equal(run.status, 0, run.stderr);
   const stats = JSON.parse(run.stdout.trim().split("\n").pop()!);
   assert.equal(stats.leaked, 1);

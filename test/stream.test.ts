@@ -2,9 +2,18 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { openFile, PageHead, PageIoError, PagePool, pageSize, PageReader, PageWriter } from "../mod.ts";
+import { openFile, type PageHead, type PageIoError, PagePool, PageReader, pageSize, PageWriter } from "../mod.ts";
 import { liveRegionCount } from "../src/system.ts";
-import { fifo, mapsLinesMentioning, openDescriptorCount, patternBytes, sha256, startScript, tempDir, tempFile } from "./helpers.ts";
+import {
+  fifo,
+  mapsLinesMentioning,
+  openDescriptorCount,
+  patternBytes,
+  sha256,
+  startScript,
+  tempDir,
+  tempFile,
+} from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
 
