@@ -5,7 +5,7 @@
  *
  * @example
  * ```ts
- * import { mapFile } from "./mod.ts";
+ * import { mapFile } from "@pageio/pageio";
  * using file = mapFile("README.md");
  * console.log(file.byteLength > 0); // true
  * ```

@@ -24,7 +24,8 @@ const suites = [
   },
   {
     name: "deno",
-    command: [bin("deno"), "test", "--allow-all", "--v8-flags=--expose-gc", ...testFiles],
+    // --doc also runs every JSDoc example of the public API (src/, mod.ts).
+    command: [bin("deno"), "test", "--allow-all", "--v8-flags=--expose-gc", ...(files.length ? files : ["--doc", "test/", "src/", "mod.ts"])],
     cwd: root,
     // "ok | 12 passed (3 steps) | 0 failed" (steps are node:test's nested tests)
     parse: (out) => {

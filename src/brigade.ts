@@ -12,7 +12,7 @@ import { PageHead } from "./head.ts";
 /**
  * @example
  * ```ts
- * import { Brigade, openFile, PagePool } from "./mod.ts";
+ * import { Brigade, openFile, PagePool } from "@pageio/pageio";
  * using pool = new PagePool();
  * using out = openFile(await Deno.makeTempFile(), "w");
  * const page = pool.acquire();

@@ -11,11 +11,11 @@ import { describeErrno } from "../ffi/native.ts";
  *
  * @example
  * ```ts
- * import { openFile, PageIoError } from "./mod.ts";
+ * import { openFile, PageIoError } from "@pageio/pageio";
  * try {
  *   openFile("/no/such/file");
  * } catch (error) {
- *   if (error instanceof PageIoError) console.log(error.code); // "ENOENT"
+ *   console.log(error instanceof PageIoError && error.code); // "ENOENT"
  * }
  * ```
  */

@@ -21,7 +21,7 @@ const statOut = new Float64Array(2);
  *
  * @example
  * ```ts
- * import { openFile } from "./mod.ts";
+ * import { openFile } from "@pageio/pageio";
  * using file = openFile("README.md");
  * console.log(file.size() > 0); // true
  * ```
@@ -90,7 +90,7 @@ export interface OpenOptions {
  *
  * @example
  * ```ts
- * import { openFile } from "./mod.ts";
+ * import { openFile } from "@pageio/pageio";
  * const file = openFile("README.md", "r");
  * console.log(file.fd >= 0); // true
  * file.close();

@@ -99,7 +99,7 @@ export function writePacked(fd: number, count: number, callsMax: number): number
  *
  * @example
  * ```ts
- * import { openFile, writev } from "./mod.ts";
+ * import { openFile, writev } from "@pageio/pageio";
  * using out = openFile(await Deno.makeTempFile(), "w");
  * const written = writev(out, [new TextEncoder().encode("page "), new TextEncoder().encode("heads")]);
  * console.log(written); // 10
@@ -119,7 +119,7 @@ export function writev(target: Target, chunks: Iterable<Chunk>): number {
  *
  * @example
  * ```ts
- * import { openFile, readv } from "./mod.ts";
+ * import { openFile, readv } from "@pageio/pageio";
  * using file = openFile("README.md");
  * const first = new Uint8Array(2), rest = new Uint8Array(10);
  * console.log(readv(file, [first, rest])); // 12

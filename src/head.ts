@@ -31,7 +31,7 @@ export interface HeadOwner {
  *
  * @example
  * ```ts
- * import { PagePool } from "./mod.ts";
+ * import { PagePool } from "@pageio/pageio";
  * using pool = new PagePool();
  * const page = pool.acquire();
  * page.bytes.set([1, 2, 3]);

@@ -37,7 +37,7 @@ const unreachable = new FinalizationRegistry<number>((region) => fn.pageio_unmap
  *
  * @example
  * ```ts
- * import { mapAnonymous } from "./mod.ts";
+ * import { mapAnonymous } from "@pageio/pageio";
  * using memory = mapAnonymous(8192);
  * memory.bytes[8191] = 1;
  * console.log(memory.byteLength); // 8192
@@ -159,7 +159,7 @@ export class Mapping implements HeadOwner {
  *
  * @example
  * ```ts
- * import { mapFile } from "./mod.ts";
+ * import { mapFile } from "@pageio/pageio";
  * using readme = mapFile("README.md");
  * console.log(String.fromCharCode(readme.bytes[0])); // "#"
  * ```
@@ -205,7 +205,7 @@ export function mapDescriptor(fd: number, options: MapFileOptions, label: string
  *
  * @example
  * ```ts
- * import { mapAnonymous, pageSize } from "./mod.ts";
+ * import { mapAnonymous, pageSize } from "@pageio/pageio";
  * const memory = mapAnonymous(pageSize);
  * console.log(memory.bytes[0]); // 0
  * memory.unmap();

@@ -71,7 +71,7 @@ function leakLevel(option: PagePoolOptions["leakDetection"]): number {
  *
  * @example
  * ```ts
- * import { PagePool } from "./mod.ts";
+ * import { PagePool } from "@pageio/pageio";
  * using pool = new PagePool({ pages: 4 });
  * const page = pool.acquire();
  * page.bytes.fill(7);
@@ -237,7 +237,7 @@ export class PagePool {
  *
  * @example
  * ```ts
- * import { PagePool } from "./mod.ts";
+ * import { PagePool } from "@pageio/pageio";
  * const pool = new PagePool();
  * const page = pool.acquire();
  * console.log(page.bytes.byteLength === pool.pageSize); // true

@@ -33,7 +33,7 @@ export interface PageReaderOptions {
  *
  * @example
  * ```ts
- * import { PageReader } from "./mod.ts";
+ * import { PageReader } from "@pageio/pageio";
  * using reader = new PageReader("README.md");
  * let bytes = 0;
  * for (const head of reader) {
@@ -152,7 +152,7 @@ export interface PageWriterOptions {
  *
  * @example
  * ```ts
- * import { PageReader, PageWriter } from "./mod.ts";
+ * import { PageReader, PageWriter } from "@pageio/pageio";
  * const copy = await Deno.makeTempFile();
  * using reader = new PageReader("README.md");
  * using writer = new PageWriter(copy);

@@ -6,7 +6,7 @@ import { fn, native } from "../ffi/native.ts";
  *
  * @example
  * ```ts
- * import { pageSize } from "./mod.ts";
+ * import { pageSize } from "@pageio/pageio";
  * console.log(pageSize % 4096); // 0
  * ```
  */
@@ -17,7 +17,7 @@ export const pageSize: number = fn.pageio_page_size();
  *
  * @example
  * ```ts
- * import { runtime } from "./mod.ts";
+ * import { runtime } from "@pageio/pageio";
  * console.log(runtime === "deno" || runtime === "bun"); // true
  * ```
  */
