@@ -174,3 +174,17 @@ test "scatter read stops at end of file" {
     try transfer(.read, fds[0], &list, &staging, 0, &done);
     try std.testing.expectEqual(@as(u64, 0), done);
 }
+
+test "on a full non-blocking pipe, progress is returned and then EAGAIN, never a spin" {
+    const fds = try std.posix.pipe2(.{ .NONBLOCK = true });
+    defer std.posix.close(fds[0]);
+    defer std.posix.close(fds[1]);
+    var staging: [256 * 1024]u8 = undefined;
+    @memset(&staging, 7);
+    const list = [_]Descriptor{ stagingEntry(0, 128 * 1024), stagingEntry(128 * 1024, 128 * 1024) };
+    var done: u64 = 0;
+    try transfer(.write, fds[1], &list, &staging, 0, &done);
+    try std.testing.expect(done > 0 and done < staging.len); // the pipe took what it holds
+    try std.testing.expectError(error.AGAIN, transfer(.write, fds[1], &list, &staging, 0, &done));
+    try std.testing.expectEqual(@as(u64, 0), done);
+}
