@@ -6,7 +6,7 @@
  */
 import { IOV_MAX } from "../ffi/native.ts";
 import { checkInteger, stateError } from "./errors.ts";
-import { fdOf, type FileHandle, openFile, stat, type Target } from "./file.ts";
+import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { Brigade } from "./brigade.ts";
 import type { Chunk } from "./gather.ts";
 import { readv } from "./gather.ts";
@@ -53,24 +53,36 @@ export class PageReader implements Iterable<PageHead> {
   #pool: PagePool | null;
   readonly #ownsPool: boolean;
   #window: Mapping | null = null;
+  readonly #label: string;
   #windowStart = 0;
   #position = 0;
   #ended = false;
   #closed = false;
 
   constructor(source: string | URL | Target, options: PageReaderOptions = {}) {
-    this.#ownsFile = typeof source === "string" || source instanceof URL;
-    this.#file = this.#ownsFile ? openFile(source as string | URL) : source as Target;
-    const { size, kind } = stat(fdOf(this.#file));
-    this.#mapped = kind === "file";
-    this.#size = size;
+    // Options first: a bad one must not leave an opened file behind.
     this.#chunkSize = checkInteger("chunkSize", options.chunkSize ?? 256 * 1024, 1, 2 ** 31);
     this.#windowSize = checkInteger("windowSize", options.windowSize ?? 8 * 1024 * 1024, pageSize, 2 ** 40);
     if (this.#windowSize % pageSize !== 0) {
       throw new RangeError(`windowSize ${this.#windowSize} is not a multiple of the page size ${pageSize}`);
     }
+    if (options.pool !== undefined && !(options.pool instanceof PagePool)) {
+      throw new TypeError(`pool must be a PagePool, got ${describe(options.pool)}`);
+    }
     this.#ownsPool = options.pool === undefined;
     this.#pool = options.pool ?? null;
+    this.#ownsFile = typeof source === "string" || source instanceof URL;
+    this.#file = this.#ownsFile ? openFile(source as string | URL) : source as Target;
+    try {
+      const { size, kind } = stat(fdOf(this.#file));
+      this.#mapped = kind === "file";
+      this.#size = size;
+    } catch (error) {
+      if (this.#ownsFile) (this.#file as FileHandle).close();
+      throw error;
+    }
+    const path = this.#file instanceof FileHandle ? this.#file.path : undefined;
+    this.#label = path === undefined ? `mapping of fd ${fdOf(this.#file)}` : `mapping of '${path}'`;
   }
 
   /** The next head, or null at end of input. */
@@ -87,11 +99,10 @@ export class PageReader implements Iterable<PageHead> {
       window?.releaseRef(); // unmapped once its last head is released too
       this.#windowStart = this.#position - (this.#position % pageSize);
       const length = Math.min(this.#windowSize, this.#size - this.#windowStart);
-      const fd = fdOf(this.#file);
       window = this.#window = mapDescriptor(
-        fd,
+        fdOf(this.#file),
         { offset: this.#windowStart, length, populate: true },
-        `mapping of fd ${fd}`,
+        this.#label,
       );
       window.advise("sequential");
     }
@@ -170,10 +181,10 @@ export class PageWriter {
 
   /** A path is opened for writing (created, truncated); a FileHandle or fd is used as it is. */
   constructor(target: string | URL | Target, options: PageWriterOptions = {}) {
+    this.#highWaterMark = checkInteger("highWaterMark", options.highWaterMark ?? 8 * 1024 * 1024, 1);
     this.#ownsFile = typeof target === "string" || target instanceof URL;
     this.#file = this.#ownsFile ? openFile(target as string | URL, "w") : target as Target;
     fdOf(this.#file);
-    this.#highWaterMark = checkInteger("highWaterMark", options.highWaterMark ?? 8 * 1024 * 1024, 1);
   }
 
   /** Queues a head (the writer owns it now) or a byte array. */

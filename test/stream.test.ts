@@ -147,7 +147,8 @@ test("closed readers and writers refuse use; close is idempotent; heads read sta
   assert.throws(() => writer.flush(), (e) => code(e) === "ERR_CLOSED");
 });
 
-test("bad sources, targets and options are typed errors", () => {
+test("bad sources, targets and options are typed errors, and leave no descriptor open", () => {
+  const fds = openDescriptorCount();
   assert.throws(() => new PageReader("/nonexistent/pageio"), (e) => code(e) === "ENOENT");
   assert.throws(() => new PageReader({} as string), TypeError);
   assert.throws(() => new PageReader(tempFile("x"), { windowSize: pageSize + 1 }), RangeError);
@@ -158,4 +159,7 @@ test("bad sources, targets and options are typed errors", () => {
   const dirHandle = openFile(tempDir());
   assert.throws(() => new PageReader(dirHandle).read(), (e) => code(e) === "EISDIR");
   dirHandle.close();
+  assert.throws(() => new PageReader(tempFile("x"), { pool: {} as PagePool }), TypeError);
+  assert.throws(() => new PageWriter(join(tempDir(), "never"), { highWaterMark: 0 }), RangeError);
+  assert.equal(openDescriptorCount(), fds);
 });
