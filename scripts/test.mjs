@@ -25,7 +25,13 @@ const suites = [
   {
     name: "deno",
     // --doc also runs every JSDoc example of the public API (src/, mod.ts).
-    command: [bin("deno"), "test", "--allow-all", "--v8-flags=--expose-gc", ...(files.length ? files : ["--doc", "test/", "src/", "mod.ts"])],
+    command: [
+      bin("deno"),
+      "test",
+      "--allow-all",
+      "--v8-flags=--expose-gc",
+      ...(files.length ? files : ["--doc", "test/", "src/", "mod.ts"]),
+    ],
     cwd: root,
     // "ok | 12 passed (3 steps) | 0 failed" (steps are node:test's nested tests)
     parse: (out) => {

@@ -47,6 +47,10 @@ export class PageHead {
   #length: number;
   #refs = 1;
   #bytes: Uint8Array | null = null;
+  // The packed descriptor's words, kept ready: a gather list is built per call.
+  #region: number;
+  #low = 0;
+  #high = 0;
 
   /** @internal Heads come from `page.head()`, `mapping.head()`, `head.slice()` and `PageReader.read()`. */
   constructor(owner: HeadOwner, offset: number, length: number) {
@@ -54,7 +58,14 @@ export class PageHead {
     this.#owner = owner;
     this.#offset = offset;
     this.#length = length;
+    this.#region = owner.region;
+    this.#setDescriptorOffset(owner.regionOffset + offset);
     owner.retainRef();
+  }
+
+  #setDescriptorOffset(regionOffset: number): void {
+    this.#low = regionOffset >>> 0;
+    this.#high = (regionOffset - this.#low) / 0x1_0000_0000;
   }
 
   #live(operation: string): HeadOwner {
@@ -108,12 +119,11 @@ export class PageHead {
 
   /** @internal Writes this head's packed descriptor {region, offset low, offset high, length} at `list[at]`. */
   _pack(list: Uint32Array, at: number): number {
-    let owner = this.#owner;
-    if (owner === null || !owner.alive) owner = this.#live("gather"); // throws the right error
-    const offset = owner.regionOffset + this.#offset;
-    list[at] = owner.region;
-    list[at + 1] = offset >>> 0;
-    list[at + 2] = Math.floor(offset / 0x1_0000_0000);
+    const owner = this.#owner;
+    if (owner === null || !owner.alive) this.#live("gather"); // throws the right error
+    list[at] = this.#region;
+    list[at + 1] = this.#low;
+    list[at + 2] = this.#high;
     list[at + 3] = this.#length;
     return this.#length;
   }
@@ -123,5 +133,6 @@ export class PageHead {
     this.#offset += count;
     this.#length -= count;
     this.#bytes = null;
+    this.#setDescriptorOffset(this.#owner!.regionOffset + this.#offset);
   }
 }

@@ -45,34 +45,43 @@ pub fn transfer(
     calls_max: u32,
     done: *u64,
 ) Errno!void {
-    done.* = 0;
-    // One resolver for the call: both passes see the same regions.
-    var resolver: regions.Resolver = .{};
-    for (descriptors) |d| _ = try address(&resolver, d, staging);
-
-    // Every entry was checked above; the loop below only builds iovecs from
-    // them, and the checks of ReleaseSafe cost as much as the kernel's work
-    // per entry (measured: 12-15 ns against 8.5 ns without).
+    // Every value from JS is checked explicitly below; the implicit checks of
+    // ReleaseSafe cost as much per entry as the kernel's own work (measured:
+    // 11.3 ns an entry with them, 4.8 ns for the bare writev).
     @setRuntimeSafety(false);
+    done.* = 0;
+    var iov: [iov_count_max]std.posix.iovec = undefined;
+    // Check every entry before any byte moves; the same pass fills the first batch.
+    var resolver: regions.Resolver = .{};
+    var count: usize = 0;
+    var batch_bytes: u64 = 0;
+    for (descriptors, 0..) |d, i| {
+        const base = try address(&resolver, d, staging);
+        if (i < iov_count_max) {
+            iov[i] = .{ .base = base, .len = d.length };
+            count = i + 1;
+            batch_bytes += d.length;
+        }
+    }
+    if (batch_bytes > call_bytes_max) count = 0; // too much for one call: batches are built below
+
     var index: usize = 0; // first descriptor not wholly moved
     var skip: u64 = 0; // bytes of descriptors[index] already moved
     var calls: u32 = 0;
-    var iov: [iov_count_max]std.posix.iovec = undefined;
     while (index < descriptors.len) {
         if (calls_max != 0 and calls == calls_max) return;
-        var count: usize = 0;
-        var batch_bytes: u64 = 0;
-        var i = index;
-        while (i < descriptors.len and count < iov_count_max and batch_bytes < call_bytes_max) : (i += 1) {
-            const d = descriptors[i];
-            const from = if (i == index) skip else 0;
-            if (d.length == from) continue;
-            const len = @min(d.length - from, call_bytes_max - batch_bytes);
-            iov[count] = .{ .base = (address(&resolver, d, staging) catch unreachable) + from, .len = @intCast(len) };
-            count += 1;
-            batch_bytes += len;
+        if (count == 0) {
+            var i = index;
+            while (i < descriptors.len and count < iov_count_max and batch_bytes < call_bytes_max) : (i += 1) {
+                const d = descriptors[i];
+                const from = if (i == index) skip else 0;
+                const len = @min(d.length - from, call_bytes_max - batch_bytes);
+                iov[count] = .{ .base = (address(&resolver, d, staging) catch unreachable) + from, .len = @intCast(len) };
+                count += 1;
+                batch_bytes += len;
+            }
+            if (batch_bytes == 0) return; // only empty entries were left
         }
-        if (count == 0) return; // only empty entries were left
 
         const rc = switch (direction) {
             .write => std.c.writev(fd, @ptrCast(&iov), @intCast(count)),
@@ -90,12 +99,14 @@ pub fn transfer(
         if (moved == 0) return; // end of file, or a zero-length write: never spin
         advance(descriptors, &index, &skip, moved);
         if (direction == .read and moved < batch_bytes) return;
+        count = 0;
+        batch_bytes = 0;
     }
 }
 
 fn advance(descriptors: []const Descriptor, index: *usize, skip: *u64, moved: u64) void {
-    @setRuntimeSafety(false); // the kernel never reports more bytes than the iovecs held
     var left = moved;
+    // The kernel never reports more bytes than the iovecs held, so index stays in range.
     while (left > 0) {
         const remaining = descriptors[index.*].length - skip.*;
         if (left < remaining) {
@@ -108,7 +119,7 @@ fn advance(descriptors: []const Descriptor, index: *usize, skip: *u64, moved: u6
     }
 }
 
-fn address(resolver: *regions.Resolver, d: Descriptor, staging: []u8) Errno![*]u8 {
+inline fn address(resolver: *regions.Resolver, d: Descriptor, staging: []u8) Errno![*]u8 {
     return switch (d.region) {
         staging_region => {
             const off = d.offset();

@@ -80,7 +80,7 @@ pub const Resolver = struct {
     id: Id = 0,
     region: Region = .{ .base = 0, .len = 0 },
 
-    pub fn resolve(r: *Resolver, id: Id, offset: u64, len: u64) Errno![*]u8 {
+    pub inline fn resolve(r: *Resolver, id: Id, offset: u64, len: u64) Errno![*]u8 {
         if (id != r.id or r.id == 0) {
             r.region = lookup(id) catch return error.FAULT;
             r.id = id;
