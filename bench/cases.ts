@@ -1,5 +1,6 @@
 // Benchmark cases: each measures pageio beside the running runtime's built-in way of doing the same job.
 // Run one with: deno run -A bench/main.ts <case> <file>   or   bun bench/main.ts <case> <file>
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import process from "node:process";
 import { Bench } from "tinybench";
@@ -21,7 +22,10 @@ declare const Bun: any;
 /** One measured implementation: ms per operation, and how many operations one "op" holds. */
 export interface Measured {
   name: string;
+  /** Mean, median and fastest time of one operation, in ms. */
   ms: number;
+  median: number;
+  min: number;
   samples: number;
 }
 
@@ -38,11 +42,15 @@ async function measure(tasks: Task[], options: { time: number; iterations: numbe
   }
   await bench.run();
   return bench.tasks.map((task) => {
-    const result = task.result as { latency?: { mean: number; samplesCount: number }; error?: unknown };
+    const result = task.result as {
+      latency?: { mean: number; p50: number; min: number; samplesCount: number };
+      error?: unknown;
+    };
     if (!result.latency) {
       throw new Error(`${task.name} failed: ${String((result.error as Error)?.stack ?? result.error)}`);
     }
-    return { name: task.name, ms: result.latency.mean, samples: result.latency.samplesCount };
+    const { mean, p50, min, samplesCount } = result.latency;
+    return { name: task.name, ms: mean, median: p50, min, samples: samplesCount };
   });
 }
 
@@ -249,10 +257,13 @@ export async function copy(implementation: string, source: string, target: strin
   };
   const fn = copies[implementation];
   if (!fn) throw new Error(`unknown copy ${implementation}`);
-  const result = await measure([{ name: implementation, fn, setup: () => fs.rmSync(target, { force: true }) }], {
-    time: 3000,
-    iterations: 3,
-  });
+  // Untimed before each copy: the last copy's gigabyte of dirty pages goes to disk first, or writeback
+  // throttling of the previous run lands on whichever implementation runs next.
+  const setup = () => {
+    fs.rmSync(target, { force: true });
+    spawnSync("sync");
+  };
+  const result = await measure([{ name: implementation, fn, setup }], { time: 5000, iterations: 5 });
   if (fs.statSync(target).size !== fs.statSync(source).size) throw new Error(`${implementation} copied the wrong size`);
   return result;
 }

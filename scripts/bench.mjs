@@ -135,7 +135,7 @@ for (const runtime of Object.keys(runtimes)) {
   for (const implementation of implementations[runtime]) {
     const out = run(runtime, ["copy", implementation, big, join(dir, "copy.out")]);
     const r = out.results[0];
-    base ||= r.ms;
+    base ||= r.median;
     copyRows.push({
       runtime,
       name: r.name,
