@@ -31,25 +31,85 @@ function env(name: string): string | undefined {
   }
 }
 
-function platform(): { os: string; arch: string } {
-  if (runtime === "deno") return { os: Deno.build.os, arch: Deno.build.arch === "aarch64" ? "arm64" : "x64" };
-  return { os: process.platform, arch: process.arch };
+/** Platforms with a prebuilt library: `os-arch[-libc]`, as under prebuilt/. */
+export const SUPPORTED_PLATFORMS: readonly string[] = [
+  "linux-x64-gnu",
+  "linux-arm64-gnu",
+  "linux-x64-musl",
+  "linux-arm64-musl",
+  "darwin-x64",
+  "darwin-arm64",
+];
+
+/** This machine's platform key, e.g. `linux-x64-gnu` or `darwin-arm64`. */
+export function platformKey(): string {
+  const os = runtime === "deno" ? Deno.build.os : process.platform;
+  const rawArch = runtime === "deno" ? Deno.build.arch : process.arch;
+  const arch = rawArch === "aarch64" ? "arm64" : rawArch === "x86_64" ? "x64" : rawArch;
+  return os === "linux" ? `${os}-${arch}-${isMusl(arch) ? "musl" : "gnu"}` : `${os}-${arch}`;
 }
 
-function fileName(os: string): string {
-  return os === "darwin" ? "libpageio.dylib" : "libpageio.so";
+function isMusl(arch: string): boolean {
+  // musl's dynamic loader has a fixed name; glibc systems do not have it.
+  const loader = `/lib/ld-musl-${arch === "arm64" ? "aarch64" : "x86_64"}.so.1`;
+  try {
+    return runtime === "deno"
+      ? Deno.statSync(loader).isFile
+      : (globalThis as unknown as BunGlobal).Bun.file(loader).size > 0;
+  } catch {
+    return false; // not there, or no --allow-read: glibc is the common case
+  }
+}
+type BunGlobal = { Bun: { file(path: string): { size: number } } };
+
+function fileName(platform: string): string {
+  return platform.startsWith("darwin") ? "libpageio.dylib" : "libpageio.so";
 }
 
 function pathOf(relative: string): string {
   return decodeURIComponent(new URL(relative, import.meta.url).pathname);
 }
 
+// The package root: this file is ffi/load.ts in the source and dist/ffi/load.js in the npm package.
+const packageRoot = import.meta.url.includes("/dist/ffi/") ? "../../" : "../";
+
+/** The package version; scripts/check-version.mjs keeps it equal to deno.json and package.json. */
+export const PACKAGE_VERSION = "0.1.0";
+
 /** Where the library may be, in the order they are tried. */
-export function candidatePaths(): string[] {
-  const { os, arch } = platform();
-  const paths = [pathOf(`../zig/zig-out/lib/${fileName(os)}`), pathOf(`../lib/${os}-${arch}/${fileName(os)}`)];
+export async function candidatePaths(platform: string = platformKey()): Promise<string[]> {
   const explicit = env("PAGEIO_LIB");
-  return explicit ? [explicit] : paths;
+  if (explicit) return [explicit];
+  if (!SUPPORTED_PLATFORMS.includes(platform)) {
+    throw new Error(
+      `pageio has no library for this platform (${platform}); it supports ${SUPPORTED_PLATFORMS.join(", ")}. ` +
+        "Set PAGEIO_LIB to a library you built for it.",
+    );
+  }
+  const prebuilt = new URL(`${packageRoot}prebuilt/${platform}/${fileName(platform)}`, import.meta.url);
+  if (prebuilt.protocol !== "file:") return [await cachedCopy(prebuilt, platform)];
+  return [pathOf(`${packageRoot}zig/zig-out/lib/${fileName(platform)}`), decodeURIComponent(prebuilt.pathname)];
+}
+
+/**
+ * Imported over https (JSR): dlopen needs a local file, so the prebuilt
+ * library is fetched once into a cache keyed by version and platform
+ * (`PAGEIO_CACHE`, else `$XDG_CACHE_HOME/pageio` or `~/.cache/pageio`).
+ */
+async function cachedCopy(url: URL, platform: string): Promise<string> {
+  const base = env("PAGEIO_CACHE") ?? `${env("XDG_CACHE_HOME") ?? `${env("HOME") ?? "."}/.cache`}/pageio`;
+  const dir = `${base}/${PACKAGE_VERSION}/${platform}`;
+  const path = `${dir}/${url.pathname.split("/").pop()}`;
+  try {
+    if (Deno.statSync(path).size > 0) return path;
+  } catch { /* not cached yet */ }
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`pageio: fetching ${url} for the native library failed: HTTP ${response.status}`);
+  Deno.mkdirSync(dir, { recursive: true });
+  const partial = `${path}.${Deno.pid}.partial`; // renamed into place: a concurrent loader never sees half a file
+  Deno.writeFileSync(partial, new Uint8Array(await response.arrayBuffer()));
+  Deno.renameSync(partial, path);
+  return path;
 }
 
 async function openBinding(path: string): Promise<Binding> {
@@ -66,7 +126,8 @@ function isPermissionError(error: unknown): boolean {
 }
 
 /** Opens the first library that loads and has the expected ABI; throws with every path tried. */
-export async function load(paths: string[] = candidatePaths()): Promise<Binding> {
+export async function load(paths?: string[]): Promise<Binding> {
+  paths ??= await candidatePaths();
   const tried: string[] = [];
   for (const path of paths) {
     let binding: Binding;
@@ -78,7 +139,10 @@ export async function load(paths: string[] = candidatePaths()): Promise<Binding>
           cause: error,
         });
       }
-      tried.push(`${path}: ${(error as Error).message}`);
+      const message = (error as Error).message;
+      // A symbol the table declares but the file lacks: an old or foreign build.
+      const stale = /symbol/i.test(message) ? " (a stale build? `npm run build` makes a fresh one)" : "";
+      tried.push(`${path}: ${message}${stale}`);
       continue;
     }
     const abi = binding.functions.pageio_abi_version();
@@ -92,7 +156,7 @@ export async function load(paths: string[] = candidatePaths()): Promise<Binding>
     return env("PAGEIO_DEBUG")?.split(",").includes("ffi") ? withLogging(binding) : binding;
   }
   throw new Error(
-    `pageio: no native library could be loaded for ${platform().os}-${platform().arch}. Tried:\n  ` +
+    `pageio: no native library could be loaded for ${platformKey()}. Tried:\n  ` +
       tried.join("\n  ") + "\nBuild it with `npm run build` (needs Zig), or set PAGEIO_LIB to its path.",
   );
 }

@@ -46,6 +46,9 @@ export const symbols = {
   //  calls_max: u32 (0 = until done), out: f64[1] bytes moved) -> bytes moved
   pageio_writev: { parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"], result: "f64" },
   pageio_readv: { parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"], result: "f64" },
+  // (kind: u32 0 copy_file_range | 1 sendfile, fd_in: i32, offset_in: f64, fd_out: i32, length: f64,
+  //  out: f64[1] bytes moved) -> bytes moved
+  pageio_move: { parameters: ["u32", "i32", "f64", "i32", "f64", "buffer"], result: "f64" },
 } as const satisfies Record<string, SymbolSpec>;
 
 export type Symbols = typeof symbols;

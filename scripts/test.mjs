@@ -1,5 +1,6 @@
-// Runs the three suites (Zig unit tests, the node:test suite under Deno and
-// under Bun) and ends with one line: "N passed, N failed" over all of them.
+// Runs every suite: the Zig unit tests, the node:test suite under Deno and under Bun, the publishing
+// checks, and the npm package installed from its tarball; ends with one line, "N passed, N failed",
+// over all of them. With test files as arguments, runs only those (and the Zig tests).
 import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,6 +55,18 @@ const suites = [
     },
   },
 ];
+
+// "N passed, N failed" as the last such line: the plain format of scripts/checks.mjs and test-package.mjs.
+const plain = (out) => {
+  const m = [...out.matchAll(/^(\d+) passed, (\d+) failed$/gm)].pop();
+  return m ? { passed: Number(m[1]), failed: Number(m[2]) } : null;
+};
+if (files.length === 0) {
+  suites.push(
+    { name: "checks", command: ["node", join(root, "scripts", "checks.mjs")], cwd: root, parse: plain },
+    { name: "package", command: ["node", join(root, "scripts", "test-package.mjs")], cwd: root, parse: plain },
+  );
+}
 
 let passed = 0;
 let failed = 0;

@@ -8,8 +8,13 @@ import { stateError } from "./errors.ts";
 import { describe, fdOf, type Target } from "./file.ts";
 import { checkAttached, type Chunk, packChunks, writePacked } from "./gather.ts";
 import { PageHead } from "./head.ts";
+import { type MoveKind, moveKindFor, moveSpan } from "./move.ts";
 
 /**
+ * An ordered queue of heads and byte arrays that leaves in gather writes
+ * (APR's brigade). It owns what it holds: fully written heads are released,
+ * a partly written one is trimmed in place.
+ *
  * @example
  * ```ts
  * import { Brigade, openFile, PagePool } from "@pageio/pageio";
@@ -67,19 +72,83 @@ export class Brigade {
     return this.#write(target, this.count, 0);
   }
 
+  /**
+   * Writes up to `count` chunks from the front: runs of memory chunks in gather calls, file spans (heads of
+   * a PageReader's windows) by the kernel, in order. `callsMax` 1 stops after one system call's worth.
+   */
   #write(target: Target, count: number, callsMax: number): number {
     const fd = fdOf(target);
-    if (count === 0) return 0;
-    packChunks(this.#chunks, this.#start, this.#start + count);
-    let written = 0;
+    let total = 0;
+    let left = count;
+    let moveKind: MoveKind | null | undefined; // decided at the first span; null once the kernel refused
+    while (left > 0 && this.count > 0) {
+      const first = this.#chunks[this.#start];
+      const span = moveKind === null || !(first instanceof PageHead) ? null : first._fileSpan();
+      if (span !== null) {
+        moveKind ??= moveKindFor(fd);
+        const [spans, length] = this.#contiguousSpans(span, left);
+        const moved = this.#attempt(() => moveSpan(moveKind!, span.fd, span.offset, fd, length));
+        if (moved !== null) {
+          total += moved;
+          if (moved < length || callsMax === 1) return total;
+          left -= spans;
+          continue;
+        }
+        moveKind = null; // refused for this target: write this span and the rest from memory
+      }
+      const end = this.#runEnd(left, moveKind === null);
+      const runBytes = this.#bytesOf(end);
+      packChunks(this.#chunks, this.#start, this.#start + end);
+      const written = this.#attempt(() => writePacked(fd, end, callsMax))!;
+      total += written;
+      if (written < runBytes || callsMax === 1) return total;
+      left -= end;
+    }
+    return total;
+  }
+
+  /** Front chunks that continue `first`'s span in the same file without a gap: one kernel move for all. */
+  #contiguousSpans(first: { fd: number; offset: number }, limit: number): [count: number, bytes: number] {
+    let count = 1;
+    let bytes = this.#chunks[this.#start].byteLength;
+    while (count < limit && this.#start + count < this.#chunks.length) {
+      const chunk = this.#chunks[this.#start + count];
+      const span = chunk instanceof PageHead ? chunk._fileSpan() : null;
+      if (span === null || span.fd !== first.fd || span.offset !== first.offset + bytes) break;
+      bytes += chunk.byteLength;
+      count++;
+    }
+    return [count, bytes];
+  }
+
+  /** Chunks from the front up to the next file span (or all, when spans are written from memory). */
+  #runEnd(limit: number, spansAsMemory: boolean): number {
+    let end = 1;
+    while (end < limit && this.#start + end < this.#chunks.length) {
+      const chunk = this.#chunks[this.#start + end];
+      if (!spansAsMemory && chunk instanceof PageHead && chunk._fileSpan() !== null) break;
+      end++;
+    }
+    return end;
+  }
+
+  #bytesOf(count: number): number {
+    let bytes = 0;
+    for (let i = this.#start; i < this.#start + count; i++) bytes += this.#chunks[i].byteLength;
+    return bytes;
+  }
+
+  /** Runs one move or write and consumes what it moved, also when it throws part-way. */
+  #attempt(io: () => number | null): number | null {
+    let moved: number | null;
     try {
-      written = writePacked(fd, count, callsMax);
+      moved = io();
     } catch (error) {
       this.#consume((error as { bytesTransferred?: number }).bytesTransferred ?? 0);
       throw error;
     }
-    this.#consume(written);
-    return written;
+    if (moved !== null) this.#consume(moved);
+    return moved;
   }
 
   #consume(written: number): void {
@@ -116,6 +185,7 @@ export class Brigade {
     for (const chunk of chunks) if (chunk instanceof PageHead && chunk.refs > 0) chunk.release();
   }
 
+  /** Releases everything queued, as `release()` does, for `using`. */
   [Symbol.dispose](): void {
     this.release();
   }

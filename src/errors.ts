@@ -31,6 +31,7 @@ export class PageIoError extends Error {
   /** Bytes moved before a gather or scatter call failed. */
   readonly bytesTransferred?: number;
 
+  /** An error with its code and details; pageio makes these, users match on `code`. */
   constructor(
     code: string,
     message: string,

@@ -66,6 +66,7 @@ export class FileHandle {
     unwrap(fn.pageio_close(fd), "close", this.path);
   }
 
+  /** Closes, as `close()` does, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -5,6 +5,7 @@
  * @module
  */
 import { checkInteger, stateError } from "./errors.ts";
+import type { FileHandle } from "./file.ts";
 
 /** What a head can point into (a pool `Page` or a `Mapping`). Package-internal. */
 export interface HeadOwner {
@@ -22,6 +23,14 @@ export interface HeadOwner {
   releaseRef(): void;
   /** What to call it in error messages. */
   readonly label: string;
+  /** The open file whose bytes these are, from `offset` on: lets the kernel move them (PageReader windows). */
+  readonly source?: FileSource;
+}
+
+/** An open file and the file offset of an owner's byte 0. */
+export interface FileSource {
+  readonly file: FileHandle;
+  readonly offset: number;
 }
 
 /**
@@ -126,6 +135,16 @@ export class PageHead {
     list[at + 2] = this.#high;
     list[at + 3] = this.#length;
     return this.#length;
+  }
+
+  /**
+   * @internal Where this head's bytes are in a still-open file, for a kernel-side move; null for pool pages,
+   * user mappings, or once the file is closed (an fd number could by then name another file).
+   */
+  _fileSpan(): { fd: number; offset: number } | null {
+    const source = this.#owner?.source;
+    if (source === undefined || source.file.closed || !this.#owner!.alive) return null;
+    return { fd: source.file.fd, offset: source.offset + this.#offset };
   }
 
   /** @internal Drops the first `count` bytes (a partly written head in a brigade). */

@@ -6,7 +6,7 @@
 import { fn, native } from "../ffi/native.ts";
 import { checkInteger, checkRange, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat } from "./file.ts";
-import { type HeadOwner, PageHead } from "./head.ts";
+import { type FileSource, PageHead } from "./head.ts";
 import { pageSize } from "./system.ts";
 
 /** Options of `mapFile`. */
@@ -43,7 +43,7 @@ const unreachable = new FinalizationRegistry<number>((region) => fn.pageio_unmap
  * console.log(memory.byteLength); // 8192
  * ```
  */
-export class Mapping implements HeadOwner {
+export class Mapping {
   #region: number;
   #buffer: ArrayBuffer | null;
   #bytes: Uint8Array;
@@ -54,9 +54,20 @@ export class Mapping implements HeadOwner {
   /** The mapped length in bytes as requested (the view's length). */
   readonly byteLength: number;
   /** @internal */ readonly label: string;
+  /** @internal The file these bytes come from, while its handle stays open (PageReader windows). */
+  readonly source?: FileSource;
 
   /** @internal Use `mapFile` or `mapAnonymous`. */
-  constructor(region: number, address: number, mappedLength: number, delta: number, length: number, label: string) {
+  constructor(
+    region: number,
+    address: number,
+    mappedLength: number,
+    delta: number,
+    length: number,
+    label: string,
+    source?: FileSource,
+  ) {
+    if (source !== undefined) this.source = source;
     this.#region = region;
     this.bufferOffset = this.regionOffset = delta;
     this.byteLength = length;
@@ -133,6 +144,7 @@ export class Mapping implements HeadOwner {
     unwrap(fn.pageio_unmap(this.#region), "munmap", this.label);
   }
 
+  /** Unmaps, as `unmap()` does: `using` ends the mapping at the end of its block. */
   [Symbol.dispose](): void {
     this.unmap();
   }
@@ -184,8 +196,17 @@ export function mapFile(file: string | URL | FileHandle | number, options: MapFi
   }
 }
 
-/** @internal Maps `[offset, offset + length)` of an open regular file. */
-export function mapDescriptor(fd: number, options: MapFileOptions, label: string, path?: string): Mapping {
+/**
+ * @internal Maps `[offset, offset + length)` of an open regular file. With `source`, the mapping's heads
+ * are file spans that a brigade may hand to the kernel.
+ */
+export function mapDescriptor(
+  fd: number,
+  options: MapFileOptions,
+  label: string,
+  path?: string,
+  source?: FileHandle,
+): Mapping {
   const { size, kind } = stat(fd, path);
   if (kind !== "file") {
     unwrap(fn.pageio_map_file(fd, 0, 1, 0, out), "mmap", path); // the native side names the error
@@ -196,7 +217,8 @@ export function mapDescriptor(fd: number, options: MapFileOptions, label: string
   const delta = offset % pageSize;
   const flags = (options.write ? 1 : 0) | (options.private ? 2 : 0) | (options.populate ? 4 : 0);
   const region = unwrap(fn.pageio_map_file(fd, offset - delta, length + delta, flags, out), "mmap", path);
-  return new Mapping(region, out[0], length + delta, delta, length, label);
+  const fileSource = source === undefined ? undefined : { file: source, offset };
+  return new Mapping(region, out[0], length + delta, delta, length, label, fileSource);
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import { fn, native } from "../ffi/native.ts";
 import { checkInteger, stateError, unwrap } from "./errors.ts";
-import { type HeadOwner, PageHead } from "./head.ts";
+import { PageHead } from "./head.ts";
 import { pageSize as osPageSize } from "./system.ts";
 
 /** Options of `new PagePool()`. */
@@ -28,9 +28,13 @@ export interface PagePoolOptions {
 
 /** Counts of a pool's pages. */
 export interface PagePoolStats {
+  /** Bytes per page. */
   pageSize: number;
+  /** Pages the pool has set up (free plus in use). */
   total: number;
+  /** Pages ready to be acquired without growing. */
   free: number;
+  /** Pages acquired and not yet back (leaked ones included). */
   inUse: number;
   /** Pages garbage-collected while still acquired (reported, never reused). */
   leaked: number;
@@ -80,7 +84,9 @@ function leakLevel(option: PagePoolOptions["leakDetection"]): number {
  * ```
  */
 export class PagePool {
+  /** Bytes per page: a multiple of the OS page size. */
   readonly pageSize: number;
+  /** Most pages the pool will hold; `acquire()` past it throws `ERR_POOL_EXHAUSTED`. */
   readonly maxPages: number;
   readonly #pagesPerSlab: number;
   readonly #slabRegions: number[] = [];
@@ -96,6 +102,7 @@ export class PagePool {
   readonly #leakEvery: number;
   #acquired = 0;
 
+  /** A pool with `pages` pages set up now, growing by slabs of about 1 MiB up to `maxPages`. */
   constructor(options: PagePoolOptions = {}) {
     const size = options.pageSize ?? osPageSize;
     checkInteger("pageSize", size, 1, 2 ** 31 - osPageSize);
@@ -163,6 +170,7 @@ export class PagePool {
     if (this.#inUse - this.#leaked === 0) this.#unmapSlabs();
   }
 
+  /** Closes, as `close()` does, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }
@@ -245,7 +253,7 @@ export class PagePool {
  * pool.close();
  * ```
  */
-export class Page implements HeadOwner {
+export class Page {
   #pool: PagePool | null;
   readonly #index: number;
   #refs = 1;

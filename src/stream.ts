@@ -59,6 +59,7 @@ export class PageReader implements Iterable<PageHead> {
   #ended = false;
   #closed = false;
 
+  /** Reads `source`: a path (opened here, closed by `close()`), a FileHandle or an fd (left open). */
   constructor(source: string | URL | Target, options: PageReaderOptions = {}) {
     // Options first: a bad one must not leave an opened file behind.
     this.#chunkSize = checkInteger("chunkSize", options.chunkSize ?? 256 * 1024, 1, 2 ** 31);
@@ -99,10 +100,15 @@ export class PageReader implements Iterable<PageHead> {
       window?.releaseRef(); // unmapped once its last head is released too
       this.#windowStart = this.#position - (this.#position % pageSize);
       const length = Math.min(this.#windowSize, this.#size - this.#windowStart);
+      // Heads of a window on a FileHandle are file spans too: a PageWriter lets the kernel move them.
+      const handle = this.#file instanceof FileHandle ? this.#file : undefined;
       window = this.#window = mapDescriptor(
         fdOf(this.#file),
-        { offset: this.#windowStart, length, populate: true },
+        // No populate: heads that go by kernel move never touch these pages; those read fault in on use.
+        { offset: this.#windowStart, length },
         this.#label,
+        handle?.path,
+        handle,
       );
       window.advise("sequential");
     }
@@ -145,6 +151,7 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#ownsFile) (this.#file as FileHandle).close();
   }
 
+  /** Closes, as `close()` does, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }
@@ -224,6 +231,7 @@ export class PageWriter {
     }
   }
 
+  /** Closes, as `close()` does, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

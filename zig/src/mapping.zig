@@ -9,6 +9,15 @@ const file = @import("file.zig");
 
 extern "c" fn getpagesize() c_int;
 
+/// madvise values: the same numbers on Linux and Darwin (this std names them for Linux only).
+const madv = struct {
+    const normal = 0;
+    const random = 1;
+    const sequential = 2;
+    const willneed = 3;
+    const dontneed = 4;
+};
+
 /// The OS page size at run time (16 KiB on Apple silicon, 4 KiB on x86-64).
 pub fn pageSize() usize {
     return @intCast(getpagesize());
@@ -49,7 +58,7 @@ fn mapAndRegister(len: u64, write: bool, flags: std.c.MAP, fd: i32, offset: i64,
     if (@intFromPtr(memory) == std.math.maxInt(usize)) return errno.last();
     const address = @intFromPtr(memory);
     // Where MAP_POPULATE does not exist, ask for read-ahead instead.
-    if (populate and !@hasField(std.c.MAP, "POPULATE")) _ = std.c.madvise(@alignCast(memory), @intCast(len), std.c.MADV.WILLNEED);
+    if (populate and !@hasField(std.c.MAP, "POPULATE")) _ = std.c.madvise(@alignCast(memory), @intCast(len), madv.willneed);
     const region = regions.register(address, @intCast(len)) catch |err| {
         _ = std.c.munmap(@alignCast(memory), @intCast(len));
         return err;
@@ -70,11 +79,11 @@ pub const Advice = enum(u32) { normal, sequential, random, willneed, dontneed };
 pub fn advise(region: regions.Id, offset: u64, len: u64, advice: Advice) Errno!void {
     const range = try pageRange(region, offset, len);
     const value: u32 = switch (advice) {
-        .normal => std.c.MADV.NORMAL,
-        .sequential => std.c.MADV.SEQUENTIAL,
-        .random => std.c.MADV.RANDOM,
-        .willneed => std.c.MADV.WILLNEED,
-        .dontneed => std.c.MADV.DONTNEED,
+        .normal => madv.normal,
+        .sequential => madv.sequential,
+        .random => madv.random,
+        .willneed => madv.willneed,
+        .dontneed => madv.dontneed,
     };
     if (range.len == 0) return;
     if (std.c.madvise(@ptrFromInt(range.base), range.len, value) != 0) return errno.last();

@@ -8,10 +8,15 @@ const regions = @import("regions.zig");
 const file = @import("file.zig");
 const mapping = @import("mapping.zig");
 const gather = @import("gather.zig");
+const kernel_move = @import("kernel_move.zig");
 
 /// Bumped whenever a signature or meaning below changes; `ffi/symbols.ts`
 /// carries the same number and the loader refuses a library that differs.
-pub const abi_version = 1;
+pub const abi_version = @import("build_options").abi_version_override orelse 1;
+
+/// The version as text in the binary, so a cross-compiled library can be
+/// checked without loading it (scripts/dist.mjs).
+export const pageio_abi_marker = std.fmt.comptimePrint("pageio-abi-{d}", .{abi_version}).*;
 
 export fn pageio_abi_version() Result {
     return abi_version;
@@ -116,6 +121,24 @@ export fn pageio_readv(fd: i32, list: ?[*]const u8, list_len: u32, count: u32, s
     return transfer(.read, fd, list, list_len, count, staging, staging_len, calls_max, out);
 }
 
+/// Moves `length` bytes of `fd_in` from `offset_in` to `fd_out` inside the
+/// kernel (kind: 0 copy_file_range, 1 sendfile). Returns the bytes moved;
+/// out[0] holds them also when an error is returned.
+export fn pageio_move(kind: u32, fd_in: i32, offset_in: f64, fd_out: i32, length: f64, out: ?*[1]f64) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    o.* = .{0};
+    const k = std.meta.intToEnum(kernel_move.Kind, kind) catch return errno.result(error.INVAL);
+    const offset = errno.wholeNumber(offset_in) catch |err| return errno.result(err);
+    const len = errno.wholeNumber(length) catch |err| return errno.result(err);
+    var done: u64 = 0;
+    kernel_move.move(k, fd_in, offset, fd_out, len, &done) catch |err| {
+        o.* = .{@floatFromInt(done)};
+        return errno.result(err);
+    };
+    o.* = .{@floatFromInt(done)};
+    return errno.result(done);
+}
+
 fn transfer(comptime direction: gather.Direction, fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
     const o = out orelse return errno.result(error.FAULT);
     o.* = .{0};
@@ -139,6 +162,7 @@ test {
     _ = file;
     _ = mapping;
     _ = gather;
+    _ = kernel_move;
 }
 
 test "the exports refuse null and too-small inputs" {

@@ -1,0 +1,40 @@
+/**
+ * Kernel-side moves of file spans (`copy_file_range` to a regular file,
+ * `sendfile` to anything else): the bytes go from the source's page cache to
+ * the target without crossing user space.
+ * @module
+ */
+import { describeErrno, fn } from "../ffi/native.ts";
+import { unwrap } from "./errors.ts";
+import { stat } from "./file.ts";
+
+const out = new Float64Array(1);
+const KIND_COPY_FILE_RANGE = 0; // zig/src/kernel_move.zig Kind
+const KIND_SENDFILE = 1;
+
+/** errnos meaning "not this way here" (the kernel, filesystem or descriptor pair refuses): fall back to a write. */
+const REFUSALS = new Set(["EINVAL", "EXDEV", "ENOSYS", "EOPNOTSUPP", "ENOTSUP", "EBADF", "ESPIPE", "EIO"]);
+
+/** How a target takes kernel moves, decided once per target per flush. */
+export type MoveKind = typeof KIND_COPY_FILE_RANGE | typeof KIND_SENDFILE;
+
+/** @internal The kind of kernel move that suits `fd`. */
+export function moveKindFor(fd: number): MoveKind {
+  return stat(fd).kind === "file" ? KIND_COPY_FILE_RANGE : KIND_SENDFILE;
+}
+
+/**
+ * @internal Moves up to `length` bytes of `fdIn` from `offset` to `fdOut`. Returns the bytes moved, or
+ * `null` when the kernel refuses this pair before moving anything (the caller writes them instead).
+ * EAGAIN with nothing moved returns 0; other errors throw with `bytesTransferred`.
+ */
+export function moveSpan(kind: MoveKind, fdIn: number, offset: number, fdOut: number, length: number): number | null {
+  const result = fn.pageio_move(kind, fdIn, offset, fdOut, length, out);
+  if (result >= 0) return result;
+  if (out[0] === 0) {
+    const [code] = describeErrno(-result);
+    if (REFUSALS.has(code)) return null;
+    if (code === "EAGAIN") return 0;
+  }
+  return unwrap(result, kind === KIND_SENDFILE ? "sendfile" : "copy_file_range", undefined, out[0]);
+}

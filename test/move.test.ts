@@ -1,0 +1,142 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, truncateSync } from "node:fs";
+import { join } from "node:path";
+import { Brigade, openFile, type PageIoError, PagePool, PageReader, pageSize, PageWriter } from "../mod.ts";
+import { fifo, haveStrace, patternBytes, root, runScript, sha256, startScript, tempDir, tempFile } from "./helpers.ts";
+
+const code = (e: unknown) => (e as PageIoError).code;
+
+function copyWithReader(source: string, target: string, mode: "w" | "a" = "w"): void {
+  using out = openFile(target, mode);
+  using reader = new PageReader(source, { chunkSize: 100_000, windowSize: 16 * pageSize });
+  using writer = new PageWriter(out);
+  for (const head of reader) writer.write(head);
+  writer.flush();
+}
+
+test("file spans from a PageReader reach a file byte for byte (kernel-side copy)", () => {
+  const data = patternBytes(2 * 1024 * 1024 + 77, 31);
+  const target = join(tempDir(), "copy");
+  copyWithReader(tempFile(data), target);
+  assert.equal(sha256(readFileSync(target)), sha256(data));
+});
+
+test("an O_APPEND target refuses copy_file_range: the brigade falls back to writev, silently and correctly", () => {
+  const data = patternBytes(500_000, 32);
+  const target = tempFile("prefix:");
+  copyWithReader(tempFile(data), target, "a");
+  const written = readFileSync(target);
+  assert.equal(written.subarray(0, 7).toString(), "prefix:");
+  assert.equal(sha256(written.subarray(7)), sha256(data));
+});
+
+test("mixed queues keep their order: memory heads, file spans and byte arrays", () => {
+  using pool = new PagePool();
+  const data = patternBytes(300_000, 33);
+  using reader = new PageReader(tempFile(data), { chunkSize: 100_000 });
+  const page = pool.acquire();
+  page.bytes.set(new TextEncoder().encode("<page>"));
+  const brigade = new Brigade();
+  brigade.append(page.head(0, 6), reader.read()!, new TextEncoder().encode("<array>"), reader.read()!, page.head(1, 4));
+  brigade.prepend(reader.read()!);
+  page.release();
+  const target = join(tempDir(), "mixed");
+  using out = openFile(target, "w");
+  const expected = Buffer.concat([
+    data.subarray(200_000, 300_000),
+    Buffer.from("<page>"),
+    data.subarray(0, 100_000),
+    Buffer.from("<array>"),
+    data.subarray(100_000, 200_000),
+    Buffer.from("page"),
+  ]);
+  assert.equal(brigade.flush(out), expected.length);
+  assert.equal(sha256(readFileSync(target)), sha256(expected));
+  assert.equal(pool.stats.inUse, 0);
+});
+
+test("spans of a closed reader are written from their mapping (the fd may name another file by then)", () => {
+  const data = patternBytes(200_000, 34);
+  const reader = new PageReader(tempFile(data), { chunkSize: 64 * 1024 });
+  const brigade = new Brigade();
+  for (const head of reader) brigade.append(head);
+  reader.close();
+  const decoy = openFile(tempFile(patternBytes(200_000, 99))); // likely reuses the reader's fd number
+  const target = join(tempDir(), "after-close");
+  using out = openFile(target, "w");
+  brigade.flush(out);
+  decoy.close();
+  assert.equal(sha256(readFileSync(target)), sha256(data));
+});
+
+test("a span whose file was truncated after it was read is ENODATA, with the progress kept", () => {
+  const data = patternBytes(300_000, 35);
+  const source = tempFile(data);
+  using reader = new PageReader(source, { chunkSize: 300_000 });
+  const head = reader.read()!;
+  truncateSync(source, 100_000);
+  const brigade = new Brigade().append(head);
+  using out = openFile(join(tempDir(), "short"), "w");
+  assert.throws(
+    () => brigade.flush(out),
+    (e) => code(e) === "ENODATA" && (e as PageIoError).bytesTransferred === 100_000,
+  );
+  assert.equal(brigade.byteLength, 200_000, "the unwritten rest stays queued");
+  brigade.release();
+});
+
+test("to a pipe, file spans go by sendfile to a reader in another process", async () => {
+  const pipe = fifo();
+  const data = patternBytes(1_000_000, 36);
+  const outPath = join(tempDir(), "from-pipe");
+  const child = startScript(`
+    import { openSync, readSync, writeSync, closeSync } from "node:fs";
+    const fd = openSync(${JSON.stringify(pipe)}, "r"), out = openSync(${JSON.stringify(outPath)}, "w");
+    const buf = new Uint8Array(65536);
+    for (let n; (n = readSync(fd, buf)) > 0;) writeSync(out, buf.subarray(0, n));
+    closeSync(out);
+  `);
+  copyWithReader(tempFile(data), pipe);
+  assert.equal((await child.exited).status, 0);
+  assert.equal(sha256(readFileSync(outPath)), sha256(data));
+});
+
+test("strace: a reader-to-writer copy uses copy_file_range to a file and sendfile to a device", {
+  skip: !haveStrace && "strace is not installed",
+}, () => {
+  const source = tempFile(patternBytes(3 * 1024 * 1024, 37));
+  const log = join(tempDir(), "strace.log");
+  const run = runScript(
+    `
+    import { PageReader, PageWriter } from "${root}mod.ts";
+    using reader = new PageReader(${JSON.stringify(source)});
+    using writer = new PageWriter(${JSON.stringify(join(tempDir(), "traced"))});
+    for (const head of reader) writer.write(head);
+    writer.flush();
+    using again = new PageReader(${JSON.stringify(source)});
+    using toDevice = new PageWriter("/dev/null");
+    for (const head of again) toDevice.write(head);
+    toDevice.flush();
+  `,
+    { prefix: ["strace", "-f", "-e", "trace=copy_file_range,sendfile,writev", "-o", log] },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  const calls = readFileSync(log, "utf8").split("\n");
+  const moved = calls.filter((l) => l.includes("copy_file_range(") && /= \d+$/.test(l));
+  assert.ok(moved.length > 0, "copy_file_range was used");
+  const bytes = moved.reduce((n, l) => n + Number(l.match(/= (\d+)$/)![1]), 0);
+  assert.equal(bytes, 3 * 1024 * 1024, "every byte went by copy_file_range");
+  const sent = calls.filter((l) => l.includes("sendfile(") && /= \d+$/.test(l));
+  assert.equal(
+    sent.reduce((n, l) => n + Number(l.match(/= (\d+)$/)![1]), 0),
+    3 * 1024 * 1024,
+    "every byte to /dev/null went by sendfile",
+  );
+  assert.equal(
+    calls.filter((l) => /writev\(\d+, \[\{iov_base=/.test(l) && !l.includes("writev(1,") && !l.includes("writev(2,"))
+      .length,
+    0,
+    "no user-space write of the data",
+  );
+});
