@@ -11,9 +11,13 @@ import { pageSize } from "./system.ts";
 
 /** Options of `mapFile`. */
 export interface MapFileOptions {
-  /** Map writable (default false: read-only). */
+  /**
+   * Writes to `bytes` reach the file (a shared writable mapping; the file must be writable). Default false:
+   * the mapping shares the file's pages for reading, and a write to `bytes` stays in this process
+   * (copy-on-write) instead of crashing it, since JS cannot make a view read-only.
+   */
   write?: boolean;
-  /** Copy-on-write: writes stay in this process and never reach the file (default false: shared). */
+  /** With `write`: writes stay in this process and never reach the file (copy-on-write). */
   private?: boolean;
   /** First byte to map; need not be page-aligned (default 0). */
   offset?: number;

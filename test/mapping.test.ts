@@ -144,6 +144,16 @@ test("a writable shared mapping reaches the file after sync; a private one never
   assert.equal(after[0], 42);
 });
 
+test("writing into a mapping without write never crashes and never reaches the file", () => {
+  const path = tempFile("hello");
+  using m = mapFile(path);
+  m.bytes[0] = 74; // "J": a SIGSEGV on a PROT_READ page; here a private copy of the page
+  assert.equal(m.bytes[0], 74);
+  assert.equal(readFileSync(path, "utf8"), "hello");
+  using again = mapFile(path);
+  assert.equal(again.bytes[0], 104, "another mapping sees the file, not the private write");
+});
+
 test("a read-only mapping refuses writes to the file: write needs write", () => {
   const path = tempFile("abc");
   using ro = mapFile(path);

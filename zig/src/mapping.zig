@@ -41,19 +41,22 @@ pub fn mapFile(fd: i32, offset: u64, len: u64, options: Options) Errno!Mapped {
     if (len == 0 or offset % pageSize() != 0) return error.INVAL;
     if (offset > st.size or len > st.size - offset) return error.NXIO;
     if (offset > std.math.maxInt(i64) or len > std.math.maxInt(usize)) return error.OVERFLOW;
-    var flags: std.c.MAP = .{ .TYPE = if (options.private) .PRIVATE else .SHARED };
+    // JS cannot make a view read-only, so a PROT_READ page would turn `bytes[i] = x` into SIGSEGV. A
+    // mapping that must not write the file is copy-on-write instead: it shares the page cache until a page
+    // is written, and what is written stays in this process.
+    var flags: std.c.MAP = .{ .TYPE = if (options.write and !options.private) .SHARED else .PRIVATE };
     if (@hasField(std.c.MAP, "POPULATE")) flags.POPULATE = options.populate;
-    return mapAndRegister(len, options.write, flags, fd, @intCast(offset), options.populate);
+    return mapAndRegister(len, flags, fd, @intCast(offset), options.populate);
 }
 
 pub fn mapAnonymous(len: u64, shared: bool) Errno!Mapped {
     if (len == 0) return error.INVAL;
     const flags: std.c.MAP = .{ .TYPE = if (shared) .SHARED else .PRIVATE, .ANONYMOUS = true };
-    return mapAndRegister(len, true, flags, -1, 0, false);
+    return mapAndRegister(len, flags, -1, 0, false);
 }
 
-fn mapAndRegister(len: u64, write: bool, flags: std.c.MAP, fd: i32, offset: i64, populate: bool) Errno!Mapped {
-    const prot: c_uint = if (write) std.c.PROT.READ | std.c.PROT.WRITE else std.c.PROT.READ;
+fn mapAndRegister(len: u64, flags: std.c.MAP, fd: i32, offset: i64, populate: bool) Errno!Mapped {
+    const prot: c_uint = std.c.PROT.READ | std.c.PROT.WRITE;
     const memory = std.c.mmap(null, @intCast(len), prot, flags, fd, offset);
     if (@intFromPtr(memory) == std.math.maxInt(usize)) return errno.last();
     const address = @intFromPtr(memory);
@@ -125,6 +128,10 @@ test "mapping a file shows its bytes and refuses bad ranges" {
     defer unmap(m.region) catch unreachable;
     const bytes: [*]u8 = @ptrFromInt(m.address);
     try std.testing.expectEqualStrings("hello pages", bytes[0..11]);
+    bytes[0] = 'j'; // a mapping without `write` is copy-on-write: no fault, and the file keeps its byte
+    var file_byte: [1]u8 = undefined;
+    _ = try std.posix.pread(handle.handle, &file_byte, 0);
+    try std.testing.expectEqual(@as(u8, 'h'), file_byte[0]);
     try std.testing.expectError(error.INVAL, mapFile(handle.handle, 1, 4, .{}));
     try std.testing.expectError(error.INVAL, mapFile(handle.handle, 0, 0, .{}));
     try std.testing.expectError(error.BADF, mapFile(-1, 0, 4, .{}));
