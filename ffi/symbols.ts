@@ -24,6 +24,10 @@ export const symbols = {
   pageio_abi_version: { parameters: [], result: "f64" },
   pageio_page_size: { parameters: [], result: "f64" },
   pageio_region_count: { parameters: [], result: "f64" },
+  // (region: u32) -> 1 when the SIGBUS guard found its file truncated, else 0
+  pageio_region_faulted: { parameters: ["u32"], result: "f64" },
+  // () -> SIGBUS faults absorbed by the guard in this process
+  pageio_fault_count: { parameters: [], result: "f64" },
   // (code: i32, out: u8*, out_len: u32) -> name length
   pageio_errno_name: { parameters: ["i32", "buffer", "u32"], result: "f64" },
   // (path: u8*, path_len: u32, mode: u32 FileMode index, flags: u32 bits no_follow|non_blocking) -> fd

@@ -165,6 +165,18 @@ export class Mapping {
 
   #live(operation: string): void {
     if (this.closed) throw stateError("ERR_CLOSED", `${this.label} is unmapped`, operation);
+    if (this.truncated) {
+      throw stateError(
+        "ERR_FILE_TRUNCATED",
+        `the file behind this ${this.label} was truncated: reads past its new end gave zeros; unmap it`,
+        operation,
+      );
+    }
+  }
+
+  /** True once the file was cut short under the mapping and a read past its new end gave zeros (SIGBUS guard). */
+  get truncated(): boolean {
+    return this.#buffer !== null && fn.pageio_region_faulted(this.#region) === 1;
   }
 }
 

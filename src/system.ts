@@ -27,3 +27,8 @@ export const runtime: "deno" | "bun" = native.runtime;
 export function liveRegionCount(): number {
   return fn.pageio_region_count();
 }
+
+/** @internal SIGBUS faults the guard turned into zero pages in this process. */
+export function guardFaultCount(): number {
+  return fn.pageio_fault_count();
+}

@@ -6,6 +6,7 @@ const errno = @import("errno.zig");
 const Errno = errno.Errno;
 const regions = @import("regions.zig");
 const file = @import("file.zig");
+const guard = @import("guard.zig");
 
 extern "c" fn getpagesize() c_int;
 
@@ -46,23 +47,24 @@ pub fn mapFile(fd: i32, offset: u64, len: u64, options: Options) Errno!Mapped {
     // is written, and what is written stays in this process.
     var flags: std.c.MAP = .{ .TYPE = if (options.write and !options.private) .SHARED else .PRIVATE };
     if (@hasField(std.c.MAP, "POPULATE")) flags.POPULATE = options.populate;
-    return mapAndRegister(len, flags, fd, @intCast(offset), options.populate);
+    guard.install(pageSize());
+    return mapAndRegister(len, flags, fd, @intCast(offset), options.populate, .file);
 }
 
 pub fn mapAnonymous(len: u64, shared: bool) Errno!Mapped {
     if (len == 0) return error.INVAL;
     const flags: std.c.MAP = .{ .TYPE = if (shared) .SHARED else .PRIVATE, .ANONYMOUS = true };
-    return mapAndRegister(len, flags, -1, 0, false);
+    return mapAndRegister(len, flags, -1, 0, false, .anonymous);
 }
 
-fn mapAndRegister(len: u64, flags: std.c.MAP, fd: i32, offset: i64, populate: bool) Errno!Mapped {
+fn mapAndRegister(len: u64, flags: std.c.MAP, fd: i32, offset: i64, populate: bool, kind: regions.Kind) Errno!Mapped {
     const prot: c_uint = std.c.PROT.READ | std.c.PROT.WRITE;
     const memory = std.c.mmap(null, @intCast(len), prot, flags, fd, offset);
     if (@intFromPtr(memory) == std.math.maxInt(usize)) return errno.last();
     const address = @intFromPtr(memory);
     // Where MAP_POPULATE does not exist, ask for read-ahead instead.
     if (populate and !@hasField(std.c.MAP, "POPULATE")) _ = std.c.madvise(@alignCast(memory), @intCast(len), madv.willneed);
-    const region = regions.register(address, @intCast(len)) catch |err| {
+    const region = regions.register(address, @intCast(len), kind) catch |err| {
         _ = std.c.munmap(@alignCast(memory), @intCast(len));
         return err;
     };

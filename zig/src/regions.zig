@@ -18,7 +18,12 @@ const Slot = struct {
     base: usize = 0,
     len: usize = 0,
     generation: u16 = 0,
+    /// Read by the SIGBUS handler without the lock: set last on register, cleared first on unregister.
     live: bool = false,
+    /// A mapping of a file (which another process may truncate), not anonymous memory.
+    file: bool = false,
+    /// The SIGBUS guard replaced a page of it: the file was truncated under the mapping.
+    faulted: bool = false,
 };
 
 var slots: [region_count_max]Slot = [_]Slot{.{}} ** region_count_max;
@@ -28,9 +33,11 @@ var fresh_count: usize = 0;
 // Deno's non-blocking FFI calls run on other threads; the table is shared.
 var mutex: std.Thread.Mutex = .{};
 
-pub const Region = struct { base: usize, len: usize };
+pub const Region = struct { base: usize, len: usize, faulted: bool = false };
 
-pub fn register(base: usize, len: usize) Errno!Id {
+pub const Kind = enum { anonymous, file };
+
+pub fn register(base: usize, len: usize, kind: Kind) Errno!Id {
     std.debug.assert(base != 0);
     mutex.lock();
     defer mutex.unlock();
@@ -38,14 +45,15 @@ pub fn register(base: usize, len: usize) Errno!Id {
         free_count -= 1;
         break :blk free_indexes[free_count];
     } else if (fresh_count < region_count_max) blk: {
-        fresh_count += 1;
+        @atomicStore(usize, &fresh_count, fresh_count + 1, .release);
         break :blk @intCast(fresh_count - 1);
     } else return error.NOMEM;
     const slot = &slots[index];
     std.debug.assert(!slot.live);
-    slot.generation = if (slot.generation >= 0xFFFE) 1 else slot.generation + 1;
-    slot.* = .{ .base = base, .len = len, .generation = slot.generation, .live = true };
-    return (@as(u32, slot.generation) << 16) | (@as(u32, index) + 1);
+    const generation: u16 = if (slot.generation >= 0xFFFE) 1 else slot.generation + 1;
+    slot.* = .{ .base = base, .len = len, .generation = generation, .file = kind == .file };
+    @atomicStore(bool, &slot.live, true, .release);
+    return (@as(u32, generation) << 16) | (@as(u32, index) + 1);
 }
 
 /// Removes a live region and returns what it was, so the caller can unmap it.
@@ -53,7 +61,7 @@ pub fn unregister(id: Id) Errno!Region {
     mutex.lock();
     defer mutex.unlock();
     const slot = try find(id);
-    slot.live = false;
+    @atomicStore(bool, &slot.live, false, .release);
     free_indexes[free_count] = @intCast((id & 0xFFFF) - 1);
     free_count += 1;
     return .{ .base = slot.base, .len = slot.len };
@@ -63,7 +71,22 @@ pub fn lookup(id: Id) Errno!Region {
     mutex.lock();
     defer mutex.unlock();
     const slot = try find(id);
-    return .{ .base = slot.base, .len = slot.len };
+    return .{ .base = slot.base, .len = slot.len, .faulted = @atomicLoad(bool, &slot.faulted, .acquire) };
+}
+
+/// For the SIGBUS handler: marks the live file region holding `address` as
+/// faulted and returns true, or false when no pageio file mapping holds it.
+/// Takes no lock (a signal may arrive while the lock is held) and allocates nothing.
+pub fn markFault(address: usize) bool {
+    const count = @atomicLoad(usize, &fresh_count, .acquire);
+    for (slots[0..count]) |*slot| {
+        if (!@atomicLoad(bool, &slot.live, .acquire) or !slot.file) continue;
+        if (address >= slot.base and address - slot.base < slot.len) {
+            @atomicStore(bool, &slot.faulted, true, .release);
+            return true;
+        }
+    }
+    return false;
 }
 
 /// The address of [offset, offset + len) inside region `id`, or EFAULT when
@@ -85,6 +108,8 @@ pub const Resolver = struct {
             r.region = lookup(id) catch return error.FAULT;
             r.id = id;
         }
+        // Its file was truncated: those pages are zeros now, not the file's bytes.
+        if (r.region.faulted) return error.IO;
         if (offset > r.region.len or len > r.region.len - offset) return error.FAULT;
         return @ptrFromInt(r.region.base + offset);
     }
@@ -100,7 +125,7 @@ fn find(id: Id) Errno!*Slot {
 
 test "a registered region resolves within bounds only" {
     var memory: [64]u8 = undefined;
-    const id = try register(@intFromPtr(&memory), memory.len);
+    const id = try register(@intFromPtr(&memory), memory.len, .anonymous);
     defer _ = unregister(id) catch unreachable;
     try std.testing.expectEqual(@as([*]u8, &memory), try resolve(id, 0, 64));
     try std.testing.expectEqual(@as([*]u8, @ptrCast(&memory[60])), try resolve(id, 60, 4));
@@ -112,9 +137,9 @@ test "a registered region resolves within bounds only" {
 test "a resolver checks bounds like resolve and follows region changes" {
     var a: [16]u8 = undefined;
     var b: [32]u8 = undefined;
-    const id_a = try register(@intFromPtr(&a), a.len);
+    const id_a = try register(@intFromPtr(&a), a.len, .anonymous);
     defer _ = unregister(id_a) catch unreachable;
-    const id_b = try register(@intFromPtr(&b), b.len);
+    const id_b = try register(@intFromPtr(&b), b.len, .anonymous);
     defer _ = unregister(id_b) catch unreachable;
     var resolver: Resolver = .{};
     try std.testing.expectEqual(@as([*]u8, &a), try resolver.resolve(id_a, 0, 16));
@@ -124,12 +149,27 @@ test "a resolver checks bounds like resolve and follows region changes" {
     try std.testing.expectError(error.FAULT, resolver.resolve(0, 0, 0));
 }
 
+test "a fault is recorded only for a live file region, and then refuses to resolve" {
+    var mem: [4096]u8 = undefined;
+    var anon: [64]u8 = undefined;
+    const file_id = try register(@intFromPtr(&mem), mem.len, .file);
+    defer _ = unregister(file_id) catch unreachable;
+    const anon_id = try register(@intFromPtr(&anon), anon.len, .anonymous);
+    defer _ = unregister(anon_id) catch unreachable;
+    try std.testing.expect(!markFault(@intFromPtr(&anon[3])));
+    try std.testing.expect(!markFault(@intFromPtr(&mem) + mem.len));
+    try std.testing.expect(markFault(@intFromPtr(&mem[100])));
+    var resolver: Resolver = .{};
+    try std.testing.expectError(error.IO, resolver.resolve(file_id, 0, 1));
+    try std.testing.expect((try lookup(file_id)).faulted);
+}
+
 test "a stale id does not resolve to the region that reused its slot" {
     var a: [8]u8 = undefined;
     var b: [8]u8 = undefined;
-    const id_a = try register(@intFromPtr(&a), a.len);
+    const id_a = try register(@intFromPtr(&a), a.len, .anonymous);
     _ = try unregister(id_a);
-    const id_b = try register(@intFromPtr(&b), b.len);
+    const id_b = try register(@intFromPtr(&b), b.len, .anonymous);
     defer _ = unregister(id_b) catch unreachable;
     try std.testing.expectEqual(id_a & 0xFFFF, id_b & 0xFFFF); // same slot
     try std.testing.expectError(error.FAULT, resolve(id_a, 0, 1));

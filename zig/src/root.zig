@@ -9,6 +9,7 @@ const file = @import("file.zig");
 const mapping = @import("mapping.zig");
 const gather = @import("gather.zig");
 const kernel_move = @import("kernel_move.zig");
+const guard = @import("guard.zig");
 
 /// Bumped whenever a signature or meaning below changes; `ffi/symbols.ts`
 /// carries the same number and the loader refuses a library that differs.
@@ -38,6 +39,17 @@ export fn pageio_region_count() Result {
 }
 
 extern "c" fn strerror(code: c_int) [*:0]const u8;
+
+/// 1 when the SIGBUS guard found region's file truncated under it, else 0.
+export fn pageio_region_faulted(region: u32) Result {
+    const r = regions.lookup(region) catch |err| return errno.result(err);
+    return @floatFromInt(@intFromBool(r.faulted));
+}
+
+/// SIGBUS faults the guard has absorbed in this process.
+export fn pageio_fault_count() Result {
+    return errno.result(guard.fault_count.load(.monotonic));
+}
 
 /// Writes errno `code`'s name, a space and the OS's text ("NOENT No such file
 /// or directory") into `out`, cut to `out_len`; returns the length written.
@@ -163,6 +175,7 @@ test {
     _ = mapping;
     _ = gather;
     _ = kernel_move;
+    _ = guard;
 }
 
 test "the exports refuse null and too-small inputs" {
