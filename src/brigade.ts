@@ -87,7 +87,7 @@ export class Brigade {
       if (span !== null) {
         moveKind ??= moveKindFor(fd);
         const [spans, length] = this.#contiguousSpans(span, left);
-        const moved = this.#attempt(() => moveSpan(moveKind!, span.fd, span.offset, fd, length));
+        const moved = this.#attempt(spans, () => moveSpan(moveKind!, span.fd, span.offset, fd, length));
         if (moved !== null) {
           total += moved;
           if (moved < length || callsMax === 1) return total;
@@ -99,7 +99,7 @@ export class Brigade {
       const end = this.#runEnd(left, moveKind === null);
       const runBytes = this.#bytesOf(end);
       packChunks(this.#chunks, this.#start, this.#start + end);
-      const written = this.#attempt(() => writePacked(fd, end, callsMax))!;
+      const written = this.#attempt(end, () => writePacked(fd, end, callsMax))!;
       total += written;
       if (written < runBytes || callsMax === 1) return total;
       left -= end;
@@ -138,34 +138,36 @@ export class Brigade {
     return bytes;
   }
 
-  /** Runs one move or write and consumes what it moved, also when it throws part-way. */
-  #attempt(io: () => number | null): number | null {
+  /** Runs one move or write over the front `chunks` chunks and consumes what it moved, also when it throws. */
+  #attempt(chunks: number, io: () => number | null): number | null {
     let moved: number | null;
     try {
       moved = io();
     } catch (error) {
-      this.#consume((error as { bytesTransferred?: number }).bytesTransferred ?? 0);
+      this.#consume((error as { bytesTransferred?: number }).bytesTransferred ?? 0, chunks);
       throw error;
     }
-    if (moved !== null) this.#consume(moved);
+    if (moved !== null) this.#consume(moved, chunks);
     return moved;
   }
 
-  #consume(written: number): void {
+  /** Drops the front `written` bytes, and the empty chunks among the front `limit` chunks that they reach. */
+  #consume(written: number, limit: number): void {
     this.#byteLength -= written;
     const chunks = this.#chunks;
+    const end = Math.min(chunks.length, this.#start + limit);
     let left = written;
-    while (left > 0) {
+    // `<=` so an empty chunk is written by reaching it: no bytes ever move for it.
+    while (this.#start < end && chunks[this.#start].byteLength <= left) {
       const chunk = chunks[this.#start];
-      const length = chunk.byteLength;
-      if (left < length) {
-        if (chunk instanceof PageHead) chunk._consume(left);
-        else chunks[this.#start] = chunk.subarray(left);
-        break;
-      }
-      left -= length;
+      left -= chunk.byteLength;
       if (chunk instanceof PageHead) chunk.release();
       chunks[this.#start++] = undefined as unknown as Chunk;
+    }
+    if (left > 0) { // a partly written chunk: trim it in place
+      const chunk = chunks[this.#start];
+      if (chunk instanceof PageHead) chunk._consume(left);
+      else chunks[this.#start] = chunk.subarray(left);
     }
     if (this.#start === chunks.length) {
       chunks.length = 0;
