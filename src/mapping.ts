@@ -76,7 +76,7 @@ export class Mapping {
     this.bufferOffset = this.regionOffset = delta;
     this.byteLength = length;
     this.label = label;
-    this.#buffer = mappedLength === 0 ? null : native.view(address, mappedLength);
+    this.#buffer = mappedLength === 0 ? null : viewOrUnmap(region, address, mappedLength);
     this.#bytes = this.#buffer === null ? new Uint8Array(0) : new Uint8Array(this.#buffer, delta, length);
     if (this.#buffer !== null) unreachable.register(this.#buffer, region, this);
   }
@@ -177,6 +177,18 @@ export class Mapping {
   /** True once the file was cut short under the mapping and a read past its new end gave zeros (SIGBUS guard). */
   get truncated(): boolean {
     return this.#buffer !== null && fn.pageio_region_faulted(this.#region) === 1;
+  }
+}
+
+/** A view of a fresh mapping; if the runtime cannot make one (Bun's ArrayBuffers stop at 4 GiB), unmaps it. */
+function viewOrUnmap(region: number, address: number, byteLength: number): ArrayBuffer {
+  try {
+    return native.view(address, byteLength);
+  } catch (error) {
+    fn.pageio_unmap(region);
+    throw new RangeError(`${byteLength} bytes cannot be one ArrayBuffer on ${native.runtime}: map a smaller range`, {
+      cause: error,
+    });
   }
 }
 
