@@ -71,3 +71,19 @@ test("noFollow refuses a symbolic link", async () => {
   using followed = openFile(join(dir, "link"));
   assert.equal(followed.size(), 1);
 });
+
+test("a child process spawned while pageio holds files and mappings inherits none of its descriptors", async () => {
+  const { spawnSync } = await import("node:child_process");
+  const { mapFile, PageReader } = await import("../mod.ts");
+  const path = tempFile("inherited?");
+  using handle = openFile(path);
+  using writer = openFile(join(tempDir(), "w"), "w");
+  using mapping = mapFile(handle);
+  using reader = new PageReader(path);
+  const head = reader.read()!;
+  const child = spawnSync("sh", ["-c", "ls -l /proc/$$/fd"], { encoding: "utf8" });
+  head.release();
+  assert.equal(child.status, 0, child.stderr);
+  assert.doesNotMatch(child.stdout, /pageio-test-/, `the child holds pageio's files:\n${child.stdout}`);
+  assert.ok(mapping.byteLength > 0 && writer.fd > 0);
+});

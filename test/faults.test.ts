@@ -1,0 +1,104 @@
+// Injected faults, black-box: the real library under `strace -e inject=…`, which makes chosen system calls
+// fail with a chosen errno. Output must stay byte-identical where the fault is transient (EINTR), progress
+// must be returned without a spin (EAGAIN), and hard errors must be typed with nothing lost (ENOSPC, EPIPE).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { haveStrace, patternBytes, root, runScript, sha256, tempDir } from "./helpers.ts";
+
+const skip = !haveStrace && "strace is not installed";
+
+function flushUnder(inject: string, target: string, heads = 300) {
+  const log = join(tempDir(), "strace.log");
+  const run = runScript(
+    `
+    import { PagePool, PageWriter, openFile } from "${root}mod.ts";
+    import { patternBytes } from "${root}test/helpers.ts";
+    using pool = new PagePool({ pages: 0 });
+    using file = openFile(${JSON.stringify(target)}, "w");
+    const writer = new PageWriter(file, { highWaterMark: 2 ** 40 });
+    for (let i = 0; i < ${heads}; i++) {
+      const page = pool.acquire();
+      page.bytes.set(patternBytes(page.bytes.length, i + 1));
+      writer.write(page.head(i % 7, 4000 - (i % 7)));
+      page.release();
+    }
+    const result = { fd: file.fd };
+    try { result.written = writer.flush(); } catch (e) { result.error = e.code; result.bytesTransferred = e.bytesTransferred; }
+    result.pending = writer.pending;
+    result.inUse = pool.stats.inUse;
+    result.pipePending = /^(SigPnd|ShdPnd):\\s*0*[1-9a-f]/m.test(await (await import("node:fs")).readFileSync("/proc/self/status", "utf8"));
+    console.log(JSON.stringify(result));
+  `,
+    { prefix: ["strace", "-f", "-qq", "-e", "trace=writev", "-e", `inject=writev:${inject}`, "-o", log] },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  const result = JSON.parse(run.stdout.trim().split("\n").pop()!);
+  const calls = readFileSync(log, "utf8").split("\n").filter((l) => l.includes(` writev(${result.fd},`));
+  return { result, calls };
+}
+
+function expectedBytes(): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i < 300; i++) parts.push(patternBytes(4096, i + 1).subarray(i % 7, 4000));
+  return Buffer.concat(parts);
+}
+
+test("EINTR on every other writev: retried, output byte-identical", { skip }, () => {
+  const target = join(tempDir(), "eintr");
+  const { result, calls } = flushUnder("error=EINTR:when=1+2", target);
+  assert.equal(result.error, undefined);
+  assert.equal(sha256(readFileSync(target)), sha256(expectedBytes()));
+  assert.ok(calls.some((l) => l.includes("EINTR")), "faults were injected");
+  assert.equal(result.inUse, 0);
+});
+
+test("EAGAIN: progress returned at once, no spin, the queue intact", { skip }, () => {
+  const target = join(tempDir(), "eagain");
+  const { result, calls } = flushUnder("error=EAGAIN", target);
+  assert.equal(result.written, 0);
+  assert.equal(result.pending.count, 300, "nothing lost");
+  assert.equal(calls.length, 1, "one attempt, no spin");
+});
+
+test("ENOSPC: a typed error, nothing lost, pages accounted", { skip }, () => {
+  const target = join(tempDir(), "enospc");
+  // A PageWriter flushes by itself at IOV_MAX (1 024) heads; the explicit flush of the other 476 fails.
+  const { result } = flushUnder("error=ENOSPC:when=2", target, 1500);
+  assert.equal(result.error, "ENOSPC");
+  assert.equal(result.bytesTransferred, 0);
+  let firstCall = 0;
+  for (let i = 0; i < 1024; i++) firstCall += 4000 - (i % 7);
+  assert.equal(readFileSync(target).length, firstCall, "the automatic flush went out");
+  assert.equal(result.pending.count, 1500 - 1024, "the failed heads stay queued");
+  assert.equal(result.inUse, result.pending.count);
+});
+
+test("an error after progress inside one gather call carries the bytes that went out", { skip }, () => {
+  const target = join(tempDir(), "partial");
+  const log = join(tempDir(), "strace.log");
+  const run = runScript(
+    `
+    import { PagePool, openFile, writev } from "${root}mod.ts";
+    using pool = new PagePool({ pages: 0 });
+    using file = openFile(${JSON.stringify(target)}, "w");
+    const heads = [];
+    for (let i = 0; i < 1500; i++) { const page = pool.acquire(); heads.push(page.head(0, 100)); page.release(); }
+    try { writev(file, heads); } catch (e) { console.log(JSON.stringify({ code: e.code, bytes: e.bytesTransferred })); }
+    heads.forEach((h) => h.release());
+  `,
+    { prefix: ["strace", "-f", "-qq", "-e", "trace=writev", "-e", "inject=writev:error=ENOSPC:when=2", "-o", log] },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").pop()!), { code: "ENOSPC", bytes: 102_400 });
+  assert.equal(readFileSync(target).length, 102_400);
+});
+
+test("EPIPE: a typed error, the process alive, no SIGPIPE pending", { skip }, () => {
+  const target = join(tempDir(), "epipe");
+  const { result } = flushUnder("error=EPIPE", target);
+  assert.equal(result.error, "EPIPE");
+  assert.equal(result.pending.count, 300);
+  assert.equal(result.pipePending, false);
+});
