@@ -28,6 +28,8 @@ export const symbols = {
   pageio_region_faulted: { parameters: ["u32"], result: "f64" },
   // () -> SIGBUS faults absorbed by the guard in this process
   pageio_fault_count: { parameters: [], result: "f64" },
+  // () -> pages of read-only mappings copied privately because JS wrote to them
+  pageio_private_copy_count: { parameters: [], result: "f64" },
   // (code: i32, out: u8*, out_len: u32) -> name length
   pageio_errno_name: { parameters: ["i32", "buffer", "u32"], result: "f64" },
   // (path: u8*, path_len: u32, mode: u32 FileMode index, flags: u32 bits no_follow|non_blocking) -> fd

@@ -32,3 +32,8 @@ export function liveRegionCount(): number {
 export function guardFaultCount(): number {
   return fn.pageio_fault_count();
 }
+
+/** @internal Pages of read-only mappings the guard copied privately because JS wrote to them. */
+export function guardPrivateCopyCount(): number {
+  return fn.pageio_private_copy_count();
+}

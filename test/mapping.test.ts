@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { mapAnonymous, mapFile, openFile, type PageIoError, pageSize } from "../mod.ts";
-import { liveRegionCount } from "../src/system.ts";
+import { guardPrivateCopyCount, liveRegionCount } from "../src/system.ts";
 import { mapsLinesMentioning, openDescriptorCount, patternBytes, tempDir, tempFile } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
@@ -147,8 +147,11 @@ test("a writable shared mapping reaches the file after sync; a private one never
 test("writing into a mapping without write never crashes and never reaches the file", () => {
   const path = tempFile("hello");
   using m = mapFile(path);
-  m.bytes[0] = 74; // "J": a SIGSEGV on a PROT_READ page; here a private copy of the page
+  const copies = guardPrivateCopyCount();
+  for (let i = 0; i < 1000; i++) m.bytes[0] = 74; // "J": SIGSEGV on a read-only page, but for the guard
   assert.equal(m.bytes[0], 74);
+  assert.equal(m.bytes[1], 101, "the rest of the page is the file's");
+  assert.ok(guardPrivateCopyCount() - copies <= 1, "one private copy of the page, not one per write");
   assert.equal(readFileSync(path, "utf8"), "hello");
   using again = mapFile(path);
   assert.equal(again.bytes[0], 104, "another mapping sees the file, not the private write");

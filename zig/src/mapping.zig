@@ -42,23 +42,28 @@ pub fn mapFile(fd: i32, offset: u64, len: u64, options: Options) Errno!Mapped {
     if (len == 0 or offset % pageSize() != 0) return error.INVAL;
     if (offset > st.size or len > st.size - offset) return error.NXIO;
     if (offset > std.math.maxInt(i64) or len > std.math.maxInt(usize)) return error.OVERFLOW;
-    // JS cannot make a view read-only, so a PROT_READ page would turn `bytes[i] = x` into SIGSEGV. A
-    // mapping that must not write the file is copy-on-write instead: it shares the page cache until a page
-    // is written, and what is written stays in this process.
     var flags: std.c.MAP = .{ .TYPE = if (options.write and !options.private) .SHARED else .PRIVATE };
     if (@hasField(std.c.MAP, "POPULATE")) flags.POPULATE = options.populate;
     guard.install(pageSize());
-    return mapAndRegister(len, flags, fd, @intCast(offset), options.populate, .file);
+    if (options.write) return mapAndRegister(len, true, flags, fd, @intCast(offset), options.populate, .file);
+    // JS cannot make a view read-only, so `bytes[i] = x` on a PROT_READ page would be SIGSEGV. Where the
+    // guard copies such a page privately, map read-only and shared (the page cache, faulted in fast);
+    // elsewhere map copy-on-write (slower to fault in: the kernel maps private pages one at a time).
+    if (guard.guards_read_only_writes) {
+        flags.TYPE = .SHARED;
+        return mapAndRegister(len, false, flags, fd, @intCast(offset), options.populate, .file_read_only);
+    }
+    return mapAndRegister(len, true, flags, fd, @intCast(offset), false, .file);
 }
 
 pub fn mapAnonymous(len: u64, shared: bool) Errno!Mapped {
     if (len == 0) return error.INVAL;
     const flags: std.c.MAP = .{ .TYPE = if (shared) .SHARED else .PRIVATE, .ANONYMOUS = true };
-    return mapAndRegister(len, flags, -1, 0, false, .anonymous);
+    return mapAndRegister(len, true, flags, -1, 0, false, .anonymous);
 }
 
-fn mapAndRegister(len: u64, flags: std.c.MAP, fd: i32, offset: i64, populate: bool, kind: regions.Kind) Errno!Mapped {
-    const prot: c_uint = std.c.PROT.READ | std.c.PROT.WRITE;
+fn mapAndRegister(len: u64, writable: bool, flags: std.c.MAP, fd: i32, offset: i64, populate: bool, kind: regions.Kind) Errno!Mapped {
+    const prot: c_uint = if (writable) std.c.PROT.READ | std.c.PROT.WRITE else std.c.PROT.READ;
     const memory = std.c.mmap(null, @intCast(len), prot, flags, fd, offset);
     if (@intFromPtr(memory) == std.math.maxInt(usize)) return errno.last();
     const address = @intFromPtr(memory);

@@ -20,8 +20,7 @@ const Slot = struct {
     generation: u16 = 0,
     /// Read by the SIGBUS handler without the lock: set last on register, cleared first on unregister.
     live: bool = false,
-    /// A mapping of a file (which another process may truncate), not anonymous memory.
-    file: bool = false,
+    kind: Kind = .anonymous,
     /// The SIGBUS guard replaced a page of it: the file was truncated under the mapping.
     faulted: bool = false,
 };
@@ -35,7 +34,9 @@ var mutex: std.Thread.Mutex = .{};
 
 pub const Region = struct { base: usize, len: usize, faulted: bool = false };
 
-pub const Kind = enum { anonymous, file };
+/// What a region maps: anonymous memory, a file that may be written through the mapping, or a file mapped
+/// read-only (whose pages the guard copies privately on a write instead of letting it fault).
+pub const Kind = enum { anonymous, file, file_read_only };
 
 pub fn register(base: usize, len: usize, kind: Kind) Errno!Id {
     std.debug.assert(base != 0);
@@ -51,7 +52,7 @@ pub fn register(base: usize, len: usize, kind: Kind) Errno!Id {
     const slot = &slots[index];
     std.debug.assert(!slot.live);
     const generation: u16 = if (slot.generation >= 0xFFFE) 1 else slot.generation + 1;
-    slot.* = .{ .base = base, .len = len, .generation = generation, .file = kind == .file };
+    slot.* = .{ .base = base, .len = len, .generation = generation, .kind = kind };
     @atomicStore(bool, &slot.live, true, .release);
     return (@as(u32, generation) << 16) | (@as(u32, index) + 1);
 }
@@ -78,15 +79,25 @@ pub fn lookup(id: Id) Errno!Region {
 /// faulted and returns true, or false when no pageio file mapping holds it.
 /// Takes no lock (a signal may arrive while the lock is held) and allocates nothing.
 pub fn markFault(address: usize) bool {
+    const slot = liveSlotHolding(address) orelse return false;
+    if (slot.kind == .anonymous) return false;
+    @atomicStore(bool, &slot.faulted, true, .release);
+    return true;
+}
+
+/// For the SIGSEGV handler: whether `address` is in a live read-only file mapping. No lock, no allocation.
+pub fn isReadOnlyFile(address: usize) bool {
+    const slot = liveSlotHolding(address) orelse return false;
+    return slot.kind == .file_read_only;
+}
+
+fn liveSlotHolding(address: usize) ?*Slot {
     const count = @atomicLoad(usize, &fresh_count, .acquire);
     for (slots[0..count]) |*slot| {
-        if (!@atomicLoad(bool, &slot.live, .acquire) or !slot.file) continue;
-        if (address >= slot.base and address - slot.base < slot.len) {
-            @atomicStore(bool, &slot.faulted, true, .release);
-            return true;
-        }
+        if (!@atomicLoad(bool, &slot.live, .acquire)) continue;
+        if (address >= slot.base and address - slot.base < slot.len) return slot;
     }
-    return false;
+    return null;
 }
 
 /// The address of [offset, offset + len) inside region `id`, or EFAULT when

@@ -51,6 +51,11 @@ export fn pageio_fault_count() Result {
     return errno.result(guard.fault_count.load(.monotonic));
 }
 
+/// Pages of read-only mappings the guard copied privately because JS wrote to them.
+export fn pageio_private_copy_count() Result {
+    return errno.result(guard.private_copy_count.load(.monotonic));
+}
+
 /// Writes errno `code`'s name, a space and the OS's text ("NOENT No such file
 /// or directory") into `out`, cut to `out_len`; returns the length written.
 export fn pageio_errno_name(code: i32, out: ?[*]u8, out_len: u32) Result {
