@@ -151,3 +151,28 @@ test("sampled leak detection costs nothing observable and released pages are nev
   await collectGarbage();
   assert.equal(pool.stats.leaked, 0);
 });
+
+test("revocation under a hot JIT-compiled loop: after release, reads are empty, writes ignored, no crash", () => {
+  using pool = new PagePool({ pages: 1, maxPages: 1 });
+  const page = pool.acquire();
+  const view = page.bytes;
+  view.fill(1);
+  function spin(bytes: Uint8Array, rounds: number): number {
+    let sum = 0;
+    for (let r = 0; r < rounds; r++) {
+      for (let i = 0; i < bytes.length; i += 8) {
+        sum += bytes[i] ?? 0;
+        bytes[i] = 1; // on a revoked view: ignored
+      }
+    }
+    return sum;
+  }
+  assert.equal(spin(view, 2000), 2000 * (pageSize / 8)); // hot: optimized with the view's length in mind
+  page.release();
+  assert.equal(spin(view, 2000), 0, "the optimized loop sees an empty view");
+  const next = pool.acquire(); // the same memory, a new owner
+  next.bytes.fill(9);
+  spin(view, 100);
+  assert.ok(next.bytes.every((b) => b === 9), "the stale view never wrote the next owner's page");
+  next.release();
+});
