@@ -16,7 +16,7 @@ export { FileHandle, type FileKind, type FileMode, openFile, type OpenOptions, t
 export { type Advice, mapAnonymous, mapFile, type MapFileOptions, Mapping } from "./src/mapping.ts";
 export { PageHead } from "./src/head.ts";
 export { Page, PagePool, type PagePoolOptions, type PagePoolStats } from "./src/pool.ts";
-export { type Chunk, type ReadTarget, readv, writev } from "./src/gather.ts";
+export { type Chunk, type ReadTarget, readv, readvAsync, writev, writevAsync } from "./src/gather.ts";
 export { Brigade } from "./src/brigade.ts";
 export { PageReader, type PageReaderOptions, PageWriter, type PageWriterOptions } from "./src/stream.ts";
 export { pageSize, runtime } from "./src/system.ts";

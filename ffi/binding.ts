@@ -3,11 +3,13 @@
  * functions, plus the two things only the runtime can do with memory.
  * @module
  */
-import type { NativeFunctions } from "./symbols.ts";
+import type { AsyncFunctions, NativeFunctions } from "./symbols.ts";
 
 export interface Binding {
   readonly runtime: "deno" | "bun";
   readonly functions: NativeFunctions;
+  /** The symbols that may block, as Promises that never hold up the JS thread. */
+  readonly async: AsyncFunctions;
   /** An ArrayBuffer that *is* `byteLength` bytes of native memory at `address`. */
   view(address: number, byteLength: number): ArrayBuffer;
   /** The address of a non-empty, attached typed array's first byte. */

@@ -1,20 +1,30 @@
 /** The symbol table through `Deno.dlopen`. Loaded only on Deno. @module */
 import type { Binding } from "./binding.ts";
-import { type NativeFunctions, symbols } from "./symbols.ts";
+import { type AsyncFunctions, blockingNames, type NativeFunctions, symbols } from "./symbols.ts";
 
 const denoTypes = { i32: "i32", u32: "u32", f64: "f64", buffer: "buffer" } as const;
 
 export function open(path: string): Binding {
-  const table = Object.fromEntries(
-    Object.entries(symbols).map(([name, spec]) => [
+  const entries: [string, Deno.ForeignFunction][] = Object.entries(symbols).map(([name, spec]) => [
+    name,
+    { parameters: spec.parameters.map((t) => denoTypes[t]), result: denoTypes[spec.result] },
+  ]);
+  // Each blocking symbol again, under a second key, as a non-blocking call: Deno runs it on its FFI threads.
+  for (const name of blockingNames) {
+    const spec = symbols[name];
+    entries.push([`${name}_nonblocking`, {
       name,
-      { parameters: spec.parameters.map((t) => denoTypes[t]), result: denoTypes[spec.result] },
-    ]),
-  ) as Deno.ForeignLibraryInterface;
-  const library = Deno.dlopen(path, table);
+      parameters: spec.parameters.map((t) => denoTypes[t]),
+      result: denoTypes[spec.result],
+      nonblocking: true,
+    }]);
+  }
+  const library = Deno.dlopen(path, Object.fromEntries(entries) as Deno.ForeignLibraryInterface);
+  const all = library.symbols as unknown as Record<string, unknown>;
   return {
     runtime: "deno",
     functions: library.symbols as unknown as NativeFunctions,
+    async: Object.fromEntries(blockingNames.map((name) => [name, all[`${name}_nonblocking`]])) as AsyncFunctions,
     view(address, byteLength) {
       const pointer = Deno.UnsafePointer.create(BigInt(address));
       if (pointer === null) throw new TypeError("cannot view address 0");

@@ -14,10 +14,12 @@ export const ABI_VERSION = 1;
 /** Runtime-neutral parameter types: `buffer` is a typed array (or null) passed as a pointer. */
 export type NativeType = "i32" | "u32" | "f64" | "buffer";
 
-/** One symbol: parameter types in order, and its (always double) result. */
+/** One symbol: parameter types in order, its (always double) result, and whether it may wait on I/O. */
 export interface SymbolSpec {
   readonly parameters: readonly NativeType[];
   readonly result: "f64";
+  /** It may block on a pipe, socket or slow disk: the bindings also offer it as a Promise, off the JS thread. */
+  readonly mayBlock?: true;
 }
 
 export const symbols = {
@@ -50,11 +52,19 @@ export const symbols = {
   pageio_sync: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (fd: i32, list: u32[4 * count], list_bytes: u32, count: u32, staging: u8*, staging_bytes: u32,
   //  calls_max: u32 (0 = until done), out: f64[1] bytes moved) -> bytes moved
-  pageio_writev: { parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"], result: "f64" },
-  pageio_readv: { parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"], result: "f64" },
+  pageio_writev: {
+    parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"],
+    result: "f64",
+    mayBlock: true,
+  },
+  pageio_readv: {
+    parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"],
+    result: "f64",
+    mayBlock: true,
+  },
   // (kind: u32 0 copy_file_range | 1 sendfile, fd_in: i32, offset_in: f64, fd_out: i32, length: f64,
   //  out: f64[1] bytes moved) -> bytes moved
-  pageio_move: { parameters: ["u32", "i32", "f64", "i32", "f64", "buffer"], result: "f64" },
+  pageio_move: { parameters: ["u32", "i32", "f64", "i32", "f64", "buffer"], result: "f64", mayBlock: true },
 } as const satisfies Record<string, SymbolSpec>;
 
 export type Symbols = typeof symbols;
@@ -66,3 +76,19 @@ type JsParameters<P extends readonly NativeType[]> = { [K in keyof P]: P[K] exte
 export type NativeFunctions = {
   readonly [K in keyof Symbols]: (...args: JsParameters<Symbols[K]["parameters"]>) => number;
 };
+
+/** Names of the symbols that may block. */
+export type BlockingName = { [K in keyof Symbols]: Symbols[K] extends { mayBlock: true } ? K : never }[keyof Symbols];
+
+/**
+ * The blocking symbols as Promises, run off the JS thread. Typed arrays passed in must not be touched until the
+ * Promise settles; what the call writes into them (results, bytes read) is in them when it does.
+ */
+export type AsyncFunctions = {
+  readonly [K in BlockingName]: (...args: JsParameters<Symbols[K]["parameters"]>) => Promise<number>;
+};
+
+/** The names of the blocking symbols, from the table. */
+export const blockingNames: readonly BlockingName[] = Object.entries(symbols)
+  .filter(([, spec]) => (spec as SymbolSpec).mayBlock)
+  .map(([name]) => name as BlockingName);

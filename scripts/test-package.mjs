@@ -58,7 +58,7 @@ check("the tarball installs into an empty project", () => {
 });
 
 const program = `
-import { mapFile, openFile, PagePool, runtime, writev } from "pageio";
+import { mapFile, openFile, PagePool, runtime, writev, writevAsync } from "pageio";
 import { readFileSync, writeFileSync } from "node:fs";
 const input = ${JSON.stringify(join(work, "input.txt"))};
 const output = ${JSON.stringify(join(work, "output-"))} + runtime;
@@ -70,7 +70,8 @@ page.bytes.set(new TextEncoder().encode(" + pooled"));
 const heads = [mapping.head(0, 12), page.head(0, 9)];
 {
   using out = openFile(output, "w");
-  writev(out, [...heads, new TextEncoder().encode("\\n")]);
+  writev(out, heads);
+  await writevAsync(out, [new TextEncoder().encode("\\n")]); // off the JS thread: Deno's FFI pool, Bun's worker
 }
 heads.forEach((h) => h.release());
 page.release();

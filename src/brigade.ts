@@ -6,9 +6,9 @@
 import { IOV_MAX } from "../ffi/native.ts";
 import { stateError } from "./errors.ts";
 import { describe, fdOf, type Target } from "./file.ts";
-import { checkAttached, type Chunk, packChunks, writePacked } from "./gather.ts";
+import { checkAttached, type Chunk, PackedList, shared } from "./gather.ts";
 import { PageHead } from "./head.ts";
-import { type MoveKind, moveKindFor, moveSpan } from "./move.ts";
+import { type MoveKind, moveKindFor, moveSpan, moveSpanAsync } from "./move.ts";
 
 /**
  * An ordered queue of heads and byte arrays that leaves in gather writes
@@ -33,6 +33,7 @@ export class Brigade {
   #chunks: Chunk[] = [];
   #start = 0;
   #byteLength = 0;
+  #busy = false; // an asynchronous flush owns the front of the queue
 
   /** Queues chunks at the end; the brigade takes ownership of heads. */
   append(...chunks: Chunk[]): this {
@@ -43,6 +44,7 @@ export class Brigade {
 
   /** Queues chunks at the front, in the order given (a header before a body). */
   prepend(...chunks: Chunk[]): this {
+    if (this.#busy) throw stateError("ERR_BUSY", "cannot prepend while the brigade is being flushed", "prepend");
     this.#byteLength += totalLength(chunks);
     this.#chunks.splice(this.#start, 0, ...chunks);
     return this;
@@ -73,38 +75,96 @@ export class Brigade {
   }
 
   /**
+   * Writes the whole queue off the JS thread (gather writes and kernel moves, in order), so a slow pipe or
+   * socket never holds up the event loop. Heads stay queued, untouched, until their bytes are out. While it
+   * runs, `append` works; `prepend`, `writeTo`, `flush` and `release` throw `ERR_BUSY`.
+   */
+  async flushAsync(target: Target): Promise<number> {
+    const fd = fdOf(target);
+    this.#enter("flushAsync");
+    try {
+      let total = 0;
+      const kind: { move?: MoveKind | null } = {};
+      for (
+        let step = this.#nextStep(fd, this.count, kind);
+        step !== null;
+        step = this.#nextStep(fd, this.count, kind)
+      ) {
+        let moved: number | null;
+        if (step.span !== undefined) {
+          const { span, chunks, bytes } = step;
+          moved = await this.#attemptAsync(chunks, () => moveSpanAsync(kind.move!, span.fd, span.offset, fd, bytes));
+          if (moved === null) {
+            kind.move = null; // refused for this target: write spans from memory from now on
+            continue;
+          }
+        } else {
+          const packed = PackedList.exact(step.chunks).packChunks(this.#chunks, this.#start, this.#start + step.chunks);
+          moved = await this.#attemptAsync(step.chunks, () => packed.writeAsync(fd, 0));
+        }
+        total += moved!;
+        if (moved! < step.bytes) return total;
+      }
+      return total;
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /**
    * Writes up to `count` chunks from the front: runs of memory chunks in gather calls, file spans (heads of
    * a PageReader's windows) by the kernel, in order. `callsMax` 1 stops after one system call's worth.
    */
   #write(target: Target, count: number, callsMax: number): number {
     const fd = fdOf(target);
+    if (this.#busy) throw stateError("ERR_BUSY", "the brigade is being flushed asynchronously", "flush");
     let total = 0;
     let left = count;
-    let moveKind: MoveKind | null | undefined; // decided at the first span; null once the kernel refused
-    while (left > 0 && this.count > 0) {
-      const first = this.#chunks[this.#start];
-      const span = moveKind === null || !(first instanceof PageHead) ? null : first._fileSpan();
-      if (span !== null) {
-        moveKind ??= moveKindFor(fd);
-        const [spans, length] = this.#contiguousSpans(span, left);
-        const moved = this.#attempt(spans, () => moveSpan(moveKind!, span.fd, span.offset, fd, length));
-        if (moved !== null) {
-          total += moved;
-          if (moved < length || callsMax === 1) return total;
-          left -= spans;
+    const kind: { move?: MoveKind | null } = {};
+    for (let step = this.#nextStep(fd, left, kind); step !== null; step = this.#nextStep(fd, left, kind)) {
+      let moved: number | null;
+      if (step.span !== undefined) {
+        const { span, chunks, bytes } = step;
+        moved = this.#attempt(chunks, () => moveSpan(kind.move!, span.fd, span.offset, fd, bytes));
+        if (moved === null) {
+          kind.move = null;
           continue;
         }
-        moveKind = null; // refused for this target: write this span and the rest from memory
+      } else {
+        const packed = shared.packChunks(this.#chunks, this.#start, this.#start + step.chunks);
+        moved = this.#attempt(step.chunks, () => packed.write(fd, callsMax));
       }
-      const end = this.#runEnd(left, moveKind === null);
-      const runBytes = this.#bytesOf(end);
-      packChunks(this.#chunks, this.#start, this.#start + end);
-      const written = this.#attempt(end, () => writePacked(fd, end, callsMax))!;
-      total += written;
-      if (written < runBytes || callsMax === 1) return total;
-      left -= end;
+      total += moved!;
+      if (moved! < step.bytes || callsMax === 1) return total;
+      left -= step.chunks;
     }
     return total;
+  }
+
+  /**
+   * What goes out next from the front, within `limit` chunks: a run of contiguous file spans for the kernel
+   * (when the target takes kernel moves), or a run of chunks for one gather write. Null when nothing is left.
+   */
+  #nextStep(
+    fd: number,
+    limit: number,
+    kind: { move?: MoveKind | null },
+  ): { span?: { fd: number; offset: number }; chunks: number; bytes: number } | null {
+    if (limit <= 0 || this.count === 0) return null;
+    const first = this.#chunks[this.#start];
+    const span = kind.move === null || !(first instanceof PageHead) ? null : first._fileSpan();
+    if (span !== null) {
+      kind.move ??= moveKindFor(fd);
+      const [chunks, bytes] = this.#contiguousSpans(span, limit);
+      return { span, chunks, bytes };
+    }
+    const end = this.#runEnd(limit, kind.move === null);
+    return { chunks: end, bytes: this.#bytesOf(end) };
+  }
+
+  #enter(operation: string): void {
+    if (this.#busy) throw stateError("ERR_BUSY", "the brigade is being flushed asynchronously", operation);
+    this.#busy = true;
   }
 
   /** Front chunks that continue `first`'s span in the same file without a gap: one kernel move for all. */
@@ -136,6 +196,18 @@ export class Brigade {
     let bytes = 0;
     for (let i = this.#start; i < this.#start + count; i++) bytes += this.#chunks[i].byteLength;
     return bytes;
+  }
+
+  async #attemptAsync(chunks: number, io: () => Promise<number | null>): Promise<number | null> {
+    let moved: number | null;
+    try {
+      moved = await io();
+    } catch (error) {
+      this.#consume((error as { bytesTransferred?: number }).bytesTransferred ?? 0, chunks);
+      throw error;
+    }
+    if (moved !== null) this.#consume(moved, chunks);
+    return moved;
   }
 
   /** Runs one move or write over the front `chunks` chunks and consumes what it moved, also when it throws. */
@@ -180,6 +252,7 @@ export class Brigade {
 
   /** Releases every queued head and empties the brigade. */
   release(): void {
+    if (this.#busy) throw stateError("ERR_BUSY", "cannot release while the brigade is being flushed", "release");
     const chunks = this.#chunks.splice(this.#start);
     this.#chunks.length = 0;
     this.#start = 0;

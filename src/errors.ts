@@ -63,7 +63,7 @@ export function unwrap(result: number, syscall: string, path?: string, bytesTran
 
 /** A use of something released or closed: a typed error, never a touch of freed memory. */
 export function stateError(
-  code: "ERR_RELEASED" | "ERR_CLOSED" | "ERR_POOL_EXHAUSTED" | "ERR_FILE_TRUNCATED",
+  code: "ERR_RELEASED" | "ERR_CLOSED" | "ERR_POOL_EXHAUSTED" | "ERR_FILE_TRUNCATED" | "ERR_BUSY",
   message: string,
   syscall: string,
 ): PageIoError {

@@ -14,24 +14,135 @@ export type Chunk = PageHead | Uint8Array;
 /** What a scatter read fills: whole pages, heads, or plain byte arrays. */
 export type ReadTarget = Page | PageHead | Uint8Array;
 
-let list = new Uint32Array(4 * IOV_MAX);
-let staging = new Uint8Array(64 * 1024);
-let stagingUsed = 0;
-const out = new Float64Array(1);
+/**
+ * A packed gather list: 16-byte descriptors plus the staging bytes of small plain arrays. The synchronous calls
+ * share one; every asynchronous call has its own, untouched until its Promise settles.
+ */
+export class PackedList {
+  list: Uint32Array;
+  staging: Uint8Array;
+  stagingUsed = 0;
+  count = 0;
+  readonly out: Float64Array = new Float64Array(1);
 
-function ensureEntries(count: number): void {
-  if (list.length < 4 * count) list = new Uint32Array(Math.max(4 * count, list.length * 2));
-}
-
-function stage(length: number): number {
-  if (stagingUsed + length > staging.length) {
-    const grown = new Uint8Array(Math.max(stagingUsed + length, staging.length * 2));
-    grown.set(staging.subarray(0, stagingUsed));
-    staging = grown;
+  /** Room for `entries` descriptors and `stagingBytes` staged bytes; both grow when needed. */
+  constructor(entries = IOV_MAX, stagingBytes = 64 * 1024) {
+    this.list = new Uint32Array(4 * entries);
+    this.staging = new Uint8Array(stagingBytes);
   }
-  const at = stagingUsed;
-  stagingUsed += length;
-  return at;
+
+  /** A list sized for one call (an asynchronous call owns its list: nothing to spare, nothing to copy). */
+  static exact(entries: number): PackedList {
+    return new PackedList(entries, 0);
+  }
+
+  #ensureEntries(count: number): void {
+    if (this.list.length < 4 * count) this.list = new Uint32Array(Math.max(4 * count, this.list.length * 2));
+  }
+
+  #stage(length: number): number {
+    if (this.stagingUsed + length > this.staging.length) {
+      const grown = new Uint8Array(Math.max(this.stagingUsed + length, this.staging.length * 2, 256));
+      grown.set(this.staging.subarray(0, this.stagingUsed));
+      this.staging = grown;
+    }
+    const at = this.stagingUsed;
+    this.stagingUsed += length;
+    return at;
+  }
+
+  #packBytes(bytes: Uint8Array, at: number, copyIn: boolean): void {
+    checkAttached(bytes);
+    const length = bytes.byteLength;
+    const list = this.list;
+    if (length > 0xffff_ffff) throw new RangeError(`a byte array of ${length} bytes is over the 4 GiB entry limit`);
+    if (length === 0) {
+      list[at] = STAGING_REGION;
+      list[at + 1] = list[at + 2] = list[at + 3] = 0;
+    } else if (length < native.stagingLimit) {
+      const offset = this.#stage(length);
+      if (copyIn) this.staging.set(bytes, offset);
+      list[at] = STAGING_REGION;
+      list[at + 1] = offset;
+      list[at + 2] = 0;
+      list[at + 3] = length;
+    } else {
+      const address = native.addressOf(bytes);
+      list[at] = ADDRESS_REGION;
+      list[at + 1] = address >>> 0;
+      list[at + 2] = Math.floor(address / 0x1_0000_0000);
+      list[at + 3] = length;
+    }
+  }
+
+  /** Packs `chunks[start, end)` for a gather write. */
+  packChunks(chunks: readonly Chunk[], start: number, end: number): this {
+    const count = end - start;
+    this.#ensureEntries(count);
+    this.stagingUsed = 0;
+    this.count = count;
+    const list = this.list;
+    for (let i = 0; i < count; i++) {
+      const chunk = chunks[start + i];
+      if (chunk instanceof PageHead) chunk._pack(list, 4 * i);
+      else if (chunk instanceof Uint8Array) this.#packBytes(chunk, 4 * i, true);
+      else throw new TypeError(`a gather list holds PageHeads and Uint8Arrays, got ${describe(chunk)} at ${start + i}`);
+    }
+    return this;
+  }
+
+  /** Packs scatter-read targets; returns the plain arrays that read through staging (copied back after). */
+  packTargets(targets: readonly ReadTarget[]): (Uint8Array | null)[] {
+    this.#ensureEntries(targets.length);
+    this.stagingUsed = 0;
+    this.count = targets.length;
+    const staged: (Uint8Array | null)[] = new Array(targets.length).fill(null);
+    for (let i = 0; i < targets.length; i++) {
+      const target = targets[i];
+      if (target instanceof PageHead) target._pack(this.list, 4 * i);
+      else if (target instanceof Page) {
+        const head = target.head();
+        head._pack(this.list, 4 * i);
+        head.release();
+      } else if (target instanceof Uint8Array) {
+        this.#packBytes(target, 4 * i, false);
+        if (this.list[4 * i] === STAGING_REGION) staged[i] = target;
+      } else throw new TypeError(`readv targets are Pages, PageHeads and Uint8Arrays, got ${describe(target)} at ${i}`);
+    }
+    return staged;
+  }
+
+  /** Copies what a scatter read put in staging into its targets (entries fill in order). */
+  copyBack(staged: (Uint8Array | null)[], bytesRead: number): void {
+    let remaining = bytesRead;
+    for (let i = 0; i < staged.length && remaining > 0; i++) {
+      const part = Math.min(this.list[4 * i + 3], remaining);
+      const target = staged[i];
+      if (target !== null) target.set(this.staging.subarray(this.list[4 * i + 1], this.list[4 * i + 1] + part));
+      remaining -= part;
+    }
+  }
+
+  /** The native result of a gather write as bytes; EAGAIN with nothing written is 0; else a typed error. */
+  writeResult(result: number): number {
+    if (result < 0 && this.out[0] === 0 && describeErrno(-result)[0] === "EAGAIN") return 0;
+    return unwrap(result, "writev", undefined, this.out[0]);
+  }
+
+  /** One synchronous gather write of the packed list (at most `callsMax` system calls, 0 for no limit). */
+  write(fd: number, callsMax: number): number {
+    const { list, staging } = this;
+    return this.writeResult(
+      fn.pageio_writev(fd, list, list.byteLength, this.count, staging, this.stagingUsed, callsMax, this.out),
+    );
+  }
+
+  /** The same, off the JS thread. */
+  async writeAsync(fd: number, callsMax: number): Promise<number> {
+    const { list, staging } = this;
+    const args = [fd, list, list.byteLength, this.count, staging, this.stagingUsed, callsMax, this.out] as const;
+    return this.writeResult(await native.async.pageio_writev(...args));
+  }
 }
 
 /** @internal A detached array (its page or mapping is gone) never reaches native code. */
@@ -41,54 +152,8 @@ export function checkAttached(bytes: Uint8Array): void {
   }
 }
 
-function packBytes(bytes: Uint8Array, at: number, copyIn: boolean): number {
-  checkAttached(bytes);
-  const length = bytes.byteLength;
-  if (length === 0) {
-    list[at] = STAGING_REGION;
-    list[at + 1] = list[at + 2] = list[at + 3] = 0;
-  } else if (length < native.stagingLimit) {
-    const offset = stage(length);
-    if (copyIn) staging.set(bytes, offset);
-    list[at] = STAGING_REGION;
-    list[at + 1] = offset;
-    list[at + 2] = 0;
-    list[at + 3] = length;
-  } else {
-    const address = native.addressOf(bytes);
-    list[at] = ADDRESS_REGION;
-    list[at + 1] = address >>> 0;
-    list[at + 2] = Math.floor(address / 0x1_0000_0000);
-    list[at + 3] = length;
-  }
-  if (length > 0xffff_ffff) throw new RangeError(`a byte array of ${length} bytes is over the 4 GiB entry limit`);
-  return length;
-}
-
-/** @internal Packs `chunks[start, end)` into the shared list; returns the entry count. */
-export function packChunks(chunks: readonly Chunk[], start: number, end: number): number {
-  const count = end - start;
-  ensureEntries(count);
-  stagingUsed = 0;
-  for (let i = 0; i < count; i++) {
-    const chunk = chunks[start + i];
-    if (chunk instanceof PageHead) chunk._pack(list, 4 * i);
-    else if (chunk instanceof Uint8Array) packBytes(chunk, 4 * i, true);
-    else throw new TypeError(`a gather list holds PageHeads and Uint8Arrays, got ${describe(chunk)} at ${start + i}`);
-  }
-  return count;
-}
-
-/**
- * @internal One native gather call over the packed list (at most `callsMax`
- * system calls, 0 for as many as it takes). Returns bytes written; EAGAIN
- * with nothing written returns 0; other errors throw with `bytesTransferred`.
- */
-export function writePacked(fd: number, count: number, callsMax: number): number {
-  const result = fn.pageio_writev(fd, list, list.byteLength, count, staging, stagingUsed, callsMax, out);
-  if (result < 0 && out[0] === 0 && describeErrno(-result)[0] === "EAGAIN") return 0;
-  return unwrap(result, "writev", undefined, out[0]);
-}
+/** @internal The list the synchronous calls share. */
+export const shared: PackedList = new PackedList();
 
 /**
  * Writes every chunk, in order, to `target` with gather system calls
@@ -109,7 +174,25 @@ export function writev(target: Target, chunks: Iterable<Chunk>): number {
   const fd = fdOf(target);
   const array = Array.isArray(chunks) ? chunks as Chunk[] : Array.from(chunks);
   if (array.length === 0) return 0;
-  return writePacked(fd, packChunks(array, 0, array.length), 0);
+  return shared.packChunks(array, 0, array.length).write(fd, 0);
+}
+
+/**
+ * `writev` off the JS thread: the event loop runs on while a slow pipe or socket drains. The chunks must stay
+ * as they are (not released, not written to) until the Promise settles.
+ *
+ * @example
+ * ```ts
+ * import { openFile, writevAsync } from "@pageio/pageio";
+ * using out = openFile(await Deno.makeTempFile(), "w");
+ * console.log(await writevAsync(out, [new TextEncoder().encode("later")])); // 5
+ * ```
+ */
+export async function writevAsync(target: Target, chunks: Iterable<Chunk>): Promise<number> {
+  const fd = fdOf(target);
+  const array = Array.isArray(chunks) ? chunks as Chunk[] : Array.from(chunks);
+  if (array.length === 0) return 0;
+  return await PackedList.exact(array.length).packChunks(array, 0, array.length).writeAsync(fd, 0);
 }
 
 /**
@@ -128,29 +211,40 @@ export function writev(target: Target, chunks: Iterable<Chunk>): number {
 export function readv(source: Target, targets: Iterable<ReadTarget>): number {
   const fd = fdOf(source);
   const array = Array.isArray(targets) ? targets as ReadTarget[] : Array.from(targets);
-  ensureEntries(array.length);
-  stagingUsed = 0;
-  const staged: (Uint8Array | null)[] = new Array(array.length).fill(null);
-  for (let i = 0; i < array.length; i++) {
-    const target = array[i];
-    if (target instanceof PageHead) target._pack(list, 4 * i);
-    else if (target instanceof Page) {
-      const head = target.head();
-      head._pack(list, 4 * i);
-      head.release();
-    } else if (target instanceof Uint8Array) {
-      packBytes(target, 4 * i, false);
-      if (list[4 * i] === STAGING_REGION) staged[i] = target;
-    } else throw new TypeError(`readv targets are Pages, PageHeads and Uint8Arrays, got ${describe(target)} at ${i}`);
-  }
-  const result = fn.pageio_readv(fd, list, list.byteLength, array.length, staging, stagingUsed, 0, out);
-  // Copy back what landed in staging (entries fill in order), also after a failure part-way.
-  let remaining = out[0];
-  for (let i = 0; i < array.length && remaining > 0; i++) {
-    const part = Math.min(list[4 * i + 3], remaining);
-    const target = staged[i];
-    if (target !== null) target.set(staging.subarray(list[4 * i + 1], list[4 * i + 1] + part));
-    remaining -= part;
-  }
+  const staged = shared.packTargets(array);
+  const { list, staging, out } = shared;
+  const result = fn.pageio_readv(fd, list, list.byteLength, array.length, staging, shared.stagingUsed, 0, out);
+  shared.copyBack(staged, out[0]); // also after a failure part-way
+  return unwrap(result, "readv", undefined, out[0]);
+}
+
+/**
+ * `readv` off the JS thread: waits for a pipe or socket without holding up the event loop. The targets must
+ * stay as they are until the Promise settles.
+ *
+ * @example
+ * ```ts
+ * import { openFile, readvAsync } from "@pageio/pageio";
+ * using file = openFile("README.md");
+ * console.log(await readvAsync(file, [new Uint8Array(8)])); // 8
+ * ```
+ */
+export async function readvAsync(source: Target, targets: Iterable<ReadTarget>): Promise<number> {
+  const fd = fdOf(source);
+  const array = Array.isArray(targets) ? targets as ReadTarget[] : Array.from(targets);
+  const packed = PackedList.exact(array.length);
+  const staged = packed.packTargets(array);
+  const { list, staging, out } = packed;
+  const result = await native.async.pageio_readv(
+    fd,
+    list,
+    list.byteLength,
+    array.length,
+    staging,
+    packed.stagingUsed,
+    0,
+    out,
+  );
+  packed.copyBack(staged, out[0]);
   return unwrap(result, "readv", undefined, out[0]);
 }

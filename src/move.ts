@@ -4,7 +4,7 @@
  * the target without crossing user space.
  * @module
  */
-import { describeErrno, fn } from "../ffi/native.ts";
+import { describeErrno, fn, native } from "../ffi/native.ts";
 import { unwrap } from "./errors.ts";
 import { stat } from "./file.ts";
 
@@ -29,12 +29,27 @@ export function moveKindFor(fd: number): MoveKind {
  * EAGAIN with nothing moved returns 0; other errors throw with `bytesTransferred`.
  */
 export function moveSpan(kind: MoveKind, fdIn: number, offset: number, fdOut: number, length: number): number | null {
-  const result = fn.pageio_move(kind, fdIn, offset, fdOut, length, out);
+  return moveResult(fn.pageio_move(kind, fdIn, offset, fdOut, length, out), out[0], kind);
+}
+
+/** @internal `moveSpan` off the JS thread. */
+export async function moveSpanAsync(
+  kind: MoveKind,
+  fdIn: number,
+  offset: number,
+  fdOut: number,
+  length: number,
+): Promise<number | null> {
+  const moved = new Float64Array(1);
+  return moveResult(await native.async.pageio_move(kind, fdIn, offset, fdOut, length, moved), moved[0], kind);
+}
+
+function moveResult(result: number, moved: number, kind: MoveKind): number | null {
   if (result >= 0) return result;
-  if (out[0] === 0) {
+  if (moved === 0) {
     const [code] = describeErrno(-result);
     if (REFUSALS.has(code)) return null;
     if (code === "EAGAIN") return 0;
   }
-  return unwrap(result, kind === KIND_SENDFILE ? "sendfile" : "copy_file_range", undefined, out[0]);
+  return unwrap(result, kind === KIND_SENDFILE ? "sendfile" : "copy_file_range", undefined, moved);
 }

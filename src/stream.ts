@@ -9,7 +9,7 @@ import { checkInteger, stateError } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { Brigade } from "./brigade.ts";
 import type { Chunk } from "./gather.ts";
-import { readv } from "./gather.ts";
+import { readv, readvAsync } from "./gather.ts";
 import type { PageHead } from "./head.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
 import { PagePool } from "./pool.ts";
@@ -119,14 +119,35 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   #readIntoPage(): PageHead | null {
-    const pool = this.#pool ??= new PagePool({ pageSize: 16 * pageSize });
-    const page = pool.acquire();
+    const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
       const read = readv(this.#file, [page]);
       return read === 0 ? this.#end() : page.head(0, read);
     } finally {
       page.release();
     }
+  }
+
+  /**
+   * The next head without holding up the event loop: a pipe or socket is waited on off the JS thread (a
+   * regular file's next head is ready at once).
+   */
+  async readAsync(): Promise<PageHead | null> {
+    if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readAsync");
+    if (this.#ended) return null;
+    if (this.#mapped) return this.#readMapped();
+    const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
+    try {
+      const read = await readvAsync(this.#file, [page]);
+      return read === 0 ? this.#end() : page.head(0, read);
+    } finally {
+      page.release();
+    }
+  }
+
+  /** Reads heads until the end of input, asynchronously: `for await (const head of reader)`. */
+  async *[Symbol.asyncIterator](): AsyncIterableIterator<PageHead> {
+    for (let head = await this.readAsync(); head !== null; head = await this.readAsync()) yield head;
   }
 
   #end(): null {
@@ -209,6 +230,24 @@ export class PageWriter {
   /** Bytes written so far. */
   get bytesWritten(): number {
     return this.#written;
+  }
+
+  /**
+   * Queues a head like `write`, but a flush it triggers runs off the JS thread: await it to keep memory
+   * bounded on a slow target.
+   */
+  async writeAsync(chunk: Chunk): Promise<void> {
+    if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "writeAsync");
+    this.#brigade.append(chunk);
+    if (this.#brigade.count >= IOV_MAX || this.#brigade.byteLength >= this.#highWaterMark) await this.flushAsync();
+  }
+
+  /** `flush` off the JS thread: the event loop runs on while a slow pipe or socket drains. */
+  async flushAsync(): Promise<number> {
+    if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flushAsync");
+    const written = await this.#brigade.flushAsync(this.#file);
+    this.#written += written;
+    return written;
   }
 
   /** Writes the queue with as few gather calls as the OS allows; returns bytes written. */

@@ -1,0 +1,142 @@
+// The Promise forms: the same bytes as the blocking calls, and an event loop that keeps running while a slow
+// pipe drains (a 10 ms timer must keep firing on time).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  Brigade,
+  openFile,
+  type PageIoError,
+  PagePool,
+  PageReader,
+  PageWriter,
+  readvAsync,
+  writevAsync,
+} from "../mod.ts";
+import { fifo, patternBytes, sha256, startScript, tempDir, tempFile } from "./helpers.ts";
+
+const code = (e: unknown) => (e as PageIoError).code;
+
+/** Runs `work` while a 10 ms interval measures the longest gap between its ticks. */
+async function longestTimerGap(work: () => Promise<unknown>): Promise<number> {
+  let last = performance.now();
+  let longest = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    longest = Math.max(longest, now - last);
+    last = now;
+  }, 10);
+  try {
+    await work();
+  } finally {
+    clearInterval(timer);
+  }
+  return longest;
+}
+
+test("writevAsync and readvAsync move the same bytes as their blocking twins", async () => {
+  using pool = new PagePool();
+  const page = pool.acquire();
+  page.bytes.set(patternBytes(pool.pageSize, 61));
+  const path = join(tempDir(), "async");
+  {
+    using out = openFile(path, "w");
+    const small = new TextEncoder().encode("small");
+    const large = patternBytes(100_000, 62);
+    assert.equal(await writevAsync(out, [page.head(), small, large]), pool.pageSize + 5 + 100_000);
+  }
+  const written = readFileSync(path);
+  assert.equal(sha256(written.subarray(0, pool.pageSize)), sha256(page.bytes));
+  using back = openFile(path);
+  const first = new Uint8Array(10); // staged, copied back
+  const target = pool.acquire();
+  assert.equal(await readvAsync(back, [first, target]), 10 + pool.pageSize);
+  assert.deepEqual(Buffer.from(first), written.subarray(0, 10));
+  assert.deepEqual(Buffer.from(target.bytes), written.subarray(10, 10 + pool.pageSize));
+  target.release();
+  page.release();
+  await assert.rejects(writevAsync(999_999, [new Uint8Array(1)]), (e) => code(e) === "EBADF");
+});
+
+test("100 MiB through a slow pipe to another process: the event loop never stalls, every byte arrives", async () => {
+  const pipe = fifo();
+  const received = join(tempDir(), "received");
+  const reader = startScript(`
+    import { openSync, readSync, writeSync, closeSync } from "node:fs";
+    const fd = openSync(${JSON.stringify(pipe)}, "r"), out = openSync(${JSON.stringify(received)}, "w");
+    const buf = new Uint8Array(1 << 20);
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (let n; (n = readSync(fd, buf)) > 0;) { writeSync(out, buf.subarray(0, n)); Atomics.wait(pause, 0, 0, 1); }
+    closeSync(out);
+  `);
+  using pool = new PagePool({ pageSize: 64 * 1024, pages: 0 });
+  const pages = Array.from({ length: 64 }, (_, i) => {
+    const page = pool.acquire();
+    page.bytes.set(patternBytes(page.bytes.length, 100 + i));
+    return page;
+  });
+  const rounds = 25; // 25 × 64 × 64 KiB = 100 MiB
+  const writer = new PageWriter(pipe);
+  const gap = await longestTimerGap(async () => {
+    for (let r = 0; r < rounds; r++) for (const page of pages) await writer.writeAsync(page.head());
+    await writer.flushAsync();
+  });
+  writer.close();
+  assert.equal((await reader.exited).status, 0);
+  assert.equal(writer.bytesWritten, rounds * 64 * 64 * 1024);
+  const expected = Buffer.concat(Array.from({ length: rounds }, () => pages.map((p) => p.bytes)).flat());
+  assert.equal(sha256(readFileSync(received)), sha256(expected));
+  assert.ok(gap < 250, `the 10 ms timer waited ${gap.toFixed(0)} ms at worst`);
+  pages.forEach((p) => p.release());
+  assert.equal(pool.stats.inUse, 0);
+});
+
+test("readAsync waits on a slowly fed pipe without holding up the event loop", async () => {
+  const pipe = fifo();
+  const data = patternBytes(2_000_000, 63);
+  const source = tempFile(data);
+  const writer = startScript(`
+    import { openSync, readFileSync, writeSync, closeSync } from "node:fs";
+    const fd = openSync(${JSON.stringify(pipe)}, "w"), data = readFileSync(${JSON.stringify(source)});
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (let at = 0; at < data.length; at += 100_000) { writeSync(fd, data.subarray(at, at + 100_000)); Atomics.wait(pause, 0, 0, 20); }
+    closeSync(fd);
+  `);
+  const parts: Uint8Array[] = [];
+  const gap = await longestTimerGap(async () => {
+    using reader = new PageReader(pipe);
+    for await (const head of reader) {
+      parts.push(head.bytes.slice());
+      head.release();
+    }
+  });
+  assert.equal((await writer.exited).status, 0);
+  assert.equal(sha256(Buffer.concat(parts)), sha256(data));
+  assert.ok(gap < 250, `the 10 ms timer waited ${gap.toFixed(0)} ms at worst`);
+});
+
+test("while an asynchronous flush runs, append works and the front of the queue is guarded", async () => {
+  using pool = new PagePool();
+  const page = pool.acquire();
+  const brigade = new Brigade().append(page.head(0, 100));
+  using out = openFile(join(tempDir(), "busy"), "w");
+  const flushing = brigade.flushAsync(out);
+  brigade.append(page.head(100, 50)); // goes out with the same flush
+  assert.throws(() => brigade.prepend(new Uint8Array(1)), (e) => code(e) === "ERR_BUSY");
+  assert.throws(() => brigade.flush(out), (e) => code(e) === "ERR_BUSY");
+  assert.throws(() => brigade.release(), (e) => code(e) === "ERR_BUSY");
+  await assert.rejects(brigade.flushAsync(out), (e) => code(e) === "ERR_BUSY");
+  assert.equal(await flushing, 150);
+  assert.equal(brigade.count, 0);
+  page.release();
+  assert.equal(pool.stats.inUse, 0);
+});
+
+test("20 000 asynchronous completions all settle, in order, with nothing leaked", async () => {
+  using out = openFile("/dev/null", "w");
+  const small = new Uint8Array(16);
+  const results = await Promise.all(Array.from({ length: 20_000 }, () => writevAsync(out, [small])));
+  assert.ok(results.every((n: number) => n === 16));
+  for (let i = 0; i < 2_000; i++) assert.equal(await writevAsync(out, [small]), 16);
+});
