@@ -12,7 +12,17 @@
  * @module
  */
 export { PageIoError } from "./src/errors.ts";
-export { FileHandle, type FileKind, type FileMode, openFile, type OpenOptions, type Target } from "./src/file.ts";
+export {
+  FileHandle,
+  type FileKind,
+  type FileMode,
+  openFile,
+  type OpenOptions,
+  type PairOptions,
+  pipe,
+  socketPair,
+  type Target,
+} from "./src/file.ts";
 export { type Advice, mapAnonymous, mapFile, type MapFileOptions, Mapping } from "./src/mapping.ts";
 export { PageHead } from "./src/head.ts";
 export { Page, PagePool, type PagePoolOptions, type PagePoolStats } from "./src/pool.ts";

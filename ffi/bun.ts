@@ -27,51 +27,59 @@ export function open(path: string): Binding {
 }
 
 /**
- * Blocking symbols through a worker: Bun's FFI has no non-blocking calls, and its thread-safe JSCallback has open
- * crash reports under many completions (oven-sh/bun#28113, #33840). One worker, started at first use, unref'd so
- * it never keeps the process alive; calls queue in order.
+ * Blocking symbols through workers: Bun's FFI has no non-blocking calls, and its thread-safe JSCallback has open
+ * crash reports under many completions (oven-sh/bun#28113, #33840). A call goes to an idle worker, or to a new
+ * one while there are fewer than `WORKERS_MAX` (a writer blocked on a full pipe must not hold up the read that
+ * would drain it); workers are ref'd only while they have calls pending.
  */
+const WORKERS_MAX = 8;
+
 function workerFunctions(path: string): AsyncFunctions {
   type Pending = { resolve: (n: number) => void; reject: (e: Error) => void; args: unknown[] };
-  let worker: Worker | null = null;
+  type Slot = { worker: Worker; pending: Map<number, Pending> };
+  const slots: Slot[] = [];
   let nextId = 0;
-  const pending = new Map<number, Pending>();
-  const start = (): Worker => {
+  const ref = (w: Worker, on: boolean) => (w as unknown as { ref(): void; unref(): void })[on ? "ref" : "unref"]();
+  const start = (): Slot => {
     // ffi/bun.ts runs the worker's source; the npm package's dist/ffi/bun.js runs the compiled one.
     const file = import.meta.url.endsWith(".js") ? "./bun_worker.js" : "./bun_worker.ts";
-    const w = new Worker(new URL(file, import.meta.url).href);
-    (w as unknown as { unref(): void }).unref(); // ref'd only while calls are pending
-    w.postMessage({ open: path });
-    w.onmessage = (event: MessageEvent) => {
+    const slot: Slot = { worker: new Worker(new URL(file, import.meta.url).href), pending: new Map() };
+    ref(slot.worker, false);
+    slot.worker.postMessage({ open: path });
+    slot.worker.onmessage = (event: MessageEvent) => {
       const { id, result, error, args } = event.data as { id: number; result: number; error?: string; args: unknown[] };
-      const call = pending.get(id)!;
-      pending.delete(id);
-      if (pending.size === 0) (w as unknown as { unref(): void }).unref();
+      const call = slot.pending.get(id)!;
+      slot.pending.delete(id);
+      if (slot.pending.size === 0) ref(slot.worker, false);
       if (error !== undefined) return call.reject(new Error(`pageio worker: ${error}`));
       // Copy back what the call wrote (results, bytes read) into the caller's arrays.
       call.args.forEach((arg, i) => {
-        if (ArrayBuffer.isView(arg) && args[i]) {
+        const back = args[i] as ArrayBufferView | null;
+        if (ArrayBuffer.isView(arg) && back) {
           new Uint8Array(arg.buffer, arg.byteOffset, arg.byteLength).set(
-            new Uint8Array(
-              (args[i] as ArrayBufferView).buffer,
-              (args[i] as ArrayBufferView).byteOffset,
-              arg.byteLength,
-            ),
+            new Uint8Array(back.buffer, back.byteOffset, arg.byteLength),
           );
         }
       });
       call.resolve(result);
     };
-    return w;
+    slots.push(slot);
+    return slot;
+  };
+  const choose = (): Slot => {
+    const idle = slots.find((s) => s.pending.size === 0);
+    if (idle) return idle;
+    if (slots.length < WORKERS_MAX) return start();
+    return slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
   };
   return Object.fromEntries(
     blockingNames.map((name) => [name, (...args: unknown[]) =>
       new Promise<number>((resolve, reject) => {
-        worker ??= start();
-        if (pending.size === 0) (worker as unknown as { ref(): void }).ref();
+        const slot = choose();
+        if (slot.pending.size === 0) ref(slot.worker, true);
         const id = nextId++;
-        pending.set(id, { resolve, reject, args });
-        worker.postMessage({ id, name, args });
+        slot.pending.set(id, { resolve, reject, args });
+        slot.worker.postMessage({ id, name, args });
       })]
     ),
   ) as unknown as AsyncFunctions;

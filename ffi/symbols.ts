@@ -38,6 +38,10 @@ export const symbols = {
   pageio_open: { parameters: ["buffer", "u32", "u32", "u32"], result: "f64" },
   // (fd: i32) -> 0
   pageio_close: { parameters: ["i32"], result: "f64" },
+  // (kind: u32 0 pipe | 1 unix socket pair, non_blocking: u32, out: f64[2] the two fds) -> 0
+  pageio_pair: { parameters: ["u32", "u32", "buffer"], result: "f64" },
+  // (fd: i32, bytes: u32) -> the pipe's new capacity (F_SETPIPE_SZ)
+  pageio_pipe_size: { parameters: ["i32", "u32"], result: "f64" },
   // (fd: i32, out: f64[2] {size, kind}) -> 0
   pageio_fstat: { parameters: ["i32", "buffer"], result: "f64" },
   // (fd: i32, offset: f64 page-aligned, length: f64, options: u32 bits write|private|populate, out: f64[1] address) -> region

@@ -121,3 +121,59 @@ export function fdOf(target: Target): number {
 export function describe(value: unknown): string {
   return value === null ? "null" : typeof value === "object" ? (value.constructor?.name ?? "object") : typeof value;
 }
+
+const pairOut = new Float64Array(2);
+
+/** Options of `pipe` and `socketPair`. */
+export interface PairOptions {
+  /** Never block on these descriptors (`O_NONBLOCK`): writes that would wait return what they wrote. */
+  nonBlocking?: boolean;
+}
+
+/**
+ * A pipe, as `[readEnd, writeEnd]`. `size` sets its capacity (Linux `F_SETPIPE_SZ`; the kernel rounds it up to
+ * a power of two pages): a pipe as big as a gather write takes it in one call.
+ *
+ * @example
+ * ```ts
+ * import { pipe, readv, writev } from "@pageio/pageio";
+ * const [readEnd, writeEnd] = pipe();
+ * writev(writeEnd, [new TextEncoder().encode("through")]);
+ * const bytes = new Uint8Array(7);
+ * console.log(readv(readEnd, [bytes])); // 7
+ * readEnd.close();
+ * writeEnd.close();
+ * ```
+ */
+export function pipe(options: PairOptions & { size?: number } = {}): [readEnd: FileHandle, writeEnd: FileHandle] {
+  const size = options.size === undefined ? undefined : checkInteger("size", options.size, 1, 2 ** 31 - 1);
+  unwrap(fn.pageio_pair(0, options.nonBlocking ? 1 : 0, pairOut), "pipe2");
+  const pair: [FileHandle, FileHandle] = [new FileHandle(pairOut[0]), new FileHandle(pairOut[1])];
+  if (size !== undefined) {
+    try {
+      unwrap(fn.pageio_pipe_size(pair[1].fd, size), "fcntl(F_SETPIPE_SZ)");
+    } catch (error) {
+      pair.forEach((end) => end.close());
+      throw error;
+    }
+  }
+  return pair;
+}
+
+/**
+ * A connected pair of unix stream sockets, each end both readable and writable.
+ *
+ * @example
+ * ```ts
+ * import { readv, socketPair, writev } from "@pageio/pageio";
+ * const [a, b] = socketPair();
+ * writev(a, [new TextEncoder().encode("hi")]);
+ * console.log(readv(b, [new Uint8Array(2)])); // 2
+ * a.close();
+ * b.close();
+ * ```
+ */
+export function socketPair(options: PairOptions = {}): [FileHandle, FileHandle] {
+  unwrap(fn.pageio_pair(1, options.nonBlocking ? 1 : 0, pairOut), "socketpair");
+  return [new FileHandle(pairOut[0]), new FileHandle(pairOut[1])];
+}

@@ -10,6 +10,7 @@ const mapping = @import("mapping.zig");
 const gather = @import("gather.zig");
 const kernel_move = @import("kernel_move.zig");
 const guard = @import("guard.zig");
+const channel = @import("channel.zig");
 
 /// Bumped whenever a signature or meaning below changes; `ffi/symbols.ts`
 /// carries the same number and the loader refuses a library that differs.
@@ -86,6 +87,24 @@ export fn pageio_fstat(fd: i32, out: ?*[2]f64) Result {
     const st = file.status(fd) catch |err| return errno.result(err);
     o.* = .{ @floatFromInt(st.size), @floatFromInt(@intFromEnum(st.kind)) };
     return 0;
+}
+
+/// A pipe (kind 0) or a unix socket pair (kind 1), close-on-exec, optionally non-blocking.
+/// out[0], out[1] = the descriptors (a pipe's read end first).
+export fn pageio_pair(kind: u32, non_blocking: u32, out: ?*[2]f64) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    const pair = switch (kind) {
+        0 => channel.pipe(non_blocking != 0),
+        1 => channel.socketPair(non_blocking != 0),
+        else => return errno.result(error.INVAL),
+    } catch |err| return errno.result(err);
+    o.* = .{ @floatFromInt(pair[0]), @floatFromInt(pair[1]) };
+    return 0;
+}
+
+/// Sets a pipe's capacity; returns the capacity the kernel chose.
+export fn pageio_pipe_size(fd: i32, bytes: u32) Result {
+    return errno.result(channel.setPipeSize(fd, bytes));
 }
 
 /// Maps `length` bytes of `fd` from page-aligned `offset`. out[0] = address;
@@ -181,6 +200,7 @@ test {
     _ = gather;
     _ = kernel_move;
     _ = guard;
+    _ = channel;
 }
 
 test "the exports refuse null and too-small inputs" {

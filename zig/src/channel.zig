@@ -1,0 +1,52 @@
+//! Pipes and socket pairs: descriptor pairs for moving pages between
+//! processes. Close-on-exec, like every descriptor pageio makes.
+const std = @import("std");
+const builtin = @import("builtin");
+const errno = @import("errno.zig");
+const Errno = errno.Errno;
+
+pub const Pair = [2]i32;
+
+/// A pipe: [read end, write end].
+pub fn pipe(non_blocking: bool) Errno!Pair {
+    var fds: Pair = undefined;
+    const flags: std.c.O = .{ .CLOEXEC = true, .NONBLOCK = non_blocking };
+    if (std.c.pipe2(&fds, flags) != 0) return errno.last();
+    return fds;
+}
+
+/// A connected pair of unix stream sockets.
+pub fn socketPair(non_blocking: bool) Errno!Pair {
+    var fds: Pair = undefined;
+    var kind: u32 = std.c.SOCK.STREAM | std.c.SOCK.CLOEXEC;
+    if (non_blocking) kind |= std.c.SOCK.NONBLOCK;
+    if (std.c.socketpair(std.c.AF.UNIX, kind, 0, &fds) != 0) return errno.last();
+    return fds;
+}
+
+/// Sets a pipe's capacity (Linux F_SETPIPE_SZ); returns the capacity the kernel chose. A bigger pipe lets one
+/// gather write of many pages go through in one call instead of waiting for the reader page by page.
+pub fn setPipeSize(fd: i32, bytes: u32) Errno!u64 {
+    if (builtin.os.tag != .linux) return error.NOSYS;
+    const F_SETPIPE_SZ = 1031;
+    const rc = std.c.fcntl(fd, F_SETPIPE_SZ, @as(c_int, @intCast(@min(bytes, std.math.maxInt(i32)))));
+    if (rc < 0) return errno.last();
+    return @intCast(rc);
+}
+
+test "a pipe and a socket pair carry bytes and are close-on-exec" {
+    const p = try pipe(false);
+    defer std.posix.close(p[0]);
+    defer std.posix.close(p[1]);
+    _ = try std.posix.write(p[1], "pipe");
+    var buf: [8]u8 = undefined;
+    try std.testing.expectEqualStrings("pipe", buf[0..try std.posix.read(p[0], &buf)]);
+    try std.testing.expect(std.c.fcntl(p[0], std.c.F.GETFD) & std.c.FD_CLOEXEC != 0);
+    if (builtin.os.tag == .linux) try std.testing.expect(try setPipeSize(p[1], 1 << 20) >= 1 << 20);
+    const s = try socketPair(true);
+    defer std.posix.close(s[0]);
+    defer std.posix.close(s[1]);
+    _ = try std.posix.write(s[0], "both");
+    try std.testing.expectEqualStrings("both", buf[0..try std.posix.read(s[1], &buf)]);
+    try std.testing.expectError(error.WouldBlock, std.posix.read(s[1], &buf)); // non-blocking, nothing left
+}
