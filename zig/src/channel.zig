@@ -10,17 +10,41 @@ pub const Pair = [2]i32;
 /// A pipe: [read end, write end].
 pub fn pipe(non_blocking: bool) Errno!Pair {
     var fds: Pair = undefined;
-    const flags: std.c.O = .{ .CLOEXEC = true, .NONBLOCK = non_blocking };
-    if (std.c.pipe2(&fds, flags) != 0) return errno.last();
-    return fds;
+    if (builtin.os.tag == .linux) {
+        const flags: std.c.O = .{ .CLOEXEC = true, .NONBLOCK = non_blocking };
+        if (std.c.pipe2(&fds, flags) != 0) return errno.last();
+        return fds;
+    }
+    if (std.c.pipe(&fds) != 0) return errno.last();
+    return setFlags(fds, non_blocking);
 }
 
 /// A connected pair of unix stream sockets.
 pub fn socketPair(non_blocking: bool) Errno!Pair {
     var fds: Pair = undefined;
-    var kind: u32 = std.c.SOCK.STREAM | std.c.SOCK.CLOEXEC;
-    if (non_blocking) kind |= std.c.SOCK.NONBLOCK;
-    if (std.c.socketpair(std.c.AF.UNIX, kind, 0, &fds) != 0) return errno.last();
+    if (builtin.os.tag == .linux) {
+        var kind: u32 = std.c.SOCK.STREAM | std.c.SOCK.CLOEXEC;
+        if (non_blocking) kind |= std.c.SOCK.NONBLOCK;
+        if (std.c.socketpair(std.c.AF.UNIX, kind, 0, &fds) != 0) return errno.last();
+        return fds;
+    }
+    if (std.c.socketpair(std.c.AF.UNIX, std.c.SOCK.STREAM, 0, &fds) != 0) return errno.last();
+    return setFlags(fds, non_blocking);
+}
+
+/// Where the flags cannot be given at creation (macOS): set them right after. A fork in between would
+/// inherit the pair; Linux has no such window.
+fn setFlags(fds: Pair, non_blocking: bool) Errno!Pair {
+    for (fds) |fd| {
+        if (std.c.fcntl(fd, std.c.F.SETFD, @as(c_int, std.c.FD_CLOEXEC)) < 0 or
+            (non_blocking and std.c.fcntl(fd, std.c.F.SETFL, std.c.fcntl(fd, std.c.F.GETFL) | @as(c_int, @bitCast(std.c.O{ .NONBLOCK = true }))) < 0))
+        {
+            const err = errno.last();
+            _ = std.c.close(fds[0]);
+            _ = std.c.close(fds[1]);
+            return err;
+        }
+    }
     return fds;
 }
 
