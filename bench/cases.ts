@@ -1,17 +1,20 @@
 // Benchmark cases: each measures pageio beside the running runtime's built-in way of doing the same job.
 // Run one with: deno run -A bench/main.ts <case> <file>   or   bun bench/main.ts <case> <file>
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { pipeline } from "node:stream/promises";
 import * as fs from "node:fs";
 import process from "node:process";
 import { Bench } from "tinybench";
 import {
   Brigade,
+  type FileHandle,
   mapFile,
   type PageHead,
   PagePool,
   PageReader,
   pageSize,
   PageWriter,
+  pipe,
   runtime,
   writev,
 } from "../mod.ts";
@@ -270,4 +273,104 @@ export async function copy(implementation: string, source: string, target: strin
 
 export function sinkValue(): number {
   return sink;
+}
+
+// --- issue 4: between descriptors and processes ---------------------------------------------------------------
+
+/** Starts `cat > /dev/null` reading the read end of a fresh pipe; returns the write end and the child's exit. */
+function drainingChild(pipeBytes: number): { writeEnd: FileHandle; exited: Promise<unknown> } {
+  const [readEnd, writeEnd] = pipe({ size: pipeBytes });
+  const child = spawn("sh", ["-c", "cat > /dev/null"], { stdio: [readEnd.fd, "ignore", "inherit"] });
+  readEnd.close();
+  return { writeEnd, exited: new Promise((resolve) => child.on("close", resolve)) };
+}
+
+/** (4.1) a cached file into a pipe drained by another process: PageReader→PageWriter against stream piping. */
+export function fileToPipe(source: string): Promise<Measured[]> {
+  return measure([
+    {
+      name: "pageio PageReader->PageWriter (sendfile)",
+      fn: async () => {
+        const { writeEnd, exited } = drainingChild(1 << 20);
+        {
+          using reader = new PageReader(source);
+          using writer = new PageWriter(writeEnd);
+          for (const head of reader) writer.write(head);
+          writer.flush();
+        }
+        writeEnd.close();
+        await exited;
+      },
+    },
+    {
+      name: "node:stream pipeline(createReadStream, createWriteStream)",
+      fn: async () => {
+        const { writeEnd, exited } = drainingChild(1 << 20);
+        await pipeline(fs.createReadStream(source), fs.createWriteStream("", { fd: writeEnd.fd, autoClose: false }));
+        writeEnd.close();
+        await exited;
+      },
+    },
+    {
+      name: "Deno.open().readable.pipeTo(child stdin)",
+      only: "deno",
+      fn: async () => {
+        const child = new Deno.Command("sh", { args: ["-c", "cat > /dev/null"], stdin: "piped" }).spawn();
+        await (await Deno.open(source)).readable.pipeTo(child.stdin);
+        await child.status;
+      },
+    },
+    {
+      name: "Bun.spawn({ stdin: Bun.file(src) })",
+      only: "bun",
+      fn: async () => {
+        await Bun.spawn(["sh", "-c", "cat > /dev/null"], { stdin: Bun.file(source) }).exited;
+      },
+    },
+  ], { time: 4000, iterations: 5 });
+}
+
+/** (4.2) 1 GiB of pages through a pipe into a child process, against the runtime's child stdin writes. */
+export function toChild(totalBytes: number): Promise<Measured[]> {
+  const chunkBytes = 64 * 1024;
+  const chunk = new Uint8Array(chunkBytes).fill(7);
+  const pool = new PagePool({ pageSize: chunkBytes, pages: 0 });
+  const pages = Array.from({ length: 64 }, () => pool.acquire());
+  return measure([
+    {
+      name: "pageio pipe + PageWriter (1 MiB pipe)",
+      fn: async () => {
+        const { writeEnd, exited } = drainingChild(1 << 20);
+        const writer = new PageWriter(writeEnd, { highWaterMark: 1 << 20 });
+        for (let n = 0, i = 0; n < totalBytes; n += chunkBytes, i++) writer.write(pages[i % 64].head());
+        writer.close();
+        writeEnd.close();
+        await exited;
+      },
+    },
+    {
+      name: "Deno.Command stdin writer.write",
+      only: "deno",
+      fn: async () => {
+        const child = new Deno.Command("sh", { args: ["-c", "cat > /dev/null"], stdin: "piped" }).spawn();
+        const writer = child.stdin.getWriter();
+        for (let n = 0; n < totalBytes; n += chunkBytes) await writer.write(chunk);
+        await writer.close();
+        await child.status;
+      },
+    },
+    {
+      name: "Bun.spawn stdin.write + flush",
+      only: "bun",
+      fn: async () => {
+        const child = Bun.spawn(["sh", "-c", "cat > /dev/null"], { stdin: "pipe" });
+        for (let n = 0; n < totalBytes; n += chunkBytes) {
+          child.stdin.write(chunk);
+          await child.stdin.flush();
+        }
+        child.stdin.end();
+        await child.exited;
+      },
+    },
+  ], { time: 4000, iterations: 5 });
 }

@@ -15,6 +15,8 @@ const runs: Record<string, () => Promise<cases.Measured[]>> = {
   gather: () => cases.gather(rest[0], Number(rest[1]), Number(rest[2])),
   acquireRelease: () => cases.acquireRelease(),
   copy: () => cases.copy(rest[0], rest[1], rest[2]),
+  fileToPipe: () => cases.fileToPipe(rest[0]),
+  toChild: () => cases.toChild(Number(rest[0])),
 };
 if (!runs[name]) throw new Error(`unknown case ${name}; one of ${Object.keys(runs).join(", ")}`);
 const results = await runs[name]();

@@ -72,6 +72,8 @@ const groups = [
   { title: "(1) 1 024 × 4 KiB chunks to /dev/null", args: ["gather", "/dev/null", "1024", "4096"] },
   { title: "(1) 16 384 × 256 B chunks to /dev/null", args: ["gather", "/dev/null", "16384", "256"] },
   { title: "(2) 100 000 page acquire+release against allocation (GC included)", args: ["acquireRelease"] },
+  { title: `(4.1) a cached ${size} file into a pipe drained by another process`, args: ["fileToPipe", big] },
+  { title: `(4.2) ${size} of pages through a pipe into a child process`, args: ["toChild", String(bigBytes)] },
 ];
 
 const lines = [];
