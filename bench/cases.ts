@@ -16,6 +16,7 @@ import {
   PageWriter,
   pipe,
   runtime,
+  socketPair,
   writev,
 } from "../mod.ts";
 
@@ -277,9 +278,12 @@ export function sinkValue(): number {
 
 // --- issue 4: between descriptors and processes ---------------------------------------------------------------
 
-/** Starts `cat > /dev/null` reading the read end of a fresh pipe; returns the write end and the child's exit. */
+/**
+ * Starts `cat > /dev/null` reading from a fresh pipe (of `pipeBytes`) or, with 0, a unix socket pair (what
+ * Bun.spawn gives a child's stdin); returns the end to write and the child's exit.
+ */
 function drainingChild(pipeBytes: number): { writeEnd: FileHandle; exited: Promise<unknown> } {
-  const [readEnd, writeEnd] = pipe({ size: pipeBytes });
+  const [readEnd, writeEnd] = pipeBytes === 0 ? socketPair().reverse() : pipe({ size: pipeBytes });
   const child = spawn("sh", ["-c", "cat > /dev/null"], { stdio: [readEnd.fd, "ignore", "inherit"] });
   readEnd.close();
   return { writeEnd, exited: new Promise((resolve) => child.on("close", resolve)) };
@@ -292,6 +296,20 @@ export function fileToPipe(source: string): Promise<Measured[]> {
       name: "pageio PageReader->PageWriter (sendfile)",
       fn: async () => {
         const { writeEnd, exited } = drainingChild(1 << 20);
+        {
+          using reader = new PageReader(source);
+          using writer = new PageWriter(writeEnd);
+          for (const head of reader) writer.write(head);
+          writer.flush();
+        }
+        writeEnd.close();
+        await exited;
+      },
+    },
+    {
+      name: "pageio PageReader->PageWriter, socket pair (sendfile)",
+      fn: async () => {
+        const { writeEnd, exited } = drainingChild(0);
         {
           using reader = new PageReader(source);
           using writer = new PageWriter(writeEnd);
@@ -340,10 +358,21 @@ export function toChild(totalBytes: number): Promise<Measured[]> {
   const pages = Array.from({ length: 64 }, () => pool.acquire());
   return measure([
     {
+      name: "pageio socketPair + PageWriter",
+      fn: async () => {
+        const { writeEnd, exited } = drainingChild(0);
+        const writer = new PageWriter(writeEnd, { highWaterMark: 256 * 1024 });
+        for (let n = 0, i = 0; n < totalBytes; n += chunkBytes, i++) writer.write(pages[i % 64].head());
+        writer.close();
+        writeEnd.close();
+        await exited;
+      },
+    },
+    {
       name: "pageio pipe + PageWriter (1 MiB pipe)",
       fn: async () => {
         const { writeEnd, exited } = drainingChild(1 << 20);
-        const writer = new PageWriter(writeEnd, { highWaterMark: 1 << 20 });
+        const writer = new PageWriter(writeEnd, { highWaterMark: 256 * 1024 });
         for (let n = 0, i = 0; n < totalBytes; n += chunkBytes, i++) writer.write(pages[i % 64].head());
         writer.close();
         writeEnd.close();
