@@ -289,37 +289,29 @@ function drainingChild(pipeBytes: number): { writeEnd: FileHandle; exited: Promi
   return { writeEnd, exited: new Promise((resolve) => child.on("close", resolve)) };
 }
 
+/** A task: a PageReader on `source` into a PageWriter on a draining child's pipe (`pipeBytes`) or socket pair (0). */
+function readerToChild(source: string, name: string, pipeBytes: number): Task {
+  return {
+    name,
+    fn: async () => {
+      const { writeEnd, exited } = drainingChild(pipeBytes);
+      {
+        using reader = new PageReader(source);
+        using writer = new PageWriter(writeEnd);
+        for (const head of reader) writer.write(head);
+        writer.flush();
+      }
+      writeEnd.close();
+      await exited;
+    },
+  };
+}
+
 /** (4.1) a cached file into a pipe drained by another process: PageReader→PageWriter against stream piping. */
 export function fileToPipe(source: string): Promise<Measured[]> {
   return measure([
-    {
-      name: "pageio PageReader->PageWriter (sendfile)",
-      fn: async () => {
-        const { writeEnd, exited } = drainingChild(1 << 20);
-        {
-          using reader = new PageReader(source);
-          using writer = new PageWriter(writeEnd);
-          for (const head of reader) writer.write(head);
-          writer.flush();
-        }
-        writeEnd.close();
-        await exited;
-      },
-    },
-    {
-      name: "pageio PageReader->PageWriter, socket pair (sendfile)",
-      fn: async () => {
-        const { writeEnd, exited } = drainingChild(0);
-        {
-          using reader = new PageReader(source);
-          using writer = new PageWriter(writeEnd);
-          for (const head of reader) writer.write(head);
-          writer.flush();
-        }
-        writeEnd.close();
-        await exited;
-      },
-    },
+    readerToChild(source, "pageio PageReader->PageWriter (sendfile)", 1 << 20),
+    readerToChild(source, "pageio PageReader->PageWriter, socket pair (sendfile)", 0),
     {
       // Deno's node:fs streams refuse a descriptor node:fs did not open (EBADF), so this baseline is Bun's.
       name: "node:stream pipeline(createReadStream, createWriteStream)",
@@ -356,29 +348,21 @@ export function toChild(totalBytes: number): Promise<Measured[]> {
   const chunk = new Uint8Array(chunkBytes).fill(7);
   const pool = new PagePool({ pageSize: chunkBytes, pages: 0 });
   const pages = Array.from({ length: 64 }, () => pool.acquire());
+  // A task: `totalBytes` of heads over the 64 pages into a draining child's pipe (`pipeBytes`) or socket pair (0).
+  const pagesToChild = (name: string, pipeBytes: number): Task => ({
+    name,
+    fn: async () => {
+      const { writeEnd, exited } = drainingChild(pipeBytes);
+      const writer = new PageWriter(writeEnd, { highWaterMark: 256 * 1024 });
+      for (let n = 0, i = 0; n < totalBytes; n += chunkBytes, i++) writer.write(pages[i % 64].head());
+      writer.close();
+      writeEnd.close();
+      await exited;
+    },
+  });
   return measure([
-    {
-      name: "pageio socketPair + PageWriter",
-      fn: async () => {
-        const { writeEnd, exited } = drainingChild(0);
-        const writer = new PageWriter(writeEnd, { highWaterMark: 256 * 1024 });
-        for (let n = 0, i = 0; n < totalBytes; n += chunkBytes, i++) writer.write(pages[i % 64].head());
-        writer.close();
-        writeEnd.close();
-        await exited;
-      },
-    },
-    {
-      name: "pageio pipe + PageWriter (1 MiB pipe)",
-      fn: async () => {
-        const { writeEnd, exited } = drainingChild(1 << 20);
-        const writer = new PageWriter(writeEnd, { highWaterMark: 256 * 1024 });
-        for (let n = 0, i = 0; n < totalBytes; n += chunkBytes, i++) writer.write(pages[i % 64].head());
-        writer.close();
-        writeEnd.close();
-        await exited;
-      },
-    },
+    pagesToChild("pageio socketPair + PageWriter", 0),
+    pagesToChild("pageio pipe + PageWriter (1 MiB pipe)", 1 << 20),
     {
       name: "Deno.Command stdin writer.write",
       only: "deno",
