@@ -29,4 +29,5 @@ export { Page, PagePool, type PagePoolOptions, type PagePoolStats } from "./src/
 export { type Chunk, type ReadTarget, readv, readvAsync, writev, writevAsync } from "./src/gather.ts";
 export { Brigade } from "./src/brigade.ts";
 export { PageReader, type PageReaderOptions, PageWriter, type PageWriterOptions } from "./src/stream.ts";
+export { type RingRole, RingSlot, type RingWaitOptions, SharedRing, type SharedRingOptions } from "./src/ring.ts";
 export { pageSize, runtime } from "./src/system.ts";

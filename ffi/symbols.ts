@@ -42,6 +42,26 @@ export const symbols = {
   pageio_pair: { parameters: ["u32", "u32", "buffer"], result: "f64" },
   // (fd: i32, bytes: u32) -> the pipe's new capacity (F_SETPIPE_SZ)
   pageio_pipe_size: { parameters: ["i32", "u32"], result: "f64" },
+  // (fd: i32, size: f64) -> 0 (ftruncate)
+  pageio_truncate: { parameters: ["i32", "f64"], result: "f64" },
+  // (size: f64) -> fd of a new memfd of that many zero bytes
+  pageio_memory_file: { parameters: ["f64"], result: "f64" },
+  // (slots: u32, slot_size: u32) -> bytes a shared ring of that shape needs
+  pageio_ring_bytes: { parameters: ["u32", "u32"], result: "f64" },
+  // (region: u32, slots: u32, slot_size: u32) -> 0: a fresh ring header
+  pageio_ring_init: { parameters: ["u32", "u32", "u32"], result: "f64" },
+  // (region: u32, role: u32 0 producer | 1 consumer, out: f64[3] {slots, slot_size, data_offset}) -> 0
+  pageio_ring_attach: { parameters: ["u32", "u32", "buffer"], result: "f64" },
+  // (region: u32, role: u32) -> 0: that side is closed, every waiter woken
+  pageio_ring_close: { parameters: ["u32", "u32"], result: "f64" },
+  // (region: u32, timeout_ms: u32, 0xFFFFFFFF no limit) -> free slot index (producer)
+  pageio_ring_reserve: { parameters: ["u32", "u32"], result: "f64", mayBlock: true },
+  // (region: u32, length: u32) -> 0: the reserved slot is published (producer)
+  pageio_ring_publish: { parameters: ["u32", "u32"], result: "f64" },
+  // (region: u32, timeout_ms: u32) -> slot * 2^32 + length; -ENODATA once the producer closed (consumer)
+  pageio_ring_receive: { parameters: ["u32", "u32"], result: "f64", mayBlock: true },
+  // (region: u32, count: u32) -> 0: the oldest count received slots go back (consumer)
+  pageio_ring_release: { parameters: ["u32", "u32"], result: "f64" },
   // (fd: i32, out: f64[2] {size, kind}) -> 0
   pageio_fstat: { parameters: ["i32", "buffer"], result: "f64" },
   // (fd: i32, offset: f64 page-aligned, length: f64, options: u32 bits write|private|populate, out: f64[1] address) -> region

@@ -5,9 +5,12 @@
 import { fn } from "../ffi/native.ts";
 import { checkInteger, stateError, unwrap } from "./errors.ts";
 
-/** `"r"` read; `"r+"` read and write; `"w"` write, create, truncate; `"w+"` read and write, create, truncate; `"a"` append, create. */
-export type FileMode = "r" | "r+" | "w" | "w+" | "a";
-const modes: readonly FileMode[] = ["r", "r+", "w", "w+", "a"]; // indexes are zig/src/file.zig Mode
+/**
+ * `"r"` read; `"r+"` read and write; `"w"` write, create, truncate; `"w+"` read and write, create, truncate;
+ * `"a"` append, create; `"wx+"` read and write, create a new file (`EEXIST` if one is there).
+ */
+export type FileMode = "r" | "r+" | "w" | "w+" | "a" | "wx+";
+const modes: readonly FileMode[] = ["r", "r+", "w", "w+", "a", "wx+"]; // indexes are zig/src/file.zig Mode
 
 /** What a descriptor refers to. */
 export type FileKind = "other" | "file" | "directory" | "character-device" | "block-device" | "fifo" | "socket";

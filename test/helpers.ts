@@ -104,3 +104,22 @@ export function startScript(source: string): { exited: Promise<{ status: number 
 export function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
+
+/**
+ * Starts `test/<script>` under the *other* runtime (Deno runs it on Bun, Bun on Deno) without waiting;
+ * resolves with its exit, signal and output.
+ */
+export function startOnOtherRuntime(script: string, args: string[]) {
+  const file = join(root, "test", script);
+  const [exe, argv] = isDeno
+    ? [join(root, "node_modules/.bin/bun"), [file, ...args]]
+    : [join(root, "node_modules/.bin/deno"), ["run", "--allow-all", file, ...args]];
+  const child = spawn(exe, argv, { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "", stderr = "";
+  child.stdout!.on("data", (d) => (stdout += d));
+  child.stderr!.on("data", (d) => (stderr += d));
+  const exited = new Promise<{ status: number | null; signal: string | null; stdout: string; stderr: string }>(
+    (resolve) => child.on("close", (status, signal) => resolve({ status, signal, stdout, stderr })),
+  );
+  return { exited };
+}

@@ -1,11 +1,12 @@
 //! Opening, describing and closing files. Every descriptor pageio opens is
 //! close-on-exec, so a child process never inherits one.
 const std = @import("std");
+const builtin = @import("builtin");
 const errno = @import("errno.zig");
 const Errno = errno.Errno;
 
 /// The open modes of `openFile`, in the order of the TypeScript `FileMode`.
-pub const Mode = enum(u32) { read, read_write, write, read_write_create, append };
+pub const Mode = enum(u32) { read, read_write, write, read_write_create, append, read_write_exclusive };
 
 /// Limit: the longest path accepted, NUL included (Linux PATH_MAX).
 pub const path_bytes_max = 4096;
@@ -43,6 +44,11 @@ pub fn open(path: []const u8, mode: Mode, open_flags: OpenFlags) Errno!i32 {
             flags.CREAT = true;
             flags.APPEND = true;
         },
+        .read_write_exclusive => {
+            flags.ACCMODE = .RDWR;
+            flags.CREAT = true;
+            flags.EXCL = true;
+        },
     }
     while (true) {
         const fd = std.c.open(@ptrCast(&path_z), flags, @as(c_uint, 0o666));
@@ -59,6 +65,32 @@ pub fn close(fd: i32) Errno!void {
         const err = errno.last();
         if (err != error.INTR) return err;
     }
+}
+
+/// Sets a file's size: the new bytes read as zeros.
+pub fn truncate(fd: i32, size: u64) Errno!void {
+    if (size > std.math.maxInt(i64)) return error.FBIG;
+    while (std.c.ftruncate(fd, @intCast(size)) != 0) {
+        const err = errno.last();
+        if (err != error.INTR) return err;
+    }
+}
+
+/// An anonymous file of `size` zero bytes in memory (Linux memfd), close-on-exec. Another process opens it
+/// through /proc/<pid>/fd/<fd> while this descriptor stays open.
+pub fn memoryFile(size: u64) Errno!i32 {
+    if (builtin.os.tag != .linux) return error.NOSYS;
+    const rc = std.os.linux.memfd_create("pageio", std.os.linux.MFD.CLOEXEC);
+    switch (std.os.linux.E.init(rc)) {
+        .SUCCESS => {},
+        else => |e| return errno.fromE(e),
+    }
+    const fd: i32 = @intCast(rc);
+    truncate(fd, size) catch |err| {
+        _ = std.c.close(fd);
+        return err;
+    };
+    return fd;
 }
 
 /// What kind of file a descriptor refers to, as the TypeScript `FileKind`.
@@ -93,4 +125,13 @@ test "open reports the OS errors and refuses bad paths" {
     try std.testing.expectEqual(Kind.directory, (try status(dir)).kind);
     try std.testing.expectError(error.ISDIR, open("/", .write, .{}));
     try std.testing.expectError(error.BADF, close(-1));
+}
+
+test "a memory file has the size asked for, zero-filled" {
+    if (builtin.os.tag != .linux) return error.SkipZigTest;
+    const fd = try memoryFile(3 * 4096);
+    defer close(fd) catch unreachable;
+    try std.testing.expectEqual(Status{ .size = 3 * 4096, .kind = .file }, try status(fd));
+    try truncate(fd, 10);
+    try std.testing.expectEqual(@as(u64, 10), (try status(fd)).size);
 }

@@ -11,6 +11,7 @@ const gather = @import("gather.zig");
 const kernel_move = @import("kernel_move.zig");
 const guard = @import("guard.zig");
 const channel = @import("channel.zig");
+const ring = @import("ring.zig");
 
 /// Bumped whenever a signature or meaning below changes; `ffi/symbols.ts`
 /// carries the same number and the loader refuses a library that differs.
@@ -107,6 +108,69 @@ export fn pageio_pipe_size(fd: i32, bytes: u32) Result {
     return errno.result(channel.setPipeSize(fd, bytes));
 }
 
+/// Sets a file's size (ftruncate).
+export fn pageio_truncate(fd: i32, size: f64) Result {
+    const n = errno.wholeNumber(size) catch |err| return errno.result(err);
+    file.truncate(fd, n) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// A memfd of `size` zero bytes; returns its descriptor.
+export fn pageio_memory_file(size: f64) Result {
+    const n = errno.wholeNumber(size) catch |err| return errno.result(err);
+    return errno.result(@intCast(file.memoryFile(n) catch |err| return errno.result(err)));
+}
+
+/// Bytes a shared ring of `slots` slots of `slot_size` bytes needs (its header included).
+export fn pageio_ring_bytes(slots: u32, slot_size: u32) Result {
+    return errno.result(if (ring.bytesFor(slots, slot_size, mapping.pageSize())) |need| need.total else |err| err);
+}
+
+/// Writes a new ring header into `region` (fresh zeroed shared memory).
+export fn pageio_ring_init(region: u32, slots: u32, slot_size: u32) Result {
+    ring.init(region, slots, slot_size, mapping.pageSize()) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Claims `role` (0 producer, 1 consumer) of the ring in `region`. out = {slots, slot_size, data_offset}.
+export fn pageio_ring_attach(region: u32, role: u32, out: ?*[3]f64) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    const r = std.meta.intToEnum(ring.Role, role) catch return errno.result(error.INVAL);
+    const g = ring.attach(region, r) catch |err| return errno.result(err);
+    o.* = .{ @floatFromInt(g.slots), @floatFromInt(g.slot_size), @floatFromInt(g.data_offset) };
+    return 0;
+}
+
+/// Closes `role`'s side and wakes every waiter on the ring.
+export fn pageio_ring_close(region: u32, role: u32) Result {
+    const r = std.meta.intToEnum(ring.Role, role) catch return errno.result(error.INVAL);
+    ring.close(region, r) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Producer: waits up to `timeout_ms` (0xFFFFFFFF: no limit) for a free slot; returns its index.
+export fn pageio_ring_reserve(region: u32, timeout_ms: u32) Result {
+    return errno.result(if (ring.reserve(region, timeout_ms)) |slot| slot else |err| err);
+}
+
+/// Producer: publishes the reserved slot holding `length` bytes.
+export fn pageio_ring_publish(region: u32, length: u32) Result {
+    ring.publish(region, length) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Consumer: waits up to `timeout_ms` for a published slot; returns slot * 2^32 + length
+/// (-ENODATA: the producer closed and all was received).
+export fn pageio_ring_receive(region: u32, timeout_ms: u32) Result {
+    return errno.result(ring.receive(region, timeout_ms));
+}
+
+/// Consumer: gives the oldest `count` received slots back.
+export fn pageio_ring_release(region: u32, count: u32) Result {
+    ring.release(region, count) catch |err| return errno.result(err);
+    return 0;
+}
+
 /// Maps `length` bytes of `fd` from page-aligned `offset`. out[0] = address;
 /// returns the region id.
 export fn pageio_map_file(fd: i32, offset: f64, length: f64, options: u32, out: ?*[1]f64) Result {
@@ -201,6 +265,7 @@ test {
     _ = kernel_move;
     _ = guard;
     _ = channel;
+    _ = ring;
 }
 
 test "the exports refuse null and too-small inputs" {

@@ -1,0 +1,390 @@
+/**
+ * Shared rings: seed 000's "rings of page-aligned buffers" between two
+ * processes. The producer fills a slot where it lies in shared memory and
+ * publishes it; the consumer gets a `PageHead` on that same memory and
+ * releases it to give the slot back. Nothing is copied on either side.
+ * @module
+ */
+import process from "node:process";
+import { fn, native } from "../ffi/native.ts";
+import { checkInteger, PageIoError, stateError, unwrap } from "./errors.ts";
+import { FileHandle, openFile, stat } from "./file.ts";
+import { type HeadOwner, PageHead } from "./head.ts";
+import { pageSize } from "./system.ts";
+
+/** Which side of a ring this process is: one producer and one consumer per ring. */
+export type RingRole = "producer" | "consumer";
+const roles: readonly RingRole[] = ["producer", "consumer"]; // zig/src/ring.zig Role
+
+/** Options of `SharedRing.create`. */
+export interface SharedRingOptions {
+  /** Slots in the ring (default 8, at least 2: the producer fills one while the consumer holds another). */
+  slots?: number;
+  /** Bytes per slot: a multiple of the OS page size (default 64 KiB). */
+  slotSize?: number;
+  /** Create the ring as a new file here (e.g. under `/dev/shm`; `EEXIST` if taken). Default: an anonymous memfd. */
+  path?: string;
+  /** This process's side (default `"producer"`). */
+  role?: RingRole;
+}
+
+/** Options of the calls that wait. */
+export interface RingWaitOptions {
+  /** Milliseconds to wait before `ETIMEDOUT` (default: no limit; 0: do not wait). */
+  timeout?: number;
+}
+
+const FOREVER = 0xFFFF_FFFF; // zig/src/ring.zig forever
+const SLOT_SHIFT = 2 ** 32; // receive returns slot * 2^32 + length
+const geometry = new Float64Array(3);
+const mapped = new Float64Array(1);
+
+/**
+ * One end of a single-producer/single-consumer ring of pages in shared
+ * memory. Create it in one process, pass `path` to the other (it may run the
+ * other runtime), and open it there. Waiting sleeps in the kernel (futex);
+ * a peer that closes or dies makes the other side's waits fail with `EPIPE`
+ * instead of hanging.
+ *
+ * @example
+ * ```ts
+ * import { SharedRing } from "@pageio/pageio";
+ * using producer = SharedRing.create({ slots: 2 });
+ * using consumer = SharedRing.open(producer.path);   // normally in another process
+ * const slot = producer.reserve();
+ * slot.bytes.set([104, 105]);
+ * slot.publish(2);
+ * const head = consumer.receive()!;
+ * console.log(head.bytes);                           // Uint8Array(2) [ 104, 105 ]
+ * head.release();                                    // the slot goes back to the producer
+ * ```
+ */
+export class SharedRing {
+  /** What the other process passes to `SharedRing.open`. */
+  readonly path: string;
+  /** This process's side. */
+  readonly role: RingRole;
+  /** Slots in the ring. */
+  readonly slots: number;
+  /** Bytes per slot. */
+  readonly slotSize: number;
+  #file: FileHandle;
+  #region = 0;
+  #address = 0;
+  #dataOffset = 0;
+  /** One revocable ArrayBuffer per slot, made when first viewed. */
+  #buffers: (ArrayBuffer | null)[];
+  #viewed: Uint8Array;
+  #state: "open" | "closing" | "closed" = "open";
+  #pending = false;
+  #reserved: RingSlot | null = null;
+  /** Received slots not yet given back, oldest first. */
+  #outstanding: ReceivedSlot[] = [];
+
+  /** Creates a ring in new shared memory; this process takes `options.role` (the producer by default). */
+  static create(options: SharedRingOptions = {}): SharedRing {
+    const slots = checkInteger("slots", options.slots ?? 8, 2, 65536);
+    const slotSize = checkInteger("slotSize", options.slotSize ?? 65536, pageSize, 2 ** 30);
+    if (slotSize % pageSize !== 0) {
+      throw new RangeError(`slotSize ${slotSize} is not a multiple of the OS page size ${pageSize}`);
+    }
+    const role = roleOf(options.role ?? "producer");
+    const bytes = unwrap(fn.pageio_ring_bytes(slots, slotSize), "ring");
+    let file: FileHandle;
+    if (options.path === undefined) {
+      file = new FileHandle(unwrap(fn.pageio_memory_file(bytes), "memfd_create"));
+    } else {
+      file = openFile(options.path, "wx+");
+      try {
+        unwrap(fn.pageio_truncate(file.fd, bytes), "ftruncate", options.path);
+      } catch (error) {
+        file.close();
+        throw error;
+      }
+    }
+    const path = options.path ?? `/proc/${process.pid}/fd/${file.fd}`;
+    return new SharedRing(file, path, role, { slots, slotSize });
+  }
+
+  /** Opens a ring another process created; this process takes `options.role` (the consumer by default). */
+  static open(path: string, options: { role?: RingRole } = {}): SharedRing {
+    const role = roleOf(options.role ?? "consumer");
+    return new SharedRing(openFile(path, "r+"), path, role);
+  }
+
+  private constructor(file: FileHandle, path: string, role: RingRole, create?: { slots: number; slotSize: number }) {
+    this.#file = file;
+    this.path = path;
+    this.role = role;
+    try {
+      const { size, kind } = stat(file.fd, path);
+      if (kind !== "file") throw new PageIoError("EINVAL", `'${path}' is not a shared ring`, { syscall: "ring", path });
+      this.#region = unwrap(fn.pageio_map_file(file.fd, 0, size, 1, mapped), "mmap", path);
+      this.#address = mapped[0];
+      if (create) unwrap(fn.pageio_ring_init(this.#region, create.slots, create.slotSize), "ring init", path);
+      unwrap(fn.pageio_ring_attach(this.#region, roles.indexOf(role), geometry), "ring attach", path);
+    } catch (error) {
+      if (this.#region !== 0) fn.pageio_unmap(this.#region);
+      file.close();
+      if (error instanceof PageIoError && error.code === "EPROTO") {
+        throw new PageIoError("EPROTO", `'${path}' does not hold a pageio shared ring`, { syscall: "ring", path });
+      }
+      throw error;
+    }
+    [this.slots, this.slotSize, this.#dataOffset] = geometry;
+    this.#buffers = new Array(this.slots).fill(null);
+    this.#viewed = new Uint8Array(this.slots);
+  }
+
+  /**
+   * Producer: the slot to fill next, waiting while all are in use. Returns the same slot again until it is
+   * published. `EPIPE` once the consumer closed or died; `ETIMEDOUT` after `options.timeout` ms.
+   */
+  reserve(options?: RingWaitOptions): RingSlot {
+    this.#enter("producer", "reserve");
+    if (this.#reserved !== null) return this.#reserved;
+    return this.#reserve(fn.pageio_ring_reserve(this.#region, timeoutOf(options)));
+  }
+
+  /** `reserve()` as a Promise: the wait happens off the JS thread. */
+  async reserveAsync(options?: RingWaitOptions): Promise<RingSlot> {
+    this.#enter("producer", "reserveAsync");
+    if (this.#reserved !== null) return this.#reserved;
+    return this.#reserve(await this.#offThread(native.async.pageio_ring_reserve(this.#region, timeoutOf(options))));
+  }
+
+  /**
+   * Consumer: a head on the next published slot (its bytes are the producer's, not a copy), waiting while
+   * none is; null once the producer closed and everything was received. Release the head to give the slot
+   * back. `EPIPE` if the producer died; `ETIMEDOUT` after `options.timeout` ms.
+   */
+  receive(options?: RingWaitOptions): PageHead | null {
+    this.#enter("consumer", "receive");
+    return this.#receive(fn.pageio_ring_receive(this.#region, timeoutOf(options)));
+  }
+
+  /** `receive()` as a Promise: the wait happens off the JS thread. */
+  async receiveAsync(options?: RingWaitOptions): Promise<PageHead | null> {
+    this.#enter("consumer", "receiveAsync");
+    return this.#receive(await this.#offThread(native.async.pageio_ring_receive(this.#region, timeoutOf(options))));
+  }
+
+  /** Consumer: every head until the producer closes; release each. */
+  async *[Symbol.asyncIterator](): AsyncIterableIterator<PageHead> {
+    for (let head = await this.receiveAsync(); head !== null; head = await this.receiveAsync()) yield head;
+  }
+
+  /** True once `close()` has run. */
+  get closed(): boolean {
+    return this.#state !== "open";
+  }
+
+  /**
+   * Closes this side: the peer sees the end (the consumer receives null once it has drained the ring; the
+   * producer gets `EPIPE`). A wait in progress ends with `ECANCELED`. Heads and slots of this ring become
+   * dead, their views empty. A second call does nothing.
+   */
+  close(): void {
+    if (this.#state !== "open") return;
+    this.#state = "closing";
+    fn.pageio_ring_close(this.#region, roles.indexOf(this.role)); // wakes our own pending wait too
+    if (!this.#pending) this.#unmap();
+  }
+
+  /** Closes, as `close()` does, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #unmap(): void {
+    this.#state = "closed";
+    for (const buffer of this.#buffers) buffer?.transfer(0);
+    this.#reserved = null;
+    this.#outstanding.length = 0;
+    unwrap(fn.pageio_unmap(this.#region), "munmap", this.path);
+    this.#file.close();
+  }
+
+  #enter(role: RingRole, operation: string): void {
+    if (this.#state !== "open") throw stateError("ERR_CLOSED", "shared ring is closed", operation);
+    if (role !== this.role) throw new TypeError(`${operation}() is for the ${role}; this end is the ${this.role}`);
+    if (this.#pending) throw stateError("ERR_BUSY", `a ${operation} is already waiting on this ring`, operation);
+  }
+
+  /** Keeps the mapping alive while a native wait runs on another thread: close() unmaps once it returns. */
+  async #offThread(wait: Promise<number>): Promise<number> {
+    this.#pending = true;
+    try {
+      return await wait;
+    } finally {
+      this.#pending = false;
+      if (this.#state === "closing") this.#unmap();
+    }
+  }
+
+  #reserve(result: number): RingSlot {
+    const index = ringResult(result, "ring reserve", this.path, "the consumer closed the ring or its process died");
+    return this.#reserved = new RingSlot(this, index);
+  }
+
+  #receive(result: number): PageHead | null {
+    if (result < 0 && ringErrorCode(result) === "ENODATA") return null;
+    const packed = ringResult(result, "ring receive", this.path, "the producer's process died");
+    const index = Math.floor(packed / SLOT_SHIFT);
+    const slot = new ReceivedSlot(this, index);
+    this.#outstanding.push(slot);
+    return new PageHead(slot, 0, packed - index * SLOT_SHIFT);
+  }
+
+  /** @internal Where slot `index` starts in the ring's native region. */
+  _slotOffset(index: number): number {
+    return this.#dataOffset + index * this.slotSize;
+  }
+
+  /** @internal */
+  get _region(): number {
+    return this.#region;
+  }
+
+  /** @internal */
+  get _open(): boolean {
+    return this.#state === "open";
+  }
+
+  /** @internal Slot `index`'s revocable buffer, made on first use. */
+  _buffer(index: number): ArrayBuffer {
+    this.#viewed[index] = 1;
+    return this.#buffers[index] ??= native.view(this.#address + this._slotOffset(index), this.slotSize);
+  }
+
+  /** @internal Every view of slot `index` handed out so far reads as empty from now on. */
+  _revoke(index: number): void {
+    if (this.#viewed[index] === 0) return;
+    this.#viewed[index] = 0;
+    this.#buffers[index] = this.#buffers[index]!.transfer(); // same memory, new ArrayBuffer: old views empty
+  }
+
+  /** @internal The producer publishes its reserved slot. */
+  _publish(slot: RingSlot, length: number): void {
+    this._revoke(slot.index);
+    this.#reserved = null;
+    unwrap(fn.pageio_ring_publish(this.#region, length), "ring publish", this.path);
+  }
+
+  /** @internal The consumer let go of a slot: the oldest run of released slots goes back to the producer. */
+  _giveBack(slot: ReceivedSlot): void {
+    this._revoke(slot.index);
+    if (this.#state !== "open") return;
+    let count = 0;
+    while (count < this.#outstanding.length && this.#outstanding[count].released) count++;
+    if (count === 0) return; // an older slot is still held: the ring gives back in order
+    this.#outstanding.splice(0, count);
+    unwrap(fn.pageio_ring_release(this.#region, count), "ring release", this.path);
+  }
+}
+
+/**
+ * The producer's slot from `SharedRing.reserve()`: fill `bytes`, then
+ * `publish()`. After publishing, the slot is the consumer's and `bytes` is
+ * empty, so the producer can never scribble on a page the consumer holds.
+ */
+export class RingSlot {
+  #ring: SharedRing | null;
+  #bytes: Uint8Array | null = null;
+  /** The slot's index in the ring. */
+  readonly index: number;
+
+  /** @internal Slots come from `SharedRing.reserve()`. */
+  constructor(ring: SharedRing, index: number) {
+    this.#ring = ring;
+    this.index = index;
+  }
+
+  #live(operation: string): SharedRing {
+    const ring = this.#ring;
+    if (ring === null) throw stateError("ERR_RELEASED", "ring slot was already published", operation);
+    if (!ring._open) throw stateError("ERR_CLOSED", "shared ring is closed", operation);
+    return ring;
+  }
+
+  /** The whole slot, writable, in shared memory (no copy). */
+  get bytes(): Uint8Array {
+    return this.#bytes ??= new Uint8Array(this.#live("bytes")._buffer(this.index));
+  }
+
+  /** Bytes the slot holds. */
+  get byteLength(): number {
+    return this.#ring?.slotSize ?? 0;
+  }
+
+  /** Hands the slot's first `length` bytes to the consumer. */
+  publish(length: number = this.byteLength): void {
+    const ring = this.#live("publish");
+    checkInteger("length", length, 0, ring.slotSize);
+    this.#ring = null;
+    this.#bytes = null;
+    ring._publish(this, length);
+  }
+}
+
+/** A received slot, owner of the consumer's heads on it. */
+class ReceivedSlot implements HeadOwner {
+  #refs = 0;
+  released = false;
+  readonly label = "ring slot";
+  readonly bufferOffset = 0;
+  readonly region: number;
+  readonly regionOffset: number;
+  readonly byteLength: number;
+
+  constructor(readonly ring: SharedRing, readonly index: number) {
+    this.region = ring._region;
+    this.regionOffset = ring._slotOffset(index);
+    this.byteLength = ring.slotSize;
+  }
+
+  get alive(): boolean {
+    return !this.released && this.ring._open;
+  }
+
+  viewBuffer(): ArrayBuffer {
+    return this.ring._buffer(this.index);
+  }
+
+  retainRef(): void {
+    this.#refs++;
+  }
+
+  releaseRef(): void {
+    if (--this.#refs > 0) return;
+    this.released = true;
+    this.ring._giveBack(this);
+  }
+}
+
+function roleOf(role: unknown): RingRole {
+  if (!roles.includes(role as RingRole)) throw new TypeError(`role must be "producer" or "consumer", got ${role}`);
+  return role as RingRole;
+}
+
+function timeoutOf(options: RingWaitOptions | undefined): number {
+  const timeout = options?.timeout;
+  if (timeout === undefined || timeout === Infinity) return FOREVER;
+  return checkInteger("timeout", timeout, 0, FOREVER - 1);
+}
+
+function ringErrorCode(result: number): string | undefined {
+  try {
+    unwrap(result, "ring");
+  } catch (error) {
+    return (error as PageIoError).code;
+  }
+}
+
+/** A ring call's result, or its error; EPIPE says which peer went. */
+function ringResult(result: number, syscall: string, path: string, pipeMessage: string): number {
+  if (result < 0 && ringErrorCode(result) === "EPIPE") {
+    throw new PageIoError("EPIPE", `EPIPE: ${pipeMessage}, ${syscall} '${path}'`, { errno: -result, syscall, path });
+  }
+  return unwrap(result, syscall, path);
+}

@@ -1,0 +1,159 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type PageIoError, pageSize, SharedRing } from "../mod.ts";
+import { liveRegionCount } from "../src/system.ts";
+import { openDescriptorCount, startOnOtherRuntime, tempDir } from "./helpers.ts";
+import { messageBytes } from "./ring_messages.ts";
+
+const code = (e: unknown) => (e as PageIoError).code;
+
+test("a ring carries every message byte-exact to a consumer on the other runtime", async () => {
+  using ring = SharedRing.create({ slots: 4, slotSize: 16 * pageSize });
+  const peer = startOnOtherRuntime("ring_peer.ts", ["consume", ring.path]);
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for (let i = 0; i < 300; i++) {
+    const slot = i % 3 === 0 ? await ring.reserveAsync() : ring.reserve();
+    const message = messageBytes(i, 5, ring.slotSize);
+    slot.bytes.set(message);
+    slot.publish(message.length);
+    hash.update(message);
+    bytes += message.length;
+  }
+  ring.close();
+  const { status, stdout, stderr } = await peer.exited;
+  assert.equal(status, 0, stderr);
+  assert.deepEqual(JSON.parse(stdout), { count: 300, bytes, sha256: hash.digest("hex") });
+});
+
+test("a ring carries every message byte-exact from a producer on the other runtime", async () => {
+  using ring = SharedRing.create({ slots: 3, slotSize: 16 * pageSize, role: "consumer" });
+  const peer = startOnOtherRuntime("ring_peer.ts", ["produce", ring.path, "300", "9"]);
+  const expected = createHash("sha256"), got = createHash("sha256");
+  let count = 0;
+  for await (const head of ring) {
+    got.update(head.bytes);
+    expected.update(messageBytes(count++, 9, ring.slotSize));
+    head.release();
+  }
+  assert.equal(count, 300);
+  assert.equal(got.digest("hex"), expected.digest("hex"));
+  assert.equal((await peer.exited).status, 0);
+});
+
+test("a consumer that dies mid-transfer leaves the producer with EPIPE, not a hang", async () => {
+  using ring = SharedRing.create({ slots: 2, slotSize: pageSize });
+  const peer = startOnOtherRuntime("ring_peer.ts", ["consume", ring.path, "3"]);
+  const error = await (async () => {
+    for (let i = 0; i < 100; i++) (await ring.reserveAsync({ timeout: 30_000 })).publish(8);
+  })().catch((e) => e);
+  assert.equal(code(error), "EPIPE", String(error));
+  assert.match(error.message, /consumer/);
+  assert.equal((await peer.exited).signal, "SIGKILL");
+});
+
+test("a producer that dies mid-transfer: the consumer gets what was published, then EPIPE", async () => {
+  using ring = SharedRing.create({ slots: 8, slotSize: pageSize, role: "consumer" });
+  const peer = startOnOtherRuntime("ring_peer.ts", ["produce", ring.path, "10", "3", "5"]);
+  assert.equal((await peer.exited).signal, "SIGKILL"); // dead before we look: a sync wait must notice too
+  for (let i = 0; i < 5; i++) {
+    const head = ring.receive({ timeout: 10_000 })!;
+    assert.deepEqual(head.bytes, messageBytes(i, 3, ring.slotSize));
+    head.release();
+  }
+  assert.throws(() => ring.receive({ timeout: 10_000 }), (e) => code(e) === "EPIPE" && /producer/.test(String(e)));
+});
+
+test("slots come back in order, whatever order the consumer releases them in", () => {
+  using producer = SharedRing.create({ slots: 3, slotSize: pageSize });
+  using consumer = SharedRing.open(producer.path);
+  for (let i = 0; i < 3; i++) producer.reserve().publish(i + 1);
+  const [a, b, c] = [consumer.receive()!, consumer.receive()!, consumer.receive()!];
+  assert.deepEqual([a.byteLength, b.byteLength, c.byteLength], [1, 2, 3]);
+  assert.throws(() => producer.reserve({ timeout: 0 }), (e) => code(e) === "ETIMEDOUT");
+  c.release();
+  b.release();
+  assert.throws(() => producer.reserve({ timeout: 0 }), (e) => code(e) === "ETIMEDOUT"); // a still holds slot 0
+  assert.throws(() => b.bytes, (e) => code(e) === "ERR_RELEASED");
+  a.release();
+  assert.equal(producer.reserve({ timeout: 0 }).index, 0);
+});
+
+test("the consumer sees the producer's bytes in place, and views end when the slot moves on", () => {
+  using producer = SharedRing.create({ slots: 2, slotSize: pageSize });
+  using consumer = SharedRing.open(producer.path);
+  const slot = producer.reserve();
+  const written = slot.bytes;
+  written.set([1, 2, 3]);
+  slot.publish(3);
+  assert.equal(written.byteLength, 0, "the producer's view is revoked at publish");
+  assert.throws(() => slot.bytes, (e) => code(e) === "ERR_RELEASED");
+  assert.throws(() => slot.publish(), (e) => code(e) === "ERR_RELEASED");
+  const head = consumer.receive()!;
+  const seen = head.bytes;
+  assert.deepEqual(seen, new Uint8Array([1, 2, 3]));
+  const retained = head.slice(1).retain();
+  head.release();
+  assert.deepEqual(retained.bytes, new Uint8Array([2, 3]), "a slice keeps the slot");
+  retained.release();
+  retained.release();
+  assert.equal(seen.byteLength, 0, "the consumer's view is revoked when the slot goes back");
+  assert.throws(() => head.release(), (e) => code(e) === "ERR_RELEASED");
+});
+
+test("a wait does not hold up the event loop, and close() ends it with ECANCELED", async () => {
+  const regions = liveRegionCount();
+  const fds = openDescriptorCount();
+  const producer = SharedRing.create({ slots: 2, slotSize: pageSize });
+  const consumer = SharedRing.open(producer.path);
+  const waiting = consumer.receiveAsync();
+  const late: number[] = [];
+  const started = performance.now();
+  await new Promise<void>((resolve) => setTimeout(() => (late.push(performance.now() - started - 10), resolve()), 10));
+  assert.ok(late[0] < 200, `a 10 ms timer fired ${late[0]} ms late`);
+  assert.throws(() => consumer.receive(), (e) => code(e) === "ERR_BUSY");
+  producer.reserve().publish(1);
+  const head = (await waiting)!;
+  assert.equal(head.byteLength, 1);
+  const next = consumer.receiveAsync();
+  consumer.close();
+  await assert.rejects(next, (e) => code(e) === "ECANCELED");
+  assert.throws(() => head.bytes, (e) => code(e) === "ERR_RELEASED");
+  head.release(); // after close: nothing to give back, no error
+  assert.throws(() => producer.reserve(), (e) => code(e) === "EPIPE", "the consumer closed");
+  producer.close();
+  producer.close();
+  assert.equal(liveRegionCount(), regions);
+  assert.equal(openDescriptorCount(), fds);
+});
+
+test("bad input gets typed errors and leaves the ring intact", () => {
+  assert.throws(() => SharedRing.create({ slots: 1 }), RangeError);
+  assert.throws(() => SharedRing.create({ slotSize: pageSize + 1 }), RangeError);
+  assert.throws(() => SharedRing.create({ role: "both" as "producer" }), TypeError);
+  assert.throws(() => SharedRing.open(join(tempDir(), "missing")), (e) => code(e) === "ENOENT");
+  const notRing = join(tempDir(), "not-a-ring");
+  writeFileSync(notRing, new Uint8Array(3 * pageSize).fill(0x41));
+  assert.throws(() => SharedRing.open(notRing), (e) => code(e) === "EPROTO");
+  const path = join(tempDir(), "ring");
+  using producer = SharedRing.create({ path, slots: 2, slotSize: pageSize });
+  assert.equal(producer.path, path);
+  assert.throws(() => SharedRing.create({ path }), (e) => code(e) === "EEXIST");
+  assert.throws(() => SharedRing.open(path, { role: "producer" }), (e) => code(e) === "EBUSY");
+  using consumer = SharedRing.open(path);
+  assert.throws(() => SharedRing.open(path), (e) => code(e) === "EBUSY");
+  assert.throws(() => consumer.reserve(), TypeError);
+  assert.throws(() => producer.receive(), TypeError);
+  assert.throws(() => producer.reserve({ timeout: -1 }), RangeError);
+  const slot = producer.reserve();
+  assert.equal(producer.reserve(), slot, "reserve returns the unpublished slot again");
+  assert.throws(() => slot.publish(pageSize + 1), RangeError);
+  assert.throws(() => slot.publish(1.5), RangeError);
+  slot.publish(pageSize);
+  assert.equal(consumer.receive()!.byteLength, pageSize);
+  producer.close();
+  assert.throws(() => producer.reserve(), (e) => code(e) === "ERR_CLOSED");
+});
