@@ -15,7 +15,9 @@ import {
   pageSize,
   PageWriter,
   pipe,
+  readv,
   runtime,
+  SharedRing,
   socketPair,
   writev,
 } from "../mod.ts";
@@ -388,4 +390,138 @@ export function toChild(totalBytes: number): Promise<Measured[]> {
       },
     },
   ], { time: 4000, iterations: 5 });
+}
+
+/** This runtime's command line for a script of this folder. */
+function sameRuntime(script: string, args: string[]): [string, string[]] {
+  const file = new URL(script, import.meta.url).pathname;
+  return runtime === "deno"
+    ? [process.execPath, ["run", "--allow-all", file, ...args]]
+    : [process.execPath, [file, ...args]];
+}
+
+/**
+ * A child of this runtime consuming a fresh data ring and answering on an ack ring (bench/ring_child.ts); the
+ * child has attached both once the first ack arrives.
+ */
+async function ringChild(slotSize: number): Promise<{ data: SharedRing; ack: SharedRing; stop(): Promise<void> }> {
+  const data = SharedRing.create({ slots: 16, slotSize });
+  const ack = SharedRing.create({ slots: 2, slotSize: pageSize, role: "consumer" });
+  const [exe, args] = sameRuntime("ring_child.ts", [data.path, ack.path]);
+  const child = spawn(exe, args, { stdio: ["ignore", "inherit", "inherit"] });
+  const exited = new Promise((resolve) => child.on("close", resolve));
+  data.reserve().publish(0);
+  (await ack.receiveAsync({ timeout: 30_000 }))!.release();
+  return {
+    data,
+    ack,
+    async stop() {
+      data.close();
+      await exited;
+      ack.close();
+    },
+  };
+}
+
+/** (4.3) shared-ring throughput with 64 KiB pages into another process, against memcpy bandwidth here. */
+export async function ringThroughput(totalBytes: number): Promise<Measured[]> {
+  const slotSize = 64 * 1024;
+  const slotsPerRun = Math.ceil(totalBytes / slotSize);
+  const { data, ack, stop } = await ringChild(slotSize);
+  const source = new Uint8Array(64 << 20).fill(3), target = new Uint8Array(64 << 20);
+  const results = await measure([
+    {
+      name: "pageio SharedRing, 64 KiB pages to a consumer process (producer stamps 8 B, consumer reads 1 B)",
+      fn: () => {
+        for (let i = 0; i < slotsPerRun; i++) {
+          const slot = data.reserve();
+          slot.bytes[0] = i & 0xff; // a real page handed over, not an empty message
+          slot.publish(slotSize);
+        }
+        data.reserve().publish(0); // the end of this run: the consumer answers once it has seen every page
+        ack.receive()!.release();
+      },
+    },
+    {
+      name: "memcpy of the same bytes in 64 KiB chunks (Uint8Array.set, 64 MiB buffers)",
+      fn: () => {
+        for (let i = 0, at = 0; i < slotsPerRun; i++, at = (at + slotSize) % source.length) {
+          target.set(source.subarray(at, at + slotSize), at);
+        }
+        sink += target[slotSize - 1];
+      },
+    },
+  ], { time: 3000, iterations: 5 });
+  await stop();
+  return results;
+}
+
+/** (4.4) ping-pong latency between two processes: a 1-byte message each way, against a pipe. */
+export async function pingPong(roundTrips: number): Promise<Measured[]> {
+  const { data, ack, stop } = await ringChild(pageSize);
+  const one = new Uint8Array([1]);
+  const echo = () => {
+    const [toChild, childIn] = pipe().reverse();
+    const [childOut, fromChild] = pipe();
+    const child = spawn("cat", [], { stdio: [childIn.fd, fromChild.fd, "inherit"] });
+    childIn.close();
+    fromChild.close();
+    return { toChild, childOut, exited: new Promise((resolve) => child.on("close", resolve)) };
+  };
+  const cat = echo();
+  const back = new Uint8Array(1);
+  const results = await measure([
+    {
+      name: `pageio SharedRing, ${roundTrips} round trips (two rings, futex wake-ups)`,
+      fn: () => {
+        for (let i = 0; i < roundTrips; i++) {
+          data.reserve().publish(1);
+          ack.receive()!.release();
+        }
+      },
+    },
+    {
+      name: `two pipes through cat, ${roundTrips} round trips (pageio writev/readv)`,
+      fn: () => {
+        for (let i = 0; i < roundTrips; i++) {
+          writev(cat.toChild, [one]);
+          readv(cat.childOut, [back]);
+        }
+      },
+    },
+    {
+      name: `Deno.Command stdin/stdout through cat, ${roundTrips} round trips`,
+      only: "deno",
+      fn: async () => {
+        const child = new Deno.Command("cat", { stdin: "piped", stdout: "piped" }).spawn();
+        const writer = child.stdin.getWriter(), reader = child.stdout.getReader();
+        for (let i = 0; i < roundTrips; i++) {
+          await writer.write(one);
+          await reader.read();
+        }
+        await writer.close();
+        await child.status;
+      },
+    },
+    {
+      name: `Bun.spawn stdin/stdout through cat, ${roundTrips} round trips`,
+      only: "bun",
+      fn: async () => {
+        const child = Bun.spawn(["cat"], { stdin: "pipe", stdout: "pipe" });
+        const reader = child.stdout.getReader();
+        for (let i = 0; i < roundTrips; i++) {
+          child.stdin.write(one);
+          await child.stdin.flush();
+          await reader.read();
+        }
+        child.stdin.end();
+        await child.exited;
+      },
+    },
+  ], { time: 3000, iterations: 5 });
+  cat.toChild.close();
+  cat.childOut.close();
+  await cat.exited;
+  await stop();
+  return results;
 }

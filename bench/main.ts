@@ -17,6 +17,8 @@ const runs: Record<string, () => Promise<cases.Measured[]>> = {
   copy: () => cases.copy(rest[0], rest[1], rest[2]),
   fileToPipe: () => cases.fileToPipe(rest[0]),
   toChild: () => cases.toChild(Number(rest[0])),
+  ringThroughput: () => cases.ringThroughput(Number(rest[0])),
+  pingPong: () => cases.pingPong(Number(rest[0])),
 };
 if (!runs[name]) throw new Error(`unknown case ${name}; one of ${Object.keys(runs).join(", ")}`);
 const results = await runs[name]();

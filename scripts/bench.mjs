@@ -74,6 +74,11 @@ const groups = [
   { title: "(2) 100 000 page acquire+release against allocation (GC included)", args: ["acquireRelease"] },
   { title: `(4.1) a cached ${size} file into a pipe drained by another process`, args: ["fileToPipe", big] },
   { title: `(4.2) ${size} of pages through a pipe into a child process`, args: ["toChild", String(bigBytes)] },
+  {
+    title: `(4.3) ${size} through a shared ring to another process, against memcpy ("÷ pageio" above 1: ring faster)`,
+    args: ["ringThroughput", String(bigBytes)],
+  },
+  { title: "(4.4) ping-pong between two processes, 10 000 round trips", args: ["pingPong", "10000"] },
 ];
 
 const lines = [];
