@@ -25,7 +25,12 @@ export interface HeadOwner {
   readonly label: string;
   /** The open file whose bytes these are, from `offset` on: lets the kernel move them (PageReader windows). */
   readonly source?: FileSource;
+  /** An ArrayBuffer of its own over `[offset, offset + length)` (mappings only). */
+  _ownBuffer?(offset: number, length: number): ArrayBuffer;
 }
+
+// Heads whose bytes went out as buffers of their own: each is released once its buffer is collected.
+const handedOver = new FinalizationRegistry<PageHead>((head) => head.release());
 
 /** An open file and the file offset of an owner's byte 0. */
 export interface FileSource {
@@ -145,6 +150,19 @@ export class PageHead {
     const source = this.#owner?.source;
     if (source === undefined || source.file.closed || !this.#owner!.alive) return null;
     return { fd: source.file.fd, offset: source.offset + this.#offset };
+  }
+
+  /**
+   * @internal This head's bytes in an ArrayBuffer of their own, never revoked, whose garbage collection
+   * releases the head: for chunks handed to code that gives no "done" signal (a Web Stream's consumer).
+   * Null where the owner cannot make one (a pool page, whose memory is reused).
+   */
+  _handOver(): Uint8Array | null {
+    const owner = this.#live("readable");
+    if (owner._ownBuffer === undefined) return null;
+    const bytes = new Uint8Array(owner._ownBuffer(this.#offset, this.#length));
+    handedOver.register(bytes.buffer, this);
+    return bytes;
   }
 
   /** @internal Drops the first `count` bytes (a partly written head in a brigade). */

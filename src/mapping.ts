@@ -49,6 +49,7 @@ const unreachable = new FinalizationRegistry<number>((region) => fn.pageio_unmap
  */
 export class Mapping {
   #region: number;
+  #address: number;
   #buffer: ArrayBuffer | null;
   #bytes: Uint8Array;
   #refs = 1; // the mapping's own, plus one per live head
@@ -73,6 +74,7 @@ export class Mapping {
   ) {
     if (source !== undefined) this.source = source;
     this.#region = region;
+    this.#address = address;
     this.bufferOffset = this.regionOffset = delta;
     this.byteLength = length;
     this.label = label;
@@ -104,6 +106,14 @@ export class Mapping {
   /** @internal */
   viewBuffer(): ArrayBuffer {
     return this.#buffer ?? new ArrayBuffer(0);
+  }
+
+  /**
+   * @internal An ArrayBuffer of its own over `[offset, offset + length)`, never revoked: the caller keeps the
+   * mapping referenced (a head) for as long as the buffer is reachable.
+   */
+  _ownBuffer(offset: number, length: number): ArrayBuffer {
+    return native.view(this.#address + this.bufferOffset + offset, length);
   }
 
   /** A head on `[offset, offset + length)` of the mapping; release it when done. */

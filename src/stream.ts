@@ -10,7 +10,7 @@ import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.
 import { Brigade } from "./brigade.ts";
 import type { Chunk } from "./gather.ts";
 import { readv, readvAsync } from "./gather.ts";
-import type { PageHead } from "./head.ts";
+import { PageHead } from "./head.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
 import { PagePool } from "./pool.ts";
 import { pageSize } from "./system.ts";
@@ -58,6 +58,7 @@ export class PageReader implements Iterable<PageHead> {
   #position = 0;
   #ended = false;
   #closed = false;
+  #readable: ReadableStream<Uint8Array> | null = null;
 
   /** Reads `source`: a path (opened here, closed by `close()`), a FileHandle or an fd (left open). */
   constructor(source: string | URL | Target, options: PageReaderOptions = {}) {
@@ -150,6 +151,49 @@ export class PageReader implements Iterable<PageHead> {
     for (let head = await this.readAsync(); head !== null; head = await this.readAsync()) yield head;
   }
 
+  /**
+   * The input as a `ReadableStream` of `Uint8Array`s, for `new Response(...)`, `Deno.serve`, `Bun.serve` or
+   * `pipeTo`; the reader closes when the stream ends or is cancelled. From a regular file each chunk is the
+   * file's mapped pages themselves (no copy), in an ArrayBuffer of its own that stays valid for as long as
+   * anyone holds it: its window is unmapped once every chunk on it is garbage-collected and the reader has
+   * moved on. From a pipe or socket each chunk is a fresh array the kernel reads into (its one copy).
+   * Read heads or the stream, not both.
+   *
+   * @example
+   * ```ts
+   * import { PageReader } from "@pageio/pageio";
+   * const body = new Response(new PageReader("README.md").readable);
+   * console.log((await body.text()).startsWith("#")); // true
+   * ```
+   */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const chunk = await this.#nextChunk();
+        if (chunk === null) {
+          this.close();
+          controller.close();
+        } else controller.enqueue(chunk);
+      },
+      cancel: () => this.close(),
+    }, { highWaterMark: 0 });
+  }
+
+  async #nextChunk(): Promise<Uint8Array | null> {
+    if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readable");
+    if (this.#mapped) {
+      for (let head = this.read(); head !== null; head = this.read()) {
+        if (head.byteLength > 0) return head._handOver()!;
+        head.release();
+      }
+      return null;
+    }
+    // A pool page would go back to the pool (and be reused) while a consumer still holds the chunk.
+    const bytes = new Uint8Array(16 * pageSize);
+    const read = await readvAsync(this.#file, [bytes]);
+    return read === 0 ? null : bytes.subarray(0, read);
+  }
+
   #end(): null {
     this.#ended = true;
     this.#window?.releaseRef();
@@ -206,6 +250,7 @@ export class PageWriter {
   readonly #highWaterMark: number;
   #written = 0;
   #closed = false;
+  #writable: WritableStream<Chunk> | null = null;
 
   /** A path is opened for writing (created, truncated); a FileHandle or fd is used as it is. */
   constructor(target: string | URL | Target, options: PageWriterOptions = {}) {
@@ -256,6 +301,48 @@ export class PageWriter {
     const written = this.#brigade.flush(this.#file);
     this.#written += written;
     return written;
+  }
+
+  /**
+   * The writer as a `WritableStream` of `Uint8Array`s and `PageHead`s, for `pipeTo`. A head is queued and
+   * gathered like `write()` (the writer owns it); a `Uint8Array` is written before its `write()` settles,
+   * since the stream's producer may reuse it then. Closing the stream flushes and closes the writer.
+   *
+   * @example
+   * ```ts
+   * import { PageReader, PageWriter } from "@pageio/pageio";
+   * const copy = await Deno.makeTempFile();
+   * await new PageReader("README.md").readable.pipeTo(new PageWriter(copy).writable);
+   * console.log(Deno.statSync(copy).size === Deno.statSync("README.md").size); // true
+   * ```
+   */
+  get writable(): WritableStream<Chunk> {
+    return this.#writable ??= new WritableStream<Chunk>({
+      write: async (chunk) => {
+        try {
+          if (chunk instanceof PageHead) return await this.writeAsync(chunk);
+          if (!(chunk instanceof Uint8Array)) {
+            throw new TypeError(`expected a Uint8Array or PageHead, got ${describe(chunk)}`);
+          }
+          await this.writeAsync(chunk);
+          await this.flushAsync();
+        } catch (error) {
+          this.#discard(); // the stream is errored now: nothing else will close the writer
+          throw error;
+        }
+      },
+      close: async () => {
+        await this.flushAsync();
+        this.close();
+      },
+      abort: () => this.#discard(),
+    });
+  }
+
+  /** Releases what is queued without writing it, and closes. */
+  #discard(): void {
+    this.#brigade.release();
+    this.close();
   }
 
   /** Flushes, then releases anything left and closes what the writer opened. */
