@@ -9,7 +9,7 @@
  */
 
 /** The C interface version this TypeScript expects; `zig/src/root.zig` has the same. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 /** Runtime-neutral parameter types: `buffer` is a typed array (or null) passed as a pointer. */
 export type NativeType = "i32" | "u32" | "f64" | "buffer";
