@@ -22,6 +22,9 @@ import {
   writev,
 } from "../mod.ts";
 
+import { fn } from "../ffi/native.ts";
+import { PackedList } from "../src/gather.ts";
+
 // deno-lint-ignore no-explicit-any
 declare const Bun: any;
 
@@ -362,9 +365,28 @@ export function toChild(totalBytes: number): Promise<Measured[]> {
       await exited;
     },
   });
+  // Pages filled and handed over one by one (nothing else holds them): the writer lends them to a pipe.
+  const lentPool = new PagePool({ pageSize: chunkBytes, pages: 0, leakDetection: "off" });
+  const lentToChild: Task = {
+    name: "pageio pipe + PageWriter, pages lent (vmsplice, 1 MiB pipe)",
+    fn: async () => {
+      const { writeEnd, exited } = drainingChild(1 << 20);
+      const writer = new PageWriter(writeEnd, { highWaterMark: 256 * 1024 });
+      for (let n = 0; n < totalBytes; n += chunkBytes) {
+        if (lentPool.stats.free === 0 && lentPool.stats.total >= 64) writer.flush(); // take back what was read
+        const page = lentPool.acquire();
+        writer.write(page.head());
+        page.release();
+      }
+      writer.close();
+      writeEnd.close();
+      await exited;
+    },
+  };
   return measure([
     pagesToChild("pageio socketPair + PageWriter", 0),
     pagesToChild("pageio pipe + PageWriter (1 MiB pipe)", 1 << 20),
+    lentToChild,
     {
       name: "Deno.Command stdin writer.write",
       only: "deno",
@@ -523,5 +545,38 @@ export async function pingPong(roundTrips: number): Promise<Measured[]> {
   cat.childOut.close();
   await cat.exited;
   await stop();
+  return results;
+}
+
+/**
+ * (4.5) Should a PageWriter on a pipe lend its pages (vmsplice) instead of copying them (writev)? `totalBytes` of
+ * pool pages, 1 MiB per call, into a 1 MiB pipe drained by `cat` (which read()s), at three page sizes. The pages
+ * never change during a run, so lending them is safe here.
+ */
+export async function spliceOrWritev(totalBytes: number): Promise<Measured[]> {
+  const tasks: Task[] = [];
+  const pools: PagePool[] = [];
+  for (const size of [4096, 65536, 262144]) {
+    const pool = new PagePool({ pageSize: size, pages: 0, leakDetection: "off" });
+    pools.push(pool);
+    const pages = Array.from({ length: (1 << 20) / size }, () => pool.acquire());
+    const list = new PackedList().packChunks(pages.map((page) => page.head()), 0, pages.length);
+    for (const [how, call] of [["writev", fn.pageio_writev], ["vmsplice", fn.pageio_vmsplice]] as const) {
+      tasks.push({
+        name: `${how}, ${size / 1024} KiB pages`,
+        fn: async () => {
+          const { writeEnd, exited } = drainingChild(1 << 20);
+          for (let sent = 0; sent < totalBytes; sent += 1 << 20) {
+            const result = call(writeEnd.fd, list.list, list.list.byteLength, list.count, null, 0, 0, list.out);
+            if (result !== 1 << 20) throw new Error(`${how} wrote ${result}`);
+          }
+          writeEnd.close();
+          await exited;
+        },
+      });
+    }
+  }
+  const results = await measure(tasks, { time: 3000, iterations: 5 });
+  pools.forEach((pool) => pool.close());
   return results;
 }

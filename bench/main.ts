@@ -19,6 +19,7 @@ const runs: Record<string, () => Promise<cases.Measured[]>> = {
   toChild: () => cases.toChild(Number(rest[0])),
   ringThroughput: () => cases.ringThroughput(Number(rest[0])),
   pingPong: () => cases.pingPong(Number(rest[0])),
+  spliceOrWritev: () => cases.spliceOrWritev(Number(rest[0])),
 };
 if (!runs[name]) throw new Error(`unknown case ${name}; one of ${Object.keys(runs).join(", ")}`);
 const results = await runs[name]();

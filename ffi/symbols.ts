@@ -62,6 +62,10 @@ export const symbols = {
   pageio_ring_receive: { parameters: ["u32", "u32"], result: "f64", mayBlock: true },
   // (region: u32, count: u32) -> 0: the oldest count received slots go back (consumer)
   pageio_ring_release: { parameters: ["u32", "u32"], result: "f64" },
+  // (fd: i32) -> bytes in the pipe not yet read (FIONREAD)
+  pageio_pipe_unread: { parameters: ["i32"], result: "f64" },
+  // (region: u32, offset: f64, length: f64) -> 0: fresh zeroed pages in place (private anonymous regions only)
+  pageio_replace_pages: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (fd: i32, out: f64[2] {size, kind}) -> 0
   pageio_fstat: { parameters: ["i32", "buffer"], result: "f64" },
   // (fd: i32, offset: f64 page-aligned, length: f64, options: u32 bits write|private|populate, out: f64[1] address) -> region
@@ -82,6 +86,12 @@ export const symbols = {
     mayBlock: true,
   },
   pageio_readv: {
+    parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"],
+    result: "f64",
+    mayBlock: true,
+  },
+  // as pageio_writev, into a pipe by vmsplice: the pipe holds the pages themselves until read
+  pageio_vmsplice: {
     parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"],
     result: "f64",
     mayBlock: true,

@@ -79,6 +79,10 @@ const groups = [
     args: ["ringThroughput", String(bigBytes)],
   },
   { title: "(4.4) ping-pong between two processes, 10 000 round trips", args: ["pingPong", "10000"] },
+  {
+    title: "(4.5) 256 MiB of pool pages into a pipe read by `cat`: copied (writev) or lent (vmsplice), 1 MiB a call",
+    args: ["spliceOrWritev", String(256 * 2 ** 20)],
+  },
 ];
 
 const lines = [];

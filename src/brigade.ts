@@ -8,7 +8,11 @@ import { stateError } from "./errors.ts";
 import { describe, fdOf, type Target } from "./file.ts";
 import { checkAttached, type Chunk, PackedList, shared } from "./gather.ts";
 import { PageHead } from "./head.ts";
+import type { Lender } from "./lend.ts";
 import { type MoveKind, moveKindFor, moveSpan, moveSpanAsync } from "./move.ts";
+
+/** What goes out next: a run of file spans for the kernel, of lendable heads for a pipe, or of anything. */
+type Step = { span?: { fd: number; offset: number }; lend?: true; chunks: number; bytes: number };
 
 /**
  * An ordered queue of heads and byte arrays that leaves in gather writes
@@ -34,6 +38,8 @@ export class Brigade {
   #start = 0;
   #byteLength = 0;
   #busy = false; // an asynchronous flush owns the front of the queue
+  /** @internal Set by a PageWriter on a pipe: heads only it holds are lent to the pipe, not copied. */
+  _lender: Lender | null = null;
 
   /** Queues chunks at the end; the brigade takes ownership of heads. */
   append(...chunks: Chunk[]): this {
@@ -91,16 +97,23 @@ export class Brigade {
         step = this.#nextStep(fd, this.count, kind)
       ) {
         let moved: number | null;
+        const lender = this.#lenderFor(fd);
         if (step.span !== undefined) {
           const { span, chunks, bytes } = step;
-          moved = await this.#attemptAsync(chunks, () => moveSpanAsync(kind.move!, span.fd, span.offset, fd, bytes));
+          const move = () => moveSpanAsync(kind.move!, span.fd, span.offset, fd, bytes);
+          moved = await this.#attemptAsync(chunks, move, lender, false);
           if (moved === null) {
             kind.move = null; // refused for this target: write spans from memory from now on
             continue;
           }
         } else {
           const packed = PackedList.exact(step.chunks).packChunks(this.#chunks, this.#start, this.#start + step.chunks);
-          moved = await this.#attemptAsync(step.chunks, () => packed.writeAsync(fd, 0));
+          const io = step.lend ? () => packed.lendAsync(fd, 0) : () => packed.writeAsync(fd, 0);
+          moved = await this.#attemptAsync(step.chunks, io, lender, step.lend === true);
+          if (moved === null) {
+            lender!.enabled = false; // the kernel will not lend here: copy from now on
+            continue;
+          }
         }
         total += moved!;
         if (moved! < step.bytes) return total;
@@ -123,16 +136,22 @@ export class Brigade {
     const kind: { move?: MoveKind | null } = {};
     for (let step = this.#nextStep(fd, left, kind); step !== null; step = this.#nextStep(fd, left, kind)) {
       let moved: number | null;
+      const lender = this.#lenderFor(fd);
       if (step.span !== undefined) {
         const { span, chunks, bytes } = step;
-        moved = this.#attempt(chunks, () => moveSpan(kind.move!, span.fd, span.offset, fd, bytes));
+        moved = this.#attempt(chunks, () => moveSpan(kind.move!, span.fd, span.offset, fd, bytes), lender, false);
         if (moved === null) {
           kind.move = null;
           continue;
         }
       } else {
         const packed = shared.packChunks(this.#chunks, this.#start, this.#start + step.chunks);
-        moved = this.#attempt(step.chunks, () => packed.write(fd, callsMax));
+        const io = step.lend ? () => packed.lend(fd, callsMax) : () => packed.write(fd, callsMax);
+        moved = this.#attempt(step.chunks, io, lender, step.lend === true);
+        if (moved === null) {
+          lender!.enabled = false;
+          continue;
+        }
       }
       total += moved!;
       if (moved! < step.bytes || callsMax === 1) return total;
@@ -145,11 +164,7 @@ export class Brigade {
    * What goes out next from the front, within `limit` chunks: a run of contiguous file spans for the kernel
    * (when the target takes kernel moves), or a run of chunks for one gather write. Null when nothing is left.
    */
-  #nextStep(
-    fd: number,
-    limit: number,
-    kind: { move?: MoveKind | null },
-  ): { span?: { fd: number; offset: number }; chunks: number; bytes: number } | null {
+  #nextStep(fd: number, limit: number, kind: { move?: MoveKind | null }): Step | null {
     if (limit <= 0 || this.count === 0) return null;
     const first = this.#chunks[this.#start];
     const span = kind.move === null || !(first instanceof PageHead) ? null : first._fileSpan();
@@ -158,8 +173,14 @@ export class Brigade {
       const [chunks, bytes] = this.#contiguousSpans(span, limit);
       return { span, chunks, bytes };
     }
-    const end = this.#runEnd(limit, kind.move === null);
-    return { chunks: end, bytes: this.#bytesOf(end) };
+    const lending = this.#lenderFor(fd)?.enabled === true;
+    const lend = lending && lendable(first);
+    const end = this.#runEnd(limit, kind.move === null, lending, lend);
+    return lend ? { lend, chunks: end, bytes: this.#bytesOf(end) } : { chunks: end, bytes: this.#bytesOf(end) };
+  }
+
+  #lenderFor(fd: number): Lender | null {
+    return this._lender !== null && this._lender.fd === fd ? this._lender : null;
   }
 
   #enter(operation: string): void {
@@ -181,12 +202,16 @@ export class Brigade {
     return [count, bytes];
   }
 
-  /** Chunks from the front up to the next file span (or all, when spans are written from memory). */
-  #runEnd(limit: number, spansAsMemory: boolean): number {
+  /**
+   * Chunks from the front up to the next file span (or all, when spans are written from memory); when
+   * lending, a run of lendable heads (`lend`) or of others ends where the other kind starts.
+   */
+  #runEnd(limit: number, spansAsMemory: boolean, lending: boolean, lend: boolean): number {
     let end = 1;
     while (end < limit && this.#start + end < this.#chunks.length) {
       const chunk = this.#chunks[this.#start + end];
       if (!spansAsMemory && chunk instanceof PageHead && chunk._fileSpan() !== null) break;
+      if (lending && lendable(chunk) !== lend) break;
       end++;
     }
     return end;
@@ -198,33 +223,42 @@ export class Brigade {
     return bytes;
   }
 
-  async #attemptAsync(chunks: number, io: () => Promise<number | null>): Promise<number | null> {
+  async #attemptAsync(
+    chunks: number,
+    io: () => Promise<number | null>,
+    lender: Lender | null,
+    lent: boolean,
+  ): Promise<number | null> {
     let moved: number | null;
     try {
       moved = await io();
     } catch (error) {
-      this.#consume((error as { bytesTransferred?: number }).bytesTransferred ?? 0, chunks);
+      this.#consume((error as { bytesTransferred?: number }).bytesTransferred ?? 0, chunks, lender, lent);
       throw error;
     }
-    if (moved !== null) this.#consume(moved, chunks);
+    if (moved !== null) this.#consume(moved, chunks, lender, lent);
     return moved;
   }
 
   /** Runs one move or write over the front `chunks` chunks and consumes what it moved, also when it throws. */
-  #attempt(chunks: number, io: () => number | null): number | null {
+  #attempt(chunks: number, io: () => number | null, lender: Lender | null, lent: boolean): number | null {
     let moved: number | null;
     try {
       moved = io();
     } catch (error) {
-      this.#consume((error as { bytesTransferred?: number }).bytesTransferred ?? 0, chunks);
+      this.#consume((error as { bytesTransferred?: number }).bytesTransferred ?? 0, chunks, lender, lent);
       throw error;
     }
-    if (moved !== null) this.#consume(moved, chunks);
+    if (moved !== null) this.#consume(moved, chunks, lender, lent);
     return moved;
   }
 
-  /** Drops the front `written` bytes, and the empty chunks among the front `limit` chunks that they reach. */
-  #consume(written: number, limit: number): void {
+  /**
+   * Drops the front `written` bytes, and the empty chunks among the front `limit` chunks that they reach.
+   * Heads whose bytes were `lent` go to the lender (the pipe still holds their pages); the lender also
+   * counts every other byte that went into its pipe.
+   */
+  #consume(written: number, limit: number, lender: Lender | null, lent: boolean): void {
     this.#byteLength -= written;
     const chunks = this.#chunks;
     const end = Math.min(chunks.length, this.#start + limit);
@@ -233,11 +267,17 @@ export class Brigade {
     while (this.#start < end && chunks[this.#start].byteLength <= left) {
       const chunk = chunks[this.#start];
       left -= chunk.byteLength;
-      if (chunk instanceof PageHead) chunk.release();
+      if (lent) lender!.keep(chunk as PageHead);
+      else {
+        lender?.advance(chunk.byteLength);
+        if (chunk instanceof PageHead) chunk.release();
+      }
       chunks[this.#start++] = undefined as unknown as Chunk;
     }
     if (left > 0) { // a partly written chunk: trim it in place
       const chunk = chunks[this.#start];
+      if (lent) lender!.keep((chunk as PageHead).slice(0, left));
+      else lender?.advance(left);
       if (chunk instanceof PageHead) chunk._consume(left);
       else chunks[this.#start] = chunk.subarray(left);
     }
@@ -269,6 +309,10 @@ export class Brigade {
   *[Symbol.iterator](): IterableIterator<Chunk> {
     for (let i = this.#start; i < this.#chunks.length; i++) yield this.#chunks[i];
   }
+}
+
+function lendable(chunk: Chunk): boolean {
+  return chunk instanceof PageHead && chunk._lendable();
 }
 
 function totalLength(chunks: Chunk[]): number {

@@ -124,9 +124,9 @@ export class PackedList {
   }
 
   /** The native result of a gather write as bytes; EAGAIN with nothing written is 0; else a typed error. */
-  writeResult(result: number): number {
+  writeResult(result: number, syscall = "writev"): number {
     if (result < 0 && this.out[0] === 0 && describeErrno(-result)[0] === "EAGAIN") return 0;
-    return unwrap(result, "writev", undefined, this.out[0]);
+    return unwrap(result, syscall, undefined, this.out[0]);
   }
 
   /** One synchronous gather write of the packed list (at most `callsMax` system calls, 0 for no limit). */
@@ -142,6 +142,27 @@ export class PackedList {
     const { list, staging } = this;
     const args = [fd, list, list.byteLength, this.count, staging, this.stagingUsed, callsMax, this.out] as const;
     return this.writeResult(await native.async.pageio_writev(...args));
+  }
+
+  /**
+   * Lends the packed heads' memory to pipe `fd` (vmsplice): bytes lent, or null when the kernel will not lend
+   * (not a pipe, not Linux) and nothing moved. The list must hold only heads (staging is reused per call).
+   */
+  lend(fd: number, callsMax: number): number | null {
+    const { list } = this;
+    return this.lendResult(fn.pageio_vmsplice(fd, list, list.byteLength, this.count, null, 0, callsMax, this.out));
+  }
+
+  /** The same, off the JS thread. */
+  async lendAsync(fd: number, callsMax: number): Promise<number | null> {
+    const { list } = this;
+    const args = [fd, list, list.byteLength, this.count, null, 0, callsMax, this.out] as const;
+    return this.lendResult(await native.async.pageio_vmsplice(...args));
+  }
+
+  lendResult(result: number): number | null {
+    if (result < 0 && this.out[0] === 0 && ["EINVAL", "ENOSYS"].includes(describeErrno(-result)[0])) return null;
+    return this.writeResult(result, "vmsplice");
   }
 }
 

@@ -27,6 +27,10 @@ export interface HeadOwner {
   readonly source?: FileSource;
   /** An ArrayBuffer of its own over `[offset, offset + length)` (mappings only). */
   _ownBuffer?(offset: number, length: number): ArrayBuffer;
+  /** True when the owner's memory may be lent to a pipe now (a pool page held by nothing but one head). */
+  readonly lendable?: boolean;
+  /** Fresh zeroed memory in place of the owner's (pool pages whose old memory a pipe still holds). */
+  replacePages?(): void;
 }
 
 // Heads whose bytes went out as buffers of their own: each is released once its buffer is collected.
@@ -163,6 +167,16 @@ export class PageHead {
     const bytes = new Uint8Array(owner._ownBuffer(this.#offset, this.#length));
     handedOver.register(bytes.buffer, this);
     return bytes;
+  }
+
+  /** @internal Whether a writer may lend this head's memory to a pipe: nobody else can reach its page. */
+  _lendable(): boolean {
+    return this.#refs === 1 && this.#owner?.lendable === true;
+  }
+
+  /** @internal The page under this head gets fresh memory; the old stays with whoever holds it (a pipe). */
+  _replacePages(): void {
+    this.#live("replace").replacePages!();
   }
 
   /** @internal Drops the first `count` bytes (a partly written head in a brigade). */

@@ -318,6 +318,17 @@ export class Page {
     return this.#pool?.pageSize ?? 0;
   }
 
+  /** @internal Only one head holds the page: its memory may be lent to a pipe. */
+  get lendable(): boolean {
+    return this.#refs === 1 && this.#pool !== null;
+  }
+
+  /** @internal Fresh zeroed memory at this page's address (a pipe keeps the old memory it was lent). */
+  replacePages(): void {
+    const pool = this.#live("replacePages");
+    unwrap(fn.pageio_replace_pages(this.region, this.regionOffset, pool.pageSize), "mmap");
+  }
+
   /** @internal */
   readonly bufferOffset = 0;
 

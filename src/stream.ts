@@ -11,6 +11,7 @@ import { Brigade } from "./brigade.ts";
 import type { Chunk } from "./gather.ts";
 import { readv, readvAsync } from "./gather.ts";
 import { PageHead } from "./head.ts";
+import { Lender } from "./lend.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
 import { PagePool } from "./pool.ts";
 import { pageSize } from "./system.ts";
@@ -226,6 +227,12 @@ export class PageReader implements Iterable<PageHead> {
 export interface PageWriterOptions {
   /** Queued bytes that trigger a flush (default 8 MiB): bounds memory held by queued heads. */
   highWaterMark?: number;
+  /**
+   * On a pipe (Linux), lend pool pages to it instead of copying them (`vmsplice`; default true): a head
+   * nothing else holds goes into the pipe as its page itself, and the page returns to its pool once the
+   * reader has taken its bytes (or, at `close()`, gets fresh memory while the pipe keeps the old).
+   */
+  lend?: boolean;
 }
 
 /**
@@ -248,6 +255,7 @@ export class PageWriter {
   readonly #ownsFile: boolean;
   readonly #brigade = new Brigade();
   readonly #highWaterMark: number;
+  readonly #lender: Lender | null = null;
   #written = 0;
   #closed = false;
   #writable: WritableStream<Chunk> | null = null;
@@ -257,7 +265,11 @@ export class PageWriter {
     this.#highWaterMark = checkInteger("highWaterMark", options.highWaterMark ?? 8 * 1024 * 1024, 1);
     this.#ownsFile = typeof target === "string" || target instanceof URL;
     this.#file = this.#ownsFile ? openFile(target as string | URL, "w") : target as Target;
-    fdOf(this.#file);
+    const fd = fdOf(this.#file);
+    // Lending needs a FileHandle: its `closed` says when the fd number stops naming this pipe.
+    if (options.lend !== false && this.#file instanceof FileHandle && stat(fd).kind === "fifo") {
+      this.#brigade._lender = this.#lender = new Lender(this.#file);
+    }
   }
 
   /** Queues a head (the writer owns it now) or a byte array. */
@@ -290,6 +302,7 @@ export class PageWriter {
   /** `flush` off the JS thread: the event loop runs on while a slow pipe or socket drains. */
   async flushAsync(): Promise<number> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flushAsync");
+    this.#lender?.reclaim();
     const written = await this.#brigade.flushAsync(this.#file);
     this.#written += written;
     return written;
@@ -298,6 +311,7 @@ export class PageWriter {
   /** Writes the queue with as few gather calls as the OS allows; returns bytes written. */
   flush(): number {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flush");
+    this.#lender?.reclaim();
     const written = this.#brigade.flush(this.#file);
     this.#written += written;
     return written;
@@ -349,10 +363,11 @@ export class PageWriter {
   close(): void {
     if (this.#closed) return;
     try {
-      this.flush();
+      if (this.#brigade.count > 0) this.flush(); // nothing queued: the target may be closed already
     } finally {
       this.#closed = true;
       this.#brigade.release();
+      this.#lender?.close();
       if (this.#ownsFile) (this.#file as FileHandle).close();
     }
   }

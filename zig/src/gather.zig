@@ -2,6 +2,7 @@
 //! comes down in one call as packed {region, offset, length} entries; each is
 //! resolved against the region table before any byte moves.
 const std = @import("std");
+const builtin = @import("builtin");
 const errno = @import("errno.zig");
 const Errno = errno.Errno;
 const regions = @import("regions.zig");
@@ -30,7 +31,9 @@ pub const iov_count_max = 1024;
 /// Limit: bytes per system call; Linux moves at most this much in one call.
 pub const call_bytes_max: u64 = 0x7fff_f000;
 
-pub const Direction = enum { write, read };
+/// `splice`: the memory is lent to a pipe (vmsplice): the pipe holds the pages themselves until its reader
+/// takes the bytes, so they must stay unchanged until then (Linux; ENOSYS elsewhere).
+pub const Direction = enum { write, read, splice };
 
 /// Moves the bytes the descriptors name, in order, with as many system calls
 /// as it takes (at most `calls_max`, 0 meaning no limit). A short write is
@@ -86,6 +89,7 @@ pub fn transfer(
         const rc = switch (direction) {
             .write => std.c.writev(fd, @ptrCast(&iov), @intCast(count)),
             .read => std.c.readv(fd, &iov, @intCast(count)),
+            .splice => vmsplice(fd, iov[0..count]),
         };
         if (rc < 0) {
             const err = errno.last();
@@ -102,6 +106,20 @@ pub fn transfer(
         count = 0;
         batch_bytes = 0;
     }
+}
+
+/// vmsplice with the libc calling convention of writev (-1 and errno on failure).
+fn vmsplice(fd: i32, iov: []const std.posix.iovec) isize {
+    if (builtin.os.tag != .linux) {
+        std.c._errno().* = @intFromEnum(std.posix.E.NOSYS);
+        return -1;
+    }
+    const linux = std.os.linux;
+    const rc = linux.syscall4(.vmsplice, @bitCast(@as(isize, fd)), @intFromPtr(iov.ptr), iov.len, 0);
+    const e = linux.E.init(rc);
+    if (e == .SUCCESS) return @bitCast(rc);
+    std.c._errno().* = @intFromEnum(e);
+    return -1;
 }
 
 fn advance(descriptors: []const Descriptor, index: *usize, skip: *u64, moved: u64) void {
@@ -198,4 +216,26 @@ test "on a full non-blocking pipe, progress is returned and then EAGAIN, never a
     try std.testing.expect(done > 0 and done < staging.len); // the pipe took what it holds
     try std.testing.expectError(error.AGAIN, transfer(.write, fds[1], &list, &staging, 0, &done));
     try std.testing.expectEqual(@as(u64, 0), done);
+}
+
+test "vmsplice lends pages: the pipe keeps their bytes when the memory gets fresh pages" {
+    if (builtin.os.tag != .linux) return error.SkipZigTest;
+    const mapping = @import("mapping.zig");
+    const page = mapping.pageSize();
+    const m = try mapping.mapAnonymous(page, false);
+    defer mapping.unmap(m.region) catch {};
+    const bytes: [*]u8 = @ptrFromInt(m.address);
+    @memset(bytes[0..page], 'x');
+    const fds = try std.posix.pipe();
+    defer std.posix.close(fds[0]);
+    defer std.posix.close(fds[1]);
+    const list = [_]Descriptor{.{ .region = m.region, .offset_low = 0, .offset_high = 0, .length = @intCast(page) }};
+    var done: u64 = 0;
+    try transfer(.splice, fds[1], &list, &.{}, 0, &done);
+    try std.testing.expectEqual(@as(u64, page), done);
+    try mapping.replacePages(m.region, 0, page);
+    bytes[0] = 'y'; // the fresh page, not the lent one
+    var back: [1]u8 = undefined;
+    _ = try std.posix.read(fds[0], &back);
+    try std.testing.expectEqual(@as(u8, 'x'), back[0]);
 }

@@ -59,7 +59,19 @@ pub fn mapFile(fd: i32, offset: u64, len: u64, options: Options) Errno!Mapped {
 pub fn mapAnonymous(len: u64, shared: bool) Errno!Mapped {
     if (len == 0) return error.INVAL;
     const flags: std.c.MAP = .{ .TYPE = if (shared) .SHARED else .PRIVATE, .ANONYMOUS = true };
-    return mapAndRegister(len, true, flags, -1, 0, false, .anonymous);
+    return mapAndRegister(len, true, flags, -1, 0, false, if (shared) .anonymous_shared else .anonymous);
+}
+
+/// Gives `[offset, offset + len)` of a private anonymous region fresh zeroed pages at the same addresses
+/// (MAP_FIXED). Whoever still holds the old pages (a pipe they were vmspliced into) keeps them, unchanged.
+pub fn replacePages(region: regions.Id, offset: u64, len: u64) Errno!void {
+    const r = try regions.lookup(region);
+    if (r.kind != .anonymous) return error.INVAL;
+    if (len == 0 or offset % pageSize() != 0 or len % pageSize() != 0) return error.INVAL;
+    if (offset > r.len or len > r.len - offset) return error.INVAL;
+    const flags: std.c.MAP = .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .FIXED = true };
+    const memory = std.c.mmap(@ptrFromInt(r.base + offset), @intCast(len), std.c.PROT.READ | std.c.PROT.WRITE, flags, -1, 0);
+    if (@intFromPtr(memory) == std.math.maxInt(usize)) return errno.last();
 }
 
 fn mapAndRegister(len: u64, writable: bool, flags: std.c.MAP, fd: i32, offset: i64, populate: bool, kind: regions.Kind) Errno!Mapped {
@@ -146,4 +158,21 @@ test "mapping a file shows its bytes and refuses bad ranges" {
     var dir = try tmp.dir.openDir(".", .{});
     defer dir.close();
     try std.testing.expectError(error.ISDIR, mapFile(dir.fd, 0, 1, .{}));
+}
+
+test "replacePages gives a private region fresh pages in place, and refuses anything else" {
+    const page = pageSize();
+    const m = try mapAnonymous(2 * page, false);
+    defer unmap(m.region) catch {};
+    const bytes: [*]u8 = @ptrFromInt(m.address);
+    bytes[0] = 7;
+    bytes[page] = 8;
+    try replacePages(m.region, 0, page);
+    try std.testing.expectEqual(@as(u8, 0), bytes[0]);
+    try std.testing.expectEqual(@as(u8, 8), bytes[page]);
+    try std.testing.expectError(error.INVAL, replacePages(m.region, 1, page));
+    try std.testing.expectError(error.INVAL, replacePages(m.region, page, 2 * page));
+    const s = try mapAnonymous(page, true);
+    defer unmap(s.region) catch {};
+    try std.testing.expectError(error.INVAL, replacePages(s.region, 0, page)); // shared memory is not ours to swap
 }

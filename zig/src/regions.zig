@@ -32,11 +32,11 @@ var fresh_count: usize = 0;
 // Deno's non-blocking FFI calls run on other threads; the table is shared.
 var mutex: std.Thread.Mutex = .{};
 
-pub const Region = struct { base: usize, len: usize, faulted: bool = false };
+pub const Region = struct { base: usize, len: usize, faulted: bool = false, kind: Kind = .anonymous };
 
 /// What a region maps: anonymous memory, a file that may be written through the mapping, or a file mapped
 /// read-only (whose pages the guard copies privately on a write instead of letting it fault).
-pub const Kind = enum { anonymous, file, file_read_only };
+pub const Kind = enum { anonymous, anonymous_shared, file, file_read_only };
 
 pub fn register(base: usize, len: usize, kind: Kind) Errno!Id {
     std.debug.assert(base != 0);
@@ -72,7 +72,7 @@ pub fn lookup(id: Id) Errno!Region {
     mutex.lock();
     defer mutex.unlock();
     const slot = try find(id);
-    return .{ .base = slot.base, .len = slot.len, .faulted = @atomicLoad(bool, &slot.faulted, .acquire) };
+    return .{ .base = slot.base, .len = slot.len, .faulted = @atomicLoad(bool, &slot.faulted, .acquire), .kind = slot.kind };
 }
 
 /// For the SIGBUS handler: marks the live file region holding `address` as
@@ -80,7 +80,7 @@ pub fn lookup(id: Id) Errno!Region {
 /// Takes no lock (a signal may arrive while the lock is held) and allocates nothing.
 pub fn markFault(address: usize) bool {
     const slot = liveSlotHolding(address) orelse return false;
-    if (slot.kind == .anonymous) return false;
+    if (slot.kind == .anonymous or slot.kind == .anonymous_shared) return false;
     @atomicStore(bool, &slot.faulted, true, .release);
     return true;
 }

@@ -171,6 +171,20 @@ export fn pageio_ring_release(region: u32, count: u32) Result {
     return 0;
 }
 
+/// Bytes in pipe `fd` not yet read by its reader (FIONREAD).
+export fn pageio_pipe_unread(fd: i32) Result {
+    return errno.result(channel.unread(fd));
+}
+
+/// Fresh zeroed pages at `[offset, offset + length)` of a private anonymous region (pool pages still held by a
+/// pipe they were lent to keep their old pages there).
+export fn pageio_replace_pages(region: u32, offset: f64, length: f64) Result {
+    const off = errno.wholeNumber(offset) catch |err| return errno.result(err);
+    const len = errno.wholeNumber(length) catch |err| return errno.result(err);
+    mapping.replacePages(region, off, len) catch |err| return errno.result(err);
+    return 0;
+}
+
 /// Maps `length` bytes of `fd` from page-aligned `offset`. out[0] = address;
 /// returns the region id.
 export fn pageio_map_file(fd: i32, offset: f64, length: f64, options: u32, out: ?*[1]f64) Result {
@@ -219,6 +233,12 @@ export fn pageio_writev(fd: i32, list: ?[*]const u8, list_len: u32, count: u32, 
 /// Scatter read, the twin of pageio_writev.
 export fn pageio_readv(fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
     return transfer(.read, fd, list, list_len, count, staging, staging_len, calls_max, out);
+}
+
+/// Lends the descriptors' memory to the pipe `fd` (vmsplice): as pageio_writev, but the pipe holds the pages
+/// themselves until its reader takes the bytes.
+export fn pageio_vmsplice(fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
+    return transfer(.splice, fd, list, list_len, count, staging, staging_len, calls_max, out);
 }
 
 /// Moves `length` bytes of `fd_in` from `offset_in` to `fd_out` inside the
