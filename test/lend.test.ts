@@ -11,7 +11,10 @@ import { haveStrace, patternBytes, root, runScript, sha256, tempDir } from "./he
 /** Fills pages from a small pool with `data` and writes them; every page is reused many times over. */
 async function sendThroughPool(writer: PageWriter, pool: PagePool, data: Uint8Array): Promise<void> {
   for (let at = 0; at < data.length; at += pool.pageSize) {
-    while (pool.stats.free === 0 && pool.stats.total >= pool.maxPages) await writer.flushAsync(); // wait for the reader
+    while (pool.stats.free === 0 && pool.stats.total >= pool.maxPages) { // every page is in the pipe: let it drain
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      await writer.flushAsync();
+    }
     const page = pool.acquire();
     const part = data.subarray(at, at + pool.pageSize);
     page.bytes.set(part);
