@@ -216,9 +216,10 @@ const Deadline = struct {
     }
 };
 
-/// Waits while `word` still holds `seen`: a short bounded spin, then the futex for at most one slice. `waiting` tells the other side to wake us
-/// (a wake is a system call it skips when nobody waits); the seq_cst store and the re-check after it pair with
-/// the other side's seq_cst index store and flag load, so a wake is never lost.
+/// Waits while `word` still holds `seen`: a short bounded spin, then the futex for at most one slice.
+/// `waiting` tells the other side to wake us (a wake is a system call it skips when nobody waits); the
+/// seq_cst store and the re-check after it pair with the other side's seq_cst index store and flag load, so
+/// a wake is never lost.
 fn wait(word: *u32, seen: u32, waiting: *u32, peer: *const Side, deadline: *const Deadline) Errno!void {
     const left = deadline.left();
     if (left != null and left.? == 0) return error.TIMEDOUT;
