@@ -91,13 +91,13 @@ export class Brigade {
     try {
       let total = 0;
       const kind: { move?: MoveKind | null } = {};
+      const lender = this.#lenderFor(fd);
       for (
-        let step = this.#nextStep(fd, this.count, kind);
+        let step = this.#nextStep(fd, this.count, kind, lender);
         step !== null;
-        step = this.#nextStep(fd, this.count, kind)
+        step = this.#nextStep(fd, this.count, kind, lender)
       ) {
         let moved: number | null;
-        const lender = this.#lenderFor(fd);
         if (step.span !== undefined) {
           const { span, chunks, bytes } = step;
           const move = () => moveSpanAsync(kind.move!, span.fd, span.offset, fd, bytes);
@@ -134,9 +134,13 @@ export class Brigade {
     let total = 0;
     let left = count;
     const kind: { move?: MoveKind | null } = {};
-    for (let step = this.#nextStep(fd, left, kind); step !== null; step = this.#nextStep(fd, left, kind)) {
+    const lender = this.#lenderFor(fd);
+    for (
+      let step = this.#nextStep(fd, left, kind, lender);
+      step !== null;
+      step = this.#nextStep(fd, left, kind, lender)
+    ) {
       let moved: number | null;
-      const lender = this.#lenderFor(fd);
       if (step.span !== undefined) {
         const { span, chunks, bytes } = step;
         moved = this.#attempt(chunks, () => moveSpan(kind.move!, span.fd, span.offset, fd, bytes), lender, false);
@@ -164,7 +168,7 @@ export class Brigade {
    * What goes out next from the front, within `limit` chunks: a run of contiguous file spans for the kernel
    * (when the target takes kernel moves), or a run of chunks for one gather write. Null when nothing is left.
    */
-  #nextStep(fd: number, limit: number, kind: { move?: MoveKind | null }): Step | null {
+  #nextStep(fd: number, limit: number, kind: { move?: MoveKind | null }, lender: Lender | null): Step | null {
     if (limit <= 0 || this.count === 0) return null;
     const first = this.#chunks[this.#start];
     const span = kind.move === null || !(first instanceof PageHead) ? null : first._fileSpan();
@@ -173,10 +177,12 @@ export class Brigade {
       const [chunks, bytes] = this.#contiguousSpans(span, limit);
       return { span, chunks, bytes };
     }
-    const lending = this.#lenderFor(fd)?.enabled === true;
+    const lending = lender?.enabled === true;
     const lend = lending && lendable(first);
     const end = this.#runEnd(limit, kind.move === null, lending, lend);
-    return lend ? { lend, chunks: end, bytes: this.#bytesOf(end) } : { chunks: end, bytes: this.#bytesOf(end) };
+    const step: Step = { chunks: end, bytes: this.#bytesOf(end) };
+    if (lend) step.lend = true;
+    return step;
   }
 
   #lenderFor(fd: number): Lender | null {

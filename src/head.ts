@@ -26,7 +26,7 @@ export interface HeadOwner {
   /** The open file whose bytes these are, from `offset` on: lets the kernel move them (PageReader windows). */
   readonly source?: FileSource;
   /** An ArrayBuffer of its own over `[offset, offset + length)` (mappings only). */
-  _ownBuffer?(offset: number, length: number): ArrayBuffer;
+  ownBuffer?(offset: number, length: number): ArrayBuffer;
   /** True when the owner's memory may be lent to a pipe now (a pool page held by nothing but one head). */
   readonly lendable?: boolean;
   /** Fresh zeroed memory in place of the owner's (pool pages whose old memory a pipe still holds). */
@@ -163,8 +163,8 @@ export class PageHead {
    */
   _handOver(): Uint8Array | null {
     const owner = this.#live("readable");
-    if (owner._ownBuffer === undefined) return null;
-    const bytes = new Uint8Array(owner._ownBuffer(this.#offset, this.#length));
+    if (owner.ownBuffer === undefined) return null;
+    const bytes = new Uint8Array(owner.ownBuffer(this.#offset, this.#length));
     handedOver.register(bytes.buffer, this);
     return bytes;
   }

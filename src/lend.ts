@@ -13,8 +13,8 @@ export class Lender {
   readonly #pipe: FileHandle;
   /** Bytes put into the pipe through this lender's writer, lent or not: FIONREAD counts them all. */
   #position = 0;
+  /** Lent heads, oldest first, each with the position its last byte has in the pipe. */
   #lent: { head: PageHead; end: number }[] = [];
-  #start = 0;
   /** False once the kernel refused to lend (ENOSYS, EINVAL): the writer copies from then on. */
   enabled = true;
 
@@ -38,27 +38,15 @@ export class Lender {
     this.#lent.push({ head, end: this.#position });
   }
 
-  /** Heads lent and not yet given back. */
-  get count(): number {
-    return this.#lent.length - this.#start;
-  }
-
   /** Releases the heads whose bytes the pipe's reader has taken. */
   reclaim(): void {
-    if (this.count === 0 || this.#pipe.closed) return;
+    if (this.#lent.length === 0 || this.#pipe.closed) return;
     const unread = fn.pageio_pipe_unread(this.#pipe.fd);
     if (unread < 0) return; // unknown: keep them (close() frees them safely)
     // Unread bytes are the newest ones; anything of ours older than them was read. Bytes another writer
     // put in the pipe only make this count higher: a head is kept too long, never given back too soon.
     const readTo = this.#position - unread;
-    while (this.#start < this.#lent.length && this.#lent[this.#start].end <= readTo) {
-      this.#lent[this.#start].head.release();
-      this.#lent[this.#start++] = undefined as unknown as { head: PageHead; end: number };
-    }
-    if (this.#start === this.#lent.length) {
-      this.#lent.length = 0;
-      this.#start = 0;
-    }
+    while (this.#lent.length > 0 && this.#lent[0].end <= readTo) this.#lent.shift()!.head.release();
   }
 
   /**
@@ -67,12 +55,9 @@ export class Lender {
    */
   close(): void {
     this.reclaim();
-    for (let i = this.#start; i < this.#lent.length; i++) {
-      const head = this.#lent[i].head;
+    for (const { head } of this.#lent.splice(0)) {
       head._replacePages();
       head.release();
     }
-    this.#lent.length = 0;
-    this.#start = 0;
   }
 }

@@ -112,7 +112,7 @@ export class Mapping {
    * @internal An ArrayBuffer of its own over `[offset, offset + length)`, never revoked: the caller keeps the
    * mapping referenced (a head) for as long as the buffer is reachable.
    */
-  _ownBuffer(offset: number, length: number): ArrayBuffer {
+  ownBuffer(offset: number, length: number): ArrayBuffer {
     return native.view(this.#address + this.bufferOffset + offset, length);
   }
 

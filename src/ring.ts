@@ -6,7 +6,7 @@
  * @module
  */
 import process from "node:process";
-import { fn, native } from "../ffi/native.ts";
+import { describeErrno, fn, native } from "../ffi/native.ts";
 import { checkInteger, PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, openFile, stat } from "./file.ts";
 import { type HeadOwner, PageHead } from "./head.ts";
@@ -228,7 +228,7 @@ export class SharedRing {
   }
 
   #receive(result: number): PageHead | null {
-    if (result < 0 && ringErrorCode(result) === "ENODATA") return null;
+    if (result < 0 && describeErrno(-result)[0] === "ENODATA") return null;
     const packed = ringResult(result, "ring receive", this.path, "the producer's process died");
     const index = Math.floor(packed / SLOT_SHIFT);
     const slot = new ReceivedSlot(this, index);
@@ -373,17 +373,9 @@ function timeoutOf(options: RingWaitOptions | undefined): number {
   return checkInteger("timeout", timeout, 0, FOREVER - 1);
 }
 
-function ringErrorCode(result: number): string | undefined {
-  try {
-    unwrap(result, "ring");
-  } catch (error) {
-    return (error as PageIoError).code;
-  }
-}
-
 /** A ring call's result, or its error; EPIPE says which peer went. */
 function ringResult(result: number, syscall: string, path: string, pipeMessage: string): number {
-  if (result < 0 && ringErrorCode(result) === "EPIPE") {
+  if (result < 0 && describeErrno(-result)[0] === "EPIPE") {
     throw new PageIoError("EPIPE", `EPIPE: ${pipeMessage}, ${syscall} '${path}'`, { errno: -result, syscall, path });
   }
   return unwrap(result, syscall, path);
