@@ -28,6 +28,7 @@ export { PageHead } from "./src/head.ts";
 export { Page, PagePool, type PagePoolOptions, type PagePoolStats } from "./src/pool.ts";
 export { type Chunk, type ReadTarget, readv, readvAsync, writev, writevAsync } from "./src/gather.ts";
 export { Brigade } from "./src/brigade.ts";
-export { PageReader, type PageReaderOptions, PageWriter, type PageWriterOptions } from "./src/stream.ts";
+export { PageReader, type PageReaderOptions } from "./src/reader.ts";
+export { PageWriter, type PageWriterOptions } from "./src/writer.ts";
 export { type RingRole, RingSlot, type RingWaitOptions, SharedRing, type SharedRingOptions } from "./src/ring.ts";
 export { pageSize, runtime } from "./src/system.ts";
