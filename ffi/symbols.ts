@@ -68,6 +68,22 @@ export const symbols = {
   pageio_replace_pages: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (fd: i32, out: f64[2] {size, kind}) -> 0
   pageio_fstat: { parameters: ["i32", "buffer"], result: "f64" },
+  // (region: u32) -> 0: one more reference, for an ArrayBuffer whose deallocator is pageio_view_release
+  pageio_region_retain: { parameters: ["u32"], result: "f64" },
+  // (region: u32) -> 0: gives back a reference taken by pageio_region_retain
+  pageio_region_release: { parameters: ["u32"], result: "f64" },
+  // (region: u32) -> 0: an ArrayBuffer no runtime reports released views the region (it is retired, not unmapped)
+  pageio_region_viewed: { parameters: ["u32"], result: "f64" },
+  // (region: u32) -> 0: the owner lets go while an untracked view may live; the memory stays mapped for good
+  pageio_retire: { parameters: ["u32"], result: "f64" },
+  // () -> bytes kept mapped for good by retired regions
+  pageio_retired_bytes: { parameters: [], result: "f64" },
+  // () -> address of pageio_view_release(bytes: void*, context: void* region id): void, a view deallocator
+  pageio_view_release_address: { parameters: [], result: "f64" },
+  // () -> 0: the calling thread is a JS thread; what it maps is let go when it ends (a terminated Worker)
+  pageio_thread_attach: { parameters: [], result: "f64" },
+  // (fd: i32, buffer: u8*, length: u32, offset: f64) -> bytes read at offset (pread), 0 at end of file
+  pageio_pread: { parameters: ["i32", "buffer", "u32", "f64"], result: "f64" },
   // (fd: i32, offset: f64 page-aligned, length: f64, options: u32 bits write|private|populate, out: f64[1] address) -> region
   pageio_map_file: { parameters: ["i32", "f64", "f64", "u32", "buffer"], result: "f64" },
   // (length: f64, shared: u32, out: f64[1] address) -> region

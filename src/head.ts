@@ -6,35 +6,43 @@
  */
 import { checkInteger, stateError } from "./errors.ts";
 import type { FileHandle } from "./file.ts";
+import {
+  kAlive,
+  kBufferOffset,
+  kLabel,
+  kLendable,
+  kRegion,
+  kRegionOffset,
+  kRelease,
+  kReplacePages,
+  kRetain,
+  kSource,
+  kViewBuffer,
+} from "./internal.ts";
 
-/** What a head can point into (a pool `Page` or a `Mapping`). Package-internal. */
+/** What a head can point into (a pool `Page`, a `Mapping`, a ring slot). Package-internal: symbol keys. */
 export interface HeadOwner {
   /** False once unmapped or returned to its pool: heads on it are then dead. */
-  readonly alive: boolean;
+  readonly [kAlive]: boolean;
   /** Bytes a head may span, from the owner's byte 0. */
   readonly byteLength: number;
   /** Native region id and where the owner's byte 0 sits in that region. */
-  readonly region: number;
-  readonly regionOffset: number;
+  readonly [kRegion]: number;
+  readonly [kRegionOffset]: number;
   /** The revocable ArrayBuffer over the owner's memory, and where byte 0 sits in it. */
-  viewBuffer(): ArrayBuffer;
-  readonly bufferOffset: number;
-  retainRef(): void;
-  releaseRef(): void;
+  [kViewBuffer](): ArrayBuffer;
+  readonly [kBufferOffset]: number;
+  [kRetain](): void;
+  [kRelease](): void;
   /** What to call it in error messages. */
-  readonly label: string;
+  readonly [kLabel]: string;
   /** The open file whose bytes these are, from `offset` on: lets the kernel move them (PageReader windows). */
-  readonly source?: FileSource;
-  /** An ArrayBuffer of its own over `[offset, offset + length)` (mappings only). */
-  ownBuffer?(offset: number, length: number): ArrayBuffer;
+  readonly [kSource]?: FileSource;
   /** True when the owner's memory may be lent to a pipe now (a pool page held by nothing but one head). */
-  readonly lendable?: boolean;
+  readonly [kLendable]?: boolean;
   /** Fresh zeroed memory in place of the owner's (pool pages whose old memory a pipe still holds). */
-  replacePages?(): void;
+  [kReplacePages]?(): void;
 }
-
-// Heads whose bytes went out as buffers of their own: each is released once its buffer is collected.
-const handedOver = new FinalizationRegistry<PageHead>((head) => head.release());
 
 /** An open file and the file offset of an owner's byte 0. */
 export interface FileSource {
@@ -64,7 +72,7 @@ export class PageHead {
   #offset: number;
   #length: number;
   #refs = 1;
-  #bytes: Uint8Array | null = null;
+  #bytes: Uint8Array<ArrayBuffer> | null = null;
   // The packed descriptor's words, kept ready: a gather list is built per call.
   #region: number;
   #low = 0;
@@ -72,13 +80,13 @@ export class PageHead {
 
   /** @internal Heads come from `page.head()`, `mapping.head()`, `head.slice()` and `PageReader.read()`. */
   constructor(owner: HeadOwner, offset: number, length: number) {
-    if (!owner.alive) throw stateError("ERR_RELEASED", `${owner.label} is no longer live`, "head");
+    if (!owner[kAlive]) throw stateError("ERR_RELEASED", `${owner[kLabel]} is no longer live`, "head");
     this.#owner = owner;
     this.#offset = offset;
     this.#length = length;
-    this.#region = owner.region;
-    this.#setDescriptorOffset(owner.regionOffset + offset);
-    owner.retainRef();
+    this.#region = owner[kRegion];
+    this.#setDescriptorOffset(owner[kRegionOffset] + offset);
+    owner[kRetain]();
   }
 
   #setDescriptorOffset(regionOffset: number): void {
@@ -89,14 +97,14 @@ export class PageHead {
   #live(operation: string): HeadOwner {
     const owner = this.#owner;
     if (owner === null) throw stateError("ERR_RELEASED", "page head was released", operation);
-    if (!owner.alive) throw stateError("ERR_RELEASED", `page head's ${owner.label} is no longer live`, operation);
+    if (!owner[kAlive]) throw stateError("ERR_RELEASED", `page head's ${owner[kLabel]} is no longer live`, operation);
     return owner;
   }
 
   /** The bytes this head points at: a view of the page or mapping itself, not a copy. */
-  get bytes(): Uint8Array {
+  get bytes(): Uint8Array<ArrayBuffer> {
     const owner = this.#live("bytes");
-    return this.#bytes ??= new Uint8Array(owner.viewBuffer(), owner.bufferOffset + this.#offset, this.#length);
+    return this.#bytes ??= new Uint8Array(owner[kViewBuffer](), owner[kBufferOffset] + this.#offset, this.#length);
   }
 
   /** Bytes in the head; 0 once released. */
@@ -132,13 +140,13 @@ export class PageHead {
     if (--this.#refs > 0) return;
     this.#owner = null;
     this.#bytes = null;
-    owner.releaseRef();
+    owner[kRelease]();
   }
 
   /** @internal Writes this head's packed descriptor {region, offset low, offset high, length} at `list[at]`. */
   _pack(list: Uint32Array, at: number): number {
     const owner = this.#owner;
-    if (owner === null || !owner.alive) this.#live("gather"); // throws the right error
+    if (owner === null || !owner[kAlive]) this.#live("gather"); // throws the right error
     list[at] = this.#region;
     list[at + 1] = this.#low;
     list[at + 2] = this.#high;
@@ -151,32 +159,19 @@ export class PageHead {
    * user mappings, or once the file is closed (an fd number could by then name another file).
    */
   _fileSpan(): { fd: number; offset: number } | null {
-    const source = this.#owner?.source;
-    if (source === undefined || source.file.closed || !this.#owner!.alive) return null;
+    const source = this.#owner?.[kSource];
+    if (source === undefined || source.file.closed || !this.#owner![kAlive]) return null;
     return { fd: source.file.fd, offset: source.offset + this.#offset };
-  }
-
-  /**
-   * @internal This head's bytes in an ArrayBuffer of their own, never revoked, whose garbage collection
-   * releases the head: for chunks handed to code that gives no "done" signal (a Web Stream's consumer).
-   * Null where the owner cannot make one (a pool page, whose memory is reused).
-   */
-  _handOver(): Uint8Array | null {
-    const owner = this.#live("readable");
-    if (owner.ownBuffer === undefined) return null;
-    const bytes = new Uint8Array(owner.ownBuffer(this.#offset, this.#length));
-    handedOver.register(bytes.buffer, this);
-    return bytes;
   }
 
   /** @internal Whether a writer may lend this head's memory to a pipe: nobody else can reach its page. */
   _lendable(): boolean {
-    return this.#refs === 1 && this.#owner?.lendable === true;
+    return this.#refs === 1 && this.#owner?.[kLendable] === true;
   }
 
   /** @internal The page under this head gets fresh memory; the old stays with whoever holds it (a pipe). */
   _replacePages(): void {
-    this.#live("replace").replacePages!();
+    this.#live("replace")[kReplacePages]!();
   }
 
   /** @internal Drops the first `count` bytes (a partly written head in a brigade). */
@@ -184,6 +179,6 @@ export class PageHead {
     this.#offset += count;
     this.#length -= count;
     this.#bytes = null;
-    this.#setDescriptorOffset(this.#owner!.regionOffset + this.#offset);
+    this.#setDescriptorOffset(this.#owner![kRegionOffset] + this.#offset);
   }
 }

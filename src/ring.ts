@@ -10,6 +10,17 @@ import { describeErrno, fn, native } from "../ffi/native.ts";
 import { checkInteger, PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, openFile, stat } from "./file.ts";
 import { type HeadOwner, PageHead } from "./head.ts";
+import {
+  kAlive,
+  kBufferOffset,
+  kLabel,
+  kRegion,
+  kRegionOffset,
+  kRelease,
+  kRetain,
+  kViewBuffer,
+  revoke,
+} from "./internal.ts";
 import { pageSize } from "./system.ts";
 
 /** Which side of a ring this process is: one producer and one consumer per ring. */
@@ -75,6 +86,7 @@ export class SharedRing {
   /** One revocable ArrayBuffer per slot, made when first viewed. */
   #buffers: (ArrayBuffer | null)[];
   #viewed: Uint8Array;
+  #escaped = false;
   #state: "open" | "closing" | "closed" = "open";
   #pending = false;
   #reserved: RingSlot | null = null;
@@ -198,10 +210,14 @@ export class SharedRing {
 
   #unmap(): void {
     this.#state = "closed";
-    for (const buffer of this.#buffers) buffer?.transfer(0);
+    for (const buffer of this.#buffers) if (buffer !== null && revoke(buffer, false).escaped) this.#escaped = true;
     this.#reserved = null;
     this.#outstanding.length = 0;
-    unwrap(fn.pageio_unmap(this.#region), "munmap", this.path);
+    // A slot view transferred away outlives the ring's own: Deno cannot track it, so the memory stays.
+    const result = this.#escaped && !native.viewsTracked
+      ? fn.pageio_retire(this.#region)
+      : fn.pageio_unmap(this.#region);
+    unwrap(result, "munmap", this.path);
     this.#file.close();
   }
 
@@ -254,14 +270,17 @@ export class SharedRing {
   /** @internal Slot `index`'s revocable buffer, made on first use. */
   _buffer(index: number): ArrayBuffer {
     this.#viewed[index] = 1;
-    return this.#buffers[index] ??= native.view(this.#address + this._slotOffset(index), this.slotSize);
+    return this.#buffers[index] ??= native.view(this.#region, this.#address + this._slotOffset(index), this.slotSize);
   }
 
   /** @internal Every view of slot `index` handed out so far reads as empty from now on. */
   _revoke(index: number): void {
     if (this.#viewed[index] === 0) return;
     this.#viewed[index] = 0;
-    this.#buffers[index] = this.#buffers[index]!.transfer(); // same memory, new ArrayBuffer: old views empty
+    // Same memory, new ArrayBuffer: old views empty. A buffer transferred away keeps the memory mapped.
+    const revoked = revoke(this.#buffers[index]!, true);
+    this.#buffers[index] = revoked.buffer;
+    if (revoked.escaped) this.#escaped = true;
   }
 
   /** @internal The producer publishes its reserved slot. */
@@ -331,31 +350,31 @@ export class RingSlot {
 class ReceivedSlot implements HeadOwner {
   #refs = 0;
   released = false;
-  readonly label = "ring slot";
-  readonly bufferOffset = 0;
-  readonly region: number;
-  readonly regionOffset: number;
+  readonly [kLabel] = "ring slot";
+  readonly [kBufferOffset] = 0;
+  readonly [kRegion]: number;
+  readonly [kRegionOffset]: number;
   readonly byteLength: number;
 
   constructor(readonly ring: SharedRing, readonly index: number) {
-    this.region = ring._region;
-    this.regionOffset = ring._slotOffset(index);
+    this[kRegion] = ring._region;
+    this[kRegionOffset] = ring._slotOffset(index);
     this.byteLength = ring.slotSize;
   }
 
-  get alive(): boolean {
+  get [kAlive](): boolean {
     return !this.released && this.ring._open;
   }
 
-  viewBuffer(): ArrayBuffer {
+  [kViewBuffer](): ArrayBuffer {
     return this.ring._buffer(this.index);
   }
 
-  retainRef(): void {
+  [kRetain](): void {
     this.#refs++;
   }
 
-  releaseRef(): void {
+  [kRelease](): void {
     if (--this.#refs > 0) return;
     this.released = true;
     this.ring._giveBack(this);

@@ -37,3 +37,8 @@ export function guardFaultCount(): number {
 export function guardPrivateCopyCount(): number {
   return fn.pageio_private_copy_count();
 }
+
+/** @internal Bytes kept mapped for good because a view that escaped (transferred) may still reach them. */
+export function retiredBytes(): number {
+  return fn.pageio_retired_bytes();
+}

@@ -23,6 +23,15 @@ const Slot = struct {
     kind: Kind = .anonymous,
     /// The SIGBUS guard replaced a page of it: the file was truncated under the mapping.
     faulted: bool = false,
+    /// References to the memory: its JS owner's (until `close`) plus one per ArrayBuffer over it whose
+    /// release the runtime reports (Bun's deallocator). The memory is unmapped when the last one goes.
+    refs: u32 = 0,
+    /// The JS owner let go: its id no longer resolves, though the memory may live on under views.
+    closed: bool = false,
+    /// Viewed by an ArrayBuffer whose release no runtime reports (Deno): it is retired, never unmapped.
+    viewed_untracked: bool = false,
+    /// The attached JS thread that registered it (0: none), released when that thread ends.
+    thread: u64 = 0,
 };
 
 var slots: [region_count_max]Slot = [_]Slot{.{}} ** region_count_max;
@@ -52,20 +61,98 @@ pub fn register(base: usize, len: usize, kind: Kind) Errno!Id {
     const slot = &slots[index];
     std.debug.assert(!slot.live);
     const generation: u16 = if (slot.generation >= 0xFFFE) 1 else slot.generation + 1;
-    slot.* = .{ .base = base, .len = len, .generation = generation, .kind = kind };
+    slot.* = .{ .base = base, .len = len, .generation = generation, .kind = kind, .refs = 1, .thread = current_thread };
     @atomicStore(bool, &slot.live, true, .release);
     return (@as(u32, generation) << 16) | (@as(u32, index) + 1);
 }
 
-/// Removes a live region and returns what it was, so the caller can unmap it.
+/// Removes a live region at once, whatever holds it, and returns what it was (a constructor undoing itself).
 pub fn unregister(id: Id) Errno!Region {
     mutex.lock();
     defer mutex.unlock();
     const slot = try find(id);
+    return free(slot, id);
+}
+
+fn free(slot: *Slot, id: Id) Region {
     @atomicStore(bool, &slot.live, false, .release);
     free_indexes[free_count] = @intCast((id & 0xFFFF) - 1);
     free_count += 1;
-    return .{ .base = slot.base, .len = slot.len };
+    return .{ .base = slot.base, .len = slot.len, .kind = slot.kind };
+}
+
+/// Another reference on an open region (an ArrayBuffer whose deallocator will call `release(id, .view)`).
+pub fn retain(id: Id) Errno!void {
+    mutex.lock();
+    defer mutex.unlock();
+    const slot = try find(id);
+    if (slot.refs == std.math.maxInt(u32)) return error.OVERFLOW;
+    slot.refs += 1;
+}
+
+/// Records that an ArrayBuffer no runtime will report released now views the region.
+pub fn markViewedUntracked(id: Id) Errno!void {
+    mutex.lock();
+    defer mutex.unlock();
+    (try find(id)).viewed_untracked = true;
+}
+
+/// Who lets go: the owner after revoking every view it made, the owner when it could not (a view escaped,
+/// or its thread ended), or a view whose release the runtime reported.
+pub const Holder = enum { owner, owner_unrevoked, view };
+
+/// What `release` decided: the memory can go (`unmap`), must stay forever (`retire`), or is still held.
+pub const Released = union(enum) { held, unmap: Region, retire: Region };
+
+/// Drops a reference. The owner's (once only) also closes the id to JS. When the last one goes, the slot
+/// is freed and the caller unmaps the memory, unless an untracked view may still reach it: then it is
+/// retired (kept mapped, counted in `retired_bytes`).
+pub fn release(id: Id, holder: Holder) Errno!Released {
+    mutex.lock();
+    defer mutex.unlock();
+    const slot = switch (holder) {
+        .owner, .owner_unrevoked => try find(id),
+        .view => try findOpenOrClosed(id),
+    };
+    if (holder != .view) slot.closed = true;
+    if (holder == .owner) slot.viewed_untracked = false; // every such view is revoked
+    std.debug.assert(slot.refs > 0);
+    slot.refs -= 1;
+    if (slot.refs > 0) return .held;
+    const untracked = slot.viewed_untracked;
+    const region = free(slot, id);
+    if (!untracked) return .{ .unmap = region };
+    retired_bytes += region.len;
+    return .{ .retire = region };
+}
+
+/// Bytes of memory kept mapped for good because a view no runtime reports may still reach them.
+pub var retired_bytes: u64 = 0;
+
+/// The calling thread's id when it is an attached JS thread (`attachThread`), else 0.
+threadlocal var current_thread: u64 = 0;
+
+/// Marks the calling thread as a JS thread: regions it registers from now on are its own, and released
+/// by `releaseThread` when it ends.
+pub fn attachThread() u64 {
+    current_thread = std.Thread.getCurrentId();
+    return current_thread;
+}
+
+/// The owner references of every open region that `thread` registered (a Worker ended: nothing of its
+/// heap will release them). Calls `each` with every decision, outside the lock.
+pub fn releaseThread(thread: u64, each: *const fn (Released) void) void {
+    const count = @atomicLoad(usize, &fresh_count, .acquire);
+    for (0..count) |index| {
+        const id = blk: {
+            mutex.lock();
+            defer mutex.unlock();
+            const slot = &slots[index];
+            if (!slot.live or slot.closed or slot.thread != thread) continue;
+            break :blk (@as(u32, slot.generation) << 16) | (@as(u32, @intCast(index)) + 1);
+        };
+        each(release(id, .owner_unrevoked) catch continue);
+    }
 }
 
 pub fn lookup(id: Id) Errno!Region {
@@ -126,7 +213,14 @@ pub const Resolver = struct {
     }
 };
 
+/// A region still open to JS (not yet released by its owner).
 fn find(id: Id) Errno!*Slot {
+    const slot = try findOpenOrClosed(id);
+    if (slot.closed) return error.BADF;
+    return slot;
+}
+
+fn findOpenOrClosed(id: Id) Errno!*Slot {
     const index_plus_one = id & 0xFFFF;
     if (index_plus_one == 0 or index_plus_one > region_count_max) return error.BADF;
     const slot = &slots[index_plus_one - 1];
@@ -187,6 +281,27 @@ test "a stale id does not resolve to the region that reused its slot" {
     try std.testing.expectError(error.BADF, unregister(id_a));
     try std.testing.expectError(error.BADF, lookup(0));
     try std.testing.expectError(error.BADF, lookup(0xFFFF_FFFF));
+}
+
+test "a region's memory outlives its owner while a view holds it; an untracked view retires it" {
+    var memory: [64]u8 = undefined;
+    const id = try register(@intFromPtr(&memory), memory.len, .anonymous);
+    try retain(id);
+    try std.testing.expectEqual(Released.held, try release(id, .owner));
+    try std.testing.expectError(error.BADF, lookup(id)); // closed to JS at once
+    try std.testing.expectError(error.BADF, release(id, .owner)); // the owner lets go once
+    try std.testing.expect(liveSlotHolding(@intFromPtr(&memory[3])) != null); // still guarded
+    try std.testing.expectEqual(@intFromPtr(&memory), (try release(id, .view)).unmap.base);
+    try std.testing.expectError(error.BADF, release(id, .view));
+
+    const before = retired_bytes;
+    const other = try register(@intFromPtr(&memory), memory.len, .anonymous);
+    try markViewedUntracked(other);
+    try std.testing.expectEqual(@as(usize, 64), (try release(other, .owner_unrevoked)).retire.len);
+    const revoked = try register(@intFromPtr(&memory), memory.len, .anonymous);
+    try markViewedUntracked(revoked);
+    try std.testing.expectEqual(@as(usize, 64), (try release(revoked, .owner)).unmap.len);
+    try std.testing.expectEqual(before + 64, retired_bytes);
 }
 
 /// Whether slot `index` holds a live region (diagnostics only).
