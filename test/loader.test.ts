@@ -173,7 +173,7 @@ test("Bun can require() the package: nothing in it awaits at top level", { skip:
   assert.match(child.stdout, /^bun \d+$/m);
 });
 
-test("a Worker that imports pageio at top level answers its first message", async () => {
+test("a Worker that imports pageio at top level answers its first message", () => {
   const dir = tempDir();
   const worker = join(dir, "worker.ts");
   writeFileSync(
