@@ -131,7 +131,7 @@ export interface CallbackSpec {
 /** Every callback type the library takes, declared once like the symbols. */
 export const callbacks = {
   // void (*)(void): the poller's doorbell, rung from its thread when the ready queue was drained and fills again
-  pageio_doorbell: { parameters: [], result: "void", threadSafe: true },
+  doorbell: { parameters: [], result: "void", threadSafe: true },
 } as const satisfies Record<string, CallbackSpec>;
 
 export type CallbackName = keyof typeof callbacks;

@@ -68,7 +68,7 @@ let calling = false;
 function start(): Mode {
   mode = requestedMode() ?? "doorbell";
   if (mode === "poll") return mode;
-  if (mode === "doorbell") doorbell = native.callback("pageio_doorbell", drain);
+  if (mode === "doorbell") doorbell = native.callback("doorbell", drain);
   const id = fn.pageio_poller_open(doorbell?.pointer ?? null);
   if (id < 0) {
     // No epoll here (macOS) or none left: every wait falls back to poll(2).

@@ -169,7 +169,9 @@ console.log(reactorMode(), "ok");
 
 for (const mode of ["doorbell", "call", "poll"]) {
   test(`PAGEIO_REACTOR=${mode}: completions in a child process, which then exits on its own`, () => {
-    const run = runScript(childChecks(mode === "poll" ? 2000 : 20_000), { env: { PAGEIO_REACTOR: mode } });
+    const run = runScript(childChecks(mode === "doorbell" ? 20_000 : mode === "call" ? 5000 : 1000), {
+      env: { PAGEIO_REACTOR: mode },
+    });
     assert.equal(run.signal, null, run.stderr);
     assert.equal(run.status, 0, run.stderr);
     assert.equal(run.stdout.trim(), `${mode} ok`);
@@ -184,13 +186,13 @@ test("PAGEIO_REACTOR with an unknown value is refused by name", () => {
   assert.match(run.stderr, /PAGEIO_REACTOR must be/);
 });
 
-test("10^6 completions without crash or leak (PAGEIO_REACTOR_LONG=1)", { skip: !longRun() }, () => {
+test("10^6 completions without crash or leak (PAGEIO_REACTOR_LONG=1)", { skip: !longRun(), timeout: 600_000 }, () => {
   const run = runScript(
     childChecks(500_000) + `
 const rss = (await import("node:process")).memoryUsage().rss;
 if (rss > 400 * 1024 * 1024) throw new Error("rss " + rss);
 `,
-    { env: { PAGEIO_REACTOR: reactorMode() } },
+    { env: { PAGEIO_REACTOR: reactorMode() }, timeout: 590_000 },
   );
   assert.equal(run.signal, null, run.stderr);
   assert.equal(run.status, 0, run.stderr);
