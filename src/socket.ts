@@ -31,6 +31,7 @@ export interface TcpListenOptions {
 export interface UnixListenOptions {
   /** Filesystem path of the socket; it must not exist yet, and stays after `close()` as with `Deno.listen`. */
   path: string;
+  /** Connections the kernel queues before `accept` takes them (default 511). */
   backlog?: number;
 }
 
