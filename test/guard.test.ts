@@ -191,12 +191,13 @@ function withTmpfs<T>(bytes: number, body: (dir: string) => T): T {
 
 test("a writable mapping of a sparse file on a full filesystem: ENOSPC, not truncation, and no zeros out", {
   skip: noTmpfs,
-}, () => withTmpfs(256 * 1024, (dir) => {
-  const path = join(dir, "sparse");
-  const out = join(tempDir(), "out");
-  writeFileSync(path, "");
-  truncateSync(path, 1 << 20); // four times what the filesystem holds
-  const result = childResult(`${scanner}
+}, () =>
+  withTmpfs(256 * 1024, (dir) => {
+    const path = join(dir, "sparse");
+    const out = join(tempDir(), "out");
+    writeFileSync(path, "");
+    truncateSync(path, 1 << 20); // four times what the filesystem holds
+    const result = childResult(`${scanner}
     const m = mapFile(${JSON.stringify(path)}, { write: true });
     const head = m.head(0, 4 * pageSize);
     m.bytes.fill(7); // pages past the filesystem's room fault: SIGBUS without the guard
@@ -210,13 +211,13 @@ test("a writable mapping of a sparse file on a full filesystem: ENOSPC, not trun
     m.unmap();
     console.log(JSON.stringify(result));
   `);
-  assert.equal(result.truncated, false);
-  assert.equal(result.faults, 1);
-  assert.equal(result.first, 7, "pages the filesystem had room for keep the writes");
-  assert.equal(result.sync, "ENOSPC");
-  assert.ok(result.syncErrno > 0);
-  assert.equal(result.head, "ENOSPC");
-  assert.equal(result.advise, "ENOSPC");
-  assert.equal(result.writev, "ENOSPC");
-  assert.equal(readFileSync(out).length, 0, "nothing went out");
-}));
+    assert.equal(result.truncated, false);
+    assert.equal(result.faults, 1);
+    assert.equal(result.first, 7, "pages the filesystem had room for keep the writes");
+    assert.equal(result.sync, "ENOSPC");
+    assert.ok(result.syncErrno > 0);
+    assert.equal(result.head, "ENOSPC");
+    assert.equal(result.advise, "ENOSPC");
+    assert.equal(result.writev, "ENOSPC");
+    assert.equal(readFileSync(out).length, 0, "nothing went out");
+  }));

@@ -20,6 +20,8 @@
 const std = @import("std");
 const builtin = @import("builtin");
 const regions = @import("regions.zig");
+const errno = @import("errno.zig");
+const Errno = errno.Errno;
 
 const linux = std.os.linux;
 pub const enabled = builtin.os.tag == .linux;
@@ -45,15 +47,50 @@ pub fn install(page_size: usize) void {
 
 const F_DUPFD_CLOEXEC = 1030;
 
-/// A descriptor of the mapping's own on `fd`'s file, for the handler's fstat (the caller may close
-/// theirs at once); -1 where there is no guard.
-pub fn watch(fd: i32) @import("errno.zig").Errno!i32 {
+/// Files the guard keeps a descriptor on, one per file however many mappings it has (PageReader windows).
+/// Limit: as many as there can be regions.
+const Watched = struct { dev: u64, ino: u64, fd: i32, refs: u32 };
+var watched: [regions.region_count_max]Watched = undefined;
+var watched_count: usize = 0;
+var watched_mutex: std.Thread.Mutex = .{};
+
+/// A descriptor of the guard's own on `fd`'s file, for the handler's fstat (the caller may close theirs at
+/// once), shared by every mapping of that file; -1 where there is no guard. Give it back with `unwatch`.
+pub fn watch(fd: i32) Errno!i32 {
     if (!enabled) return -1;
+    var st: linux.Stat = undefined;
+    if (linux.E.init(linux.fstat(fd, &st)) != .SUCCESS) return error.BADF;
+    watched_mutex.lock();
+    defer watched_mutex.unlock();
+    for (watched[0..watched_count]) |*w| {
+        if (w.dev == st.dev and w.ino == st.ino) {
+            w.refs += 1;
+            return w.fd;
+        }
+    }
     const rc = linux.fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    return switch (linux.E.init(rc)) {
-        .SUCCESS => @intCast(rc),
-        else => |e| @import("errno.zig").fromE(e),
-    };
+    if (linux.E.init(rc) != .SUCCESS) return errno.fromE(linux.E.init(rc));
+    std.debug.assert(watched_count < watched.len); // one per region at most
+    watched[watched_count] = .{ .dev = st.dev, .ino = st.ino, .fd = @intCast(rc), .refs = 1 };
+    watched_count += 1;
+    return @intCast(rc);
+}
+
+/// Gives back a descriptor from `watch`; the last mapping of its file closes it.
+pub fn unwatch(fd: i32) void {
+    if (fd < 0) return;
+    watched_mutex.lock();
+    defer watched_mutex.unlock();
+    for (watched[0..watched_count], 0..) |*w, i| {
+        if (w.fd != fd) continue;
+        w.refs -= 1;
+        if (w.refs > 0) return;
+        _ = linux.close(fd);
+        watched_count -= 1;
+        watched[i] = watched[watched_count];
+        return;
+    }
+    unreachable; // every descriptor given back was handed out
 }
 
 fn handleBus(signal: i32, info: *const linux.siginfo_t, context: ?*anyopaque) callconv(.C) void {
@@ -212,4 +249,25 @@ test "a fault that is not a truncation is told apart: the file still has the pag
     const cut = classify(found, m.address + 2 * page);
     try std.testing.expectEqual(regions.Fault.truncated, cut.fault);
     try std.testing.expectEqual(m.address + page, cut.from); // the page holding the new end stays
+}
+
+test "mappings of one file share one watched descriptor, closed with the last" {
+    if (!enabled) return error.SkipZigTest;
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    const a = try tmp.dir.createFile("a", .{ .read = true });
+    defer a.close();
+    const b = try tmp.dir.createFile("b", .{ .read = true });
+    defer b.close();
+    const again = try tmp.dir.openFile("a", .{});
+    defer again.close();
+    const first = try watch(a.handle);
+    try std.testing.expectEqual(first, try watch(again.handle)); // another descriptor, the same file
+    const other = try watch(b.handle);
+    try std.testing.expect(other != first);
+    unwatch(first);
+    try std.testing.expect(linux.E.init(linux.fcntl(first, linux.F.GETFD, 0)) == .SUCCESS); // still held
+    unwatch(first);
+    try std.testing.expect(linux.E.init(linux.fcntl(first, linux.F.GETFD, 0)) == .BADF);
+    unwatch(other);
 }

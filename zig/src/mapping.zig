@@ -56,7 +56,7 @@ pub fn mapFile(fd: i32, offset: u64, len: u64, options: Options) Errno!Mapped {
     if (populate_now) flags.POPULATE = true;
     guard.install(pageSize());
     const own_fd = try guard.watch(fd);
-    errdefer if (own_fd >= 0) file.close(own_fd) catch {};
+    errdefer guard.unwatch(own_fd);
     const memory = std.c.mmap(null, @intCast(len), std.c.PROT.READ | std.c.PROT.WRITE, flags, fd, @intCast(offset));
     if (@intFromPtr(memory) == std.math.maxInt(usize)) return errno.last();
     errdefer _ = std.c.munmap(@alignCast(memory), @intCast(len));
@@ -109,7 +109,7 @@ pub fn unmap(region: regions.Id) Errno!void {
     const r = try regions.unregister(region);
     const rc = std.c.munmap(@ptrFromInt(r.base), r.len);
     std.debug.assert(rc == 0); // a registered region is always a whole mapping
-    if (r.fd >= 0) file.close(r.fd) catch {}; // after the munmap: the guard may fstat it until then
+    guard.unwatch(r.fd); // after the munmap: the handler may fstat it until then
 }
 
 /// The madvise names of `Mapping.advise`, in the TypeScript order.
