@@ -3,7 +3,7 @@
  * functions, plus the two things only the runtime can do with memory.
  * @module
  */
-import type { AsyncFunctions, NativeFunctions } from "./symbols.ts";
+import type { AsyncFunctions, CallbackName, NativeCallback, NativeFunctions } from "./symbols.ts";
 
 export interface Binding {
   readonly runtime: "deno" | "bun";
@@ -20,5 +20,11 @@ export interface Binding {
    * `UnsafePointer.of` costs ~0.5 µs, Bun's `ptr` ~15 ns).
    */
   readonly stagingLimit: number;
+  /**
+   * A native callback of a type in the `callbacks` table, calling `fn` on the JS thread (when the library calls
+   * it from another thread, the runtime queues the call onto the event loop). Ref'd: call `unref()` while the
+   * library has nothing to call it for, so the process can exit.
+   */
+  callback(name: CallbackName, fn: () => void): NativeCallback;
   close(): void;
 }

@@ -12,6 +12,7 @@ const kernel_move = @import("kernel_move.zig");
 const guard = @import("guard.zig");
 const channel = @import("channel.zig");
 const ring = @import("ring.zig");
+const poller = @import("poller.zig");
 
 /// Bumped whenever a signature or meaning below changes; `ffi/symbols.ts`
 /// carries the same number and the loader refuses a library that differs.
@@ -259,6 +260,52 @@ export fn pageio_move(kind: u32, fd_in: i32, offset_in: f64, fd_out: i32, length
     return errno.result(done);
 }
 
+/// A readiness poller for one JS isolate; with a doorbell, its thread calls it when fds become ready (see
+/// poller.zig). Returns the poller's id.
+export fn pageio_poller_open(doorbell: ?poller.Doorbell) Result {
+    return errno.result(if (poller.open(doorbell)) |id| id else |err| err);
+}
+
+/// Arms `fd` once for `interest` (1 read, 2 write); -EPERM for a regular file (always ready).
+export fn pageio_poller_arm(id: u32, fd: i32, interest: u32) Result {
+    poller.arm(id, fd, interest) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Drops `fd` from the poller (before it is closed).
+export fn pageio_poller_forget(id: u32, fd: i32) Result {
+    poller.forget(id, fd) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Doorbell mode: takes up to `max` ready events {fd: i32, ready: u32} into `out`; returns how many.
+export fn pageio_poller_drain(id: u32, out: ?[*]poller.Event, max: u32) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    return errno.result(if (poller.drain(id, o[0..max])) |n| n else |err| err);
+}
+
+/// Call mode: waits up to `timeout_ms` (-1 no limit) for ready events, as pageio_poller_drain.
+export fn pageio_poller_wait(id: u32, out: ?[*]poller.Event, max: u32, timeout_ms: i32) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    return errno.result(if (poller.wait(id, o[0..max], timeout_ms)) |n| n else |err| err);
+}
+
+/// Call mode: makes an outstanding pageio_poller_wait return.
+export fn pageio_poller_wake(id: u32) Result {
+    poller.wake(id) catch |err| return errno.result(err);
+    return 0;
+}
+
+export fn pageio_poller_close(id: u32) Result {
+    poller.close(id) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Without a poller: waits up to `timeout_ms` for one fd (poll(2)); returns its readiness bits, 0 on timeout.
+export fn pageio_wait_fd(fd: i32, interest: u32, timeout_ms: i32) Result {
+    return errno.result(if (poller.waitFd(fd, interest, timeout_ms)) |bits| bits else |err| err);
+}
+
 fn transfer(comptime direction: gather.Direction, fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
     const o = out orelse return errno.result(error.FAULT);
     o.* = .{0};
@@ -286,6 +333,7 @@ test {
     _ = guard;
     _ = channel;
     _ = ring;
+    _ = poller;
 }
 
 test "the exports refuse null and too-small inputs" {
