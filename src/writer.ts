@@ -84,7 +84,7 @@ export class PageWriter {
   readonly #lender: Lender | null = null;
   #written = 0;
   #closed = false;
-  #writable: WritableStream<Chunk | string> | null = null;
+  #writable: WritableStream<Chunk> | null = null;
   #pool: PagePool | null;
   readonly #ownsPool: boolean;
   /** The page strings are being encoded into, its bytes, and where its unqueued part starts and ends. */
@@ -251,11 +251,11 @@ export class PageWriter {
    * console.log(Deno.statSync(copy).size === Deno.statSync("README.md").size); // true
    * ```
    */
-  get writable(): WritableStream<Chunk | string> {
-    return this.#writable ??= new WritableStream<Chunk | string>({
+  get writable(): WritableStream<Chunk> {
+    return this.#writable ??= new WritableStream<Chunk>({
       write: async (chunk) => {
         try {
-          if (chunk instanceof PageHead || typeof chunk === "string") return await this.writeAsync(chunk);
+          if (chunk instanceof PageHead) return await this.writeAsync(chunk);
           if (!(chunk instanceof Uint8Array)) {
             throw new TypeError(`expected a Uint8Array or PageHead, got ${describe(chunk)}`);
           }
