@@ -31,6 +31,7 @@ export function open(path: string): Binding {
     addressOf: (bytes) => ptr(bytes) as number,
     stagingLimit: 1024,
     callback,
+    permitted: () => true, // Bun has no permission model
     close: () => library.close(),
   };
 }

@@ -48,6 +48,7 @@ export function open(path: string): Binding {
         close: () => callback.close(),
       };
     },
+    permitted: (descriptor) => Deno.permissions.querySync(descriptor).state === "granted",
     close: () => library.close(),
   };
 }

@@ -118,6 +118,29 @@ export const symbols = {
   pageio_poller_close: { parameters: ["u32"], result: "f64" },
   // (fd: i32, interest: u32, timeout_ms: i32) -> readiness bits, 0 on timeout (poll(2): no poller needed)
   pageio_wait_fd: { parameters: ["i32", "u32", "i32"], result: "f64", mayBlock: true },
+  // (transport: u32 0 tcp | 1 unix, host: u8* numeric address or unix path, host_len: u32, port: u32,
+  //  backlog: u32, flags: u32 bit 0 reuse_port) -> fd of a listening socket (non-blocking, close-on-exec)
+  pageio_socket_listen: { parameters: ["u32", "buffer", "u32", "u32", "u32", "u32"], result: "f64" },
+  // (fd: i32 listener) -> fd of the next connection (non-blocking, close-on-exec); -EAGAIN when none waits
+  pageio_socket_accept: { parameters: ["i32"], result: "f64" },
+  // (transport: u32, host: u8*, host_len: u32, port: u32, wait_ms: u32 0 = return at once | 0xFFFFFFFF no limit,
+  //  out: f64[1] 1 while the connect is in progress) -> fd
+  pageio_socket_connect: { parameters: ["u32", "buffer", "u32", "u32", "u32", "buffer"], result: "f64" },
+  // (fd: i32) -> 0 once a pending connect succeeded, else -errno (SO_ERROR)
+  pageio_socket_connect_result: { parameters: ["i32"], result: "f64" },
+  // (fd: i32, option: u32 socket.Option index, value: i32) -> 0
+  pageio_socket_set_option: { parameters: ["i32", "u32", "i32"], result: "f64" },
+  // (fd: i32, option: u32) -> 0 or 1
+  pageio_socket_get_option: { parameters: ["i32", "u32"], result: "f64" },
+  // (fd: i32, how: u32 0 read | 1 write | 2 both) -> 0
+  pageio_socket_shutdown: { parameters: ["i32", "u32"], result: "f64" },
+  // (fd: i32, peer: u32 0 own | 1 peer's, out: u8* text, out_len: u32, info: f64[2] {family 0 ipv4 | 1 ipv6 |
+  //  2 unix, port}) -> text length
+  pageio_socket_address: { parameters: ["i32", "u32", "buffer", "u32", "buffer"], result: "f64" },
+  // (fd: i32 a stream socket from elsewhere, duplicate: u32 1 = a close-on-exec copy) -> fd, now non-blocking
+  pageio_socket_adopt: { parameters: ["i32", "u32"], result: "f64" },
+  // (dir: i32, path: u8*, path_len: u32) -> fd opened read-only beneath dir (-EXDEV/-ELOOP: it would leave dir)
+  pageio_open_beneath: { parameters: ["i32", "buffer", "u32"], result: "f64" },
 } as const satisfies Record<string, SymbolSpec>;
 
 /** A callback the library calls: its parameter types (none yet) and result. */
