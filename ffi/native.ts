@@ -1,16 +1,16 @@
 /**
  * The one interface the facade calls: numbers in, numbers out, plus
- * "view this memory". Loads the library once, at first import.
+ * "view this memory". Loads the library once, at first import, synchronously.
  * @module
  */
 import type { Binding } from "./binding.ts";
 import { load } from "./load.ts";
 
 export { ABI_VERSION } from "./symbols.ts";
-export type { Binding } from "./binding.ts";
+export type { Binding, PermissionQuery } from "./binding.ts";
 
 /** The loaded library, for the running runtime. */
-export const native: Binding = await load();
+export const native: Binding = load();
 
 /** Everything `pageio_*` returns is >= 0 on success and -errno on failure. */
 export const fn = native.functions;

@@ -143,6 +143,11 @@ export class PageHead {
     owner[kRelease]();
   }
 
+  /** Releases this head's reference, as `release()` does, for `using`; nothing if already released. */
+  [Symbol.dispose](): void {
+    if (this.#owner !== null) this.release();
+  }
+
   /** @internal Writes this head's packed descriptor {region, offset low, offset high, length} at `list[at]`. */
   _pack(list: Uint32Array, at: number): number {
     const owner = this.#owner;

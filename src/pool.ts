@@ -400,6 +400,11 @@ export class Page {
     this[kRelease]();
   }
 
+  /** Releases the page's reference, as `release()` does, for `using`; nothing if already back in its pool. */
+  [Symbol.dispose](): void {
+    if (this.#pool !== null) this[kRelease]();
+  }
+
   /** @internal */
   get [kAlive](): boolean {
     return this.#pool !== null;

@@ -10,7 +10,7 @@ import { readv, readvAsync } from "./gather.ts";
 import type { PageHead } from "./head.ts";
 import { kRelease } from "./internal.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
-import { PagePool } from "./pool.ts";
+import { type Page, PagePool } from "./pool.ts";
 import { pageSize } from "./system.ts";
 
 /** Options of `new PageReader()`. */
@@ -21,6 +21,10 @@ export interface PageReaderOptions {
   chunkSize?: number;
   /** Bytes of a regular file mapped at once, a multiple of the page size (default 8 MiB). */
   windowSize?: number;
+  /** Where in a regular file to start (default 0): with `length`, a byte range, as an HTTP `Range` asks. */
+  offset?: number;
+  /** Most bytes to read (default: to the end of the file, or of the stream). */
+  length?: number;
   /**
    * Most bytes of a regular file this reader keeps mapped, windows still held by unreleased heads
    * included (default 32 MiB, at least the page size). Past it, heads are read into pool pages instead,
@@ -51,7 +55,10 @@ export class PageReader implements Iterable<PageHead> {
   #file: FileHandle | number;
   readonly #ownsFile: boolean;
   readonly #mapped: boolean;
-  readonly #size: number;
+  /** Where reading stops in a file; bytes left to read from a stream (Infinity: to its end). */
+  readonly #end: number;
+  #left: number;
+  readonly #rangeLength: number | null;
   readonly #chunkSize: number;
   readonly #windowSize: number;
   readonly #maxMappedBytes: number;
@@ -85,6 +92,8 @@ export class PageReader implements Iterable<PageHead> {
     if (options.pool !== undefined && !(options.pool instanceof PagePool)) {
       throw new TypeError(`pool must be a PagePool, got ${describe(options.pool)}`);
     }
+    const offset = checkInteger("offset", options.offset ?? 0, 0);
+    const wanted = options.length === undefined ? undefined : checkInteger("length", options.length, 0);
     this.#ownsPool = options.pool === undefined;
     this.#pool = options.pool ?? null;
     this.#ownsFile = typeof source === "string" || source instanceof URL;
@@ -92,7 +101,21 @@ export class PageReader implements Iterable<PageHead> {
     try {
       const { size, kind } = stat(fdOf(this.#file));
       this.#mapped = kind === "file";
-      this.#size = size;
+      if (this.#mapped) {
+        if (offset + (wanted ?? 0) > size) {
+          throw new RangeError(
+            wanted === undefined
+              ? `offset ${offset} is past the end of the ${size}-byte file`
+              : `offset ${offset} + length ${wanted} is past the end of the ${size}-byte file`,
+          );
+        }
+      } else if (offset !== 0) {
+        throw new TypeError(`offset ${offset} needs a regular file; a ${kind} is read from where it is`);
+      }
+      this.#position = offset;
+      this.#end = this.#mapped ? offset + (wanted ?? size - offset) : Infinity;
+      this.#left = this.#mapped ? Infinity : wanted ?? Infinity;
+      this.#rangeLength = this.#mapped ? this.#end - offset : wanted ?? null;
     } catch (error) {
       if (this.#ownsFile) (this.#file as FileHandle).close();
       throw error;
@@ -100,6 +123,21 @@ export class PageReader implements Iterable<PageHead> {
     const path = this.#file instanceof FileHandle ? this.#file.path : undefined;
     this.#path = path;
     this.#label = path === undefined ? `mapping of fd ${fdOf(this.#file)}` : `mapping of '${path}'`;
+  }
+
+  /**
+   * Bytes this reader reads in all: the range's length (the whole file by default), or `length` on a
+   * stream; null for a stream read to its end, whose length is not known. A `Content-Length`.
+   *
+   * @example
+   * ```ts
+   * import { PageReader } from "@pageio/pageio";
+   * using reader = new PageReader("README.md", { offset: 2, length: 5 }); // bytes 2-6, as `Range: bytes=2-6`
+   * console.log(reader.size); // 5
+   * ```
+   */
+  get size(): number | null {
+    return this.#rangeLength;
   }
 
   /** The next head, or null at end of input. */
@@ -110,7 +148,7 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   #readMapped(): PageHead | null {
-    if (this.#position >= this.#size) return this.#end();
+    if (this.#position >= this.#end) return this.#finish();
     let window = this.#window;
     if (window === null || this.#position >= this.#windowStart + window.byteLength) {
       // Forget the old window before anything can throw: close() must not release it a second time.
@@ -131,7 +169,7 @@ export class PageReader implements Iterable<PageHead> {
     const held = this.#windows.reduce((sum, w) => sum + w.byteLength, 0);
     const start = this.#position - (this.#position % pageSize);
     const room = this.#maxMappedBytes - held;
-    const length = Math.min(this.#windowSize, this.#size - start, room - (room % pageSize));
+    const length = Math.min(this.#windowSize, this.#end - start, room - (room % pageSize));
     if (length <= this.#position - start) return null;
     this.#checkSize(start + length);
     // Heads of a window on a FileHandle are file spans too: a PageWriter lets the kernel move them.
@@ -175,9 +213,9 @@ export class PageReader implements Iterable<PageHead> {
     }
   }
 
-  /** Reads into `into` at the reader's position, up to the size seen at open; ERR_FILE_TRUNCATED if cut. */
+  /** Reads into `into` at the reader's position, up to the range's end; ERR_FILE_TRUNCATED if cut. */
   #pread(into: Uint8Array): number {
-    const want = Math.min(into.byteLength, this.#size - this.#position, 2 ** 31);
+    const want = Math.min(into.byteLength, this.#end - this.#position, 2 ** 31);
     if (want === 0) return 0;
     const read = unwrap(fn.pageio_pread(fdOf(this.#file), into, want, this.#position), "pread", this.#path);
     if (read === 0) this.#checkSize(this.#position + 1);
@@ -186,13 +224,24 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   #readIntoPage(): PageHead | null {
+    if (this.#left === 0) return this.#finish();
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
-      const read = readv(this.#file, [page]);
-      return read === 0 ? this.#end() : page.head(0, read);
+      return this.#took(readv(this.#file, [this.#room(page)]), page);
     } finally {
       page.release();
     }
+  }
+
+  /** What of `page` to read into: no more than `length` has left. */
+  #room(page: Page): Page | Uint8Array {
+    return this.#left >= this.#pool!.pageSize ? page : page.bytes.subarray(0, this.#left);
+  }
+
+  #took(read: number, page: Page): PageHead | null {
+    if (read === 0) return this.#finish();
+    this.#left -= read;
+    return page.head(0, read);
   }
 
   /**
@@ -203,10 +252,10 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readAsync");
     if (this.#ended) return null;
     if (this.#mapped) return this.#readMapped();
+    if (this.#left === 0) return this.#finish();
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
-      const read = await readvAsync(this.#file, [page]);
-      return read === 0 ? this.#end() : page.head(0, read);
+      return this.#took(await readvAsync(this.#file, [this.#room(page)]), page);
     } finally {
       page.release();
     }
@@ -266,10 +315,13 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readable");
     if (this.#ended) return 0;
     if (this.#mapped) return this.#pread(view);
-    return await readvAsync(this.#file, [view]);
+    if (this.#left === 0) return 0;
+    const read = await readvAsync(this.#file, [view.subarray(0, Math.min(view.byteLength, this.#left))]);
+    this.#left -= read;
+    return read;
   }
 
-  #end(): null {
+  #finish(): null {
     this.#ended = true;
     const window = this.#window;
     this.#window = null;

@@ -62,65 +62,70 @@ const values: unknown[] = [
   10n,
 ];
 
-test(`argument fuzzing: ${CASES} calls, each works or throws a typed error, nothing leaks`, () => {
-  const path = tempFile(patternBytes(3 * pageSize + 100, 51));
-  const outPath = `${tempDir()}/fuzz-out`;
-  const fds = openDescriptorCount();
-  const regions = liveRegionCount();
-  using pool = new PagePool({ pages: 8, maxPages: 64, leakDetection: "off" });
-  using mapping = mapFile(path);
-  const page = pool.acquire();
-  const head = page.head(0, 1000);
-  // A fuzzed descriptor must never name one of the runtime's own (stdin, an epoll fd…): whole numbers in
-  // range become /dev/null or a number no file has; everything else goes through as it is.
-  using devNull = new PageWriter("/dev/null");
-  const nullFd = openSync("/dev/null", "r+");
-  const fdFor = (a: number) => Number.isInteger(a) && a >= 0 && a < 2 ** 31 ? (a % 2 === 0 ? nullFd : 2 ** 30) : a;
-  let seed = 12345;
-  const pick = () => {
-    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-    return values[seed % values.length] as number;
-  };
-  // Each entry calls one API with fuzzed numbers and releases whatever it got.
-  const calls: ((a: number, b: number) => void)[] = [
-    (a, b) => mapping.head(a, b).release(),
-    (a, b) => mapping.advise("normal", a, b),
-    (a, b) => mapping.sync(a, b),
-    (a, b) => head.slice(a, b).release(),
-    (a, b) => page.head(a, b).release(),
-    (a) => new FileHandle(fdFor(a) === nullFd ? 2 ** 30 : fdFor(a)), // never closes a real descriptor
-    (a, b) => mapFile(path, { offset: a, length: b }).unmap(),
-    (a) => mapAnonymous(a % 2 ** 24 === a ? a : a).unmap(),
-    (a, b) => new PagePool({ pageSize: a, pages: b, maxPages: 4 }).close(),
-    (a) => writev(fdFor(a), [head]),
-    (a) => readv(fdFor(a), [new Uint8Array(1)]),
-    (a, b) => new PageReader(path, { chunkSize: a, windowSize: b }).close(),
-    (a) => new PageWriter(outPath, { highWaterMark: a }).close(),
-  ];
-  const outcomes = { ok: 0, TypeError: 0, RangeError: 0, PageIoError: 0 };
-  for (let i = 0; i < CASES; i++) {
-    const a = pick();
-    const b = pick();
-    const call = calls[i % calls.length];
-    try {
-      call(a, b);
-      outcomes.ok++;
-    } catch (error) {
-      if (error instanceof PageIoError) outcomes.PageIoError++;
-      else if (error instanceof RangeError) outcomes.RangeError++;
-      else if (error instanceof TypeError) outcomes.TypeError++;
-      else throw new Error(`case ${i}: call ${i % calls.length}(${String(a)}, ${String(b)}) threw ${error}`);
+// A million calls: seconds on a loaded 2-core machine, past bun's 5 s default.
+test(
+  `argument fuzzing: ${CASES} calls, each works or throws a typed error, nothing leaks`,
+  { timeout: 120_000 },
+  () => {
+    const path = tempFile(patternBytes(3 * pageSize + 100, 51));
+    const outPath = `${tempDir()}/fuzz-out`;
+    const fds = openDescriptorCount();
+    const regions = liveRegionCount();
+    using pool = new PagePool({ pages: 8, maxPages: 64, leakDetection: "off" });
+    using mapping = mapFile(path);
+    const page = pool.acquire();
+    const head = page.head(0, 1000);
+    // A fuzzed descriptor must never name one of the runtime's own (stdin, an epoll fd…): whole numbers in
+    // range become /dev/null or a number no file has; everything else goes through as it is.
+    using devNull = new PageWriter("/dev/null");
+    const nullFd = openSync("/dev/null", "r+");
+    const fdFor = (a: number) => Number.isInteger(a) && a >= 0 && a < 2 ** 31 ? (a % 2 === 0 ? nullFd : 2 ** 30) : a;
+    let seed = 12345;
+    const pick = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return values[seed % values.length] as number;
+    };
+    // Each entry calls one API with fuzzed numbers and releases whatever it got.
+    const calls: ((a: number, b: number) => void)[] = [
+      (a, b) => mapping.head(a, b).release(),
+      (a, b) => mapping.advise("normal", a, b),
+      (a, b) => mapping.sync(a, b),
+      (a, b) => head.slice(a, b).release(),
+      (a, b) => page.head(a, b).release(),
+      (a) => new FileHandle(fdFor(a) === nullFd ? 2 ** 30 : fdFor(a)), // never closes a real descriptor
+      (a, b) => mapFile(path, { offset: a, length: b }).unmap(),
+      (a) => mapAnonymous(a % 2 ** 24 === a ? a : a).unmap(),
+      (a, b) => new PagePool({ pageSize: a, pages: b, maxPages: 4 }).close(),
+      (a) => writev(fdFor(a), [head]),
+      (a) => readv(fdFor(a), [new Uint8Array(1)]),
+      (a, b) => new PageReader(path, { chunkSize: a, windowSize: b }).close(),
+      (a) => new PageWriter(outPath, { highWaterMark: a }).close(),
+    ];
+    const outcomes = { ok: 0, TypeError: 0, RangeError: 0, PageIoError: 0 };
+    for (let i = 0; i < CASES; i++) {
+      const a = pick();
+      const b = pick();
+      const call = calls[i % calls.length];
+      try {
+        call(a, b);
+        outcomes.ok++;
+      } catch (error) {
+        if (error instanceof PageIoError) outcomes.PageIoError++;
+        else if (error instanceof RangeError) outcomes.RangeError++;
+        else if (error instanceof TypeError) outcomes.TypeError++;
+        else throw new Error(`case ${i}: call ${i % calls.length}(${String(a)}, ${String(b)}) threw ${error}`);
+      }
     }
-  }
-  head.release();
-  page.release();
-  closeSync(nullFd);
-  devNull.close();
-  assert.equal(pool.stats.inUse, 0);
-  mapping.unmap();
-  pool.close();
-  assert.equal(liveRegionCount(), regions, "no mapping or slab left behind");
-  assert.equal(openDescriptorCount(), fds, "no descriptor left behind");
-  assert.ok(outcomes.ok > 0 && outcomes.RangeError > 0 && outcomes.TypeError > 0, JSON.stringify(outcomes));
-  console.log(`fuzz outcomes: ${JSON.stringify(outcomes)}`);
-});
+    head.release();
+    page.release();
+    closeSync(nullFd);
+    devNull.close();
+    assert.equal(pool.stats.inUse, 0);
+    mapping.unmap();
+    pool.close();
+    assert.equal(liveRegionCount(), regions, "no mapping or slab left behind");
+    assert.equal(openDescriptorCount(), fds, "no descriptor left behind");
+    assert.ok(outcomes.ok > 0 && outcomes.RangeError > 0 && outcomes.TypeError > 0, JSON.stringify(outcomes));
+    console.log(`fuzz outcomes: ${JSON.stringify(outcomes)}`);
+  },
+);
