@@ -175,7 +175,7 @@ function serveFile(path: string): { port: number; stop: () => Promise<void> } {
     return { port: server.addr.port, stop: () => server.shutdown() };
   }
   const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: handler });
-  return { port: server.port, stop: async () => void server.stop(true) };
+  return { port: server.port, stop: () => server.stop(true) as Promise<void> };
 }
 
 const haveCurl = spawnSync("curl", ["--version"], { stdio: "ignore" }).status === 0;
