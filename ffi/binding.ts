@@ -3,7 +3,7 @@
  * functions, plus the two things only the runtime can do with memory.
  * @module
  */
-import type { AsyncFunctions, NativeFunctions } from "./symbols.ts";
+import type { AsyncFunctions, CallbackName, NativeCallback, NativeFunctions } from "./symbols.ts";
 
 export interface Binding {
   readonly runtime: "deno" | "bun";
@@ -20,5 +20,19 @@ export interface Binding {
    * `UnsafePointer.of` costs ~0.5 µs, Bun's `ptr` ~15 ns).
    */
   readonly stagingLimit: number;
+  /**
+   * A native callback of a type in the `callbacks` table, calling `fn` on the JS thread (when the library calls
+   * it from another thread, the runtime queues the call onto the event loop). Ref'd: call `unref()` while the
+   * library has nothing to call it for, so the process can exit.
+   */
+  callback(name: CallbackName, fn: () => void): NativeCallback;
+  /**
+   * Whether the runtime's own permissions grant this (Deno's `--allow-net`, `--allow-read`, `--allow-write`
+   * scopes; FFI could bypass them, pageio does not). Always true on Bun.
+   */
+  permitted(descriptor: PermissionQuery): boolean;
   close(): void;
 }
+
+/** A permission as Deno names it: network access to `host` ("host:port") or file access to `path`. */
+export type PermissionQuery = { name: "net"; host: string } | { name: "read" | "write"; path: string };

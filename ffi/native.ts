@@ -7,7 +7,7 @@ import type { Binding } from "./binding.ts";
 import { load } from "./load.ts";
 
 export { ABI_VERSION } from "./symbols.ts";
-export type { Binding } from "./binding.ts";
+export type { Binding, PermissionQuery } from "./binding.ts";
 
 /** The loaded library, for the running runtime. */
 export const native: Binding = load();

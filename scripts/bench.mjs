@@ -83,6 +83,10 @@ const groups = [
     title: "(4.5) 256 MiB of pool pages into a pipe read by `cat`: copied (writev) or lent (vmsplice), 1 MiB a call",
     args: ["spliceOrWritev", String(256 * 2 ** 20)],
   },
+  {
+    title: "(5) a log writer: 10^6 lines of ~100 B written as strings to a file",
+    args: ["logLines", join(dir, "log.out"), "1000000"],
+  },
 ];
 
 const lines = [];

@@ -2,8 +2,8 @@
  * Files opened by pageio: close-on-exec descriptors with an explicit close.
  * @module
  */
-import { fn } from "../ffi/native.ts";
-import { checkInteger, stateError, unwrap } from "./errors.ts";
+import { fn, native } from "../ffi/native.ts";
+import { checkInteger, PageIoError, stateError, unwrap } from "./errors.ts";
 
 /**
  * `"r"` read; `"r+"` read and write; `"w"` write, create, truncate; `"w+"` read and write, create, truncate;
@@ -109,6 +109,38 @@ export function openFile(path: string | URL, mode: FileMode = "r", options: Open
   const flags = (options.noFollow ? 1 : 0) | (options.nonBlocking ? 2 : 0);
   const fd = unwrap(fn.pageio_open(bytes, bytes.length, index, flags), "open", p);
   return new FileHandle(fd, p);
+}
+
+/**
+ * Opens `path` read-only inside the directory `dir`, refusing any path that would resolve outside it: `..`
+ * past the top, an absolute path, or a symbolic link leading out (`EXDEV`; on systems without Linux's
+ * `openat2`, every symbolic link is refused with `ELOOP`). For serving files from a root directory.
+ *
+ * @example
+ * ```ts
+ * import { openBeneath, openFile } from "@pageio/pageio";
+ * using root = openFile(".");
+ * using readme = openBeneath(root, "README.md");
+ * console.log(readme.size() > 0); // true
+ * try {
+ *   openBeneath(root, "../outside");
+ * } catch (error) {
+ *   console.log((error as { code: string }).code); // "EXDEV"
+ * }
+ * ```
+ */
+export function openBeneath(dir: FileHandle, path: string): FileHandle {
+  if (!(dir instanceof FileHandle)) throw new TypeError(`dir must be a FileHandle, got ${describe(dir)}`);
+  if (typeof path !== "string") throw new TypeError(`path must be a string, got ${describe(path)}`);
+  const full = dir.path === undefined ? path : `${dir.path.replace(/\/+$/, "")}/${path}`;
+  if (!native.permitted({ name: "read", path: full })) {
+    throw new PageIoError("EACCES", `EACCES: requires read access to '${full}' (run deno with --allow-read)`, {
+      syscall: "open",
+      path: full,
+    });
+  }
+  const bytes = encoder.encode(path);
+  return new FileHandle(unwrap(fn.pageio_open_beneath(dir.fd, bytes, bytes.length), "openat2", full), full);
 }
 
 /** A descriptor to operate on: a FileHandle (must be open) or a plain fd number from elsewhere. */

@@ -437,13 +437,21 @@ export async function writevAsync(target: Target, chunks: Iterable<Chunk>): Prom
  */
 export function readv(source: Target, targets: Iterable<ReadTarget>): number {
   const fd = fdOf(source);
+  return unwrap(scatter(fd, targets), "readv", undefined, shared.out[0]);
+}
+
+/**
+ * @internal One synchronous scatter read through the shared list: the native result (-errno on failure),
+ * with the bytes read in `shared.out[0]` either way, already copied into staged targets.
+ */
+export function scatter(fd: number, targets: Iterable<ReadTarget>): number {
   const { list: items, made } = targetList(targets);
   try {
     const staged = shared.packTargets(items);
     const { list, staging, out } = shared;
     const result = fn.pageio_readv(fd, list, list.byteLength, shared.count, staging, shared.stagingUsed, 0, out);
     shared.copyBack(staged, out[0]); // also after a failure part-way
-    return unwrap(result, "readv", undefined, out[0]);
+    return result;
   } finally {
     for (const head of made) head.release();
   }

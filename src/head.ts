@@ -84,7 +84,7 @@ export class PageHead {
   #offset: number;
   #length: number;
   #refs = 1;
-  #bytes: Uint8Array | null = null;
+  #bytes: Uint8Array<ArrayBuffer> | null = null;
   // The packed descriptor's words, kept ready: a gather list is built per call.
   #region: number;
   #low = 0;
@@ -138,7 +138,7 @@ export class PageHead {
   }
 
   /** The bytes this head points at: a view of the page or mapping itself, not a copy. */
-  get bytes(): Uint8Array {
+  get bytes(): Uint8Array<ArrayBuffer> {
     const owner = this.#live("bytes");
     return this.#bytes ??= new Uint8Array(owner.viewBuffer(), owner.bufferOffset + this.#offset, this.#length);
   }
@@ -177,6 +177,11 @@ export class PageHead {
     this.#owner = null;
     this.#bytes = null;
     owner.releaseRef();
+  }
+
+  /** Releases this head's reference, as `release()` does, for `using`; nothing if already released. */
+  [Symbol.dispose](): void {
+    if (this.#owner !== null) this.release();
   }
 
   /**

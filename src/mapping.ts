@@ -51,7 +51,7 @@ export class Mapping {
   #region: number;
   #address: number;
   #buffer: ArrayBuffer | null;
-  #bytes: Uint8Array;
+  #bytes: Uint8Array<ArrayBuffer>;
   #refs = 1; // the mapping's own, plus one per live head
   #closed = false;
   /** @internal */ readonly bufferOffset: number;
@@ -84,7 +84,7 @@ export class Mapping {
   }
 
   /** The mapped bytes (no copy). Empty once unmapped. */
-  get bytes(): Uint8Array {
+  get bytes(): Uint8Array<ArrayBuffer> {
     return this.#bytes;
   }
 

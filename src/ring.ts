@@ -271,6 +271,13 @@ export class SharedRing {
     unwrap(fn.pageio_ring_publish(this.#region, length), "ring publish", this.path);
   }
 
+  /** @internal The producer let go of its reserved slot without publishing it. */
+  _abandon(slot: RingSlot): void {
+    if (this.#reserved !== slot) return;
+    this.#reserved = null;
+    if (this.#state === "open") this._revoke(slot.index);
+  }
+
   /** @internal The consumer let go of a slot: the oldest run of released slots goes back to the producer. */
   _giveBack(slot: ReceivedSlot): void {
     this._revoke(slot.index);
@@ -290,7 +297,7 @@ export class SharedRing {
  */
 export class RingSlot {
   #ring: SharedRing | null;
-  #bytes: Uint8Array | null = null;
+  #bytes: Uint8Array<ArrayBuffer> | null = null;
   /** The slot's index in the ring. */
   readonly index: number;
 
@@ -308,7 +315,7 @@ export class RingSlot {
   }
 
   /** The whole slot, writable, in shared memory (no copy). */
-  get bytes(): Uint8Array {
+  get bytes(): Uint8Array<ArrayBuffer> {
     return this.#bytes ??= new Uint8Array(this.#live("bytes")._buffer(this.index));
   }
 
@@ -324,6 +331,18 @@ export class RingSlot {
     this.#ring = null;
     this.#bytes = null;
     ring._publish(this, length);
+  }
+
+  /**
+   * For `using`: an unpublished slot is let go unpublished (its views read as empty; the next `reserve()`
+   * hands out the same slot again); a published one is left alone.
+   */
+  [Symbol.dispose](): void {
+    const ring = this.#ring;
+    if (ring === null) return;
+    this.#ring = null;
+    this.#bytes = null;
+    ring._abandon(this);
   }
 }
 

@@ -12,6 +12,9 @@ const kernel_move = @import("kernel_move.zig");
 const guard = @import("guard.zig");
 const channel = @import("channel.zig");
 const ring = @import("ring.zig");
+const poller = @import("poller.zig");
+const socket = @import("socket.zig");
+const beneath = @import("beneath.zig");
 
 /// Bumped whenever a signature or meaning below changes; `ffi/symbols.ts`
 /// carries the same number and the loader refuses a library that differs.
@@ -272,6 +275,125 @@ export fn pageio_move(kind: u32, fd_in: i32, offset_in: f64, fd_out: i32, length
     return errno.result(done);
 }
 
+/// A readiness poller for one JS isolate; with a doorbell, its thread calls it when fds become ready (see
+/// poller.zig). Returns the poller's id.
+export fn pageio_poller_open(doorbell: ?poller.Doorbell) Result {
+    return errno.result(if (poller.open(doorbell)) |id| id else |err| err);
+}
+
+/// Arms `fd` once for `interest` (1 read, 2 write); -EPERM for a regular file (always ready).
+export fn pageio_poller_arm(id: u32, fd: i32, interest: u32) Result {
+    poller.arm(id, fd, interest) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Drops `fd` from the poller (before it is closed).
+export fn pageio_poller_forget(id: u32, fd: i32) Result {
+    poller.forget(id, fd) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Doorbell mode: takes up to `max` ready events {fd: i32, ready: u32} into `out`; returns how many.
+export fn pageio_poller_drain(id: u32, out: ?[*]poller.Event, max: u32) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    return errno.result(if (poller.drain(id, o[0..max])) |n| n else |err| err);
+}
+
+/// Call mode: waits up to `timeout_ms` (-1 no limit) for ready events, as pageio_poller_drain.
+export fn pageio_poller_wait(id: u32, out: ?[*]poller.Event, max: u32, timeout_ms: i32) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    return errno.result(if (poller.wait(id, o[0..max], timeout_ms)) |n| n else |err| err);
+}
+
+/// Call mode: makes an outstanding pageio_poller_wait return.
+export fn pageio_poller_wake(id: u32) Result {
+    poller.wake(id) catch |err| return errno.result(err);
+    return 0;
+}
+
+export fn pageio_poller_close(id: u32) Result {
+    poller.close(id) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Without a poller: waits up to `timeout_ms` for one fd (poll(2)); returns its readiness bits, 0 on timeout.
+export fn pageio_wait_fd(fd: i32, interest: u32, timeout_ms: i32) Result {
+    return errno.result(if (poller.waitFd(fd, interest, timeout_ms)) |bits| bits else |err| err);
+}
+
+/// A listening socket (transport 0 tcp, 1 unix) on `host`:`port` or the unix path `host`; flags bit 0 reuse_port.
+/// Returns its descriptor (non-blocking, close-on-exec).
+export fn pageio_socket_listen(transport: u32, host: ?[*]const u8, host_len: u32, port: u32, backlog: u32, flags: u32) Result {
+    const h = host orelse return errno.result(error.FAULT);
+    const t = std.meta.intToEnum(socket.Transport, transport) catch return errno.result(error.INVAL);
+    return errno.result(@intCast(socket.listen(t, h[0..host_len], port, backlog, @bitCast(flags)) catch |err| return errno.result(err)));
+}
+
+/// The next waiting connection on listener `fd` (-EAGAIN: none yet).
+export fn pageio_socket_accept(fd: i32) Result {
+    return errno.result(@intCast(socket.accept(fd) catch |err| return errno.result(err)));
+}
+
+/// A socket connecting to `host`:`port` (or unix path). wait_ms 0: out[0] = 1 while the connect is in progress
+/// (wait until writable, then pageio_socket_connect_result); else waits up to wait_ms for it.
+export fn pageio_socket_connect(transport: u32, host: ?[*]const u8, host_len: u32, port: u32, wait_ms: u32, out: ?*[1]f64) Result {
+    const h = host orelse return errno.result(error.FAULT);
+    const o = out orelse return errno.result(error.FAULT);
+    const t = std.meta.intToEnum(socket.Transport, transport) catch return errno.result(error.INVAL);
+    var pending = false;
+    const fd = socket.connect(t, h[0..host_len], port, wait_ms, &pending) catch |err| return errno.result(err);
+    o.* = .{@floatFromInt(@intFromBool(pending))};
+    return errno.result(@intCast(fd));
+}
+
+/// How a pending connect ended: 0 connected, else -errno (SO_ERROR).
+export fn pageio_socket_connect_result(fd: i32) Result {
+    socket.connectResult(fd) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Sets socket option `option` (socket.Option) to `value`.
+export fn pageio_socket_set_option(fd: i32, option: u32, value: i32) Result {
+    const o = std.meta.intToEnum(socket.Option, option) catch return errno.result(error.INVAL);
+    socket.setOption(fd, o, value) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Socket option `option` as 0 or 1.
+export fn pageio_socket_get_option(fd: i32, option: u32) Result {
+    const o = std.meta.intToEnum(socket.Option, option) catch return errno.result(error.INVAL);
+    return errno.result(@as(u64, socket.getOption(fd, o) catch |err| return errno.result(err)));
+}
+
+/// Shuts down the read side (0), the write side (1) or both (2).
+export fn pageio_socket_shutdown(fd: i32, how: u32) Result {
+    const h = std.meta.intToEnum(socket.Shutdown, how) catch return errno.result(error.INVAL);
+    socket.shutdown(fd, h) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// The socket's address (peer 0) or its peer's (peer 1) as text in `out`; info = {family, port}. Returns the
+/// text's length.
+export fn pageio_socket_address(fd: i32, peer: u32, out: ?[*]u8, out_len: u32, info: ?*[2]f64) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    const i = info orelse return errno.result(error.FAULT);
+    const named = socket.addressOf(fd, peer != 0, o[0..out_len]) catch |err| return errno.result(err);
+    i.* = .{ @floatFromInt(@intFromEnum(named.family)), @floatFromInt(named.port) };
+    return errno.result(named.text_len);
+}
+
+/// Takes over stream socket `fd` from elsewhere: duplicate 1 works on a close-on-exec copy (returned), 0 on
+/// `fd` itself; either way non-blocking from now on.
+export fn pageio_socket_adopt(fd: i32, duplicate: u32) Result {
+    return errno.result(@intCast(socket.adopt(fd, duplicate != 0) catch |err| return errno.result(err)));
+}
+
+/// Opens `path` read-only under directory `dir`, refusing any resolution that leaves it (-EXDEV, -ELOOP).
+export fn pageio_open_beneath(dir: i32, path: ?[*]const u8, path_len: u32) Result {
+    const p = path orelse return errno.result(error.FAULT);
+    return errno.result(@intCast(beneath.open(dir, p[0..path_len]) catch |err| return errno.result(err)));
+}
+
 fn transfer(comptime direction: gather.Direction, fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
     const o = out orelse return errno.result(error.FAULT);
     o.* = .{0};
@@ -299,6 +421,9 @@ test {
     _ = guard;
     _ = channel;
     _ = ring;
+    _ = poller;
+    _ = socket;
+    _ = beneath;
 }
 
 test "the exports refuse null and too-small inputs" {
