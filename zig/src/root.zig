@@ -45,20 +45,17 @@ export fn pageio_region_count() Result {
 
 extern "c" fn strerror(code: c_int) [*:0]const u8;
 
-/// 1 when the SIGBUS guard found region's file truncated under it, else 0.
-export fn pageio_region_faulted(region: u32) Result {
+/// 0, or the errno every use of `region` fails with since the SIGBUS guard put zeros into it: ENODATA (its
+/// file was truncated), ENOSPC (no room for a page), EIO (a page could not be read).
+export fn pageio_region_fault(region: u32) Result {
     const r = regions.lookup(region) catch |err| return errno.result(err);
-    return @floatFromInt(@intFromBool(r.faulted));
+    if (r.fault == .none) return 0;
+    return @floatFromInt(@intFromEnum(errno.toE(r.fault.errno())));
 }
 
 /// SIGBUS faults the guard has absorbed in this process.
 export fn pageio_fault_count() Result {
     return errno.result(guard.fault_count.load(.monotonic));
-}
-
-/// Pages of read-only mappings the guard copied privately because JS wrote to them.
-export fn pageio_private_copy_count() Result {
-    return errno.result(guard.private_copy_count.load(.monotonic));
 }
 
 /// Writes errno `code`'s name, a space and the OS's text ("NOENT No such file
@@ -156,9 +153,9 @@ export fn pageio_ring_reserve(region: u32, timeout_ms: u32) Result {
     return errno.result(if (ring.reserve(region, timeout_ms)) |slot| slot else |err| err);
 }
 
-/// Producer: publishes the reserved slot holding `length` bytes.
-export fn pageio_ring_publish(region: u32, length: u32) Result {
-    ring.publish(region, length) catch |err| return errno.result(err);
+/// Producer: publishes reserved slot `slot` holding `length` bytes.
+export fn pageio_ring_publish(region: u32, slot: u32, length: u32) Result {
+    ring.publish(region, slot, length) catch |err| return errno.result(err);
     return 0;
 }
 
