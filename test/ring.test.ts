@@ -332,3 +332,15 @@ test("a ring dropped without close() is closed once it and every view of its slo
   assert.equal(openDescriptorCount(), fds, "and the ring's file");
   assert.ok(peerPath.length > 0);
 });
+
+test("a head viewed, then its ring closed, then released: no error, the view empty", () => {
+  using producer = SharedRing.create({ slots: 2, slotSize: pageSize });
+  const consumer = SharedRing.open(producer.path);
+  producer.reserve().publish(3);
+  const head = consumer.receive()!;
+  const bytes = head.bytes;
+  consumer.close();
+  assert.equal(bytes.byteLength, 0);
+  head.release(); // threw a raw TypeError (a detached buffer transferred again)
+  assert.throws(() => head.release(), (e) => code(e) === "ERR_RELEASED");
+});
