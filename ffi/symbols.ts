@@ -72,8 +72,6 @@ export const symbols = {
   pageio_fstat: { parameters: ["i32", "buffer"], result: "f64" },
   // (region: u32) -> 0: one more reference, for an ArrayBuffer whose deallocator is pageio_view_release
   pageio_region_retain: { parameters: ["u32"], result: "f64" },
-  // (region: u32) -> 0: gives back a reference taken by pageio_region_retain
-  pageio_region_release: { parameters: ["u32"], result: "f64" },
   // (region: u32) -> 0: an ArrayBuffer no runtime reports released views the region (it is retired, not unmapped)
   pageio_region_viewed: { parameters: ["u32"], result: "f64" },
   // (region: u32) -> 0: the owner lets go while an untracked view may live; the memory stays mapped for good

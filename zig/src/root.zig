@@ -191,12 +191,6 @@ export fn pageio_region_retain(region: u32) Result {
     return 0;
 }
 
-/// Gives back a reference taken by `pageio_region_retain` (a view that could not be made after all).
-export fn pageio_region_release(region: u32) Result {
-    mapping.releaseView(region) catch |err| return errno.result(err);
-    return 0;
-}
-
 /// An ArrayBuffer that no runtime reports released now views `region`: it will be retired, never unmapped.
 export fn pageio_region_viewed(region: u32) Result {
     regions.markViewedUntracked(region) catch |err| return errno.result(err);
