@@ -560,7 +560,7 @@ export async function spliceOrWritev(totalBytes: number): Promise<Measured[]> {
     const pool = new PagePool({ pageSize: size, pages: 0, leakDetection: "off" });
     pools.push(pool);
     const pages = Array.from({ length: (1 << 20) / size }, () => pool.acquire());
-    const list = new PackedList().packChunks(pages.map((page) => page.head()), 0, pages.length);
+    const list = new PackedList().pack(pages.map((page) => page.head()), 0, pages.length);
     for (const [how, call] of [["writev", fn.pageio_writev], ["vmsplice", fn.pageio_vmsplice]] as const) {
       tasks.push({
         name: `${how}, ${size / 1024} KiB pages`,

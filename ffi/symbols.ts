@@ -92,6 +92,10 @@ export const symbols = {
     result: "f64",
     mayBlock: true,
   },
+  // (staging: u8*, staging_bytes: u32, at: u32, bytes: u8* a typed array's memory, length: u32) -> at + length
+  pageio_stage: { parameters: ["buffer", "u32", "u32", "buffer", "u32"], result: "f64" },
+  // (bytes: u8* a typed array's memory) -> its address (for an ADDRESS_REGION descriptor)
+  pageio_address: { parameters: ["buffer"], result: "f64" },
   // as pageio_writev, into a pipe by vmsplice: the pipe holds the pages themselves until read
   pageio_vmsplice: {
     parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"],

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { closeSync, openSync } from "node:fs";
 import process from "node:process";
 import {
+  Brigade,
   FileHandle,
   mapAnonymous,
   mapFile,
@@ -17,9 +18,11 @@ import {
   PageWriter,
   readv,
   writev,
+  writevAsync,
 } from "../mod.ts";
 import { liveRegionCount } from "../src/system.ts";
 import { openDescriptorCount, patternBytes, tempDir, tempFile } from "./helpers.ts";
+import { hostileBuilders } from "./hostile.ts";
 
 const CASES = Number(process.env.PAGEIO_FUZZ_CASES ?? 1_000_000);
 
@@ -63,69 +66,114 @@ const values: unknown[] = [
 ];
 
 // A million calls: seconds on a loaded 2-core machine, past bun's 5 s default.
-test(
-  `argument fuzzing: ${CASES} calls, each works or throws a typed error, nothing leaks`,
-  { timeout: 120_000 },
-  () => {
-    const path = tempFile(patternBytes(3 * pageSize + 100, 51));
-    const outPath = `${tempDir()}/fuzz-out`;
-    const fds = openDescriptorCount();
-    const regions = liveRegionCount();
-    using pool = new PagePool({ pages: 8, maxPages: 64, leakDetection: "off" });
-    using mapping = mapFile(path);
-    const page = pool.acquire();
-    const head = page.head(0, 1000);
-    // A fuzzed descriptor must never name one of the runtime's own (stdin, an epoll fd…): whole numbers in
-    // range become /dev/null or a number no file has; everything else goes through as it is.
-    using devNull = new PageWriter("/dev/null");
-    const nullFd = openSync("/dev/null", "r+");
-    const fdFor = (a: number) => Number.isInteger(a) && a >= 0 && a < 2 ** 31 ? (a % 2 === 0 ? nullFd : 2 ** 30) : a;
-    let seed = 12345;
-    const pick = () => {
-      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-      return values[seed % values.length] as number;
-    };
-    // Each entry calls one API with fuzzed numbers and releases whatever it got.
-    const calls: ((a: number, b: number) => void)[] = [
-      (a, b) => mapping.head(a, b).release(),
-      (a, b) => mapping.advise("normal", a, b),
-      (a, b) => mapping.sync(a, b),
-      (a, b) => head.slice(a, b).release(),
-      (a, b) => page.head(a, b).release(),
-      (a) => new FileHandle(fdFor(a) === nullFd ? 2 ** 30 : fdFor(a)), // never closes a real descriptor
-      (a, b) => mapFile(path, { offset: a, length: b }).unmap(),
-      (a) => mapAnonymous(a % 2 ** 24 === a ? a : a).unmap(),
-      (a, b) => new PagePool({ pageSize: a, pages: b, maxPages: 4 }).close(),
-      (a) => writev(fdFor(a), [head]),
-      (a) => readv(fdFor(a), [new Uint8Array(1)]),
-      (a, b) => new PageReader(path, { chunkSize: a, windowSize: b }).close(),
-      (a) => new PageWriter(outPath, { highWaterMark: a }).close(),
-    ];
-    const outcomes = { ok: 0, TypeError: 0, RangeError: 0, PageIoError: 0 };
-    for (let i = 0; i < CASES; i++) {
-      const a = pick();
-      const b = pick();
-      const call = calls[i % calls.length];
+test(`argument fuzzing: ${CASES} calls, each works or throws a typed error, nothing leaks`, {
+  timeout: 120_000,
+}, async () => {
+  const path = tempFile(patternBytes(3 * pageSize + 100, 51));
+  const outPath = `${tempDir()}/fuzz-out`;
+  {
+    // Asynchronous calls may start the runtime's helper threads (and their descriptors) once: before the count.
+    const warm = openSync("/dev/null", "w");
+    await Promise.all(Array.from({ length: 8 }, () => writevAsync(warm, [new Uint8Array(1)])));
+    closeSync(warm);
+  }
+  const fds = openDescriptorCount();
+  const regions = liveRegionCount();
+  using pool = new PagePool({ pages: 8, maxPages: 64, leakDetection: "off" });
+  using mapping = mapFile(path);
+  const page = pool.acquire();
+  const head = page.head(0, 1000);
+  // A fuzzed descriptor must never name one of the runtime's own (stdin, an epoll fd…): whole numbers in
+  // range become /dev/null or a number no file has; everything else goes through as it is.
+  using devNull = new PageWriter("/dev/null");
+  const nullFd = openSync("/dev/null", "r+");
+  const fdFor = (a: number) => Number.isInteger(a) && a >= 0 && a < 2 ** 31 ? (a % 2 === 0 ? nullFd : 2 ** 30) : a;
+  let seed = 12345;
+  const pick = () => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return values[seed % values.length] as number;
+  };
+  // Each entry calls one API with fuzzed numbers and releases whatever it got.
+  const calls: ((a: number, b: number) => void)[] = [
+    (a, b) => mapping.head(a, b).release(),
+    (a, b) => mapping.advise("normal", a, b),
+    (a, b) => mapping.sync(a, b),
+    (a, b) => head.slice(a, b).release(),
+    (a, b) => page.head(a, b).release(),
+    (a) => new FileHandle(fdFor(a) === nullFd ? 2 ** 30 : fdFor(a)), // never closes a real descriptor
+    (a, b) => mapFile(path, { offset: a, length: b }).unmap(),
+    (a) => mapAnonymous(a % 2 ** 24 === a ? a : a).unmap(),
+    (a, b) => new PagePool({ pageSize: a, pages: b, maxPages: 4 }).close(),
+    (a) => writev(fdFor(a), [head]),
+    (a) => readv(fdFor(a), [new Uint8Array(1)]),
+    (a, b) => new PageReader(path, { chunkSize: a, windowSize: b }).close(),
+    (a) => new PageWriter(outPath, { highWaterMark: a }).close(),
+  ];
+  // Hostile chunk lists (lying arrays, detaching getters, Proxies, resizable and shared buffers), built fresh
+  // with fuzzed sizes, through every gather entry point; heads they take are released after.
+  const made: ReturnType<typeof page.head>[] = [];
+  const makeHead = () => {
+    made.push(page.head(0, 100));
+    return made[made.length - 1];
+  };
+  const sized = (a: number) => Number.isInteger(a) && a > 0 && a <= 65536 ? a : 3000;
+  const hostile = (a: number, b: number) => {
+    const build = hostileBuilders[(seed >>> 8) % hostileBuilders.length];
+    return build(makeHead, () => patternBytes(sized(a), 3), () => patternBytes(sized(b) % 200 + 1, 4)).chunks;
+  };
+  const dropHeads = () => {
+    for (const h of made.splice(0)) if (h.refs > 0) h.release();
+  };
+  const async: Promise<unknown>[] = [];
+  calls.push(
+    (a, b) => writev(nullFd, hostile(a, b)),
+    (a, b) => readv(nullFd, hostile(a, b)),
+    (a, b) => {
+      const brigade = new Brigade();
       try {
-        call(a, b);
-        outcomes.ok++;
-      } catch (error) {
-        if (error instanceof PageIoError) outcomes.PageIoError++;
-        else if (error instanceof RangeError) outcomes.RangeError++;
-        else if (error instanceof TypeError) outcomes.TypeError++;
-        else throw new Error(`case ${i}: call ${i % calls.length}(${String(a)}, ${String(b)}) threw ${error}`);
+        brigade.append(...hostile(a, b));
+        brigade.flush(nullFd);
+      } finally {
+        brigade.release();
       }
+    },
+    (a, b) => {
+      // Settled below; a rejection must be a typed error too.
+      if (async.length < 256) async.push(writevAsync(nullFd, hostile(a, b)).catch((e) => e));
+    },
+  );
+  const outcomes = { ok: 0, TypeError: 0, RangeError: 0, PageIoError: 0 };
+  for (let i = 0; i < CASES; i++) {
+    const a = pick();
+    const b = pick();
+    const call = calls[i % calls.length];
+    try {
+      call(a, b);
+      outcomes.ok++;
+    } catch (error) {
+      if (error instanceof PageIoError) outcomes.PageIoError++;
+      else if (error instanceof RangeError) outcomes.RangeError++;
+      else if (error instanceof TypeError) outcomes.TypeError++;
+      else throw new Error(`case ${i}: call ${i % calls.length}(${String(a)}, ${String(b)}) threw ${error}`);
     }
-    head.release();
-    page.release();
-    closeSync(nullFd);
-    devNull.close();
-    assert.equal(pool.stats.inUse, 0);
-    mapping.unmap();
-    pool.close();
-    assert.equal(liveRegionCount(), regions, "no mapping or slab left behind");
-    assert.equal(openDescriptorCount(), fds, "no descriptor left behind");
-    assert.ok(outcomes.ok > 0 && outcomes.RangeError > 0 && outcomes.TypeError > 0, JSON.stringify(outcomes));
-    console.log(`fuzz outcomes: ${JSON.stringify(outcomes)}`);
-  },
-);
+    if (made.length > 64) dropHeads();
+  }
+  for (const settled of await Promise.all(async)) {
+    if (typeof settled === "number") continue;
+    if (!(settled instanceof PageIoError || settled instanceof RangeError || settled instanceof TypeError)) {
+      throw new Error(`writevAsync of a hostile list rejected with ${settled}`);
+    }
+  }
+  dropHeads();
+  head.release();
+  page.release();
+  closeSync(nullFd);
+  devNull.close();
+  assert.equal(pool.stats.inUse, 0);
+  mapping.unmap();
+  pool.close();
+  assert.equal(liveRegionCount(), regions, "no mapping or slab left behind");
+  assert.equal(openDescriptorCount(), fds, "no descriptor left behind");
+  assert.ok(outcomes.ok > 0 && outcomes.RangeError > 0 && outcomes.TypeError > 0, JSON.stringify(outcomes));
+  console.log(`fuzz outcomes: ${JSON.stringify(outcomes)}`);
+});
