@@ -61,6 +61,17 @@ export interface HeadInternals {
   readonly span: (head: PageHead) => { region: number; offset: number; length: number };
   /** Bytes in a head (0 once released). */
   readonly length: (head: PageHead) => number;
+  /**
+   * Where a head's bytes are in a still-open file, for a kernel-side move; null for pool pages, user
+   * mappings, or once the file is closed (an fd number could by then name another file).
+   */
+  readonly fileSpan: (head: PageHead) => { fd: number; offset: number } | null;
+  /** Whether a writer may lend a head's memory to a pipe: nobody else can reach its page. */
+  readonly lendable: (head: PageHead) => boolean;
+  /** The page under a head gets fresh memory; the old stays with whoever holds it (a pipe). */
+  readonly replacePages: (head: PageHead) => void;
+  /** Drops a head's first `count` bytes (a partly written head in a brigade). */
+  readonly consume: (head: PageHead, count: number) => void;
 }
 let internals: HeadInternals;
 
@@ -119,6 +130,19 @@ export class PageHead {
         return { region: head.#region, offset: owner[kRegionOffset] + head.#offset, length: head.#length };
       },
       length: (head: PageHead) => head.#owner === null ? 0 : head.#length,
+      fileSpan: (head: PageHead) => {
+        const source = head.#owner?.[kSource];
+        if (source === undefined || source.file.closed || !head.#owner![kAlive]) return null;
+        return { fd: source.file.fd, offset: source.offset + head.#offset };
+      },
+      lendable: (head: PageHead) => head.#refs === 1 && head.#owner?.[kLendable] === true,
+      replacePages: (head: PageHead) => head.#live("replace")[kReplacePages]!(),
+      consume: (head: PageHead, count: number) => {
+        head.#offset += count;
+        head.#length -= count;
+        head.#bytes = null;
+        head.#setDescriptorOffset(head.#owner![kRegionOffset] + head.#offset);
+      },
     });
   }
 
@@ -190,34 +214,6 @@ export class PageHead {
   /** Releases this head's reference, as `release()` does, for `using`; nothing if already released. */
   [Symbol.dispose](): void {
     if (this.#owner !== null) this.release();
-  }
-
-  /**
-   * @internal Where this head's bytes are in a still-open file, for a kernel-side move; null for pool pages,
-   * user mappings, or once the file is closed (an fd number could by then name another file).
-   */
-  _fileSpan(): { fd: number; offset: number } | null {
-    const source = this.#owner?.[kSource];
-    if (source === undefined || source.file.closed || !this.#owner![kAlive]) return null;
-    return { fd: source.file.fd, offset: source.offset + this.#offset };
-  }
-
-  /** @internal Whether a writer may lend this head's memory to a pipe: nobody else can reach its page. */
-  _lendable(): boolean {
-    return this.#refs === 1 && this.#owner?.[kLendable] === true;
-  }
-
-  /** @internal The page under this head gets fresh memory; the old stays with whoever holds it (a pipe). */
-  _replacePages(): void {
-    this.#live("replace")[kReplacePages]!();
-  }
-
-  /** @internal Drops the first `count` bytes (a partly written head in a brigade). */
-  _consume(count: number): void {
-    this.#offset += count;
-    this.#length -= count;
-    this.#bytes = null;
-    this.#setDescriptorOffset(this.#owner![kRegionOffset] + this.#offset);
   }
 }
 

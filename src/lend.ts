@@ -6,7 +6,7 @@
  */
 import { fn } from "../ffi/native.ts";
 import type { FileHandle } from "./file.ts";
-import type { PageHead } from "./head.ts";
+import { headInternals, type PageHead } from "./head.ts";
 
 /** @internal What a PageWriter on a pipe lends, and when it may have it back. */
 export class Lender {
@@ -56,7 +56,7 @@ export class Lender {
   close(): void {
     this.reclaim();
     for (const { head } of this.#lent.splice(0)) {
-      head._replacePages();
+      headInternals.replacePages(head);
       head.release();
     }
   }

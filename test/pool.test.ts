@@ -265,5 +265,11 @@ test("Page and PagePool internals are out of reach: no refcount or raw view can 
   for (const name of ["releaseRef", "retainRef", "viewBuffer", "region", "regionOffset", "_buffer", "_return"]) {
     assert.ok(!names.includes(name), name);
   }
+  const head = page.head(0, 8);
+  const headNames = Object.getOwnPropertyNames(Object.getPrototypeOf(head));
+  for (const name of ["_pack", "_consume", "_fileSpan", "_lendable", "_replacePages", "_handOver"]) {
+    assert.ok(!headNames.includes(name), name);
+  }
+  head.release();
   page.release();
 });
