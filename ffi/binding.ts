@@ -20,5 +20,10 @@ export interface Binding {
    * `UnsafePointer.of` costs ~0.5 µs, Bun's `ptr` ~15 ns).
    */
   readonly stagingLimit: number;
+  /**
+   * Throws unless the runtime's own permissions let this program open `path` for reading and/or writing (Deno's
+   * `--allow-read`/`--allow-write` scopes; Bun has none). FFI itself would open anything.
+   */
+  checkPath(path: string, read: boolean, write: boolean): void;
   close(): void;
 }

@@ -22,6 +22,7 @@ export function open(path: string): Binding {
     view: (address, byteLength) => toArrayBuffer(address, 0, byteLength) as ArrayBuffer,
     addressOf: (bytes) => ptr(bytes) as number,
     stagingLimit: 1024,
+    checkPath() {}, // Bun has no permission model
     close: () => library.close(),
   };
 }

@@ -20,6 +20,15 @@ export function open(path: string): Binding {
     }]);
   }
   const library = Deno.dlopen(path, Object.fromEntries(entries) as Deno.ForeignLibraryInterface);
+  // `--allow-ffi=<paths>` lets the library load, but Deno's pointer views (`UnsafePointer.create`, which every
+  // mapping and page needs) check the FFI permission without a path: only a plain `--allow-ffi` passes.
+  if (!allowed({ name: "ffi" })) {
+    library.close();
+    throw new Deno.errors.NotCapable(
+      `pageio needs --allow-ffi without a path list: Deno lets only a plain --allow-ffi make pointer views ` +
+        `(UnsafePointer), and pageio views every mapping and page through one; --allow-ffi=${path} only loads it`,
+    );
+  }
   const all = library.symbols as unknown as Record<string, unknown>;
   return {
     runtime: "deno",
@@ -34,6 +43,23 @@ export function open(path: string): Binding {
       return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
     },
     stagingLimit: 8192,
+    checkPath(path, read, write) {
+      if (read) demand("read", path);
+      if (write) demand("write", path);
+    },
     close: () => library.close(),
   };
+}
+
+/** As Deno's own ops decide: granted, or prompted for (where a prompt can be shown) and granted then. */
+function allowed(descriptor: Deno.PermissionDescriptor): boolean {
+  const { state } = Deno.permissions.querySync(descriptor);
+  return state === "granted" || (state === "prompt" && Deno.permissions.requestSync(descriptor).state === "granted");
+}
+
+/** Deno's check and Deno's error (`Deno.openSync` throws the same), for a path pageio opens through FFI. */
+function demand(name: "read" | "write", path: string): void {
+  if (!allowed({ name, path })) {
+    throw new Deno.errors.NotCapable(`Requires ${name} access to "${path}", run again with the --allow-${name} flag`);
+  }
 }

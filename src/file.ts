@@ -2,7 +2,7 @@
  * Files opened by pageio: close-on-exec descriptors with an explicit close.
  * @module
  */
-import { fn } from "../ffi/native.ts";
+import { fn, native } from "../ffi/native.ts";
 import { checkInteger, stateError, unwrap } from "./errors.ts";
 
 /**
@@ -89,8 +89,21 @@ export interface OpenOptions {
   nonBlocking?: boolean;
 }
 
+/** What each open mode needs: Deno's read and write permissions, by mode index. */
+const access: readonly { read: boolean; write: boolean }[] = [
+  { read: true, write: false }, // r
+  { read: true, write: true }, // r+
+  { read: false, write: true }, // w
+  { read: true, write: true }, // w+
+  { read: false, write: true }, // a
+  { read: true, write: true }, // wx+
+];
+
 /**
- * Opens `path` (close-on-exec) and returns its handle.
+ * Opens `path` (close-on-exec) and returns its handle. Opening never waits: a FIFO with nobody at its other end
+ * opens at once for reading (and reads as empty until a writer comes) and fails with `ENXIO` for writing. On
+ * Deno the path must pass the same `--allow-read`/`--allow-write` check `Deno.openSync` makes (else
+ * `Deno.errors.NotCapable`, naming the flag).
  *
  * @example
  * ```ts
@@ -101,14 +114,30 @@ export interface OpenOptions {
  * ```
  */
 export function openFile(path: string | URL, mode: FileMode = "r", options: OpenOptions = {}): FileHandle {
-  const p = path instanceof URL ? decodeURIComponent(path.pathname) : path;
-  if (typeof p !== "string") throw new TypeError(`path must be a string or URL, got ${typeof path}`);
+  const p = toPath(path);
   const index = modes.indexOf(mode);
   if (index < 0) throw new TypeError(`mode must be one of ${modes.join(", ")}, got ${String(mode)}`);
+  native.checkPath(p, access[index].read, access[index].write);
   const bytes = encoder.encode(p);
   const flags = (options.noFollow ? 1 : 0) | (options.nonBlocking ? 2 : 0);
   const fd = unwrap(fn.pageio_open(bytes, bytes.length, index, flags), "open", p);
   return new FileHandle(fd, p);
+}
+
+/**
+ * @internal A path from a string or a `file:` URL; any other URL, or value, is a TypeError (a `http:` URL's
+ * path is not a local file's).
+ */
+export function toPath(path: unknown): string {
+  if (typeof path === "string") return path;
+  if (!(path instanceof URL)) throw new TypeError(`path must be a string or a file: URL, got ${describe(path)}`);
+  const { protocol, hostname, pathname } = path; // read once
+  if (protocol !== "file:") throw new TypeError(`only file: URLs name local files, got a ${protocol} URL`);
+  if (hostname !== "" && hostname !== "localhost") {
+    throw new TypeError(`a file: URL must name a local file, got host '${hostname}'`);
+  }
+  if (/%2f/i.test(pathname)) throw new TypeError("a file: URL path must not hold an encoded '/' (%2F)");
+  return decodeURIComponent(pathname);
 }
 
 /** A descriptor to operate on: a FileHandle (must be open) or a plain fd number from elsewhere. */

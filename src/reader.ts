@@ -42,7 +42,7 @@ export interface PageReaderOptions {
 export class PageReader implements Iterable<PageHead> {
   #file: FileHandle | number;
   readonly #ownsFile: boolean;
-  readonly #mapped: boolean;
+  #mapped: boolean;
   readonly #size: number;
   readonly #chunkSize: number;
   readonly #windowSize: number;
@@ -56,7 +56,10 @@ export class PageReader implements Iterable<PageHead> {
   #closed = false;
   #readable: ReadableStream<Uint8Array> | null = null;
 
-  /** Reads `source`: a path (opened here, closed by `close()`), a FileHandle or an fd (left open). */
+  /**
+   * Reads `source`: a path or `file:` URL (opened here, closed by `close()`), a FileHandle or an fd (left open).
+   * A FIFO path opens at once and is read as a pipe; with no writer at its other end it reads as ended.
+   */
   constructor(source: string | URL | Target, options: PageReaderOptions = {}) {
     // Options first: a bad one must not leave an opened file behind.
     this.#chunkSize = checkInteger("chunkSize", options.chunkSize ?? 256 * 1024, 1, 2 ** 31);
@@ -73,7 +76,8 @@ export class PageReader implements Iterable<PageHead> {
     this.#file = this.#ownsFile ? openFile(source as string | URL) : source as Target;
     try {
       const { size, kind } = stat(fdOf(this.#file));
-      this.#mapped = kind === "file";
+      // Size 0 is not end of file on procfs (nor on a file still being written): such files are read.
+      this.#mapped = kind === "file" && size > 0;
       this.#size = size;
     } catch (error) {
       if (this.#ownsFile) (this.#file as FileHandle).close();
@@ -99,14 +103,22 @@ export class PageReader implements Iterable<PageHead> {
       const length = Math.min(this.#windowSize, this.#size - this.#windowStart);
       // Heads of a window on a FileHandle are file spans too: a PageWriter lets the kernel move them.
       const handle = this.#file instanceof FileHandle ? this.#file : undefined;
-      window = this.#window = mapDescriptor(
-        fdOf(this.#file),
-        // No populate: heads that go by kernel move never touch these pages; those read fault in on use.
-        { offset: this.#windowStart, length },
-        this.#label,
-        handle?.path,
-        handle,
-      );
+      try {
+        window = this.#window = mapDescriptor(
+          fdOf(this.#file),
+          // No populate: heads that go by kernel move never touch these pages; those read fault in on use.
+          { offset: this.#windowStart, length },
+          this.#label,
+          handle?.path,
+          handle,
+        );
+      } catch (error) {
+        // sysfs (and other pseudo files) cannot be mapped: read them instead, from the start.
+        if (this.#position !== 0 || (error as { code?: string }).code !== "ENODEV") throw error;
+        this.#mapped = false;
+        this.#window = null;
+        return this.#readIntoPage();
+      }
       window.advise("sequential");
     }
     const offset = this.#position - this.#windowStart;
@@ -179,8 +191,11 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readable");
     if (this.#mapped) {
       for (let head = this.read(); head !== null; head = this.read()) {
-        if (head.byteLength > 0) return head._handOver()!;
+        if (head.byteLength > 0 && this.#mapped) return head._handOver()!;
+        // Not mappable after all (sysfs): the first bytes were read into a pool page, which goes back.
+        const copy = head.byteLength > 0 ? head.bytes.slice() : null;
         head.release();
+        if (copy !== null) return copy;
       }
       return null;
     }

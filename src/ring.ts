@@ -23,7 +23,7 @@ export interface SharedRingOptions {
   /** Bytes per slot: a multiple of the OS page size (default 64 KiB). */
   slotSize?: number;
   /** Create the ring as a new file here (e.g. under `/dev/shm`; `EEXIST` if taken). Default: an anonymous memfd. */
-  path?: string;
+  path?: string | URL;
   /** This process's side (default `"producer"`). */
   role?: RingRole;
 }
@@ -96,20 +96,21 @@ export class SharedRing {
     } else {
       file = openFile(options.path, "wx+");
       try {
-        unwrap(fn.pageio_truncate(file.fd, bytes), "ftruncate", options.path);
+        unwrap(fn.pageio_truncate(file.fd, bytes), "ftruncate", file.path);
       } catch (error) {
         file.close();
         throw error;
       }
     }
-    const path = options.path ?? `/proc/${process.pid}/fd/${file.fd}`;
+    const path = file.path ?? `/proc/${process.pid}/fd/${file.fd}`;
     return new SharedRing(file, path, role, { slots, slotSize });
   }
 
   /** Opens a ring another process created; this process takes `options.role` (the consumer by default). */
-  static open(path: string, options: { role?: RingRole } = {}): SharedRing {
+  static open(path: string | URL, options: { role?: RingRole } = {}): SharedRing {
     const role = roleOf(options.role ?? "consumer");
-    return new SharedRing(openFile(path, "r+"), path, role);
+    const file = openFile(path, "r+");
+    return new SharedRing(file, file.path!, role);
   }
 
   private constructor(file: FileHandle, path: string, role: RingRole, create?: { slots: number; slotSize: number }) {

@@ -48,7 +48,10 @@ export class PageWriter {
   #closed = false;
   #writable: WritableStream<Chunk> | null = null;
 
-  /** A path is opened for writing (created, truncated); a FileHandle or fd is used as it is. */
+  /**
+   * A path or `file:` URL is opened for writing (created, truncated); a FileHandle or fd is used as it is. A
+   * FIFO path with no reader at its other end fails at once with `ENXIO` instead of waiting for one.
+   */
   constructor(target: string | URL | Target, options: PageWriterOptions = {}) {
     this.#highWaterMark = checkInteger("highWaterMark", options.highWaterMark ?? 8 * 1024 * 1024, 1);
     this.#ownsFile = typeof target === "string" || target instanceof URL;

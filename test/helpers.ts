@@ -59,7 +59,13 @@ export function mapsLinesMentioning(text: string): number {
 /** Runs a TypeScript file in a child of this runtime; returns its exit status and output. */
 export function runScript(
   source: string,
-  options: { args?: string[]; env?: Record<string, string>; prefix?: string[]; denoFlags?: string[] } = {},
+  options: {
+    args?: string[];
+    env?: Record<string, string>;
+    prefix?: string[];
+    denoFlags?: string[];
+    timeout?: number;
+  } = {},
 ) {
   const file = join(tempDir(), "child.ts");
   writeFileSync(file, source);
@@ -71,7 +77,7 @@ export function runScript(
   const run = spawnSync(command[0], command.slice(1), {
     encoding: "utf8",
     env: { ...process.env, ...options.env },
-    timeout: 60_000,
+    timeout: options.timeout ?? 60_000,
   });
   return { status: run.status, signal: run.signal, stdout: run.stdout ?? "", stderr: run.stderr ?? "" };
 }

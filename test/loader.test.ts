@@ -160,3 +160,21 @@ test(
     }
   },
 );
+
+test(
+  "Deno with --allow-ffi scoped to the library says a plain --allow-ffi is needed, and why",
+  { skip: !isDeno },
+  () => {
+    const file = join(tempDir(), "scoped-ffi.ts");
+    writeFileSync(file, `const p = await import("${root}mod.ts"); p.mapAnonymous(p.pageSize).unmap();`);
+    const library = `${root}zig/zig-out/lib/libpageio.so`;
+    const child = spawnSync(process.execPath, ["run", "--no-prompt", `--allow-ffi=${library}`, "--allow-env", file], {
+      encoding: "utf8",
+      env: { ...process.env, PAGEIO_LIB: library },
+    });
+    assert.notEqual(child.status, 0);
+    assert.match(child.stderr, /pageio needs --allow-ffi without a path list/);
+    assert.match(child.stderr, /UnsafePointer/);
+    assert.doesNotMatch(child.stderr, /cannot be one ArrayBuffer/);
+  },
+);
