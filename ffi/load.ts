@@ -5,9 +5,13 @@
  * Lookup order: `PAGEIO_LIB`, the local build under `zig/zig-out/`, the
  * prebuilt library shipped with the package. Paths are absolute, built from
  * `import.meta.url` (Deno resolves relative paths against the working directory).
+ *
+ * Everything here is synchronous, so the package has no top-level `await`: Bun can `require()` it and a
+ * Worker that imports it gets its first message.
  * @module
  */
 import type { Binding } from "./binding.ts";
+import { open as openDeno } from "./deno.ts";
 import { ABI_VERSION, type NativeFunctions } from "./symbols.ts";
 
 declare const Bun: unknown;
@@ -77,17 +81,21 @@ const packageRoot = import.meta.url.includes("/dist/ffi/") ? "../../" : "../";
 export const PACKAGE_VERSION = "0.1.0";
 
 /** Where the library may be, in the order they are tried. */
-export async function candidatePaths(platform: string = platformKey()): Promise<string[]> {
+export function candidatePaths(platform: string = platformKey()): string[] {
   const explicit = env("PAGEIO_LIB");
   if (explicit) return [explicit];
   if (!SUPPORTED_PLATFORMS.includes(platform)) {
+    // Windows has no mmap/writev/pipe semantics the library is written against: nothing to build there.
+    const advice = platform.startsWith("windows")
+      ? "Windows is not supported: the library is written against POSIX calls (mmap, writev, splice) and does not build for it; use WSL 2 (linux-x64-gnu)."
+      : "Set PAGEIO_LIB to a library you built for it from this repository's zig/ folder.";
     throw new Error(
       `pageio has no library for this platform (${platform}); it supports ${SUPPORTED_PLATFORMS.join(", ")}. ` +
-        "Set PAGEIO_LIB to a library you built for it.",
+        advice,
     );
   }
   const prebuilt = new URL(`${packageRoot}prebuilt/${platform}/${fileName(platform)}`, import.meta.url);
-  if (prebuilt.protocol !== "file:") return [await cachedCopy(prebuilt, platform)];
+  if (prebuilt.protocol !== "file:") return [cachedCopy(prebuilt, platform)];
   return [pathOf(`${packageRoot}zig/zig-out/lib/${fileName(platform)}`), decodeURIComponent(prebuilt.pathname)];
 }
 
@@ -96,26 +104,63 @@ export async function candidatePaths(platform: string = platformKey()): Promise<
  * library is fetched once into a cache keyed by version and platform
  * (`PAGEIO_CACHE`, else `$XDG_CACHE_HOME/pageio` or `~/.cache/pageio`).
  */
-async function cachedCopy(url: URL, platform: string): Promise<string> {
+function cachedCopy(url: URL, platform: string): string {
   const base = env("PAGEIO_CACHE") ?? `${env("XDG_CACHE_HOME") ?? `${env("HOME") ?? "."}/.cache`}/pageio`;
   const dir = `${base}/${PACKAGE_VERSION}/${platform}`;
   const path = `${dir}/${url.pathname.split("/").pop()}`;
   try {
     if (Deno.statSync(path).size > 0) return path;
   } catch { /* not cached yet */ }
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`pageio: fetching ${url} for the native library failed: HTTP ${response.status}`);
   Deno.mkdirSync(dir, { recursive: true });
   const partial = `${path}.${Deno.pid}.partial`; // renamed into place: a concurrent loader never sees half a file
-  Deno.writeFileSync(partial, new Uint8Array(await response.arrayBuffer()));
+  fetchSync(url, partial);
   Deno.renameSync(partial, path);
   return path;
 }
 
-async function openBinding(path: string): Promise<Binding> {
-  // A variable specifier keeps `bun:ffi` out of Deno's type check and of JSR's graph.
-  const module = runtime === "deno" ? await import("./deno.ts") : await import(["./bun", "ts"].join("."));
-  return (module as { open(path: string): Binding }).open(path);
+/** Limit: how long the first import from JSR waits for the library to download. */
+const FETCH_TIMEOUT_MS = 120_000;
+
+/**
+ * Deno has no synchronous fetch, and an `await` here would make the whole package an async module. A
+ * worker fetches into `path` while this thread waits on a shared flag (once per machine and version: the
+ * file is cached). The worker inherits this program's permissions, so `--allow-net` still decides.
+ */
+function fetchSync(url: URL, path: string): void {
+  const source = `self.onmessage = async ({ data: { url, path, state } }) => {
+    const flag = new Int32Array(state, 0, 1), text = new Uint8Array(state, 4);
+    try {
+      const response = await fetch(url);
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      Deno.writeFileSync(path, new Uint8Array(await response.arrayBuffer()));
+      Atomics.store(flag, 0, 1);
+    } catch (error) {
+      text.set(new TextEncoder().encode(String(error?.message ?? error)).subarray(0, text.length));
+      Atomics.store(flag, 0, 2);
+    }
+    Atomics.notify(flag, 0);
+  };`;
+  const state = new SharedArrayBuffer(4 + 1024);
+  const flag = new Int32Array(state, 0, 1);
+  const worker = new Worker(`data:text/javascript,${encodeURIComponent(source)}`, { type: "module" });
+  try {
+    worker.postMessage({ url: url.href, path, state });
+    Atomics.wait(flag, 0, 0, FETCH_TIMEOUT_MS);
+  } finally {
+    worker.terminate();
+  }
+  if (flag[0] === 1) return;
+  const reason = flag[0] === 0
+    ? `no answer in ${FETCH_TIMEOUT_MS / 1000} s`
+    : new TextDecoder().decode(new Uint8Array(state, 4)).replace(/\0+$/, "");
+  throw new Error(`pageio: fetching ${url} for the native library failed: ${reason}`);
+}
+
+function openBinding(path: string): Binding {
+  if (runtime === "deno") return openDeno(path);
+  // Bun's require is synchronous; a variable specifier keeps `bun:ffi` out of Deno's type check and JSR's graph.
+  const require = (import.meta as unknown as { require(id: string): { open(path: string): Binding } }).require;
+  return require(["./bun", import.meta.url.endsWith(".js") ? "js" : "ts"].join(".")).open(path);
 }
 
 function isPermissionError(error: unknown): boolean {
@@ -126,13 +171,13 @@ function isPermissionError(error: unknown): boolean {
 }
 
 /** Opens the first library that loads and has the expected ABI; throws with every path tried. */
-export async function load(paths?: string[]): Promise<Binding> {
-  paths ??= await candidatePaths();
+export function load(paths?: string[]): Binding {
+  paths ??= candidatePaths();
   const tried: string[] = [];
   for (const path of paths) {
     let binding: Binding;
     try {
-      binding = await openBinding(path);
+      binding = openBinding(path);
     } catch (error) {
       if (isPermissionError(error)) {
         // ffi/deno.ts names a scoped --allow-ffi itself; anything else is Deno refusing dlopen.

@@ -1,6 +1,6 @@
 /**
  * The one interface the facade calls: numbers in, numbers out, plus
- * "view this memory". Loads the library once, at first import.
+ * "view this memory". Loads the library once, at first import, synchronously.
  * @module
  */
 import type { Binding } from "./binding.ts";
@@ -10,7 +10,7 @@ export { ABI_VERSION } from "./symbols.ts";
 export type { Binding } from "./binding.ts";
 
 /** The loaded library, for the running runtime. */
-export const native: Binding = await load();
+export const native: Binding = load();
 
 /** Everything `pageio_*` returns is >= 0 on success and -errno on failure. */
 export const fn = native.functions;

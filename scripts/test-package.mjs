@@ -99,11 +99,19 @@ for (
   });
 }
 
+check("bun can require() the installed package (no top-level await in it)", () => {
+  writeFileSync(join(app, "require.cjs"), `const p = require("pageio"); console.log("required on " + p.runtime);`);
+  const run = spawnSync(bin("bun"), ["require.cjs"], { cwd: app, encoding: "utf8" });
+  if (run.status !== 0 || !run.stdout.includes("required on bun")) {
+    throw new Error(`bun exited ${run.status}:\n${run.stdout}${run.stderr}`);
+  }
+});
+
 check("the installed package loads its own prebuilt library", () => {
   const probe = join(app, "probe.ts");
   writeFileSync(
     probe,
-    `import { candidatePaths } from "./node_modules/pageio/dist/ffi/load.js"; console.log(JSON.stringify(await candidatePaths()));`,
+    `import { candidatePaths } from "./node_modules/pageio/dist/ffi/load.js"; console.log(JSON.stringify(candidatePaths()));`,
   );
   const run = spawnSync(bin("bun"), [probe], { cwd: app, encoding: "utf8" });
   const paths = JSON.parse(run.stdout);

@@ -23,8 +23,8 @@ test("the runtime and page size come from the running system", () => {
   assert.ok(pageSize >= 4096 && (pageSize & (pageSize - 1)) === 0);
 });
 
-test("a missing library names every path tried and how to build it", async () => {
-  await assert.rejects(load(["/nonexistent/libpageio.so", "/also/missing.so"]), (error: Error) => {
+test("a missing library names every path tried and how to build it", () => {
+  assert.throws(() => load(["/nonexistent/libpageio.so", "/also/missing.so"]), (error: Error) => {
     assert.match(error.message, /\/nonexistent\/libpageio\.so/);
     assert.match(error.message, /\/also\/missing\.so/);
     assert.match(error.message, /npm run build/);
@@ -75,18 +75,18 @@ test("a library with another ABI version is refused with a clear message", () =>
     encoding: "utf8",
   });
   assert.equal(build.status, 0, build.stderr);
-  return assert.rejects(
-    load([join(dir, "libpageio.so")]),
+  assert.throws(
+    () => load([join(dir, "libpageio.so")]),
     new RegExp(`has ABI version 999, this code expects ${ABI_VERSION}: a stale or mismatched build`),
   );
 });
 
-test("a library lacking a symbol of the table is named as a stale build", async () => {
+test("a library lacking a symbol of the table is named as a stale build", () => {
   const dir = tempDir();
   writeFileSync(join(dir, "old.zig"), `export fn pageio_abi_version() f64 { return ${ABI_VERSION}; }\n`);
   const build = spawnSync(zig, ["build-lib", "-dynamic", "-OReleaseSafe", "old.zig"], { cwd: dir, encoding: "utf8" });
   assert.equal(build.status, 0, build.stderr);
-  await assert.rejects(load([join(dir, "libold.so")]), (error: Error) => {
+  assert.throws(() => load([join(dir, "libold.so")]), (error: Error) => {
     assert.match(error.message, /libold\.so/);
     assert.match(error.message, /pageio_\w+/);
     assert.match(error.message, /a stale build\? `npm run build` makes a fresh one/);
@@ -94,15 +94,18 @@ test("a library lacking a symbol of the table is named as a stale build", async 
   });
 });
 
-test("an unsupported platform is named, with the supported ones", async () => {
-  await assert.rejects(candidatePaths("windows-x64"), (error: Error) => {
+test("an unsupported platform is named, with the supported ones", () => {
+  assert.throws(() => candidatePaths("windows-x64"), (error: Error) => {
     assert.match(error.message, /no library for this platform \(windows-x64\)/);
     assert.match(
       error.message,
       /linux-x64-gnu, linux-arm64-gnu, linux-x64-musl, linux-arm64-musl, darwin-x64, darwin-arm64/,
     );
+    assert.match(error.message, /Windows is not supported/);
+    assert.doesNotMatch(error.message, /PAGEIO_LIB|build it/i); // nothing to build there
     return true;
   });
+  assert.throws(() => candidatePaths("freebsd-x64"), /Set PAGEIO_LIB to a library you built/);
   assert.ok(SUPPORTED_PLATFORMS.includes(platformKey()), `this machine (${platformKey()}) is supported`);
 });
 
@@ -178,3 +181,42 @@ test(
     assert.doesNotMatch(child.stderr, /cannot be one ArrayBuffer/);
   },
 );
+
+test("Bun can require() the package: nothing in it awaits at top level", { skip: isDeno }, () => {
+  const dir = tempDir();
+  const file = join(dir, "require.cjs");
+  writeFileSync(file, `const p = require(${JSON.stringify(`${root}mod.ts`)}); console.log(p.runtime, p.pageSize);`);
+  const child = spawnSync(process.execPath, [file], { encoding: "utf8", timeout: 60_000 });
+  assert.equal(child.status, 0, child.stderr);
+  assert.match(child.stdout, /^bun \d+$/m);
+});
+
+test("a Worker that imports pageio at top level answers its first message", () => {
+  const dir = tempDir();
+  const worker = join(dir, "worker.ts");
+  writeFileSync(
+    worker,
+    `import { mapAnonymous, pageSize } from "${root}mod.ts";
+     self.onmessage = (event: MessageEvent) => {
+       using mapping = mapAnonymous(pageSize);
+       mapping.bytes[0] = event.data;
+       self.postMessage(mapping.bytes[0] + 1);
+     };`,
+  );
+  // Posted at once, before the worker's imports finish: a module that awaits at load would drop it.
+  const run = runScript(
+    `const worker = new Worker(${JSON.stringify(new URL(`file://${worker}`).href)}, { type: "module" });
+     worker.postMessage(41);
+     let timer;
+     const answer = await new Promise((resolve, reject) => {
+       worker.onmessage = (event) => resolve(event.data);
+       worker.onerror = (event) => reject(event.message);
+       timer = setTimeout(() => reject("no answer in 20 s"), 20_000);
+     });
+     clearTimeout(timer);
+     worker.terminate();
+     console.log("answer", answer);`,
+  );
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stdout, /answer 42/);
+});
