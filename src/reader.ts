@@ -3,7 +3,8 @@
  * file's mapping or into a pool page.
  * @module
  */
-import { checkInteger, stateError } from "./errors.ts";
+import { fn, native } from "../ffi/native.ts";
+import { checkInteger, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { readv, readvAsync } from "./gather.ts";
 import type { PageHead } from "./head.ts";
@@ -43,6 +44,8 @@ export class PageReader implements Iterable<PageHead> {
   #file: FileHandle | number;
   readonly #ownsFile: boolean;
   #mapped: boolean;
+  /** A FIFO this reader opened, no writer seen yet: it reads as ended until one comes, so wait for one. */
+  #awaitWriter: boolean;
   readonly #size: number;
   readonly #chunkSize: number;
   readonly #windowSize: number;
@@ -58,7 +61,8 @@ export class PageReader implements Iterable<PageHead> {
 
   /**
    * Reads `source`: a path or `file:` URL (opened here, closed by `close()`), a FileHandle or an fd (left open).
-   * A FIFO path opens at once and is read as a pipe; with no writer at its other end it reads as ended.
+   * A FIFO path opens at once and is read as a pipe: the first read waits for a writer to come (`readAsync` and
+   * `readable` off the JS thread), as a blocking `open()` would have, but the constructor never waits.
    */
   constructor(source: string | URL | Target, options: PageReaderOptions = {}) {
     // Options first: a bad one must not leave an opened file behind.
@@ -78,6 +82,7 @@ export class PageReader implements Iterable<PageHead> {
       const { size, kind } = stat(fdOf(this.#file));
       // Size 0 is not end of file on procfs (nor on a file still being written): such files are read.
       this.#mapped = kind === "file" && size > 0;
+      this.#awaitWriter = this.#ownsFile && kind === "fifo";
       this.#size = size;
     } catch (error) {
       if (this.#ownsFile) (this.#file as FileHandle).close();
@@ -130,6 +135,7 @@ export class PageReader implements Iterable<PageHead> {
   #readIntoPage(): PageHead | null {
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
+      if (this.#awaitWriter) this.#writerCame(fn.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
       const read = readv(this.#file, [page]);
       return read === 0 ? this.#end() : page.head(0, read);
     } finally {
@@ -147,6 +153,7 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#mapped) return this.#readMapped();
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
+      if (this.#awaitWriter) this.#writerCame(await native.async.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
       const read = await readvAsync(this.#file, [page]);
       return read === 0 ? this.#end() : page.head(0, read);
     } finally {
@@ -201,8 +208,14 @@ export class PageReader implements Iterable<PageHead> {
     }
     // A pool page would go back to the pool (and be reused) while a consumer still holds the chunk.
     const bytes = new Uint8Array(16 * pageSize);
+    if (this.#awaitWriter) this.#writerCame(await native.async.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
     const read = await readvAsync(this.#file, [bytes]);
     return read === 0 ? null : bytes.subarray(0, read);
+  }
+
+  #writerCame(result: number): void {
+    unwrap(result, "poll", this.#file instanceof FileHandle ? this.#file.path : undefined);
+    this.#awaitWriter = false;
   }
 
   #end(): null {

@@ -110,7 +110,7 @@ test("only file: URLs are paths: any other scheme is a TypeError naming it, ever
   assert.equal(file.path, path);
 });
 
-test("a FIFO nobody else opens fails or reads empty at once: no open() waits for the other end", () => {
+test("a FIFO nobody else opens: mapping and writing fail at once, a reader waits off the JS thread", () => {
   const path = fifo();
   const run = runScript(
     `
@@ -120,11 +120,19 @@ test("a FIFO nobody else opens fails or reads empty at once: no open() waits for
     try { mapFile(path); } catch (e) { result.map = e.code; }
     try { new PageWriter(path); } catch (e) { result.writer = e.code; }
     try { openFile(path, "a"); } catch (e) { result.append = e.code; }
-    const reader = new PageReader(path);
-    result.read = reader.read();
+    const reader = new PageReader(path); // opens at once; its first read waits for a writer, off the JS thread
+    const first = reader.readAsync();
+    let ticks = 0;
+    await new Promise((resolve) => { const t = setInterval(() => ++ticks === 5 && (clearInterval(t), resolve())); });
+    result.ticked = ticks; // the event loop ran while the read waited
+    const writer = new PageWriter(path); // now a reader has it open: no ENXIO
+    writer.write(new TextEncoder().encode("late writer"));
+    writer.close();
+    const head = await first;
+    result.read = new TextDecoder().decode(head.bytes);
+    head.release();
+    result.end = await reader.readAsync(); // the writer came and went: end of input
     reader.close();
-    using blocking = openFile(path);
-    result.kind = blocking.kind();
     console.log(JSON.stringify(result));
   `,
     { timeout: 20_000 },
@@ -135,8 +143,9 @@ test("a FIFO nobody else opens fails or reads empty at once: no open() waits for
     map: "ENODEV", // a FIFO cannot be mapped
     writer: "ENXIO", // no reader: writing would wait for one
     append: "ENXIO",
-    read: null, // no writer: end of input
-    kind: "fifo",
+    ticked: 5,
+    read: "late writer",
+    end: null,
   });
 });
 

@@ -3,7 +3,18 @@ import assert from "node:assert/strict";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { mapFile, openFile, PageHead, type PageIoError, PagePool, pageSize, readv, writev } from "../mod.ts";
-import { fifo, haveStrace, patternBytes, root, runScript, sha256, startScript, tempDir, tempFile } from "./helpers.ts";
+import {
+  fifo,
+  haveStrace,
+  patternBytes,
+  root,
+  runScript,
+  sha256,
+  startScript,
+  tempDir,
+  tempFile,
+  whenReaderOpens,
+} from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
 
@@ -148,7 +159,7 @@ test("a slow reader in another process gets every byte (short writes resumed)", 
     page.release();
   }
   const want = sha256(concat(expected));
-  const out = openFile(pipe, "w");
+  const out = await whenReaderOpens(() => openFile(pipe, "w"));
   assert.equal(writev(out, heads), expected.reduce((n, e) => n + e.length, 0));
   out.close();
   const { status, stderr } = await reader.exited;
@@ -160,7 +171,7 @@ test("a slow reader in another process gets every byte (short writes resumed)", 
 test("a reader that goes away is EPIPE, a typed error, and the process lives on", async () => {
   const pipe = fifo();
   const reader = startScript(`import { openSync } from "node:fs"; openSync(${JSON.stringify(pipe)}, "r");`);
-  const out = openFile(pipe, "w");
+  const out = await whenReaderOpens(() => openFile(pipe, "w"));
   await reader.exited;
   assert.throws(
     () => writev(out, [new Uint8Array(1 << 20)]),

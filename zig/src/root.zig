@@ -176,6 +176,12 @@ export fn pageio_pipe_unread(fd: i32) Result {
     return errno.result(channel.unread(fd));
 }
 
+/// Waits up to `timeout_ms` (0xFFFFFFFF: no limit) for `fd` to be readable (bytes, or its writers gone after
+/// one came); returns 1, or 0 on timeout.
+export fn pageio_wait_readable(fd: i32, timeout_ms: u32) Result {
+    return errno.result(channel.waitReadable(fd, timeout_ms));
+}
+
 /// Fresh zeroed pages at `[offset, offset + length)` of a private anonymous region (pool pages still held by a
 /// pipe they were lent to keep their old pages there).
 export fn pageio_replace_pages(region: u32, offset: f64, length: f64) Result {
