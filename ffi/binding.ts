@@ -3,7 +3,7 @@
  * functions, plus the two things only the runtime can do with memory.
  * @module
  */
-import type { AsyncFunctions, NativeFunctions } from "./symbols.ts";
+import type { AsyncFunctions, CallbackName, NativeCallback, NativeFunctions } from "./symbols.ts";
 
 export interface Binding {
   readonly runtime: "deno" | "bun";
@@ -21,9 +21,18 @@ export interface Binding {
    */
   readonly stagingLimit: number;
   /**
-   * Throws unless the runtime's own permissions let this program open `path` for reading and/or writing (Deno's
-   * `--allow-read`/`--allow-write` scopes; Bun has none). FFI itself would open anything.
+   * A native callback of a type in the `callbacks` table, calling `fn` on the JS thread (when the library calls
+   * it from another thread, the runtime queues the call onto the event loop). Ref'd: call `unref()` while the
+   * library has nothing to call it for, so the process can exit.
    */
-  checkPath(path: string, read: boolean, write: boolean): void;
+  callback(name: CallbackName, fn: () => void): NativeCallback;
+  /**
+   * Whether the runtime's own permissions grant this (Deno's `--allow-net`, `--allow-read`, `--allow-write`
+   * scopes; FFI could bypass them, pageio does not). Always true on Bun.
+   */
+  permitted(descriptor: PermissionQuery): boolean;
   close(): void;
 }
+
+/** A permission as Deno names it: network access to `host` ("host:port") or file access to `path`. */
+export type PermissionQuery = { name: "net"; host: string } | { name: "read" | "write"; path: string };

@@ -1,10 +1,18 @@
 /** The symbol table through `bun:ffi`. Loaded only on Bun. @module */
 // @ts-ignore: bun:ffi exists only in Bun; this file is never loaded elsewhere.
-import { dlopen, ptr, toArrayBuffer } from "bun:ffi";
+import { dlopen, JSCallback, ptr, toArrayBuffer } from "bun:ffi";
 import type { Binding } from "./binding.ts";
-import { type AsyncFunctions, blockingNames, type NativeFunctions, symbols } from "./symbols.ts";
+import {
+  type AsyncFunctions,
+  blockingNames,
+  callbacks,
+  type NativeCallback,
+  type NativeFunctions,
+  symbols,
+} from "./symbols.ts";
 
-const bunTypes = { i32: "i32", u32: "u32", f64: "f64", buffer: "ptr" } as const;
+// A callback crosses as its address ("ptr" takes null too, "function" does not).
+const bunTypes = { i32: "i32", u32: "u32", f64: "f64", buffer: "ptr", function: "ptr", void: "void" } as const;
 
 export function open(path: string): Binding {
   const table = Object.fromEntries(
@@ -22,8 +30,38 @@ export function open(path: string): Binding {
     view: (address, byteLength) => toArrayBuffer(address, 0, byteLength) as ArrayBuffer,
     addressOf: (bytes) => ptr(bytes) as number,
     stagingLimit: 1024,
-    checkPath() {}, // Bun has no permission model
+    callback,
+    permitted: () => true, // Bun has no permission model
     close: () => library.close(),
+  };
+}
+
+/** A JSCallback does not keep Bun's event loop alive: one idle timer does, while any callback is ref'd. */
+let refs = 0;
+let keepAlive: { ref(): void; unref(): void } | undefined;
+
+function callback(name: keyof typeof callbacks, fn: () => void): NativeCallback {
+  const spec = callbacks[name];
+  // threadsafe: a call from another thread is queued onto the event loop (it returns at once, the JS runs later).
+  const native = new JSCallback(fn, { args: [], returns: bunTypes[spec.result], threadsafe: spec.threadSafe });
+  let reffed = false;
+  const ref = (on: boolean) => {
+    if (reffed === on) return;
+    reffed = on;
+    refs += on ? 1 : -1;
+    keepAlive ??= setInterval(() => {}, 2 ** 30) as unknown as { ref(): void; unref(): void };
+    if (refs === 0) keepAlive.unref();
+    else keepAlive.ref();
+  };
+  ref(true);
+  return {
+    pointer: native.ptr,
+    ref: () => ref(true),
+    unref: () => ref(false),
+    close: () => {
+      ref(false);
+      native.close();
+    },
   };
 }
 

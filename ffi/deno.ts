@@ -1,8 +1,8 @@
 /** The symbol table through `Deno.dlopen`. Loaded only on Deno. @module */
 import type { Binding } from "./binding.ts";
-import { type AsyncFunctions, blockingNames, type NativeFunctions, symbols } from "./symbols.ts";
+import { type AsyncFunctions, blockingNames, callbacks, type NativeFunctions, symbols } from "./symbols.ts";
 
-const denoTypes = { i32: "i32", u32: "u32", f64: "f64", buffer: "buffer" } as const;
+const denoTypes = { i32: "i32", u32: "u32", f64: "f64", buffer: "buffer", function: "function", void: "void" } as const;
 
 export function open(path: string): Binding {
   const entries: [string, Deno.ForeignFunction][] = Object.entries(symbols).map(([name, spec]) => [
@@ -43,10 +43,21 @@ export function open(path: string): Binding {
       return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
     },
     stagingLimit: 8192,
-    checkPath(path, read, write) {
-      if (read) demand("read", path);
-      if (write) demand("write", path);
+    callback(name, fn) {
+      const spec = callbacks[name];
+      const definition = { parameters: [], result: denoTypes[spec.result] } as const;
+      // threadSafe: a call from another thread is queued onto the event loop instead of aborting the process.
+      const callback = spec.threadSafe
+        ? Deno.UnsafeCallback.threadSafe(definition, fn)
+        : new Deno.UnsafeCallback(definition, fn);
+      return {
+        pointer: callback.pointer,
+        ref: () => void callback.ref(),
+        unref: () => void callback.unref(),
+        close: () => callback.close(),
+      };
     },
+    permitted: allowed,
     close: () => library.close(),
   };
 }
@@ -55,11 +66,4 @@ export function open(path: string): Binding {
 function allowed(descriptor: Deno.PermissionDescriptor): boolean {
   const { state } = Deno.permissions.querySync(descriptor);
   return state === "granted" || (state === "prompt" && Deno.permissions.requestSync(descriptor).state === "granted");
-}
-
-/** Deno's check and Deno's error (`Deno.openSync` throws the same), for a path pageio opens through FFI. */
-function demand(name: "read" | "write", path: string): void {
-  if (!allowed({ name, path })) {
-    throw new Deno.errors.NotCapable(`Requires ${name} access to "${path}", run again with the --allow-${name} flag`);
-  }
 }

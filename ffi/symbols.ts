@@ -11,8 +11,11 @@
 /** The C interface version this TypeScript expects; `zig/src/root.zig` has the same. */
 export const ABI_VERSION = 2;
 
-/** Runtime-neutral parameter types: `buffer` is a typed array (or null) passed as a pointer. */
-export type NativeType = "i32" | "u32" | "f64" | "buffer";
+/**
+ * Runtime-neutral parameter types: `buffer` is a typed array (or null) passed as a pointer; `function` is a
+ * callback's pointer, made by `Binding.callback` from the `callbacks` table below.
+ */
+export type NativeType = "i32" | "u32" | "f64" | "buffer" | "function";
 
 /** One symbol: parameter types in order, its (always double) result, and whether it may wait on I/O. */
 export interface SymbolSpec {
@@ -26,12 +29,11 @@ export const symbols = {
   pageio_abi_version: { parameters: [], result: "f64" },
   pageio_page_size: { parameters: [], result: "f64" },
   pageio_region_count: { parameters: [], result: "f64" },
-  // (region: u32) -> 1 when the SIGBUS guard found its file truncated, else 0
-  pageio_region_faulted: { parameters: ["u32"], result: "f64" },
+  // (region: u32) -> 0, or the errno every use of the region fails with since the SIGBUS guard put zeros
+  // into it: ENODATA (its file was truncated), ENOSPC (no room for a page), EIO (a page could not be read)
+  pageio_region_fault: { parameters: ["u32"], result: "f64" },
   // () -> SIGBUS faults absorbed by the guard in this process
   pageio_fault_count: { parameters: [], result: "f64" },
-  // () -> pages of read-only mappings copied privately because JS wrote to them
-  pageio_private_copy_count: { parameters: [], result: "f64" },
   // (code: i32, out: u8*, out_len: u32) -> name length
   pageio_errno_name: { parameters: ["i32", "buffer", "u32"], result: "f64" },
   // (path: u8*, path_len: u32, mode: u32 FileMode index, flags: u32 bits no_follow|non_blocking) -> fd
@@ -56,8 +58,8 @@ export const symbols = {
   pageio_ring_close: { parameters: ["u32", "u32"], result: "f64" },
   // (region: u32, timeout_ms: u32, 0xFFFFFFFF no limit) -> free slot index (producer)
   pageio_ring_reserve: { parameters: ["u32", "u32"], result: "f64", mayBlock: true },
-  // (region: u32, length: u32) -> 0: the reserved slot is published (producer)
-  pageio_ring_publish: { parameters: ["u32", "u32"], result: "f64" },
+  // (region: u32, slot: u32 the reserved slot, length: u32) -> 0: the slot is published (producer)
+  pageio_ring_publish: { parameters: ["u32", "u32", "u32"], result: "f64" },
   // (region: u32, timeout_ms: u32) -> slot * 2^32 + length; -ENODATA once the producer closed (consumer)
   pageio_ring_receive: { parameters: ["u32", "u32"], result: "f64", mayBlock: true },
   // (region: u32, count: u32) -> 0: the oldest count received slots go back (consumer)
@@ -92,6 +94,10 @@ export const symbols = {
     result: "f64",
     mayBlock: true,
   },
+  // (staging: u8*, staging_bytes: u32, at: u32, bytes: u8* a typed array's memory, length: u32) -> at + length
+  pageio_stage: { parameters: ["buffer", "u32", "u32", "buffer", "u32"], result: "f64" },
+  // (bytes: u8* a typed array's memory) -> its address (for an ADDRESS_REGION descriptor)
+  pageio_address: { parameters: ["buffer"], result: "f64" },
   // as pageio_writev, into a pipe by vmsplice: the pipe holds the pages themselves until read
   pageio_vmsplice: {
     parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"],
@@ -101,11 +107,79 @@ export const symbols = {
   // (kind: u32 0 copy_file_range | 1 sendfile, fd_in: i32, offset_in: f64, fd_out: i32, length: f64,
   //  out: f64[1] bytes moved) -> bytes moved
   pageio_move: { parameters: ["u32", "i32", "f64", "i32", "f64", "buffer"], result: "f64", mayBlock: true },
+  // (doorbell: void (*)(void) or null) -> poller id; with a doorbell, a thread calls it when fds become ready
+  pageio_poller_open: { parameters: ["function"], result: "f64" },
+  // (poller: u32, fd: i32, interest: u32 bits 1 read | 2 write) -> 0, once (oneshot); -EPERM: a regular file
+  pageio_poller_arm: { parameters: ["u32", "i32", "u32"], result: "f64" },
+  // (poller: u32, fd: i32) -> 0: fd dropped from the set and the queue (call it before closing fd)
+  pageio_poller_forget: { parameters: ["u32", "i32"], result: "f64" },
+  // (poller: u32, out: {fd: i32, ready: u32}[max], max: u32) -> events taken from the doorbell's queue
+  pageio_poller_drain: { parameters: ["u32", "buffer", "u32"], result: "f64" },
+  // (poller: u32, out: {fd: i32, ready: u32}[max], max: u32, timeout_ms: i32 -1 no limit) -> ready events
+  pageio_poller_wait: { parameters: ["u32", "buffer", "u32", "i32"], result: "f64", mayBlock: true },
+  // (poller: u32) -> 0: an outstanding pageio_poller_wait returns
+  pageio_poller_wake: { parameters: ["u32"], result: "f64" },
+  // (poller: u32) -> 0
+  pageio_poller_close: { parameters: ["u32"], result: "f64" },
+  // (fd: i32, interest: u32, timeout_ms: i32) -> readiness bits, 0 on timeout (poll(2): no poller needed)
+  pageio_wait_fd: { parameters: ["i32", "u32", "i32"], result: "f64", mayBlock: true },
+  // (transport: u32 0 tcp | 1 unix, host: u8* numeric address or unix path, host_len: u32, port: u32,
+  //  backlog: u32, flags: u32 bit 0 reuse_port) -> fd of a listening socket (non-blocking, close-on-exec)
+  pageio_socket_listen: { parameters: ["u32", "buffer", "u32", "u32", "u32", "u32"], result: "f64" },
+  // (fd: i32 listener) -> fd of the next connection (non-blocking, close-on-exec); -EAGAIN when none waits
+  pageio_socket_accept: { parameters: ["i32"], result: "f64" },
+  // (transport: u32, host: u8*, host_len: u32, port: u32, wait_ms: u32 0 = return at once | 0xFFFFFFFF no limit,
+  //  out: f64[1] 1 while the connect is in progress) -> fd
+  pageio_socket_connect: { parameters: ["u32", "buffer", "u32", "u32", "u32", "buffer"], result: "f64" },
+  // (fd: i32) -> 0 once a pending connect succeeded, else -errno (SO_ERROR)
+  pageio_socket_connect_result: { parameters: ["i32"], result: "f64" },
+  // (fd: i32, option: u32 socket.Option index, value: i32) -> 0
+  pageio_socket_set_option: { parameters: ["i32", "u32", "i32"], result: "f64" },
+  // (fd: i32, option: u32) -> 0 or 1
+  pageio_socket_get_option: { parameters: ["i32", "u32"], result: "f64" },
+  // (fd: i32, how: u32 0 read | 1 write | 2 both) -> 0
+  pageio_socket_shutdown: { parameters: ["i32", "u32"], result: "f64" },
+  // (fd: i32, peer: u32 0 own | 1 peer's, out: u8* text, out_len: u32, info: f64[2] {family 0 ipv4 | 1 ipv6 |
+  //  2 unix, port}) -> text length
+  pageio_socket_address: { parameters: ["i32", "u32", "buffer", "u32", "buffer"], result: "f64" },
+  // (fd: i32 a stream socket from elsewhere, duplicate: u32 1 = a close-on-exec copy) -> fd, now non-blocking
+  pageio_socket_adopt: { parameters: ["i32", "u32"], result: "f64" },
+  // (dir: i32, path: u8*, path_len: u32) -> fd opened read-only beneath dir (-EXDEV/-ELOOP: it would leave dir)
+  pageio_open_beneath: { parameters: ["i32", "buffer", "u32"], result: "f64" },
 } as const satisfies Record<string, SymbolSpec>;
+
+/** A callback the library calls: its parameter types (none yet) and result. */
+export interface CallbackSpec {
+  readonly parameters: readonly [];
+  readonly result: "void";
+  /** Called from a native thread, not the JS one: the runtime queues it onto the event loop. */
+  readonly threadSafe: true;
+}
+
+/** Every callback type the library takes, declared once like the symbols. */
+export const callbacks = {
+  // void (*)(void): the poller's doorbell, rung from its thread when the ready queue was drained and fills again
+  doorbell: { parameters: [], result: "void", threadSafe: true },
+} as const satisfies Record<string, CallbackSpec>;
+
+export type CallbackName = keyof typeof callbacks;
 
 export type Symbols = typeof symbols;
 
-type JsType<T extends NativeType> = T extends "buffer" ? ArrayBufferView | null : number;
+/** A callback made by `Binding.callback`, passed where a symbol takes a `function`. */
+export interface NativeCallback {
+  /** Opaque: only for passing to a `function` parameter. */
+  readonly pointer: unknown;
+  /** Keep the process alive while the library may call it (the default)… */
+  ref(): void;
+  /** …or not. */
+  unref(): void;
+  close(): void;
+}
+
+type JsType<T extends NativeType> = T extends "buffer" ? ArrayBufferView | null
+  : T extends "function" ? NativeCallback["pointer"]
+  : number;
 type JsParameters<P extends readonly NativeType[]> = { [K in keyof P]: P[K] extends NativeType ? JsType<P[K]> : never };
 
 /** The symbols as JS functions, the same shape on both runtimes. */

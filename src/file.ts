@@ -2,19 +2,21 @@
  * Files opened by pageio: close-on-exec descriptors with an explicit close.
  * @module
  */
-import { fn, native } from "../ffi/native.ts";
-import { checkInteger, stateError, unwrap } from "./errors.ts";
+import { abi, errno, fn, native } from "../ffi/native.ts";
+import { checkInteger, PageIoError, stateError, unwrap } from "./errors.ts";
 
 /**
  * `"r"` read; `"r+"` read and write; `"w"` write, create, truncate; `"w+"` read and write, create, truncate;
  * `"a"` append, create; `"wx+"` read and write, create a new file (`EEXIST` if one is there).
  */
 export type FileMode = "r" | "r+" | "w" | "w+" | "a" | "wx+";
-const modes: readonly FileMode[] = ["r", "r+", "w", "w+", "a", "wx+"]; // indexes are zig/src/file.zig Mode
+const modes: readonly FileMode[] = abi.enums.FileMode.values; // the index is the native mode
 
 /** What a descriptor refers to. */
 export type FileKind = "other" | "file" | "directory" | "character-device" | "block-device" | "fifo" | "socket";
-const kinds: readonly FileKind[] = ["other", "file", "directory", "character-device", "block-device", "fifo", "socket"];
+const kinds: readonly FileKind[] = abi.enums.FileKind.values;
+const { OpenFlags } = abi.flags;
+const pairKinds = abi.enums.PairKind.values;
 
 const encoder = new TextEncoder();
 const statOut = new Float64Array(2);
@@ -101,9 +103,9 @@ const access: readonly { read: boolean; write: boolean }[] = [
 
 /**
  * Opens `path` (close-on-exec) and returns its handle. Opening never waits: a FIFO with nobody at its other end
- * opens at once for reading (and reads as empty until a writer comes) and fails with `ENXIO` for writing. On
- * Deno the path must pass the same `--allow-read`/`--allow-write` check `Deno.openSync` makes (else
- * `Deno.errors.NotCapable`, naming the flag).
+ * opens at once for reading (a PageReader's first read waits for a writer) and fails with `ENXIO` for writing.
+ * On Deno the path must pass the `--allow-read`/`--allow-write` check `Deno.openSync` makes (else `EACCES`,
+ * naming the flag).
  *
  * @example
  * ```ts
@@ -117,11 +119,28 @@ export function openFile(path: string | URL, mode: FileMode = "r", options: Open
   const p = toPath(path);
   const index = modes.indexOf(mode);
   if (index < 0) throw new TypeError(`mode must be one of ${modes.join(", ")}, got ${String(mode)}`);
-  native.checkPath(p, access[index].read, access[index].write);
+  const { read, write } = access[index];
+  if (read) checkAccess("read", p, "open");
+  if (write) checkAccess("write", p, "open");
   const bytes = encoder.encode(p);
-  const flags = (options.noFollow ? 1 : 0) | (options.nonBlocking ? 2 : 0);
+  const flags = (options.noFollow ? OpenFlags.bits.no_follow : 0) |
+    (options.nonBlocking ? OpenFlags.bits.non_blocking : 0);
   const fd = unwrap(fn.pageio_open(bytes, bytes.length, index, flags), "open", p);
   return new FileHandle(fd, p);
+}
+
+/**
+ * @internal Throws unless the runtime's permissions let this program open `path` for `access` (Deno's
+ * `--allow-read`/`--allow-write` scopes, asked as `Deno.openSync` would ask; Bun has none): FFI itself could
+ * open anything. `EACCES` with a message naming the flag.
+ */
+export function checkAccess(access: "read" | "write", path: string, syscall: string): void {
+  if (native.permitted({ name: access, path })) return;
+  throw new PageIoError("EACCES", `EACCES: requires ${access} access to '${path}' (run deno with --allow-${access})`, {
+    errno: errno.EACCES,
+    syscall,
+    path,
+  });
 }
 
 /**
@@ -138,6 +157,33 @@ export function toPath(path: unknown): string {
   }
   if (/%2f/i.test(pathname)) throw new TypeError("a file: URL path must not hold an encoded '/' (%2F)");
   return decodeURIComponent(pathname);
+}
+
+/**
+ * Opens `path` read-only inside the directory `dir`, refusing any path that would resolve outside it: `..`
+ * past the top, an absolute path, or a symbolic link leading out (`EXDEV`; on systems without Linux's
+ * `openat2`, every symbolic link is refused with `ELOOP`). For serving files from a root directory.
+ *
+ * @example
+ * ```ts
+ * import { openBeneath, openFile } from "@pageio/pageio";
+ * using root = openFile(".");
+ * using readme = openBeneath(root, "README.md");
+ * console.log(readme.size() > 0); // true
+ * try {
+ *   openBeneath(root, "../outside");
+ * } catch (error) {
+ *   console.log((error as { code: string }).code); // "EXDEV"
+ * }
+ * ```
+ */
+export function openBeneath(dir: FileHandle, path: string): FileHandle {
+  if (!(dir instanceof FileHandle)) throw new TypeError(`dir must be a FileHandle, got ${describe(dir)}`);
+  if (typeof path !== "string") throw new TypeError(`path must be a string, got ${describe(path)}`);
+  const full = dir.path === undefined ? path : `${dir.path.replace(/\/+$/, "")}/${path}`;
+  checkAccess("read", full, "openat2");
+  const bytes = encoder.encode(path);
+  return new FileHandle(unwrap(fn.pageio_open_beneath(dir.fd, bytes, bytes.length), "openat2", full), full);
 }
 
 /** A descriptor to operate on: a FileHandle (must be open) or a plain fd number from elsewhere. */
@@ -179,7 +225,7 @@ export interface PairOptions {
  */
 export function pipe(options: PairOptions & { size?: number } = {}): [readEnd: FileHandle, writeEnd: FileHandle] {
   const size = options.size === undefined ? undefined : checkInteger("size", options.size, 1, 2 ** 31 - 1);
-  unwrap(fn.pageio_pair(0, options.nonBlocking ? 1 : 0, pairOut), "pipe2");
+  unwrap(fn.pageio_pair(pairKinds.indexOf("pipe"), options.nonBlocking ? 1 : 0, pairOut), "pipe2");
   const pair: [FileHandle, FileHandle] = [new FileHandle(pairOut[0]), new FileHandle(pairOut[1])];
   if (size !== undefined) {
     try {
@@ -206,6 +252,6 @@ export function pipe(options: PairOptions & { size?: number } = {}): [readEnd: F
  * ```
  */
 export function socketPair(options: PairOptions = {}): [FileHandle, FileHandle] {
-  unwrap(fn.pageio_pair(1, options.nonBlocking ? 1 : 0, pairOut), "socketpair");
+  unwrap(fn.pageio_pair(pairKinds.indexOf("socket"), options.nonBlocking ? 1 : 0, pairOut), "socketpair");
   return [new FileHandle(pairOut[0]), new FileHandle(pairOut[1])];
 }

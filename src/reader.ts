@@ -9,7 +9,7 @@ import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.
 import { readv, readvAsync } from "./gather.ts";
 import type { PageHead } from "./head.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
-import { PagePool } from "./pool.ts";
+import { type Page, PagePool } from "./pool.ts";
 import { pageSize } from "./system.ts";
 
 /** Options of `new PageReader()`. */
@@ -20,6 +20,10 @@ export interface PageReaderOptions {
   chunkSize?: number;
   /** Bytes of a regular file mapped at once, a multiple of the page size (default 8 MiB). */
   windowSize?: number;
+  /** Where in a regular file to start (default 0): with `length`, a byte range, as an HTTP `Range` asks. */
+  offset?: number;
+  /** Most bytes to read (default: to the end of the file, or of the stream). */
+  length?: number;
 }
 
 /**
@@ -46,7 +50,10 @@ export class PageReader implements Iterable<PageHead> {
   #mapped: boolean;
   /** A FIFO this reader opened, no writer seen yet: it reads as ended until one comes, so wait for one. */
   #awaitWriter: boolean;
-  readonly #size: number;
+  /** Where reading stops in a file; bytes left to read from a stream (Infinity: to its end). */
+  readonly #end: number;
+  #left: number;
+  #rangeLength: number | null;
   readonly #chunkSize: number;
   readonly #windowSize: number;
   #pool: PagePool | null;
@@ -74,6 +81,8 @@ export class PageReader implements Iterable<PageHead> {
     if (options.pool !== undefined && !(options.pool instanceof PagePool)) {
       throw new TypeError(`pool must be a PagePool, got ${describe(options.pool)}`);
     }
+    const offset = checkInteger("offset", options.offset ?? 0, 0);
+    const wanted = options.length === undefined ? undefined : checkInteger("length", options.length, 0);
     this.#ownsPool = options.pool === undefined;
     this.#pool = options.pool ?? null;
     this.#ownsFile = typeof source === "string" || source instanceof URL;
@@ -83,13 +92,42 @@ export class PageReader implements Iterable<PageHead> {
       // Size 0 is not end of file on procfs (nor on a file still being written): such files are read.
       this.#mapped = kind === "file" && size > 0;
       this.#awaitWriter = this.#ownsFile && kind === "fifo";
-      this.#size = size;
+      if (kind === "file") {
+        if (offset + (wanted ?? 0) > size) {
+          throw new RangeError(
+            wanted === undefined
+              ? `offset ${offset} is past the end of the ${size}-byte file`
+              : `offset ${offset} + length ${wanted} is past the end of the ${size}-byte file`,
+          );
+        }
+      } else if (offset !== 0) {
+        throw new TypeError(`offset ${offset} needs a regular file; a ${kind} is read from where it is`);
+      }
+      this.#position = offset;
+      this.#end = this.#mapped ? offset + (wanted ?? size - offset) : Infinity;
+      this.#left = this.#mapped ? Infinity : wanted ?? Infinity;
+      this.#rangeLength = this.#mapped ? this.#end - offset : wanted ?? null;
     } catch (error) {
       if (this.#ownsFile) (this.#file as FileHandle).close();
       throw error;
     }
     const path = this.#file instanceof FileHandle ? this.#file.path : undefined;
     this.#label = path === undefined ? `mapping of fd ${fdOf(this.#file)}` : `mapping of '${path}'`;
+  }
+
+  /**
+   * Bytes this reader reads in all: the range's length (the whole file by default), or `length` on a
+   * stream; null for a stream read to its end, whose length is not known. A `Content-Length`.
+   *
+   * @example
+   * ```ts
+   * import { PageReader } from "@pageio/pageio";
+   * using reader = new PageReader("README.md", { offset: 2, length: 5 }); // bytes 2-6, as `Range: bytes=2-6`
+   * console.log(reader.size); // 5
+   * ```
+   */
+  get size(): number | null {
+    return this.#rangeLength;
   }
 
   /** The next head, or null at end of input. */
@@ -100,12 +138,12 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   #readMapped(): PageHead | null {
-    if (this.#position >= this.#size) return this.#end();
+    if (this.#position >= this.#end) return this.#finish();
     let window = this.#window;
     if (window === null || this.#position >= this.#windowStart + window.byteLength) {
       window?.releaseRef(); // unmapped once its last head is released too
       this.#windowStart = this.#position - (this.#position % pageSize);
-      const length = Math.min(this.#windowSize, this.#size - this.#windowStart);
+      const length = Math.min(this.#windowSize, this.#end - this.#windowStart);
       // Heads of a window on a FileHandle are file spans too: a PageWriter lets the kernel move them.
       const handle = this.#file instanceof FileHandle ? this.#file : undefined;
       try {
@@ -122,6 +160,8 @@ export class PageReader implements Iterable<PageHead> {
         if (this.#position !== 0 || (error as { code?: string }).code !== "ENODEV") throw error;
         this.#mapped = false;
         this.#window = null;
+        this.#left = this.#end; // no more than its size or the length asked, if read() gives that much
+        this.#rangeLength = null; // its size is only a bound
         return this.#readIntoPage();
       }
       window.advise("sequential");
@@ -133,14 +173,25 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   #readIntoPage(): PageHead | null {
+    if (this.#left === 0) return this.#finish();
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
       if (this.#awaitWriter) this.#writerCame(fn.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
-      const read = readv(this.#file, [page]);
-      return read === 0 ? this.#end() : page.head(0, read);
+      return this.#took(readv(this.#file, [this.#room(page)]), page);
     } finally {
       page.release();
     }
+  }
+
+  /** What of `page` to read into: no more than `length` has left. */
+  #room(page: Page): Page | Uint8Array {
+    return this.#left >= this.#pool!.pageSize ? page : page.bytes.subarray(0, this.#left);
+  }
+
+  #took(read: number, page: Page): PageHead | null {
+    if (read === 0) return this.#finish();
+    this.#left -= read;
+    return page.head(0, read);
   }
 
   /**
@@ -151,11 +202,11 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readAsync");
     if (this.#ended) return null;
     if (this.#mapped) return this.#readMapped();
+    if (this.#left === 0) return this.#finish();
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
       if (this.#awaitWriter) this.#writerCame(await native.async.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
-      const read = await readvAsync(this.#file, [page]);
-      return read === 0 ? this.#end() : page.head(0, read);
+      return this.#took(await readvAsync(this.#file, [this.#room(page)]), page);
     } finally {
       page.release();
     }
@@ -207,9 +258,11 @@ export class PageReader implements Iterable<PageHead> {
       return null;
     }
     // A pool page would go back to the pool (and be reused) while a consumer still holds the chunk.
-    const bytes = new Uint8Array(16 * pageSize);
+    if (this.#left === 0) return null;
+    const bytes = new Uint8Array(Math.min(16 * pageSize, this.#left));
     if (this.#awaitWriter) this.#writerCame(await native.async.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
     const read = await readvAsync(this.#file, [bytes]);
+    this.#left -= read;
     return read === 0 ? null : bytes.subarray(0, read);
   }
 
@@ -218,7 +271,7 @@ export class PageReader implements Iterable<PageHead> {
     this.#awaitWriter = false;
   }
 
-  #end(): null {
+  #finish(): null {
     this.#ended = true;
     this.#window?.releaseRef();
     this.#window = null;

@@ -10,6 +10,8 @@ import { Brigade } from "./brigade.ts";
 import type { Chunk } from "./gather.ts";
 import { PageHead } from "./head.ts";
 import { Lender } from "./lend.ts";
+import { type Page, PagePool } from "./pool.ts";
+import { pageSize, runtime } from "./system.ts";
 
 /** Options of `new PageWriter()`. */
 export interface PageWriterOptions {
@@ -21,6 +23,41 @@ export interface PageWriterOptions {
    * reader has taken its bytes (or, at `close()`, gets fresh memory while the pipe keeps the old).
    */
   lend?: boolean;
+  /** A path is opened to append (mode `"a"`) instead of truncated (mode `"w"`). */
+  append?: boolean;
+  /** Pool whose pages strings are encoded into (default: a pool of the writer's own, closed with it). */
+  pool?: PagePool;
+}
+
+const encoder = new TextEncoder();
+/** Limit: UTF-16 units of strings joined before they are encoded (at most 48 KiB of UTF-8: within a 64 KiB page). */
+const TEXT_BATCH_CHARS = 16 * 1024;
+
+/**
+ * Writers holding bytes not yet written, flushed when the program exits: a log that never called
+ * `flush()` is still complete. Held strongly only while they hold data.
+ */
+const unflushed = new Set<PageWriter>();
+let exitHookInstalled = false;
+function flushAllAtExit(): void {
+  for (const writer of [...unflushed]) {
+    try {
+      writer.flush();
+    } catch (error) {
+      console.error("pageio: a PageWriter's data could not be written at exit:", error);
+    }
+  }
+}
+function watchForExit(writer: PageWriter): void {
+  unflushed.add(writer);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  if (runtime === "deno") globalThis.addEventListener("unload", flushAllAtExit);
+  // Bun: 'exit' runs on a natural end and on process.exit() alike, and may only do synchronous work.
+  else {(globalThis as unknown as { process: { on(e: string, f: () => void): void } }).process.on(
+      "exit",
+      flushAllAtExit,
+    );}
 }
 
 /**
@@ -35,6 +72,7 @@ export interface PageWriterOptions {
  * using reader = new PageReader("README.md");
  * using writer = new PageWriter(copy);
  * for (const head of reader) writer.write(head);
+ * writer.write("\n-- copied\n"); // strings are encoded into pool pages and gathered too
  * writer.flush();
  * ```
  */
@@ -47,15 +85,32 @@ export class PageWriter {
   #written = 0;
   #closed = false;
   #writable: WritableStream<Chunk> | null = null;
+  #pool: PagePool | null;
+  readonly #ownsPool: boolean;
+  /** The page strings are being encoded into, its bytes, and where its unqueued part starts and ends. */
+  #fill: Page | null = null;
+  #fillBytes: Uint8Array = new Uint8Array(0);
+  #fillStart = 0;
+  #fillEnd = 0;
+  /** Strings written and not yet encoded. */
+  #text = "";
+  /** In the set of writers flushed at exit. */
+  #watched = false;
 
   /**
-   * A path or `file:` URL is opened for writing (created, truncated); a FileHandle or fd is used as it is. A
-   * FIFO path with no reader at its other end fails at once with `ENXIO` instead of waiting for one.
+   * A path or `file:` URL is opened for writing (created, truncated; appended to with `append: true`); a
+   * FileHandle or fd is used as it is. A FIFO path with no reader at its other end fails at once with `ENXIO`
+   * instead of waiting for one.
    */
   constructor(target: string | URL | Target, options: PageWriterOptions = {}) {
     this.#highWaterMark = checkInteger("highWaterMark", options.highWaterMark ?? 8 * 1024 * 1024, 1);
+    if (options.pool !== undefined && !(options.pool instanceof PagePool)) {
+      throw new TypeError(`pool must be a PagePool, got ${describe(options.pool)}`);
+    }
+    this.#ownsPool = options.pool === undefined;
+    this.#pool = options.pool ?? null;
     this.#ownsFile = typeof target === "string" || target instanceof URL;
-    this.#file = this.#ownsFile ? openFile(target as string | URL, "w") : target as Target;
+    this.#file = this.#ownsFile ? openFile(target as string | URL, options.append ? "a" : "w") : target as Target;
     const fd = fdOf(this.#file);
     // Lending needs a FileHandle: its `closed` says when the fd number stops naming this pipe.
     if (options.lend !== false && this.#file instanceof FileHandle && stat(fd).kind === "fifo") {
@@ -63,15 +118,80 @@ export class PageWriter {
     }
   }
 
-  /** Queues a head (the writer owns it now) or a byte array. */
-  write(chunk: Chunk): void {
+  /**
+   * Queues a head (the writer owns it now) or a byte array, or a string, which is encoded as UTF-8 straight
+   * into pool pages (no array per string); filled pages are queued as heads and gathered.
+   */
+  write(chunk: Chunk | string): void {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "write");
-    this.#brigade.append(chunk);
+    if (!this.#watched) this.#watch();
+    if (typeof chunk === "string") {
+      // Strings are joined first (the engine's ropes: no copy yet) and encoded a batch at a time: one
+      // encodeInto per batch, not per line, is what makes a log writer faster than a buffered file sink.
+      if ((this.#text += chunk).length < TEXT_BATCH_CHARS) return;
+      this.#encodeText();
+    } else {
+      this.#queueText(); // what was written before goes first
+      this.#brigade.append(chunk);
+    }
     if (this.#brigade.count >= IOV_MAX || this.#brigade.byteLength >= this.#highWaterMark) this.flush();
   }
 
-  /** Bytes and heads queued. */
+  /** Encodes the strings written so far into pool pages; filled pages are queued. */
+  #encodeText(): void {
+    for (;;) {
+      const rest = this.#text;
+      // encodeInto never splits a character: `read` stops before one that does not fit.
+      const { read, written } = encoder.encodeInto(rest, this.#fillBytes.subarray(this.#fillEnd));
+      this.#fillEnd += written;
+      if (read === rest.length) {
+        this.#text = "";
+        return;
+      }
+      this.#text = rest.slice(read); // kept if no page can be had: nothing written is dropped
+      this.#nextFill();
+    }
+  }
+
+  /** Queues the filled part of the current page and starts a fresh one. */
+  #nextFill(): void {
+    const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize, leakDetection: "off" })).acquire();
+    this.#queueFill();
+    this.#fill?.release(); // the queued head keeps it until written
+    this.#fill = page;
+    this.#fillBytes = page.bytes;
+    this.#fillStart = this.#fillEnd = 0;
+  }
+
+  /** Queues what strings filled of the current page since the last time, as one head. */
+  #queueFill(): void {
+    if (this.#fillEnd === this.#fillStart) return;
+    this.#brigade.append(this.#fill!.head(this.#fillStart, this.#fillEnd - this.#fillStart));
+    this.#fillStart = this.#fillEnd;
+  }
+
+  /** Every string written so far, encoded and queued. */
+  #queueText(): void {
+    if (this.#text.length > 0) this.#encodeText();
+    this.#queueFill();
+  }
+
+  #watch(): void {
+    this.#watched = true;
+    watchForExit(this);
+  }
+
+  /** Nothing left to write: no need to flush at exit. */
+  #settled(): void {
+    if (this.#brigade.count === 0 && this.#text.length === 0 && this.#fillEnd === this.#fillStart) {
+      this.#watched = false;
+      unflushed.delete(this);
+    }
+  }
+
+  /** Bytes and heads queued (strings written are encoded and queued first). */
   get pending(): { byteLength: number; count: number } {
+    if (!this.#closed) this.#queueText();
     return { byteLength: this.#brigade.byteLength, count: this.#brigade.count };
   }
 
@@ -84,9 +204,16 @@ export class PageWriter {
    * Queues a head like `write`, but a flush it triggers runs off the JS thread: await it to keep memory
    * bounded on a slow target.
    */
-  async writeAsync(chunk: Chunk): Promise<void> {
+  async writeAsync(chunk: Chunk | string): Promise<void> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "writeAsync");
-    this.#brigade.append(chunk);
+    if (typeof chunk === "string") {
+      this.#text += chunk;
+      if (this.#text.length >= TEXT_BATCH_CHARS) this.#encodeText();
+    } else {
+      this.#queueText();
+      this.#brigade.append(chunk);
+    }
+    if (!this.#watched) this.#watch();
     if (this.#brigade.count >= IOV_MAX || this.#brigade.byteLength >= this.#highWaterMark) await this.flushAsync();
   }
 
@@ -94,17 +221,21 @@ export class PageWriter {
   async flushAsync(): Promise<number> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flushAsync");
     this.#lender?.reclaim();
+    this.#queueText();
     const written = await this.#brigade.flushAsync(this.#file);
     this.#written += written;
+    this.#settled();
     return written;
   }
 
   /** Writes the queue with as few gather calls as the OS allows; returns bytes written. */
   flush(): number {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flush");
+    this.#queueText();
     this.#lender?.reclaim();
     const written = this.#brigade.flush(this.#file);
     this.#written += written;
+    this.#settled();
     return written;
   }
 
@@ -147,6 +278,8 @@ export class PageWriter {
   /** Releases what is queued without writing it, and closes. */
   #discard(): void {
     this.#brigade.release();
+    this.#text = "";
+    this.#fillStart = this.#fillEnd;
     this.close();
   }
 
@@ -154,11 +287,18 @@ export class PageWriter {
   close(): void {
     if (this.#closed) return;
     try {
-      if (this.#brigade.count > 0) this.flush(); // nothing queued: the target may be closed already
+      if (this.pending.count > 0) this.flush(); // nothing queued: the target may be closed already
     } finally {
       this.#closed = true;
+      unflushed.delete(this);
       this.#brigade.release();
+      this.#fill?.release();
+      this.#fill = null;
+      this.#text = "";
+      this.#fillBytes = new Uint8Array(0);
+      this.#fillStart = this.#fillEnd = 0;
       this.#lender?.close();
+      if (this.#ownsPool) this.#pool?.close(); // its slabs go once the last lent or queued page is back
       if (this.#ownsFile) (this.#file as FileHandle).close();
     }
   }

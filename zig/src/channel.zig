@@ -7,6 +7,9 @@ const Errno = errno.Errno;
 
 pub const Pair = [2]i32;
 
+/// What `pageio_pair` makes.
+pub const PairKind = enum(u32) { pipe, socket };
+
 /// A pipe: [read end, write end].
 pub fn pipe(non_blocking: bool) Errno!Pair {
     var fds: Pair = undefined;

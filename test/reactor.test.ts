@@ -1,0 +1,204 @@
+// The readiness reactor: one native wait for every descriptor, woken per batch; aborts, forgotten fds, no
+// starvation, a live event loop, and a process that exits once nothing waits. Each forced mode runs the same
+// checks in a child process.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { openFile, type PageIoError, pipe, readv, socketPair, writev } from "../mod.ts";
+import { forget, reactorMode, waitingCount, waitReady } from "../src/reactor.ts";
+import { root, runScript, tempFile } from "./helpers.ts";
+
+const code = (e: unknown) => (e as PageIoError).code;
+const settledWithin = <T>(promise: Promise<T>, ms: number) =>
+  Promise.race([promise.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+
+test("a pipe is ready to write at once, and to read once bytes arrive", async () => {
+  const [r, w] = pipe({ nonBlocking: true });
+  try {
+    await waitReady(w.fd, "write");
+    const readable = waitReady(r.fd, "read");
+    assert.equal(await settledWithin(readable, 30), false, "nothing to read yet");
+    writev(w, [new Uint8Array([1, 2, 3])]);
+    await readable;
+    const back = new Uint8Array(3);
+    assert.equal(readv(r, [back]), 3);
+    assert.deepEqual([...back], [1, 2, 3]);
+    assert.equal(waitingCount(), 0);
+  } finally {
+    r.close();
+    w.close();
+  }
+});
+
+test("a regular file is always ready", async () => {
+  using file = openFile(tempFile("x"));
+  await waitReady(file.fd, "read");
+  await waitReady(file.fd, "write");
+  assert.equal(waitingCount(), 0);
+});
+
+test("an abort rejects with the signal's reason and leaves nothing waiting", async () => {
+  const [r, w] = pipe({ nonBlocking: true });
+  try {
+    const controller = new AbortController();
+    const waiting = waitReady(r.fd, "read", controller.signal);
+    const reason = new Error("enough");
+    controller.abort(reason);
+    await assert.rejects(waiting, (e) => e === reason);
+    await assert.rejects(waitReady(r.fd, "read", controller.signal), (e) => e === reason);
+    assert.equal(waitingCount(), 0);
+    // The fd still works for the next waiter.
+    const next = waitReady(r.fd, "read");
+    writev(w, [new Uint8Array(1)]);
+    await next;
+  } finally {
+    r.close();
+    w.close();
+  }
+});
+
+test("forget rejects the fd's waiters with ERR_CLOSED before its number can be reused", async () => {
+  const [r, w] = pipe({ nonBlocking: true });
+  const a = waitReady(r.fd, "read");
+  const b = waitReady(r.fd, "read");
+  forget(r.fd);
+  r.close();
+  await assert.rejects(a, (e) => code(e) === "ERR_CLOSED");
+  await assert.rejects(b, (e) => code(e) === "ERR_CLOSED");
+  // The number comes back for a new pipe: an old wait must not take its readiness.
+  const [r2, w2] = pipe({ nonBlocking: true });
+  try {
+    const fresh = waitReady(r2.fd, "read");
+    writev(w2, [new Uint8Array(1)]);
+    await fresh;
+    assert.equal(waitingCount(), 0);
+  } finally {
+    r2.close();
+    w2.close();
+    w.close();
+  }
+});
+
+test("bad input is refused with a typed error", async () => {
+  await assert.rejects(waitReady(0, "sideways" as "read"), TypeError);
+  await assert.rejects(waitReady(999_999, "read"), (e) => code(e) === "EBADF");
+  assert.equal(waitingCount(), 0);
+});
+
+test("a thousand blocked waits never keep out the one that would unblock them", async () => {
+  const pipes = Array.from({ length: 1000 }, () => pipe({ nonBlocking: true }));
+  try {
+    const blocked = pipes.map(([r]) => waitReady(r.fd, "read"));
+    const [sr, sw] = socketPair({ nonBlocking: true });
+    await waitReady(sw.fd, "write");
+    // Wake them all: each wait resolves, with few wake-ups between them.
+    for (const [, w] of pipes) writev(w, [new Uint8Array(1)]);
+    await Promise.all(blocked);
+    assert.equal(waitingCount(), 0);
+    sr.close();
+    sw.close();
+  } finally {
+    for (const [r, w] of pipes) {
+      r.close();
+      w.close();
+    }
+  }
+});
+
+test("both directions of one socket wait at once", async () => {
+  const [a, b] = socketPair({ nonBlocking: true });
+  try {
+    const readable = waitReady(a.fd, "read");
+    await waitReady(a.fd, "write"); // resolved while the read still waits
+    assert.equal(await settledWithin(readable, 20), false);
+    writev(b, [new Uint8Array(1)]);
+    await readable;
+  } finally {
+    a.close();
+    b.close();
+  }
+});
+
+test("a 10 ms timer keeps firing while waits are pending", async () => {
+  const [r, w] = pipe({ nonBlocking: true });
+  try {
+    const waiting = waitReady(r.fd, "read");
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    clearInterval(timer);
+    assert.ok(ticks >= 5, `only ${ticks} ticks in 200 ms`);
+    writev(w, [new Uint8Array(1)]);
+    await waiting;
+  } finally {
+    r.close();
+    w.close();
+  }
+});
+
+const childChecks = (completions: number) => `
+import { pipe, readv, writev } from "${root}mod.ts";
+import { reactorMode, waitingCount, waitReady, forget } from "${root}src/reactor.ts";
+const [a, b] = pipe({ nonBlocking: true });
+const [c, d] = pipe({ nonBlocking: true });
+const one = new Uint8Array(1);
+const other = new Uint8Array(1);
+const N = ${completions};
+// Ping-pong in one process: every round is two waits and two wake-ups.
+const echo = (async () => {
+  for (let i = 0; i < N; i++) {
+    await waitReady(a.fd, "read");
+    if (readv(a, [other]) !== 1) throw new Error("short read");
+    writev(d, [other]);
+  }
+})();
+for (let i = 0; i < N; i++) {
+  one[0] = i & 0xff;
+  writev(b, [one]);
+  await waitReady(c.fd, "read");
+  if (readv(c, [one]) !== 1 || one[0] !== (i & 0xff)) throw new Error("lost or wrong byte at " + i);
+}
+await echo;
+// A wait that outlives its fd is rejected, not left hanging.
+const late = waitReady(a.fd, "read").catch((e) => e.code);
+forget(a.fd);
+if (await late !== "ERR_CLOSED") throw new Error("forget did not reject");
+if (waitingCount() !== 0) throw new Error("waiters left: " + waitingCount());
+console.log(reactorMode(), "ok");
+// Nothing waits now: the process must exit on its own (a ref'd callback or wait would hang it).
+`;
+
+for (const mode of ["doorbell", "call", "poll"]) {
+  test(`PAGEIO_REACTOR=${mode}: completions in a child process, which then exits on its own`, () => {
+    const run = runScript(childChecks(mode === "doorbell" ? 20_000 : mode === "call" ? 5000 : 1000), {
+      env: { PAGEIO_REACTOR: mode },
+    });
+    assert.equal(run.signal, null, run.stderr);
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(run.stdout.trim(), `${mode} ok`);
+  });
+}
+
+test("PAGEIO_REACTOR with an unknown value is refused by name", () => {
+  const run = runScript(`import { waitReady } from "${root}src/reactor.ts"; await waitReady(0, "read");`, {
+    env: { PAGEIO_REACTOR: "sideways" },
+  });
+  assert.notEqual(run.status, 0);
+  assert.match(run.stderr, /PAGEIO_REACTOR must be/);
+});
+
+test("10^6 completions without crash or leak (PAGEIO_REACTOR_LONG=1)", { skip: !longRun(), timeout: 600_000 }, () => {
+  const run = runScript(
+    childChecks(500_000) + `
+const rss = (await import("node:process")).memoryUsage().rss;
+if (rss > 400 * 1024 * 1024) throw new Error("rss " + rss);
+`,
+    { env: { PAGEIO_REACTOR: reactorMode() }, timeout: 590_000 },
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+});
+
+function longRun(): boolean {
+  return (globalThis as unknown as { process?: { env: Record<string, string | undefined> } }).process?.env
+    .PAGEIO_REACTOR_LONG === "1";
+}

@@ -1,0 +1,344 @@
+//! One readiness wait shared by every descriptor a JS isolate waits on: an epoll set with oneshot registrations
+//! (an fd reports once per arm, so the queue of ready fds is bounded by the fds armed).
+//!
+//! Two ways to reach JS, chosen per poller at open:
+//! - doorbell: a thread blocks in epoll_wait, queues what is ready and calls the JS callback only when the queue
+//!   goes from drained to non-empty; JS takes the whole batch with one `drain` call. No thread per wait, one
+//!   wake-up per batch.
+//! - call: no thread here; JS keeps one `wait` outstanding on the runtime's own blocking pool and gets a batch back.
+//!
+//! Linux only (epoll); elsewhere open returns NOSYS and JS falls back to `waitFd` (poll(2) per wait).
+const std = @import("std");
+const builtin = @import("builtin");
+const errno = @import("errno.zig");
+const Errno = errno.Errno;
+
+const linux = builtin.os.tag == .linux;
+
+/// Limit: pollers per process (one per JS isolate: the main thread and each Worker).
+pub const poller_count_max = 64;
+/// Limit: ready events queued before the thread stops taking more from epoll (they wait in the kernel meanwhile).
+pub const queue_capacity = 4096;
+/// Limit: events taken from the kernel per epoll_wait.
+const batch_max = 256;
+
+/// Interest and readiness bits, shared with src/reactor.ts.
+pub const read_bit: u32 = 1;
+pub const write_bit: u32 = 2;
+
+/// What `drain` and `wait` write per ready descriptor.
+pub const Event = extern struct { fd: i32, ready: u32 };
+comptime {
+    std.debug.assert(@sizeOf(Event) == 8);
+}
+
+pub const Doorbell = *const fn () callconv(.C) void;
+
+const DlInfo = extern struct {
+    fname: ?[*:0]const u8,
+    fbase: ?*anyopaque,
+    sname: ?[*:0]const u8,
+    saddr: ?*anyopaque,
+};
+extern "c" fn dladdr(address: *const anyopaque, info: *DlInfo) c_int;
+
+/// A runtime may dlclose this library at exit while a poller thread (or its own thread blocked in `wait`) still
+/// runs code in it: Deno does, and the thread faults in unmapped code. Loading ourselves again with NODELETE keeps
+/// the code mapped until the process ends.
+fn pinLibrary() void {
+    var info: DlInfo = undefined;
+    if (dladdr(@ptrCast(&pinLibrary), &info) == 0) return;
+    const name = info.fname orelse return;
+    _ = std.c.dlopen(name, .{ .LAZY = true, .NODELETE = true });
+}
+
+const Poller = struct {
+    epoll_fd: i32,
+    wake_fd: i32,
+    doorbell: ?Doorbell,
+    mutex: std.Thread.Mutex = .{},
+    space: std.Thread.Condition = .{},
+    queue: [queue_capacity]Event = undefined,
+    head: usize = 0,
+    len: usize = 0,
+    /// The doorbell was rung and JS has not drained the queue since.
+    rung: bool = false,
+    stopping: bool = false,
+};
+
+var table_mutex: std.Thread.Mutex = .{};
+var table: [poller_count_max]?*Poller = .{null} ** poller_count_max;
+
+fn lookup(id: u32) Errno!*Poller {
+    if (id >= poller_count_max) return error.BADF;
+    table_mutex.lock();
+    defer table_mutex.unlock();
+    return table[id] orelse error.BADF;
+}
+
+/// A new poller; with a doorbell its thread starts at once. Returns its id.
+pub fn open(doorbell: ?Doorbell) Errno!u32 {
+    if (!linux) return error.NOSYS;
+    pinLibrary();
+    const epoll_fd = std.c.epoll_create1(std.os.linux.EPOLL.CLOEXEC);
+    if (epoll_fd < 0) return errno.last();
+    errdefer _ = std.c.close(epoll_fd);
+    const wake_fd = std.c.eventfd(0, std.os.linux.EFD.CLOEXEC | std.os.linux.EFD.NONBLOCK);
+    if (wake_fd < 0) return errno.last();
+    errdefer _ = std.c.close(wake_fd);
+    var event = std.os.linux.epoll_event{ .events = std.os.linux.EPOLL.IN, .data = .{ .fd = wake_fd } };
+    if (std.c.epoll_ctl(epoll_fd, std.os.linux.EPOLL.CTL_ADD, wake_fd, &event) < 0) return errno.last();
+
+    const p = std.heap.c_allocator.create(Poller) catch return error.NOMEM;
+    errdefer std.heap.c_allocator.destroy(p);
+    p.* = .{ .epoll_fd = epoll_fd, .wake_fd = wake_fd, .doorbell = doorbell };
+
+    table_mutex.lock();
+    defer table_mutex.unlock();
+    const id = for (table, 0..) |slot, i| {
+        if (slot == null) break i;
+    } else return error.MFILE;
+    if (doorbell != null) {
+        // Detached: it exits on its own once `close` sets `stopping`; nothing waits for it.
+        const thread = std.Thread.spawn(.{ .stack_size = 64 * 1024 }, run, .{p}) catch return error.AGAIN;
+        thread.detach();
+    }
+    table[id] = p;
+    return @intCast(id);
+}
+
+/// Arms `fd` for `interest` (read_bit | write_bit), once: it reports the next time it is ready, then not again
+/// until armed again. A regular file cannot wait (it is always ready): PERM.
+pub fn arm(id: u32, fd: i32, interest: u32) Errno!void {
+    if (!linux) return error.NOSYS;
+    const p = try lookup(id);
+    var bits: u32 = std.os.linux.EPOLL.ONESHOT;
+    if (interest & read_bit != 0) bits |= std.os.linux.EPOLL.IN | std.os.linux.EPOLL.RDHUP;
+    if (interest & write_bit != 0) bits |= std.os.linux.EPOLL.OUT;
+    var event = std.os.linux.epoll_event{ .events = bits, .data = .{ .fd = fd } };
+    if (std.c.epoll_ctl(p.epoll_fd, std.os.linux.EPOLL.CTL_MOD, fd, &event) == 0) return;
+    const err = errno.last();
+    if (err != error.NOENT) return err;
+    if (std.c.epoll_ctl(p.epoll_fd, std.os.linux.EPOLL.CTL_ADD, fd, &event) < 0) return errno.last();
+}
+
+/// Drops `fd` from the set and from the queue (call it before closing the fd: epoll keys registrations by open
+/// file, so a duplicate of a closed fd would keep reporting under the old number).
+pub fn forget(id: u32, fd: i32) Errno!void {
+    if (!linux) return error.NOSYS;
+    const p = try lookup(id);
+    _ = std.c.epoll_ctl(p.epoll_fd, std.os.linux.EPOLL.CTL_DEL, fd, null); // not armed, or closed: nothing to drop
+    p.mutex.lock();
+    defer p.mutex.unlock();
+    var kept: usize = 0;
+    for (0..p.len) |i| {
+        const e = p.queue[(p.head + i) % queue_capacity];
+        if (e.fd == fd) continue;
+        p.queue[(p.head + kept) % queue_capacity] = e;
+        kept += 1;
+    }
+    p.len = kept;
+}
+
+/// Takes up to `out.len` queued events (doorbell mode). When it leaves the queue empty the next ready fd rings
+/// the doorbell again; when it returns `out.len` events, call it again.
+pub fn drain(id: u32, out: []Event) Errno!usize {
+    const p = try lookup(id);
+    p.mutex.lock();
+    defer p.mutex.unlock();
+    const n = @min(p.len, out.len);
+    for (out[0..n], 0..) |*e, i| e.* = p.queue[(p.head + i) % queue_capacity];
+    p.head = (p.head + n) % queue_capacity;
+    p.len -= n;
+    if (p.len == 0) p.rung = false;
+    if (n > 0) p.space.signal();
+    return n;
+}
+
+/// Call mode: waits up to `timeout_ms` (-1: no limit) for ready fds and writes them to `out`; 0 when woken by
+/// `wake` or the timeout.
+pub fn wait(id: u32, out: []Event, timeout_ms: i32) Errno!usize {
+    if (!linux) return error.NOSYS;
+    const p = try lookup(id);
+    if (p.doorbell != null) return error.INVAL; // its thread owns the epoll set
+    var events: [batch_max]std.os.linux.epoll_event = undefined;
+    const max = @min(out.len, batch_max);
+    if (max == 0) return error.INVAL;
+    const n = std.c.epoll_wait(p.epoll_fd, &events, @intCast(max), timeout_ms);
+    if (n < 0) {
+        const err = errno.last();
+        return if (err == error.INTR) 0 else err;
+    }
+    var count: usize = 0;
+    for (events[0..@intCast(n)]) |e| {
+        if (e.data.fd == p.wake_fd) {
+            clearWake(p);
+            continue;
+        }
+        out[count] = .{ .fd = e.data.fd, .ready = readiness(e.events) };
+        count += 1;
+    }
+    return count;
+}
+
+/// Makes an outstanding `wait` return (call mode), so nothing stays blocked once no one waits.
+pub fn wake(id: u32) Errno!void {
+    const p = try lookup(id);
+    const one: u64 = 1;
+    if (std.c.write(p.wake_fd, std.mem.asBytes(&one), 8) < 0) {
+        const err = errno.last();
+        if (err != error.AGAIN) return err; // the counter is already non-zero: a wake is pending
+    }
+}
+
+/// Stops the poller (in call mode, with no `wait` outstanding). Its thread (doorbell mode) exits at its next wake-up without ringing again and frees it.
+pub fn close(id: u32) Errno!void {
+    const p = try lookup(id);
+    table_mutex.lock();
+    table[id] = null;
+    table_mutex.unlock();
+    p.mutex.lock();
+    p.stopping = true;
+    const threaded = p.doorbell != null;
+    p.space.signal();
+    p.mutex.unlock();
+    const one: u64 = 1;
+    _ = std.c.write(p.wake_fd, std.mem.asBytes(&one), 8);
+    if (!threaded) release(p);
+}
+
+/// The fallback where there is no poller: waits up to `timeout_ms` for one fd with poll(2); returns its readiness
+/// bits (0 on timeout).
+pub fn waitFd(fd: i32, interest: u32, timeout_ms: i32) Errno!u32 {
+    var bits: i16 = 0;
+    if (interest & read_bit != 0) bits |= std.c.POLL.IN;
+    if (interest & write_bit != 0) bits |= std.c.POLL.OUT;
+    var fds = [1]std.c.pollfd{.{ .fd = fd, .events = bits, .revents = 0 }};
+    const n = std.c.poll(&fds, 1, timeout_ms);
+    if (n < 0) {
+        const err = errno.last();
+        return if (err == error.INTR) 0 else err;
+    }
+    if (n == 0) return 0;
+    const r = fds[0].revents;
+    if (r & std.c.POLL.NVAL != 0) return error.BADF;
+    var ready: u32 = 0;
+    if (r & (std.c.POLL.IN | std.c.POLL.HUP | std.c.POLL.ERR) != 0) ready |= read_bit;
+    if (r & (std.c.POLL.OUT | std.c.POLL.HUP | std.c.POLL.ERR) != 0) ready |= write_bit;
+    return ready & interest;
+}
+
+fn release(p: *Poller) void {
+    _ = std.c.close(p.epoll_fd);
+    _ = std.c.close(p.wake_fd);
+    std.heap.c_allocator.destroy(p);
+}
+
+fn clearWake(p: *Poller) void {
+    var count: u64 = 0;
+    _ = std.c.read(p.wake_fd, std.mem.asBytes(&count), 8);
+}
+
+fn readiness(bits: u32) u32 {
+    const E = std.os.linux.EPOLL;
+    var ready: u32 = 0;
+    if (bits & (E.IN | E.RDHUP | E.HUP | E.ERR) != 0) ready |= read_bit;
+    if (bits & (E.OUT | E.HUP | E.ERR) != 0) ready |= write_bit;
+    return ready;
+}
+
+fn run(p: *Poller) void {
+    var events: [batch_max]std.os.linux.epoll_event = undefined;
+    while (true) {
+        p.mutex.lock();
+        while (p.len == queue_capacity and !p.stopping) p.space.wait(&p.mutex);
+        const stop = p.stopping;
+        const room = queue_capacity - p.len;
+        p.mutex.unlock();
+        if (stop) break;
+        const n = std.c.epoll_wait(p.epoll_fd, &events, @intCast(@min(room, batch_max)), -1);
+        if (n < 0) {
+            if (errno.last() == error.INTR) continue;
+            break; // the epoll fd is gone: nothing more can be delivered
+        }
+        p.mutex.lock();
+        for (events[0..@intCast(n)]) |e| {
+            if (e.data.fd == p.wake_fd) {
+                clearWake(p);
+                continue;
+            }
+            std.debug.assert(p.len < queue_capacity);
+            p.queue[(p.head + p.len) % queue_capacity] = .{ .fd = e.data.fd, .ready = readiness(e.events) };
+            p.len += 1;
+        }
+        const ring = p.len > 0 and !p.rung and !p.stopping;
+        if (ring) p.rung = true;
+        const stopping = p.stopping;
+        p.mutex.unlock();
+        if (stopping) break;
+        // Outside the lock: the callback may run JS at once (Deno runs it on the JS thread and may block here
+        // until it has), and JS drains under the same lock.
+        if (ring) p.doorbell.?();
+    }
+    release(p);
+}
+
+test "a pipe's read end reports once per arm, and forget drops it" {
+    if (!linux) return error.SkipZigTest;
+    const id = try open(null);
+    defer close(id) catch {};
+    var fds: [2]i32 = undefined;
+    try std.testing.expectEqual(@as(c_int, 0), std.c.pipe(&fds));
+    defer _ = std.c.close(fds[0]);
+    defer _ = std.c.close(fds[1]);
+    var out: [4]Event = undefined;
+    try arm(id, fds[0], read_bit);
+    try std.testing.expectEqual(@as(usize, 0), try wait(id, &out, 0));
+    _ = std.c.write(fds[1], "x", 1);
+    try std.testing.expectEqual(@as(usize, 1), try wait(id, &out, 1000));
+    try std.testing.expectEqual(fds[0], out[0].fd);
+    try std.testing.expectEqual(read_bit, out[0].ready);
+    // Oneshot: still readable, but not armed again.
+    try std.testing.expectEqual(@as(usize, 0), try wait(id, &out, 0));
+    try arm(id, fds[0], read_bit);
+    try std.testing.expectEqual(@as(usize, 1), try wait(id, &out, 0));
+    try forget(id, fds[0]);
+    try arm(id, fds[1], write_bit);
+    try std.testing.expectEqual(@as(usize, 1), try wait(id, &out, 0));
+    try std.testing.expectEqual(write_bit, out[0].ready);
+    try wake(id);
+    try std.testing.expectEqual(@as(usize, 0), try wait(id, &out, 1000));
+}
+
+test "a regular file cannot be armed" {
+    if (!linux) return error.SkipZigTest;
+    const id = try open(null);
+    defer close(id) catch {};
+    const fd = std.c.open("/proc/self/exe", .{});
+    defer _ = std.c.close(fd);
+    try std.testing.expectError(error.PERM, arm(id, fd, read_bit));
+    try std.testing.expectError(error.BADF, arm(poller_count_max, fd, read_bit));
+}
+
+var test_rings = std.atomic.Value(u32).init(0);
+fn testDoorbell() callconv(.C) void {
+    _ = test_rings.fetchAdd(1, .seq_cst);
+}
+
+test "the doorbell rings once per batch until drained" {
+    if (!linux) return error.SkipZigTest;
+    const id = try open(testDoorbell);
+    defer close(id) catch {};
+    var fds: [2]i32 = undefined;
+    try std.testing.expectEqual(@as(c_int, 0), std.c.pipe(&fds));
+    defer _ = std.c.close(fds[0]);
+    defer _ = std.c.close(fds[1]);
+    try arm(id, fds[1], write_bit);
+    var spins: usize = 0;
+    while (test_rings.load(.seq_cst) == 0 and spins < 1000) : (spins += 1) std.time.sleep(std.time.ns_per_ms);
+    try std.testing.expectEqual(@as(u32, 1), test_rings.load(.seq_cst));
+    var out: [4]Event = undefined;
+    try std.testing.expectEqual(@as(usize, 1), try drain(id, &out));
+    try std.testing.expectEqual(fds[1], out[0].fd);
+    try std.testing.expectEqual(@as(usize, 0), try drain(id, &out));
+}
