@@ -3,7 +3,8 @@
  * sides must agree on, and the errno names the facade branches on. zig/build.zig reads the `abi` literal below
  * and zig/src/abi_check.zig fails the build when a Zig declaration disagrees with it, so edit this table first.
  *
- * Keep `abi` a JSON literal (double-quoted keys, no comments inside): the build parses it as JSON.
+ * Keep `abi` a JSON literal (double-quoted keys, no comments inside; trailing commas are fine): the build
+ * parses it as JSON.
  * @module
  */
 

@@ -186,7 +186,7 @@ function denoWith(flags: string[], source: string) {
 
 /** The error class and the flag its message names, or "ok". */
 const outcome = `(f) => { try { f(); return "ok"; } catch (e) {
-  const flag = e.message.match(/--allow-\\w+/); return e.name + (flag ? " " + flag[0] : ""); } }`;
+  const flag = e.message.match(/--allow-\\w+/); return (e.code ?? e.name) + (flag ? " " + flag[0] : ""); } }`;
 
 test("Deno: pageio opens only what --allow-read and --allow-write let the program open", { skip: !isDeno }, () => {
   const dir = tempDir();
@@ -215,13 +215,13 @@ test("Deno: pageio opens only what --allow-read and --allow-write let the progra
   assert.deepEqual(result, {
     mapAllowed: "ok",
     readerAllowed: "ok",
-    map: "NotCapable --allow-read",
-    reader: "NotCapable --allow-read",
-    mapWrite: "NotCapable --allow-write",
-    writer: "NotCapable --allow-write",
-    append: "NotCapable --allow-write",
-    ring: "NotCapable --allow-write",
-    written: "NotFound", // the refused writer created nothing
+    map: "EACCES --allow-read",
+    reader: "EACCES --allow-read",
+    mapWrite: "EACCES --allow-write",
+    writer: "EACCES --allow-write",
+    append: "EACCES --allow-write",
+    ring: "EACCES --allow-write",
+    written: "ENOENT", // the refused writer created nothing
   });
   const writable = denoWith(
     [
@@ -239,5 +239,5 @@ test("Deno: pageio opens only what --allow-read and --allow-write let the progra
     }));
   `,
   );
-  assert.deepEqual(writable, { writer: "ok", readWrite: "NotCapable --allow-read", denied: "NotCapable --allow-read" });
+  assert.deepEqual(writable, { writer: "ok", readWrite: "EACCES --allow-read", denied: "EACCES --allow-read" });
 });

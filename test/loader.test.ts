@@ -220,3 +220,13 @@ test("a Worker that imports pageio at top level answers its first message", () =
   assert.equal(run.status, 0, run.stderr);
   assert.match(run.stdout, /answer 42/);
 });
+
+test("the errno numbers the facade branches on are resolved once, and name what the OS names", async () => {
+  const { abi, describeErrno, errno } = await import("../ffi/native.ts");
+  for (const name of abi.errnos) {
+    assert.ok(errno[name] > 0, `${name} resolved`);
+    const named = describeErrno(errno[name])[0];
+    assert.ok(named === name || (name === "ENOTSUP" && named === "EOPNOTSUPP"), `${name} is ${errno[name]} (${named})`);
+  }
+  assert.throws(() => ((errno as Record<string, number>).EAGAIN = 0), TypeError, "frozen");
+});

@@ -35,7 +35,7 @@ pub fn build(b: *std.Build) void {
     b.step("test", "Run the Zig unit tests").dependOn(&run_tests.step);
 }
 
-/// Reads the `abi` JSON literal out of ffi/abi.ts and writes it out as Zig declarations (data only).
+/// Reads the `abi` literal out of ffi/abi.ts and writes it out as Zig declarations (data only).
 fn abiSource(b: *std.Build) []const u8 {
     const path = b.pathFromRoot("../ffi/abi.ts");
     const text = std.fs.cwd().readFileAlloc(b.allocator, path, 1 << 20) catch |err|
@@ -43,7 +43,16 @@ fn abiSource(b: *std.Build) []const u8 {
     const start_marker = "export const abi = ";
     const start = (std.mem.indexOf(u8, text, start_marker) orelse std.debug.panic("{s}: no `{s}`", .{ path, start_marker })) + start_marker.len;
     const end = std.mem.indexOfPos(u8, text, start, "} as const;") orelse std.debug.panic("{s}: no `}} as const;`", .{path});
-    const parsed = std.json.parseFromSlice(std.json.Value, b.allocator, text[start .. end + 1], .{}) catch |err|
+    // JSON but for the trailing commas `deno fmt` adds: drop a comma whose next non-space is a closer.
+    var json = std.ArrayList(u8).init(b.allocator);
+    for (text[start .. end + 1], start..) |c, i| {
+        if (c == ',') {
+            const next = std.mem.trimLeft(u8, text[i + 1 .. end + 1], " \t\r\n");
+            if (next.len > 0 and (next[0] == '}' or next[0] == ']')) continue;
+        }
+        json.append(c) catch @panic("out of memory");
+    }
+    const parsed = std.json.parseFromSlice(std.json.Value, b.allocator, json.items, .{}) catch |err|
         std.debug.panic("{s}: the abi table is not JSON: {s}", .{ path, @errorName(err) });
     const root = parsed.value.object;
     var out = std.ArrayList(u8).init(b.allocator);
