@@ -3,7 +3,7 @@
  * file's mapping or into a pool page.
  * @module
  */
-import { fn } from "../ffi/native.ts";
+import { fn, native } from "../ffi/native.ts";
 import { checkInteger, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { readv, readvAsync } from "./gather.ts";
@@ -54,11 +54,13 @@ export interface PageReaderOptions {
 export class PageReader implements Iterable<PageHead> {
   #file: FileHandle | number;
   readonly #ownsFile: boolean;
-  readonly #mapped: boolean;
+  #mapped: boolean;
+  /** A FIFO this reader opened, no writer seen yet: it reads as ended until one comes, so wait for one. */
+  #awaitWriter: boolean;
   /** Where reading stops in a file; bytes left to read from a stream (Infinity: to its end). */
   readonly #end: number;
   #left: number;
-  readonly #rangeLength: number | null;
+  #rangeLength: number | null;
   readonly #chunkSize: number;
   readonly #windowSize: number;
   readonly #maxMappedBytes: number;
@@ -75,7 +77,11 @@ export class PageReader implements Iterable<PageHead> {
   #closed = false;
   #readable: ReadableStream<Uint8Array<ArrayBuffer>> | null = null;
 
-  /** Reads `source`: a path (opened here, closed by `close()`), a FileHandle or an fd (left open). */
+  /**
+   * Reads `source`: a path or `file:` URL (opened here, closed by `close()`), a FileHandle or an fd (left open).
+   * A FIFO path opens at once and is read as a pipe: the first read waits for a writer to come (`readAsync` and
+   * `readable` off the JS thread), as a blocking `open()` would have, but the constructor never waits.
+   */
   constructor(source: string | URL | Target, options: PageReaderOptions = {}) {
     // Options first: a bad one must not leave an opened file behind.
     this.#chunkSize = checkInteger("chunkSize", options.chunkSize ?? 256 * 1024, 1, 2 ** 31);
@@ -100,8 +106,10 @@ export class PageReader implements Iterable<PageHead> {
     this.#file = this.#ownsFile ? openFile(source as string | URL) : source as Target;
     try {
       const { size, kind } = stat(fdOf(this.#file));
-      this.#mapped = kind === "file";
-      if (this.#mapped) {
+      // Size 0 is not end of file on procfs (nor on a file still being written): such files are read.
+      this.#mapped = kind === "file" && size > 0;
+      this.#awaitWriter = this.#ownsFile && kind === "fifo";
+      if (kind === "file") {
         if (offset + (wanted ?? 0) > size) {
           throw new RangeError(
             wanted === undefined
@@ -154,7 +162,16 @@ export class PageReader implements Iterable<PageHead> {
       // Forget the old window before anything can throw: close() must not release it a second time.
       this.#window = null;
       window?.[kRelease](); // unmapped once its last head is released too
-      window = this.#mapWindow();
+      try {
+        window = this.#mapWindow();
+      } catch (error) {
+        // sysfs (and other pseudo files) cannot be mapped: read them instead, from the start.
+        if (this.#position !== 0 || (error as { code?: string }).code !== "ENODEV") throw error;
+        this.#mapped = false;
+        this.#left = this.#end; // no more than its size or the length asked, if read() gives that much
+        this.#rangeLength = null; // its size is only a bound
+        return this.#readIntoPage();
+      }
       if (window === null) return this.#readAt();
     }
     const offset = this.#position - this.#windowStart;
@@ -227,6 +244,7 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#left === 0) return this.#finish();
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
+      if (this.#awaitWriter) this.#writerCame(fn.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
       return this.#took(readv(this.#file, [this.#room(page)]), page);
     } finally {
       page.release();
@@ -255,6 +273,7 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#left === 0) return this.#finish();
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
+      if (this.#awaitWriter) this.#writerCame(await native.async.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
       return this.#took(await readvAsync(this.#file, [this.#room(page)]), page);
     } finally {
       page.release();
@@ -314,11 +333,18 @@ export class PageReader implements Iterable<PageHead> {
   async #readInto(view: Uint8Array): Promise<number> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readable");
     if (this.#ended) return 0;
+    // pread works where mmap does not (sysfs): it stops at the real end, the size being only a bound there.
     if (this.#mapped) return this.#pread(view);
     if (this.#left === 0) return 0;
+    if (this.#awaitWriter) this.#writerCame(await native.async.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
     const read = await readvAsync(this.#file, [view.subarray(0, Math.min(view.byteLength, this.#left))]);
     this.#left -= read;
     return read;
+  }
+
+  #writerCame(result: number): void {
+    unwrap(result, "poll", this.#file instanceof FileHandle ? this.#file.path : undefined);
+    this.#awaitWriter = false;
   }
 
   #finish(): null {
