@@ -352,6 +352,9 @@ export class PageReader implements Iterable<PageHead> {
     const window = this.#window;
     this.#window = null;
     window?.[kRelease]();
+    // Nothing more is read into the reader's own pool: its slabs go as the last head on them is released,
+    // also for a reader iterated to its end and never closed.
+    if (this.#ownsPool) this.#pool?.close();
     return null;
   }
 
