@@ -9,6 +9,7 @@ import {
   Brigade,
   type FileHandle,
   mapFile,
+  openFile,
   type PageHead,
   PagePool,
   PageReader,
@@ -31,10 +32,12 @@ declare const Bun: any;
 /** One measured implementation: ms per operation, and how many operations one "op" holds. */
 export interface Measured {
   name: string;
-  /** Mean, median and fastest time of one operation, in ms. */
+  /** Mean, median, fastest and slowest time of one operation, and the median absolute deviation, in ms. */
   ms: number;
   median: number;
   min: number;
+  max: number;
+  mad: number;
   samples: number;
 }
 
@@ -52,14 +55,14 @@ async function measure(tasks: Task[], options: { time: number; iterations: numbe
   await bench.run();
   return bench.tasks.map((task) => {
     const result = task.result as {
-      latency?: { mean: number; p50: number; min: number; samplesCount: number };
+      latency?: { mean: number; p50: number; min: number; max: number; mad: number; samplesCount: number };
       error?: unknown;
     };
     if (!result.latency) {
       throw new Error(`${task.name} failed: ${String((result.error as Error)?.stack ?? result.error)}`);
     }
-    const { mean, p50, min, samplesCount } = result.latency;
-    return { name: task.name, ms: mean, median: p50, min, samples: samplesCount };
+    const { mean, p50, min, max, mad, samplesCount } = result.latency;
+    return { name: task.name, ms: mean, median: p50, min, max, mad, samples: samplesCount };
   });
 }
 
@@ -317,6 +320,15 @@ export function fileToPipe(source: string): Promise<Measured[]> {
   return measure([
     readerToChild(source, "pageio PageReader->PageWriter (sendfile)", 1 << 20),
     readerToChild(source, "pageio PageReader->PageWriter, socket pair (sendfile)", 0),
+    {
+      // What Bun.spawn({ stdin: Bun.file() }) does (strace: open, dup2 onto fd 0): no pipe, nothing moved.
+      name: "pageio openFile(src).fd as the child's stdin (the file itself, as Bun.spawn does)",
+      fn: async () => {
+        using file = openFile(source);
+        const child = spawn("sh", ["-c", "cat > /dev/null"], { stdio: [file.fd, "ignore", "inherit"] });
+        await new Promise((resolve) => child.on("close", resolve));
+      },
+    },
     {
       // Deno's node:fs streams refuse a descriptor node:fs did not open (EBADF), so this baseline is Bun's.
       name: "node:stream pipeline(createReadStream, createWriteStream)",
