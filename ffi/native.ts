@@ -29,5 +29,9 @@ export function describeErrno(errno: number): [code: string, text: string] {
 /** Native region ids reserved for packed descriptors (see zig/src/gather.zig). */
 export const STAGING_REGION = 0;
 export const ADDRESS_REGION = 0xFFFF_FFFF;
+/** A packed descriptor {region, offset low, offset high, length}: 16 bytes (Zig asserts the same size). */
+export const DESCRIPTOR_BYTES = 16;
+/** Limit: bytes one descriptor names (Linux moves at most this much in one call); longer chunks are split. */
+export const ENTRY_BYTES_MAX = 0x7fff_f000;
 /** Limit: iovecs per gather system call (IOV_MAX on Linux and macOS). */
 export const IOV_MAX = 1024;

@@ -29,12 +29,11 @@ export const symbols = {
   pageio_abi_version: { parameters: [], result: "f64" },
   pageio_page_size: { parameters: [], result: "f64" },
   pageio_region_count: { parameters: [], result: "f64" },
-  // (region: u32) -> 1 when the SIGBUS guard found its file truncated, else 0
-  pageio_region_faulted: { parameters: ["u32"], result: "f64" },
+  // (region: u32) -> 0, or the errno every use of the region fails with since the SIGBUS guard put zeros
+  // into it: ENODATA (its file was truncated), ENOSPC (no room for a page), EIO (a page could not be read)
+  pageio_region_fault: { parameters: ["u32"], result: "f64" },
   // () -> SIGBUS faults absorbed by the guard in this process
   pageio_fault_count: { parameters: [], result: "f64" },
-  // () -> pages of read-only mappings copied privately because JS wrote to them
-  pageio_private_copy_count: { parameters: [], result: "f64" },
   // (code: i32, out: u8*, out_len: u32) -> name length
   pageio_errno_name: { parameters: ["i32", "buffer", "u32"], result: "f64" },
   // (path: u8*, path_len: u32, mode: u32 FileMode index, flags: u32 bits no_follow|non_blocking) -> fd
@@ -59,8 +58,8 @@ export const symbols = {
   pageio_ring_close: { parameters: ["u32", "u32"], result: "f64" },
   // (region: u32, timeout_ms: u32, 0xFFFFFFFF no limit) -> free slot index (producer)
   pageio_ring_reserve: { parameters: ["u32", "u32"], result: "f64", mayBlock: true },
-  // (region: u32, length: u32) -> 0: the reserved slot is published (producer)
-  pageio_ring_publish: { parameters: ["u32", "u32"], result: "f64" },
+  // (region: u32, slot: u32 the reserved slot, length: u32) -> 0: the slot is published (producer)
+  pageio_ring_publish: { parameters: ["u32", "u32", "u32"], result: "f64" },
   // (region: u32, timeout_ms: u32) -> slot * 2^32 + length; -ENODATA once the producer closed (consumer)
   pageio_ring_receive: { parameters: ["u32", "u32"], result: "f64", mayBlock: true },
   // (region: u32, count: u32) -> 0: the oldest count received slots go back (consumer)
@@ -103,6 +102,10 @@ export const symbols = {
     result: "f64",
     mayBlock: true,
   },
+  // (staging: u8*, staging_bytes: u32, at: u32, bytes: u8* a typed array's memory, length: u32) -> at + length
+  pageio_stage: { parameters: ["buffer", "u32", "u32", "buffer", "u32"], result: "f64" },
+  // (bytes: u8* a typed array's memory) -> its address (for an ADDRESS_REGION descriptor)
+  pageio_address: { parameters: ["buffer"], result: "f64" },
   // as pageio_writev, into a pipe by vmsplice: the pipe holds the pages themselves until read
   pageio_vmsplice: {
     parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"],

@@ -18,6 +18,7 @@ import {
 import { cpus, release, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { benchServers } from "./bench_server.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const dir = join(root, ".bench");
@@ -96,7 +97,7 @@ const groups = [
     args: ["spliceOrWritev", String(256 * 2 ** 20)],
   },
   {
-    title: "(5) a log writer: 10^6 lines of ~100 B written as strings to a file",
+    title: "(6) a log writer: 10^6 lines of ~100 B written as strings to a file",
     args: ["logLines", join(dir, "log.out"), "1000000"],
   },
 ];
@@ -228,6 +229,9 @@ if (process.argv.includes("--readme")) {
   );
   console.log("(summary written into README.md)");
 }
+
+// (5) the file server against the runtimes' own, under wrk.
+all.push({ group: "server", ...(await benchServers(print)) });
 
 writeFileSync(join(dir, "results.md"), lines.join("\n") + "\n");
 writeFileSync(join(dir, "results.json"), JSON.stringify(all, null, 2));

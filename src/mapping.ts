@@ -5,7 +5,7 @@
  */
 import { fn, native } from "../ffi/native.ts";
 import { descriptor, type SharedMemory, type SharedView, type ShareOptions, shareRegion, takeShared } from "./share.ts";
-import { checkInteger, checkRange, stateError, unwrap } from "./errors.ts";
+import { checkInteger, checkRange, faultError, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat } from "./file.ts";
 import { type FileSource, PageHead } from "./head.ts";
 import { pageSize } from "./system.ts";
@@ -14,8 +14,9 @@ import { pageSize } from "./system.ts";
 export interface MapFileOptions {
   /**
    * Writes to `bytes` reach the file (a shared writable mapping; the file must be writable). Default false:
-   * the mapping shares the file's pages for reading, and a write to `bytes` stays in this process
-   * (copy-on-write) instead of crashing it, since JS cannot make a view read-only.
+   * the mapping shares the file's pages for reading, and a write to `bytes` gets a private copy of its page
+   * (the kernel's copy-on-write) that never reaches the file, since JS cannot make a view read-only;
+   * `advise("dontneed")` drops such copies, and the pages read as the file again.
    */
   write?: boolean;
   /** With `write`: writes stay in this process and never reach the file (copy-on-write). */
@@ -24,7 +25,7 @@ export interface MapFileOptions {
   offset?: number;
   /** Bytes to map (default: to the end of the file). */
   length?: number;
-  /** Fault every page in now (`MAP_POPULATE`) so first reads do not wait on the disk. */
+  /** Fault every page in now so first reads do not wait on the disk (for reading: nothing is copied). */
   populate?: boolean;
 }
 
@@ -202,18 +203,19 @@ export class Mapping {
 
   #live(operation: string): void {
     if (this.closed) throw stateError("ERR_CLOSED", `${this.label} is unmapped`, operation);
-    if (this.truncated) {
-      throw stateError(
-        "ERR_FILE_TRUNCATED",
-        `the file behind this ${this.label} was truncated: reads past its new end gave zeros; unmap it`,
-        operation,
-      );
-    }
+    const fault = this.#fault();
+    if (fault !== 0) throw faultError(fault, this.label, operation);
+  }
+
+  /** 0, or the errno the SIGBUS guard recorded for the region (its bytes from some page on are zeros). */
+  #fault(): number {
+    return this.#buffer === null ? 0 : fn.pageio_region_fault(this.#region);
   }
 
   /** True once the file was cut short under the mapping and a read past its new end gave zeros (SIGBUS guard). */
   get truncated(): boolean {
-    return this.#buffer !== null && fn.pageio_region_faulted(this.#region) === 1;
+    const fault = this.#fault();
+    return fault !== 0 && faultError(fault, this.label, "truncated").code === "ERR_FILE_TRUNCATED";
   }
 }
 

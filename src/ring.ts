@@ -5,9 +5,10 @@
  * releases it to give the slot back. Nothing is copied on either side.
  * @module
  */
+import { constants } from "node:os";
 import process from "node:process";
 import { describeErrno, fn, native } from "../ffi/native.ts";
-import { checkInteger, PageIoError, stateError, unwrap } from "./errors.ts";
+import { checkInteger, faultError, PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, openFile, stat } from "./file.ts";
 import { type HeadOwner, PageHead } from "./head.ts";
 import { pageSize } from "./system.ts";
@@ -36,6 +37,8 @@ export interface RingWaitOptions {
 
 const FOREVER = 0xFFFF_FFFF; // zig/src/ring.zig forever
 const SLOT_SHIFT = 2 ** 32; // receive returns slot * 2^32 + length
+const EPROTO = constants.errno.EPROTO;
+const END = -1; // #check: receive's ENODATA, the producer closed and all was received
 const geometry = new Float64Array(3);
 const mapped = new Float64Array(1);
 
@@ -117,18 +120,20 @@ export class SharedRing {
     this.path = path;
     this.role = role;
     try {
-      const { size, kind } = stat(file.fd, path);
-      if (kind !== "file") throw new PageIoError("EINVAL", `'${path}' is not a shared ring`, { syscall: "ring", path });
+      const { size } = stat(file.fd, path);
+      // Not a regular file: the native side names the error (ENODEV, EISDIR), as mapFile does.
       this.#region = unwrap(fn.pageio_map_file(file.fd, 0, size, 1, mapped), "mmap", path);
       this.#address = mapped[0];
       if (create) unwrap(fn.pageio_ring_init(this.#region, create.slots, create.slotSize), "ring init", path);
-      unwrap(fn.pageio_ring_attach(this.#region, roles.indexOf(role), geometry), "ring attach", path);
+      this.#check(fn.pageio_ring_attach(this.#region, roles.indexOf(role), geometry), "ring attach");
+      // Checked natively against the mapping already; views are made from these, so checked here too.
+      const [slots, slotSize, dataOffset] = geometry;
+      if (!(slots >= 1 && slotSize >= 1 && dataOffset >= 0 && dataOffset + slots * slotSize <= size)) {
+        throw protocolError(path, "ring attach", `slots ${slots} × ${slotSize} B from ${dataOffset} overrun ${size} B`);
+      }
     } catch (error) {
       if (this.#region !== 0) fn.pageio_unmap(this.#region);
       file.close();
-      if (error instanceof PageIoError && error.code === "EPROTO") {
-        throw new PageIoError("EPROTO", `'${path}' does not hold a pageio shared ring`, { syscall: "ring", path });
-      }
       throw error;
     }
     [this.slots, this.slotSize, this.#dataOffset] = geometry;
@@ -223,17 +228,55 @@ export class SharedRing {
   }
 
   #reserve(result: number): RingSlot {
-    const index = ringResult(result, "ring reserve", this.path, "the consumer closed the ring or its process died");
+    const index = this.#check(result, "ring reserve", "the consumer closed the ring or its process died");
+    if (!(index < this.slots)) throw protocolError(this.path, "ring reserve", `slot ${index} of ${this.slots}`);
     return this.#reserved = new RingSlot(this, index);
   }
 
   #receive(result: number): PageHead | null {
-    if (result < 0 && describeErrno(-result)[0] === "ENODATA") return null;
-    const packed = ringResult(result, "ring receive", this.path, "the producer's process died");
+    const packed = this.#check(result, "ring receive", "the producer's process died");
+    if (packed === END) return null;
     const index = Math.floor(packed / SLOT_SHIFT);
+    const length = packed - index * SLOT_SHIFT;
+    if (!(index < this.slots && length <= this.slotSize)) {
+      throw protocolError(
+        this.path,
+        "ring receive",
+        `${length} B in slot ${index} of ${this.slots} × ${this.slotSize} B`,
+      );
+    }
     const slot = new ReceivedSlot(this, index);
     this.#outstanding.push(slot);
-    return new PageHead(slot, 0, packed - index * SLOT_SHIFT);
+    return new PageHead(slot, 0, length);
+  }
+
+  /**
+   * A ring call's result, or its error: the guard's cause first (a truncated file, a full filesystem: the
+   * ring's memory is no longer the file's), then ENODATA as the end (END), EPIPE naming the peer that went,
+   * EPROTO as a peer that lies.
+   */
+  #check(result: number, syscall: string, pipeMessage = "the other side closed the ring or its process died"): number {
+    if (result >= 0) return result;
+    const fault = fn.pageio_region_fault(this.#region);
+    if (fault > 0) throw faultError(fault, "shared ring", syscall, this.path);
+    const [code] = describeErrno(-result);
+    if (code === "ENODATA" && syscall === "ring receive") return END;
+    if (code === "EPIPE") {
+      throw new PageIoError("EPIPE", `EPIPE: ${pipeMessage}, ${syscall} '${this.path}'`, {
+        errno: -result,
+        syscall,
+        path: this.path,
+      });
+    }
+    if (code === "EPROTO") {
+      throw new PageIoError(
+        "EPROTO",
+        `EPROTO: '${this.path}' does not hold a pageio shared ring, or its peer ` +
+          `rewrote the header, ${syscall}`,
+        { errno: -result, syscall, path: this.path },
+      );
+    }
+    return unwrap(result, syscall, this.path);
   }
 
   /** @internal Where slot `index` starts in the ring's native region. */
@@ -268,7 +311,7 @@ export class SharedRing {
   _publish(slot: RingSlot, length: number): void {
     this._revoke(slot.index);
     this.#reserved = null;
-    unwrap(fn.pageio_ring_publish(this.#region, length), "ring publish", this.path);
+    this.#check(fn.pageio_ring_publish(this.#region, slot.index, length), "ring publish");
   }
 
   /** @internal The producer let go of its reserved slot without publishing it. */
@@ -280,13 +323,13 @@ export class SharedRing {
 
   /** @internal The consumer let go of a slot: the oldest run of released slots goes back to the producer. */
   _giveBack(slot: ReceivedSlot): void {
+    if (this.#state !== "open") return; // closed: every view is already dead, nothing goes back
     this._revoke(slot.index);
-    if (this.#state !== "open") return;
     let count = 0;
     while (count < this.#outstanding.length && this.#outstanding[count].released) count++;
     if (count === 0) return; // an older slot is still held: the ring gives back in order
     this.#outstanding.splice(0, count);
-    unwrap(fn.pageio_ring_release(this.#region, count), "ring release", this.path);
+    this.#check(fn.pageio_ring_release(this.#region, count), "ring release");
   }
 }
 
@@ -392,10 +435,10 @@ function timeoutOf(options: RingWaitOptions | undefined): number {
   return checkInteger("timeout", timeout, 0, FOREVER - 1);
 }
 
-/** A ring call's result, or its error; EPIPE says which peer went. */
-function ringResult(result: number, syscall: string, path: string, pipeMessage: string): number {
-  if (result < 0 && describeErrno(-result)[0] === "EPIPE") {
-    throw new PageIoError("EPIPE", `EPIPE: ${pipeMessage}, ${syscall} '${path}'`, { errno: -result, syscall, path });
-  }
-  return unwrap(result, syscall, path);
+function protocolError(path: string, syscall: string, detail: string): PageIoError {
+  return new PageIoError("EPROTO", `EPROTO: the shared ring's peer gave ${detail}, ${syscall} '${path}'`, {
+    errno: EPROTO,
+    syscall,
+    path,
+  });
 }

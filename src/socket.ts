@@ -7,8 +7,8 @@
 import { describeErrno, fn, native } from "../ffi/native.ts";
 import { checkInteger, PageIoError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, type Target } from "./file.ts";
-import { type Chunk, type ReadTarget, shared } from "./gather.ts";
-import { PageHead } from "./head.ts";
+import { byteLengthOf, type Chunk, chunkList, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
+import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
 import { forget, waitReady } from "./reactor.ts";
 
@@ -189,8 +189,8 @@ export class Socket extends FileHandle {
 
   /** Writes what the socket takes now, in one gather call: bytes written (0 when its buffer is full). */
   write(chunks: Iterable<Chunk>): number {
-    const array = chunkArray(chunks);
-    return array.length === 0 ? 0 : shared.packChunks(array, 0, array.length).write(this.fd, 0);
+    const array = chunkList(chunks);
+    return array.length === 0 ? 0 : shared.pack(array, 0, array.length).write(this.fd, 0);
   }
 
   /**
@@ -198,12 +198,12 @@ export class Socket extends FileHandle {
    * the caller's and must not change until it settles. Aborted, it rejects with `bytesTransferred` set.
    */
   async writeAsync(chunks: Iterable<Chunk>, signal?: AbortSignal): Promise<number> {
-    let rest = chunkArray(chunks);
+    let rest = chunkList(chunks);
     const slices: PageHead[] = [];
     let total = 0;
     try {
       for (;;) {
-        const written = rest.length === 0 ? 0 : shared.packChunks(rest, 0, rest.length).write(this.fd, 0);
+        const written = rest.length === 0 ? 0 : shared.pack(rest, 0, rest.length).write(this.fd, 0);
         total += written;
         rest = dropFront(rest, written, slices);
         if (rest.length === 0) return total;
@@ -255,23 +255,24 @@ export class Socket extends FileHandle {
   }
 }
 
-function chunkArray(chunks: Iterable<Chunk>): Chunk[] {
-  return Array.isArray(chunks) ? chunks.slice() : Array.from(chunks);
-}
-
 /** The chunks after the first `written` bytes; a partly written head is sliced (the slice recorded in `slices`). */
 function dropFront(chunks: Chunk[], written: number, slices: PageHead[]): Chunk[] {
   let i = 0;
   let left = written;
-  while (i < chunks.length && chunks[i].byteLength <= left) left -= chunks[i++].byteLength;
+  while (i < chunks.length && lengthOf(chunks[i]) <= left) left -= lengthOf(chunks[i++]);
   if (i === chunks.length) return [];
   const rest = chunks.slice(i);
   if (left > 0) {
     const first = rest[0];
-    if (first instanceof PageHead) slices.push(rest[0] = first.slice(left));
-    else rest[0] = first.subarray(left);
+    if (headInternals.isHead(first)) slices.push(rest[0] = first.slice(left));
+    else rest[0] = viewOf(first, left, byteLengthOf(first) - left);
   }
   return rest;
+}
+
+/** A chunk's length by its private field or the intrinsic getter (never a getter the caller redefined). */
+function lengthOf(chunk: Chunk): number {
+  return headInternals.isHead(chunk) ? headInternals.length(chunk) : byteLengthOf(chunk);
 }
 
 function withBytes(error: unknown, bytes: number): unknown {
@@ -284,11 +285,7 @@ function withBytes(error: unknown, bytes: number): unknown {
 
 /** One scatter read into one target: bytes, 0 at end, null for EAGAIN (no exception on the common path). */
 function readOnce(fd: number, target: ReadTarget): number | null {
-  const targets = [target];
-  const staged = shared.packTargets(targets);
-  const { list, staging } = shared;
-  const result = fn.pageio_readv(fd, list, list.byteLength, 1, staging, shared.stagingUsed, 0, shared.out);
-  shared.copyBack(staged, shared.out[0]);
+  const result = scatter(fd, [target]);
   if (result === -EAGAIN()) return null;
   return unwrap(result, "read", undefined, shared.out[0]);
 }

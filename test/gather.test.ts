@@ -203,3 +203,137 @@ test(
     );
   },
 );
+
+// A child process runs every hostile list through writev, writevAsync and a Brigade: each call sends exactly
+// the bytes a correct reading gives, or throws a typed error with nothing written; the child must exit 0
+// (a wild read or write would be SIGSEGV or a malloc abort).
+test("hostile chunk lists: lying arrays, detaching getters, Proxies, resizable and shared buffers", () => {
+  const dir = tempDir();
+  const run = runScript(`
+    import { readFileSync } from "node:fs";
+    import { Brigade, openFile, PageIoError, PagePool, writev, writevAsync } from "${root}mod.ts";
+    import { hostileLists } from "${root}test/hostile.ts";
+    const pool = new PagePool();
+    const heads = [];
+    const makeHead = () => {
+      const page = pool.acquire();
+      page.bytes.fill(heads.length);
+      heads.push(page.head(0, 1000));
+      page.release();
+      return heads.at(-1);
+    };
+    const failures = [];
+    let n = 0, ran = 0;
+    const typed = (e) => e instanceof TypeError || e instanceof RangeError || e instanceof PageIoError;
+    const ways = {
+      writev: (out, chunks) => writev(out, chunks),
+      writevAsync: (out, chunks) => writevAsync(out, chunks),
+      brigade: (out, chunks) => { const b = new Brigade(); b.append(...chunks); return b.flush(out); },
+    };
+    for (const [way, call] of Object.entries(ways)) {
+      for (const { name, chunks, expected } of hostileLists(makeHead, n)) {
+        const path = ${JSON.stringify(dir)} + "/out" + n++;
+        const out = openFile(path, "w");
+        let outcome;
+        try { outcome = await call(out, chunks); } catch (e) { outcome = e; }
+        out.close();
+        const written = readFileSync(path);
+        ran++;
+        if (expected === null) {
+          if (!typed(outcome) || written.length !== 0) failures.push({ way, name, outcome: String(outcome), written: written.length });
+        } else if (outcome !== expected.length || Buffer.compare(written, Buffer.from(expected)) !== 0) {
+          failures.push({ way, name, outcome: String(outcome), written: written.length, expected: expected.length });
+        }
+      }
+    }
+    for (const head of heads) if (head.refs > 0) head.release();
+    console.log(JSON.stringify({ failures, ran, inUse: pool.stats.inUse }));
+  `);
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  const result = JSON.parse(run.stdout.trim().split("\n").pop()!);
+  assert.deepEqual(result.failures, []);
+  assert.ok(result.ran >= 3 * 15, `ran ${result.ran}`);
+  assert.equal(result.inUse, 0, "no page left held");
+});
+
+test("readv into lying arrays fills each one's real bytes only, and a Proxy head is refused", () => {
+  const run = runScript(`
+    import { openFile, PagePool, readv, readvAsync } from "${root}mod.ts";
+    import { liar, subclassLiar } from "${root}test/hostile.ts";
+    const path = ${JSON.stringify(tempFile(patternBytes(300_000, 5)))};
+    const data = (await import("node:fs")).readFileSync(path);
+    const results = [];
+    for (const read of [readv, readvAsync]) {
+      // A guard array after each target: a read past a target's real end would show in it (or crash).
+      const guard = () => new Uint8Array(1000);
+      const smallBuffer = new ArrayBuffer(10), small = liar(new Uint8Array(smallBuffer));
+      const large = subclassLiar(new Uint8Array(50_000));
+      const largeBuffer = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), "buffer").get.call(large);
+      const g1 = guard(), g2 = guard();
+      using file = openFile(path);
+      const n = await read(file, [small, g1, large, g2]);
+      results.push({
+        n,
+        small: Buffer.compare(Buffer.from(smallBuffer), data.subarray(0, 10)),
+        g1: Buffer.compare(Buffer.from(g1), data.subarray(10, 1010)),
+        large: Buffer.compare(Buffer.from(largeBuffer), data.subarray(1010, 51_010)),
+        g2: Buffer.compare(Buffer.from(g2), data.subarray(51_010, 52_010)),
+      });
+    }
+    const pool = new PagePool();
+    const head = pool.acquire().head(0, 10);
+    let refused = "";
+    try { readv(openFile(path), [new Proxy(head, {})]); } catch (e) { refused = e.constructor.name; }
+    console.log(JSON.stringify({ results, refused }));
+  `);
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  const { results, refused } = JSON.parse(run.stdout.trim().split("\n").pop()!);
+  for (const r of results) assert.deepEqual(r, { n: 52_010, small: 0, g1: 0, large: 0, g2: 0 });
+  assert.equal(refused, "TypeError");
+});
+
+test("writevAsync keeps a generator's arrays alive until it settles, and copies a resizable one", () => {
+  const run = runScript(
+    `
+    import { pipe, readv, writevAsync } from "${root}mod.ts";
+    import { collectGarbage, patternBytes, sha256 } from "${root}test/helpers.ts";
+    const [readEnd, writeEnd] = pipe();
+    const count = 64, size = 256 * 1024;
+    function* arrays() { for (let i = 0; i < count; i++) yield patternBytes(size, i + 1); }
+    // 16 MiB into a 64 KiB pipe: the call waits on the reader while the arrays have no other reference.
+    const pending = writevAsync(writeEnd, arrays());
+    await collectGarbage();
+    const litter = []; // reuses whatever memory was freed
+    for (let i = 0; i < 128; i++) litter.push(new Uint8Array(size).fill(0xee));
+    const received = Buffer.alloc(count * size);
+    for (let at = 0; at < received.length;) at += readv(readEnd, [received.subarray(at)]);
+    const written = await pending;
+    const want = [];
+    for (let i = 0; i < count; i++) want.push(patternBytes(size, i + 1));
+    // An array on a resizable buffer is copied for an asynchronous call: shrinking it meanwhile changes nothing.
+    const resizable = new ArrayBuffer(1 << 20, { maxByteLength: 1 << 21 });
+    new Uint8Array(resizable).set(patternBytes(1 << 20, 99));
+    const second = writevAsync(writeEnd, [new Uint8Array(resizable)]);
+    resizable.resize(0);
+    const again = Buffer.alloc(1 << 20);
+    for (let at = 0; at < again.length;) at += readv(readEnd, [again.subarray(at)]);
+    console.log(JSON.stringify({
+      written,
+      same: sha256(received) === sha256(Buffer.concat(want)),
+      litter: litter.length,
+      resized: [await second, sha256(again) === sha256(patternBytes(1 << 20, 99))],
+    }));
+  `,
+    { denoFlags: ["--v8-flags=--expose-gc"] },
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").pop()!), {
+    written: 64 * 256 * 1024,
+    same: true,
+    litter: 128,
+    resized: [1 << 20, true],
+  });
+});

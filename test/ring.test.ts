@@ -5,7 +5,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type PageIoError, pageSize, SharedRing } from "../mod.ts";
 import { liveRegionCount } from "../src/system.ts";
-import { openDescriptorCount, startOnOtherRuntime, tempDir } from "./helpers.ts";
+import { openDescriptorCount, root, runScript, startOnOtherRuntime, tempDir } from "./helpers.ts";
 import { messageBytes } from "./ring_messages.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
@@ -156,4 +156,76 @@ test("bad input gets typed errors and leaves the ring intact", () => {
   assert.equal(consumer.receive()!.byteLength, pageSize);
   producer.close();
   assert.throws(() => producer.reserve(), (e) => code(e) === "ERR_CLOSED");
+});
+
+test("a peer that rewrites any word of the header gets EPROTO, never a view or a write outside the ring", () => {
+  // The victim runs in a child (a crash fails the status check); the liar is a process of the other runtime.
+  const run = runScript(`
+    import { spawn } from "node:child_process";
+    import { createInterface } from "node:readline";
+    import { SharedRing, pageSize } from "${root}mod.ts";
+    import { isDeno } from "${root}test/helpers.ts";
+    const liar = isDeno
+      ? spawn("${root}node_modules/.bin/bun", ["${root}test/ring_peer.ts", "lie"])
+      : spawn("${root}node_modules/.bin/deno", ["run", "--allow-all", "${root}test/ring_peer.ts", "lie"]);
+    const answers = createInterface({ input: liar.stdout })[Symbol.asyncIterator]();
+    const lie = async (path, word, value) => {
+      liar.stdin.write(path + " " + word + " " + value + "\\n");
+      await answers.next();
+    };
+    const slots = 4, slotSize = pageSize;
+    const allowed = new Set(["EPROTO", "ETIMEDOUT", "ECANCELED", "EPIPE", "ERR_CLOSED"]);
+    const codes = {}, bad = [];
+    const attempt = (what, fn) => {
+      try { return fn(); } catch (e) {
+        codes[e.code] = (codes[e.code] ?? 0) + 1;
+        if (!allowed.has(e.code)) bad.push(what + ": " + (e.code ?? e));
+      }
+    };
+    const words = (192 + 4 * slots) / 4; // the header and the slot lengths
+    const values = [0, 1, 3, 4, 5, 4097, 0x7fffffff, 0x80000000, 0xffffffff];
+    const geometryLies = { total: 0, refused: 0 };
+    for (let word = 0; word < words; word++) {
+      for (const value of values) {
+        using producer = SharedRing.create({ slots, slotSize });
+        using consumer = SharedRing.open(producer.path);
+        for (let i = 0; i < 2; i++) producer.reserve().publish(100 + i);
+        const held = consumer.receive();
+        const heldBytes = held.bytes;
+        await lie(producer.path, word, value);
+        let refused = false;
+        for (let round = 0; round < 6; round++) {
+          const slot = attempt("reserve", () => producer.reserve({ timeout: 0 }));
+          if (slot) {
+            if (!(slot.index < slots) || slot.bytes.byteLength !== slotSize) bad.push("slot " + slot.index);
+            slot.bytes.fill(0xee); // a write through the view: inside the slot, or the view would be refused
+            attempt("publish", () => slot.publish(8));
+          }
+          const head = attempt("receive", () => consumer.receive({ timeout: 0 }));
+          if (head === undefined) refused = true;
+          if (head) {
+            if (!(head.byteLength <= slotSize) || head.bytes.byteLength !== head.byteLength) bad.push("head " + head.byteLength);
+            head.bytes.reduce((a, b) => a + b, 0); // a read through the view
+            attempt("release", () => head.release());
+          }
+        }
+        if (heldBytes.byteLength !== 100) bad.push("held view " + heldBytes.byteLength);
+        attempt("release held", () => held.release());
+        const truth = [0x70677267, 1, slots, slotSize, pageSize]; // magic, version, geometry
+        if (word < truth.length && value !== truth[word]) {
+          geometryLies.total++;
+          if (refused) geometryLies.refused++;
+        }
+      }
+    }
+    liar.stdin.end();
+    console.log(JSON.stringify({ codes, bad, geometryLies }));
+  `);
+  assert.equal(run.signal, null, `the victim was killed by ${run.signal}: ${run.stderr.slice(-2000)}`);
+  assert.equal(run.status, 0, run.stderr.slice(-2000));
+  const result = JSON.parse(run.stdout.trim().split("\n").pop()!);
+  assert.deepEqual(result.bad, []);
+  assert.ok(result.codes.EPROTO > 0);
+  assert.ok(result.geometryLies.total >= 30);
+  assert.equal(result.geometryLies.refused, result.geometryLies.total, "every geometry lie is refused");
 });
