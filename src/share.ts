@@ -14,6 +14,7 @@ import type { Page } from "./pool.ts";
  * `Mapping.fromShared`/`Page.fromShared`).
  */
 export interface SharedMemory {
+  /** Marks the object as pageio's descriptor. */
   readonly pageio: "shared-memory";
   /** The native share's id. */
   readonly id: number;
