@@ -40,6 +40,23 @@ const SLOT_SHIFT = 2 ** 32; // receive returns slot * 2^32 + length
 const EPROTO = constants.errno.EPROTO;
 const END = -1; // #check: receive's ENODATA, the producer closed and all was received
 const geometry = new Float64Array(3);
+
+/** What closes a dropped ring, holding nothing that keeps the ring itself alive. */
+interface Backstop {
+  readonly region: number;
+  readonly file: FileHandle;
+  readonly role: number;
+  /** The ring and each ArrayBuffer over its slots that may still be reachable. */
+  reachable: number;
+}
+// Backstop only: a ring dropped without close() is closed (the peer sees it go) once neither the ring nor any
+// view of its slots can be reached, so no view ever reads unmapped memory.
+const dropped = new FinalizationRegistry<Backstop>((backstop) => {
+  if (--backstop.reachable > 0) return;
+  fn.pageio_ring_close(backstop.region, backstop.role);
+  fn.pageio_unmap(backstop.region);
+  backstop.file.close();
+});
 const mapped = new Float64Array(1);
 
 /**
@@ -83,6 +100,7 @@ export class SharedRing {
   #reserved: RingSlot | null = null;
   /** Received slots not yet given back, oldest first. */
   #outstanding: ReceivedSlot[] = [];
+  #backstop: Backstop;
 
   /** Creates a ring in new shared memory; this process takes `options.role` (the producer by default). */
   static create(options: SharedRingOptions = {}): SharedRing {
@@ -139,6 +157,15 @@ export class SharedRing {
     [this.slots, this.slotSize, this.#dataOffset] = geometry;
     this.#buffers = new Array(this.slots).fill(null);
     this.#viewed = new Uint8Array(this.slots);
+    this.#backstop = { region: this.#region, file, role: roles.indexOf(role), reachable: 0 };
+    this.#hold(this);
+  }
+
+  /** `target` (the ring, or a buffer over its slots) keeps the mapping from the backstop while reachable. */
+  #hold<T extends object>(target: T): T {
+    this.#backstop.reachable++;
+    dropped.register(target, this.#backstop, this.#backstop);
+    return target;
   }
 
   /**
@@ -203,6 +230,7 @@ export class SharedRing {
 
   #unmap(): void {
     this.#state = "closed";
+    dropped.unregister(this.#backstop);
     for (const buffer of this.#buffers) buffer?.transfer(0);
     this.#reserved = null;
     this.#outstanding.length = 0;
@@ -261,6 +289,7 @@ export class SharedRing {
     if (fault > 0) throw faultError(fault, "shared ring", syscall, this.path);
     const [code] = describeErrno(-result);
     if (code === "ENODATA" && syscall === "ring receive") return END;
+    if (code === "ENODATA") throw faultError(-result, "shared ring", syscall, this.path); // shorter than its header
     if (code === "EPIPE") {
       throw new PageIoError("EPIPE", `EPIPE: ${pipeMessage}, ${syscall} '${this.path}'`, {
         errno: -result,
@@ -297,14 +326,14 @@ export class SharedRing {
   /** @internal Slot `index`'s revocable buffer, made on first use. */
   _buffer(index: number): ArrayBuffer {
     this.#viewed[index] = 1;
-    return this.#buffers[index] ??= native.view(this.#address + this._slotOffset(index), this.slotSize);
+    return this.#buffers[index] ??= this.#hold(native.view(this.#address + this._slotOffset(index), this.slotSize));
   }
 
   /** @internal Every view of slot `index` handed out so far reads as empty from now on. */
   _revoke(index: number): void {
     if (this.#viewed[index] === 0) return;
     this.#viewed[index] = 0;
-    this.#buffers[index] = this.#buffers[index]!.transfer(); // same memory, new ArrayBuffer: old views empty
+    this.#buffers[index] = this.#hold(this.#buffers[index]!.transfer()); // same memory, new buffer: old views empty
   }
 
   /** @internal The producer publishes its reserved slot. */

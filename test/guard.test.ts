@@ -3,11 +3,11 @@
 // process, so a crash is a failed assertion here, not a dead test runner.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync, truncateSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { join } from "node:path";
-import { isDeno, patternBytes, root, runScript, tempDir, tempFile } from "./helpers.ts";
+import { isDeno, noTmpfs, patternBytes, root, runScript, tempDir, tempFile, withTmpfs } from "./helpers.ts";
 
 const scanner = `
   import { mapFile, openFile, pageSize, writev } from "${root}mod.ts";
@@ -172,22 +172,6 @@ test("a 600 MiB mapped file cut to 0 and read every other page: no crash, bounde
   assert.equal(result.truncated, true);
   assert.equal(result.syncError, "ERR_FILE_TRUNCATED");
 });
-
-// A full filesystem: a small tmpfs mounted for each test that needs one (root only), unmounted after it.
-const canMount = process.platform === "linux" && process.getuid?.() === 0 &&
-  spawnSync("mount", ["--version"], { stdio: "ignore" }).status === 0;
-const noTmpfs = !canMount && "needs root to mount a small tmpfs";
-
-function withTmpfs<T>(bytes: number, body: (dir: string) => T): T {
-  const dir = tempDir();
-  const mount = spawnSync("mount", ["-t", "tmpfs", "-o", `size=${bytes}`, "tmpfs", dir], { encoding: "utf8" });
-  assert.equal(mount.status, 0, `mount: ${mount.stderr}`);
-  try {
-    return body(dir);
-  } finally {
-    spawnSync("umount", ["-l", dir]);
-  }
-}
 
 test("a writable mapping of a sparse file on a full filesystem: ENOSPC, not truncation, and no zeros out", {
   skip: noTmpfs,

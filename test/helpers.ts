@@ -129,3 +129,21 @@ export function startOnOtherRuntime(script: string, args: string[]) {
   );
   return { exited };
 }
+
+/** Why a test that needs a small tmpfs (a filesystem to fill) cannot run here, or false: mounting takes root. */
+export const noTmpfs: string | false = process.platform === "linux" && process.getuid?.() === 0 &&
+    spawnSync("mount", ["--version"], { stdio: "ignore" }).status === 0
+  ? false
+  : "needs root to mount a small tmpfs";
+
+/** Runs `body` with a fresh tmpfs of `bytes` mounted on a temporary directory, unmounted after it. */
+export async function withTmpfs<T>(bytes: number, body: (dir: string) => T | Promise<T>): Promise<T> {
+  const dir = tempDir();
+  const mount = spawnSync("mount", ["-t", "tmpfs", "-o", `size=${bytes}`, "tmpfs", dir], { encoding: "utf8" });
+  if (mount.status !== 0) throw new Error(`mount: ${mount.stderr}`);
+  try {
+    return await body(dir);
+  } finally {
+    spawnSync("umount", ["-l", dir]);
+  }
+}

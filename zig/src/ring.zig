@@ -162,7 +162,8 @@ pub fn init(region: regions.Id, slots: u32, slot_size: u32, page: u64) Errno!voi
 }
 
 /// Claims `role` for this process and takes the ring's geometry, read once here and checked against the
-/// mapping's real length (EPROTO when it does not fit); EBUSY if another process attached to it first.
+/// mapping's real length: EPROTO when it is no ring's shape, ENODATA when the mapping is shorter than it (the
+/// file was truncated); EBUSY if another process attached to it first.
 pub fn attach(region: regions.Id, role: Role) Errno!Geometry {
     const r = try regions.lookup(region);
     if (r.fault != .none) return r.fault.errno();
@@ -175,7 +176,8 @@ pub fn attach(region: regions.Id, role: Role) Errno!Geometry {
         .slot_size = @atomicLoad(u32, &header.slot_size, .monotonic),
         .data_offset = @atomicLoad(u32, &header.data_offset, .monotonic),
     };
-    if (!fits(geometry, r.len)) return error.PROTO;
+    if (!wellFormed(geometry)) return error.PROTO;
+    if (!fits(geometry, r.len)) return error.NODATA; // a ring of this shape, cut short: its file was truncated
     attach_mutex.lock();
     defer attach_mutex.unlock();
     const mine = &attached[attachedIndex(region)];
@@ -204,12 +206,16 @@ pub fn attach(region: regions.Id, role: Role) Errno!Geometry {
     return geometry;
 }
 
-/// Whether a ring of `g` lies inside a mapping of `mapped_len` bytes, its slots page-aligned past the lengths.
-fn fits(g: Geometry, mapped_len: u64) bool {
+/// Whether `g` is a ring's shape: limits kept, slots page-aligned past the lengths.
+fn wellFormed(g: Geometry) bool {
     if (g.slots == 0 or g.slots > slots_max or g.slot_size == 0 or g.slot_size > slot_bytes_max) return false;
     if (g.slot_size % page_min_bytes != 0 or g.data_offset % page_min_bytes != 0) return false;
-    if (g.data_offset < lengths_offset + 4 * @as(u64, g.slots)) return false;
-    return g.data_offset <= mapped_len and @as(u64, g.slots) * g.slot_size <= mapped_len - g.data_offset;
+    return g.data_offset >= lengths_offset + 4 * @as(u64, g.slots);
+}
+
+/// Whether a ring of shape `g` lies inside a mapping of `mapped_len` bytes.
+fn fits(g: Geometry, mapped_len: u64) bool {
+    return wellFormed(g) and g.data_offset <= mapped_len and @as(u64, g.slots) * g.slot_size <= mapped_len - g.data_offset;
 }
 
 /// Marks `role` closed and wakes everyone waiting on the ring, in this process or the other. Works on a
@@ -451,20 +457,20 @@ test "a header that does not fit the mapping is refused at attach" {
             return @offsetOf(Header, field) / 4;
         }
     };
-    const lies = [_]struct { word: usize, value: u32 }{
-        .{ .word = w.of("slots"), .value = 2 }, // one slot more than the mapping holds
-        .{ .word = w.of("slots"), .value = 0 },
-        .{ .word = w.of("slot_size"), .value = @intCast(2 * page) },
-        .{ .word = w.of("slot_size"), .value = 100 }, // not page-aligned
-        .{ .word = w.of("data_offset"), .value = @intCast(page + 4096) },
-        .{ .word = w.of("data_offset"), .value = 64 }, // over the lengths
-        .{ .word = w.of("data_offset"), .value = 0xFFFF_F000 },
-        .{ .word = w.of("version"), .value = 2 },
+    const lies = [_]struct { word: usize, value: u32, err: Errno }{
+        .{ .word = w.of("slots"), .value = 2, .err = error.NODATA }, // one slot more than the mapping holds
+        .{ .word = w.of("slots"), .value = 0, .err = error.PROTO },
+        .{ .word = w.of("slot_size"), .value = @intCast(2 * page), .err = error.NODATA },
+        .{ .word = w.of("slot_size"), .value = 100, .err = error.PROTO }, // not page-aligned
+        .{ .word = w.of("data_offset"), .value = @intCast(page + 4096), .err = error.NODATA },
+        .{ .word = w.of("data_offset"), .value = 64, .err = error.PROTO }, // over the lengths
+        .{ .word = w.of("data_offset"), .value = 0xFFFF_F000, .err = error.NODATA },
+        .{ .word = w.of("version"), .value = 2, .err = error.PROTO },
     };
     for (lies) |lie| {
         const kept = words[lie.word];
         words[lie.word] = lie.value;
-        try std.testing.expectError(error.PROTO, attach(m.region, .consumer));
+        try std.testing.expectError(lie.err, attach(m.region, .consumer));
         words[lie.word] = kept;
     }
     _ = try attach(m.region, .consumer);
