@@ -29,7 +29,7 @@ export interface ShareOptions {
   /** Bytes shared (default: to the end). */
   length?: number;
   /**
-   * Milliseconds within which the descriptor must be taken (default 10 000): until then it keeps the memory
+   * Milliseconds within which the descriptor must be taken (default 60 000): until then it keeps the memory
    * even if its owner lets go (a message in flight), and a lost one does not pin the memory for good. Taking
    * it later is `ENOENT`.
    */
@@ -40,7 +40,7 @@ const out = new Float64Array(1);
 
 /** @internal A native share of `[regionOffset, regionOffset + length)` of `region`. */
 export function shareRegion(region: number, regionOffset: number, length: number, options: ShareOptions): number {
-  const grace = checkInteger("untakenTimeout", options.untakenTimeout ?? 10_000, 0, 0xFFFF_FFFF);
+  const grace = checkInteger("untakenTimeout", options.untakenTimeout ?? 60_000, 0, 0xFFFF_FFFF);
   return unwrap(fn.pageio_share(region, regionOffset, length, grace), "share");
 }
 

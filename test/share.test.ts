@@ -13,7 +13,7 @@ const code = (e: unknown) => (e as PageIoError).code;
  * A Worker of this process that takes each descriptor it is sent, adds 1 to every byte, answers with the
  * bytes' sum, and releases its view (unless told to keep it: then "release" later).
  */
-function startWorker(): { ask(message: unknown): Promise<unknown>; stop(): void } {
+async function startWorker(): Promise<{ ask(message: unknown): Promise<unknown>; stop(): void }> {
   const file = join(tempDir(), "share-worker.js"); // plain JS: Deno would type-check TypeScript workers
   writeFileSync(
     file,
@@ -21,6 +21,7 @@ function startWorker(): { ask(message: unknown): Promise<unknown>; stop(): void 
      const kept = [];
      self.onmessage = ({ data }) => {
        try {
+         if (data === "ping") return self.postMessage("pong");
          if (data === "release") { kept.splice(0).forEach((view) => view.release()); return self.postMessage("released"); }
          const view = takeShared(data.shared);
          let sum = 0;
@@ -35,19 +36,19 @@ function startWorker(): { ask(message: unknown): Promise<unknown>; stop(): void 
   const worker = new Worker(new URL(`file://${file}`).href, { type: "module" });
   const waiting: ((value: unknown) => void)[] = [];
   worker.onmessage = (event: MessageEvent) => waiting.shift()!(event.data);
-  return {
-    ask: (message) => {
-      const answer = new Promise((resolve) => waiting.push(resolve));
-      worker.postMessage(message);
-      return answer;
-    },
-    stop: () => worker.terminate(),
+  const ask = (message: unknown) => {
+    const answer = new Promise((resolve) => waiting.push(resolve));
+    worker.postMessage(message);
+    return answer;
   };
+  // Running first: a Worker's start-up on a loaded machine can take longer than a descriptor waits.
+  assert.equal(await ask("ping"), "pong");
+  return { ask, stop: () => worker.terminate() };
 }
 
 test("a mapping shared with a Worker is the same memory there: its writes are seen here", async () => {
   const regions = liveRegionCount();
-  const worker = startWorker();
+  const worker = await startWorker();
   try {
     using memory = mapAnonymous(2 * pageSize);
     memory.bytes.fill(1);
@@ -65,7 +66,7 @@ test("a mapping shared with a Worker is the same memory there: its writes are se
 
 test("the owner unmaps while a Worker holds a view: the memory stays until the Worker releases", async () => {
   const regions = liveRegionCount();
-  const worker = startWorker();
+  const worker = await startWorker();
   try {
     const memory = mapAnonymous(pageSize);
     memory.bytes.fill(5);
@@ -84,7 +85,7 @@ test("the owner unmaps while a Worker holds a view: the memory stays until the W
 });
 
 test("a pool page shared with a Worker is not reused until the Worker let go", async () => {
-  const worker = startWorker();
+  const worker = await startWorker();
   try {
     using pool = new PagePool({ pages: 0, maxPages: 1 });
     const page = pool.acquire();
