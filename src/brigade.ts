@@ -106,27 +106,31 @@ export class Brigade {
         step !== null;
         step = this.#nextStep(fd, this.count, kind, lender)
       ) {
-        let moved: number | null;
-        if (step.span !== undefined) {
-          const { span, chunks, bytes } = step;
-          const move = () => moveSpanAsync(kind.move!, span.fd, span.offset, fd, bytes);
-          moved = await this.#attemptAsync(chunks, move, lender, false);
-          if (moved === null) {
-            kind.move = null; // refused for this target: write spans from memory from now on
-            continue;
+        try {
+          let moved: number | null;
+          if (step.span !== undefined) {
+            const { span, chunks, bytes } = step;
+            const move = () => moveSpanAsync(kind.move!, span.fd, span.offset, fd, bytes);
+            moved = await this.#attemptAsync(chunks, move, lender, false);
+            if (moved === null) {
+              kind.move = null; // refused for this target: write spans from memory from now on
+              continue;
+            }
+          } else {
+            const end = this.#start + step.chunks;
+            const packed = PackedList.exact(step.chunks).pack(this.#chunks, this.#start, end, this.#lengths, true);
+            const io = step.lend ? () => packed.lendAsync(fd, 0) : () => packed.writeAsync(fd, 0);
+            moved = await this.#attemptAsync(step.chunks, io, lender, step.lend === true);
+            if (moved === null) {
+              lender!.enabled = false; // the kernel will not lend here: copy from now on
+              continue;
+            }
           }
-        } else {
-          const end = this.#start + step.chunks;
-          const packed = PackedList.exact(step.chunks).pack(this.#chunks, this.#start, end, this.#lengths, true);
-          const io = step.lend ? () => packed.lendAsync(fd, 0) : () => packed.writeAsync(fd, 0);
-          moved = await this.#attemptAsync(step.chunks, io, lender, step.lend === true);
-          if (moved === null) {
-            lender!.enabled = false; // the kernel will not lend here: copy from now on
-            continue;
-          }
+          total += moved!;
+          if (moved! < step.bytes) return total;
+        } catch (error) {
+          throw withSteps(error, total);
         }
-        total += moved!;
-        if (moved! < step.bytes) return total;
       }
       return total;
     } finally {
@@ -150,26 +154,30 @@ export class Brigade {
       step !== null;
       step = this.#nextStep(fd, left, kind, lender)
     ) {
-      let moved: number | null;
-      if (step.span !== undefined) {
-        const { span, chunks, bytes } = step;
-        moved = this.#attempt(chunks, () => moveSpan(kind.move!, span.fd, span.offset, fd, bytes), lender, false);
-        if (moved === null) {
-          kind.move = null;
-          continue;
+      try {
+        let moved: number | null;
+        if (step.span !== undefined) {
+          const { span, chunks, bytes } = step;
+          moved = this.#attempt(chunks, () => moveSpan(kind.move!, span.fd, span.offset, fd, bytes), lender, false);
+          if (moved === null) {
+            kind.move = null;
+            continue;
+          }
+        } else {
+          const packed = shared.pack(this.#chunks, this.#start, this.#start + step.chunks, this.#lengths);
+          const io = step.lend ? () => packed.lend(fd, callsMax) : () => packed.write(fd, callsMax);
+          moved = this.#attempt(step.chunks, io, lender, step.lend === true);
+          if (moved === null) {
+            lender!.enabled = false;
+            continue;
+          }
         }
-      } else {
-        const packed = shared.pack(this.#chunks, this.#start, this.#start + step.chunks, this.#lengths);
-        const io = step.lend ? () => packed.lend(fd, callsMax) : () => packed.write(fd, callsMax);
-        moved = this.#attempt(step.chunks, io, lender, step.lend === true);
-        if (moved === null) {
-          lender!.enabled = false;
-          continue;
-        }
+        total += moved!;
+        if (moved! < step.bytes || callsMax === 1) return total;
+        left -= step.chunks;
+      } catch (error) {
+        throw withSteps(error, total);
       }
-      total += moved!;
-      if (moved! < step.bytes || callsMax === 1) return total;
-      left -= step.chunks;
     }
     return total;
   }
@@ -327,6 +335,18 @@ export class Brigade {
   *[Symbol.iterator](): IterableIterator<Chunk> {
     for (let i = this.#start; i < this.#chunks.length; i++) yield this.#chunks[i];
   }
+}
+
+/**
+ * A failure after earlier steps of the same flush moved `done` bytes: its `bytesTransferred` counts them
+ * too (the failing step's own bytes, if any, are already in it), so the caller's tally matches the target.
+ */
+function withSteps(error: unknown, done: number): unknown {
+  if (typeof error === "object" && error !== null) {
+    const counted = error as { bytesTransferred?: number };
+    counted.bytesTransferred = done + (counted.bytesTransferred ?? 0);
+  }
+  return error;
 }
 
 function lendable(chunk: Chunk): boolean {

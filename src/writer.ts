@@ -4,7 +4,7 @@
  * @module
  */
 import { IOV_MAX } from "../ffi/native.ts";
-import { checkInteger, stateError } from "./errors.ts";
+import { checkInteger, PageIoError, stateError } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { Brigade } from "./brigade.ts";
 import type { Chunk } from "./gather.ts";
@@ -221,7 +221,13 @@ export class PageWriter {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flushAsync");
     this.#lender?.reclaim();
     this.#queueText();
-    const written = await this.#brigade.flushAsync(this.#file);
+    let written: number;
+    try {
+      written = await this.#brigade.flushAsync(this.#file);
+    } catch (error) {
+      this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0; // what did go out
+      throw error;
+    }
     this.#written += written;
     this.#settled();
     return written;
@@ -232,7 +238,13 @@ export class PageWriter {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flush");
     this.#queueText();
     this.#lender?.reclaim();
-    const written = this.#brigade.flush(this.#file);
+    let written: number;
+    try {
+      written = this.#brigade.flush(this.#file);
+    } catch (error) {
+      this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0; // what did go out
+      throw error;
+    }
     this.#written += written;
     this.#settled();
     return written;
@@ -285,8 +297,10 @@ export class PageWriter {
   /** Flushes, then releases anything left and closes what the writer opened. */
   close(): void {
     if (this.#closed) return;
+    let dropped = 0;
     try {
       if (this.pending.count > 0) this.flush(); // nothing queued: the target may be closed already
+      dropped = this.pending.byteLength; // a non-blocking target that would block: never dropped silently
     } finally {
       this.#closed = true;
       unflushed.delete(this);
@@ -299,6 +313,13 @@ export class PageWriter {
       this.#lender?.close();
       if (this.#ownsPool) this.#pool?.close(); // its slabs go once the last lent or queued page is back
       if (this.#ownsFile) (this.#file as FileHandle).close();
+    }
+    if (dropped > 0) {
+      throw new PageIoError(
+        "ERR_UNFLUSHED",
+        `${dropped} queued bytes could not be written before close (the target would block); they were released`,
+        { syscall: "close" },
+      );
     }
   }
 

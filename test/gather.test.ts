@@ -1,9 +1,33 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, ftruncateSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { mapFile, openFile, PageHead, type PageIoError, PagePool, pageSize, readv, writev } from "../mod.ts";
-import { fifo, haveStrace, patternBytes, root, runScript, sha256, startScript, tempDir, tempFile } from "./helpers.ts";
+import {
+  mapFile,
+  openFile,
+  PageHead,
+  type PageIoError,
+  PagePool,
+  pageSize,
+  PageWriter,
+  pipe,
+  readv,
+  writev,
+} from "../mod.ts";
+import { ENTRY_BYTES_MAX } from "../ffi/native.ts";
+import { PackedList } from "../src/gather.ts";
+import {
+  fifo,
+  haveStrace,
+  isDeno,
+  patternBytes,
+  root,
+  runScript,
+  sha256,
+  startScript,
+  tempDir,
+  tempFile,
+} from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
 
@@ -336,4 +360,57 @@ test("writevAsync keeps a generator's arrays alive until it settles, and copies 
     litter: 128,
     resized: [1 << 20, true],
   });
+});
+
+test("lengths of 4 GiB and more are split into descriptors of at most ENTRY_BYTES_MAX, never wrapped", () => {
+  const giant = 2 ** 32 + 8192;
+  const path = join(tempDir(), "sparse");
+  const fd = openSync(path, "w");
+  ftruncateSync(fd, giant); // sparse: no disk, and /dev/null never touches the pages
+  closeSync(fd);
+  using devNull = openFile("/dev/null", "w");
+  if (isDeno) {
+    using mapping = mapFile(path);
+    const head = mapping.head();
+    assert.equal(head.byteLength, giant);
+    const packed = new PackedList().pack([head], 0, 1);
+    const entries = Array.from({ length: packed.count }, (_, i) => Array.from(packed.list.subarray(4 * i, 4 * i + 4)));
+    assert.deepEqual(entries.map((e) => e[3]), [ENTRY_BYTES_MAX, ENTRY_BYTES_MAX, giant - 2 * ENTRY_BYTES_MAX]);
+    let offset = entries[0][1] + entries[0][2] * 2 ** 32;
+    for (const [, low, high, length] of entries) {
+      assert.equal(low + high * 2 ** 32, offset, "each entry starts where the one before ended");
+      offset += length;
+    }
+    assert.equal(writev(devNull, [head, new Uint8Array(10)]), giant + 10);
+    // A writer flushes it all in one flush (progress every call, never 0 forever); close drops nothing.
+    const writer = new PageWriter(devNull, { highWaterMark: 2 ** 40 });
+    writer.write(head.slice());
+    assert.equal(writer.flush(), giant);
+    assert.equal(writer.bytesWritten, giant);
+    writer.close();
+    head.release();
+    assert.equal(writev(devNull, [new Uint8Array(giant)]), giant);
+  } else {
+    // Bun's ArrayBuffers stop at 2^32 bytes: a bigger mapping is a typed error, not a wrapped length.
+    assert.throws(() => mapFile(path), RangeError);
+  }
+  // Exactly 2^32 bytes, one past what a u32 length holds: a plain array on both runtimes.
+  assert.equal(writev(devNull, [new Uint8Array(2 ** 32), new Uint8Array(1)]), 2 ** 32 + 1);
+});
+
+test("close() on a writer whose target would block reports the bytes it could not write", () => {
+  using pool = new PagePool({ pageSize: 16 * pageSize });
+  const [readEnd, writeEnd] = pipe({ nonBlocking: true });
+  const writer = new PageWriter(writeEnd, { lend: false });
+  for (let i = 0; i < 8; i++) {
+    const page = pool.acquire(); // 8 × 64 KiB: more than the pipe holds
+    writer.write(page.head());
+    page.release();
+  }
+  const flushed = writer.flush();
+  assert.ok(flushed > 0 && flushed < 8 * 16 * pageSize, `flushed ${flushed}`);
+  assert.throws(() => writer.close(), (e) => code(e) === "ERR_UNFLUSHED" && /\d+ queued bytes/.test(String(e)));
+  assert.equal(pool.stats.inUse, 0, "what was queued was released");
+  readEnd.close();
+  writeEnd.close();
 });

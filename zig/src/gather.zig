@@ -75,7 +75,10 @@ pub fn transfer(
             batch_bytes += d.length;
         }
     }
-    if (batch_bytes > call_bytes_max) count = 0; // too much for one call: batches are built below
+    if (batch_bytes > call_bytes_max) { // too much for one call: batches are built below
+        count = 0;
+        batch_bytes = 0;
+    }
 
     var index: usize = 0; // first descriptor not wholly moved
     var skip: u64 = 0; // bytes of descriptors[index] already moved
@@ -209,6 +212,21 @@ test "one call at most when asked, and bad entries refused before any byte moves
     const good = [_]Descriptor{ stagingEntry(0, 2), stagingEntry(2, 0), stagingEntry(2, 2) };
     try transfer(.write, fds[1], &good, &staging, 1, &done);
     try std.testing.expectEqual(@as(u64, 4), done);
+}
+
+test "a list over a call's worth goes out in calls of at most call_bytes_max, all of it" {
+    // /dev/null takes every byte without reading them: addresses far past real memory never fault.
+    const fd = try std.posix.open("/dev/null", .{ .ACCMODE = .WRONLY }, 0);
+    defer std.posix.close(fd);
+    const base: u64 = 0x7000_0000_0000;
+    const list = [_]Descriptor{
+        .{ .region = address_region, .offset_low = 0, .offset_high = @intCast(base >> 32), .length = entry_bytes_max },
+        .{ .region = address_region, .offset_low = entry_bytes_max, .offset_high = @intCast(base >> 32), .length = entry_bytes_max },
+        .{ .region = address_region, .offset_low = 2 * entry_bytes_max, .offset_high = @intCast(base >> 32), .length = 16384 },
+    };
+    var done: u64 = 0;
+    try transfer(.write, fd, &list, &.{}, 0, &done);
+    try std.testing.expectEqual(2 * @as(u64, entry_bytes_max) + 16384, done);
 }
 
 test "empty entries never end a write early, however many come first" {
