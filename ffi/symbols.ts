@@ -133,7 +133,7 @@ export const symbols = {
   pageio_socket_connect_result: { parameters: ["i32"], result: "f64" },
   // (fd: i32, option: u32 socket.Option index, value: i32) -> 0
   pageio_socket_set_option: { parameters: ["i32", "u32", "i32"], result: "f64" },
-  // (fd: i32, option: u32) -> 0 or 1
+  // (fd: i32, option: u32) -> 0 or 1 (unsent_bytes_max: bytes, 0xFFFFFFFF no limit)
   pageio_socket_get_option: { parameters: ["i32", "u32"], result: "f64" },
   // (fd: i32, how: u32 0 read | 1 write | 2 both) -> 0
   pageio_socket_shutdown: { parameters: ["i32", "u32"], result: "f64" },
