@@ -206,9 +206,11 @@ function viewOrUnmap(region: number, address: number, byteLength: number): Array
 }
 
 /**
- * Maps a file (a path, a `FileHandle` or an fd number) into memory. Read-only
- * and shared by default. A path-opened file's descriptor is closed at once;
- * the mapping keeps the file's pages.
+ * Maps a file (a path, a `FileHandle` or an fd number) into memory. By default
+ * the file is not written: writes to `bytes` stay in this process
+ * (copy-on-write), reads share its page cache. A path-opened file's
+ * descriptor is closed at once; on Linux the signal guard keeps one
+ * descriptor per mapped file until its last mapping is unmapped.
  *
  * @example
  * ```ts
