@@ -23,29 +23,13 @@ const pool = new PagePool({ pageSize: HEAD_BYTES_MAX, maxPages: CONNECTIONS_MAX 
 const listener = listen({ hostname: "127.0.0.1", port: Number(portArg) });
 const latin1 = new TextDecoder("latin1");
 const encoder = new TextEncoder();
-const types: Record<string, string> = {
-  html: "text/html; charset=utf-8",
-  txt: "text/plain; charset=utf-8",
-  css: "text/css",
-  js: "text/javascript",
-  json: "application/json",
-  png: "image/png",
-  jpg: "image/jpeg",
-  svg: "image/svg+xml",
-  wasm: "application/wasm",
-};
-const reasons: Record<number, string> = {
-  200: "OK",
-  206: "Partial Content",
-  400: "Bad Request",
-  403: "Forbidden",
-  404: "Not Found",
-  405: "Method Not Allowed",
-  416: "Range Not Satisfiable",
-  431: "Request Header Fields Too Large",
-  500: "Internal Server Error",
-  503: "Service Unavailable",
-};
+// deno-fmt-ignore
+const types: Record<string, string> = { html: "text/html; charset=utf-8", txt: "text/plain; charset=utf-8",
+  css: "text/css", js: "text/javascript", json: "application/json", png: "image/png", jpg: "image/jpeg",
+  svg: "image/svg+xml", wasm: "application/wasm" };
+// deno-fmt-ignore
+const reasons: Record<number, string> = { 200: "OK", 206: "Partial Content", 400: "Bad Request", 403: "Forbidden",
+  404: "Not Found", 405: "Method Not Allowed", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large" };
 
 /** A connection and what it is doing, for the sweep that enforces deadlines and for shutdown. */
 interface Conn {
