@@ -225,6 +225,7 @@ async function serve(socket: Socket): Promise<void> {
   let filled = 0;
   try {
     socket.noDelay = true; // the head and a small body go out at once, not held back by Nagle's algorithm
+    socket.unsentLimit = 128 * 1024; // big files go out as the client takes them, not megabytes queued ahead
     for (let open = true; open && !stopping;) {
       conn.phase = "head";
       conn.since = Date.now();

@@ -66,6 +66,8 @@ export const symbols = {
   pageio_ring_release: { parameters: ["u32", "u32"], result: "f64" },
   // (fd: i32) -> bytes in the pipe not yet read (FIONREAD)
   pageio_pipe_unread: { parameters: ["i32"], result: "f64" },
+  // (fd: i32, timeout_ms: u32, 0xFFFFFFFF no limit) -> 1 readable (bytes, or writers gone after one came), 0 timeout
+  pageio_wait_readable: { parameters: ["i32", "u32"], result: "f64", mayBlock: true },
   // (region: u32, offset: f64, length: f64) -> 0: fresh zeroed pages in place (private anonymous regions only)
   pageio_replace_pages: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (fd: i32, out: f64[2] {size, kind}) -> 0
@@ -133,7 +135,7 @@ export const symbols = {
   pageio_socket_connect_result: { parameters: ["i32"], result: "f64" },
   // (fd: i32, option: u32 socket.Option index, value: i32) -> 0
   pageio_socket_set_option: { parameters: ["i32", "u32", "i32"], result: "f64" },
-  // (fd: i32, option: u32) -> 0 or 1
+  // (fd: i32, option: u32) -> 0 or 1 (unsent_bytes_max: bytes, 0xFFFFFFFF no limit)
   pageio_socket_get_option: { parameters: ["i32", "u32"], result: "f64" },
   // (fd: i32, how: u32 0 read | 1 write | 2 both) -> 0
   pageio_socket_shutdown: { parameters: ["i32", "u32"], result: "f64" },

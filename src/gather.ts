@@ -11,9 +11,9 @@
  */
 import {
   ADDRESS_REGION,
-  describeErrno,
   DESCRIPTOR_BYTES,
   ENTRY_BYTES_MAX,
+  errno,
   fn,
   IOV_MAX,
   native,
@@ -320,7 +320,7 @@ export class PackedList {
 
   /** The native result of a gather write as bytes; EAGAIN with nothing written is 0; else a typed error. */
   writeResult(result: number, syscall = "writev"): number {
-    if (result < 0 && this.out[0] === 0 && describeErrno(-result)[0] === "EAGAIN") return 0;
+    if (result === -errno.EAGAIN && this.out[0] === 0) return 0;
     return unwrap(result, syscall, undefined, this.out[0]);
   }
 
@@ -364,7 +364,7 @@ export class PackedList {
   }
 
   lendResult(result: number): number | null {
-    if (result < 0 && this.out[0] === 0 && ["EINVAL", "ENOSYS"].includes(describeErrno(-result)[0])) return null;
+    if ((result === -errno.EINVAL || result === -errno.ENOSYS) && this.out[0] === 0) return null;
     return this.writeResult(result, "vmsplice");
   }
 }

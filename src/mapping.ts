@@ -3,7 +3,7 @@
  * that *is* the mapping. Views are revocable: `unmap()` detaches them first.
  * @module
  */
-import { fn, native } from "../ffi/native.ts";
+import { abi, fn, native } from "../ffi/native.ts";
 import { checkInteger, checkRange, faultError, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat } from "./file.ts";
 import { type FileSource, PageHead } from "./head.ts";
@@ -30,7 +30,8 @@ export interface MapFileOptions {
 
 /** `madvise` hints by name. */
 export type Advice = "normal" | "sequential" | "random" | "willneed" | "dontneed";
-const advices: readonly Advice[] = ["normal", "sequential", "random", "willneed", "dontneed"]; // zig/src/mapping.zig Advice
+const advices: readonly Advice[] = abi.enums.Advice.values; // the index is the native advice
+const mapBits = abi.flags.MapFlags.bits;
 
 const out = new Float64Array(1);
 // Backstop only: a mapping whose memory no JS object can reach any more is unmapped.
@@ -255,7 +256,8 @@ export function mapDescriptor(
   const { offset, length } = checkRange("mapFile", size, options.offset ?? 0, options.length);
   if (length === 0) return new Mapping(0, 0, 0, 0, 0, label);
   const delta = offset % pageSize;
-  const flags = (options.write ? 1 : 0) | (options.private ? 2 : 0) | (options.populate ? 4 : 0);
+  const flags = (options.write ? mapBits.write : 0) | (options.private ? mapBits.private : 0) |
+    (options.populate ? mapBits.populate : 0);
   const region = unwrap(fn.pageio_map_file(fd, offset - delta, length + delta, flags, out), "mmap", path);
   const fileSource = source === undefined ? undefined : { file: source, offset };
   return new Mapping(region, out[0], length + delta, delta, length, label, fileSource);

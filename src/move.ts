@@ -4,19 +4,24 @@
  * the target without crossing user space.
  * @module
  */
-import { describeErrno, fn, native } from "../ffi/native.ts";
+import { abi, errno, fn, native } from "../ffi/native.ts";
 import { unwrap } from "./errors.ts";
 import { stat } from "./file.ts";
 
 const out = new Float64Array(1);
-const KIND_COPY_FILE_RANGE = 0; // zig/src/kernel_move.zig Kind
-const KIND_SENDFILE = 1;
+const kinds = abi.enums.MoveKind.values;
+const KIND_COPY_FILE_RANGE = kinds.indexOf("copy_file_range");
+const KIND_SENDFILE = kinds.indexOf("sendfile");
 
 /** errnos meaning "not this way here" (the kernel, filesystem or descriptor pair refuses): fall back to a write. */
-const REFUSALS = new Set(["EINVAL", "EXDEV", "ENOSYS", "EOPNOTSUPP", "ENOTSUP", "EBADF", "ESPIPE", "EIO"]);
+const REFUSALS = new Set(
+  (["EINVAL", "EXDEV", "ENOSYS", "EOPNOTSUPP", "ENOTSUP", "EBADF", "ESPIPE", "EIO"] as const).map((name) =>
+    errno[name]
+  ),
+);
 
-/** How a target takes kernel moves, decided once per target per flush. */
-export type MoveKind = typeof KIND_COPY_FILE_RANGE | typeof KIND_SENDFILE;
+/** How a target takes kernel moves (the native MoveKind), decided once per target per flush. */
+export type MoveKind = number;
 
 /** @internal The kind of kernel move that suits `fd`. */
 export function moveKindFor(fd: number): MoveKind {
@@ -47,9 +52,8 @@ export async function moveSpanAsync(
 function moveResult(result: number, moved: number, kind: MoveKind): number | null {
   if (result >= 0) return result;
   if (moved === 0) {
-    const [code] = describeErrno(-result);
-    if (REFUSALS.has(code)) return null;
-    if (code === "EAGAIN") return 0;
+    if (REFUSALS.has(-result)) return null;
+    if (-result === errno.EAGAIN) return 0;
   }
   return unwrap(result, kind === KIND_SENDFILE ? "sendfile" : "copy_file_range", undefined, moved);
 }

@@ -3,7 +3,8 @@
  * file's mapping or into a pool page.
  * @module
  */
-import { checkInteger, stateError } from "./errors.ts";
+import { fn, native } from "../ffi/native.ts";
+import { checkInteger, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { readv, readvAsync } from "./gather.ts";
 import type { PageHead } from "./head.ts";
@@ -46,11 +47,13 @@ export interface PageReaderOptions {
 export class PageReader implements Iterable<PageHead> {
   #file: FileHandle | number;
   readonly #ownsFile: boolean;
-  readonly #mapped: boolean;
+  #mapped: boolean;
+  /** A FIFO this reader opened, no writer seen yet: it reads as ended until one comes, so wait for one. */
+  #awaitWriter: boolean;
   /** Where reading stops in a file; bytes left to read from a stream (Infinity: to its end). */
   readonly #end: number;
   #left: number;
-  readonly #rangeLength: number | null;
+  #rangeLength: number | null;
   readonly #chunkSize: number;
   readonly #windowSize: number;
   #pool: PagePool | null;
@@ -63,7 +66,11 @@ export class PageReader implements Iterable<PageHead> {
   #closed = false;
   #readable: ReadableStream<Uint8Array> | null = null;
 
-  /** Reads `source`: a path (opened here, closed by `close()`), a FileHandle or an fd (left open). */
+  /**
+   * Reads `source`: a path or `file:` URL (opened here, closed by `close()`), a FileHandle or an fd (left open).
+   * A FIFO path opens at once and is read as a pipe: the first read waits for a writer to come (`readAsync` and
+   * `readable` off the JS thread), as a blocking `open()` would have, but the constructor never waits.
+   */
   constructor(source: string | URL | Target, options: PageReaderOptions = {}) {
     // Options first: a bad one must not leave an opened file behind.
     this.#chunkSize = checkInteger("chunkSize", options.chunkSize ?? 256 * 1024, 1, 2 ** 31);
@@ -82,8 +89,10 @@ export class PageReader implements Iterable<PageHead> {
     this.#file = this.#ownsFile ? openFile(source as string | URL) : source as Target;
     try {
       const { size, kind } = stat(fdOf(this.#file));
-      this.#mapped = kind === "file";
-      if (this.#mapped) {
+      // Size 0 is not end of file on procfs (nor on a file still being written): such files are read.
+      this.#mapped = kind === "file" && size > 0;
+      this.#awaitWriter = this.#ownsFile && kind === "fifo";
+      if (kind === "file") {
         if (offset + (wanted ?? 0) > size) {
           throw new RangeError(
             wanted === undefined
@@ -137,14 +146,24 @@ export class PageReader implements Iterable<PageHead> {
       const length = Math.min(this.#windowSize, this.#end - this.#windowStart);
       // Heads of a window on a FileHandle are file spans too: a PageWriter lets the kernel move them.
       const handle = this.#file instanceof FileHandle ? this.#file : undefined;
-      window = this.#window = mapDescriptor(
-        fdOf(this.#file),
-        // No populate: heads that go by kernel move never touch these pages; those read fault in on use.
-        { offset: this.#windowStart, length },
-        this.#label,
-        handle?.path,
-        handle,
-      );
+      try {
+        window = this.#window = mapDescriptor(
+          fdOf(this.#file),
+          // No populate: heads that go by kernel move never touch these pages; those read fault in on use.
+          { offset: this.#windowStart, length },
+          this.#label,
+          handle?.path,
+          handle,
+        );
+      } catch (error) {
+        // sysfs (and other pseudo files) cannot be mapped: read them instead, from the start.
+        if (this.#position !== 0 || (error as { code?: string }).code !== "ENODEV") throw error;
+        this.#mapped = false;
+        this.#window = null;
+        this.#left = this.#end; // no more than its size or the length asked, if read() gives that much
+        this.#rangeLength = null; // its size is only a bound
+        return this.#readIntoPage();
+      }
       window.advise("sequential");
     }
     const offset = this.#position - this.#windowStart;
@@ -157,6 +176,7 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#left === 0) return this.#finish();
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
+      if (this.#awaitWriter) this.#writerCame(fn.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
       return this.#took(readv(this.#file, [this.#room(page)]), page);
     } finally {
       page.release();
@@ -185,6 +205,7 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#left === 0) return this.#finish();
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
+      if (this.#awaitWriter) this.#writerCame(await native.async.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
       return this.#took(await readvAsync(this.#file, [this.#room(page)]), page);
     } finally {
       page.release();
@@ -228,17 +249,26 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readable");
     if (this.#mapped) {
       for (let head = this.read(); head !== null; head = this.read()) {
-        if (head.byteLength > 0) return head._handOver()!;
+        if (head.byteLength > 0 && this.#mapped) return head._handOver()!;
+        // Not mappable after all (sysfs): the first bytes were read into a pool page, which goes back.
+        const copy = head.byteLength > 0 ? head.bytes.slice() : null;
         head.release();
+        if (copy !== null) return copy;
       }
       return null;
     }
     // A pool page would go back to the pool (and be reused) while a consumer still holds the chunk.
     if (this.#left === 0) return null;
     const bytes = new Uint8Array(Math.min(16 * pageSize, this.#left));
+    if (this.#awaitWriter) this.#writerCame(await native.async.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
     const read = await readvAsync(this.#file, [bytes]);
     this.#left -= read;
     return read === 0 ? null : bytes.subarray(0, read);
+  }
+
+  #writerCame(result: number): void {
+    unwrap(result, "poll", this.#file instanceof FileHandle ? this.#file.path : undefined);
+    this.#awaitWriter = false;
   }
 
   #finish(): null {

@@ -7,7 +7,7 @@
  */
 import { constants } from "node:os";
 import process from "node:process";
-import { describeErrno, fn, native } from "../ffi/native.ts";
+import { abi, errno, fn, native } from "../ffi/native.ts";
 import { checkInteger, faultError, PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, openFile, stat } from "./file.ts";
 import { type HeadOwner, PageHead } from "./head.ts";
@@ -15,7 +15,7 @@ import { pageSize } from "./system.ts";
 
 /** Which side of a ring this process is: one producer and one consumer per ring. */
 export type RingRole = "producer" | "consumer";
-const roles: readonly RingRole[] = ["producer", "consumer"]; // zig/src/ring.zig Role
+const roles: readonly RingRole[] = abi.enums.RingRole.values; // the index is the native role
 
 /** Options of `SharedRing.create`. */
 export interface SharedRingOptions {
@@ -24,7 +24,7 @@ export interface SharedRingOptions {
   /** Bytes per slot: a multiple of the OS page size (default 64 KiB). */
   slotSize?: number;
   /** Create the ring as a new file here (e.g. under `/dev/shm`; `EEXIST` if taken). Default: an anonymous memfd. */
-  path?: string;
+  path?: string | URL;
   /** This process's side (default `"producer"`). */
   role?: RingRole;
 }
@@ -117,20 +117,21 @@ export class SharedRing {
     } else {
       file = openFile(options.path, "wx+");
       try {
-        unwrap(fn.pageio_truncate(file.fd, bytes), "ftruncate", options.path);
+        unwrap(fn.pageio_truncate(file.fd, bytes), "ftruncate", file.path);
       } catch (error) {
         file.close();
         throw error;
       }
     }
-    const path = options.path ?? `/proc/${process.pid}/fd/${file.fd}`;
+    const path = file.path ?? `/proc/${process.pid}/fd/${file.fd}`;
     return new SharedRing(file, path, role, { slots, slotSize });
   }
 
   /** Opens a ring another process created; this process takes `options.role` (the consumer by default). */
-  static open(path: string, options: { role?: RingRole } = {}): SharedRing {
+  static open(path: string | URL, options: { role?: RingRole } = {}): SharedRing {
     const role = roleOf(options.role ?? "consumer");
-    return new SharedRing(openFile(path, "r+"), path, role);
+    const file = openFile(path, "r+");
+    return new SharedRing(file, file.path!, role);
   }
 
   private constructor(file: FileHandle, path: string, role: RingRole, create?: { slots: number; slotSize: number }) {
@@ -287,17 +288,17 @@ export class SharedRing {
     if (result >= 0) return result;
     const fault = fn.pageio_region_fault(this.#region);
     if (fault > 0) throw faultError(fault, "shared ring", syscall, this.path);
-    const [code] = describeErrno(-result);
-    if (code === "ENODATA" && syscall === "ring receive") return END;
-    if (code === "ENODATA") throw faultError(-result, "shared ring", syscall, this.path); // shorter than its header
-    if (code === "EPIPE") {
+    const code = -result;
+    if (code === errno.ENODATA && syscall === "ring receive") return END;
+    if (code === errno.ENODATA) throw faultError(-result, "shared ring", syscall, this.path); // shorter than its header
+    if (code === errno.EPIPE) {
       throw new PageIoError("EPIPE", `EPIPE: ${pipeMessage}, ${syscall} '${this.path}'`, {
         errno: -result,
         syscall,
         path: this.path,
       });
     }
-    if (code === "EPROTO") {
+    if (code === errno.EPROTO) {
       throw new PageIoError(
         "EPROTO",
         `EPROTO: '${this.path}' does not hold a pageio shared ring, or its peer ` +

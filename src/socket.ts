@@ -45,6 +45,7 @@ const TRANSPORT_UNIX = 1;
 const FAMILIES = ["ipv4", "ipv6", "unix"] as const; // zig/src/socket.zig Family
 const OPTION_NO_DELAY = 0; // zig/src/socket.zig Option
 const OPTION_KEEP_ALIVE = 1;
+const OPTION_UNSENT_LIMIT = 4;
 const SHUTDOWN = { read: 0, write: 1, both: 2 } as const; // zig/src/socket.zig Shutdown
 const WAIT_FOREVER = 0xffff_ffff;
 
@@ -151,6 +152,20 @@ export class Socket extends FileHandle {
   }
   set keepAlive(on: boolean) {
     unwrap(fn.pageio_socket_set_option(this.fd, OPTION_KEEP_ALIVE, on ? 1 : 0), "setsockopt(SO_KEEPALIVE)");
+  }
+
+  /**
+   * Most bytes the socket holds queued but not yet sent before it stops taking more and reports itself not
+   * writable (`TCP_NOTSENT_LOWAT`; `Infinity`: no limit, the default). A small limit keeps a big `sendFile`
+   * moving in steps the sender transmits itself, instead of megabytes that wait in the kernel for the peer.
+   */
+  get unsentLimit(): number {
+    const bytes = unwrap(fn.pageio_socket_get_option(this.fd, OPTION_UNSENT_LIMIT), "getsockopt(TCP_NOTSENT_LOWAT)");
+    return bytes >= 2 ** 31 ? Infinity : bytes;
+  }
+  set unsentLimit(bytes: number) {
+    const value = bytes === Infinity ? -1 : checkInteger("unsentLimit", bytes, 1, 2 ** 31 - 1);
+    unwrap(fn.pageio_socket_set_option(this.fd, OPTION_UNSENT_LIMIT, value), "setsockopt(TCP_NOTSENT_LOWAT)");
   }
 
   /** This end's address. */

@@ -98,8 +98,9 @@ export class PageWriter {
   #watched = false;
 
   /**
-   * A path is opened for writing (created, truncated; appended to with `append: true`); a FileHandle or fd
-   * is used as it is.
+   * A path or `file:` URL is opened for writing (created, truncated; appended to with `append: true`); a
+   * FileHandle or fd is used as it is. A FIFO path with no reader at its other end fails at once with `ENXIO`
+   * instead of waiting for one.
    */
   constructor(target: string | URL | Target, options: PageWriterOptions = {}) {
     this.#highWaterMark = checkInteger("highWaterMark", options.highWaterMark ?? 8 * 1024 * 1024, 1);

@@ -27,6 +27,7 @@ import {
   startScript,
   tempDir,
   tempFile,
+  whenReaderOpens,
 } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
@@ -172,7 +173,7 @@ test("a slow reader in another process gets every byte (short writes resumed)", 
     page.release();
   }
   const want = sha256(concat(expected));
-  const out = openFile(pipe, "w");
+  const out = await whenReaderOpens(() => openFile(pipe, "w"));
   assert.equal(writev(out, heads), expected.reduce((n, e) => n + e.length, 0));
   out.close();
   const { status, stderr } = await reader.exited;
@@ -184,7 +185,7 @@ test("a slow reader in another process gets every byte (short writes resumed)", 
 test("a reader that goes away is EPIPE, a typed error, and the process lives on", async () => {
   const pipe = fifo();
   const reader = startScript(`import { openSync } from "node:fs"; openSync(${JSON.stringify(pipe)}, "r");`);
-  const out = openFile(pipe, "w");
+  const out = await whenReaderOpens(() => openFile(pipe, "w"));
   await reader.exited;
   assert.throws(
     () => writev(out, [new Uint8Array(1 << 20)]),

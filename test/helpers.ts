@@ -95,6 +95,21 @@ export function fifo(): string {
   return path;
 }
 
+/**
+ * Runs `open` (something that opens a FIFO's write end) until a reader has the FIFO open: opening never waits
+ * for the other end, it fails with ENXIO until then.
+ */
+export async function whenReaderOpens<T>(open: () => T, timeoutMs = 30_000): Promise<T> {
+  for (const deadline = Date.now() + timeoutMs;;) {
+    try {
+      return open();
+    } catch (error) {
+      if ((error as { code?: string }).code !== "ENXIO" || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+}
+
 /** Starts a TypeScript file in a child of this runtime without waiting; resolves with its exit. */
 export function startScript(source: string): { exited: Promise<{ status: number | null; stderr: string }> } {
   const file = join(tempDir(), "child.ts");

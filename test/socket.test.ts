@@ -77,7 +77,7 @@ test("TCP over IPv4: listen, accept, connect, both addresses, bytes both ways", 
   assert.deepEqual(await readAll(client, 4), text("pong"));
 });
 
-test("socket options: noDelay and keepAlive read back what was set", async () => {
+test("socket options: noDelay, keepAlive and unsentLimit read back what was set", async () => {
   using listener = listen({ hostname: "127.0.0.1", port: 0 });
   const [client, server] = await pair(listener);
   for (const socket of [client, server]) {
@@ -87,6 +87,11 @@ test("socket options: noDelay and keepAlive read back what was set", async () =>
     assert.equal(socket.noDelay, false);
     socket.keepAlive = true;
     assert.equal(socket.keepAlive, true);
+    socket.unsentLimit = 65536;
+    assert.equal(socket.unsentLimit, 65536);
+    socket.unsentLimit = Infinity;
+    assert.equal(socket.unsentLimit, Infinity);
+    assert.throws(() => (socket.unsentLimit = 0), RangeError);
     socket.close();
     assert.throws(() => socket.noDelay, (e) => code(e) === "ERR_CLOSED");
   }
@@ -340,17 +345,21 @@ test("Deno's --allow-net scopes are honoured", { skip: !isDeno }, () => {
     script,
     `import { listen, connect } from "${root}mod.ts";
      const results = [];
-     for (const f of [() => listen({ hostname: "127.0.0.1", port: 0 }), () => connect({ port: 9 })]) {
+     const unix = () => listen({ path: Deno.args[0] });
+     for (const f of [() => listen({ hostname: "127.0.0.1", port: 0 }), () => connect({ port: 9 }), unix]) {
        try { f().close(); results.push("ok"); } catch (e) { results.push(e.code); }
      }
      console.log(results.join(" "));`,
   );
   const run = (net: string) =>
-    spawnSync(process.execPath, ["run", "--allow-ffi", "--allow-read", "--allow-env", ...(net ? [net] : []), script], {
-      encoding: "utf8",
-    });
-  assert.equal(run("").stdout.trim(), "EACCES EACCES");
+    spawnSync(
+      process.execPath,
+      ["run", "--allow-ffi", "--allow-read", "--allow-env", ...(net ? [net] : []), script, join(tempDir(), "s")],
+      { encoding: "utf8" },
+    );
+  // No --allow-write: a unix socket path is refused like a file would be.
+  assert.equal(run("").stdout.trim(), "EACCES EACCES EACCES");
   // Listening on 127.0.0.1 is allowed, connecting to port 9 is not: the refusal comes before any system call.
-  assert.equal(run("--allow-net=127.0.0.1:0").stdout.trim(), "ok EACCES");
-  assert.equal(run("--allow-net=127.0.0.1").stdout.trim(), "ok ECONNREFUSED");
+  assert.equal(run("--allow-net=127.0.0.1:0").stdout.trim(), "ok EACCES EACCES");
+  assert.equal(run("--allow-net=127.0.0.1").stdout.trim(), "ok ECONNREFUSED EACCES");
 });

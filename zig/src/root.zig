@@ -12,6 +12,10 @@ const kernel_move = @import("kernel_move.zig");
 const guard = @import("guard.zig");
 const channel = @import("channel.zig");
 const ring = @import("ring.zig");
+
+comptime {
+    _ = @import("abi_check.zig"); // ffi/abi.ts against the declarations below: a mismatch fails the build
+}
 const poller = @import("poller.zig");
 const socket = @import("socket.zig");
 const beneath = @import("beneath.zig");
@@ -94,10 +98,10 @@ export fn pageio_fstat(fd: i32, out: ?*[2]f64) Result {
 /// out[0], out[1] = the descriptors (a pipe's read end first).
 export fn pageio_pair(kind: u32, non_blocking: u32, out: ?*[2]f64) Result {
     const o = out orelse return errno.result(error.FAULT);
-    const pair = switch (kind) {
-        0 => channel.pipe(non_blocking != 0),
-        1 => channel.socketPair(non_blocking != 0),
-        else => return errno.result(error.INVAL),
+    const k = std.meta.intToEnum(channel.PairKind, kind) catch return errno.result(error.INVAL);
+    const pair = switch (k) {
+        .pipe => channel.pipe(non_blocking != 0),
+        .socket => channel.socketPair(non_blocking != 0),
     } catch |err| return errno.result(err);
     o.* = .{ @floatFromInt(pair[0]), @floatFromInt(pair[1]) };
     return 0;
@@ -174,6 +178,12 @@ export fn pageio_ring_release(region: u32, count: u32) Result {
 /// Bytes in pipe `fd` not yet read by its reader (FIONREAD).
 export fn pageio_pipe_unread(fd: i32) Result {
     return errno.result(channel.unread(fd));
+}
+
+/// Waits up to `timeout_ms` (0xFFFFFFFF: no limit) for `fd` to be readable (bytes, or its writers gone after
+/// one came); returns 1, or 0 on timeout.
+export fn pageio_wait_readable(fd: i32, timeout_ms: u32) Result {
+    return errno.result(channel.waitReadable(fd, timeout_ms));
 }
 
 /// Fresh zeroed pages at `[offset, offset + length)` of a private anonymous region (pool pages still held by a
@@ -409,6 +419,7 @@ fn transfer(comptime direction: gather.Direction, fd: i32, list: ?[*]const u8, l
 
 test {
     std.testing.refAllDecls(@This());
+    _ = @import("abi_check.zig");
     _ = errno;
     _ = regions;
     _ = file;

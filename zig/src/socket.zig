@@ -13,7 +13,7 @@ pub const Transport = enum(u32) { tcp, unix };
 pub const Family = enum(u32) { ipv4, ipv6, unix };
 
 /// Socket options, in the order of src/socket.ts `OPTION`.
-pub const Option = enum(u32) { no_delay, keep_alive, reuse_address, reuse_port };
+pub const Option = enum(u32) { no_delay, keep_alive, reuse_address, reuse_port, unsent_bytes_max };
 
 pub const ListenFlags = packed struct(u32) {
     reuse_port: bool = false,
@@ -196,6 +196,8 @@ fn optionName(option: Option) struct { level: i32, name: u32 } {
         .keep_alive => .{ .level = c.SOL.SOCKET, .name = c.SO.KEEPALIVE },
         .reuse_address => .{ .level = c.SOL.SOCKET, .name = c.SO.REUSEADDR },
         .reuse_port => .{ .level = c.SOL.SOCKET, .name = c.SO.REUSEPORT },
+        // TCP_NOTSENT_LOWAT: 25 on Linux, 0x201 on macOS.
+        .unsent_bytes_max => .{ .level = c.IPPROTO.TCP, .name = if (builtin.os.tag == .linux) 25 else 0x201 },
     };
 }
 
@@ -209,7 +211,10 @@ pub fn getOption(fd: i32, option: Option) Errno!u32 {
     var value: c_int = 0;
     var len: c.socklen_t = @sizeOf(c_int);
     if (c.getsockopt(fd, o.level, o.name, &value, &len) != 0) return errno.last();
-    return @intFromBool(value != 0);
+    return switch (option) {
+        .unsent_bytes_max => @as(u32, @bitCast(value)), // bytes (0xFFFFFFFF: no limit)
+        else => @intFromBool(value != 0),
+    };
 }
 
 pub const Shutdown = enum(u32) { read, write, both };
@@ -309,6 +314,8 @@ test "listen on a free port, connect, accept, and see both addresses" {
 
     try setOption(conn, .no_delay, 1);
     try std.testing.expectEqual(@as(u32, 1), try getOption(conn, .no_delay));
+    try setOption(conn, .unsent_bytes_max, 65536);
+    try std.testing.expectEqual(@as(u32, 65536), try getOption(conn, .unsent_bytes_max));
     try setOption(conn, .keep_alive, 0);
     try std.testing.expectEqual(@as(u32, 0), try getOption(conn, .keep_alive));
     try shutdown(client, .write);
