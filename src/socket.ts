@@ -281,7 +281,7 @@ function dropFront(chunks: Chunk[], written: number, slices: PageHead[]): Chunk[
   const rest = chunks.slice(i);
   if (left > 0) {
     const first = rest[0];
-    if (headInternals.isHead(first)) slices.push(rest[0] = first.slice(left));
+    if (!ArrayBuffer.isView(first)) slices.push(rest[0] = first.slice(left));
     else rest[0] = viewOf(first, left, byteLengthOf(first) - left);
   }
   return rest;
@@ -289,7 +289,7 @@ function dropFront(chunks: Chunk[], written: number, slices: PageHead[]): Chunk[
 
 /** A chunk's length by its private field or the intrinsic getter (never a getter the caller redefined). */
 function lengthOf(chunk: Chunk): number {
-  return headInternals.isHead(chunk) ? headInternals.length(chunk) : byteLengthOf(chunk);
+  return ArrayBuffer.isView(chunk) ? byteLengthOf(chunk) : headInternals.length(chunk);
 }
 
 /** The error of an operation that moved `bytes` in all before it failed, saying so (`bytesTransferred`). */
