@@ -38,7 +38,7 @@ export function open(path: string): Binding {
     },
     viewsTracked: true,
     addressOf: (bytes) => ptr(bytes) as number,
-    stagingLimit: 1024,
+    stagingLimit: 128,
     callback,
     permitted: () => true, // Bun has no permission model
     close: () => library.close(),

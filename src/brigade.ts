@@ -354,7 +354,9 @@ function lendable(chunk: Chunk): boolean {
 }
 
 // By private field, so nothing a queued head (or its prototype) redefines ever runs.
-const { isHead, length: headLength, fileSpan, lendable: lendableHead, consume } = headInternals;
+const { length: headLength, fileSpan, lendable: lendableHead, consume } = headInternals;
+/** For a chunk already checked (by `append`): a head unless it is a typed array (no private-field lookup). */
+const isHead = (chunk: Chunk): chunk is PageHead => !ArrayBuffer.isView(chunk);
 
 /** Each chunk's length, every chunk checked (a real head still live, or a real attached byte array). */
 function lengthsOf(chunks: Chunk[]): number[] {

@@ -118,8 +118,8 @@ pub fn releaseView(region: regions.Id) Errno!void {
 /// The JS owner lets go of `region` although a view it can neither revoke nor track may still reach it (an
 /// ArrayBuffer transferred away, on a runtime that reports no release): the memory stays mapped for good.
 pub fn retire(region: regions.Id) Errno!void {
-    try regions.markViewedUntracked(region);
-    finish(try regions.release(region, .owner_unrevoked));
+    try regions.markEscaped(region);
+    finish(try regions.release(region, .owner));
 }
 
 /// Acts on what a released reference decided. Retired file memory becomes zeroed anonymous pages in place:

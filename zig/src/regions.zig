@@ -35,6 +35,9 @@ const Slot = struct {
     /// Viewed by an ArrayBuffer whose release no runtime reports (Deno): retired, never unmapped, unless
     /// the owner revoked every view first.
     viewed_untracked: bool = false,
+    /// A view escaped its owner (transferred away) with no release the runtime reports: retired, never
+    /// unmapped, whoever lets go last.
+    escaped: bool = false,
     /// The attached JS thread that registered it (0: none), whose end lets go of it.
     thread: u64 = 0,
 };
@@ -135,9 +138,15 @@ pub fn markViewedUntracked(id: Id) Errno!void {
     (try find(id)).viewed_untracked = true;
 }
 
-/// Who lets go: the owner after revoking every view it made, the owner when it could not (a view escaped,
-/// or its thread ended), or a view whose release the runtime reported.
-pub const Holder = enum { owner, owner_unrevoked, view };
+/// Records that a view of the region escaped its owner and no runtime reports its release.
+pub fn markEscaped(id: Id) Errno!void {
+    mutex.lock();
+    defer mutex.unlock();
+    (try find(id)).escaped = true;
+}
+
+/// Who lets go: the owner (having revoked the views it could), or a view whose release the runtime reported.
+pub const Holder = enum { owner, view };
 
 /// What `release` decided: the memory can go (`unmap`), must stay for good (`retire`), or is still held.
 pub const Released = union(enum) { held, unmap: Region, retire: Region };
@@ -149,15 +158,17 @@ pub fn release(id: Id, holder: Holder) Errno!Released {
     mutex.lock();
     defer mutex.unlock();
     const slot = switch (holder) {
-        .owner, .owner_unrevoked => try find(id),
+        .owner => try find(id),
         .view => try findOpenOrClosed(id),
     };
-    if (holder != .view) slot.closed = true;
-    if (holder == .owner) slot.viewed_untracked = false; // every such view is revoked
+    if (holder == .owner) {
+        slot.closed = true;
+        slot.viewed_untracked = false; // every such view is revoked, or marked escaped
+    }
     std.debug.assert(slot.refs > 0);
     slot.refs -= 1;
     if (slot.refs > 0) return .held;
-    const untracked = slot.viewed_untracked;
+    const untracked = slot.viewed_untracked or slot.escaped;
     const region = free(slot, id);
     if (!untracked) return .{ .unmap = region };
     retired_bytes += region.len;
@@ -177,9 +188,9 @@ pub fn attachThread() u64 {
     return current_thread;
 }
 
-/// Lets go of the owner references of every open region that `thread` registered (a Worker ended: its
-/// heap will release nothing more). Calls `each` with every decision, outside the lock.
-pub fn releaseThread(thread: u64, each: *const fn (Released) void) void {
+/// Calls `each` (outside the lock) with every open region that `thread` registered, after marking those
+/// its views reached untracked as escaped: the thread ended (a Worker), its heap revokes nothing more.
+pub fn releaseThread(thread: u64, each: *const fn (Id) void) void {
     const count = @atomicLoad(usize, &fresh_count, .acquire);
     for (0..count) |index| {
         const id = blk: {
@@ -187,9 +198,10 @@ pub fn releaseThread(thread: u64, each: *const fn (Released) void) void {
             defer mutex.unlock();
             const slot = &slots[index];
             if (!slot.live or slot.closed or slot.thread != thread) continue;
+            if (slot.viewed_untracked) slot.escaped = true;
             break :blk (@as(u32, slot.generation) << 16) | (@as(u32, @intCast(index)) + 1);
         };
-        each(release(id, .owner_unrevoked) catch continue);
+        each(id);
     }
 }
 
@@ -334,8 +346,8 @@ test "a region's memory outlives its owner while a view holds it; an untracked v
 
     const before = retired_bytes;
     const other = try register(@intFromPtr(&memory), memory.len, .anonymous);
-    try markViewedUntracked(other);
-    try std.testing.expectEqual(@as(usize, 64), (try release(other, .owner_unrevoked)).retire.len);
+    try markEscaped(other);
+    try std.testing.expectEqual(@as(usize, 64), (try release(other, .owner)).retire.len);
     try std.testing.expectEqual(before + 64, retired_bytes);
     const revoked = try register(@intFromPtr(&memory), memory.len, .anonymous);
     try markViewedUntracked(revoked);
