@@ -4,6 +4,7 @@
  * @module
  */
 import { abi, fn, native } from "../ffi/native.ts";
+import { descriptor, type SharedMemory, type SharedView, type ShareOptions, shareRegion, takeShared } from "./share.ts";
 import { checkInteger, checkRange, faultError, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat } from "./file.ts";
 import { type FileSource, PageHead } from "./head.ts";
@@ -112,9 +113,21 @@ export class Mapping {
 
   /**
    * @internal An ArrayBuffer of its own over `[offset, offset + length)`, never revoked: the caller keeps the
-   * mapping referenced (a head) for as long as the buffer is reachable.
+   * mapping referenced (a head) for as long as the buffer is reachable. Whoever gets it (a stream's consumer)
+   * sees no pageio error later, so bytes the guard already replaced, or past the end of a file cut meanwhile
+   * (they would read as zeros), are refused here.
    */
   ownBuffer(offset: number, length: number): ArrayBuffer {
+    this.#live("readable");
+    const source = this.source;
+    if (source !== undefined && !source.file.closed && stat(source.file.fd).size < source.offset + offset + length) {
+      throw stateError(
+        "ERR_FILE_TRUNCATED",
+        `the file behind this ${this.label} was truncated: it no longer has bytes ${source.offset + offset} to ` +
+          `${source.offset + offset + length}`,
+        "readable",
+      );
+    }
     return native.view(this.#address + this.bufferOffset + offset, length);
   }
 
@@ -158,6 +171,32 @@ export class Mapping {
     buffer.transfer(0); // every Uint8Array on it now has length 0
     this.#bytes = new Uint8Array(0);
     unwrap(fn.pageio_unmap(this.#region), "munmap", this.label);
+  }
+
+  /**
+   * A descriptor of `[offset, offset + length)` of this mapping for `postMessage` to a Worker of this
+   * process, which turns it into a view of the same memory (`Mapping.fromShared`). The memory stays mapped
+   * while the descriptor waits to be taken (see `untakenTimeout`) and while the view lives, even after
+   * `unmap()` here.
+   *
+   * @example
+   * ```ts
+   * import { mapAnonymous, Mapping } from "@pageio/pageio";
+   * using memory = mapAnonymous(4096);
+   * const shared = memory.share({ length: 16 }); // new Worker(...).postMessage(shared)
+   * using view = Mapping.fromShared(shared);      // in the Worker
+   * console.log(view.byteLength); // 16
+   * ```
+   */
+  share(options: ShareOptions = {}): SharedMemory {
+    this.#live("share");
+    const range = checkRange("share", this.byteLength, options.offset ?? 0, options.length);
+    return descriptor(shareRegion(this.#region, this.regionOffset + range.offset, range.length, options), range.length);
+  }
+
+  /** The memory a `share()` descriptor names, as a view of the same bytes (`takeShared`). */
+  static fromShared(shared: SharedMemory): SharedView {
+    return takeShared(shared);
   }
 
   /** Unmaps, as `unmap()` does: `using` ends the mapping at the end of its block. */
@@ -206,9 +245,11 @@ function viewOrUnmap(region: number, address: number, byteLength: number): Array
 }
 
 /**
- * Maps a file (a path, a `FileHandle` or an fd number) into memory. Read-only
- * and shared by default. A path-opened file's descriptor is closed at once;
- * the mapping keeps the file's pages.
+ * Maps a file (a path, a `FileHandle` or an fd number) into memory. By default
+ * the file is not written: writes to `bytes` stay in this process
+ * (copy-on-write), reads share its page cache. A path-opened file's
+ * descriptor is closed at once; on Linux the signal guard keeps one
+ * descriptor per mapped file until its last mapping is unmapped.
  *
  * @example
  * ```ts
