@@ -7,7 +7,7 @@ import { IOV_MAX } from "../ffi/native.ts";
 import { stateError } from "./errors.ts";
 import { describe, fdOf, type Target } from "./file.ts";
 import { byteLengthOf, type Chunk, isChunk, isDetached, PackedList, shared, viewOf } from "./gather.ts";
-import { headInternals, type PageHead } from "./head.ts";
+import { headInternals, PageHead } from "./head.ts";
 import type { Lender } from "./lend.ts";
 import { type MoveKind, moveKindFor, moveSpan, moveSpanAsync } from "./move.ts";
 
@@ -294,13 +294,13 @@ export class Brigade {
       if (lent) lender!.keep(chunk as PageHead);
       else {
         lender?.advance(lengths[this.#start]);
-        if (isHead(chunk)) chunk.release();
+        if (isHead(chunk)) releaseHead.call(chunk);
       }
       chunks[this.#start++] = undefined as unknown as Chunk;
     }
     if (left > 0) { // a partly written chunk: trim it in place
       const chunk = chunks[this.#start];
-      if (lent) lender!.keep((chunk as PageHead).slice(0, left));
+      if (lent) lender!.keep(sliceHead.call(chunk as PageHead, 0, left));
       else lender?.advance(left);
       if (isHead(chunk)) consume(chunk, left);
       else chunks[this.#start] = viewOf(chunk, left, lengths[this.#start] - left);
@@ -323,7 +323,7 @@ export class Brigade {
     this.#chunks.length = this.#lengths.length = 0;
     this.#start = 0;
     this.#byteLength = 0;
-    for (const chunk of chunks) if (isHead(chunk) && chunk.refs > 0) chunk.release();
+    for (const chunk of chunks) if (isHead(chunk) && headLive(chunk)) releaseHead.call(chunk);
   }
 
   /** Releases everything queued, as `release()` does, for `using`. */
@@ -357,6 +357,10 @@ function lendable(chunk: Chunk): boolean {
 const { length: headLength, fileSpan, lendable: lendableHead, consume } = headInternals;
 /** For a chunk already checked (by `append`): a head unless it is a typed array (no private-field lookup). */
 const isHead = (chunk: Chunk): chunk is PageHead => !ArrayBuffer.isView(chunk);
+// PageHead's own methods, so a queued head's redefined `release`, `slice`… never runs.
+const { release: releaseHead, slice: sliceHead } = PageHead.prototype;
+const refsOf = Object.getOwnPropertyDescriptor(PageHead.prototype, "refs")!.get!;
+const headLive = (head: PageHead): boolean => refsOf.call(head) > 0;
 
 /** Each chunk's length, every chunk checked (a real head still live, or a real attached byte array). */
 function lengthsOf(chunks: Chunk[]): number[] {
@@ -365,7 +369,7 @@ function lengthsOf(chunks: Chunk[]): number[] {
     const chunk = chunks[i];
     if (!isChunk(chunk)) throw new TypeError(`a brigade holds PageHeads and Uint8Arrays, got ${describe(chunk)}`);
     if (isHead(chunk)) {
-      if (chunk.refs === 0) throw stateError("ERR_RELEASED", "cannot queue a released page head", "append");
+      if (!headLive(chunk)) throw stateError("ERR_RELEASED", "cannot queue a released page head", "append");
       lengths[i] = headLength(chunk);
     } else {
       lengths[i] = byteLengthOf(chunk);

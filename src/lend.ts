@@ -34,7 +34,7 @@ export class Lender {
 
   /** Takes over a head whose bytes were just lent to the pipe. */
   keep(head: PageHead): void {
-    this.#position += head.byteLength;
+    this.#position += headInternals.length(head); // its private field: a redefined byteLength never counts
     this.#lent.push({ head, end: this.#position });
   }
 
