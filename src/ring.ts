@@ -57,18 +57,20 @@ interface Backstop {
   readonly region: number;
   readonly file: FileHandle;
   readonly role: number;
-  /** The ring and each ArrayBuffer over its slots that may still be reachable. */
-  reachable: number;
-  /** A slot was viewed: on Deno a transferred view may outlive every buffer counted here. */
-  viewed: boolean;
+  /** The ring's own array of slot buffers: the only ones over its memory that are not detached. */
+  readonly buffers: (ArrayBuffer | null)[];
+  /** A slot's buffer was transferred away: on Deno its memory must then stay mapped for good. */
+  escaped: boolean;
 }
-// Backstop only: a ring dropped without close() is closed (the peer sees it go) once neither the ring nor any
-// view of its slots can be reached, so no view ever reads unmapped memory.
+// Backstop only: a ring dropped without close() is closed as close() would (the peer sees it go, views of its
+// slots read as empty) once the ring is unreachable. Heads and slots hold the ring, so none is live then.
 const dropped = new FinalizationRegistry<Backstop>((backstop) => {
-  if (--backstop.reachable > 0) return;
+  for (const buffer of backstop.buffers) {
+    if (buffer !== null && revoke(buffer, false).escaped) backstop.escaped = true;
+  }
   fn.pageio_ring_close(backstop.region, backstop.role);
-  // On Bun views hold the memory themselves; on Deno a viewed ring is retired, never unmapped under one.
-  if (backstop.viewed && !native.viewsTracked) fn.pageio_retire(backstop.region);
+  // On Bun views hold the memory themselves; on Deno a slot view transferred away keeps it mapped for good.
+  if (backstop.escaped && !native.viewsTracked) fn.pageio_retire(backstop.region);
   else fn.pageio_unmap(backstop.region);
   backstop.file.close();
 });
@@ -110,7 +112,6 @@ export class SharedRing {
   /** One revocable ArrayBuffer per slot, made when first viewed. */
   #buffers: (ArrayBuffer | null)[];
   #viewed: Uint8Array;
-  #escaped = false;
   #state: "open" | "closing" | "closed" = "open";
   #pending = false;
   #reserved: RingSlot | null = null;
@@ -174,15 +175,14 @@ export class SharedRing {
     [this.slots, this.slotSize, this.#dataOffset] = geometry;
     this.#buffers = new Array(this.slots).fill(null);
     this.#viewed = new Uint8Array(this.slots);
-    this.#backstop = { region: this.#region, file, role: roles.indexOf(role), reachable: 0, viewed: false };
-    this.#hold(this);
-  }
-
-  /** `target` (the ring, or a buffer over its slots) keeps the mapping from the backstop while reachable. */
-  #hold<T extends object>(target: T): T {
-    this.#backstop.reachable++;
-    dropped.register(target, this.#backstop, this.#backstop);
-    return target;
+    this.#backstop = {
+      region: this.#region,
+      file,
+      role: roles.indexOf(role),
+      buffers: this.#buffers,
+      escaped: false,
+    };
+    dropped.register(this, this.#backstop, this.#backstop);
   }
 
   /**
@@ -248,11 +248,13 @@ export class SharedRing {
   #unmap(): void {
     this.#state = "closed";
     dropped.unregister(this.#backstop);
-    for (const buffer of this.#buffers) if (buffer !== null && revoke(buffer, false).escaped) this.#escaped = true;
+    for (const buffer of this.#buffers) {
+      if (buffer !== null && revoke(buffer, false).escaped) this.#backstop.escaped = true;
+    }
     this.#reserved = null;
     this.#outstanding.length = 0;
     // A slot view transferred away outlives the ring's own: Deno cannot track it, so the memory stays.
-    const result = this.#escaped && !native.viewsTracked
+    const result = this.#backstop.escaped && !native.viewsTracked
       ? fn.pageio_retire(this.#region)
       : fn.pageio_unmap(this.#region);
     unwrap(result, "munmap", this.path);
@@ -347,10 +349,7 @@ export class SharedRing {
   /** @internal Slot `index`'s revocable buffer, made on first use. */
   _buffer(index: number): ArrayBuffer {
     this.#viewed[index] = 1;
-    if (this.#buffers[index] === null) this.#backstop.viewed = true;
-    return this.#buffers[index] ??= this.#hold(
-      native.view(this.#region, this.#address + this._slotOffset(index), this.slotSize),
-    );
+    return this.#buffers[index] ??= native.view(this.#region, this.#address + this._slotOffset(index), this.slotSize);
   }
 
   /** @internal Every view of slot `index` handed out so far reads as empty from now on. */
@@ -359,8 +358,8 @@ export class SharedRing {
     this.#viewed[index] = 0;
     // Same memory, new ArrayBuffer: old views empty. A buffer transferred away keeps the memory mapped.
     const revoked = revoke(this.#buffers[index]!, true);
-    this.#buffers[index] = revoked.buffer === null ? null : this.#hold(revoked.buffer);
-    if (revoked.escaped) this.#escaped = true;
+    this.#buffers[index] = revoked.buffer;
+    if (revoked.escaped) this.#backstop.escaped = true;
   }
 
   /** @internal The producer publishes its reserved slot. */
