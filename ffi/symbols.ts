@@ -116,6 +116,8 @@ export const symbols = {
   pageio_poller_wake: { parameters: ["u32"], result: "f64" },
   // (poller: u32) -> 0
   pageio_poller_close: { parameters: ["u32"], result: "f64" },
+  // (fd: i32) -> 0 non-blocking | 1 blocking, never waits (regular file) | 2 blocking, may wait (pipe, socket)
+  pageio_fd_blocking: { parameters: ["i32"], result: "f64" },
   // (fd: i32, interest: u32, timeout_ms: i32) -> readiness bits, 0 on timeout (poll(2): no poller needed)
   pageio_wait_fd: { parameters: ["i32", "u32", "i32"], result: "f64", mayBlock: true },
 } as const satisfies Record<string, SymbolSpec>;

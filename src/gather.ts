@@ -3,9 +3,21 @@
  * down to the native side as one packed buffer of descriptors, in one FFI call.
  * @module
  */
-import { ADDRESS_REGION, describeErrno, fn, IOV_MAX, native, STAGING_REGION } from "../ffi/native.ts";
+import { ADDRESS_REGION, fn, IOV_MAX, native, STAGING_REGION } from "../ffi/native.ts";
+import type { Interest } from "./reactor.ts";
+import {
+  type AsyncOptions,
+  type Call,
+  errnoNamed,
+  failedAfter,
+  type Plan,
+  runAsync,
+  runSync,
+  type Wait,
+  wouldBlock,
+} from "./drive.ts";
 import { unwrap } from "./errors.ts";
-import { describe, fdOf, type Target } from "./file.ts";
+import { describe, fdOf, type Target, waitsFor } from "./file.ts";
 import { PageHead } from "./head.ts";
 import { Page } from "./pool.ts";
 
@@ -123,48 +135,130 @@ export class PackedList {
     }
   }
 
-  /** The native result of a gather write as bytes; EAGAIN with nothing written is 0; else a typed error. */
-  writeResult(result: number, syscall = "writev"): number {
-    if (result < 0 && this.out[0] === 0 && describeErrno(-result)[0] === "EAGAIN") return 0;
-    return unwrap(result, syscall, undefined, this.out[0]);
+  /** A gather call over this list, one object per kind reused for every call (a hot path allocates nothing). */
+  call(name: ListCallName, fd: number, callsMax: number): Call {
+    const call = this.#calls[name] ??= new ListCall(name, this);
+    call.fd = fd;
+    call.callsMax = callsMax;
+    return call;
+  }
+  #calls: { [K in ListCallName]?: ListCall } = {};
+
+  /** Bytes the packed entries describe. */
+  byteLength(): number {
+    let bytes = 0;
+    for (let i = 0; i < this.count; i++) bytes += this.list[4 * i + 3];
+    return bytes;
   }
 
-  /** One synchronous gather write of the packed list (at most `callsMax` system calls, 0 for no limit). */
-  write(fd: number, callsMax: number): number {
-    const { list, staging } = this;
-    return this.writeResult(
-      fn.pageio_writev(fd, list, list.byteLength, this.count, staging, this.stagingUsed, callsMax, this.out),
-    );
-  }
-
-  /** The same, off the JS thread. */
-  async writeAsync(fd: number, callsMax: number): Promise<number> {
-    const { list, staging } = this;
-    const args = [fd, list, list.byteLength, this.count, staging, this.stagingUsed, callsMax, this.out] as const;
-    return this.writeResult(await native.async.pageio_writev(...args));
-  }
-
-  /**
-   * Lends the packed heads' memory to pipe `fd` (vmsplice): bytes lent, or null when the kernel will not lend
-   * (not a pipe, not Linux) and nothing moved. The list must hold only heads (staging is reused per call).
-   */
-  lend(fd: number, callsMax: number): number | null {
-    const { list } = this;
-    return this.lendResult(fn.pageio_vmsplice(fd, list, list.byteLength, this.count, null, 0, callsMax, this.out));
-  }
-
-  /** The same, off the JS thread. */
-  async lendAsync(fd: number, callsMax: number): Promise<number | null> {
-    const { list } = this;
-    const args = [fd, list, list.byteLength, this.count, null, 0, callsMax, this.out] as const;
-    return this.lendResult(await native.async.pageio_vmsplice(...args));
-  }
-
-  lendResult(result: number): number | null {
-    if (result < 0 && this.out[0] === 0 && ["EINVAL", "ENOSYS"].includes(describeErrno(-result)[0])) return null;
-    return this.writeResult(result, "vmsplice");
+  /** Drops the first `bytes` bytes from the packed entries (after a short write); true when none are left. */
+  advance(bytes: number): boolean {
+    const list = this.list;
+    let entry = 0;
+    let left = bytes;
+    while (entry < this.count && list[4 * entry + 3] <= left) left -= list[4 * entry++ + 3];
+    if (entry < this.count && left > 0) {
+      const low = list[4 * entry + 1] + left;
+      list[4 * entry + 1] = low >>> 0;
+      list[4 * entry + 2] += Math.floor(low / 0x1_0000_0000);
+      list[4 * entry + 3] -= left;
+    }
+    if (entry > 0) {
+      list.copyWithin(0, 4 * entry, 4 * this.count);
+      this.count -= entry;
+    }
+    return this.count === 0;
   }
 }
+
+type ListCallName = "pageio_writev" | "pageio_readv" | "pageio_vmsplice";
+
+/** `pageio_writev`/`readv`/`vmsplice` over a packed list, called directly (a spread call misses FFI fast paths). */
+class ListCall implements Call {
+  fd = -1;
+  callsMax = 0;
+  readonly interest: Interest;
+
+  constructor(readonly name: ListCallName, readonly packed: PackedList) {
+    this.interest = name === "pageio_readv" ? "read" : "write";
+  }
+
+  get bytes(): number {
+    return this.packed.byteLength();
+  }
+
+  get args(): readonly unknown[] {
+    const { list, staging, stagingUsed, count, out } = this.packed;
+    const lend = this.name === "pageio_vmsplice";
+    return [this.fd, list, list.byteLength, count, lend ? null : staging, lend ? 0 : stagingUsed, this.callsMax, out];
+  }
+
+  run(): number {
+    const { list, staging, stagingUsed, count, out } = this.packed;
+    if (this.name === "pageio_writev") {
+      return fn.pageio_writev(this.fd, list, list.byteLength, count, staging, stagingUsed, this.callsMax, out);
+    }
+    if (this.name === "pageio_readv") {
+      return fn.pageio_readv(this.fd, list, list.byteLength, count, staging, stagingUsed, this.callsMax, out);
+    }
+    return fn.pageio_vmsplice(this.fd, list, list.byteLength, count, null, 0, this.callsMax, out);
+  }
+}
+
+/**
+ * The planner of a gather write (or a lend, by vmsplice) of a packed list: one native call for the whole list;
+ * a short one (the descriptor would block) waits and resumes where it stopped. Returns the bytes moved, with a
+ * lend refused before anything moved as null.
+ */
+export function* gatherPlan(
+  name: "pageio_writev" | "pageio_vmsplice",
+  fd: number,
+  packed: PackedList,
+  callsMax = 0,
+  first?: number,
+): Plan<number | null> {
+  let total = 0;
+  const syscall = name === "pageio_writev" ? "writev" : "vmsplice";
+  try {
+    while (true) {
+      const result = first ?? (yield packed.call(name, fd, callsMax)) as number;
+      first = undefined;
+      const moved = packed.out[0];
+      if (result < 0 && !wouldBlock(result, moved)) {
+        if (name === "pageio_vmsplice" && total === 0 && moved === 0 && LEND_REFUSED.has(-result)) return null;
+        total += moved;
+        unwrap(result, syscall, undefined, total);
+      }
+      total += moved;
+      if (packed.advance(moved) || callsMax !== 0) return total;
+      if (!(yield WAIT_WRITE)) return total;
+    }
+  } catch (error) {
+    throw failedAfter(error, total); // an abort or a failure part-way: every step's bytes counted
+  }
+}
+
+/** The planner of a scatter read: 0 at end of input; a read that would block waits (or throws EAGAIN, sync). */
+export function* scatterPlan(
+  fd: number,
+  packed: PackedList,
+  staged: (Uint8Array | null)[],
+  first?: number,
+): Plan<number> {
+  while (true) {
+    const result = first ?? (yield packed.call("pageio_readv", fd, 0)) as number;
+    first = undefined;
+    const moved = packed.out[0];
+    packed.copyBack(staged, moved); // also after a failure part-way
+    if (wouldBlock(result, moved) && (yield WAIT_READ)) continue;
+    return unwrap(result, "readv", undefined, moved);
+  }
+}
+
+const WAIT_WRITE: Wait = { wait: "write" };
+const WAIT_READ: Wait = { wait: "read" };
+/** errnos with which the kernel refuses to lend (not a pipe, not Linux): copy instead. */
+const LEND_REFUSED = new Set([errnoNamed("EINVAL"), errnoNamed("ENOSYS")]);
 
 /** @internal A detached array (its page or mapping is gone) never reaches native code. */
 export function checkAttached(bytes: Uint8Array): void {
@@ -179,9 +273,10 @@ export const shared: PackedList = new PackedList();
 /**
  * Writes every chunk, in order, to `target` with gather system calls
  * (`writev`, up to IOV_MAX entries each) made in one FFI call. A short write is
- * resumed where it stopped and EINTR retried; on a non-blocking descriptor,
- * EAGAIN returns the bytes written so far. The caller keeps ownership of the
- * heads. Returns the bytes written.
+ * resumed where it stopped and EINTR retried; on a descriptor opened
+ * non-blocking, EAGAIN returns the bytes written so far (pageio's own pipes and
+ * socket pairs wait instead, unless made with `nonBlocking: true`). The caller
+ * keeps ownership of the heads. Returns the bytes written.
  *
  * @example
  * ```ts
@@ -195,12 +290,18 @@ export function writev(target: Target, chunks: Iterable<Chunk>): number {
   const fd = fdOf(target);
   const array = Array.isArray(chunks) ? chunks as Chunk[] : Array.from(chunks);
   if (array.length === 0) return 0;
-  return shared.packChunks(array, 0, array.length).write(fd, 0);
+  const packed = shared.packChunks(array, 0, array.length);
+  // The planner's first step made here: a write that completes at once (most do) costs no planner at all.
+  const first = packed.call("pageio_writev", fd, 0).run();
+  if (first >= 0 && first === packed.byteLength()) return first;
+  return runSync(gatherPlan("pageio_writev", fd, packed, 0, first), fd, waitsFor(target))!;
 }
 
 /**
- * `writev` off the JS thread: the event loop runs on while a slow pipe or socket drains. The chunks must stay
- * as they are (not released, not written to) until the Promise settles.
+ * `writev` without holding up the event loop: the system call is tried at once, and only a descriptor that
+ * would block waits (on one shared readiness wait, never a thread per call). The chunks must stay as they are
+ * (not released, not written to) until the Promise settles; the call keeps them referenced until then. An
+ * abort rejects with `ABORT_ERR` and `bytesTransferred`.
  *
  * @example
  * ```ts
@@ -209,11 +310,16 @@ export function writev(target: Target, chunks: Iterable<Chunk>): number {
  * console.log(await writevAsync(out, [new TextEncoder().encode("later")])); // 5
  * ```
  */
-export async function writevAsync(target: Target, chunks: Iterable<Chunk>): Promise<number> {
-  const fd = fdOf(target);
-  const array = Array.isArray(chunks) ? chunks as Chunk[] : Array.from(chunks);
-  if (array.length === 0) return 0;
-  return await PackedList.exact(array.length).packChunks(array, 0, array.length).writeAsync(fd, 0);
+export function writevAsync(target: Target, chunks: Iterable<Chunk>, options: AsyncOptions = {}): Promise<number> {
+  try {
+    const fd = fdOf(target);
+    const array = Array.isArray(chunks) ? chunks as Chunk[] : Array.from(chunks);
+    if (array.length === 0) return Promise.resolve(0);
+    const packed = PackedList.exact(array.length).packChunks(array, 0, array.length);
+    return runAsync(target, fd, gatherPlan("pageio_writev", fd, packed), options.signal, array) as Promise<number>;
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }
 
 /**
@@ -233,15 +339,18 @@ export function readv(source: Target, targets: Iterable<ReadTarget>): number {
   const fd = fdOf(source);
   const array = Array.isArray(targets) ? targets as ReadTarget[] : Array.from(targets);
   const staged = shared.packTargets(array);
-  const { list, staging, out } = shared;
-  const result = fn.pageio_readv(fd, list, list.byteLength, array.length, staging, shared.stagingUsed, 0, out);
-  shared.copyBack(staged, out[0]); // also after a failure part-way
-  return unwrap(result, "readv", undefined, out[0]);
+  const first = shared.call("pageio_readv", fd, 0).run(); // as in writev: the planner only when it must wait
+  if (first >= 0) {
+    shared.copyBack(staged, first);
+    return first;
+  }
+  return runSync(scatterPlan(fd, shared, staged, first), fd, waitsFor(source));
 }
 
 /**
- * `readv` off the JS thread: waits for a pipe or socket without holding up the event loop. The targets must
- * stay as they are until the Promise settles.
+ * `readv` without holding up the event loop: reads at once what is there, and waits for a pipe or socket
+ * that has nothing yet on the shared readiness wait. The targets must stay as they are until the Promise
+ * settles. An abort rejects with `ABORT_ERR` and nothing read.
  *
  * @example
  * ```ts
@@ -250,22 +359,14 @@ export function readv(source: Target, targets: Iterable<ReadTarget>): number {
  * console.log(await readvAsync(file, [new Uint8Array(8)])); // 8
  * ```
  */
-export async function readvAsync(source: Target, targets: Iterable<ReadTarget>): Promise<number> {
-  const fd = fdOf(source);
-  const array = Array.isArray(targets) ? targets as ReadTarget[] : Array.from(targets);
-  const packed = PackedList.exact(array.length);
-  const staged = packed.packTargets(array);
-  const { list, staging, out } = packed;
-  const result = await native.async.pageio_readv(
-    fd,
-    list,
-    list.byteLength,
-    array.length,
-    staging,
-    packed.stagingUsed,
-    0,
-    out,
-  );
-  packed.copyBack(staged, out[0]);
-  return unwrap(result, "readv", undefined, out[0]);
+export function readvAsync(source: Target, targets: Iterable<ReadTarget>, options: AsyncOptions = {}): Promise<number> {
+  try {
+    const fd = fdOf(source);
+    const array = Array.isArray(targets) ? targets as ReadTarget[] : Array.from(targets);
+    const packed = PackedList.exact(array.length);
+    const staged = packed.packTargets(array);
+    return runAsync(source, fd, scatterPlan(fd, packed, staged), options.signal, array);
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }

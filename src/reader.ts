@@ -4,11 +4,12 @@
  * @module
  */
 import { checkInteger, stateError } from "./errors.ts";
-import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
-import { readv, readvAsync } from "./gather.ts";
+import { describe, fdOf, FileHandle, openFile, stat, type Target, waitsFor } from "./file.ts";
+import { type AsyncOptions, runAsync, runSync } from "./drive.ts";
+import { PackedList, scatterPlan, shared } from "./gather.ts";
 import type { PageHead } from "./head.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
-import { PagePool } from "./pool.ts";
+import { Page, PagePool } from "./pool.ts";
 import { pageSize } from "./system.ts";
 
 /** Options of `new PageReader()`. */
@@ -55,6 +56,10 @@ export class PageReader implements Iterable<PageHead> {
   #ended = false;
   #closed = false;
   #readable: ReadableStream<Uint8Array> | null = null;
+  /** The asynchronous read in flight (the next one queues behind it; `close()` completes after it). */
+  #reading: Promise<unknown> | null = null;
+  /** Ends a read's wait when the reader closes. */
+  readonly #closing = new AbortController();
 
   /** Reads `source`: a path (opened here, closed by `close()`), a FileHandle or an fd (left open). */
   constructor(source: string | URL | Target, options: PageReaderOptions = {}) {
@@ -116,29 +121,64 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   #readIntoPage(): PageHead | null {
-    const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
+    const page = this.#page();
     try {
-      const read = readv(this.#file, [page]);
+      const staged = shared.packTargets([page]);
+      const read = runSync(scatterPlan(fdOf(this.#file), shared, staged), fdOf(this.#file), waitsFor(this.#file));
       return read === 0 ? this.#end() : page.head(0, read);
     } finally {
       page.release();
     }
   }
 
+  #page() {
+    return (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
+  }
+
   /**
-   * The next head without holding up the event loop: a pipe or socket is waited on off the JS thread (a
-   * regular file's next head is ready at once).
+   * The next head without holding up the event loop: what a pipe or socket holds is read at once, and one
+   * that is empty is waited on (one shared readiness wait, no thread); a regular file's next head is ready at
+   * once. A call while another is pending queues behind it. `close()` ends a pending wait (it rejects with
+   * `ERR_CLOSED`); an abort rejects with `ABORT_ERR`, nothing read.
    */
-  async readAsync(): Promise<PageHead | null> {
+  readAsync(options: AsyncOptions = {}): Promise<PageHead | null> {
+    if (this.#closed) return Promise.reject(stateError("ERR_CLOSED", "page reader is closed", "readAsync"));
+    const read = this.#reading === null
+      ? this.#readAsync(options.signal)
+      : this.#reading.then(() => this.#readAsync(options.signal), () => this.#readAsync(options.signal));
+    const tracked = this.#reading = read.finally(() => {
+      if (this.#reading === tracked) this.#reading = null;
+    });
+    return read;
+  }
+
+  async #readAsync(signal?: AbortSignal): Promise<PageHead | null> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readAsync");
     if (this.#ended) return null;
     if (this.#mapped) return this.#readMapped();
-    const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
+    const read = await this.#readOnce(this.#page(), signal);
+    return read.bytes === 0 ? this.#end() : read.head;
+  }
+
+  /** One async read into `into` (a pool page, or a plain array for a stream chunk); it owns `into` after. */
+  async #readOnce<T extends Page | Uint8Array>(
+    into: T,
+    signal?: AbortSignal,
+  ): Promise<{ bytes: number; head: PageHead | null }> {
+    const fd = fdOf(this.#file);
+    const packed = PackedList.exact(1);
+    const staged = packed.packTargets([into]);
+    const signals = signal === undefined ? this.#closing.signal : AbortSignal.any([signal, this.#closing.signal]);
     try {
-      const read = await readvAsync(this.#file, [page]);
-      return read === 0 ? this.#end() : page.head(0, read);
+      const bytes = await runAsync(this.#file, fd, scatterPlan(fd, packed, staged), signals, into);
+      return { bytes, head: into instanceof Page && bytes > 0 ? into.head(0, bytes) : null };
+    } catch (error) {
+      if (this.#closing.signal.aborted) {
+        throw stateError("ERR_CLOSED", "page reader was closed during a read", "readAsync");
+      }
+      throw error;
     } finally {
-      page.release();
+      if (into instanceof Page) into.release();
     }
   }
 
@@ -171,7 +211,12 @@ export class PageReader implements Iterable<PageHead> {
           controller.close();
         } else controller.enqueue(chunk);
       },
-      cancel: () => this.close(),
+      // Settles once a pull in flight has: the fd stays open, and its number taken, until then.
+      cancel: () => {
+        const reading = this.#reading;
+        this.close();
+        return reading?.then(() => {}, () => {});
+      },
     }, { highWaterMark: 0 });
   }
 
@@ -186,8 +231,13 @@ export class PageReader implements Iterable<PageHead> {
     }
     // A pool page would go back to the pool (and be reused) while a consumer still holds the chunk.
     const bytes = new Uint8Array(16 * pageSize);
-    const read = await readvAsync(this.#file, [bytes]);
-    return read === 0 ? null : bytes.subarray(0, read);
+    const read = this.#reading = this.#readOnce(bytes);
+    try {
+      const { bytes: n } = await read;
+      return n === 0 ? null : bytes.subarray(0, n);
+    } finally {
+      if (this.#reading === read) this.#reading = null;
+    }
   }
 
   #end(): null {
@@ -202,10 +252,23 @@ export class PageReader implements Iterable<PageHead> {
     for (let head = this.read(); head !== null; head = this.read()) yield head;
   }
 
-  /** Closes what the reader opened. Heads already read stay valid until released. */
+  /**
+   * Closes what the reader opened. Heads already read stay valid until released. A pending `readAsync` is
+   * ended (it rejects with `ERR_CLOSED`), and what the reader owns is released once it has settled.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#reading !== null) {
+      this.#closing.abort();
+      const finish = () => this.#finish();
+      this.#reading.then(finish, finish);
+      return;
+    }
+    this.#finish();
+  }
+
+  #finish(): void {
     this.#window?.releaseRef();
     this.#window = null;
     if (this.#ownsPool) this.#pool?.close();

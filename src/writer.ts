@@ -10,6 +10,7 @@ import { Brigade } from "./brigade.ts";
 import type { Chunk } from "./gather.ts";
 import { PageHead } from "./head.ts";
 import { Lender } from "./lend.ts";
+import type { AsyncOptions } from "./drive.ts";
 
 /** Options of `new PageWriter()`. */
 export interface PageWriterOptions {
@@ -46,6 +47,8 @@ export class PageWriter {
   readonly #lender: Lender | null = null;
   #written = 0;
   #closed = false;
+  /** The asynchronous flush in flight; later ones queue behind it, `close()` completes after it. */
+  #flushing: Promise<number> | null = null;
   #writable: WritableStream<Chunk> | null = null;
 
   /** A path is opened for writing (created, truncated); a FileHandle or fd is used as it is. */
@@ -64,7 +67,12 @@ export class PageWriter {
   write(chunk: Chunk): void {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "write");
     this.#brigade.append(chunk);
-    if (this.#brigade.count >= IOV_MAX || this.#brigade.byteLength >= this.#highWaterMark) this.flush();
+    // With an async flush in flight, that flush takes this chunk too.
+    if (this.#flushing === null && this.#full()) this.flush();
+  }
+
+  #full(): boolean {
+    return this.#brigade.count >= IOV_MAX || this.#brigade.byteLength >= this.#highWaterMark;
   }
 
   /** Bytes and heads queued. */
@@ -78,31 +86,66 @@ export class PageWriter {
   }
 
   /**
-   * Queues a head like `write`, but a flush it triggers runs off the JS thread: await it to keep memory
-   * bounded on a slow target.
+   * Queues a head like `write`, but a flush it triggers does not hold up the event loop: await it to keep
+   * memory bounded on a slow target. While another flush is in flight it queues behind it; once the writer is
+   * closed it throws `ERR_CLOSED` and takes nothing.
    */
-  async writeAsync(chunk: Chunk): Promise<void> {
+  async writeAsync(chunk: Chunk, options: AsyncOptions = {}): Promise<void> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "writeAsync");
     this.#brigade.append(chunk);
-    if (this.#brigade.count >= IOV_MAX || this.#brigade.byteLength >= this.#highWaterMark) await this.flushAsync();
+    if (this.#full()) await this.#flushQueued(options.signal);
   }
 
-  /** `flush` off the JS thread: the event loop runs on while a slow pipe or socket drains. */
-  async flushAsync(): Promise<number> {
-    if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flushAsync");
+  /**
+   * `flush` without holding up the event loop: each write is tried at once, and a pipe or socket that is full
+   * is waited on (one shared readiness wait, no thread). A second call while one runs queues behind it. An
+   * abort rejects with `ABORT_ERR` and `bytesTransferred`; what was not written stays queued.
+   */
+  flushAsync(options: AsyncOptions = {}): Promise<number> {
+    if (this.#closed) return Promise.reject(stateError("ERR_CLOSED", "page writer is closed", "flushAsync"));
+    return this.#flushQueued(options.signal);
+  }
+
+  #flushQueued(signal?: AbortSignal): Promise<number> {
+    const previous = this.#flushing;
+    const flushing = (previous === null ? this.#flushOnce(signal) : previous.then(
+      () => this.#flushOnce(signal),
+      () => this.#flushOnce(signal),
+    )).finally(() => {
+      if (this.#flushing === flushing) this.#flushing = null;
+    });
+    this.#flushing = flushing;
+    return flushing;
+  }
+
+  async #flushOnce(signal?: AbortSignal): Promise<number> {
     this.#lender?.reclaim();
-    const written = await this.#brigade.flushAsync(this.#file);
-    this.#written += written;
-    return written;
+    try {
+      const written = await this.#brigade.flushAsync(this.#file, { signal });
+      this.#written += written;
+      return written;
+    } catch (error) {
+      this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0;
+      throw error;
+    }
   }
 
   /** Writes the queue with as few gather calls as the OS allows; returns bytes written. */
   flush(): number {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flush");
+    return this.#flushSync();
+  }
+
+  #flushSync(): number {
     this.#lender?.reclaim();
-    const written = this.#brigade.flush(this.#file);
-    this.#written += written;
-    return written;
+    try {
+      const written = this.#brigade.flush(this.#file);
+      this.#written += written;
+      return written;
+    } catch (error) {
+      this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0;
+      throw error;
+    }
   }
 
   /**
@@ -143,21 +186,39 @@ export class PageWriter {
 
   /** Releases what is queued without writing it, and closes. */
   #discard(): void {
-    this.#brigade.release();
+    if (this.#flushing === null) this.#brigade.release();
     this.close();
   }
 
-  /** Flushes, then releases anything left and closes what the writer opened. */
+  /**
+   * Flushes, then releases anything left and closes what the writer opened. During an async flush it
+   * refuses further writes at once and completes when that flush settles: the flush writes what was queued,
+   * then the descriptor is closed (its reader sees the end) — whether the flush succeeded or not.
+   */
   close(): void {
     if (this.#closed) return;
-    try {
-      if (this.#brigade.count > 0) this.flush(); // nothing queued: the target may be closed already
-    } finally {
-      this.#closed = true;
-      this.#brigade.release();
-      this.#lender?.close();
-      if (this.#ownsFile) (this.#file as FileHandle).close();
+    this.#closed = true;
+    if (this.#flushing !== null) {
+      // Its outcome went to whoever awaited the flush; a failing close of the fd here has no one to tell.
+      const finish = () => {
+        try {
+          this.#finish();
+        } catch { /* see above */ }
+      };
+      this.#flushing.then(finish, finish);
+      return;
     }
+    try {
+      if (this.#brigade.count > 0) this.#flushSync(); // nothing queued: the target may be closed already
+    } finally {
+      this.#finish();
+    }
+  }
+
+  #finish(): void {
+    this.#brigade.release();
+    this.#lender?.close();
+    if (this.#ownsFile) (this.#file as FileHandle).close();
   }
 
   /** Closes, as `close()` does, for `using`. */
