@@ -17,6 +17,7 @@ export {
   FileHandle,
   type FileKind,
   type FileMode,
+  openBeneath,
   openFile,
   type OpenOptions,
   type PairOptions,
@@ -32,4 +33,16 @@ export { Brigade } from "./src/brigade.ts";
 export { PageReader, type PageReaderOptions } from "./src/reader.ts";
 export { PageWriter, type PageWriterOptions } from "./src/writer.ts";
 export { type RingRole, RingSlot, type RingWaitOptions, SharedRing, type SharedRingOptions } from "./src/ring.ts";
+export {
+  adoptSocket,
+  connect,
+  connectAsync,
+  type ConnectOptions,
+  listen,
+  Listener,
+  type NetAddr,
+  Socket,
+  type TcpListenOptions,
+  type UnixListenOptions,
+} from "./src/socket.ts";
 export { pageSize, runtime } from "./src/system.ts";

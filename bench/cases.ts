@@ -560,7 +560,7 @@ export async function spliceOrWritev(totalBytes: number): Promise<Measured[]> {
     const pool = new PagePool({ pageSize: size, pages: 0, leakDetection: "off" });
     pools.push(pool);
     const pages = Array.from({ length: (1 << 20) / size }, () => pool.acquire());
-    const list = new PackedList().packChunks(pages.map((page) => page.head()), 0, pages.length);
+    const list = new PackedList().pack(pages.map((page) => page.head()), 0, pages.length);
     for (const [how, call] of [["writev", fn.pageio_writev], ["vmsplice", fn.pageio_vmsplice]] as const) {
       tasks.push({
         name: `${how}, ${size / 1024} KiB pages`,
@@ -580,3 +580,61 @@ export async function spliceOrWritev(totalBytes: number): Promise<Measured[]> {
   pools.forEach((pool) => pool.close());
   return results;
 }
+
+/**
+ * (5) A log writer: `count` lines of ~100 B written as strings to a file, open to close, beside each runtime's
+ * best built-in way (a write per line with node:fs, Deno's FsFile, Bun's buffered FileSink).
+ */
+export function logLines(target: string, count: number): Promise<Measured[]> {
+  const lines = Array.from({ length: 1000 }, (_, i) =>
+    `2026-12-01T19:55:${String(i % 60).padStart(2, "0")}Z ` +
+    `INFO request ${i} served in ${i % 97} ms ${"abcdefghij".repeat(5 + (i % 3))}\n`);
+  const bytes = (() => {
+    let n = 0;
+    for (let i = 0; i < count; i++) n += encoder.encode(lines[i % 1000]).length;
+    return n;
+  })();
+  const check = () => {
+    if (fs.statSync(target).size !== bytes) throw new Error(`wrote ${fs.statSync(target).size} bytes, not ${bytes}`);
+  };
+  const task = (name: string, fn: () => unknown | Promise<unknown>, only?: "deno" | "bun"): Task => ({
+    name,
+    only,
+    fn: async () => {
+      await fn();
+      check();
+    },
+  });
+  return measure([
+    task("pageio PageWriter.write(string)", () => {
+      using writer = new PageWriter(target);
+      for (let i = 0; i < count; i++) writer.write(lines[i % 1000]);
+    }),
+    task("pageio PageWriter.write(encoder.encode(string))", () => {
+      using writer = new PageWriter(target);
+      for (let i = 0; i < count; i++) writer.write(encoder.encode(lines[i % 1000]));
+    }),
+    task("node:fs.writeSync per line", () => {
+      const fd = fs.openSync(target, "w");
+      for (let i = 0; i < count; i++) fs.writeSync(fd, lines[i % 1000]);
+      fs.closeSync(fd);
+    }),
+    task("node:fs.createWriteStream().write per line", async () => {
+      const stream = fs.createWriteStream(target);
+      for (let i = 0; i < count; i++) {
+        if (!stream.write(lines[i % 1000])) await new Promise<void>((resolve) => stream.once("drain", () => resolve()));
+      }
+      await new Promise((resolve) => stream.end(resolve));
+    }),
+    task("Deno.FsFile.writeSync(encoder.encode(line))", () => {
+      using file = Deno.openSync(target, { write: true, create: true, truncate: true });
+      for (let i = 0; i < count; i++) file.writeSync(encoder.encode(lines[i % 1000]));
+    }, "deno"),
+    task("Bun.file().writer().write per line", async () => {
+      const writer = Bun.file(target).writer();
+      for (let i = 0; i < count; i++) writer.write(lines[i % 1000]);
+      await writer.end();
+    }, "bun"),
+  ], { time: 3000, iterations: 5 });
+}
+const encoder = new TextEncoder();

@@ -26,5 +26,13 @@ export interface Binding {
    * library has nothing to call it for, so the process can exit.
    */
   callback(name: CallbackName, fn: () => void): NativeCallback;
+  /**
+   * Whether the runtime's own permissions grant this (Deno's `--allow-net`, `--allow-read`, `--allow-write`
+   * scopes; FFI could bypass them, pageio does not). Always true on Bun.
+   */
+  permitted(descriptor: PermissionQuery): boolean;
   close(): void;
 }
+
+/** A permission as Deno names it: network access to `host` ("host:port") or file access to `path`. */
+export type PermissionQuery = { name: "net"; host: string } | { name: "read" | "write"; path: string };

@@ -31,6 +31,7 @@ export function open(path: string): Binding {
     addressOf: (bytes) => ptr(bytes) as number,
     stagingLimit: 1024,
     callback,
+    permitted: () => true, // Bun has no permission model
     close: () => library.close(),
   };
 }
@@ -71,6 +72,8 @@ function callback(name: keyof typeof callbacks, fn: () => void): NativeCallback 
  * out the one that would unblock them. Arrays cross by address, not as copies (the worker is in this process,
  * and the caller keeps them referenced until the Promise settles); workers are ref'd only while busy.
  */
+const WORKERS_IDLE_MAX = 2;
+
 function workerFunctions(path: string): AsyncFunctions {
   type Pending = { resolve: (n: number) => void; reject: (e: Error) => void; args: unknown[] };
   type Slot = { worker: Worker; pending: Pending | null };
@@ -87,6 +90,11 @@ function workerFunctions(path: string): AsyncFunctions {
       const call = slot.pending!;
       slot.pending = null;
       ref(slot.worker, false);
+      // Beyond a few idle ones, a worker that was needed for a burst of blocked calls goes away.
+      if (slots.filter((s) => s.pending === null).length > WORKERS_IDLE_MAX) {
+        slots.splice(slots.indexOf(slot), 1);
+        slot.worker.terminate();
+      }
       if (error !== undefined) call.reject(new Error(`pageio worker: ${error}`));
       else call.resolve(result);
     };

@@ -20,6 +20,15 @@ export function open(path: string): Binding {
     }]);
   }
   const library = Deno.dlopen(path, Object.fromEntries(entries) as Deno.ForeignLibraryInterface);
+  // `--allow-ffi=<paths>` lets the library load, but Deno's pointer views (`UnsafePointer.create`, which every
+  // mapping and page needs) check the FFI permission without a path: only a plain `--allow-ffi` passes.
+  if (!allowed({ name: "ffi" })) {
+    library.close();
+    throw new Deno.errors.NotCapable(
+      `pageio needs --allow-ffi without a path list: Deno lets only a plain --allow-ffi make pointer views ` +
+        `(UnsafePointer), and pageio views every mapping and page through one; --allow-ffi=${path} only loads it`,
+    );
+  }
   const all = library.symbols as unknown as Record<string, unknown>;
   return {
     runtime: "deno",
@@ -48,6 +57,13 @@ export function open(path: string): Binding {
         close: () => callback.close(),
       };
     },
+    permitted: allowed,
     close: () => library.close(),
   };
+}
+
+/** As Deno's own ops decide: granted, or prompted for (where a prompt can be shown) and granted then. */
+function allowed(descriptor: Deno.PermissionDescriptor): boolean {
+  const { state } = Deno.permissions.querySync(descriptor);
+  return state === "granted" || (state === "prompt" && Deno.permissions.requestSync(descriptor).state === "granted");
 }

@@ -180,9 +180,10 @@ export function load(paths?: string[]): Binding {
       binding = openBinding(path);
     } catch (error) {
       if (isPermissionError(error)) {
-        throw new Error("pageio needs FFI access: run deno with --allow-ffi (e.g. `deno run --allow-ffi main.ts`)", {
-          cause: error,
-        });
+        // ffi/deno.ts names a scoped --allow-ffi itself; anything else is Deno refusing dlopen.
+        const own = (error as Error).message.startsWith("pageio");
+        const message = "pageio needs FFI access: run deno with --allow-ffi (e.g. `deno run --allow-ffi main.ts`)";
+        throw new Error(own ? (error as Error).message : message, { cause: error });
       }
       const message = (error as Error).message;
       // A symbol the table declares but the file lacks: an old or foreign build.

@@ -29,12 +29,11 @@ export const symbols = {
   pageio_abi_version: { parameters: [], result: "f64" },
   pageio_page_size: { parameters: [], result: "f64" },
   pageio_region_count: { parameters: [], result: "f64" },
-  // (region: u32) -> 1 when the SIGBUS guard found its file truncated, else 0
-  pageio_region_faulted: { parameters: ["u32"], result: "f64" },
+  // (region: u32) -> 0, or the errno every use of the region fails with since the SIGBUS guard put zeros
+  // into it: ENODATA (its file was truncated), ENOSPC (no room for a page), EIO (a page could not be read)
+  pageio_region_fault: { parameters: ["u32"], result: "f64" },
   // () -> SIGBUS faults absorbed by the guard in this process
   pageio_fault_count: { parameters: [], result: "f64" },
-  // () -> pages of read-only mappings copied privately because JS wrote to them
-  pageio_private_copy_count: { parameters: [], result: "f64" },
   // (code: i32, out: u8*, out_len: u32) -> name length
   pageio_errno_name: { parameters: ["i32", "buffer", "u32"], result: "f64" },
   // (path: u8*, path_len: u32, mode: u32 FileMode index, flags: u32 bits no_follow|non_blocking) -> fd
@@ -59,14 +58,16 @@ export const symbols = {
   pageio_ring_close: { parameters: ["u32", "u32"], result: "f64" },
   // (region: u32, timeout_ms: u32, 0xFFFFFFFF no limit) -> free slot index (producer)
   pageio_ring_reserve: { parameters: ["u32", "u32"], result: "f64", mayBlock: true },
-  // (region: u32, length: u32) -> 0: the reserved slot is published (producer)
-  pageio_ring_publish: { parameters: ["u32", "u32"], result: "f64" },
+  // (region: u32, slot: u32 the reserved slot, length: u32) -> 0: the slot is published (producer)
+  pageio_ring_publish: { parameters: ["u32", "u32", "u32"], result: "f64" },
   // (region: u32, timeout_ms: u32) -> slot * 2^32 + length; -ENODATA once the producer closed (consumer)
   pageio_ring_receive: { parameters: ["u32", "u32"], result: "f64", mayBlock: true },
   // (region: u32, count: u32) -> 0: the oldest count received slots go back (consumer)
   pageio_ring_release: { parameters: ["u32", "u32"], result: "f64" },
   // (fd: i32) -> bytes in the pipe not yet read (FIONREAD)
   pageio_pipe_unread: { parameters: ["i32"], result: "f64" },
+  // (fd: i32, timeout_ms: u32, 0xFFFFFFFF no limit) -> 1 readable (bytes, or writers gone after one came), 0 timeout
+  pageio_wait_readable: { parameters: ["i32", "u32"], result: "f64", mayBlock: true },
   // (region: u32, offset: f64, length: f64) -> 0: fresh zeroed pages in place (private anonymous regions only)
   pageio_replace_pages: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (fd: i32, out: f64[2] {size, kind}) -> 0
@@ -93,6 +94,10 @@ export const symbols = {
     result: "f64",
     mayBlock: true,
   },
+  // (staging: u8*, staging_bytes: u32, at: u32, bytes: u8* a typed array's memory, length: u32) -> at + length
+  pageio_stage: { parameters: ["buffer", "u32", "u32", "buffer", "u32"], result: "f64" },
+  // (bytes: u8* a typed array's memory) -> its address (for an ADDRESS_REGION descriptor)
+  pageio_address: { parameters: ["buffer"], result: "f64" },
   // as pageio_writev, into a pipe by vmsplice: the pipe holds the pages themselves until read
   pageio_vmsplice: {
     parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"],
@@ -116,10 +121,33 @@ export const symbols = {
   pageio_poller_wake: { parameters: ["u32"], result: "f64" },
   // (poller: u32) -> 0
   pageio_poller_close: { parameters: ["u32"], result: "f64" },
-  // (fd: i32) -> 0 non-blocking | 1 blocking, never waits (regular file) | 2 blocking, may wait (pipe, socket)
+  // (fd: i32) -> FdBlocking: 0 non-blocking | 1 never waits (regular file) | 2 may wait (pipe, socket) | 3 device
   pageio_fd_blocking: { parameters: ["i32"], result: "f64" },
   // (fd: i32, interest: u32, timeout_ms: i32) -> readiness bits, 0 on timeout (poll(2): no poller needed)
   pageio_wait_fd: { parameters: ["i32", "u32", "i32"], result: "f64", mayBlock: true },
+  // (transport: u32 0 tcp | 1 unix, host: u8* numeric address or unix path, host_len: u32, port: u32,
+  //  backlog: u32, flags: u32 bit 0 reuse_port) -> fd of a listening socket (non-blocking, close-on-exec)
+  pageio_socket_listen: { parameters: ["u32", "buffer", "u32", "u32", "u32", "u32"], result: "f64" },
+  // (fd: i32 listener) -> fd of the next connection (non-blocking, close-on-exec); -EAGAIN when none waits
+  pageio_socket_accept: { parameters: ["i32"], result: "f64" },
+  // (transport: u32, host: u8*, host_len: u32, port: u32, wait_ms: u32 0 = return at once | 0xFFFFFFFF no limit,
+  //  out: f64[1] 1 while the connect is in progress) -> fd
+  pageio_socket_connect: { parameters: ["u32", "buffer", "u32", "u32", "u32", "buffer"], result: "f64" },
+  // (fd: i32) -> 0 once a pending connect succeeded, else -errno (SO_ERROR)
+  pageio_socket_connect_result: { parameters: ["i32"], result: "f64" },
+  // (fd: i32, option: u32 socket.Option index, value: i32) -> 0
+  pageio_socket_set_option: { parameters: ["i32", "u32", "i32"], result: "f64" },
+  // (fd: i32, option: u32) -> 0 or 1 (unsent_bytes_max: bytes, 0xFFFFFFFF no limit)
+  pageio_socket_get_option: { parameters: ["i32", "u32"], result: "f64" },
+  // (fd: i32, how: u32 0 read | 1 write | 2 both) -> 0
+  pageio_socket_shutdown: { parameters: ["i32", "u32"], result: "f64" },
+  // (fd: i32, peer: u32 0 own | 1 peer's, out: u8* text, out_len: u32, info: f64[2] {family 0 ipv4 | 1 ipv6 |
+  //  2 unix, port}) -> text length
+  pageio_socket_address: { parameters: ["i32", "u32", "buffer", "u32", "buffer"], result: "f64" },
+  // (fd: i32 a stream socket from elsewhere, duplicate: u32 1 = a close-on-exec copy) -> fd, now non-blocking
+  pageio_socket_adopt: { parameters: ["i32", "u32"], result: "f64" },
+  // (dir: i32, path: u8*, path_len: u32) -> fd opened read-only beneath dir (-EXDEV/-ELOOP: it would leave dir)
+  pageio_open_beneath: { parameters: ["i32", "buffer", "u32"], result: "f64" },
 } as const satisfies Record<string, SymbolSpec>;
 
 /** A callback the library calls: its parameter types (none yet) and result. */

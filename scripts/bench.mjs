@@ -6,6 +6,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, writeFi
 import { cpus, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { benchServers } from "./bench_server.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const dir = join(root, ".bench");
@@ -83,6 +84,10 @@ const groups = [
     title: "(4.5) 256 MiB of pool pages into a pipe read by `cat`: copied (writev) or lent (vmsplice), 1 MiB a call",
     args: ["spliceOrWritev", String(256 * 2 ** 20)],
   },
+  {
+    title: "(5) a log writer: 10^6 lines of ~100 B written as strings to a file",
+    args: ["logLines", join(dir, "log.out"), "1000000"],
+  },
 ];
 
 const lines = [];
@@ -159,6 +164,9 @@ for (const runtime of Object.keys(runtimes)) {
   }
 }
 table(`(3) copy a cached ${size} file`, copyRows);
+
+// (5) the file server against the runtimes' own, under wrk.
+all.push({ group: "server", ...(await benchServers(print)) });
 
 writeFileSync(join(dir, "results.md"), lines.join("\n") + "\n");
 writeFileSync(join(dir, "results.json"), JSON.stringify(all, null, 2));

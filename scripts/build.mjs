@@ -24,6 +24,7 @@ const library = join(zigDir, "zig-out", "lib", process.platform === "darwin" ? "
 const sources = [
   join(zigDir, "build.zig"),
   join(zigDir, "build.zig.zon"),
+  join(root, "ffi", "abi.ts"), // the boundary table build.zig checks the Zig side against
   ...readdirSync(join(zigDir, "src")).map((f) => join(zigDir, "src", f)),
 ];
 

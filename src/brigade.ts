@@ -5,10 +5,10 @@
  */
 import { IOV_MAX } from "../ffi/native.ts";
 import { stateError } from "./errors.ts";
-import { type AsyncOptions, failedAfter, type Plan, runAsync, runSync } from "./drive.ts";
+import { type AsyncOptions, type Plan, runAsync, runSync } from "./drive.ts";
 import { describe, fdOf, type Target, waitsFor } from "./file.ts";
-import { checkAttached, type Chunk, gatherPlan, PackedList, shared } from "./gather.ts";
-import { PageHead } from "./head.ts";
+import { byteLengthOf, type Chunk, gatherPlan, isChunk, isDetached, PackedList, shared, viewOf } from "./gather.ts";
+import { headInternals, PageHead } from "./head.ts";
 import type { Lender } from "./lend.ts";
 import { type MoveKind, moveKindFor, movePlan } from "./move.ts";
 
@@ -36,6 +36,9 @@ type Step = { span?: { fd: number; offset: number }; lend?: true; chunks: number
  */
 export class Brigade {
   #chunks: Chunk[] = [];
+  // Each chunk's length when queued (heads: as trimmed since), read once through private fields or the
+  // intrinsic getter: byteLength stays exact whatever happens to a queued array's buffer.
+  #lengths: number[] = [];
   #start = 0;
   #byteLength = 0;
   #busy = false; // an asynchronous flush owns the front of the queue
@@ -44,16 +47,22 @@ export class Brigade {
 
   /** Queues chunks at the end; the brigade takes ownership of heads. */
   append(...chunks: Chunk[]): this {
-    this.#byteLength += totalLength(chunks); // checks them all before queuing any
-    this.#chunks.push(...chunks);
+    const lengths = lengthsOf(chunks); // checks them all before queuing any
+    for (let i = 0; i < chunks.length; i++) {
+      this.#chunks.push(chunks[i]);
+      this.#lengths.push(lengths[i]);
+      this.#byteLength += lengths[i];
+    }
     return this;
   }
 
   /** Queues chunks at the front, in the order given (a header before a body). */
   prepend(...chunks: Chunk[]): this {
     if (this.#busy) throw stateError("ERR_BUSY", "cannot prepend while the brigade is being flushed", "prepend");
-    this.#byteLength += totalLength(chunks);
+    const lengths = lengthsOf(chunks);
     this.#chunks.splice(this.#start, 0, ...chunks);
+    this.#lengths.splice(this.#start, 0, ...lengths);
+    for (const length of lengths) this.#byteLength += length;
     return this;
   }
 
@@ -92,7 +101,7 @@ export class Brigade {
     const fd = fdOf(target);
     this.#enter("flushAsync");
     try {
-      return await runAsync(target, fd, this.#plan(fd, Infinity, 0, PackedList.exact), options.signal);
+      return await runAsync(target, fd, this.#plan(fd, Infinity, 0, true), options.signal);
     } finally {
       this.#busy = false;
     }
@@ -101,26 +110,26 @@ export class Brigade {
   #flushSync(target: Target, count: number, callsMax: number): number {
     const fd = fdOf(target);
     if (this.#busy) throw stateError("ERR_BUSY", "the brigade is being flushed asynchronously", "flush");
-    return runSync(this.#plan(fd, count, callsMax, () => shared), fd, waitsFor(target));
+    return runSync(this.#plan(fd, count, callsMax, false), fd, waitsFor(target));
   }
 
   /**
    * The planner of every flush: up to `count` chunks from the front, runs of memory chunks in gather calls (or
    * lent to a pipe), file spans (heads of a PageReader's windows) by the kernel, in order. `callsMax` 1 stops
-   * after one system call's worth. `packedFor` gives the list a gather step packs into (the shared one for
-   * the synchronous driver, one per step for the asynchronous one).
+   * after one system call's worth. `held`: for the asynchronous driver, each step packs into a list of its
+   * own that holds its chunks until the step is done (the synchronous one shares one list).
    */
-  *#plan(fd: number, count: number, callsMax: number, packedFor: (entries: number) => PackedList): Plan<number> {
+  *#plan(fd: number, count: number, callsMax: number, held: boolean): Plan<number> {
     let total = 0;
     let left = count;
     const kind: { move?: MoveKind | null } = {};
     const lender = this.#lenderFor(fd);
-    try {
-      for (
-        let step = this.#nextStep(fd, left, kind, lender);
-        step !== null;
-        step = this.#nextStep(fd, left, kind, lender)
-      ) {
+    for (
+      let step = this.#nextStep(fd, left, kind, lender);
+      step !== null;
+      step = this.#nextStep(fd, left, kind, lender)
+    ) {
+      try {
         let moved: number | null;
         if (step.span !== undefined) {
           const { span, chunks, bytes } = step;
@@ -130,9 +139,15 @@ export class Brigade {
             continue;
           }
         } else {
-          const packed = packedFor(step.chunks).packChunks(this.#chunks, this.#start, this.#start + step.chunks);
+          const end = this.#start + step.chunks;
+          const packed = held ? PackedList.exact(step.chunks) : shared;
+          packed.pack(this.#chunks, this.#start, end, this.#lengths, held);
           const plan = gatherPlan(step.lend ? "pageio_vmsplice" : "pageio_writev", fd, packed, callsMax);
-          moved = yield* this.#attempt(step.chunks, plan, lender, step.lend === true);
+          try {
+            moved = yield* this.#attempt(step.chunks, plan, lender, step.lend === true);
+          } finally {
+            packed.held = null;
+          }
           if (moved === null) {
             lender!.enabled = false; // the kernel will not lend here: copy from now on
             continue;
@@ -141,11 +156,11 @@ export class Brigade {
         total += moved;
         if (moved < step.bytes || callsMax === 1) return total;
         left -= step.chunks;
+      } catch (error) {
+        throw withSteps(error, total);
       }
-      return total;
-    } catch (error) {
-      throw failedAfter(error, total + ((error as { bytesTransferred?: number }).bytesTransferred ?? 0));
     }
+    return total;
   }
 
   /**
@@ -155,7 +170,7 @@ export class Brigade {
   #nextStep(fd: number, limit: number, kind: { move?: MoveKind | null }, lender: Lender | null): Step | null {
     if (limit <= 0 || this.count === 0) return null;
     const first = this.#chunks[this.#start];
-    const span = kind.move === null || !(first instanceof PageHead) ? null : first._fileSpan();
+    const span = kind.move === null || !isHead(first) ? null : fileSpan.call(first);
     if (span !== null) {
       kind.move ??= moveKindFor(fd);
       const [chunks, bytes] = this.#contiguousSpans(span, limit);
@@ -181,12 +196,12 @@ export class Brigade {
   /** Front chunks that continue `first`'s span in the same file without a gap: one kernel move for all. */
   #contiguousSpans(first: { fd: number; offset: number }, limit: number): [count: number, bytes: number] {
     let count = 1;
-    let bytes = this.#chunks[this.#start].byteLength;
+    let bytes = this.#lengths[this.#start];
     while (count < limit && this.#start + count < this.#chunks.length) {
       const chunk = this.#chunks[this.#start + count];
-      const span = chunk instanceof PageHead ? chunk._fileSpan() : null;
+      const span = isHead(chunk) ? fileSpan.call(chunk) : null;
       if (span === null || span.fd !== first.fd || span.offset !== first.offset + bytes) break;
-      bytes += chunk.byteLength;
+      bytes += this.#lengths[this.#start + count];
       count++;
     }
     return [count, bytes];
@@ -200,7 +215,7 @@ export class Brigade {
     let end = 1;
     while (end < limit && this.#start + end < this.#chunks.length) {
       const chunk = this.#chunks[this.#start + end];
-      if (!spansAsMemory && chunk instanceof PageHead && chunk._fileSpan() !== null) break;
+      if (!spansAsMemory && isHead(chunk) && fileSpan.call(chunk) !== null) break;
       if (lending && lendable(chunk) !== lend) break;
       end++;
     }
@@ -209,7 +224,7 @@ export class Brigade {
 
   #bytesOf(count: number): number {
     let bytes = 0;
-    for (let i = this.#start; i < this.#start + count; i++) bytes += this.#chunks[i].byteLength;
+    for (let i = this.#start; i < this.#start + count; i++) bytes += this.#lengths[i];
     return bytes;
   }
 
@@ -233,17 +248,17 @@ export class Brigade {
    */
   #consume(written: number, limit: number, lender: Lender | null, lent: boolean): void {
     this.#byteLength -= written;
-    const chunks = this.#chunks;
+    const chunks = this.#chunks, lengths = this.#lengths;
     const end = Math.min(chunks.length, this.#start + limit);
     let left = written;
     // `<=` so an empty chunk is written by reaching it: no bytes ever move for it.
-    while (this.#start < end && chunks[this.#start].byteLength <= left) {
+    while (this.#start < end && lengths[this.#start] <= left) {
       const chunk = chunks[this.#start];
-      left -= chunk.byteLength;
+      left -= lengths[this.#start];
       if (lent) lender!.keep(chunk as PageHead);
       else {
-        lender?.advance(chunk.byteLength);
-        if (chunk instanceof PageHead) chunk.release();
+        lender?.advance(lengths[this.#start]);
+        if (isHead(chunk)) chunk.release();
       }
       chunks[this.#start++] = undefined as unknown as Chunk;
     }
@@ -251,14 +266,16 @@ export class Brigade {
       const chunk = chunks[this.#start];
       if (lent) lender!.keep((chunk as PageHead).slice(0, left));
       else lender?.advance(left);
-      if (chunk instanceof PageHead) chunk._consume(left);
-      else chunks[this.#start] = chunk.subarray(left);
+      if (isHead(chunk)) chunk._consume(left);
+      else chunks[this.#start] = viewOf(chunk, left, lengths[this.#start] - left);
+      lengths[this.#start] -= left;
     }
     if (this.#start === chunks.length) {
-      chunks.length = 0;
+      chunks.length = lengths.length = 0;
       this.#start = 0;
     } else if (this.#start > 1024 && this.#start * 2 > chunks.length) {
       chunks.splice(0, this.#start);
+      lengths.splice(0, this.#start);
       this.#start = 0;
     }
   }
@@ -267,10 +284,10 @@ export class Brigade {
   release(): void {
     if (this.#busy) throw stateError("ERR_BUSY", "cannot release while the brigade is being flushed", "release");
     const chunks = this.#chunks.splice(this.#start);
-    this.#chunks.length = 0;
+    this.#chunks.length = this.#lengths.length = 0;
     this.#start = 0;
     this.#byteLength = 0;
-    for (const chunk of chunks) if (chunk instanceof PageHead && chunk.refs > 0) chunk.release();
+    for (const chunk of chunks) if (isHead(chunk) && chunk.refs > 0) chunk.release();
   }
 
   /** Releases everything queued, as `release()` does, for `using`. */
@@ -284,24 +301,43 @@ export class Brigade {
   }
 }
 
+/**
+ * A failure after earlier steps of the same flush moved `done` bytes: its `bytesTransferred` counts them
+ * too (the failing step's own bytes, if any, are already in it), so the caller's tally matches the target.
+ */
+function withSteps(error: unknown, done: number): unknown {
+  if (typeof error === "object" && error !== null) {
+    const counted = error as { bytesTransferred?: number };
+    counted.bytesTransferred = done + (counted.bytesTransferred ?? 0);
+  }
+  return error;
+}
+
 function lendable(chunk: Chunk): boolean {
-  return chunk instanceof PageHead && chunk._lendable();
+  return isHead(chunk) && lendableHead.call(chunk);
 }
 
-function totalLength(chunks: Chunk[]): number {
-  let total = 0;
-  for (const chunk of chunks) total += lengthOf(chunk);
-  return total;
-}
+const { isHead, length: headLength } = headInternals;
+// PageHead's own methods, so a queued head's redefined `_fileSpan` or `_lendable` never runs.
+const { _fileSpan: fileSpan, _lendable: lendableHead } = PageHead.prototype;
 
-function lengthOf(chunk: Chunk): number {
-  if (chunk instanceof PageHead) {
-    if (chunk.refs === 0) throw stateError("ERR_RELEASED", "cannot queue a released page head", "append");
-    return chunk.byteLength;
+/** Each chunk's length, every chunk checked (a real head still live, or a real attached byte array). */
+function lengthsOf(chunks: Chunk[]): number[] {
+  const lengths: number[] = new Array(chunks.length);
+  for (let i = 0; i < chunks.length; i++) {
+    const chunk = chunks[i];
+    if (!isChunk(chunk)) throw new TypeError(`a brigade holds PageHeads and Uint8Arrays, got ${describe(chunk)}`);
+    if (isHead(chunk)) {
+      if (chunk.refs === 0) throw stateError("ERR_RELEASED", "cannot queue a released page head", "append");
+      lengths[i] = headLength(chunk);
+    } else {
+      lengths[i] = byteLengthOf(chunk);
+      if (lengths[i] === 0 && isDetached(chunk)) {
+        throw new TypeError(
+          "a byte array in the list is detached (its page or mapping is gone, or it was transferred)",
+        );
+      }
+    }
   }
-  if (chunk instanceof Uint8Array) {
-    checkAttached(chunk);
-    return chunk.byteLength;
-  }
-  throw new TypeError(`a brigade holds PageHeads and Uint8Arrays, got ${describe(chunk)}`);
+  return lengths;
 }

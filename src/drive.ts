@@ -11,7 +11,7 @@
  *   bytes moved so far.
  * @module
  */
-import { describeErrno, fn, native } from "../ffi/native.ts";
+import { abi, errno, fn, native } from "../ffi/native.ts";
 import type { BlockingName } from "../ffi/symbols.ts";
 import { PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, type Target } from "./file.ts";
@@ -48,25 +48,16 @@ export interface AsyncOptions {
   signal?: AbortSignal;
 }
 
-/** The platform's number for an errno name (looked up once, at load, by whoever needs it). */
-export function errnoNamed(name: string): number {
-  if (errnos === undefined) {
-    errnos = new Map();
-    for (let errno = 1; errno < 256; errno++) errnos.set(describeErrno(errno)[0], errno);
-  }
-  return errnos.get(name) ?? -1;
-}
-let errnos: Map<string, number> | undefined;
-
-/** Resolved once at load: the facade branches on numbers, never on decoded names. */
-export const EAGAIN: number = errnoNamed("EAGAIN");
-
 /** A native result meaning "nothing moved, it would block". */
 export function wouldBlock(result: number, moved: number): boolean {
-  return result === -EAGAIN && moved === 0;
+  return result === -errno.EAGAIN && moved === 0;
 }
 
-const BLOCKING_MAY_WAIT = 2; // zig/src/poller.zig Blocking
+const BLOCKING_MAY_WAIT = abi.enums.FdBlocking.values.indexOf("may_wait");
+const BLOCKING_DEVICE = abi.enums.FdBlocking.values.indexOf("device");
+
+const READ = abi.constants.INTEREST_READ.value;
+const WRITE = abi.constants.INTEREST_WRITE.value;
 
 /** Forces the thread path for every async call (`PAGEIO_ASYNC=thread`), to test the fallback. */
 const threadAlways = readEnv("PAGEIO_ASYNC") === "thread";
@@ -83,7 +74,7 @@ export function runSync<T>(plan: Plan<T>, fd = -1, waits = false): T {
     else if (typeof next.wait === "object") step = plan.next(next.wait.run());
     else if (!waits) step = plan.next(false);
     else {
-      const ready = fn.pageio_wait_fd(fd, next.wait === "read" ? 1 : 2, -1);
+      const ready = fn.pageio_wait_fd(fd, next.wait === "read" ? READ : WRITE, -1);
       step = ready < 0 ? plan.throw(errorOf(ready, "poll")) : plan.next(true);
     }
   }
@@ -110,7 +101,7 @@ export async function runAsync<T>(
   keep?: unknown,
 ): Promise<T> {
   const offThread = native.async as unknown as Record<string, (...args: unknown[]) => Promise<number>>;
-  let thread: boolean | undefined;
+  let blocking: number | undefined; // the fd's FdBlocking, asked once per operation
   let step = plan.next();
   while (!step.done) {
     const next = step.value;
@@ -124,9 +115,9 @@ export async function runAsync<T>(
         await waitReady(fd, next.wait, signal);
         answer = true;
       } else {
-        thread ??= fd >= 0 && (threadAlways || fn.pageio_fd_blocking(fd) === BLOCKING_MAY_WAIT);
-        if (!thread) answer = next.run();
-        else answer = await blockingCall(fd, next, signal, offThread);
+        blocking ??= fd < 0 ? 0 : fn.pageio_fd_blocking(fd);
+        if (blocking !== BLOCKING_MAY_WAIT && blocking !== BLOCKING_DEVICE && !threadAlways) answer = next.run();
+        else answer = await blockingCall(fd, next, blocking === BLOCKING_DEVICE, signal, offThread);
       }
     } catch (error) {
       step = plan.throw(signal?.aborted && error === signal.reason ? abortError(error) : error);
@@ -149,25 +140,29 @@ const SMALL_WRITE_BYTES = 4096;
 
 /**
  * A call on a blocking descriptor someone else opened: it waits (abortably) on the reactor until the fd is
- * ready; then a read, or a write small enough to fit, is made on the JS thread, anything else on a thread.
- * (A second reader of the same descriptor could still take the bytes between the two: then the read waits.)
+ * ready; then a read, a write small enough to fit, or anything on a character device (ready means it takes
+ * the call) is made on the JS thread, a big write to a pipe or socket on a thread. (A second reader of the
+ * same descriptor could still take the bytes between the two: then the read waits.)
  */
 async function blockingCall(
   fd: number,
   call: Call,
+  device: boolean,
   signal: AbortSignal | undefined,
   offThread: Record<string, (...args: unknown[]) => Promise<number>>,
 ): Promise<number> {
   if (call.interest === undefined || threadAlways) return await offThread[call.name](...call.args);
-  if (fn.pageio_wait_fd(fd, call.interest === "read" ? 1 : 2, 0) === 0) await waitReady(fd, call.interest, signal);
-  if (call.interest === "read" || (call.bytes ?? Infinity) <= SMALL_WRITE_BYTES) return call.run();
+  if (fn.pageio_wait_fd(fd, call.interest === "read" ? READ : WRITE, 0) === 0) {
+    await waitReady(fd, call.interest, signal);
+  }
+  if (device || call.interest === "read" || (call.bytes ?? Infinity) <= SMALL_WRITE_BYTES) return call.run();
   return await offThread[call.name](...call.args);
 }
 
 /** An operation's planner passes every error through this: `bytesTransferred` counts all of its steps. */
 export function failedAfter(error: unknown, bytes: number): unknown {
   if (error instanceof PageIoError && error.bytesTransferred !== bytes) {
-    Object.defineProperty(error, "bytesTransferred", { value: bytes, enumerable: true });
+    Object.defineProperty(error, "bytesTransferred", { value: bytes, enumerable: true, writable: true });
   }
   return error;
 }

@@ -70,6 +70,25 @@ export function stateError(
   return new PageIoError(code, message, { syscall });
 }
 
+/**
+ * The error for memory the SIGBUS guard put zeros into, from the errno it recorded (`pageio_region_fault`):
+ * `ERR_FILE_TRUNCATED` when the file was cut short under it, else the OS's code (`ENOSPC`: no room for a
+ * page on its filesystem; `EIO`: a page could not be read).
+ */
+export function faultError(errno: number, what: string, operation: string, path?: string): PageIoError {
+  const [code, text] = describeErrno(errno);
+  if (code === "ENODATA") {
+    return new PageIoError(
+      "ERR_FILE_TRUNCATED",
+      `the file behind this ${what} was truncated: reads past its new end gave zeros`,
+      { syscall: operation, path },
+    );
+  }
+  const message = `${code}: ${text.toLowerCase()}: a page of this ${what} could not be brought in, and reads from ` +
+    `there gave zeros, ${operation}`;
+  return new PageIoError(code, message, { errno, syscall: operation, path });
+}
+
 /** Checks that `value` is a whole number in [min, max]; names the value in the error. */
 export function checkInteger(name: string, value: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== "number") throw new TypeError(`${name} must be a number, got ${typeof value}`);

@@ -2,8 +2,8 @@
  * Files opened by pageio: close-on-exec descriptors with an explicit close.
  * @module
  */
-import { fn } from "../ffi/native.ts";
-import { checkInteger, stateError, unwrap } from "./errors.ts";
+import { abi, errno, fn, native } from "../ffi/native.ts";
+import { checkInteger, PageIoError, stateError, unwrap } from "./errors.ts";
 import { forget } from "./reactor.ts";
 
 /**
@@ -11,11 +11,13 @@ import { forget } from "./reactor.ts";
  * `"a"` append, create; `"wx+"` read and write, create a new file (`EEXIST` if one is there).
  */
 export type FileMode = "r" | "r+" | "w" | "w+" | "a" | "wx+";
-const modes: readonly FileMode[] = ["r", "r+", "w", "w+", "a", "wx+"]; // indexes are zig/src/file.zig Mode
+const modes: readonly FileMode[] = abi.enums.FileMode.values; // the index is the native mode
 
 /** What a descriptor refers to. */
 export type FileKind = "other" | "file" | "directory" | "character-device" | "block-device" | "fifo" | "socket";
-const kinds: readonly FileKind[] = ["other", "file", "directory", "character-device", "block-device", "fifo", "socket"];
+const kinds: readonly FileKind[] = abi.enums.FileKind.values;
+const { OpenFlags } = abi.flags;
+const pairKinds = abi.enums.PairKind.values;
 
 const encoder = new TextEncoder();
 const statOut = new Float64Array(2);
@@ -91,8 +93,21 @@ export interface OpenOptions {
   nonBlocking?: boolean;
 }
 
+/** What each open mode needs: Deno's read and write permissions, by mode index. */
+const access: readonly { read: boolean; write: boolean }[] = [
+  { read: true, write: false }, // r
+  { read: true, write: true }, // r+
+  { read: false, write: true }, // w
+  { read: true, write: true }, // w+
+  { read: false, write: true }, // a
+  { read: true, write: true }, // wx+
+];
+
 /**
- * Opens `path` (close-on-exec) and returns its handle.
+ * Opens `path` (close-on-exec) and returns its handle. Opening never waits: a FIFO with nobody at its other end
+ * opens at once for reading (a PageReader's first read waits for a writer) and fails with `ENXIO` for writing.
+ * On Deno the path must pass the `--allow-read`/`--allow-write` check `Deno.openSync` makes (else `EACCES`,
+ * naming the flag).
  *
  * @example
  * ```ts
@@ -103,14 +118,74 @@ export interface OpenOptions {
  * ```
  */
 export function openFile(path: string | URL, mode: FileMode = "r", options: OpenOptions = {}): FileHandle {
-  const p = path instanceof URL ? decodeURIComponent(path.pathname) : path;
-  if (typeof p !== "string") throw new TypeError(`path must be a string or URL, got ${typeof path}`);
+  const p = toPath(path);
   const index = modes.indexOf(mode);
   if (index < 0) throw new TypeError(`mode must be one of ${modes.join(", ")}, got ${String(mode)}`);
+  const { read, write } = access[index];
+  if (read) checkAccess("read", p, "open");
+  if (write) checkAccess("write", p, "open");
   const bytes = encoder.encode(p);
-  const flags = (options.noFollow ? 1 : 0) | (options.nonBlocking ? 2 : 0);
+  const flags = (options.noFollow ? OpenFlags.bits.no_follow : 0) |
+    (options.nonBlocking ? OpenFlags.bits.non_blocking : 0);
   const fd = unwrap(fn.pageio_open(bytes, bytes.length, index, flags), "open", p);
   return new FileHandle(fd, p);
+}
+
+/**
+ * @internal Throws unless the runtime's permissions let this program open `path` for `access` (Deno's
+ * `--allow-read`/`--allow-write` scopes, asked as `Deno.openSync` would ask; Bun has none): FFI itself could
+ * open anything. `EACCES` with a message naming the flag.
+ */
+export function checkAccess(access: "read" | "write", path: string, syscall: string): void {
+  if (native.permitted({ name: access, path })) return;
+  throw new PageIoError("EACCES", `EACCES: requires ${access} access to '${path}' (run deno with --allow-${access})`, {
+    errno: errno.EACCES,
+    syscall,
+    path,
+  });
+}
+
+/**
+ * @internal A path from a string or a `file:` URL; any other URL, or value, is a TypeError (a `http:` URL's
+ * path is not a local file's).
+ */
+export function toPath(path: unknown): string {
+  if (typeof path === "string") return path;
+  if (!(path instanceof URL)) throw new TypeError(`path must be a string or a file: URL, got ${describe(path)}`);
+  const { protocol, hostname, pathname } = path; // read once
+  if (protocol !== "file:") throw new TypeError(`only file: URLs name local files, got a ${protocol} URL`);
+  if (hostname !== "" && hostname !== "localhost") {
+    throw new TypeError(`a file: URL must name a local file, got host '${hostname}'`);
+  }
+  if (/%2f/i.test(pathname)) throw new TypeError("a file: URL path must not hold an encoded '/' (%2F)");
+  return decodeURIComponent(pathname);
+}
+
+/**
+ * Opens `path` read-only inside the directory `dir`, refusing any path that would resolve outside it: `..`
+ * past the top, an absolute path, or a symbolic link leading out (`EXDEV`; on systems without Linux's
+ * `openat2`, every symbolic link is refused with `ELOOP`). For serving files from a root directory.
+ *
+ * @example
+ * ```ts
+ * import { openBeneath, openFile } from "@pageio/pageio";
+ * using root = openFile(".");
+ * using readme = openBeneath(root, "README.md");
+ * console.log(readme.size() > 0); // true
+ * try {
+ *   openBeneath(root, "../outside");
+ * } catch (error) {
+ *   console.log((error as { code: string }).code); // "EXDEV"
+ * }
+ * ```
+ */
+export function openBeneath(dir: FileHandle, path: string): FileHandle {
+  if (!(dir instanceof FileHandle)) throw new TypeError(`dir must be a FileHandle, got ${describe(dir)}`);
+  if (typeof path !== "string") throw new TypeError(`path must be a string, got ${describe(path)}`);
+  const full = dir.path === undefined ? path : `${dir.path.replace(/\/+$/, "")}/${path}`;
+  checkAccess("read", full, "openat2");
+  const bytes = encoder.encode(path);
+  return new FileHandle(unwrap(fn.pageio_open_beneath(dir.fd, bytes, bytes.length), "openat2", full), full);
 }
 
 /** A descriptor to operate on: a FileHandle (must be open) or a plain fd number from elsewhere. */
@@ -171,7 +246,7 @@ function pairOf(options: PairOptions): [FileHandle, FileHandle] {
  */
 export function pipe(options: PairOptions & { size?: number } = {}): [readEnd: FileHandle, writeEnd: FileHandle] {
   const size = options.size === undefined ? undefined : checkInteger("size", options.size, 1, 2 ** 31 - 1);
-  unwrap(fn.pageio_pair(0, options.nonBlocking === false ? 0 : 1, pairOut), "pipe2");
+  unwrap(fn.pageio_pair(pairKinds.indexOf("pipe"), options.nonBlocking === false ? 0 : 1, pairOut), "pipe2");
   const pair = pairOf(options);
   if (size !== undefined) {
     try {
@@ -198,6 +273,6 @@ export function pipe(options: PairOptions & { size?: number } = {}): [readEnd: F
  * ```
  */
 export function socketPair(options: PairOptions = {}): [FileHandle, FileHandle] {
-  unwrap(fn.pageio_pair(1, options.nonBlocking === false ? 0 : 1, pairOut), "socketpair");
+  unwrap(fn.pageio_pair(pairKinds.indexOf("socket"), options.nonBlocking === false ? 0 : 1, pairOut), "socketpair");
   return pairOf(options);
 }

@@ -1,14 +1,27 @@
 /**
  * Gather writes and scatter reads: a whole list of heads and byte arrays goes
  * down to the native side as one packed buffer of descriptors, in one FFI call.
+ *
+ * Nothing the caller controls runs between reading a value and using it. A call first copies its argument
+ * into an array of its own and checks each element's kind: the only step where caller code (an iterator, a
+ * Proxy, an accessor, a prototype's trap) can run, and nothing is packed yet. Packing then reads heads
+ * through their private fields and byte arrays through the intrinsic %TypedArray% getters, and the native
+ * call follows with no caller code in between, so no getter can detach, shrink or free a chunk already packed.
  * @module
  */
-import { ADDRESS_REGION, fn, IOV_MAX, native, STAGING_REGION } from "../ffi/native.ts";
-import type { Interest } from "./reactor.ts";
+import {
+  ADDRESS_REGION,
+  DESCRIPTOR_BYTES,
+  ENTRY_BYTES_MAX,
+  errno,
+  fn,
+  IOV_MAX,
+  native,
+  STAGING_REGION,
+} from "../ffi/native.ts";
 import {
   type AsyncOptions,
   type Call,
-  errnoNamed,
   failedAfter,
   type Plan,
   runAsync,
@@ -18,13 +31,119 @@ import {
 } from "./drive.ts";
 import { unwrap } from "./errors.ts";
 import { describe, fdOf, type Target, waitsFor } from "./file.ts";
-import { PageHead } from "./head.ts";
+import type { Interest } from "./reactor.ts";
+import { headInternals, type PageHead } from "./head.ts";
 import { Page } from "./pool.ts";
 
 /** What a gather write takes: heads, and plain byte arrays (small ones are copied, large ones passed by address). */
 export type Chunk = PageHead | Uint8Array;
 /** What a scatter read fills: whole pages, heads, or plain byte arrays. */
 export type ReadTarget = Page | PageHead | Uint8Array;
+
+// The intrinsic getters, captured at load: a redefined or inherited `byteLength`, `byteOffset` or `buffer`
+// (an own property, a subclass, a swapped prototype) is never called.
+const getterOf = (target: object, key: PropertyKey) => Object.getOwnPropertyDescriptor(target, key)!.get!;
+const typedArray = Object.getPrototypeOf(Uint8Array.prototype);
+const byteLengthGetter = getterOf(typedArray, "byteLength") as (this: ArrayBufferView) => number;
+const byteOffsetGetter = getterOf(typedArray, "byteOffset") as (this: ArrayBufferView) => number;
+const bufferGetter = getterOf(typedArray, "buffer") as (this: ArrayBufferView) => ArrayBufferLike;
+const detachedGetter = getterOf(ArrayBuffer.prototype, "detached") as (this: ArrayBuffer) => boolean;
+const resizableGetter = getterOf(ArrayBuffer.prototype, "resizable") as (this: ArrayBuffer) => boolean;
+const growableGetter = getterOf(SharedArrayBuffer.prototype, "growable") as (this: SharedArrayBuffer) => boolean;
+const isView = ArrayBuffer.isView;
+const { isHead, pack: packHead, span: headSpan, length: headLength } = headInternals;
+const pageHead = Page.prototype.head;
+
+/** @internal Bytes in a plain array, through the intrinsic getter (0 when detached or out of bounds). */
+export function byteLengthOf(bytes: Uint8Array): number {
+  return byteLengthGetter.call(bytes);
+}
+
+/** @internal Whether an array's buffer was detached (transferred, or its page or mapping is gone). */
+export function isDetached(bytes: Uint8Array): boolean {
+  const buffer = bufferGetter.call(bytes);
+  try {
+    return detachedGetter.call(buffer as ArrayBuffer);
+  } catch {
+    return false; // a SharedArrayBuffer, which cannot be detached
+  }
+}
+
+/** Whether an array's length can change after it is read: a resizable or growable buffer. */
+function canResize(bytes: Uint8Array): boolean {
+  const buffer = bufferGetter.call(bytes);
+  try {
+    return resizableGetter.call(buffer as ArrayBuffer);
+  } catch {
+    return growableGetter.call(buffer as SharedArrayBuffer);
+  }
+}
+
+/** @internal A fixed view of `[start, start + length)` of a plain array, made from its intrinsic fields. */
+export function viewOf(bytes: Uint8Array, start: number, length: number): Uint8Array {
+  return new Uint8Array(bufferGetter.call(bytes), byteOffsetGetter.call(bytes) + start, length);
+}
+
+/** @internal Whether `value` is a chunk: a real PageHead, or a real typed array posing as nothing else. */
+export function isChunk(value: unknown): value is Chunk {
+  // isView is false for a Proxy; the instanceof may run a prototype's trap, which is why this is only
+  // ever called before packing starts.
+  return isHead(value) || (isView(value) && value instanceof Uint8Array);
+}
+
+/**
+ * @internal The caller's chunks as an array of pageio's own, every element checked: the only step of a
+ * gather write where caller code can run.
+ */
+export function chunkList(chunks: Iterable<Chunk>): Chunk[] {
+  if (Array.isArray(chunks)) {
+    const length = chunks.length;
+    const list: Chunk[] = new Array(length);
+    for (let i = 0; i < length; i++) {
+      const chunk = chunks[i];
+      if (!isChunk(chunk)) throw notAChunk(chunk, i);
+      list[i] = chunk;
+    }
+    return list;
+  }
+  const list = Array.from(chunks);
+  for (let i = 0; i < list.length; i++) if (!isChunk(list[i])) throw notAChunk(list[i], i);
+  return list;
+}
+
+function notAChunk(value: unknown, index: number): TypeError {
+  return new TypeError(`a gather list holds PageHeads and Uint8Arrays, got ${describe(value)} at ${index}`);
+}
+
+/** Staging never grows past this (its length crosses as a u32); beyond it, arrays go by address. */
+const STAGING_BYTES_MAX = 2 ** 31;
+const WORDS = DESCRIPTOR_BYTES / 4;
+
+/**
+ * Folds the descriptor just written at `list[at]` into the one before when its bytes follow on in the same
+ * region (slices of one page, a run of pool pages, consecutive staged arrays): one iovec instead of many.
+ * True when it did (the slot at `at` is free again).
+ */
+function merge(list: Uint32Array, at: number): boolean {
+  if (at === 0) return false;
+  const before = at - WORDS;
+  const low = list[before + 1] + list[before + 3];
+  if (
+    list[at] !== list[before] || list[at + 2] !== list[before + 2] || list[at + 1] !== low ||
+    list[before + 3] + list[at + 3] > ENTRY_BYTES_MAX
+  ) return false;
+  list[before + 3] += list[at + 3];
+  return true;
+}
+
+/** Where a plain scatter-read target's bytes were read to in staging, to copy them back. */
+interface StagedTarget {
+  target: Uint8Array;
+  /** Bytes of the whole read before this target's. */
+  position: number;
+  stagingOffset: number;
+  length: number;
+}
 
 /**
  * A packed gather list: 16-byte descriptors plus the staging bytes of small plain arrays. The synchronous calls
@@ -34,12 +153,16 @@ export class PackedList {
   list: Uint32Array;
   staging: Uint8Array;
   stagingUsed = 0;
+  /** Descriptors packed (a chunk longer than ENTRY_BYTES_MAX takes several, a run of staged ones one). */
   count = 0;
   readonly out: Float64Array = new Float64Array(1);
+  /** What an asynchronous call passed by address, referenced here until it settles. */
+  held: readonly unknown[] | null = null;
+  #at = 0; // next free word of `list`
 
   /** Room for `entries` descriptors and `stagingBytes` staged bytes; both grow when needed. */
   constructor(entries = IOV_MAX, stagingBytes = 64 * 1024) {
-    this.list = new Uint32Array(4 * entries);
+    this.list = new Uint32Array(WORDS * entries);
     this.staging = new Uint8Array(stagingBytes);
   }
 
@@ -48,90 +171,160 @@ export class PackedList {
     return new PackedList(entries, 0);
   }
 
-  #ensureEntries(count: number): void {
-    if (this.list.length < 4 * count) this.list = new Uint32Array(Math.max(4 * count, this.list.length * 2));
+  #reset(entries: number): void {
+    this.stagingUsed = 0;
+    this.count = 0;
+    this.#at = 0;
+    this.#ensure(entries);
   }
 
-  #stage(length: number): number {
-    if (this.stagingUsed + length > this.staging.length) {
-      const grown = new Uint8Array(Math.max(this.stagingUsed + length, this.staging.length * 2, 256));
-      grown.set(this.staging.subarray(0, this.stagingUsed));
+  /** Room for `entries` more descriptors, keeping those packed. */
+  #ensure(entries: number): void {
+    const words = this.#at + WORDS * entries;
+    if (words <= this.list.length) return;
+    if (words * 4 > 0xffff_ffff) throw new RangeError(`a gather list of ${words / WORDS} descriptors is too long`);
+    const grown = new Uint32Array(Math.max(words, this.list.length * 2));
+    grown.set(this.list.subarray(0, this.#at));
+    this.list = grown;
+  }
+
+  /** Reserves `length` staging bytes (growing it, keeping what is staged); -1 when over STAGING_BYTES_MAX. */
+  #reserve(length: number): number {
+    const at = this.stagingUsed;
+    if (at + length > this.staging.length) {
+      if (at + length > STAGING_BYTES_MAX) return -1;
+      const grown = new Uint8Array(Math.min(STAGING_BYTES_MAX, Math.max(at + length, this.staging.length * 2, 4096)));
+      grown.set(this.staging.subarray(0, at));
       this.staging = grown;
     }
-    const at = this.stagingUsed;
-    this.stagingUsed += length;
+    this.stagingUsed = at + length;
     return at;
   }
 
-  #packBytes(bytes: Uint8Array, at: number, copyIn: boolean): void {
-    checkAttached(bytes);
-    const length = bytes.byteLength;
-    const list = this.list;
-    if (length > 0xffff_ffff) throw new RangeError(`a byte array of ${length} bytes is over the 4 GiB entry limit`);
-    if (length === 0) {
-      list[at] = STAGING_REGION;
-      list[at + 1] = list[at + 2] = list[at + 3] = 0;
-    } else if (length < native.stagingLimit) {
-      const offset = this.#stage(length);
-      if (copyIn) this.staging.set(bytes, offset);
-      list[at] = STAGING_REGION;
-      list[at + 1] = offset;
-      list[at + 2] = 0;
-      list[at + 3] = length;
-    } else {
-      const address = native.addressOf(bytes);
-      list[at] = ADDRESS_REGION;
-      list[at + 1] = address >>> 0;
-      list[at + 2] = Math.floor(address / 0x1_0000_0000);
-      list[at + 3] = length;
+  #entry(region: number, offset: number, length: number): void {
+    const list = this.list, at = this.#at;
+    list[at] = region;
+    list[at + 1] = offset >>> 0;
+    list[at + 2] = (offset - (offset >>> 0)) / 0x1_0000_0000;
+    list[at + 3] = length;
+    if (!merge(list, at)) this.#at = at + WORDS;
+  }
+
+  /** Descriptors for `length` bytes from `offset` of `region`, at most ENTRY_BYTES_MAX each. */
+  #span(region: number, offset: number, length: number, more: number): void {
+    this.#ensure(Math.ceil(length / ENTRY_BYTES_MAX) + more);
+    for (let done = 0; done < length; done += ENTRY_BYTES_MAX) {
+      this.#entry(region, offset + done, Math.min(ENTRY_BYTES_MAX, length - done));
     }
   }
 
-  /** Packs `chunks[start, end)` for a gather write. */
-  packChunks(chunks: readonly Chunk[], start: number, end: number): this {
-    const count = end - start;
-    this.#ensureEntries(count);
-    this.stagingUsed = 0;
-    this.count = count;
-    const list = this.list;
-    for (let i = 0; i < count; i++) {
-      const chunk = chunks[start + i];
-      if (chunk instanceof PageHead) chunk._pack(list, 4 * i);
-      else if (chunk instanceof Uint8Array) this.#packBytes(chunk, 4 * i, true);
-      else throw new TypeError(`a gather list holds PageHeads and Uint8Arrays, got ${describe(chunk)} at ${start + i}`);
+  /**
+   * Packs `chunks[start, end)` (an array of pageio's own: see `chunkList`) for a gather write. `queued`, from a
+   * brigade, holds each array's length when it was queued: an array now shorter is refused, a longer one
+   * (a growable buffer) sends what was queued. `held`: for an asynchronous call, which keeps the chunks
+   * referenced until it settles and copies arrays whose buffer can be resized while it waits.
+   */
+  pack(chunks: readonly Chunk[], start: number, end: number, queued?: readonly number[], held = false): this {
+    this.#reset(end - start);
+    const limit = native.stagingLimit;
+    let list = this.list;
+    let at = 0; // the hot loop keeps the next free word in a local; slow paths sync it with #at
+    for (let i = start; i < end; i++) {
+      const chunk = chunks[i];
+      const next = packHead(chunk, list, at, ENTRY_BYTES_MAX);
+      if (next >= 0) {
+        at = merge(list, at) ? at : next;
+        continue;
+      }
+      this.#at = at;
+      if (next === -1) {
+        const { region, offset, length } = headSpan(chunk as PageHead);
+        this.#span(region, offset, length, end - i - 1);
+      } else {
+        const bytes = chunk as Uint8Array;
+        let length = byteLengthGetter.call(bytes);
+        if (queued !== undefined && length !== queued[i]) {
+          if (length < queued[i]) throw changed(bytes, queued[i], length);
+          length = queued[i];
+        }
+        if (length === 0) {
+          if (isDetached(bytes)) throw detached();
+          continue;
+        }
+        let offset = -1;
+        if (length < limit || (held && canResize(bytes))) {
+          offset = this.#reserve(length);
+          if (offset < 0 && length >= limit) {
+            throw new RangeError(`a resizable array of ${length} bytes is too large to copy for an asynchronous call`);
+          }
+        }
+        if (offset >= 0) {
+          fn.pageio_stage(this.staging, this.staging.byteLength, offset, bytes, length);
+          this.#span(STAGING_REGION, offset, length, end - i - 1);
+        } else this.#span(ADDRESS_REGION, fn.pageio_address(bytes), length, end - i - 1);
+      }
+      list = this.list;
+      at = this.#at;
     }
+    this.#at = at;
+    this.count = at / WORDS;
+    this.held = held ? chunks : null;
     return this;
   }
 
-  /** Packs scatter-read targets; returns the plain arrays that read through staging (copied back after). */
-  packTargets(targets: readonly ReadTarget[]): (Uint8Array | null)[] {
-    this.#ensureEntries(targets.length);
-    this.stagingUsed = 0;
-    this.count = targets.length;
-    const staged: (Uint8Array | null)[] = new Array(targets.length).fill(null);
+  /**
+   * Packs scatter-read targets (an array of pageio's own, every element a PageHead or a Uint8Array); returns
+   * the plain arrays that read through staging, to copy back after.
+   */
+  packTargets(targets: readonly (PageHead | Uint8Array)[], held = false): StagedTarget[] {
+    this.#reset(targets.length);
+    const limit = native.stagingLimit;
+    const staged: StagedTarget[] = [];
+    let position = 0;
     for (let i = 0; i < targets.length; i++) {
       const target = targets[i];
-      if (target instanceof PageHead) target._pack(this.list, 4 * i);
-      else if (target instanceof Page) {
-        const head = target.head();
-        head._pack(this.list, 4 * i);
-        head.release();
-      } else if (target instanceof Uint8Array) {
-        this.#packBytes(target, 4 * i, false);
-        if (this.list[4 * i] === STAGING_REGION) staged[i] = target;
-      } else throw new TypeError(`readv targets are Pages, PageHeads and Uint8Arrays, got ${describe(target)} at ${i}`);
+      const next = packHead(target, this.list, this.#at, ENTRY_BYTES_MAX);
+      if (next >= 0 || next === -1) {
+        if (next >= 0) {
+          if (!merge(this.list, this.#at)) this.#at = next;
+        } else {
+          const { region, offset, length } = headSpan(target as PageHead);
+          this.#span(region, offset, length, targets.length - i - 1);
+        }
+        position += headLength(target as PageHead);
+        continue;
+      }
+      const bytes = target as Uint8Array;
+      const length = byteLengthGetter.call(bytes);
+      if (length === 0) {
+        if (isDetached(bytes)) throw detached();
+        continue;
+      }
+      let offset = -1;
+      if (length < limit || (held && canResize(bytes))) {
+        offset = this.#reserve(length);
+        if (offset < 0 && length >= limit) {
+          throw new RangeError(`a resizable array of ${length} bytes is too large to copy for an asynchronous call`);
+        }
+      }
+      if (offset >= 0) {
+        this.#span(STAGING_REGION, offset, length, targets.length - i - 1);
+        staged.push({ target: bytes, position, stagingOffset: offset, length });
+      } else this.#span(ADDRESS_REGION, fn.pageio_address(bytes), length, targets.length - i - 1);
+      position += length;
     }
+    this.count = this.#at / WORDS;
+    this.held = held ? targets : null;
     return staged;
   }
 
-  /** Copies what a scatter read put in staging into its targets (entries fill in order). */
-  copyBack(staged: (Uint8Array | null)[], bytesRead: number): void {
-    let remaining = bytesRead;
-    for (let i = 0; i < staged.length && remaining > 0; i++) {
-      const part = Math.min(this.list[4 * i + 3], remaining);
-      const target = staged[i];
-      if (target !== null) target.set(this.staging.subarray(this.list[4 * i + 1], this.list[4 * i + 1] + part));
-      remaining -= part;
+  /** Copies what a scatter read put in staging into its targets (bytes fill the targets in order). */
+  copyBack(staged: StagedTarget[], bytesRead: number): void {
+    for (const { target, position, stagingOffset, length } of staged) {
+      if (position >= bytesRead) break;
+      // An asynchronous read's target may have shrunk or been detached while it waited: copy what fits.
+      const part = Math.min(length, bytesRead - position, byteLengthGetter.call(target));
+      if (part > 0) viewOf(target, 0, part).set(this.staging.subarray(stagingOffset, stagingOffset + part));
     }
   }
 
@@ -144,27 +337,35 @@ export class PackedList {
   }
   #calls: { [K in ListCallName]?: ListCall } = {};
 
-  /** Bytes the packed entries describe. */
+  /** One gather write of the packed list, at once: bytes written, 0 when the descriptor would block. */
+  write(fd: number, callsMax: number): number {
+    const result = this.call("pageio_writev", fd, callsMax).run();
+    if (wouldBlock(result, this.out[0])) return 0;
+    return unwrap(result, "writev", undefined, this.out[0]);
+  }
+
+  /** Bytes the packed descriptors describe. */
   byteLength(): number {
     let bytes = 0;
-    for (let i = 0; i < this.count; i++) bytes += this.list[4 * i + 3];
+    for (let i = 0; i < this.count; i++) bytes += this.list[WORDS * i + 3];
     return bytes;
   }
 
-  /** Drops the first `bytes` bytes from the packed entries (after a short write); true when none are left. */
+  /** Drops the first `bytes` bytes from the packed descriptors (after a short write); true when none are left. */
   advance(bytes: number): boolean {
     const list = this.list;
     let entry = 0;
     let left = bytes;
-    while (entry < this.count && list[4 * entry + 3] <= left) left -= list[4 * entry++ + 3];
+    while (entry < this.count && list[WORDS * entry + 3] <= left) left -= list[WORDS * entry++ + 3];
     if (entry < this.count && left > 0) {
-      const low = list[4 * entry + 1] + left;
-      list[4 * entry + 1] = low >>> 0;
-      list[4 * entry + 2] += Math.floor(low / 0x1_0000_0000);
-      list[4 * entry + 3] -= left;
+      const at = WORDS * entry;
+      const low = list[at + 1] + left;
+      list[at + 1] = low >>> 0;
+      list[at + 2] += (low - (low >>> 0)) / 0x1_0000_0000;
+      list[at + 3] -= left;
     }
     if (entry > 0) {
-      list.copyWithin(0, 4 * entry, 4 * this.count);
+      list.copyWithin(0, WORDS * entry, WORDS * this.count);
       this.count -= entry;
     }
     return this.count === 0;
@@ -207,8 +408,9 @@ class ListCall implements Call {
 
 /**
  * The planner of a gather write (or a lend, by vmsplice) of a packed list: one native call for the whole list;
- * a short one (the descriptor would block) waits and resumes where it stopped. Returns the bytes moved, with a
- * lend refused before anything moved as null.
+ * a short one (the descriptor would block) waits and resumes where it stopped. Returns the bytes moved, or
+ * null for a lend the kernel refused before anything moved. `first`: the first call's result, when the caller
+ * already made it.
  */
 export function* gatherPlan(
   name: "pageio_writev" | "pageio_vmsplice",
@@ -239,12 +441,7 @@ export function* gatherPlan(
 }
 
 /** The planner of a scatter read: 0 at end of input; a read that would block waits (or throws EAGAIN, sync). */
-export function* scatterPlan(
-  fd: number,
-  packed: PackedList,
-  staged: (Uint8Array | null)[],
-  first?: number,
-): Plan<number> {
+export function* scatterPlan(fd: number, packed: PackedList, staged: StagedTarget[], first?: number): Plan<number> {
   while (true) {
     const result = first ?? (yield packed.call("pageio_readv", fd, 0)) as number;
     first = undefined;
@@ -258,13 +455,16 @@ export function* scatterPlan(
 const WAIT_WRITE: Wait = { wait: "write" };
 const WAIT_READ: Wait = { wait: "read" };
 /** errnos with which the kernel refuses to lend (not a pipe, not Linux): copy instead. */
-const LEND_REFUSED = new Set([errnoNamed("EINVAL"), errnoNamed("ENOSYS")]);
+const LEND_REFUSED = new Set([errno.EINVAL, errno.ENOSYS]);
 
-/** @internal A detached array (its page or mapping is gone) never reaches native code. */
-export function checkAttached(bytes: Uint8Array): void {
-  if ((bytes.buffer as ArrayBuffer).detached) {
-    throw new TypeError("a byte array in the list is detached (its page or mapping is gone)");
-  }
+function detached(): TypeError {
+  return new TypeError("a byte array in the list is detached (its page or mapping is gone, or it was transferred)");
+}
+
+function changed(bytes: Uint8Array, queued: number, now: number): TypeError {
+  return new TypeError(
+    `a queued byte array changed from ${queued} to ${now} bytes (${isDetached(bytes) ? "detached" : "resized"})`,
+  );
 }
 
 /** @internal The list the synchronous calls share. */
@@ -288,9 +488,9 @@ export const shared: PackedList = new PackedList();
  */
 export function writev(target: Target, chunks: Iterable<Chunk>): number {
   const fd = fdOf(target);
-  const array = Array.isArray(chunks) ? chunks as Chunk[] : Array.from(chunks);
-  if (array.length === 0) return 0;
-  const packed = shared.packChunks(array, 0, array.length);
+  const list = chunkList(chunks);
+  if (list.length === 0) return 0;
+  const packed = shared.pack(list, 0, list.length);
   // The planner's first step made here: a write that completes at once (most do) costs no planner at all.
   const first = packed.call("pageio_writev", fd, 0).run();
   if (first >= 0 && first === packed.byteLength()) return first;
@@ -310,15 +510,20 @@ export function writev(target: Target, chunks: Iterable<Chunk>): number {
  * console.log(await writevAsync(out, [new TextEncoder().encode("later")])); // 5
  * ```
  */
-export function writevAsync(target: Target, chunks: Iterable<Chunk>, options: AsyncOptions = {}): Promise<number> {
+export async function writevAsync(
+  target: Target,
+  chunks: Iterable<Chunk>,
+  options: AsyncOptions = {},
+): Promise<number> {
+  const fd = fdOf(target);
+  const list = chunkList(chunks);
+  if (list.length === 0) return 0;
+  // The packed list holds the chunks (a generator's arrays have no other reference) until the call settles.
+  const packed = PackedList.exact(list.length).pack(list, 0, list.length, undefined, true);
   try {
-    const fd = fdOf(target);
-    const array = Array.isArray(chunks) ? chunks as Chunk[] : Array.from(chunks);
-    if (array.length === 0) return Promise.resolve(0);
-    const packed = PackedList.exact(array.length).packChunks(array, 0, array.length);
-    return runAsync(target, fd, gatherPlan("pageio_writev", fd, packed), options.signal, array) as Promise<number>;
-  } catch (error) {
-    return Promise.reject(error);
+    return (await runAsync(target, fd, gatherPlan("pageio_writev", fd, packed), options.signal, list))!;
+  } finally {
+    packed.held = null;
   }
 }
 
@@ -337,20 +542,38 @@ export function writevAsync(target: Target, chunks: Iterable<Chunk>, options: As
  */
 export function readv(source: Target, targets: Iterable<ReadTarget>): number {
   const fd = fdOf(source);
-  const array = Array.isArray(targets) ? targets as ReadTarget[] : Array.from(targets);
-  const staged = shared.packTargets(array);
-  const first = shared.call("pageio_readv", fd, 0).run(); // as in writev: the planner only when it must wait
-  if (first >= 0) {
-    shared.copyBack(staged, first);
-    return first;
+  const result = scatter(fd, targets);
+  if (result >= 0 || !waitsFor(source)) return unwrap(result, "readv", undefined, shared.out[0]);
+  // A pipe pageio made non-blocking only for its async forms: wait as a blocking one would.
+  const { list: items, made } = targetList(targets);
+  try {
+    const staged = shared.packTargets(items);
+    return runSync(scatterPlan(fd, shared, staged, result), fd, true);
+  } finally {
+    for (const head of made) head.release();
   }
-  return runSync(scatterPlan(fd, shared, staged, first), fd, waitsFor(source));
+}
+
+/**
+ * @internal One synchronous scatter read through the shared list: the native result (-errno on failure),
+ * with the bytes read in `shared.out[0]` either way, already copied into staged targets.
+ */
+export function scatter(fd: number, targets: Iterable<ReadTarget>): number {
+  const { list: items, made } = targetList(targets);
+  try {
+    const staged = shared.packTargets(items);
+    const result = shared.call("pageio_readv", fd, 0).run();
+    shared.copyBack(staged, shared.out[0]); // also after a failure part-way
+    return result;
+  } finally {
+    for (const head of made) head.release();
+  }
 }
 
 /**
  * `readv` without holding up the event loop: reads at once what is there, and waits for a pipe or socket
  * that has nothing yet on the shared readiness wait. The targets must stay as they are until the Promise
- * settles. An abort rejects with `ABORT_ERR` and nothing read.
+ * settles. An abort rejects with `ABORT_ERR`, nothing read.
  *
  * @example
  * ```ts
@@ -359,14 +582,47 @@ export function readv(source: Target, targets: Iterable<ReadTarget>): number {
  * console.log(await readvAsync(file, [new Uint8Array(8)])); // 8
  * ```
  */
-export function readvAsync(source: Target, targets: Iterable<ReadTarget>, options: AsyncOptions = {}): Promise<number> {
+export async function readvAsync(
+  source: Target,
+  targets: Iterable<ReadTarget>,
+  options: AsyncOptions = {},
+): Promise<number> {
+  const fd = fdOf(source);
+  const { list: items, made } = targetList(targets);
   try {
-    const fd = fdOf(source);
-    const array = Array.isArray(targets) ? targets as ReadTarget[] : Array.from(targets);
-    const packed = PackedList.exact(array.length);
-    const staged = packed.packTargets(array);
-    return runAsync(source, fd, scatterPlan(fd, packed, staged), options.signal, array);
-  } catch (error) {
-    return Promise.reject(error);
+    const packed = PackedList.exact(items.length);
+    const staged = packed.packTargets(items, true);
+    try {
+      return await runAsync(source, fd, scatterPlan(fd, packed, staged), options.signal, items);
+    } finally {
+      packed.held = null;
+    }
+  } finally {
+    for (const head of made) head.release();
   }
+}
+
+/**
+ * The caller's read targets as an array of pageio's own (caller code runs only here, before packing), pages
+ * turned into heads on their whole page (`made`, released after the call).
+ */
+function targetList(targets: Iterable<ReadTarget>): { list: (PageHead | Uint8Array)[]; made: PageHead[] } {
+  const all: unknown[] = Array.from(targets);
+  const list: (PageHead | Uint8Array)[] = [];
+  const made: PageHead[] = [];
+  try {
+    for (let i = 0; i < all.length; i++) {
+      const target = all[i];
+      if (isChunk(target)) list.push(target);
+      else if (target instanceof Page) {
+        const head = pageHead.call(target); // the class's own method: a redefined `head` never runs
+        made.push(head);
+        list.push(head);
+      } else throw new TypeError(`readv targets are Pages, PageHeads and Uint8Arrays, got ${describe(target)} at ${i}`);
+    }
+  } catch (error) {
+    for (const head of made) head.release();
+    throw error;
+  }
+  return { list, made };
 }

@@ -36,6 +36,26 @@ export interface HeadOwner {
 // Heads whose bytes went out as buffers of their own: each is released once its buffer is collected.
 const handedOver = new FinalizationRegistry<PageHead>((head) => head.release());
 
+/** @internal What pageio's other modules may do with a head, by its private fields (see `headInternals`). */
+export interface HeadInternals {
+  /**
+   * Whether `value` is a PageHead made by pageio: a private-field brand check, so neither a Proxy of a head
+   * nor an object made from `PageHead.prototype` passes, and no user code runs.
+   */
+  readonly isHead: (value: unknown) => value is PageHead;
+  /**
+   * Writes a live head's packed descriptor {region, offset low, offset high, length} at `list[at]` (no getter
+   * or method the user could redefine runs); returns `at + 4`, -1 when the head is longer than `entryMax`
+   * (the caller splits it, from `span`), or -2 when `value` is not a head at all. Throws if it is released.
+   */
+  readonly pack: (value: unknown, list: Uint32Array, at: number, entryMax: number) => number;
+  /** A live head's {region, region offset, length}, for a head packed as several descriptors. */
+  readonly span: (head: PageHead) => { region: number; offset: number; length: number };
+  /** Bytes in a head (0 once released). */
+  readonly length: (head: PageHead) => number;
+}
+let internals: HeadInternals;
+
 /** An open file and the file offset of an owner's byte 0. */
 export interface FileSource {
   readonly file: FileHandle;
@@ -64,11 +84,35 @@ export class PageHead {
   #offset: number;
   #length: number;
   #refs = 1;
-  #bytes: Uint8Array | null = null;
+  #bytes: Uint8Array<ArrayBuffer> | null = null;
   // The packed descriptor's words, kept ready: a gather list is built per call.
   #region: number;
   #low = 0;
   #high = 0;
+
+  static {
+    internals = Object.freeze({
+      isHead: (value: unknown): value is PageHead => typeof value === "object" && value !== null && #owner in value,
+      pack: (value: unknown, list: Uint32Array, at: number, entryMax: number) => {
+        if (typeof value !== "object" || value === null || !(#owner in value)) return -2;
+        const head = value as PageHead;
+        const owner = head.#owner;
+        if (owner === null || !owner.alive) head.#live("gather"); // throws the right error
+        const length = head.#length;
+        if (length > entryMax) return -1;
+        list[at] = head.#region;
+        list[at + 1] = head.#low;
+        list[at + 2] = head.#high;
+        list[at + 3] = length;
+        return at + 4;
+      },
+      span: (head: PageHead) => {
+        const owner = head.#live("gather");
+        return { region: head.#region, offset: owner.regionOffset + head.#offset, length: head.#length };
+      },
+      length: (head: PageHead) => head.#owner === null ? 0 : head.#length,
+    });
+  }
 
   /** @internal Heads come from `page.head()`, `mapping.head()`, `head.slice()` and `PageReader.read()`. */
   constructor(owner: HeadOwner, offset: number, length: number) {
@@ -94,7 +138,7 @@ export class PageHead {
   }
 
   /** The bytes this head points at: a view of the page or mapping itself, not a copy. */
-  get bytes(): Uint8Array {
+  get bytes(): Uint8Array<ArrayBuffer> {
     const owner = this.#live("bytes");
     return this.#bytes ??= new Uint8Array(owner.viewBuffer(), owner.bufferOffset + this.#offset, this.#length);
   }
@@ -135,15 +179,9 @@ export class PageHead {
     owner.releaseRef();
   }
 
-  /** @internal Writes this head's packed descriptor {region, offset low, offset high, length} at `list[at]`. */
-  _pack(list: Uint32Array, at: number): number {
-    const owner = this.#owner;
-    if (owner === null || !owner.alive) this.#live("gather"); // throws the right error
-    list[at] = this.#region;
-    list[at + 1] = this.#low;
-    list[at + 2] = this.#high;
-    list[at + 3] = this.#length;
-    return this.#length;
+  /** Releases this head's reference, as `release()` does, for `using`; nothing if already released. */
+  [Symbol.dispose](): void {
+    if (this.#owner !== null) this.release();
   }
 
   /**
@@ -187,3 +225,6 @@ export class PageHead {
     this.#setDescriptorOffset(this.#owner!.regionOffset + this.#offset);
   }
 }
+
+/** @internal Head operations by private field, for gather packing and brigades; frozen, made once. */
+export const headInternals: HeadInternals = internals!;

@@ -3,8 +3,8 @@
  * that *is* the mapping. Views are revocable: `unmap()` detaches them first.
  * @module
  */
-import { fn, native } from "../ffi/native.ts";
-import { checkInteger, checkRange, stateError, unwrap } from "./errors.ts";
+import { abi, fn, native } from "../ffi/native.ts";
+import { checkInteger, checkRange, faultError, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat } from "./file.ts";
 import { type FileSource, PageHead } from "./head.ts";
 import { pageSize } from "./system.ts";
@@ -13,8 +13,9 @@ import { pageSize } from "./system.ts";
 export interface MapFileOptions {
   /**
    * Writes to `bytes` reach the file (a shared writable mapping; the file must be writable). Default false:
-   * the mapping shares the file's pages for reading, and a write to `bytes` stays in this process
-   * (copy-on-write) instead of crashing it, since JS cannot make a view read-only.
+   * the mapping shares the file's pages for reading, and a write to `bytes` gets a private copy of its page
+   * (the kernel's copy-on-write) that never reaches the file, since JS cannot make a view read-only;
+   * `advise("dontneed")` drops such copies, and the pages read as the file again.
    */
   write?: boolean;
   /** With `write`: writes stay in this process and never reach the file (copy-on-write). */
@@ -23,13 +24,14 @@ export interface MapFileOptions {
   offset?: number;
   /** Bytes to map (default: to the end of the file). */
   length?: number;
-  /** Fault every page in now (`MAP_POPULATE`) so first reads do not wait on the disk. */
+  /** Fault every page in now so first reads do not wait on the disk (for reading: nothing is copied). */
   populate?: boolean;
 }
 
 /** `madvise` hints by name. */
 export type Advice = "normal" | "sequential" | "random" | "willneed" | "dontneed";
-const advices: readonly Advice[] = ["normal", "sequential", "random", "willneed", "dontneed"]; // zig/src/mapping.zig Advice
+const advices: readonly Advice[] = abi.enums.Advice.values; // the index is the native advice
+const mapBits = abi.flags.MapFlags.bits;
 
 const out = new Float64Array(1);
 // Backstop only: a mapping whose memory no JS object can reach any more is unmapped.
@@ -51,7 +53,7 @@ export class Mapping {
   #region: number;
   #address: number;
   #buffer: ArrayBuffer | null;
-  #bytes: Uint8Array;
+  #bytes: Uint8Array<ArrayBuffer>;
   #refs = 1; // the mapping's own, plus one per live head
   #closed = false;
   /** @internal */ readonly bufferOffset: number;
@@ -84,7 +86,7 @@ export class Mapping {
   }
 
   /** The mapped bytes (no copy). Empty once unmapped. */
-  get bytes(): Uint8Array {
+  get bytes(): Uint8Array<ArrayBuffer> {
     return this.#bytes;
   }
 
@@ -175,18 +177,19 @@ export class Mapping {
 
   #live(operation: string): void {
     if (this.closed) throw stateError("ERR_CLOSED", `${this.label} is unmapped`, operation);
-    if (this.truncated) {
-      throw stateError(
-        "ERR_FILE_TRUNCATED",
-        `the file behind this ${this.label} was truncated: reads past its new end gave zeros; unmap it`,
-        operation,
-      );
-    }
+    const fault = this.#fault();
+    if (fault !== 0) throw faultError(fault, this.label, operation);
+  }
+
+  /** 0, or the errno the SIGBUS guard recorded for the region (its bytes from some page on are zeros). */
+  #fault(): number {
+    return this.#buffer === null ? 0 : fn.pageio_region_fault(this.#region);
   }
 
   /** True once the file was cut short under the mapping and a read past its new end gave zeros (SIGBUS guard). */
   get truncated(): boolean {
-    return this.#buffer !== null && fn.pageio_region_faulted(this.#region) === 1;
+    const fault = this.#fault();
+    return fault !== 0 && faultError(fault, this.label, "truncated").code === "ERR_FILE_TRUNCATED";
   }
 }
 
@@ -253,7 +256,8 @@ export function mapDescriptor(
   const { offset, length } = checkRange("mapFile", size, options.offset ?? 0, options.length);
   if (length === 0) return new Mapping(0, 0, 0, 0, 0, label);
   const delta = offset % pageSize;
-  const flags = (options.write ? 1 : 0) | (options.private ? 2 : 0) | (options.populate ? 4 : 0);
+  const flags = (options.write ? mapBits.write : 0) | (options.private ? mapBits.private : 0) |
+    (options.populate ? mapBits.populate : 0);
   const region = unwrap(fn.pageio_map_file(fd, offset - delta, length + delta, flags, out), "mmap", path);
   const fileSource = source === undefined ? undefined : { file: source, offset };
   return new Mapping(region, out[0], length + delta, delta, length, label, fileSource);

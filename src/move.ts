@@ -4,25 +4,37 @@
  * the target without crossing user space.
  * @module
  */
-import { fn } from "../ffi/native.ts";
-import { errnoNamed, failedAfter, type Plan, type Wait, wouldBlock } from "./drive.ts";
+import { abi, errno, fn } from "../ffi/native.ts";
+import { failedAfter, type Plan, runSync, type Wait, wouldBlock } from "./drive.ts";
 import { unwrap } from "./errors.ts";
 import { stat } from "./file.ts";
 
-const KIND_COPY_FILE_RANGE = 0; // zig/src/kernel_move.zig Kind
-const KIND_SENDFILE = 1;
+const kinds = abi.enums.MoveKind.values;
+const KIND_COPY_FILE_RANGE = kinds.indexOf("copy_file_range");
+const KIND_SENDFILE = kinds.indexOf("sendfile");
 
 /** errnos meaning "not this way here" (the kernel, filesystem or descriptor pair refuses): fall back to a write. */
 const REFUSALS = new Set(
-  ["EINVAL", "EXDEV", "ENOSYS", "EOPNOTSUPP", "ENOTSUP", "EBADF", "ESPIPE", "EIO"].map(errnoNamed),
+  (["EINVAL", "EXDEV", "ENOSYS", "EOPNOTSUPP", "ENOTSUP", "EBADF", "ESPIPE", "EIO"] as const).map((name) =>
+    errno[name]
+  ),
 );
 
-/** How a target takes kernel moves, decided once per target per flush. */
-export type MoveKind = typeof KIND_COPY_FILE_RANGE | typeof KIND_SENDFILE;
+/** How a target takes kernel moves (the native MoveKind), decided once per target per flush. */
+export type MoveKind = number;
 
 /** @internal The kind of kernel move that suits `fd`. */
 export function moveKindFor(fd: number): MoveKind {
   return stat(fd).kind === "file" ? KIND_COPY_FILE_RANGE : KIND_SENDFILE;
+}
+
+/**
+ * @internal Moves up to `length` bytes of `fdIn` from `offset` to `fdOut`. Returns the bytes moved, or
+ * `null` when the kernel refuses this pair before moving anything (the caller writes them instead).
+ * EAGAIN with nothing moved returns 0; other errors throw with `bytesTransferred`.
+ */
+export function moveSpan(kind: MoveKind, fdIn: number, offset: number, fdOut: number, length: number): number | null {
+  return runSync(movePlan(kind, fdIn, offset, fdOut, length));
 }
 
 /**

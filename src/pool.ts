@@ -257,7 +257,7 @@ export class Page {
   #pool: PagePool | null;
   readonly #index: number;
   #refs = 1;
-  #bytes: Uint8Array | null = null;
+  #bytes: Uint8Array<ArrayBuffer> | null = null;
   /** @internal The slab's native region id, and where this page sits in it. */
   readonly region: number;
   /** @internal */
@@ -277,7 +277,7 @@ export class Page {
   }
 
   /** The page's memory (no copy). Empty once the page is back in its pool. */
-  get bytes(): Uint8Array {
+  get bytes(): Uint8Array<ArrayBuffer> {
     return this.#bytes ??= new Uint8Array(this.#live("bytes")._buffer(this.#index));
   }
 
@@ -306,6 +306,11 @@ export class Page {
   release(): void {
     this.#live("release");
     this.releaseRef();
+  }
+
+  /** Releases the page's reference, as `release()` does, for `using`; nothing if already back in its pool. */
+  [Symbol.dispose](): void {
+    if (this.#pool !== null) this.releaseRef();
   }
 
   /** @internal */

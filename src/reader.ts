@@ -3,13 +3,15 @@
  * file's mapping or into a pool page.
  * @module
  */
-import { checkInteger, stateError } from "./errors.ts";
-import { describe, fdOf, FileHandle, openFile, stat, type Target, waitsFor } from "./file.ts";
-import { type AsyncOptions, runAsync, runSync } from "./drive.ts";
-import { PackedList, scatterPlan, shared } from "./gather.ts";
+import { fn } from "../ffi/native.ts";
+import { checkInteger, stateError, unwrap } from "./errors.ts";
+import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
+import type { AsyncOptions } from "./drive.ts";
+import { readv, readvAsync } from "./gather.ts";
+import { waitReady } from "./reactor.ts";
 import type { PageHead } from "./head.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
-import { Page, PagePool } from "./pool.ts";
+import { type Page, PagePool } from "./pool.ts";
 import { pageSize } from "./system.ts";
 
 /** Options of `new PageReader()`. */
@@ -20,6 +22,10 @@ export interface PageReaderOptions {
   chunkSize?: number;
   /** Bytes of a regular file mapped at once, a multiple of the page size (default 8 MiB). */
   windowSize?: number;
+  /** Where in a regular file to start (default 0): with `length`, a byte range, as an HTTP `Range` asks. */
+  offset?: number;
+  /** Most bytes to read (default: to the end of the file, or of the stream). */
+  length?: number;
 }
 
 /**
@@ -43,8 +49,13 @@ export interface PageReaderOptions {
 export class PageReader implements Iterable<PageHead> {
   #file: FileHandle | number;
   readonly #ownsFile: boolean;
-  readonly #mapped: boolean;
-  readonly #size: number;
+  #mapped: boolean;
+  /** A FIFO this reader opened, no writer seen yet: it reads as ended until one comes, so wait for one. */
+  #awaitWriter: boolean;
+  /** Where reading stops in a file; bytes left to read from a stream (Infinity: to its end). */
+  readonly #end: number;
+  #left: number;
+  #rangeLength: number | null;
   readonly #chunkSize: number;
   readonly #windowSize: number;
   #pool: PagePool | null;
@@ -61,7 +72,11 @@ export class PageReader implements Iterable<PageHead> {
   /** Ends a read's wait when the reader closes. */
   readonly #closing = new AbortController();
 
-  /** Reads `source`: a path (opened here, closed by `close()`), a FileHandle or an fd (left open). */
+  /**
+   * Reads `source`: a path or `file:` URL (opened here, closed by `close()`), a FileHandle or an fd (left open).
+   * A FIFO path opens at once and is read as a pipe: the first read waits for a writer to come (`readAsync` and
+   * `readable` off the JS thread), as a blocking `open()` would have, but the constructor never waits.
+   */
   constructor(source: string | URL | Target, options: PageReaderOptions = {}) {
     // Options first: a bad one must not leave an opened file behind.
     this.#chunkSize = checkInteger("chunkSize", options.chunkSize ?? 256 * 1024, 1, 2 ** 31);
@@ -72,20 +87,53 @@ export class PageReader implements Iterable<PageHead> {
     if (options.pool !== undefined && !(options.pool instanceof PagePool)) {
       throw new TypeError(`pool must be a PagePool, got ${describe(options.pool)}`);
     }
+    const offset = checkInteger("offset", options.offset ?? 0, 0);
+    const wanted = options.length === undefined ? undefined : checkInteger("length", options.length, 0);
     this.#ownsPool = options.pool === undefined;
     this.#pool = options.pool ?? null;
     this.#ownsFile = typeof source === "string" || source instanceof URL;
     this.#file = this.#ownsFile ? openFile(source as string | URL) : source as Target;
     try {
       const { size, kind } = stat(fdOf(this.#file));
-      this.#mapped = kind === "file";
-      this.#size = size;
+      // Size 0 is not end of file on procfs (nor on a file still being written): such files are read.
+      this.#mapped = kind === "file" && size > 0;
+      this.#awaitWriter = this.#ownsFile && kind === "fifo";
+      if (kind === "file") {
+        if (offset + (wanted ?? 0) > size) {
+          throw new RangeError(
+            wanted === undefined
+              ? `offset ${offset} is past the end of the ${size}-byte file`
+              : `offset ${offset} + length ${wanted} is past the end of the ${size}-byte file`,
+          );
+        }
+      } else if (offset !== 0) {
+        throw new TypeError(`offset ${offset} needs a regular file; a ${kind} is read from where it is`);
+      }
+      this.#position = offset;
+      this.#end = this.#mapped ? offset + (wanted ?? size - offset) : Infinity;
+      this.#left = this.#mapped ? Infinity : wanted ?? Infinity;
+      this.#rangeLength = this.#mapped ? this.#end - offset : wanted ?? null;
     } catch (error) {
       if (this.#ownsFile) (this.#file as FileHandle).close();
       throw error;
     }
     const path = this.#file instanceof FileHandle ? this.#file.path : undefined;
     this.#label = path === undefined ? `mapping of fd ${fdOf(this.#file)}` : `mapping of '${path}'`;
+  }
+
+  /**
+   * Bytes this reader reads in all: the range's length (the whole file by default), or `length` on a
+   * stream; null for a stream read to its end, whose length is not known. A `Content-Length`.
+   *
+   * @example
+   * ```ts
+   * import { PageReader } from "@pageio/pageio";
+   * using reader = new PageReader("README.md", { offset: 2, length: 5 }); // bytes 2-6, as `Range: bytes=2-6`
+   * console.log(reader.size); // 5
+   * ```
+   */
+  get size(): number | null {
+    return this.#rangeLength;
   }
 
   /** The next head, or null at end of input. */
@@ -96,22 +144,32 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   #readMapped(): PageHead | null {
-    if (this.#position >= this.#size) return this.#end();
+    if (this.#position >= this.#end) return this.#finish();
     let window = this.#window;
     if (window === null || this.#position >= this.#windowStart + window.byteLength) {
       window?.releaseRef(); // unmapped once its last head is released too
       this.#windowStart = this.#position - (this.#position % pageSize);
-      const length = Math.min(this.#windowSize, this.#size - this.#windowStart);
+      const length = Math.min(this.#windowSize, this.#end - this.#windowStart);
       // Heads of a window on a FileHandle are file spans too: a PageWriter lets the kernel move them.
       const handle = this.#file instanceof FileHandle ? this.#file : undefined;
-      window = this.#window = mapDescriptor(
-        fdOf(this.#file),
-        // No populate: heads that go by kernel move never touch these pages; those read fault in on use.
-        { offset: this.#windowStart, length },
-        this.#label,
-        handle?.path,
-        handle,
-      );
+      try {
+        window = this.#window = mapDescriptor(
+          fdOf(this.#file),
+          // No populate: heads that go by kernel move never touch these pages; those read fault in on use.
+          { offset: this.#windowStart, length },
+          this.#label,
+          handle?.path,
+          handle,
+        );
+      } catch (error) {
+        // sysfs (and other pseudo files) cannot be mapped: read them instead, from the start.
+        if (this.#position !== 0 || (error as { code?: string }).code !== "ENODEV") throw error;
+        this.#mapped = false;
+        this.#window = null;
+        this.#left = this.#end; // no more than its size or the length asked, if read() gives that much
+        this.#rangeLength = null; // its size is only a bound
+        return this.#readIntoPage();
+      }
       window.advise("sequential");
     }
     const offset = this.#position - this.#windowStart;
@@ -121,18 +179,25 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   #readIntoPage(): PageHead | null {
-    const page = this.#page();
+    if (this.#left === 0) return this.#finish();
+    const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
-      const staged = shared.packTargets([page]);
-      const read = runSync(scatterPlan(fdOf(this.#file), shared, staged), fdOf(this.#file), waitsFor(this.#file));
-      return read === 0 ? this.#end() : page.head(0, read);
+      if (this.#awaitWriter) this.#writerCame(fn.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
+      return this.#took(readv(this.#file, [this.#room(page)]), page);
     } finally {
       page.release();
     }
   }
 
-  #page() {
-    return (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
+  /** What of `page` to read into: no more than `length` has left. */
+  #room(page: Page): Page | Uint8Array {
+    return this.#left >= this.#pool!.pageSize ? page : page.bytes.subarray(0, this.#left);
+  }
+
+  #took(read: number, page: Page): PageHead | null {
+    if (read === 0) return this.#finish();
+    this.#left -= read;
+    return page.head(0, read);
   }
 
   /**
@@ -143,9 +208,10 @@ export class PageReader implements Iterable<PageHead> {
    */
   readAsync(options: AsyncOptions = {}): Promise<PageHead | null> {
     if (this.#closed) return Promise.reject(stateError("ERR_CLOSED", "page reader is closed", "readAsync"));
+    const signal = options.signal;
     const read = this.#reading === null
-      ? this.#readAsync(options.signal)
-      : this.#reading.then(() => this.#readAsync(options.signal), () => this.#readAsync(options.signal));
+      ? this.#readAsync(signal)
+      : this.#reading.then(() => this.#readAsync(signal), () => this.#readAsync(signal));
     const tracked = this.#reading = read.finally(() => {
       if (this.#reading === tracked) this.#reading = null;
     });
@@ -156,29 +222,29 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readAsync");
     if (this.#ended) return null;
     if (this.#mapped) return this.#readMapped();
-    const read = await this.#readOnce(this.#page(), signal);
-    return read.bytes === 0 ? this.#end() : read.head;
+    if (this.#left === 0) return this.#finish();
+    const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
+    try {
+      return this.#took(await this.#readInto(this.#room(page), signal), page);
+    } finally {
+      page.release();
+    }
   }
 
-  /** One async read into `into` (a pool page, or a plain array for a stream chunk); it owns `into` after. */
-  async #readOnce<T extends Page | Uint8Array>(
-    into: T,
-    signal?: AbortSignal,
-  ): Promise<{ bytes: number; head: PageHead | null }> {
-    const fd = fdOf(this.#file);
-    const packed = PackedList.exact(1);
-    const staged = packed.packTargets([into]);
-    const signals = signal === undefined ? this.#closing.signal : AbortSignal.any([signal, this.#closing.signal]);
+  /** One asynchronous read of what the pipe or socket has (waiting for it when it has nothing yet). */
+  async #readInto(into: Page | Uint8Array, signal?: AbortSignal): Promise<number> {
+    const closing = this.#closing.signal;
+    const signals = signal === undefined ? closing : AbortSignal.any([signal, closing]);
     try {
-      const bytes = await runAsync(this.#file, fd, scatterPlan(fd, packed, staged), signals, into);
-      return { bytes, head: into instanceof Page && bytes > 0 ? into.head(0, bytes) : null };
-    } catch (error) {
-      if (this.#closing.signal.aborted) {
-        throw stateError("ERR_CLOSED", "page reader was closed during a read", "readAsync");
+      // A FIFO with no writer yet reads as ended; it turns readable once a writer writes, or comes and goes.
+      if (this.#awaitWriter) {
+        await waitReady(fdOf(this.#file), "read", signals);
+        this.#awaitWriter = false;
       }
+      return await readvAsync(this.#file, [into], { signal: signals });
+    } catch (error) {
+      if (closing.aborted) throw stateError("ERR_CLOSED", "page reader was closed during a read", "readAsync");
       throw error;
-    } finally {
-      if (into instanceof Page) into.release();
     }
   }
 
@@ -224,23 +290,33 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readable");
     if (this.#mapped) {
       for (let head = this.read(); head !== null; head = this.read()) {
-        if (head.byteLength > 0) return head._handOver()!;
+        if (head.byteLength > 0 && this.#mapped) return head._handOver()!;
+        // Not mappable after all (sysfs): the first bytes were read into a pool page, which goes back.
+        const copy = head.byteLength > 0 ? head.bytes.slice() : null;
         head.release();
+        if (copy !== null) return copy;
       }
       return null;
     }
     // A pool page would go back to the pool (and be reused) while a consumer still holds the chunk.
-    const bytes = new Uint8Array(16 * pageSize);
-    const read = this.#reading = this.#readOnce(bytes);
+    if (this.#left === 0) return null;
+    const bytes = new Uint8Array(Math.min(16 * pageSize, this.#left));
+    const reading = this.#reading = this.#readInto(bytes);
     try {
-      const { bytes: n } = await read;
-      return n === 0 ? null : bytes.subarray(0, n);
+      const read = await reading;
+      this.#left -= read;
+      return read === 0 ? null : bytes.subarray(0, read);
     } finally {
-      if (this.#reading === read) this.#reading = null;
+      if (this.#reading === reading) this.#reading = null;
     }
   }
 
-  #end(): null {
+  #writerCame(result: number): void {
+    unwrap(result, "poll", this.#file instanceof FileHandle ? this.#file.path : undefined);
+    this.#awaitWriter = false;
+  }
+
+  #finish(): null {
     this.#ended = true;
     this.#window?.releaseRef();
     this.#window = null;
@@ -261,14 +337,14 @@ export class PageReader implements Iterable<PageHead> {
     this.#closed = true;
     if (this.#reading !== null) {
       this.#closing.abort();
-      const finish = () => this.#finish();
-      this.#reading.then(finish, finish);
+      const release = () => this.#release();
+      this.#reading.then(release, release);
       return;
     }
-    this.#finish();
+    this.#release();
   }
 
-  #finish(): void {
+  #release(): void {
     this.#window?.releaseRef();
     this.#window = null;
     if (this.#ownsPool) this.#pool?.close();

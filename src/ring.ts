@@ -5,17 +5,18 @@
  * releases it to give the slot back. Nothing is copied on either side.
  * @module
  */
+import { constants } from "node:os";
 import process from "node:process";
-import { describeErrno, fn, native } from "../ffi/native.ts";
-import { type AsyncOptions, errnoNamed, type Plan, runAsync, runSync } from "./drive.ts";
-import { checkInteger, PageIoError, stateError, unwrap } from "./errors.ts";
+import { abi, errno, fn, native } from "../ffi/native.ts";
+import { type AsyncOptions, type Plan, runAsync, runSync } from "./drive.ts";
+import { checkInteger, faultError, PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, openFile, stat } from "./file.ts";
 import { type HeadOwner, PageHead } from "./head.ts";
 import { pageSize } from "./system.ts";
 
 /** Which side of a ring this process is: one producer and one consumer per ring. */
 export type RingRole = "producer" | "consumer";
-const roles: readonly RingRole[] = ["producer", "consumer"]; // zig/src/ring.zig Role
+const roles: readonly RingRole[] = abi.enums.RingRole.values; // the index is the native role
 
 /** Options of `SharedRing.create`. */
 export interface SharedRingOptions {
@@ -24,7 +25,7 @@ export interface SharedRingOptions {
   /** Bytes per slot: a multiple of the OS page size (default 64 KiB). */
   slotSize?: number;
   /** Create the ring as a new file here (e.g. under `/dev/shm`; `EEXIST` if taken). Default: an anonymous memfd. */
-  path?: string;
+  path?: string | URL;
   /** This process's side (default `"producer"`). */
   role?: RingRole;
 }
@@ -37,7 +38,26 @@ export interface RingWaitOptions {
 
 const FOREVER = 0xFFFF_FFFF; // zig/src/ring.zig forever
 const SLOT_SHIFT = 2 ** 32; // receive returns slot * 2^32 + length
+const EPROTO = constants.errno.EPROTO;
+const END = -1; // #check: receive's ENODATA, the producer closed and all was received
 const geometry = new Float64Array(3);
+
+/** What closes a dropped ring, holding nothing that keeps the ring itself alive. */
+interface Backstop {
+  readonly region: number;
+  readonly file: FileHandle;
+  readonly role: number;
+  /** The ring and each ArrayBuffer over its slots that may still be reachable. */
+  reachable: number;
+}
+// Backstop only: a ring dropped without close() is closed (the peer sees it go) once neither the ring nor any
+// view of its slots can be reached, so no view ever reads unmapped memory.
+const dropped = new FinalizationRegistry<Backstop>((backstop) => {
+  if (--backstop.reachable > 0) return;
+  fn.pageio_ring_close(backstop.region, backstop.role);
+  fn.pageio_unmap(backstop.region);
+  backstop.file.close();
+});
 const mapped = new Float64Array(1);
 
 /**
@@ -81,6 +101,7 @@ export class SharedRing {
   #reserved: RingSlot | null = null;
   /** Received slots not yet given back, oldest first. */
   #outstanding: ReceivedSlot[] = [];
+  #backstop: Backstop;
 
   /** Creates a ring in new shared memory; this process takes `options.role` (the producer by default). */
   static create(options: SharedRingOptions = {}): SharedRing {
@@ -97,20 +118,21 @@ export class SharedRing {
     } else {
       file = openFile(options.path, "wx+");
       try {
-        unwrap(fn.pageio_truncate(file.fd, bytes), "ftruncate", options.path);
+        unwrap(fn.pageio_truncate(file.fd, bytes), "ftruncate", file.path);
       } catch (error) {
         file.close();
         throw error;
       }
     }
-    const path = options.path ?? `/proc/${process.pid}/fd/${file.fd}`;
+    const path = file.path ?? `/proc/${process.pid}/fd/${file.fd}`;
     return new SharedRing(file, path, role, { slots, slotSize });
   }
 
   /** Opens a ring another process created; this process takes `options.role` (the consumer by default). */
-  static open(path: string, options: { role?: RingRole } = {}): SharedRing {
+  static open(path: string | URL, options: { role?: RingRole } = {}): SharedRing {
     const role = roleOf(options.role ?? "consumer");
-    return new SharedRing(openFile(path, "r+"), path, role);
+    const file = openFile(path, "r+");
+    return new SharedRing(file, file.path!, role);
   }
 
   private constructor(file: FileHandle, path: string, role: RingRole, create?: { slots: number; slotSize: number }) {
@@ -118,23 +140,34 @@ export class SharedRing {
     this.path = path;
     this.role = role;
     try {
-      const { size, kind } = stat(file.fd, path);
-      if (kind !== "file") throw new PageIoError("EINVAL", `'${path}' is not a shared ring`, { syscall: "ring", path });
+      const { size } = stat(file.fd, path);
+      // Not a regular file: the native side names the error (ENODEV, EISDIR), as mapFile does.
       this.#region = unwrap(fn.pageio_map_file(file.fd, 0, size, 1, mapped), "mmap", path);
       this.#address = mapped[0];
       if (create) unwrap(fn.pageio_ring_init(this.#region, create.slots, create.slotSize), "ring init", path);
-      unwrap(fn.pageio_ring_attach(this.#region, roles.indexOf(role), geometry), "ring attach", path);
+      this.#check(fn.pageio_ring_attach(this.#region, roles.indexOf(role), geometry), "ring attach");
+      // Checked natively against the mapping already; views are made from these, so checked here too.
+      const [slots, slotSize, dataOffset] = geometry;
+      if (!(slots >= 1 && slotSize >= 1 && dataOffset >= 0 && dataOffset + slots * slotSize <= size)) {
+        throw protocolError(path, "ring attach", `slots ${slots} × ${slotSize} B from ${dataOffset} overrun ${size} B`);
+      }
     } catch (error) {
       if (this.#region !== 0) fn.pageio_unmap(this.#region);
       file.close();
-      if (error instanceof PageIoError && error.code === "EPROTO") {
-        throw new PageIoError("EPROTO", `'${path}' does not hold a pageio shared ring`, { syscall: "ring", path });
-      }
       throw error;
     }
     [this.slots, this.slotSize, this.#dataOffset] = geometry;
     this.#buffers = new Array(this.slots).fill(null);
     this.#viewed = new Uint8Array(this.slots);
+    this.#backstop = { region: this.#region, file, role: roles.indexOf(role), reachable: 0 };
+    this.#hold(this);
+  }
+
+  /** `target` (the ring, or a buffer over its slots) keeps the mapping from the backstop while reachable. */
+  #hold<T extends object>(target: T): T {
+    this.#backstop.reachable++;
+    dropped.register(target, this.#backstop, this.#backstop);
+    return target;
   }
 
   /**
@@ -207,6 +240,7 @@ export class SharedRing {
 
   #unmap(): void {
     this.#state = "closed";
+    dropped.unregister(this.#backstop);
     for (const buffer of this.#buffers) buffer?.transfer(0);
     this.#reserved = null;
     this.#outstanding.length = 0;
@@ -232,17 +266,56 @@ export class SharedRing {
   }
 
   #reserve(result: number): RingSlot {
-    const index = ringResult(result, "ring reserve", this.path, "the consumer closed the ring or its process died");
+    const index = this.#check(result, "ring reserve", "the consumer closed the ring or its process died");
+    if (!(index < this.slots)) throw protocolError(this.path, "ring reserve", `slot ${index} of ${this.slots}`);
     return this.#reserved = new RingSlot(this, index);
   }
 
   #receive(result: number): PageHead | null {
-    if (result < 0 && describeErrno(-result)[0] === "ENODATA") return null;
-    const packed = ringResult(result, "ring receive", this.path, "the producer's process died");
+    const packed = this.#check(result, "ring receive", "the producer's process died");
+    if (packed === END) return null;
     const index = Math.floor(packed / SLOT_SHIFT);
+    const length = packed - index * SLOT_SHIFT;
+    if (!(index < this.slots && length <= this.slotSize)) {
+      throw protocolError(
+        this.path,
+        "ring receive",
+        `${length} B in slot ${index} of ${this.slots} × ${this.slotSize} B`,
+      );
+    }
     const slot = new ReceivedSlot(this, index);
     this.#outstanding.push(slot);
-    return new PageHead(slot, 0, packed - index * SLOT_SHIFT);
+    return new PageHead(slot, 0, length);
+  }
+
+  /**
+   * A ring call's result, or its error: the guard's cause first (a truncated file, a full filesystem: the
+   * ring's memory is no longer the file's), then ENODATA as the end (END), EPIPE naming the peer that went,
+   * EPROTO as a peer that lies.
+   */
+  #check(result: number, syscall: string, pipeMessage = "the other side closed the ring or its process died"): number {
+    if (result >= 0) return result;
+    const fault = fn.pageio_region_fault(this.#region);
+    if (fault > 0) throw faultError(fault, "shared ring", syscall, this.path);
+    const code = -result;
+    if (code === errno.ENODATA && syscall === "ring receive") return END;
+    if (code === errno.ENODATA) throw faultError(-result, "shared ring", syscall, this.path); // shorter than its header
+    if (code === errno.EPIPE) {
+      throw new PageIoError("EPIPE", `EPIPE: ${pipeMessage}, ${syscall} '${this.path}'`, {
+        errno: -result,
+        syscall,
+        path: this.path,
+      });
+    }
+    if (code === errno.EPROTO) {
+      throw new PageIoError(
+        "EPROTO",
+        `EPROTO: '${this.path}' does not hold a pageio shared ring, or its peer ` +
+          `rewrote the header, ${syscall}`,
+        { errno: -result, syscall, path: this.path },
+      );
+    }
+    return unwrap(result, syscall, this.path);
   }
 
   /** @internal Where slot `index` starts in the ring's native region. */
@@ -263,32 +336,39 @@ export class SharedRing {
   /** @internal Slot `index`'s revocable buffer, made on first use. */
   _buffer(index: number): ArrayBuffer {
     this.#viewed[index] = 1;
-    return this.#buffers[index] ??= native.view(this.#address + this._slotOffset(index), this.slotSize);
+    return this.#buffers[index] ??= this.#hold(native.view(this.#address + this._slotOffset(index), this.slotSize));
   }
 
   /** @internal Every view of slot `index` handed out so far reads as empty from now on. */
   _revoke(index: number): void {
     if (this.#viewed[index] === 0) return;
     this.#viewed[index] = 0;
-    this.#buffers[index] = this.#buffers[index]!.transfer(); // same memory, new ArrayBuffer: old views empty
+    this.#buffers[index] = this.#hold(this.#buffers[index]!.transfer()); // same memory, new buffer: old views empty
   }
 
   /** @internal The producer publishes its reserved slot. */
   _publish(slot: RingSlot, length: number): void {
     this._revoke(slot.index);
     this.#reserved = null;
-    unwrap(fn.pageio_ring_publish(this.#region, length), "ring publish", this.path);
+    this.#check(fn.pageio_ring_publish(this.#region, slot.index, length), "ring publish");
+  }
+
+  /** @internal The producer let go of its reserved slot without publishing it. */
+  _abandon(slot: RingSlot): void {
+    if (this.#reserved !== slot) return;
+    this.#reserved = null;
+    if (this.#state === "open") this._revoke(slot.index);
   }
 
   /** @internal The consumer let go of a slot: the oldest run of released slots goes back to the producer. */
   _giveBack(slot: ReceivedSlot): void {
+    if (this.#state !== "open") return; // closed: every view is already dead, nothing goes back
     this._revoke(slot.index);
-    if (this.#state !== "open") return;
     let count = 0;
     while (count < this.#outstanding.length && this.#outstanding[count].released) count++;
     if (count === 0) return; // an older slot is still held: the ring gives back in order
     this.#outstanding.splice(0, count);
-    unwrap(fn.pageio_ring_release(this.#region, count), "ring release", this.path);
+    this.#check(fn.pageio_ring_release(this.#region, count), "ring release");
   }
 }
 
@@ -299,7 +379,7 @@ export class SharedRing {
  */
 export class RingSlot {
   #ring: SharedRing | null;
-  #bytes: Uint8Array | null = null;
+  #bytes: Uint8Array<ArrayBuffer> | null = null;
   /** The slot's index in the ring. */
   readonly index: number;
 
@@ -317,7 +397,7 @@ export class RingSlot {
   }
 
   /** The whole slot, writable, in shared memory (no copy). */
-  get bytes(): Uint8Array {
+  get bytes(): Uint8Array<ArrayBuffer> {
     return this.#bytes ??= new Uint8Array(this.#live("bytes")._buffer(this.index));
   }
 
@@ -333,6 +413,18 @@ export class RingSlot {
     this.#ring = null;
     this.#bytes = null;
     ring._publish(this, length);
+  }
+
+  /**
+   * For `using`: an unpublished slot is let go unpublished (its views read as empty; the next `reserve()`
+   * hands out the same slot again); a published one is left alone.
+   */
+  [Symbol.dispose](): void {
+    const ring = this.#ring;
+    if (ring === null) return;
+    this.#ring = null;
+    this.#bytes = null;
+    ring._abandon(this);
   }
 }
 
@@ -380,7 +472,6 @@ function roleOf(role: unknown): RingRole {
 const SPIN_MS = 0.02;
 /** Limit: one native wait off the JS thread, so an abort is seen and a worker freed at least this often. */
 const SLICE_MS = 100;
-const ETIMEDOUT = errnoNamed("ETIMEDOUT");
 
 /**
  * The planner of a ring wait (reserve or receive): tries at once, spins briefly, then waits in the native
@@ -395,10 +486,10 @@ function* ringPlan(
   let result: number;
   const now = () => fn[name](region, 0);
   do result = (yield { name, args: [region, 0], run: now }) as number; while (
-    result === -ETIMEDOUT && timeout !== 0 && performance.now() < spinUntil
+    result === -errno.ETIMEDOUT && timeout !== 0 && performance.now() < spinUntil
   );
   const deadline = timeout === FOREVER ? Infinity : performance.now() + timeout;
-  while (result === -ETIMEDOUT && timeout !== 0) {
+  while (result === -errno.ETIMEDOUT && timeout !== 0) {
     const left = deadline - performance.now();
     if (left <= 0) break;
     const slice = Math.ceil(Math.min(left, SLICE_MS));
@@ -413,10 +504,10 @@ function timeoutOf(options: RingWaitOptions | undefined): number {
   return checkInteger("timeout", timeout, 0, FOREVER - 1);
 }
 
-/** A ring call's result, or its error; EPIPE says which peer went. */
-function ringResult(result: number, syscall: string, path: string, pipeMessage: string): number {
-  if (result < 0 && describeErrno(-result)[0] === "EPIPE") {
-    throw new PageIoError("EPIPE", `EPIPE: ${pipeMessage}, ${syscall} '${path}'`, { errno: -result, syscall, path });
-  }
-  return unwrap(result, syscall, path);
+function protocolError(path: string, syscall: string, detail: string): PageIoError {
+  return new PageIoError("EPROTO", `EPROTO: the shared ring's peer gave ${detail}, ${syscall} '${path}'`, {
+    errno: EPROTO,
+    syscall,
+    path,
+  });
 }

@@ -28,12 +28,7 @@ export function liveRegionCount(): number {
   return fn.pageio_region_count();
 }
 
-/** @internal SIGBUS faults the guard turned into zero pages in this process. */
+/** @internal SIGBUS faults the guard absorbed (zero pages mapped) in this process. */
 export function guardFaultCount(): number {
   return fn.pageio_fault_count();
-}
-
-/** @internal Pages of read-only mappings the guard copied privately because JS wrote to them. */
-export function guardPrivateCopyCount(): number {
-  return fn.pageio_private_copy_count();
 }

@@ -4,13 +4,15 @@
  * @module
  */
 import { IOV_MAX } from "../ffi/native.ts";
-import { checkInteger, stateError } from "./errors.ts";
+import { checkInteger, PageIoError, stateError } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { Brigade } from "./brigade.ts";
 import type { Chunk } from "./gather.ts";
 import { PageHead } from "./head.ts";
 import { Lender } from "./lend.ts";
 import type { AsyncOptions } from "./drive.ts";
+import { type Page, PagePool } from "./pool.ts";
+import { pageSize, runtime } from "./system.ts";
 
 /** Options of `new PageWriter()`. */
 export interface PageWriterOptions {
@@ -22,6 +24,41 @@ export interface PageWriterOptions {
    * reader has taken its bytes (or, at `close()`, gets fresh memory while the pipe keeps the old).
    */
   lend?: boolean;
+  /** A path is opened to append (mode `"a"`) instead of truncated (mode `"w"`). */
+  append?: boolean;
+  /** Pool whose pages strings are encoded into (default: a pool of the writer's own, closed with it). */
+  pool?: PagePool;
+}
+
+const encoder = new TextEncoder();
+/** Limit: UTF-16 units of strings joined before they are encoded (at most 48 KiB of UTF-8: within a 64 KiB page). */
+const TEXT_BATCH_CHARS = 16 * 1024;
+
+/**
+ * Writers holding bytes not yet written, flushed when the program exits: a log that never called
+ * `flush()` is still complete. Held strongly only while they hold data.
+ */
+const unflushed = new Set<PageWriter>();
+let exitHookInstalled = false;
+function flushAllAtExit(): void {
+  for (const writer of [...unflushed]) {
+    try {
+      writer.flush();
+    } catch (error) {
+      console.error("pageio: a PageWriter's data could not be written at exit:", error);
+    }
+  }
+}
+function watchForExit(writer: PageWriter): void {
+  unflushed.add(writer);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  if (runtime === "deno") globalThis.addEventListener("unload", flushAllAtExit);
+  // Bun: 'exit' runs on a natural end and on process.exit() alike, and may only do synchronous work.
+  else {(globalThis as unknown as { process: { on(e: string, f: () => void): void } }).process.on(
+      "exit",
+      flushAllAtExit,
+    );}
 }
 
 /**
@@ -36,6 +73,7 @@ export interface PageWriterOptions {
  * using reader = new PageReader("README.md");
  * using writer = new PageWriter(copy);
  * for (const head of reader) writer.write(head);
+ * writer.write("\n-- copied\n"); // strings are encoded into pool pages and gathered too
  * writer.flush();
  * ```
  */
@@ -50,12 +88,32 @@ export class PageWriter {
   /** The asynchronous flush in flight; later ones queue behind it, `close()` completes after it. */
   #flushing: Promise<number> | null = null;
   #writable: WritableStream<Chunk> | null = null;
+  #pool: PagePool | null;
+  readonly #ownsPool: boolean;
+  /** The page strings are being encoded into, its bytes, and where its unqueued part starts and ends. */
+  #fill: Page | null = null;
+  #fillBytes: Uint8Array = new Uint8Array(0);
+  #fillStart = 0;
+  #fillEnd = 0;
+  /** Strings written and not yet encoded. */
+  #text = "";
+  /** In the set of writers flushed at exit. */
+  #watched = false;
 
-  /** A path is opened for writing (created, truncated); a FileHandle or fd is used as it is. */
+  /**
+   * A path or `file:` URL is opened for writing (created, truncated; appended to with `append: true`); a
+   * FileHandle or fd is used as it is. A FIFO path with no reader at its other end fails at once with `ENXIO`
+   * instead of waiting for one.
+   */
   constructor(target: string | URL | Target, options: PageWriterOptions = {}) {
     this.#highWaterMark = checkInteger("highWaterMark", options.highWaterMark ?? 8 * 1024 * 1024, 1);
+    if (options.pool !== undefined && !(options.pool instanceof PagePool)) {
+      throw new TypeError(`pool must be a PagePool, got ${describe(options.pool)}`);
+    }
+    this.#ownsPool = options.pool === undefined;
+    this.#pool = options.pool ?? null;
     this.#ownsFile = typeof target === "string" || target instanceof URL;
-    this.#file = this.#ownsFile ? openFile(target as string | URL, "w") : target as Target;
+    this.#file = this.#ownsFile ? openFile(target as string | URL, options.append ? "a" : "w") : target as Target;
     const fd = fdOf(this.#file);
     // Lending needs a FileHandle: its `closed` says when the fd number stops naming this pipe.
     if (options.lend !== false && this.#file instanceof FileHandle && stat(fd).kind === "fifo") {
@@ -63,10 +121,22 @@ export class PageWriter {
     }
   }
 
-  /** Queues a head (the writer owns it now) or a byte array. */
-  write(chunk: Chunk): void {
+  /**
+   * Queues a head (the writer owns it now) or a byte array, or a string, which is encoded as UTF-8 straight
+   * into pool pages (no array per string); filled pages are queued as heads and gathered.
+   */
+  write(chunk: Chunk | string): void {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "write");
-    this.#brigade.append(chunk);
+    if (!this.#watched) this.#watch();
+    if (typeof chunk === "string") {
+      // Strings are joined first (the engine's ropes: no copy yet) and encoded a batch at a time: one
+      // encodeInto per batch, not per line, is what makes a log writer faster than a buffered file sink.
+      if ((this.#text += chunk).length < TEXT_BATCH_CHARS) return;
+      this.#encodeText();
+    } else {
+      this.#queueText(); // what was written before goes first
+      this.#brigade.append(chunk);
+    }
     // With an async flush in flight, that flush takes this chunk too.
     if (this.#flushing === null && this.#full()) this.flush();
   }
@@ -75,8 +145,61 @@ export class PageWriter {
     return this.#brigade.count >= IOV_MAX || this.#brigade.byteLength >= this.#highWaterMark;
   }
 
-  /** Bytes and heads queued. */
+  /** Encodes the strings written so far into pool pages; filled pages are queued. */
+  #encodeText(): void {
+    for (;;) {
+      const rest = this.#text;
+      // encodeInto never splits a character: `read` stops before one that does not fit.
+      const { read, written } = encoder.encodeInto(rest, this.#fillBytes.subarray(this.#fillEnd));
+      this.#fillEnd += written;
+      if (read === rest.length) {
+        this.#text = "";
+        return;
+      }
+      this.#text = rest.slice(read); // kept if no page can be had: nothing written is dropped
+      this.#nextFill();
+    }
+  }
+
+  /** Queues the filled part of the current page and starts a fresh one. */
+  #nextFill(): void {
+    const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize, leakDetection: "off" })).acquire();
+    this.#queueFill();
+    this.#fill?.release(); // the queued head keeps it until written
+    this.#fill = page;
+    this.#fillBytes = page.bytes;
+    this.#fillStart = this.#fillEnd = 0;
+  }
+
+  /** Queues what strings filled of the current page since the last time, as one head. */
+  #queueFill(): void {
+    if (this.#fillEnd === this.#fillStart) return;
+    this.#brigade.append(this.#fill!.head(this.#fillStart, this.#fillEnd - this.#fillStart));
+    this.#fillStart = this.#fillEnd;
+  }
+
+  /** Every string written so far, encoded and queued. */
+  #queueText(): void {
+    if (this.#text.length > 0) this.#encodeText();
+    this.#queueFill();
+  }
+
+  #watch(): void {
+    this.#watched = true;
+    watchForExit(this);
+  }
+
+  /** Nothing left to write: no need to flush at exit. */
+  #settled(): void {
+    if (this.#brigade.count === 0 && this.#text.length === 0 && this.#fillEnd === this.#fillStart) {
+      this.#watched = false;
+      unflushed.delete(this);
+    }
+  }
+
+  /** Bytes and heads queued (strings written are encoded and queued first). */
   get pending(): { byteLength: number; count: number } {
+    if (!this.#closed) this.#queueText();
     return { byteLength: this.#brigade.byteLength, count: this.#brigade.count };
   }
 
@@ -90,9 +213,16 @@ export class PageWriter {
    * memory bounded on a slow target. While another flush is in flight it queues behind it; once the writer is
    * closed it throws `ERR_CLOSED` and takes nothing.
    */
-  async writeAsync(chunk: Chunk, options: AsyncOptions = {}): Promise<void> {
+  async writeAsync(chunk: Chunk | string, options: AsyncOptions = {}): Promise<void> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "writeAsync");
-    this.#brigade.append(chunk);
+    if (typeof chunk === "string") {
+      this.#text += chunk;
+      if (this.#text.length >= TEXT_BATCH_CHARS) this.#encodeText();
+    } else {
+      this.#queueText();
+      this.#brigade.append(chunk);
+    }
+    if (!this.#watched) this.#watch();
     if (this.#full()) await this.#flushQueued(options.signal);
   }
 
@@ -120,32 +250,34 @@ export class PageWriter {
 
   async #flushOnce(signal?: AbortSignal): Promise<number> {
     this.#lender?.reclaim();
+    this.#queueText();
+    let written: number;
     try {
-      const written = await this.#brigade.flushAsync(this.#file, { signal });
-      this.#written += written;
-      return written;
+      written = await this.#brigade.flushAsync(this.#file, { signal });
     } catch (error) {
-      this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0;
+      this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0; // what did go out
       throw error;
     }
+    this.#written += written;
+    this.#settled();
+    return written;
   }
 
   /** Writes the queue with as few gather calls as the OS allows; returns bytes written. */
   flush(): number {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flush");
-    return this.#flushSync();
-  }
-
-  #flushSync(): number {
+    this.#queueText();
     this.#lender?.reclaim();
+    let written: number;
     try {
-      const written = this.#brigade.flush(this.#file);
-      this.#written += written;
-      return written;
+      written = this.#brigade.flush(this.#file);
     } catch (error) {
-      this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0;
+      this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0; // what did go out
       throw error;
     }
+    this.#written += written;
+    this.#settled();
+    return written;
   }
 
   /**
@@ -186,38 +318,59 @@ export class PageWriter {
 
   /** Releases what is queued without writing it, and closes. */
   #discard(): void {
-    if (this.#flushing === null) this.#brigade.release();
+    if (this.#flushing === null) this.#brigade.release(); // else close() releases once the flush settles
+    this.#text = "";
+    this.#fillStart = this.#fillEnd;
     this.close();
   }
 
   /**
    * Flushes, then releases anything left and closes what the writer opened. During an async flush it
-   * refuses further writes at once and completes when that flush settles: the flush writes what was queued,
-   * then the descriptor is closed (its reader sees the end) — whether the flush succeeded or not.
+   * refuses further writes at once and completes when that flush settles: the flush writes what was queued
+   * (strings included), then everything is released and the descriptor closed, so its reader sees the end,
+   * whether the flush succeeded or not.
    */
   close(): void {
     if (this.#closed) return;
-    this.#closed = true;
     if (this.#flushing !== null) {
-      // Its outcome went to whoever awaited the flush; a failing close of the fd here has no one to tell.
+      this.#queueText(); // the flush in flight takes it
+      this.#closed = true;
+      // The flush's outcome went to whoever awaited it; a failing close of the fd has no one to tell here.
       const finish = () => {
         try {
-          this.#finish();
+          this.#release();
         } catch { /* see above */ }
       };
       this.#flushing.then(finish, finish);
       return;
     }
+    let dropped = 0;
     try {
-      if (this.#brigade.count > 0) this.#flushSync(); // nothing queued: the target may be closed already
+      if (this.pending.count > 0) this.flush(); // nothing queued: the target may be closed already
+      dropped = this.pending.byteLength; // a non-blocking target that would block: never dropped silently
     } finally {
-      this.#finish();
+      this.#release();
+    }
+    if (dropped > 0) {
+      throw new PageIoError(
+        "ERR_UNFLUSHED",
+        `${dropped} queued bytes could not be written before close (the target would block); they were released`,
+        { syscall: "close" },
+      );
     }
   }
 
-  #finish(): void {
+  #release(): void {
+    this.#closed = true;
+    unflushed.delete(this);
     this.#brigade.release();
+    this.#fill?.release();
+    this.#fill = null;
+    this.#text = "";
+    this.#fillBytes = new Uint8Array(0);
+    this.#fillStart = this.#fillEnd = 0;
     this.#lender?.close();
+    if (this.#ownsPool) this.#pool?.close(); // its slabs go once the last lent or queued page is back
     if (this.#ownsFile) (this.#file as FileHandle).close();
   }
 

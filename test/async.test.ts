@@ -14,7 +14,7 @@ import {
   readvAsync,
   writevAsync,
 } from "../mod.ts";
-import { fifo, patternBytes, sha256, startScript, tempDir, tempFile } from "./helpers.ts";
+import { fifo, patternBytes, sha256, startScript, tempDir, tempFile, whenReaderOpens } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
 
@@ -77,7 +77,7 @@ test("100 MiB through a slow pipe to another process: the event loop never stall
     return page;
   });
   const rounds = 25; // 25 × 64 × 64 KiB = 100 MiB
-  const writer = new PageWriter(pipe);
+  const writer = await whenReaderOpens(() => new PageWriter(pipe));
   const gap = await longestTimerGap(async () => {
     for (let r = 0; r < rounds; r++) for (const page of pages) await writer.writeAsync(page.head());
     await writer.flushAsync();

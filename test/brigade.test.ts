@@ -99,3 +99,45 @@ test("bad chunks are refused and nothing of the call is queued", () => {
   assert.equal(brigade.count, 0);
   assert.equal(brigade.byteLength, 0);
 });
+
+test("byteLength is what was queued: a resizable buffer growing or shrinking under a queued array", () => {
+  const path = join(tempDir(), "resizable");
+  using out = openFile(path, "w");
+  const buffer = new ArrayBuffer(1000, { maxByteLength: 1 << 16 });
+  const view = new Uint8Array(buffer); // tracks the buffer's length
+  view.set(patternBytes(1000, 4));
+  const brigade = new Brigade();
+  brigade.append(view, text("!"));
+  buffer.resize(5000); // grows: the queued 1 000 bytes go out, not 5 000
+  assert.equal(brigade.byteLength, 1001);
+  assert.equal(brigade.flush(out), 1001);
+  assert.equal(brigade.byteLength, 0);
+  assert.deepEqual(readFileSync(path), Buffer.concat([patternBytes(1000, 4), text("!")]));
+  brigade.append(view); // 5 000 bytes now
+  buffer.resize(10); // shrinks under it: refused, nothing written, nothing drifts
+  assert.throws(() => brigade.flush(out), TypeError);
+  assert.equal(brigade.byteLength, 5000);
+  assert.equal(brigade.count, 1);
+  assert.equal(readFileSync(path).length, 1001);
+  brigade.release();
+  assert.equal(brigade.byteLength, 0);
+});
+
+test("a Proxy or an object posing as a PageHead is refused, and a lying array counts its real length", () => {
+  using pool = new PagePool();
+  const head = headOf(pool, text("real"));
+  const brigade = new Brigade();
+  assert.throws(() => brigade.append(new Proxy(head, {})), TypeError);
+  assert.throws(() => brigade.append(Object.create(PageHead.prototype)), TypeError);
+  assert.throws(() => brigade.prepend(new Proxy(head, {})), TypeError);
+  assert.equal(brigade.count, 0);
+  const lying = text("twelve bytes");
+  Object.defineProperty(lying, "byteLength", { value: 1 << 30 });
+  brigade.append(lying, head);
+  assert.equal(brigade.byteLength, 12 + 4);
+  const path = join(tempDir(), "lying");
+  using out = openFile(path, "w");
+  assert.equal(brigade.flush(out), 16);
+  assert.equal(readFileSync(path, "utf8"), "twelve bytesreal");
+  assert.equal(pool.stats.inUse, 0);
+});

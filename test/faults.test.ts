@@ -102,3 +102,55 @@ test("EPIPE: a typed error, the process alive, no SIGPIPE pending", { skip }, ()
   assert.equal(result.pending.count, 300);
   assert.equal(result.pipePending, false);
 });
+
+test(
+  "a flush failing after earlier steps counts them: bytesTransferred and bytesWritten match the file",
+  { skip },
+  () => {
+    const target = join(tempDir(), "steps");
+    const source = join(tempDir(), "source");
+    const log = join(tempDir(), "strace.log");
+    const run = runScript(
+      `
+    import { writeFileSync } from "node:fs";
+    import { PagePool, PageReader, PageWriter, openFile } from "${root}mod.ts";
+    import { patternBytes } from "${root}test/helpers.ts";
+    writeFileSync(${JSON.stringify(source)}, patternBytes(100_000, 3));
+    using pool = new PagePool({ pages: 0 });
+    using file = openFile(${JSON.stringify(target)}, "w");
+    const writer = new PageWriter(file, { highWaterMark: 2 ** 40 });
+    // Step 1: the file's heads, moved by the kernel (copy_file_range); step 2: pool pages by writev, which fails.
+    for (const head of new PageReader(${JSON.stringify(source)})) writer.write(head);
+    for (let i = 0; i < 300; i++) { const page = pool.acquire(); writer.write(page.head(0, 1000)); page.release(); }
+    const result = {};
+    try { writer.flush(); } catch (e) { result.error = e.code; result.bytesTransferred = e.bytesTransferred; }
+    result.bytesWritten = writer.bytesWritten;
+    result.pending = writer.pending;
+    console.log(JSON.stringify(result));
+  `,
+      {
+        prefix: [
+          "strace",
+          "-f",
+          "-qq",
+          "-e",
+          "trace=writev,copy_file_range",
+          "-e",
+          "inject=writev:error=ENOSPC",
+          "-o",
+          log,
+        ],
+      },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    const result = JSON.parse(run.stdout.trim().split("\n").pop()!);
+    assert.equal(readFileSync(target).length, 100_000, "the kernel move went out");
+    assert.deepEqual(result, {
+      error: "ENOSPC",
+      bytesTransferred: 100_000,
+      bytesWritten: 100_000,
+      pending: { byteLength: 300_000, count: 300 },
+    });
+    assert.ok(readFileSync(log, "utf8").includes("copy_file_range"), "step 1 was a kernel move");
+  },
+);

@@ -1,9 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import process from "node:process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FileHandle, openFile, PageIoError } from "../mod.ts";
-import { tempDir, tempFile } from "./helpers.ts";
+import { fifo, isDeno, root, runScript, tempDir, tempFile } from "./helpers.ts";
 
 function code(error: unknown): string {
   assert.ok(error instanceof PageIoError, `expected a PageIoError, got ${error}`);
@@ -86,4 +88,156 @@ test("a child process spawned while pageio holds files and mappings inherits non
   assert.equal(child.status, 0, child.stderr);
   assert.doesNotMatch(child.stdout, /pageio-test-/, `the child holds pageio's files:\n${child.stdout}`);
   assert.ok(mapping.byteLength > 0 && writer.fd > 0);
+});
+
+test("only file: URLs are paths: any other scheme is a TypeError naming it, everywhere a path is taken", async () => {
+  const { mapFile, PageReader, PageWriter, SharedRing } = await import("../mod.ts");
+  const web = new URL("http://example.com/etc/hostname");
+  const scheme = /only file: URLs name local files, got a http: URL/;
+  assert.throws(() => openFile(web), scheme);
+  assert.throws(() => mapFile(web), scheme);
+  assert.throws(() => new PageReader(web), scheme);
+  assert.throws(() => new PageWriter(new URL("data:,x")), /got a data: URL/);
+  assert.throws(() => SharedRing.create({ path: web }), scheme);
+  assert.throws(() => SharedRing.open(web), scheme);
+  assert.throws(() => openFile(new URL("file://elsewhere/etc/hostname")), /host 'elsewhere'/);
+  assert.throws(() => openFile(new URL("file:///tmp/a%2Fb")), /encoded '\/'/);
+  assert.throws(() => openFile({ pathname: "/etc/hostname" } as unknown as URL), TypeError);
+  // A file: URL is the local path, percent-decoded.
+  const path = tempFile("by url", "with space");
+  using file = openFile(new URL(`file://${path.replaceAll(" ", "%20")}`));
+  assert.equal(file.size(), 6);
+  assert.equal(file.path, path);
+});
+
+test("a FIFO nobody else opens: mapping and writing fail at once, a reader waits off the JS thread", () => {
+  const path = fifo();
+  const run = runScript(
+    `
+    import { mapFile, openFile, PageReader, PageWriter } from "${root}mod.ts";
+    const path = ${JSON.stringify(path)};
+    const result = {};
+    try { mapFile(path); } catch (e) { result.map = e.code; }
+    try { new PageWriter(path); } catch (e) { result.writer = e.code; }
+    try { openFile(path, "a"); } catch (e) { result.append = e.code; }
+    const reader = new PageReader(path); // opens at once; its first read waits for a writer, off the JS thread
+    const first = reader.readAsync();
+    let ticks = 0;
+    await new Promise((resolve) => { const t = setInterval(() => ++ticks === 5 && (clearInterval(t), resolve())); });
+    result.ticked = ticks; // the event loop ran while the read waited
+    const writer = new PageWriter(path); // now a reader has it open: no ENXIO
+    writer.write(new TextEncoder().encode("late writer"));
+    writer.close();
+    const head = await first;
+    result.read = new TextDecoder().decode(head.bytes);
+    head.release();
+    result.end = await reader.readAsync(); // the writer came and went: end of input
+    reader.close();
+    console.log(JSON.stringify(result));
+  `,
+    { timeout: 20_000 },
+  );
+  assert.equal(run.signal, null, `the child hung in open() and was killed: ${run.stderr}`);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").pop()!), {
+    map: "ENODEV", // a FIFO cannot be mapped
+    writer: "ENXIO", // no reader: writing would wait for one
+    append: "ENXIO",
+    ticked: 5,
+    read: "late writer",
+    end: null,
+  });
+});
+
+test("procfs and sysfs files are read, not mapped: size 0 is not their end, and mmap refuses them", async () => {
+  const { PageReader } = await import("../mod.ts");
+  const collect = (path: string) => {
+    const parts: Uint8Array[] = [];
+    for (const head of new PageReader(path)) {
+      parts.push(head.bytes.slice());
+      head.release();
+    }
+    return Buffer.concat(parts).toString();
+  };
+  assert.equal(collect("/proc/version"), readFileSync("/proc/version", "utf8"));
+  assert.match(collect("/proc/self/status"), /^Name:\t/);
+  const sys = "/sys/devices/system/cpu/online";
+  assert.equal(collect(sys), readFileSync(sys, "utf8"));
+  assert.equal(
+    await new Response(new PageReader("/proc/version").readable).text(),
+    readFileSync("/proc/version", "utf8"),
+  );
+  assert.equal(await new Response(new PageReader(sys).readable).text(), readFileSync(sys, "utf8"));
+  // An empty regular file is still simply empty.
+  assert.equal(collect(tempFile("")), "");
+});
+
+/** Runs `source` under `deno run --no-prompt` with exactly `flags`; returns the JSON it printed last. */
+function denoWith(flags: string[], source: string) {
+  const file = join(tempDir(), "child.ts");
+  writeFileSync(file, source);
+  const run = spawnSync(process.execPath, ["run", "--no-prompt", ...flags, file], {
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  assert.equal(run.status, 0, run.stderr);
+  return JSON.parse(run.stdout.trim().split("\n").pop()!);
+}
+
+/** The error class and the flag its message names, or "ok". */
+const outcome = `(f) => { try { f(); return "ok"; } catch (e) {
+  const flag = e.message.match(/--allow-\\w+/); return (e.code ?? e.name) + (flag ? " " + flag[0] : ""); } }`;
+
+test("Deno: pageio opens only what --allow-read and --allow-write let the program open", { skip: !isDeno }, () => {
+  const dir = tempDir();
+  const data = tempFile("allowed", "data");
+  const result = denoWith(
+    [
+      "--allow-ffi",
+      `--allow-read=${dir},${data}`,
+    ],
+    `
+    import { mapFile, openFile, PageReader, PageWriter, SharedRing } from "${root}mod.ts";
+    const outcome = ${outcome};
+    console.log(JSON.stringify({
+      mapAllowed: outcome(() => mapFile(${JSON.stringify(data)}).unmap()),
+      readerAllowed: outcome(() => new PageReader(${JSON.stringify(data)}).close()),
+      map: outcome(() => mapFile("/etc/hostname")),
+      reader: outcome(() => new PageReader(new URL("file:///etc/hostname"))),
+      mapWrite: outcome(() => mapFile(${JSON.stringify(data)}, { write: true })),
+      writer: outcome(() => new PageWriter(${JSON.stringify(join(dir, "out"))})),
+      append: outcome(() => openFile(${JSON.stringify(data)}, "a")),
+      ring: outcome(() => SharedRing.create({ path: ${JSON.stringify(join(dir, "ring"))} })),
+      written: outcome(() => Deno.statSync(${JSON.stringify(join(dir, "out"))})),
+    }));
+  `,
+  );
+  assert.deepEqual(result, {
+    mapAllowed: "ok",
+    readerAllowed: "ok",
+    map: "EACCES --allow-read",
+    reader: "EACCES --allow-read",
+    mapWrite: "EACCES --allow-write",
+    writer: "EACCES --allow-write",
+    append: "EACCES --allow-write",
+    ring: "EACCES --allow-write",
+    written: "ENOENT", // the refused writer created nothing
+  });
+  const writable = denoWith(
+    [
+      "--allow-ffi",
+      `--allow-write=${dir}`,
+      `--deny-read=${data}`,
+    ],
+    `
+    import { openFile, PageWriter } from "${root}mod.ts";
+    const outcome = ${outcome};
+    console.log(JSON.stringify({
+      writer: outcome(() => new PageWriter(${JSON.stringify(join(dir, "w"))}).close()),
+      readWrite: outcome(() => openFile(${JSON.stringify(join(dir, "w"))}, "w+")),
+      denied: outcome(() => openFile(${JSON.stringify(data)})),
+    }));
+  `,
+  );
+  assert.deepEqual(writable, { writer: "ok", readWrite: "EACCES --allow-read", denied: "EACCES --allow-read" });
 });

@@ -1,9 +1,34 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, ftruncateSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { mapFile, openFile, PageHead, type PageIoError, PagePool, pageSize, readv, writev } from "../mod.ts";
-import { fifo, haveStrace, patternBytes, root, runScript, sha256, startScript, tempDir, tempFile } from "./helpers.ts";
+import {
+  mapFile,
+  openFile,
+  PageHead,
+  type PageIoError,
+  PagePool,
+  pageSize,
+  PageWriter,
+  pipe,
+  readv,
+  writev,
+} from "../mod.ts";
+import { ENTRY_BYTES_MAX } from "../ffi/native.ts";
+import { PackedList } from "../src/gather.ts";
+import {
+  fifo,
+  haveStrace,
+  isDeno,
+  patternBytes,
+  root,
+  runScript,
+  sha256,
+  startScript,
+  tempDir,
+  tempFile,
+  whenReaderOpens,
+} from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
 
@@ -148,7 +173,7 @@ test("a slow reader in another process gets every byte (short writes resumed)", 
     page.release();
   }
   const want = sha256(concat(expected));
-  const out = openFile(pipe, "w");
+  const out = await whenReaderOpens(() => openFile(pipe, "w"));
   assert.equal(writev(out, heads), expected.reduce((n, e) => n + e.length, 0));
   out.close();
   const { status, stderr } = await reader.exited;
@@ -160,7 +185,7 @@ test("a slow reader in another process gets every byte (short writes resumed)", 
 test("a reader that goes away is EPIPE, a typed error, and the process lives on", async () => {
   const pipe = fifo();
   const reader = startScript(`import { openSync } from "node:fs"; openSync(${JSON.stringify(pipe)}, "r");`);
-  const out = openFile(pipe, "w");
+  const out = await whenReaderOpens(() => openFile(pipe, "w"));
   await reader.exited;
   assert.throws(
     () => writev(out, [new Uint8Array(1 << 20)]),
@@ -203,3 +228,191 @@ test(
     );
   },
 );
+
+// A child process runs every hostile list through writev, writevAsync and a Brigade: each call sends exactly
+// the bytes a correct reading gives, or throws a typed error with nothing written; the child must exit 0
+// (a wild read or write would be SIGSEGV or a malloc abort).
+test("hostile chunk lists: lying arrays, detaching getters, Proxies, resizable and shared buffers", () => {
+  const dir = tempDir();
+  const run = runScript(`
+    import { readFileSync } from "node:fs";
+    import { Brigade, openFile, PageIoError, PagePool, writev, writevAsync } from "${root}mod.ts";
+    import { hostileLists } from "${root}test/hostile.ts";
+    const pool = new PagePool();
+    const heads = [];
+    const makeHead = () => {
+      const page = pool.acquire();
+      page.bytes.fill(heads.length);
+      heads.push(page.head(0, 1000));
+      page.release();
+      return heads.at(-1);
+    };
+    const failures = [];
+    let n = 0, ran = 0;
+    const typed = (e) => e instanceof TypeError || e instanceof RangeError || e instanceof PageIoError;
+    const ways = {
+      writev: (out, chunks) => writev(out, chunks),
+      writevAsync: (out, chunks) => writevAsync(out, chunks),
+      brigade: (out, chunks) => { const b = new Brigade(); b.append(...chunks); return b.flush(out); },
+    };
+    for (const [way, call] of Object.entries(ways)) {
+      for (const { name, chunks, expected } of hostileLists(makeHead, n)) {
+        const path = ${JSON.stringify(dir)} + "/out" + n++;
+        const out = openFile(path, "w");
+        let outcome;
+        try { outcome = await call(out, chunks); } catch (e) { outcome = e; }
+        out.close();
+        const written = readFileSync(path);
+        ran++;
+        if (expected === null) {
+          if (!typed(outcome) || written.length !== 0) failures.push({ way, name, outcome: String(outcome), written: written.length });
+        } else if (outcome !== expected.length || Buffer.compare(written, Buffer.from(expected)) !== 0) {
+          failures.push({ way, name, outcome: String(outcome), written: written.length, expected: expected.length });
+        }
+      }
+    }
+    for (const head of heads) if (head.refs > 0) head.release();
+    console.log(JSON.stringify({ failures, ran, inUse: pool.stats.inUse }));
+  `);
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  const result = JSON.parse(run.stdout.trim().split("\n").pop()!);
+  assert.deepEqual(result.failures, []);
+  assert.ok(result.ran >= 3 * 15, `ran ${result.ran}`);
+  assert.equal(result.inUse, 0, "no page left held");
+});
+
+test("readv into lying arrays fills each one's real bytes only, and a Proxy head is refused", () => {
+  const run = runScript(`
+    import { openFile, PagePool, readv, readvAsync } from "${root}mod.ts";
+    import { liar, subclassLiar } from "${root}test/hostile.ts";
+    const path = ${JSON.stringify(tempFile(patternBytes(300_000, 5)))};
+    const data = (await import("node:fs")).readFileSync(path);
+    const results = [];
+    for (const read of [readv, readvAsync]) {
+      // A guard array after each target: a read past a target's real end would show in it (or crash).
+      const guard = () => new Uint8Array(1000);
+      const smallBuffer = new ArrayBuffer(10), small = liar(new Uint8Array(smallBuffer));
+      const large = subclassLiar(new Uint8Array(50_000));
+      const largeBuffer = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), "buffer").get.call(large);
+      const g1 = guard(), g2 = guard();
+      using file = openFile(path);
+      const n = await read(file, [small, g1, large, g2]);
+      results.push({
+        n,
+        small: Buffer.compare(Buffer.from(smallBuffer), data.subarray(0, 10)),
+        g1: Buffer.compare(Buffer.from(g1), data.subarray(10, 1010)),
+        large: Buffer.compare(Buffer.from(largeBuffer), data.subarray(1010, 51_010)),
+        g2: Buffer.compare(Buffer.from(g2), data.subarray(51_010, 52_010)),
+      });
+    }
+    const pool = new PagePool();
+    const head = pool.acquire().head(0, 10);
+    let refused = "";
+    try { readv(openFile(path), [new Proxy(head, {})]); } catch (e) { refused = e.constructor.name; }
+    console.log(JSON.stringify({ results, refused }));
+  `);
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  const { results, refused } = JSON.parse(run.stdout.trim().split("\n").pop()!);
+  for (const r of results) assert.deepEqual(r, { n: 52_010, small: 0, g1: 0, large: 0, g2: 0 });
+  assert.equal(refused, "TypeError");
+});
+
+test("writevAsync keeps a generator's arrays alive until it settles, and copies a resizable one", () => {
+  const run = runScript(
+    `
+    import { pipe, readvAsync, writevAsync } from "${root}mod.ts";
+    import { collectGarbage, patternBytes, sha256 } from "${root}test/helpers.ts";
+    const [readEnd, writeEnd] = pipe();
+    const count = 64, size = 256 * 1024;
+    function* arrays() { for (let i = 0; i < count; i++) yield patternBytes(size, i + 1); }
+    // 16 MiB into a 64 KiB pipe: the call waits on the reader while the arrays have no other reference.
+    // (The reads are async too: the write waits on this thread's event loop, as Node's would.)
+    const pending = writevAsync(writeEnd, arrays());
+    await collectGarbage();
+    const litter = []; // reuses whatever memory was freed
+    for (let i = 0; i < 128; i++) litter.push(new Uint8Array(size).fill(0xee));
+    const received = Buffer.alloc(count * size);
+    for (let at = 0; at < received.length;) at += await readvAsync(readEnd, [received.subarray(at)]);
+    const written = await pending;
+    const want = [];
+    for (let i = 0; i < count; i++) want.push(patternBytes(size, i + 1));
+    // An array on a resizable buffer is copied for an asynchronous call: shrinking it meanwhile changes nothing.
+    const resizable = new ArrayBuffer(1 << 20, { maxByteLength: 1 << 21 });
+    new Uint8Array(resizable).set(patternBytes(1 << 20, 99));
+    const second = writevAsync(writeEnd, [new Uint8Array(resizable)]);
+    resizable.resize(0);
+    const again = Buffer.alloc(1 << 20);
+    for (let at = 0; at < again.length;) at += await readvAsync(readEnd, [again.subarray(at)]);
+    console.log(JSON.stringify({
+      written,
+      same: sha256(received) === sha256(Buffer.concat(want)),
+      litter: litter.length,
+      resized: [await second, sha256(again) === sha256(patternBytes(1 << 20, 99))],
+    }));
+  `,
+    { denoFlags: ["--v8-flags=--expose-gc"] },
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").pop()!), {
+    written: 64 * 256 * 1024,
+    same: true,
+    litter: 128,
+    resized: [1 << 20, true],
+  });
+});
+
+test("lengths of 4 GiB and more are split into descriptors of at most ENTRY_BYTES_MAX, never wrapped", () => {
+  const giant = 2 ** 32 + 8192;
+  const path = join(tempDir(), "sparse");
+  const fd = openSync(path, "w");
+  ftruncateSync(fd, giant); // sparse: no disk, and /dev/null never touches the pages
+  closeSync(fd);
+  using devNull = openFile("/dev/null", "w");
+  if (isDeno) {
+    using mapping = mapFile(path);
+    const head = mapping.head();
+    assert.equal(head.byteLength, giant);
+    const packed = new PackedList().pack([head], 0, 1);
+    const entries = Array.from({ length: packed.count }, (_, i) => Array.from(packed.list.subarray(4 * i, 4 * i + 4)));
+    assert.deepEqual(entries.map((e) => e[3]), [ENTRY_BYTES_MAX, ENTRY_BYTES_MAX, giant - 2 * ENTRY_BYTES_MAX]);
+    let offset = entries[0][1] + entries[0][2] * 2 ** 32;
+    for (const [, low, high, length] of entries) {
+      assert.equal(low + high * 2 ** 32, offset, "each entry starts where the one before ended");
+      offset += length;
+    }
+    assert.equal(writev(devNull, [head, new Uint8Array(10)]), giant + 10);
+    // A writer flushes it all in one flush (progress every call, never 0 forever); close drops nothing.
+    const writer = new PageWriter(devNull, { highWaterMark: 2 ** 40 });
+    writer.write(head.slice());
+    assert.equal(writer.flush(), giant);
+    assert.equal(writer.bytesWritten, giant);
+    writer.close();
+    head.release();
+    assert.equal(writev(devNull, [new Uint8Array(giant)]), giant);
+  } else {
+    // Bun's ArrayBuffers stop at 2^32 bytes: a bigger mapping is a typed error, not a wrapped length.
+    assert.throws(() => mapFile(path), RangeError);
+  }
+  // Exactly 2^32 bytes, one past what a u32 length holds: a plain array on both runtimes.
+  assert.equal(writev(devNull, [new Uint8Array(2 ** 32), new Uint8Array(1)]), 2 ** 32 + 1);
+});
+
+test("close() on a writer whose target would block reports the bytes it could not write", () => {
+  using pool = new PagePool({ pageSize: 16 * pageSize });
+  const [readEnd, writeEnd] = pipe({ nonBlocking: true });
+  const writer = new PageWriter(writeEnd, { lend: false });
+  for (let i = 0; i < 8; i++) {
+    const page = pool.acquire(); // 8 × 64 KiB: more than the pipe holds
+    writer.write(page.head());
+    page.release();
+  }
+  const flushed = writer.flush();
+  assert.ok(flushed > 0 && flushed < 8 * 16 * pageSize, `flushed ${flushed}`);
+  assert.throws(() => writer.close(), (e) => code(e) === "ERR_UNFLUSHED" && /\d+ queued bytes/.test(String(e)));
+  assert.equal(pool.stats.inUse, 0, "what was queued was released");
+  readEnd.close();
+  writeEnd.close();
+});

@@ -95,6 +95,21 @@ export function fifo(): string {
   return path;
 }
 
+/**
+ * Runs `open` (something that opens a FIFO's write end) until a reader has the FIFO open: opening never waits
+ * for the other end, it fails with ENXIO until then.
+ */
+export async function whenReaderOpens<T>(open: () => T, timeoutMs = 30_000): Promise<T> {
+  for (const deadline = Date.now() + timeoutMs;;) {
+    try {
+      return open();
+    } catch (error) {
+      if ((error as { code?: string }).code !== "ENXIO" || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+}
+
 /** Starts a TypeScript file in a child of this runtime without waiting; resolves with its exit. */
 export function startScript(source: string): { exited: Promise<{ status: number | null; stderr: string }> } {
   const file = join(tempDir(), "child.ts");
@@ -128,4 +143,22 @@ export function startOnOtherRuntime(script: string, args: string[]) {
     (resolve) => child.on("close", (status, signal) => resolve({ status, signal, stdout, stderr })),
   );
   return { exited };
+}
+
+/** Why a test that needs a small tmpfs (a filesystem to fill) cannot run here, or false: mounting takes root. */
+export const noTmpfs: string | false = process.platform === "linux" && process.getuid?.() === 0 &&
+    spawnSync("mount", ["--version"], { stdio: "ignore" }).status === 0
+  ? false
+  : "needs root to mount a small tmpfs";
+
+/** Runs `body` with a fresh tmpfs of `bytes` mounted on a temporary directory, unmounted after it. */
+export async function withTmpfs<T>(bytes: number, body: (dir: string) => T | Promise<T>): Promise<T> {
+  const dir = tempDir();
+  const mount = spawnSync("mount", ["-t", "tmpfs", "-o", `size=${bytes}`, "tmpfs", dir], { encoding: "utf8" });
+  if (mount.status !== 0) throw new Error(`mount: ${mount.stderr}`);
+  try {
+    return await body(dir);
+  } finally {
+    spawnSync("umount", ["-l", dir]);
+  }
 }

@@ -164,6 +164,24 @@ test(
   },
 );
 
+test(
+  "Deno with --allow-ffi scoped to the library says a plain --allow-ffi is needed, and why",
+  { skip: !isDeno },
+  () => {
+    const file = join(tempDir(), "scoped-ffi.ts");
+    writeFileSync(file, `const p = await import("${root}mod.ts"); p.mapAnonymous(p.pageSize).unmap();`);
+    const library = `${root}zig/zig-out/lib/libpageio.so`;
+    const child = spawnSync(process.execPath, ["run", "--no-prompt", `--allow-ffi=${library}`, "--allow-env", file], {
+      encoding: "utf8",
+      env: { ...process.env, PAGEIO_LIB: library },
+    });
+    assert.notEqual(child.status, 0);
+    assert.match(child.stderr, /pageio needs --allow-ffi without a path list/);
+    assert.match(child.stderr, /UnsafePointer/);
+    assert.doesNotMatch(child.stderr, /cannot be one ArrayBuffer/);
+  },
+);
+
 test("Bun can require() the package: nothing in it awaits at top level", { skip: isDeno }, () => {
   const dir = tempDir();
   const file = join(dir, "require.cjs");
@@ -201,4 +219,14 @@ test("a Worker that imports pageio at top level answers its first message", () =
   );
   assert.equal(run.status, 0, run.stderr);
   assert.match(run.stdout, /answer 42/);
+});
+
+test("the errno numbers the facade branches on are resolved once, and name what the OS names", async () => {
+  const { abi, describeErrno, errno } = await import("../ffi/native.ts");
+  for (const name of abi.errnos) {
+    assert.ok(errno[name] > 0, `${name} resolved`);
+    const named = describeErrno(errno[name])[0];
+    assert.ok(named === name || (name === "ENOTSUP" && named === "EOPNOTSUPP"), `${name} is ${errno[name]} (${named})`);
+  }
+  assert.throws(() => ((errno as Record<string, number>).EAGAIN = 0), TypeError, "frozen");
 });

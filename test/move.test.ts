@@ -1,14 +1,34 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, truncateSync } from "node:fs";
+import { readFileSync, statSync, truncateSync } from "node:fs";
 import { join } from "node:path";
-import { Brigade, openFile, type PageIoError, PagePool, PageReader, pageSize, PageWriter } from "../mod.ts";
-import { fifo, haveStrace, patternBytes, root, runScript, sha256, startScript, tempDir, tempFile } from "./helpers.ts";
+import {
+  Brigade,
+  type FileHandle,
+  openFile,
+  type PageIoError,
+  PagePool,
+  PageReader,
+  pageSize,
+  PageWriter,
+} from "../mod.ts";
+import {
+  fifo,
+  haveStrace,
+  patternBytes,
+  root,
+  runScript,
+  sha256,
+  startScript,
+  tempDir,
+  tempFile,
+  whenReaderOpens,
+} from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
 
-function copyWithReader(source: string, target: string, mode: "w" | "a" = "w"): void {
-  using out = openFile(target, mode);
+function copyWithReader(source: string, target: string | FileHandle, mode: "w" | "a" = "w"): void {
+  using out = typeof target === "string" ? openFile(target, mode) : target;
   using reader = new PageReader(source, { chunkSize: 100_000, windowSize: 16 * pageSize });
   using writer = new PageWriter(out);
   for (const head of reader) writer.write(head);
@@ -86,6 +106,21 @@ test("a span whose file was truncated after it was read is ENODATA, with the pro
   brigade.release();
 });
 
+test("a kernel copy that fails part-way keeps no disk reserved past what it wrote", () => {
+  const source = tempFile(patternBytes(16 << 20, 38));
+  using reader = new PageReader(source, { chunkSize: 16 << 20, windowSize: 16 << 20 });
+  const head = reader.read()!;
+  truncateSync(source, 1 << 20); // the 16 MiB span now ends after 1 MiB: ENODATA there
+  const target = join(tempDir(), "short");
+  using out = openFile(target, "w");
+  const brigade = new Brigade().append(head);
+  assert.throws(() => brigade.flush(out), (e) => code(e) === "ENODATA");
+  brigade.release();
+  const { size, blocks } = statSync(target);
+  assert.equal(size, 1 << 20);
+  assert.ok(blocks * 512 <= (1 << 20) + (256 << 10), `${blocks * 512} bytes allocated for a ${size}-byte file`);
+});
+
 test("to a pipe, file spans go by sendfile to a reader in another process", async () => {
   const pipe = fifo();
   const data = patternBytes(1_000_000, 36);
@@ -97,7 +132,7 @@ test("to a pipe, file spans go by sendfile to a reader in another process", asyn
     for (let n; (n = readSync(fd, buf)) > 0;) writeSync(out, buf.subarray(0, n));
     closeSync(out);
   `);
-  copyWithReader(tempFile(data), pipe);
+  copyWithReader(tempFile(data), await whenReaderOpens(() => openFile(pipe, "w")));
   assert.equal((await child.exited).status, 0);
   assert.equal(sha256(readFileSync(outPath)), sha256(data));
 });

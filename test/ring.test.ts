@@ -1,11 +1,20 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { existsSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type PageIoError, pageSize, SharedRing } from "../mod.ts";
 import { liveRegionCount } from "../src/system.ts";
-import { openDescriptorCount, startOnOtherRuntime, tempDir } from "./helpers.ts";
+import {
+  collectGarbage,
+  noTmpfs,
+  openDescriptorCount,
+  root,
+  runScript,
+  startOnOtherRuntime,
+  tempDir,
+  withTmpfs,
+} from "./helpers.ts";
 import { messageBytes } from "./ring_messages.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
@@ -137,7 +146,9 @@ test("bad input gets typed errors and leaves the ring intact", () => {
   assert.throws(() => SharedRing.open(join(tempDir(), "missing")), (e) => code(e) === "ENOENT");
   const notRing = join(tempDir(), "not-a-ring");
   writeFileSync(notRing, new Uint8Array(3 * pageSize).fill(0x41));
-  assert.throws(() => SharedRing.open(notRing), (e) => code(e) === "EPROTO");
+  const errno = (e: unknown) => (e as PageIoError).errno;
+  assert.throws(() => SharedRing.open(notRing), (e) => code(e) === "EPROTO" && errno(e) > 0);
+  assert.throws(() => SharedRing.open("/dev/null"), (e) => code(e) === "ENODEV" && errno(e) > 0, "not a regular file");
   const path = join(tempDir(), "ring");
   using producer = SharedRing.create({ path, slots: 2, slotSize: pageSize });
   assert.equal(producer.path, path);
@@ -156,4 +167,180 @@ test("bad input gets typed errors and leaves the ring intact", () => {
   assert.equal(consumer.receive()!.byteLength, pageSize);
   producer.close();
   assert.throws(() => producer.reserve(), (e) => code(e) === "ERR_CLOSED");
+});
+
+test("a peer that rewrites any word of the header gets EPROTO, never a view or a write outside the ring", () => {
+  // The victim runs in a child (a crash fails the status check); the liar is a process of the other runtime.
+  const run = runScript(`
+    import { spawn } from "node:child_process";
+    import { createInterface } from "node:readline";
+    import { SharedRing, pageSize } from "${root}mod.ts";
+    import { isDeno } from "${root}test/helpers.ts";
+    const liar = isDeno
+      ? spawn("${root}node_modules/.bin/bun", ["${root}test/ring_peer.ts", "lie"])
+      : spawn("${root}node_modules/.bin/deno", ["run", "--allow-all", "${root}test/ring_peer.ts", "lie"]);
+    const answers = createInterface({ input: liar.stdout })[Symbol.asyncIterator]();
+    const lie = async (path, word, value) => {
+      liar.stdin.write(path + " " + word + " " + value + "\\n");
+      await answers.next();
+    };
+    const slots = 4, slotSize = pageSize;
+    const allowed = new Set(["EPROTO", "ETIMEDOUT", "ECANCELED", "EPIPE", "ERR_CLOSED"]);
+    const codes = {}, bad = [];
+    const attempt = (what, fn) => {
+      try { return fn(); } catch (e) {
+        codes[e.code] = (codes[e.code] ?? 0) + 1;
+        if (!allowed.has(e.code)) bad.push(what + ": " + (e.code ?? e));
+      }
+    };
+    const words = (192 + 4 * slots) / 4; // the header and the slot lengths
+    const values = [0, 1, 3, 4, 5, 4097, 0x7fffffff, 0x80000000, 0xffffffff];
+    const geometryLies = { total: 0, refused: 0 };
+    for (let word = 0; word < words; word++) {
+      for (const value of values) {
+        using producer = SharedRing.create({ slots, slotSize });
+        using consumer = SharedRing.open(producer.path);
+        for (let i = 0; i < 2; i++) producer.reserve().publish(100 + i);
+        const held = consumer.receive();
+        const heldBytes = held.bytes;
+        await lie(producer.path, word, value);
+        let refused = false;
+        for (let round = 0; round < 6; round++) {
+          const slot = attempt("reserve", () => producer.reserve({ timeout: 0 }));
+          if (slot) {
+            if (!(slot.index < slots) || slot.bytes.byteLength !== slotSize) bad.push("slot " + slot.index);
+            slot.bytes.fill(0xee); // a write through the view: inside the slot, or the view would be refused
+            attempt("publish", () => slot.publish(8));
+          }
+          const head = attempt("receive", () => consumer.receive({ timeout: 0 }));
+          if (head === undefined) refused = true;
+          if (head) {
+            if (!(head.byteLength <= slotSize) || head.bytes.byteLength !== head.byteLength) bad.push("head " + head.byteLength);
+            head.bytes.reduce((a, b) => a + b, 0); // a read through the view
+            attempt("release", () => head.release());
+          }
+        }
+        if (heldBytes.byteLength !== 100) bad.push("held view " + heldBytes.byteLength);
+        attempt("release held", () => held.release());
+        const truth = [0x70677267, 1, slots, slotSize, pageSize]; // magic, version, geometry
+        if (word < truth.length && value !== truth[word]) {
+          geometryLies.total++;
+          if (refused) geometryLies.refused++;
+        }
+      }
+    }
+    liar.stdin.end();
+    console.log(JSON.stringify({ codes, bad, geometryLies }));
+  `);
+  assert.equal(run.signal, null, `the victim was killed by ${run.signal}: ${run.stderr.slice(-2000)}`);
+  assert.equal(run.status, 0, run.stderr.slice(-2000));
+  const result = JSON.parse(run.stdout.trim().split("\n").pop()!);
+  assert.deepEqual(result.bad, []);
+  assert.ok(result.codes.EPROTO > 0);
+  assert.ok(result.geometryLies.total >= 30);
+  assert.equal(result.geometryLies.refused, result.geometryLies.total, "every geometry lie is refused");
+});
+
+test("a ring whose file is cut inside its slots: the consumer gets the whole messages, then ERR_FILE_TRUNCATED", async () => {
+  const dir = tempDir();
+  const path = join(dir, "ring"), gate = join(dir, "gate");
+  const slotSize = 4 * pageSize;
+  const expected = createHash("sha256");
+  using ring = SharedRing.create({ path, slots: 4, slotSize });
+  for (let i = 0; i < 4; i++) {
+    const slot = ring.reserve();
+    slot.bytes.fill(i + 1);
+    slot.publish(slotSize);
+    if (i < 2) expected.update(new Uint8Array(slotSize).fill(i + 1));
+  }
+  // The consumer is a child of the other runtime: a SIGBUS it did not survive would show in its status.
+  const peer = startOnOtherRuntime("ring_peer.ts", ["consume", path, "", gate]);
+  while (!existsSync(`${gate}.ready`)) await new Promise((resolve) => setTimeout(resolve, 5));
+  truncateSync(path, pageSize + 2.5 * slotSize); // the header page, two slots and half of the third
+  writeFileSync(gate, "");
+  const { status, signal, stdout, stderr } = await peer.exited;
+  assert.equal(signal, null, stderr);
+  assert.equal(status, 0, stderr);
+  const result = JSON.parse(stdout);
+  assert.equal(result.count, 2, "the slots the file still has");
+  assert.equal(result.sha256, expected.digest("hex"));
+  assert.equal(result.error, "ERR_FILE_TRUNCATED", "then a typed error, never a message of zeros");
+  // Opened after the cut: the header says more than the file holds.
+  const late = await startOnOtherRuntime("ring_peer.ts", ["consume", path]).exited;
+  assert.equal(late.status, 0, late.stderr);
+  assert.equal(JSON.parse(late.stdout).error, "ERR_FILE_TRUNCATED");
+});
+
+test("a ring on a full filesystem: the producer gets ENOSPC, the consumer the messages that fit, byte-exact", {
+  skip: noTmpfs,
+}, () =>
+  withTmpfs(24 * pageSize, async (dir) => {
+    const path = join(dir, "ring");
+    using ring = SharedRing.create({ path, slots: 8, slotSize: 16 * pageSize, role: "consumer" }); // 8 × 64 KiB
+    const peer = startOnOtherRuntime("ring_peer.ts", ["produce", path, "300", "7"]);
+    const got = createHash("sha256"), expected = createHash("sha256");
+    let count = 0;
+    for await (const head of ring) {
+      got.update(head.bytes);
+      expected.update(messageBytes(count++, 7, ring.slotSize));
+      head.release();
+    }
+    const { status, signal, stdout, stderr } = await peer.exited;
+    assert.equal(signal, null, stderr);
+    assert.equal(status, 0, stderr);
+    const result = JSON.parse(stdout);
+    assert.equal(result.error, "ENOSPC", "the producer's write found no room: a typed error at publish");
+    assert.ok(result.published >= 2 && result.published < 300);
+    assert.equal(count, result.published, "every message published arrived, and nothing else");
+    assert.equal(got.digest("hex"), expected.digest("hex"));
+  }));
+
+test("a ring on a full filesystem: a slot the file has no room for is ENOSPC at receive, not zeros", {
+  skip: noTmpfs,
+}, () =>
+  withTmpfs(8 * pageSize, async (dir) => {
+    const path = join(dir, "ring");
+    using ring = SharedRing.create({ path, slots: 2, slotSize: 4 * pageSize });
+    writeFileSync(join(dir, "filler"), new Uint8Array(6 * pageSize)); // the rest of the filesystem
+    ring.reserve().publish(4 * pageSize); // pages never written: the file has none there (a lying peer)
+    ring.close();
+    const { status, signal, stdout, stderr } = await startOnOtherRuntime("ring_peer.ts", ["consume", path]).exited;
+    assert.equal(signal, null, stderr);
+    assert.equal(status, 0, stderr);
+    assert.deepEqual(JSON.parse(stdout).error, "ENOSPC");
+    assert.equal(JSON.parse(stdout).count, 0);
+  }));
+
+test("a ring dropped without close() is closed once it and every view of its slots are unreachable", async () => {
+  const regions = liveRegionCount();
+  const fds = openDescriptorCount();
+  let view: Uint8Array | null = null;
+  let peerPath = "";
+  (() => {
+    const producer = SharedRing.create({ slots: 2, slotSize: pageSize });
+    peerPath = producer.path;
+    const slot = producer.reserve();
+    slot.bytes.fill(7);
+    view = slot.bytes; // outlives the ring object
+  })();
+  await collectGarbage();
+  assert.equal(view![100], 7, "a view still reachable keeps the ring's memory mapped");
+  assert.ok(liveRegionCount() > regions);
+  view = null;
+  await collectGarbage();
+  assert.equal(liveRegionCount(), regions, "the mapping went with the last view");
+  assert.equal(openDescriptorCount(), fds, "and the ring's file");
+  assert.ok(peerPath.length > 0);
+});
+
+test("a head viewed, then its ring closed, then released: no error, the view empty", () => {
+  using producer = SharedRing.create({ slots: 2, slotSize: pageSize });
+  const consumer = SharedRing.open(producer.path);
+  producer.reserve().publish(3);
+  const head = consumer.receive()!;
+  const bytes = head.bytes;
+  consumer.close();
+  assert.equal(bytes.byteLength, 0);
+  head.release(); // threw a raw TypeError (a detached buffer transferred again)
+  assert.throws(() => head.release(), (e) => code(e) === "ERR_RELEASED");
 });

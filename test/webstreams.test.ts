@@ -19,10 +19,12 @@ test("a file's readable goes into a Response byte-exact, and its windows are unm
     const reader = new PageReader(path, { chunkSize: 64 * 1024, windowSize: 256 * pageSize });
     const body = new Uint8Array(await new Response(reader.readable).arrayBuffer());
     assert.equal(sha256(body), sha256(data));
-    assert.equal(openDescriptorCount(), fds, "the reader closed its file at the end of the stream");
+    // Windows that chunks still hold share one descriptor of the SIGBUS guard's on the file.
+    assert.ok(openDescriptorCount() <= fds + 1, "the reader closed its file at the end of the stream");
   })();
   await collectGarbage();
   assert.equal(liveRegionCount(), regions, "every window was unmapped once no chunk was reachable");
+  assert.equal(openDescriptorCount(), fds, "and the guard's descriptor went with the last");
 });
 
 test("chunks from a file's readable stay valid after the stream ends, for as long as they are held", async () => {
@@ -79,7 +81,7 @@ test("a writable refuses what is not bytes, and a cancelled readable closes its 
   const stream = reader.readable.getReader();
   assert.ok((await stream.read()).value!.length > 0);
   await stream.cancel();
-  assert.equal(openDescriptorCount(), fds, "cancel closed the reader's file");
+  assert.ok(openDescriptorCount() <= fds + 1, "cancel closed the reader's file (a held chunk's window: the guard's)");
   assert.throws(() => reader.read(), (e) => code(e) === "ERR_CLOSED");
 });
 

@@ -7,6 +7,9 @@ const Errno = errno.Errno;
 
 pub const Pair = [2]i32;
 
+/// What `pageio_pair` makes.
+pub const PairKind = enum(u32) { pipe, socket };
+
 /// A pipe: [read end, write end].
 pub fn pipe(non_blocking: bool) Errno!Pair {
     var fds: Pair = undefined;
@@ -46,6 +49,36 @@ fn setFlags(fds: Pair, non_blocking: bool) Errno!Pair {
         }
     }
     return fds;
+}
+
+/// Waits up to `timeout_ms` (maxInt(u32): no limit) until `fd` has bytes to read or its writers came and
+/// went; returns 1 then, 0 on timeout. A FIFO opened for reading before any writer reads as ended at once
+/// (read() returns 0 with no writer), but polls as not ready until a writer has come: this waits for it.
+pub fn waitReadable(fd: i32, timeout_ms: u32) Errno!u64 {
+    if (fd < 0) return error.BADF; // poll() skips negative descriptors: it would just sleep
+    var fds = [1]std.c.pollfd{.{ .fd = fd, .events = std.c.POLL.IN, .revents = 0 }};
+    const timeout: c_int = if (timeout_ms == std.math.maxInt(u32)) -1 else @intCast(@min(timeout_ms, std.math.maxInt(c_int)));
+    while (true) {
+        const rc = std.c.poll(&fds, 1, timeout);
+        if (rc >= 0) {
+            if (rc > 0 and fds[0].revents & std.c.POLL.NVAL != 0) return error.BADF;
+            return @intCast(rc);
+        }
+        const err = errno.last();
+        if (err != error.INTR) return err; // a signal: wait again (the whole timeout; callers bound it)
+    }
+}
+
+test "waitReadable waits for bytes, or for the writers to have come and gone" {
+    const fds = try pipe(false);
+    defer _ = std.c.close(fds[0]);
+    try std.testing.expectEqual(@as(u64, 0), try waitReadable(fds[0], 0));
+    _ = std.c.write(fds[1], "x", 1);
+    try std.testing.expectEqual(@as(u64, 1), try waitReadable(fds[0], 0));
+    _ = std.c.close(fds[1]);
+    try std.testing.expectEqual(@as(u64, 1), try waitReadable(fds[0], 0));
+    try std.testing.expectError(error.BADF, waitReadable(fds[1], 0)); // closed
+    try std.testing.expectError(error.BADF, waitReadable(-1, 0));
 }
 
 /// Sets a pipe's capacity (Linux F_SETPIPE_SZ); returns the capacity the kernel chose. A bigger pipe lets one

@@ -25,7 +25,9 @@ pub fn open(path: []const u8, mode: Mode, open_flags: OpenFlags) Errno!i32 {
     @memcpy(path_z[0..path.len], path);
     path_z[path.len] = 0;
 
-    var flags: std.c.O = .{ .CLOEXEC = true, .NOFOLLOW = open_flags.no_follow, .NONBLOCK = open_flags.non_blocking };
+    // Always O_NONBLOCK while opening: a FIFO with nobody at the other end would park the caller (the JS
+    // thread) in open() for good. Cleared after unless asked for.
+    var flags: std.c.O = .{ .CLOEXEC = true, .NOFOLLOW = open_flags.no_follow, .NONBLOCK = true };
     switch (mode) {
         .read => flags.ACCMODE = .RDONLY,
         .read_write => flags.ACCMODE = .RDWR,
@@ -50,12 +52,22 @@ pub fn open(path: []const u8, mode: Mode, open_flags: OpenFlags) Errno!i32 {
             flags.EXCL = true;
         },
     }
-    while (true) {
+    const fd = while (true) {
         const fd = std.c.open(@ptrCast(&path_z), flags, @as(c_uint, 0o666));
-        if (fd >= 0) return fd;
+        if (fd >= 0) break fd;
         const err = errno.last();
         if (err != error.INTR) return err;
+    };
+    if (!open_flags.non_blocking) {
+        // F_SETFL sets only the status flags (O_APPEND, O_NONBLOCK…); the others in `flags` are ignored.
+        flags.NONBLOCK = false;
+        if (std.c.fcntl(fd, std.c.F.SETFL, @as(u32, @bitCast(flags))) != 0) {
+            const err = errno.last();
+            _ = std.c.close(fd);
+            return err;
+        }
     }
+    return fd;
 }
 
 pub fn close(fd: i32) Errno!void {
@@ -125,6 +137,43 @@ test "open reports the OS errors and refuses bad paths" {
     try std.testing.expectEqual(Kind.directory, (try status(dir)).kind);
     try std.testing.expectError(error.ISDIR, open("/", .write, .{}));
     try std.testing.expectError(error.BADF, close(-1));
+}
+
+extern "c" fn mkfifo(path: [*:0]const u8, mode: std.c.mode_t) c_int;
+
+test "a FIFO with no one at the other end opens at once: for reading, blocking; for writing, ENXIO" {
+    if (builtin.os.tag != .linux) return error.SkipZigTest;
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    var dir_buf: [path_bytes_max]u8 = undefined;
+    const dir = try tmp.dir.realpath(".", &dir_buf);
+    var path_buf: [path_bytes_max]u8 = undefined;
+    const path = try std.fmt.bufPrintZ(&path_buf, "{s}/fifo", .{dir});
+    try std.testing.expectEqual(@as(c_int, 0), mkfifo(path, 0o600));
+    try std.testing.expectError(error.NXIO, open(path, .write, .{})); // no reader yet
+    const fd = try open(path, .read, .{});
+    defer close(fd) catch unreachable;
+    try std.testing.expectEqual(Kind.fifo, (try status(fd)).kind);
+    const O: std.c.O = @bitCast(@as(u32, @intCast(std.c.fcntl(fd, std.c.F.GETFL))));
+    try std.testing.expect(!O.NONBLOCK); // cleared again: reads wait as usual
+    const nb = try open(path, .read, .{ .non_blocking = true });
+    defer close(nb) catch unreachable;
+    const O2: std.c.O = @bitCast(@as(u32, @intCast(std.c.fcntl(nb, std.c.F.GETFL))));
+    try std.testing.expect(O2.NONBLOCK);
+}
+
+test "append mode survives clearing O_NONBLOCK" {
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    try tmp.dir.writeFile(.{ .sub_path = "a", .data = "xy" });
+    var dir_buf: [path_bytes_max]u8 = undefined;
+    const dir = try tmp.dir.realpath(".", &dir_buf);
+    var path_buf: [path_bytes_max]u8 = undefined;
+    const path = try std.fmt.bufPrint(&path_buf, "{s}/a", .{dir});
+    const fd = try open(path, .append, .{});
+    defer close(fd) catch unreachable;
+    const O: std.c.O = @bitCast(@as(u32, @intCast(std.c.fcntl(fd, std.c.F.GETFL))));
+    try std.testing.expect(O.APPEND and !O.NONBLOCK);
 }
 
 test "a memory file has the size asked for, zero-filled" {

@@ -7,7 +7,8 @@ const errno = @import("errno.zig");
 const Errno = errno.Errno;
 const regions = @import("regions.zig");
 
-/// One entry of the packed list, 16 bytes, as `ffi/native.ts` writes it.
+/// One entry of the packed list, 16 bytes, as `src/gather.ts` writes it (DESCRIPTOR_BYTES there). A chunk
+/// longer than `entry_bytes_max` comes as several entries, so no length ever wraps at 2^32.
 pub const Descriptor = extern struct {
     region: u32,
     offset_low: u32,
@@ -18,6 +19,11 @@ pub const Descriptor = extern struct {
         return (@as(u64, d.offset_high) << 32) | d.offset_low;
     }
 };
+
+comptime {
+    std.debug.assert(@sizeOf(Descriptor) == 16);
+    std.debug.assert(@alignOf(Descriptor) == 4);
+}
 
 /// `region` of an entry whose offset is into the staging buffer passed with
 /// the call (small plain Uint8Arrays are copied there by JS).
@@ -30,6 +36,8 @@ pub const address_region: u32 = 0xFFFF_FFFF;
 pub const iov_count_max = 1024;
 /// Limit: bytes per system call; Linux moves at most this much in one call.
 pub const call_bytes_max: u64 = 0x7fff_f000;
+/// Limit: bytes one descriptor names (JS splits longer chunks): one iovec never exceeds a call's worth.
+pub const entry_bytes_max: u32 = @intCast(call_bytes_max);
 
 /// `splice`: the memory is lent to a pipe (vmsplice): the pipe holds the pages themselves until its reader
 /// takes the bytes, so they must stay unchanged until then (Linux; ENOSYS elsewhere).
@@ -59,6 +67,7 @@ pub fn transfer(
     var count: usize = 0;
     var batch_bytes: u64 = 0;
     for (descriptors, 0..) |d, i| {
+        if (d.length > entry_bytes_max) return error.INVAL;
         const base = try address(&resolver, d, staging);
         if (i < iov_count_max) {
             iov[i] = .{ .base = base, .len = d.length };
@@ -66,7 +75,10 @@ pub fn transfer(
             batch_bytes += d.length;
         }
     }
-    if (batch_bytes > call_bytes_max) count = 0; // too much for one call: batches are built below
+    if (batch_bytes > call_bytes_max) { // too much for one call: batches are built below
+        count = 0;
+        batch_bytes = 0;
+    }
 
     var index: usize = 0; // first descriptor not wholly moved
     var skip: u64 = 0; // bytes of descriptors[index] already moved
@@ -79,6 +91,7 @@ pub fn transfer(
                 const d = descriptors[i];
                 const from = if (i == index) skip else 0;
                 const len = @min(d.length - from, call_bytes_max - batch_bytes);
+                if (len == 0) continue; // an empty entry: nothing to send, and no iovec spent on it
                 iov[count] = .{ .base = (address(&resolver, d, staging) catch unreachable) + from, .len = @intCast(len) };
                 count += 1;
                 batch_bytes += len;
@@ -157,6 +170,18 @@ inline fn address(resolver: *regions.Resolver, d: Descriptor, staging: []u8) Err
     };
 }
 
+/// Copies `length` bytes from `bytes` (a JS typed array's memory, passed by the runtime for this call only)
+/// to `staging[at..]`: small plain arrays are gathered this way, raw bytes whatever the array's element type.
+/// `length` comes from the intrinsic byteLength getter, read with no user code run since; the staging
+/// bounds are checked here. Returns `at + length`, where the next copy goes.
+pub fn stage(staging: []u8, at: u64, bytes: ?[*]const u8, length: u64) Errno!u64 {
+    if (at > staging.len or length > staging.len - at) return error.FAULT;
+    if (length == 0) return at;
+    const from = bytes orelse return error.FAULT;
+    @memcpy(staging[@intCast(at)..][0..@intCast(length)], from[0..@intCast(length)]);
+    return at + length;
+}
+
 fn stagingEntry(offset: u32, length: u32) Descriptor {
     return .{ .region = staging_region, .offset_low = offset, .offset_high = 0, .length = length };
 }
@@ -191,6 +216,57 @@ test "one call at most when asked, and bad entries refused before any byte moves
     const good = [_]Descriptor{ stagingEntry(0, 2), stagingEntry(2, 0), stagingEntry(2, 2) };
     try transfer(.write, fds[1], &good, &staging, 1, &done);
     try std.testing.expectEqual(@as(u64, 4), done);
+}
+
+test "a list over a call's worth goes out in calls of at most call_bytes_max, all of it" {
+    // /dev/null takes every byte without reading them: addresses far past real memory never fault.
+    const fd = try std.posix.open("/dev/null", .{ .ACCMODE = .WRONLY }, 0);
+    defer std.posix.close(fd);
+    const base: u64 = 0x7000_0000_0000;
+    const list = [_]Descriptor{
+        .{ .region = address_region, .offset_low = 0, .offset_high = @intCast(base >> 32), .length = entry_bytes_max },
+        .{ .region = address_region, .offset_low = entry_bytes_max, .offset_high = @intCast(base >> 32), .length = entry_bytes_max },
+        .{ .region = address_region, .offset_low = 2 * entry_bytes_max, .offset_high = @intCast(base >> 32), .length = 16384 },
+    };
+    var done: u64 = 0;
+    try transfer(.write, fd, &list, &.{}, 0, &done);
+    try std.testing.expectEqual(2 * @as(u64, entry_bytes_max) + 16384, done);
+}
+
+test "empty entries never end a write early, however many come first" {
+    const fds = try std.posix.pipe();
+    defer std.posix.close(fds[0]);
+    defer std.posix.close(fds[1]);
+    var staging = [_]u8{ 'a', 'b' } ++ [_]u8{0} ** (3 * iov_count_max);
+    var list: [3 * iov_count_max]Descriptor = undefined;
+    for (&list) |*d| d.* = stagingEntry(0, 0);
+    list[0] = stagingEntry(0, 1);
+    list[list.len - 1] = stagingEntry(1, 1);
+    var done: u64 = 0;
+    try transfer(.write, fds[1], &list, &staging, 0, &done);
+    try std.testing.expectEqual(@as(u64, 2), done);
+    var back: [2]u8 = undefined;
+    _ = try std.posix.read(fds[0], &back);
+    try std.testing.expectEqualStrings("ab", &back);
+}
+
+test "entries longer than a call's worth are refused before any byte moves" {
+    var staging = [_]u8{0} ** 4;
+    var done: u64 = 0;
+    const long = [_]Descriptor{.{ .region = address_region, .offset_low = 4096, .offset_high = 0, .length = entry_bytes_max + 1 }};
+    try std.testing.expectError(error.INVAL, transfer(.write, 1, &long, &staging, 0, &done));
+    try std.testing.expectEqual(@as(u64, 0), done);
+}
+
+test "stage copies raw bytes within staging and refuses what does not fit" {
+    var staging = [_]u8{0} ** 8;
+    const from = [_]u8{ 1, 2, 3 };
+    try std.testing.expectEqual(@as(u64, 5), try stage(&staging, 2, &from, 3));
+    try std.testing.expectEqualSlices(u8, &.{ 0, 0, 1, 2, 3, 0, 0, 0 }, &staging);
+    try std.testing.expectError(error.FAULT, stage(&staging, 6, &from, 3));
+    try std.testing.expectError(error.FAULT, stage(&staging, 9, &from, 0));
+    try std.testing.expectError(error.FAULT, stage(&staging, 0, null, 1));
+    try std.testing.expectEqual(@as(u64, 8), try stage(&staging, 8, null, 0));
 }
 
 test "scatter read stops at end of file" {

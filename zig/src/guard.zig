@@ -1,35 +1,36 @@
-//! The signal guard, for the two ways a mapped file can kill a JS process.
+//! The SIGBUS guard: a mapped file whose pages cannot be brought in must not
+//! kill the JS process.
 //!
-//! SIGBUS: a page of a file mapping past the file's end (another process
-//! truncated it) faults on the next touch. The handler maps a zero page over
-//! the lost one, so the access retries and reads zeros, and records the fault
-//! on the region; pageio's next call on that mapping reports it.
+//! A page of a file mapping faults with SIGBUS when the file no longer has it
+//! (another process truncated it), when its filesystem has no room for it (a
+//! sparse file on a full disk or tmpfs), or when it cannot be read (an I/O
+//! error). The handler tells these apart (fstat and fstatfs are plain system
+//! calls, safe in a signal handler), records the cause on the region, and maps
+//! zero pages over the region from the lost page to its end in ONE mmap, so
+//! the access retries and reads zeros. A region then has at most two parts
+//! (file, then zeros) whatever the fault pattern: the process never runs out
+//! of VMAs (vm.max_map_count). pageio's next use of the region reports the
+//! cause; its zeros never go out as data.
 //!
-//! SIGSEGV: JS cannot make a view read-only, so `bytes[i] = x` on a read-only
-//! mapping faults. The handler gives that one page a private copy (copy on
-//! write, by hand) and the write retries; the file never sees it.
+//! Writes into a mapping opened without `write` need no handler: such mappings
+//! are private and writable, the kernel's own copy-on-write.
 //!
 //! Faults outside pageio's file mappings go to the handler that was there
-//! before (V8's and JSC's own rely on that). Linux only for now; elsewhere
-//! install() does nothing and read-only mappings are made copy-on-write.
+//! before (V8's and JSC's own rely on that). Linux only for now.
 const std = @import("std");
 const builtin = @import("builtin");
 const regions = @import("regions.zig");
+const errno = @import("errno.zig");
+const Errno = errno.Errno;
 
 const linux = std.os.linux;
-const enabled = builtin.os.tag == .linux;
+pub const enabled = builtin.os.tag == .linux;
 
 var installed = std.atomic.Value(bool).init(false);
 var previous_bus: if (enabled) linux.Sigaction else void = undefined;
-var previous_segv: if (enabled) linux.Sigaction else void = undefined;
 var page_size_bytes: usize = 4096;
 /// SIGBUS faults the guard has absorbed (for tests and diagnostics).
 pub var fault_count = std.atomic.Value(u64).init(0);
-/// Pages of read-only mappings the guard copied privately because JS wrote to them.
-pub var private_copy_count = std.atomic.Value(u64).init(0);
-
-/// Whether read-only file mappings can rely on the guard (else they are mapped copy-on-write).
-pub const guards_read_only_writes = enabled;
 
 /// Installs the handler once, when the first file mapping is made.
 pub fn install(page_size: usize) void {
@@ -42,63 +43,130 @@ pub fn install(page_size: usize) void {
         .flags = linux.SA.SIGINFO | linux.SA.ONSTACK,
     };
     _ = linux.sigaction(linux.SIG.BUS, &bus, &previous_bus);
-    const segv: linux.Sigaction = .{
-        .handler = .{ .sigaction = handleSegv },
-        .mask = linux.empty_sigset,
-        .flags = linux.SA.SIGINFO | linux.SA.ONSTACK,
-    };
-    _ = linux.sigaction(linux.SIG.SEGV, &segv, &previous_segv);
 }
 
-const SEGV_ACCERR = 2; // si_code: a write to a page mapped without PROT_WRITE
-const MREMAP_MAYMOVE = 1;
-const MREMAP_FIXED = 2;
+const F_DUPFD_CLOEXEC = 1030;
 
-fn handleSegv(signal: i32, info: *const linux.siginfo_t, context: ?*anyopaque) callconv(.C) void {
-    const address = @intFromPtr(info.fields.sigfault.addr);
-    if (info.code == SEGV_ACCERR and regions.isReadOnlyFile(address)) {
-        if (privateCopy(std.mem.alignBackward(usize, address, page_size_bytes))) {
-            _ = private_copy_count.fetchAdd(1, .monotonic);
-            return; // the write runs again, on this process's own copy of the page
+/// Files the guard keeps a descriptor on, one per file however many mappings it has (PageReader windows).
+/// Limit: as many as there can be regions.
+const Watched = struct { dev: u64, ino: u64, fd: i32, refs: u32 };
+var watched: [regions.region_count_max]Watched = undefined;
+var watched_count: usize = 0;
+var watched_mutex: std.Thread.Mutex = .{};
+
+/// A descriptor of the guard's own on `fd`'s file, for the handler's fstat (the caller may close theirs at
+/// once), shared by every mapping of that file; -1 where there is no guard. Give it back with `unwatch`.
+pub fn watch(fd: i32) Errno!i32 {
+    if (!enabled) return -1;
+    var st: linux.Stat = undefined;
+    if (linux.E.init(linux.fstat(fd, &st)) != .SUCCESS) return error.BADF;
+    watched_mutex.lock();
+    defer watched_mutex.unlock();
+    for (watched[0..watched_count]) |*w| {
+        if (w.dev == st.dev and w.ino == st.ino) {
+            w.refs += 1;
+            return w.fd;
         }
     }
-    chain(&previous_segv, signal, info, context);
+    const rc = linux.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (linux.E.init(rc) != .SUCCESS) return errno.fromE(linux.E.init(rc));
+    std.debug.assert(watched_count < watched.len); // one per region at most
+    watched[watched_count] = .{ .dev = st.dev, .ino = st.ino, .fd = @intCast(rc), .refs = 1 };
+    watched_count += 1;
+    return @intCast(rc);
 }
 
-/// Replaces the read-only page at `page` by a private writable copy of it: copy into a fresh anonymous
-/// page, then move that page over the original in one mremap. Raw system calls only.
-fn privateCopy(page: usize) bool {
-    const fresh = linux.mmap(null, page_size_bytes, linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true }, -1, 0);
-    if (linux.E.init(fresh) != .SUCCESS) return false;
-    const to: [*]u8 = @ptrFromInt(fresh);
-    const from: [*]const u8 = @ptrFromInt(page);
-    @memcpy(to[0..page_size_bytes], from[0..page_size_bytes]); // a truncated page reads as zeros (SIGBUS guard)
-    const moved = linux.syscall5(.mremap, fresh, page_size_bytes, page_size_bytes, MREMAP_MAYMOVE | MREMAP_FIXED, page);
-    if (linux.E.init(moved) == .SUCCESS) return true;
-    _ = linux.munmap(to, page_size_bytes);
-    return false;
+/// Gives back a descriptor from `watch`; the last mapping of its file closes it.
+pub fn unwatch(fd: i32) void {
+    if (fd < 0) return;
+    watched_mutex.lock();
+    defer watched_mutex.unlock();
+    for (watched[0..watched_count], 0..) |*w, i| {
+        if (w.fd != fd) continue;
+        w.refs -= 1;
+        if (w.refs > 0) return;
+        _ = linux.close(fd);
+        watched_count -= 1;
+        watched[i] = watched[watched_count];
+        return;
+    }
+    unreachable; // every descriptor given back was handed out
 }
 
 fn handleBus(signal: i32, info: *const linux.siginfo_t, context: ?*anyopaque) callconv(.C) void {
     // si_code > 0: the kernel raised it for a memory access (BUS_ADRERR…); kill() and tkill() carry no address.
     const address = @intFromPtr(info.fields.sigfault.addr);
-    if (info.code > 0 and regions.markFault(address)) {
-        // Raw system call: nothing here may take a lock or allocate.
-        const page = std.mem.alignBackward(usize, address, page_size_bytes);
-        const rc = linux.mmap(
-            @ptrFromInt(page),
-            page_size_bytes,
-            linux.PROT.READ | linux.PROT.WRITE,
-            .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .FIXED = true },
-            -1,
-            0,
-        );
-        if (linux.E.init(rc) == .SUCCESS) {
-            _ = fault_count.fetchAdd(1, .monotonic);
-            return; // the access runs again, on the zero page
+    if (info.code > 0) {
+        if (regions.fileRegionHolding(address)) |region| {
+            if (absorb(region, address)) {
+                _ = fault_count.fetchAdd(1, .monotonic);
+                return; // the access runs again, on a zero page
+            }
         }
     }
     chain(&previous_bus, signal, info, context);
+}
+
+/// Records why the page at `address` is lost and maps zeros from there to the region's end.
+/// Raw system calls only: nothing here may take a lock or allocate.
+fn absorb(region: regions.FileRegion, address: usize) bool {
+    const page = std.mem.alignBackward(usize, address, page_size_bytes);
+    const end = std.mem.alignForward(usize, region.base + region.len, page_size_bytes);
+    const lost = classify(region, page);
+    const rc = linux.mmap(
+        @ptrFromInt(lost.from),
+        end - lost.from,
+        linux.PROT.READ | linux.PROT.WRITE,
+        .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .FIXED = true, .NORESERVE = true },
+        -1,
+        0,
+    );
+    if (linux.E.init(rc) != .SUCCESS) return false;
+    regions.recordFault(region.index, lost.fault);
+    return true;
+}
+
+/// Why `page` of `region` faulted, and the first address whose bytes are gone with it: for a truncation,
+/// everything past the page holding the file's new end; otherwise the faulting page on.
+fn classify(region: regions.FileRegion, page: usize) struct { fault: regions.Fault, from: usize } {
+    const page_offset = region.file_offset + (page - region.base); // the file offset of the faulting page
+    var st: linux.Stat = undefined;
+    if (linux.E.init(linux.fstat(region.fd, &st)) != .SUCCESS) return .{ .fault = .io, .from = page };
+    const size: u64 = @intCast(@max(st.size, 0));
+    if (size <= page_offset) {
+        const kept = if (size > region.file_offset) std.mem.alignForward(u64, size - region.file_offset, page_size_bytes) else 0;
+        return .{ .fault = .truncated, .from = region.base + @min(kept, page - region.base) };
+    }
+    return .{ .fault = if (fileSystemFull(region.fd)) .no_space else .io, .from = page };
+}
+
+/// struct statfs of 64-bit Linux: every field a word but f_fsid.
+const StatFs = extern struct {
+    type: i64,
+    bsize: i64,
+    blocks: u64,
+    bfree: u64,
+    bavail: u64,
+    files: u64,
+    ffree: u64,
+    fsid: [2]i32,
+    namelen: i64,
+    frsize: i64,
+    flags: i64,
+    spare: [4]i64,
+};
+comptime {
+    std.debug.assert(@sizeOf(StatFs) == 120); // what the kernel writes (fstatfs on x86-64 and arm64)
+}
+
+/// Whether `fd`'s filesystem has no block left for this process: a page the kernel could not allocate there
+/// is ENOSPC, not an I/O error.
+fn fileSystemFull(fd: i32) bool {
+    if (@sizeOf(usize) != 8) return false;
+    var fs: StatFs = undefined;
+    const rc = linux.syscall2(.fstatfs, @bitCast(@as(isize, fd)), @intFromPtr(&fs));
+    if (linux.E.init(rc) != .SUCCESS) return false;
+    return fs.blocks != 0 and (fs.bavail == 0 or fs.bfree == 0);
 }
 
 /// Hands a fault that is not pageio's to whoever handled the signal before.
@@ -115,50 +183,91 @@ fn chain(previous: *const linux.Sigaction, signal: i32, info: *const linux.sigin
     _ = linux.tkill(linux.gettid(), signal);
 }
 
-test "a truncated file's pages read as zeros and the region records the fault" {
+/// Memory areas (VMAs) of this process that overlap [base, base + len), from /proc/self/maps (tests only).
+pub fn vmasOverlapping(base: usize, len: usize) !usize {
+    var buffer: [1 << 20]u8 = undefined;
+    const maps = try std.fs.cwd().readFile("/proc/self/maps", &buffer);
+    var count: usize = 0;
+    var lines = std.mem.splitScalar(u8, maps, '\n');
+    while (lines.next()) |line| {
+        const dash = std.mem.indexOfScalar(u8, line, '-') orelse continue;
+        const space = std.mem.indexOfScalar(u8, line, ' ') orelse continue;
+        const start = try std.fmt.parseInt(usize, line[0..dash], 16);
+        const stop = try std.fmt.parseInt(usize, line[dash + 1 .. space], 16);
+        if (start < base + len and stop > base) count += 1;
+    }
+    return count;
+}
+
+test "a truncated file's pages read as zeros, its tail is one replacement, and the region records why" {
     if (!enabled) return error.SkipZigTest;
     const mapping = @import("mapping.zig");
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     const page = mapping.pageSize();
+    const pages = 64;
     const file = try tmp.dir.createFile("cut", .{ .read = true });
     defer file.close();
-    try file.setEndPos(3 * page);
+    try file.setEndPos(pages * page);
     const marks = [_]u8{ 0xAB, 0xAB };
     _ = try file.pwriteAll(&marks, 0);
     _ = try file.pwriteAll(&marks, 2 * page + 5);
-    const m = try mapping.mapFile(file.handle, 0, 3 * page, .{});
+    const m = try mapping.mapFile(file.handle, 0, pages * page, .{});
     defer mapping.unmap(m.region) catch unreachable;
     const bytes: [*]volatile u8 = @ptrFromInt(m.address);
     try std.testing.expectEqual(@as(u8, 0xAB), bytes[0]);
     try std.testing.expectEqual(@as(u8, 0xAB), bytes[2 * page + 5]);
-    try file.setEndPos(page); // another descriptor cuts the file to one page
+    try file.setEndPos(page + 1); // another descriptor cuts the file into its second page
     const before = fault_count.load(.monotonic);
-    try std.testing.expectEqual(@as(u8, 0), bytes[2 * page + 5]); // SIGBUS without the guard
+    var page_index: usize = 2;
+    while (page_index < pages) : (page_index += 2) { // every other page: SIGBUS each without the guard
+        try std.testing.expectEqual(@as(u8, 0), bytes[page_index * page + 5]);
+    }
     try std.testing.expectEqual(@as(u8, 0xAB), bytes[1]);
-    try std.testing.expectEqual(before + 1, fault_count.load(.monotonic));
-    try std.testing.expect((try regions.lookup(m.region)).faulted);
+    try std.testing.expectEqual(@as(u8, 0), bytes[page + 7]); // the page holding the new end is the file's
+    try std.testing.expectEqual(before + 1, fault_count.load(.monotonic)); // one fault took the whole tail
+    try std.testing.expectEqual(regions.Fault.truncated, (try regions.lookup(m.region)).fault);
+    try std.testing.expectEqual(@as(usize, 2), try vmasOverlapping(m.address, pages * page));
 }
 
-test "a write to a read-only file mapping gets a private copy of its page; the file never sees it" {
+test "a fault that is not a truncation is told apart: the file still has the page" {
     if (!enabled) return error.SkipZigTest;
     const mapping = @import("mapping.zig");
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     const page = mapping.pageSize();
-    const file = try tmp.dir.createFile("ro", .{ .read = true });
+    const file = try tmp.dir.createFile("whole", .{ .read = true });
     defer file.close();
-    try file.setEndPos(2 * page);
-    _ = try file.pwriteAll("abc", page);
-    const m = try mapping.mapFile(file.handle, 0, 2 * page, .{});
+    try file.setEndPos(4 * page);
+    const m = try mapping.mapFile(file.handle, 0, 4 * page, .{});
     defer mapping.unmap(m.region) catch unreachable;
-    const bytes: [*]volatile u8 = @ptrFromInt(m.address);
-    const before = private_copy_count.load(.monotonic);
-    bytes[page + 1] = 'X'; // SIGSEGV without the guard
-    try std.testing.expectEqual(@as(u8, 'X'), bytes[page + 1]);
-    try std.testing.expectEqual(@as(u8, 'a'), bytes[page]); // the rest of the page was copied
-    try std.testing.expectEqual(before + 1, private_copy_count.load(.monotonic));
-    var on_disk: [3]u8 = undefined;
-    _ = try file.preadAll(&on_disk, page);
-    try std.testing.expectEqualStrings("abc", &on_disk);
+    const found = regions.fileRegionHolding(m.address + 2 * page).?;
+    const lost = classify(found, m.address + 2 * page);
+    try std.testing.expect(lost.fault != .truncated);
+    try std.testing.expectEqual(m.address + 2 * page, lost.from);
+    try file.setEndPos(page / 2);
+    const cut = classify(found, m.address + 2 * page);
+    try std.testing.expectEqual(regions.Fault.truncated, cut.fault);
+    try std.testing.expectEqual(m.address + page, cut.from); // the page holding the new end stays
+}
+
+test "mappings of one file share one watched descriptor, closed with the last" {
+    if (!enabled) return error.SkipZigTest;
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    const a = try tmp.dir.createFile("a", .{ .read = true });
+    defer a.close();
+    const b = try tmp.dir.createFile("b", .{ .read = true });
+    defer b.close();
+    const again = try tmp.dir.openFile("a", .{});
+    defer again.close();
+    const first = try watch(a.handle);
+    try std.testing.expectEqual(first, try watch(again.handle)); // another descriptor, the same file
+    const other = try watch(b.handle);
+    try std.testing.expect(other != first);
+    unwatch(first);
+    try std.testing.expect(linux.E.init(linux.fcntl(first, linux.F.GETFD, 0)) == .SUCCESS); // still held
+    unwatch(first);
+    try std.testing.expect(linux.E.init(linux.fcntl(first, linux.F.GETFD, 0)) == .BADF);
+    unwatch(other);
 }

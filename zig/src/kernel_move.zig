@@ -20,7 +20,9 @@ pub fn move(kind: Kind, fd_in: i32, offset_in: u64, fd_out: i32, len: u64, done:
     if (builtin.os.tag != .linux) return error.NOSYS;
     if (offset_in > std.math.maxInt(i64) or len > std.math.maxInt(i64) - offset_in) return error.INVAL;
     const linux = std.os.linux;
-    if (kind == .copy_file_range) reserveBlocks(fd_out, len);
+    const reserved = if (kind == .copy_file_range) reserveBlocks(fd_out, len) else null;
+    // A copy that stops short gives back the blocks it reserved and did not fill.
+    defer if (reserved) |r| if (done.* < r.len) releaseBlocks(fd_out, r.start + done.*, r.start + r.len);
     var offset: i64 = @intCast(offset_in);
     while (done.* < len) {
         const want: usize = @intCast(@min(len - done.*, gather.call_bytes_max));
@@ -45,13 +47,30 @@ const reserve_bytes_min: u64 = 1 << 20;
 
 /// Reserves the target's blocks for a big copy in one go (fallocate, keeping the size: a copy that fails midway
 /// leaves the file's length as the bytes written say). A filesystem that allocates block by block while copying
-/// is about a third slower on ext4. Best effort: a filesystem that cannot is simply not helped.
-fn reserveBlocks(fd: i32, len: u64) void {
-    if (len < reserve_bytes_min) return;
+/// is about a third slower on ext4. Best effort: a filesystem that cannot is simply not helped. Returns the
+/// span reserved (from the target's position), or null.
+fn reserveBlocks(fd: i32, len: u64) ?struct { start: u64, len: u64 } {
+    if (len < reserve_bytes_min) return null;
     const linux = std.os.linux;
     const position = linux.lseek(fd, 0, linux.SEEK.CUR);
-    if (linux.E.init(position) != .SUCCESS) return;
-    _ = linux.fallocate(fd, linux.FALLOC.FL_KEEP_SIZE, @intCast(position), @intCast(len));
+    if (linux.E.init(position) != .SUCCESS) return null;
+    if (linux.E.init(linux.fallocate(fd, linux.FALLOC.FL_KEEP_SIZE, @intCast(position), @intCast(len))) != .SUCCESS) return null;
+    return .{ .start = position, .len = len };
+}
+
+/// Gives back reserved blocks in `[from, to)` that lie past the target's end: inside the file they hold its
+/// data (a copy over existing bytes), past it only the reservation. The size stays as it is.
+fn releaseBlocks(fd: i32, from: u64, to: u64) void {
+    const linux = std.os.linux;
+    var st: linux.Stat = undefined;
+    if (linux.E.init(linux.fstat(fd, &st)) != .SUCCESS) return;
+    const start = @max(from, @as(u64, @intCast(@max(st.size, 0))));
+    if (start >= to) return;
+    const flags = linux.FALLOC.FL_PUNCH_HOLE | linux.FALLOC.FL_KEEP_SIZE;
+    _ = linux.fallocate(fd, flags, @intCast(start), @intCast(to - start));
+    // ext4 punches no hole past the end; setting the size it already has drops blocks there. (A process
+    // appending to this very file in the microseconds between fstat and here would lose that append.)
+    _ = linux.ftruncate(fd, st.size);
 }
 
 test "copy_file_range and sendfile move a file span to another file" {
@@ -93,4 +112,36 @@ test "a big copy reserves its blocks but the target's size is what was copied" {
     defer std.testing.allocator.free(back);
     _ = try std.posix.pread(out.handle, back, 0);
     try std.testing.expectEqualSlices(u8, data[1 << 20 ..], back);
+}
+
+test "a big copy that stops short keeps no reservation past what it wrote, nor touches the bytes it did not copy" {
+    if (builtin.os.tag != .linux) return error.SkipZigTest;
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    const data = try std.testing.allocator.alloc(u8, 1 << 20);
+    defer std.testing.allocator.free(data);
+    @memset(data, 5);
+    try tmp.dir.writeFile(.{ .sub_path = "in", .data = data });
+    const in = try tmp.dir.openFile("in", .{});
+    defer in.close();
+    // The target already holds 2 MiB past which the copy reaches: those bytes must survive the release.
+    const old = try std.testing.allocator.alloc(u8, 2 << 20);
+    defer std.testing.allocator.free(old);
+    @memset(old, 9);
+    try tmp.dir.writeFile(.{ .sub_path = "out", .data = old });
+    const out = try tmp.dir.openFile("out", .{ .mode = .read_write });
+    defer out.close();
+    var done: u64 = 0;
+    // Asks for 64 MiB of a 1 MiB source: ENODATA after 1 MiB, as when the source was truncated under a reader.
+    try std.testing.expectError(error.NODATA, move(.copy_file_range, in.handle, 0, out.handle, 64 << 20, &done));
+    try std.testing.expectEqual(@as(u64, 1 << 20), done);
+    const st = try std.posix.fstat(out.handle);
+    try std.testing.expectEqual(@as(i64, 2 << 20), st.size);
+    // 512-byte units; a little slack for the filesystem's own metadata blocks.
+    try std.testing.expect(@as(u64, @intCast(st.blocks)) * 512 <= (2 << 20) + (256 << 10));
+    const back = try std.testing.allocator.alloc(u8, 2 << 20);
+    defer std.testing.allocator.free(back);
+    _ = try std.posix.pread(out.handle, back, 0);
+    try std.testing.expectEqualSlices(u8, data, back[0 .. 1 << 20]);
+    try std.testing.expectEqualSlices(u8, old[1 << 20 ..], back[1 << 20 ..]);
 }

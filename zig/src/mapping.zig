@@ -17,6 +17,9 @@ const madv = struct {
     const sequential = 2;
     const willneed = 3;
     const dontneed = 4;
+    /// Linux 5.14: fault the pages in for reading (no copy-on-write copies, unlike MAP_POPULATE on a
+    /// private writable mapping).
+    const populate_read = 22;
 };
 
 /// The OS page size at run time (16 KiB on Apple silicon, 4 KiB on x86-64).
@@ -42,24 +45,37 @@ pub fn mapFile(fd: i32, offset: u64, len: u64, options: Options) Errno!Mapped {
     if (len == 0 or offset % pageSize() != 0) return error.INVAL;
     if (offset > st.size or len > st.size - offset) return error.NXIO;
     if (offset > std.math.maxInt(i64) or len > std.math.maxInt(usize)) return error.OVERFLOW;
-    var flags: std.c.MAP = .{ .TYPE = if (options.write and !options.private) .SHARED else .PRIVATE };
-    if (@hasField(std.c.MAP, "POPULATE")) flags.POPULATE = options.populate;
+    // JS cannot make a view read-only, so every mapping is writable: without `write` it is private, and a
+    // write to `bytes` gets the kernel's copy-on-write (reads still share the page cache). NORESERVE: only
+    // the pages JS writes take memory, so a file larger than RAM still maps under the default overcommit.
+    const shared = options.write and !options.private;
+    var flags: std.c.MAP = .{ .TYPE = if (shared) .SHARED else .PRIVATE };
+    if (@hasField(std.c.MAP, "NORESERVE")) flags.NORESERVE = !shared;
+    // MAP_POPULATE on a private writable mapping would copy every page; those are populated for reading below.
+    const populate_now = options.populate and shared and @hasField(std.c.MAP, "POPULATE");
+    if (populate_now) flags.POPULATE = true;
     guard.install(pageSize());
-    if (options.write) return mapAndRegister(len, true, flags, fd, @intCast(offset), options.populate, .file);
-    // JS cannot make a view read-only, so `bytes[i] = x` on a PROT_READ page would be SIGSEGV. Where the
-    // guard copies such a page privately, map read-only and shared (the page cache, faulted in fast);
-    // elsewhere map copy-on-write (slower to fault in: the kernel maps private pages one at a time).
-    if (guard.guards_read_only_writes) {
-        flags.TYPE = .SHARED;
-        return mapAndRegister(len, false, flags, fd, @intCast(offset), options.populate, .file_read_only);
-    }
-    return mapAndRegister(len, true, flags, fd, @intCast(offset), false, .file);
+    const own_fd = try guard.watch(fd);
+    errdefer guard.unwatch(own_fd);
+    const memory = std.c.mmap(null, @intCast(len), std.c.PROT.READ | std.c.PROT.WRITE, flags, fd, @intCast(offset));
+    if (@intFromPtr(memory) == std.math.maxInt(usize)) return errno.last();
+    errdefer _ = std.c.munmap(@alignCast(memory), @intCast(len));
+    if (options.populate and !populate_now) populate(@intFromPtr(memory), len);
+    const region = try regions.registerFile(@intFromPtr(memory), @intCast(len), own_fd, offset);
+    return checked(region, @intFromPtr(memory));
+}
+
+/// Faults `[address, address + len)` in for reading, or asks for read-ahead where that is not possible.
+/// A hint: a failure (the file shrank meanwhile) shows at the first touch, as without it.
+fn populate(address: usize, len: u64) void {
+    if (builtin.os.tag == .linux and std.c.madvise(@ptrFromInt(address), @intCast(len), madv.populate_read) == 0) return;
+    _ = std.c.madvise(@ptrFromInt(address), @intCast(len), madv.willneed); // before Linux 5.14, and elsewhere
 }
 
 pub fn mapAnonymous(len: u64, shared: bool) Errno!Mapped {
     if (len == 0) return error.INVAL;
     const flags: std.c.MAP = .{ .TYPE = if (shared) .SHARED else .PRIVATE, .ANONYMOUS = true };
-    return mapAndRegister(len, true, flags, -1, 0, false, if (shared) .anonymous_shared else .anonymous);
+    return mapAndRegister(len, flags, if (shared) .anonymous_shared else .anonymous);
 }
 
 /// Gives `[offset, offset + len)` of a private anonymous region fresh zeroed pages at the same addresses
@@ -74,17 +90,17 @@ pub fn replacePages(region: regions.Id, offset: u64, len: u64) Errno!void {
     if (@intFromPtr(memory) == std.math.maxInt(usize)) return errno.last();
 }
 
-fn mapAndRegister(len: u64, writable: bool, flags: std.c.MAP, fd: i32, offset: i64, populate: bool, kind: regions.Kind) Errno!Mapped {
-    const prot: c_uint = if (writable) std.c.PROT.READ | std.c.PROT.WRITE else std.c.PROT.READ;
-    const memory = std.c.mmap(null, @intCast(len), prot, flags, fd, offset);
+fn mapAndRegister(len: u64, flags: std.c.MAP, kind: regions.Kind) Errno!Mapped {
+    const memory = std.c.mmap(null, @intCast(len), std.c.PROT.READ | std.c.PROT.WRITE, flags, -1, 0);
     if (@intFromPtr(memory) == std.math.maxInt(usize)) return errno.last();
-    const address = @intFromPtr(memory);
-    // Where MAP_POPULATE does not exist, ask for read-ahead instead.
-    if (populate and !@hasField(std.c.MAP, "POPULATE")) _ = std.c.madvise(@alignCast(memory), @intCast(len), madv.willneed);
-    const region = regions.register(address, @intCast(len), kind) catch |err| {
+    const region = regions.register(@intFromPtr(memory), @intCast(len), kind) catch |err| {
         _ = std.c.munmap(@alignCast(memory), @intCast(len));
         return err;
     };
+    return checked(region, @intFromPtr(memory));
+}
+
+fn checked(region: regions.Id, address: usize) Mapped {
     std.debug.assert(address <= errno.max_exact); // addresses cross to JS as doubles
     return .{ .region = region, .address = address };
 }
@@ -93,6 +109,7 @@ pub fn unmap(region: regions.Id) Errno!void {
     const r = try regions.unregister(region);
     const rc = std.c.munmap(@ptrFromInt(r.base), r.len);
     std.debug.assert(rc == 0); // a registered region is always a whole mapping
+    guard.unwatch(r.fd); // after the munmap: the handler may fstat it until then
 }
 
 /// The madvise names of `Mapping.advise`, in the TypeScript order.
@@ -175,4 +192,31 @@ test "replacePages gives a private region fresh pages in place, and refuses anyt
     const s = try mapAnonymous(page, true);
     defer unmap(s.region) catch {};
     try std.testing.expectError(error.INVAL, replacePages(s.region, 0, page)); // shared memory is not ours to swap
+}
+
+test "writes into a mapping without write stay private, take no extra memory areas, and dontneed drops them" {
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    const page = pageSize();
+    const pages = 32;
+    const handle = try tmp.dir.createFile("ro", .{ .read = true });
+    defer handle.close();
+    try handle.setEndPos(pages * page);
+    _ = try handle.pwriteAll("abc", page);
+    const m = try mapFile(handle.handle, 0, pages * page, .{ .populate = true });
+    defer unmap(m.region) catch unreachable;
+    const bytes: [*]volatile u8 = @ptrFromInt(m.address);
+    var i: usize = 0;
+    while (i < pages) : (i += 2) bytes[i * page + 1] = 'X'; // every other page: a private copy each
+    try std.testing.expectEqual(@as(u8, 'X'), bytes[1]);
+    try std.testing.expectEqual(@as(u8, 'a'), bytes[page]); // an untouched page is the file's
+    var on_disk: [3]u8 = undefined;
+    _ = try handle.preadAll(&on_disk, page);
+    try std.testing.expectEqualStrings("abc", &on_disk);
+    if (guard.enabled) try std.testing.expectEqual(@as(usize, 1), try guard.vmasOverlapping(m.address, pages * page));
+    try advise(m.region, 0, pages * page, .dontneed); // drops the private copies: the file's bytes again
+    try std.testing.expectEqual(@as(u8, 0), bytes[1]);
+    bytes[page + 1] = 'Y';
+    try advise(m.region, page, 1, .dontneed);
+    try std.testing.expectEqual(@as(u8, 'b'), bytes[page + 1]);
 }

@@ -234,8 +234,10 @@ pub const Blocking = enum(u32) {
     no = 0,
     /// Blocking, but never waits for a peer (regular file, block device, directory): always ready.
     never_waits = 1,
-    /// Blocking and may wait for a peer (pipe, socket, terminal): off the JS thread only.
+    /// Blocking and may wait for a peer (pipe, socket): a big write only off the JS thread.
     may_wait = 2,
+    /// A blocking character device (terminal, /dev/null): once poll says ready, the call does not wait.
+    device = 3,
 };
 
 pub fn blocking(fd: i32) Errno!Blocking {
@@ -245,7 +247,8 @@ pub fn blocking(fd: i32) Errno!Blocking {
     var st: std.c.Stat = undefined;
     if (std.c.fstat(fd, &st) != 0) return errno.last();
     const kind = st.mode & std.c.S.IFMT;
-    return if (kind == std.c.S.IFREG or kind == std.c.S.IFBLK or kind == std.c.S.IFDIR) .never_waits else .may_wait;
+    if (kind == std.c.S.IFREG or kind == std.c.S.IFBLK or kind == std.c.S.IFDIR) return .never_waits;
+    return if (kind == std.c.S.IFCHR) .device else .may_wait;
 }
 
 test "blocking tells the three kinds apart" {
@@ -259,6 +262,9 @@ test "blocking tells the three kinds apart" {
     const file = std.c.open("/proc/self/exe", .{});
     defer _ = std.c.close(file);
     try std.testing.expectEqual(Blocking.never_waits, try blocking(file));
+    const null_fd = std.c.open("/dev/null", .{});
+    defer _ = std.c.close(null_fd);
+    try std.testing.expectEqual(Blocking.device, try blocking(null_fd));
     try std.testing.expectError(error.BADF, blocking(-1));
 }
 

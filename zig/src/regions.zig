@@ -21,8 +21,12 @@ const Slot = struct {
     /// Read by the SIGBUS handler without the lock: set last on register, cleared first on unregister.
     live: bool = false,
     kind: Kind = .anonymous,
-    /// The SIGBUS guard replaced a page of it: the file was truncated under the mapping.
-    faulted: bool = false,
+    /// File mappings: a descriptor of the region's own on its file (the SIGBUS handler's fstat needs one,
+    /// whatever the caller does with theirs), and the file offset of `base`.
+    fd: i32 = -1,
+    file_offset: u64 = 0,
+    /// Set by the SIGBUS guard (atomically, from a signal handler): why some of its pages are zeros now.
+    fault: Fault = .none,
 };
 
 var slots: [region_count_max]Slot = [_]Slot{.{}} ** region_count_max;
@@ -32,14 +36,46 @@ var fresh_count: usize = 0;
 // Deno's non-blocking FFI calls run on other threads; the table is shared.
 var mutex: std.Thread.Mutex = .{};
 
-pub const Region = struct { base: usize, len: usize, faulted: bool = false, kind: Kind = .anonymous };
+pub const Region = struct { base: usize, len: usize, fault: Fault = .none, kind: Kind = .anonymous, fd: i32 = -1 };
 
-/// What a region maps: anonymous memory, a file that may be written through the mapping, or a file mapped
-/// read-only (whose pages the guard copies privately on a write instead of letting it fault).
-pub const Kind = enum { anonymous, anonymous_shared, file, file_read_only };
+/// What a region maps: anonymous memory (private or shared) or a file.
+pub const Kind = enum { anonymous, anonymous_shared, file };
+
+/// Why the SIGBUS guard put zero pages into a file region. Its bytes from there on are not the file's, so
+/// nothing sends them as data: each use of the region fails with `errno()`.
+pub const Fault = enum(u8) {
+    none,
+    /// The file is shorter than the faulting offset now (truncated under the mapping).
+    truncated,
+    /// The file's filesystem had no room for the page (a sparse file on a full disk or tmpfs).
+    no_space,
+    /// Any other failure to bring the page in (an I/O error).
+    io,
+
+    /// The errno every use of a faulted region returns. A truncated file is ENODATA, as a kernel move of a
+    /// span past its new end is.
+    pub fn errno(fault: Fault) Errno {
+        return switch (fault) {
+            .none => unreachable,
+            .truncated => error.NODATA,
+            .no_space => error.NOSPC,
+            .io => error.IO,
+        };
+    }
+};
 
 pub fn register(base: usize, len: usize, kind: Kind) Errno!Id {
-    std.debug.assert(base != 0);
+    std.debug.assert(kind != .file); // files come with their descriptor: registerFile
+    return add(.{ .base = base, .len = len, .kind = kind });
+}
+
+/// Registers a file mapping whose own descriptor on the file is `fd`; `unregister` hands it back to be closed.
+pub fn registerFile(base: usize, len: usize, fd: i32, file_offset: u64) Errno!Id {
+    return add(.{ .base = base, .len = len, .kind = .file, .fd = fd, .file_offset = file_offset });
+}
+
+fn add(fresh: Slot) Errno!Id {
+    std.debug.assert(fresh.base != 0);
     mutex.lock();
     defer mutex.unlock();
     const index: u16 = if (free_count > 0) blk: {
@@ -52,7 +88,8 @@ pub fn register(base: usize, len: usize, kind: Kind) Errno!Id {
     const slot = &slots[index];
     std.debug.assert(!slot.live);
     const generation: u16 = if (slot.generation >= 0xFFFE) 1 else slot.generation + 1;
-    slot.* = .{ .base = base, .len = len, .generation = generation, .kind = kind };
+    slot.* = fresh;
+    slot.generation = generation;
     @atomicStore(bool, &slot.live, true, .release);
     return (@as(u32, generation) << 16) | (@as(u32, index) + 1);
 }
@@ -65,39 +102,36 @@ pub fn unregister(id: Id) Errno!Region {
     @atomicStore(bool, &slot.live, false, .release);
     free_indexes[free_count] = @intCast((id & 0xFFFF) - 1);
     free_count += 1;
-    return .{ .base = slot.base, .len = slot.len };
+    return .{ .base = slot.base, .len = slot.len, .kind = slot.kind, .fd = slot.fd };
 }
 
 pub fn lookup(id: Id) Errno!Region {
     mutex.lock();
     defer mutex.unlock();
     const slot = try find(id);
-    return .{ .base = slot.base, .len = slot.len, .faulted = @atomicLoad(bool, &slot.faulted, .acquire), .kind = slot.kind };
+    return .{ .base = slot.base, .len = slot.len, .fault = @atomicLoad(Fault, &slot.fault, .acquire), .kind = slot.kind, .fd = slot.fd };
 }
 
-/// For the SIGBUS handler: marks the live file region holding `address` as
-/// faulted and returns true, or false when no pageio file mapping holds it.
-/// Takes no lock (a signal may arrive while the lock is held) and allocates nothing.
-pub fn markFault(address: usize) bool {
-    const slot = liveSlotHolding(address) orelse return false;
-    if (slot.kind == .anonymous or slot.kind == .anonymous_shared) return false;
-    @atomicStore(bool, &slot.faulted, true, .release);
-    return true;
-}
+/// A live file region as the SIGBUS handler sees it.
+pub const FileRegion = struct { index: usize, base: usize, len: usize, fd: i32, file_offset: u64 };
 
-/// For the SIGSEGV handler: whether `address` is in a live read-only file mapping. No lock, no allocation.
-pub fn isReadOnlyFile(address: usize) bool {
-    const slot = liveSlotHolding(address) orelse return false;
-    return slot.kind == .file_read_only;
-}
-
-fn liveSlotHolding(address: usize) ?*Slot {
+/// For the SIGBUS handler: the live file region holding `address`, or null when no pageio file mapping
+/// holds it. Takes no lock (a signal may arrive while the lock is held) and allocates nothing.
+pub fn fileRegionHolding(address: usize) ?FileRegion {
     const count = @atomicLoad(usize, &fresh_count, .acquire);
-    for (slots[0..count]) |*slot| {
+    for (slots[0..count], 0..) |*slot, index| {
         if (!@atomicLoad(bool, &slot.live, .acquire)) continue;
-        if (address >= slot.base and address - slot.base < slot.len) return slot;
+        if (address < slot.base or address - slot.base >= slot.len) continue;
+        if (slot.kind != .file) return null;
+        return .{ .index = index, .base = slot.base, .len = slot.len, .fd = slot.fd, .file_offset = slot.file_offset };
     }
     return null;
+}
+
+/// For the SIGBUS handler: records why region `index` has zero pages; the first cause stays.
+pub fn recordFault(index: usize, fault: Fault) void {
+    std.debug.assert(fault != .none);
+    _ = @cmpxchgStrong(Fault, &slots[index].fault, .none, fault, .acq_rel, .acquire);
 }
 
 /// The address of [offset, offset + len) inside region `id`, or EFAULT when
@@ -119,8 +153,8 @@ pub const Resolver = struct {
             r.region = lookup(id) catch return error.FAULT;
             r.id = id;
         }
-        // Its file was truncated: those pages are zeros now, not the file's bytes.
-        if (r.region.faulted) return error.IO;
+        // The guard put zero pages into it: those are not the file's bytes.
+        if (r.region.fault != .none) return r.region.fault.errno();
         if (offset > r.region.len or len > r.region.len - offset) return error.FAULT;
         return @ptrFromInt(r.region.base + offset);
     }
@@ -160,19 +194,23 @@ test "a resolver checks bounds like resolve and follows region changes" {
     try std.testing.expectError(error.FAULT, resolver.resolve(0, 0, 0));
 }
 
-test "a fault is recorded only for a live file region, and then refuses to resolve" {
+test "a fault is recorded only for a live file region, keeps its first cause, and refuses to resolve" {
     var mem: [4096]u8 = undefined;
     var anon: [64]u8 = undefined;
-    const file_id = try register(@intFromPtr(&mem), mem.len, .file);
+    const file_id = try registerFile(@intFromPtr(&mem), mem.len, -1, 8192);
     defer _ = unregister(file_id) catch unreachable;
     const anon_id = try register(@intFromPtr(&anon), anon.len, .anonymous);
     defer _ = unregister(anon_id) catch unreachable;
-    try std.testing.expect(!markFault(@intFromPtr(&anon[3])));
-    try std.testing.expect(!markFault(@intFromPtr(&mem) + mem.len));
-    try std.testing.expect(markFault(@intFromPtr(&mem[100])));
+    try std.testing.expectEqual(@as(?FileRegion, null), fileRegionHolding(@intFromPtr(&anon[3])));
+    try std.testing.expectEqual(@as(?FileRegion, null), fileRegionHolding(@intFromPtr(&mem) + mem.len));
+    const found = fileRegionHolding(@intFromPtr(&mem[100])).?;
+    try std.testing.expectEqual(@as(u64, 8192), found.file_offset);
+    recordFault(found.index, .no_space);
+    recordFault(found.index, .truncated);
     var resolver: Resolver = .{};
-    try std.testing.expectError(error.IO, resolver.resolve(file_id, 0, 1));
-    try std.testing.expect((try lookup(file_id)).faulted);
+    try std.testing.expectError(error.NOSPC, resolver.resolve(file_id, 0, 1));
+    try std.testing.expectEqual(Fault.no_space, (try lookup(file_id)).fault);
+    try std.testing.expectEqual(Fault.none, (try lookup(anon_id)).fault);
 }
 
 test "a stale id does not resolve to the region that reused its slot" {

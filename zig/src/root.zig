@@ -12,7 +12,13 @@ const kernel_move = @import("kernel_move.zig");
 const guard = @import("guard.zig");
 const channel = @import("channel.zig");
 const ring = @import("ring.zig");
+
+comptime {
+    _ = @import("abi_check.zig"); // ffi/abi.ts against the declarations below: a mismatch fails the build
+}
 const poller = @import("poller.zig");
+const socket = @import("socket.zig");
+const beneath = @import("beneath.zig");
 
 /// Bumped whenever a signature or meaning below changes; `ffi/symbols.ts`
 /// carries the same number and the loader refuses a library that differs.
@@ -43,20 +49,17 @@ export fn pageio_region_count() Result {
 
 extern "c" fn strerror(code: c_int) [*:0]const u8;
 
-/// 1 when the SIGBUS guard found region's file truncated under it, else 0.
-export fn pageio_region_faulted(region: u32) Result {
+/// 0, or the errno every use of `region` fails with since the SIGBUS guard put zeros into it: ENODATA (its
+/// file was truncated), ENOSPC (no room for a page), EIO (a page could not be read).
+export fn pageio_region_fault(region: u32) Result {
     const r = regions.lookup(region) catch |err| return errno.result(err);
-    return @floatFromInt(@intFromBool(r.faulted));
+    if (r.fault == .none) return 0;
+    return @floatFromInt(@intFromEnum(errno.toE(r.fault.errno())));
 }
 
 /// SIGBUS faults the guard has absorbed in this process.
 export fn pageio_fault_count() Result {
     return errno.result(guard.fault_count.load(.monotonic));
-}
-
-/// Pages of read-only mappings the guard copied privately because JS wrote to them.
-export fn pageio_private_copy_count() Result {
-    return errno.result(guard.private_copy_count.load(.monotonic));
 }
 
 /// Writes errno `code`'s name, a space and the OS's text ("NOENT No such file
@@ -95,10 +98,10 @@ export fn pageio_fstat(fd: i32, out: ?*[2]f64) Result {
 /// out[0], out[1] = the descriptors (a pipe's read end first).
 export fn pageio_pair(kind: u32, non_blocking: u32, out: ?*[2]f64) Result {
     const o = out orelse return errno.result(error.FAULT);
-    const pair = switch (kind) {
-        0 => channel.pipe(non_blocking != 0),
-        1 => channel.socketPair(non_blocking != 0),
-        else => return errno.result(error.INVAL),
+    const k = std.meta.intToEnum(channel.PairKind, kind) catch return errno.result(error.INVAL);
+    const pair = switch (k) {
+        .pipe => channel.pipe(non_blocking != 0),
+        .socket => channel.socketPair(non_blocking != 0),
     } catch |err| return errno.result(err);
     o.* = .{ @floatFromInt(pair[0]), @floatFromInt(pair[1]) };
     return 0;
@@ -154,9 +157,9 @@ export fn pageio_ring_reserve(region: u32, timeout_ms: u32) Result {
     return errno.result(if (ring.reserve(region, timeout_ms)) |slot| slot else |err| err);
 }
 
-/// Producer: publishes the reserved slot holding `length` bytes.
-export fn pageio_ring_publish(region: u32, length: u32) Result {
-    ring.publish(region, length) catch |err| return errno.result(err);
+/// Producer: publishes reserved slot `slot` holding `length` bytes.
+export fn pageio_ring_publish(region: u32, slot: u32, length: u32) Result {
+    ring.publish(region, slot, length) catch |err| return errno.result(err);
     return 0;
 }
 
@@ -175,6 +178,12 @@ export fn pageio_ring_release(region: u32, count: u32) Result {
 /// Bytes in pipe `fd` not yet read by its reader (FIONREAD).
 export fn pageio_pipe_unread(fd: i32) Result {
     return errno.result(channel.unread(fd));
+}
+
+/// Waits up to `timeout_ms` (0xFFFFFFFF: no limit) for `fd` to be readable (bytes, or its writers gone after
+/// one came); returns 1, or 0 on timeout.
+export fn pageio_wait_readable(fd: i32, timeout_ms: u32) Result {
+    return errno.result(channel.waitReadable(fd, timeout_ms));
 }
 
 /// Fresh zeroed pages at `[offset, offset + length)` of a private anonymous region (pool pages still held by a
@@ -234,6 +243,19 @@ export fn pageio_writev(fd: i32, list: ?[*]const u8, list_len: u32, count: u32, 
 /// Scatter read, the twin of pageio_writev.
 export fn pageio_readv(fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
     return transfer(.read, fd, list, list_len, count, staging, staging_len, calls_max, out);
+}
+
+/// Copies `length` bytes of a JS typed array into `staging[at..]` (a small chunk of a gather write);
+/// returns `at + length`.
+export fn pageio_stage(staging: ?[*]u8, staging_len: u32, at: u32, bytes: ?[*]const u8, length: u32) Result {
+    const stage: []u8 = if (staging) |s| s[0..staging_len] else &.{};
+    return errno.result(gather.stage(stage, at, bytes, length));
+}
+
+/// The address of a JS typed array's first byte, as the runtime passes it to a call: an FFI call's
+/// pointer argument costs a few ns on both runtimes, where Deno's UnsafePointer.of costs ~0.3 µs.
+export fn pageio_address(bytes: ?[*]const u8) Result {
+    return errno.result(@intFromPtr(bytes));
 }
 
 /// Lends the descriptors' memory to the pipe `fd` (vmsplice): as pageio_writev, but the pipe holds the pages
@@ -301,8 +323,8 @@ export fn pageio_poller_close(id: u32) Result {
     return 0;
 }
 
-/// How an async operation may treat `fd`: 0 non-blocking, 1 blocking but always ready (a regular file),
-/// 2 blocking and may wait for a peer (a pipe or socket someone else opened blocking).
+/// How an async operation may treat `fd` (poller.Blocking): non-blocking, always ready (a regular file), may
+/// wait for a peer (a pipe or socket someone else opened blocking), or a character device.
 export fn pageio_fd_blocking(fd: i32) Result {
     return errno.result(if (poller.blocking(fd)) |b| @intFromEnum(b) else |err| err);
 }
@@ -310,6 +332,79 @@ export fn pageio_fd_blocking(fd: i32) Result {
 /// Without a poller: waits up to `timeout_ms` for one fd (poll(2)); returns its readiness bits, 0 on timeout.
 export fn pageio_wait_fd(fd: i32, interest: u32, timeout_ms: i32) Result {
     return errno.result(if (poller.waitFd(fd, interest, timeout_ms)) |bits| bits else |err| err);
+}
+
+/// A listening socket (transport 0 tcp, 1 unix) on `host`:`port` or the unix path `host`; flags bit 0 reuse_port.
+/// Returns its descriptor (non-blocking, close-on-exec).
+export fn pageio_socket_listen(transport: u32, host: ?[*]const u8, host_len: u32, port: u32, backlog: u32, flags: u32) Result {
+    const h = host orelse return errno.result(error.FAULT);
+    const t = std.meta.intToEnum(socket.Transport, transport) catch return errno.result(error.INVAL);
+    return errno.result(@intCast(socket.listen(t, h[0..host_len], port, backlog, @bitCast(flags)) catch |err| return errno.result(err)));
+}
+
+/// The next waiting connection on listener `fd` (-EAGAIN: none yet).
+export fn pageio_socket_accept(fd: i32) Result {
+    return errno.result(@intCast(socket.accept(fd) catch |err| return errno.result(err)));
+}
+
+/// A socket connecting to `host`:`port` (or unix path). wait_ms 0: out[0] = 1 while the connect is in progress
+/// (wait until writable, then pageio_socket_connect_result); else waits up to wait_ms for it.
+export fn pageio_socket_connect(transport: u32, host: ?[*]const u8, host_len: u32, port: u32, wait_ms: u32, out: ?*[1]f64) Result {
+    const h = host orelse return errno.result(error.FAULT);
+    const o = out orelse return errno.result(error.FAULT);
+    const t = std.meta.intToEnum(socket.Transport, transport) catch return errno.result(error.INVAL);
+    var pending = false;
+    const fd = socket.connect(t, h[0..host_len], port, wait_ms, &pending) catch |err| return errno.result(err);
+    o.* = .{@floatFromInt(@intFromBool(pending))};
+    return errno.result(@intCast(fd));
+}
+
+/// How a pending connect ended: 0 connected, else -errno (SO_ERROR).
+export fn pageio_socket_connect_result(fd: i32) Result {
+    socket.connectResult(fd) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Sets socket option `option` (socket.Option) to `value`.
+export fn pageio_socket_set_option(fd: i32, option: u32, value: i32) Result {
+    const o = std.meta.intToEnum(socket.Option, option) catch return errno.result(error.INVAL);
+    socket.setOption(fd, o, value) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// Socket option `option` as 0 or 1.
+export fn pageio_socket_get_option(fd: i32, option: u32) Result {
+    const o = std.meta.intToEnum(socket.Option, option) catch return errno.result(error.INVAL);
+    return errno.result(@as(u64, socket.getOption(fd, o) catch |err| return errno.result(err)));
+}
+
+/// Shuts down the read side (0), the write side (1) or both (2).
+export fn pageio_socket_shutdown(fd: i32, how: u32) Result {
+    const h = std.meta.intToEnum(socket.Shutdown, how) catch return errno.result(error.INVAL);
+    socket.shutdown(fd, h) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// The socket's address (peer 0) or its peer's (peer 1) as text in `out`; info = {family, port}. Returns the
+/// text's length.
+export fn pageio_socket_address(fd: i32, peer: u32, out: ?[*]u8, out_len: u32, info: ?*[2]f64) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    const i = info orelse return errno.result(error.FAULT);
+    const named = socket.addressOf(fd, peer != 0, o[0..out_len]) catch |err| return errno.result(err);
+    i.* = .{ @floatFromInt(@intFromEnum(named.family)), @floatFromInt(named.port) };
+    return errno.result(named.text_len);
+}
+
+/// Takes over stream socket `fd` from elsewhere: duplicate 1 works on a close-on-exec copy (returned), 0 on
+/// `fd` itself; either way non-blocking from now on.
+export fn pageio_socket_adopt(fd: i32, duplicate: u32) Result {
+    return errno.result(@intCast(socket.adopt(fd, duplicate != 0) catch |err| return errno.result(err)));
+}
+
+/// Opens `path` read-only under directory `dir`, refusing any resolution that leaves it (-EXDEV, -ELOOP).
+export fn pageio_open_beneath(dir: i32, path: ?[*]const u8, path_len: u32) Result {
+    const p = path orelse return errno.result(error.FAULT);
+    return errno.result(@intCast(beneath.open(dir, p[0..path_len]) catch |err| return errno.result(err)));
 }
 
 fn transfer(comptime direction: gather.Direction, fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
@@ -330,6 +425,7 @@ fn transfer(comptime direction: gather.Direction, fd: i32, list: ?[*]const u8, l
 
 test {
     std.testing.refAllDecls(@This());
+    _ = @import("abi_check.zig");
     _ = errno;
     _ = regions;
     _ = file;
@@ -340,6 +436,8 @@ test {
     _ = channel;
     _ = ring;
     _ = poller;
+    _ = socket;
+    _ = beneath;
 }
 
 test "the exports refuse null and too-small inputs" {

@@ -1,0 +1,278 @@
+// A static HTTP/1.1 file server on pageio's sockets, for Deno and Bun:
+//   deno run -A examples/static-server.ts <root> [port]      bun examples/static-server.ts <root> [port]
+// GET and HEAD, single byte ranges, keep-alive, paths confined to <root> (openat2 RESOLVE_BENEATH), a deadline
+// for request heads (slowloris) and for stalled readers, graceful shutdown on SIGINT/SIGTERM. Headers go out in
+// one writev, bodies by sendfile straight from the page cache. Port 0 or none: any free port.
+import process from "node:process";
+import { type FileHandle, listen, openBeneath, openFile, type PageIoError, PagePool, type Socket } from "../mod.ts";
+
+const [rootArg, portArg = "0"] = process.argv.slice(2);
+if (!rootArg) {
+  console.error("usage: static-server.ts <root> [port]");
+  process.exit(2);
+}
+const HEAD_BYTES_MAX = 16 * 1024; // a request head larger than this gets 431
+const HEAD_TIMEOUT_MS = Number(process.env.STATIC_HEAD_TIMEOUT_MS ?? 10_000); // whole head, and keep-alive idle
+const SEND_TIMEOUT_MS = Number(process.env.STATIC_SEND_TIMEOUT_MS ?? 30_000); // a reader that stops taking bytes
+const SEND_STEP_BYTES = 4 * 1024 * 1024; // progress is noted (and the send deadline moved) this often
+const CONNECTIONS_MAX = 4096;
+
+const root = openFile(rootArg);
+if (root.kind() !== "directory") throw new Error(`${rootArg} is not a directory`);
+const pool = new PagePool({ pageSize: HEAD_BYTES_MAX, maxPages: CONNECTIONS_MAX });
+const listener = listen({ hostname: "127.0.0.1", port: Number(portArg) });
+const latin1 = new TextDecoder("latin1");
+const encoder = new TextEncoder();
+const types: Record<string, string> = {
+  html: "text/html; charset=utf-8",
+  txt: "text/plain; charset=utf-8",
+  css: "text/css",
+  js: "text/javascript",
+  json: "application/json",
+  png: "image/png",
+  jpg: "image/jpeg",
+  svg: "image/svg+xml",
+  wasm: "application/wasm",
+};
+const reasons: Record<number, string> = {
+  200: "OK",
+  206: "Partial Content",
+  400: "Bad Request",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  416: "Range Not Satisfiable",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+};
+
+/** A connection and what it is doing, for the sweep that enforces deadlines and for shutdown. */
+interface Conn {
+  socket: Socket;
+  abort: AbortController;
+  phase: "head" | "send";
+  since: number;
+}
+const conns = new Set<Conn>();
+let stopping = false;
+let date = new Date().toUTCString();
+
+const sweep = setInterval(() => {
+  const now = Date.now();
+  date = new Date(now).toUTCString();
+  for (const conn of conns) {
+    const limit = conn.phase === "head" ? HEAD_TIMEOUT_MS : SEND_TIMEOUT_MS;
+    if (now - conn.since > limit) conn.abort.abort();
+  }
+}, Math.max(10, Math.min(1000, HEAD_TIMEOUT_MS / 4)));
+
+function shutdown(): void {
+  if (stopping) return;
+  stopping = true;
+  listener.close(); // no new connections; idle ones end now, responses in flight finish
+  for (const conn of conns) if (conn.phase === "head") conn.abort.abort();
+  setTimeout(() => process.exit(0), 10_000).unref?.(); // a reader that never drains cannot hold us forever
+  finish();
+}
+function finish(): void {
+  if (stopping && conns.size === 0) {
+    clearInterval(sweep);
+    root.close();
+    pool.close();
+    process.exit(0);
+  }
+}
+process.on("SIGINT", shutdown);
+process.on("SIGTERM", shutdown);
+
+/** Index just past the blank line that ends a head (CRLF CRLF, or bare LFs), or -1. */
+function headEnd(bytes: Uint8Array, from: number, to: number): number {
+  for (let i = bytes.indexOf(10, from); i >= 0 && i < to; i = bytes.indexOf(10, i + 1)) {
+    if (bytes[i + 1] === 10 && i + 1 < to) return i + 2;
+    if (bytes[i + 1] === 13 && bytes[i + 2] === 10 && i + 2 < to) return i + 3;
+  }
+  return -1;
+}
+
+interface Request {
+  method: string;
+  path: string;
+  headers: Map<string, string>;
+  keepAlive: boolean;
+}
+
+/** The request in a head, or null when it is malformed (400). */
+function parse(head: string): Request | null {
+  const lines = head.split(/\r?\n/);
+  const line = /^([A-Z]+) (\/[^ ]*) HTTP\/1\.([01])$/.exec(lines[0]);
+  if (line === null) return null;
+  const headers = new Map<string, string>();
+  for (let i = 1; i < lines.length && lines[i] !== ""; i++) {
+    const colon = lines[i].indexOf(":");
+    if (colon <= 0 || /[\s]/.test(lines[i].slice(0, colon))) return null;
+    headers.set(lines[i].slice(0, colon).toLowerCase(), lines[i].slice(colon + 1).trim());
+  }
+  if (line[3] === "1" && !headers.has("host")) return null; // HTTP/1.1 requires Host
+  const connection = headers.get("connection")?.toLowerCase() ?? "";
+  const keepAlive = line[3] === "1" ? !connection.includes("close") : connection.includes("keep-alive");
+  let path: string;
+  try {
+    path = decodeURIComponent(line[2].split("?")[0]);
+  } catch {
+    return null;
+  }
+  if (path.includes("\0")) return null;
+  // A request with a body this server does not read: answer it, then close (the body would be misread).
+  const hasBody = headers.has("transfer-encoding") || Number(headers.get("content-length") ?? 0) !== 0;
+  return { method: line[1], path, headers, keepAlive: keepAlive && !hasBody };
+}
+
+/** The single byte range asked for: [start, end) of `size`; undefined for the whole file, null if unsatisfiable. */
+function range(header: string | undefined, size: number): [number, number] | undefined | null {
+  const m = header === undefined ? null : /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (m === null || (m[1] === "" && m[2] === "")) return undefined; // absent, several ranges or malformed: ignore
+  if (m[1] === "") { // the last N bytes
+    const n = Number(m[2]);
+    return n === 0 ? null : [Math.max(0, size - n), size];
+  }
+  const start = Number(m[1]);
+  if (start >= size) return null;
+  return [start, m[2] === "" ? size : Math.min(size, Number(m[2]) + 1)] satisfies [number, number];
+}
+
+function headBytes(status: number, fields: string[], keepAlive: boolean): Uint8Array {
+  const connection = keepAlive && !stopping ? "keep-alive" : "close";
+  const text = `HTTP/1.1 ${status} ${reasons[status]}\r\nDate: ${date}\r\nServer: pageio\r\n` +
+    `${fields.join("\r\n")}\r\nConnection: ${connection}\r\n\r\n`;
+  return encoder.encode(text);
+}
+
+/** Sends a head (and for errors a short body) in one writev; the rest waits until the socket is writable. */
+async function sendHead(conn: Conn, bytes: Uint8Array): Promise<void> {
+  const written = conn.socket.write([bytes]);
+  if (written < bytes.length) await conn.socket.writeAsync([bytes.subarray(written)], conn.abort.signal);
+}
+
+async function sendError(conn: Conn, status: number, keepAlive: boolean, extra: string[] = []): Promise<void> {
+  const body = `${status} ${reasons[status]}\n`;
+  const fields = [...extra, "Content-Type: text/plain; charset=utf-8", `Content-Length: ${body.length}`];
+  const bytes = encoder.encode(latin1.decode(headBytes(status, fields, keepAlive)) + body);
+  await sendHead(conn, bytes);
+}
+
+function openTarget(path: string): FileHandle | number {
+  const relative = path.slice(1) + (path.endsWith("/") ? "index.html" : "");
+  try {
+    const file = openBeneath(root, relative === "" ? "index.html" : relative);
+    if (file.kind() === "file") return file;
+    file.close();
+    return 404;
+  } catch (error) {
+    const code = (error as PageIoError).code;
+    if (code === "EACCES") return 403;
+    if (["ENOENT", "ENOTDIR", "EXDEV", "ELOOP", "ENAMETOOLONG", "EINVAL"].includes(code)) return 404;
+    throw error;
+  }
+}
+
+/** Answers one request; returns whether the connection may carry another. */
+async function respond(conn: Conn, request: Request): Promise<boolean> {
+  const { method, keepAlive } = request;
+  if (method !== "GET" && method !== "HEAD") {
+    await sendError(conn, 405, keepAlive, ["Allow: GET, HEAD"]);
+    return keepAlive;
+  }
+  const file = openTarget(request.path);
+  if (typeof file === "number") {
+    await sendError(conn, file, keepAlive);
+    return keepAlive;
+  }
+  try {
+    const size = file.size();
+    const span = range(request.headers.get("range"), size);
+    if (span === null) {
+      await sendError(conn, 416, keepAlive, [`Content-Range: bytes */${size}`]);
+      return keepAlive;
+    }
+    const [start, end] = span ?? [0, size];
+    const fields = [
+      `Content-Type: ${types[request.path.split(".").pop()!] ?? "application/octet-stream"}`,
+      `Content-Length: ${end - start}`,
+      "Accept-Ranges: bytes",
+    ];
+    if (span !== undefined) fields.push(`Content-Range: bytes ${start}-${end - 1}/${size}`);
+    conn.phase = "send";
+    await sendHead(conn, headBytes(span === undefined ? 200 : 206, fields, keepAlive));
+    if (method === "GET") {
+      for (let at = start; at < end; at += SEND_STEP_BYTES) {
+        conn.since = Date.now();
+        await conn.socket.sendFileAsync(file, at, Math.min(SEND_STEP_BYTES, end - at), conn.abort.signal);
+      }
+    }
+    return keepAlive;
+  } finally {
+    file.close();
+  }
+}
+
+/** Reads requests from one connection and answers them in order until it closes or must close. */
+async function serve(socket: Socket): Promise<void> {
+  const conn: Conn = { socket, abort: new AbortController(), phase: "head", since: Date.now() };
+  conns.add(conn);
+  const page = pool.acquire(); // CONNECTIONS_MAX keeps this within the pool's bound
+  const bytes = page.bytes;
+  let filled = 0;
+  try {
+    socket.noDelay = true; // the head and a small body go out at once, not held back by Nagle's algorithm
+    socket.unsentLimit = 128 * 1024; // big files go out as the client takes them, not megabytes queued ahead
+    for (let open = true; open && !stopping;) {
+      conn.phase = "head";
+      conn.since = Date.now();
+      let end = headEnd(bytes, 0, filled);
+      while (end < 0) {
+        if (filled === bytes.length) return await sendError(conn, 431, false);
+        const head = page.head(filled);
+        let read: number;
+        try {
+          read = socket.read(head) ?? await socket.readAsync(head, conn.abort.signal);
+        } finally {
+          head.release();
+        }
+        if (read === 0) return; // the client closed (or half-closed) its side
+        end = headEnd(bytes, Math.max(0, filled - 2), filled + read);
+        filled += read;
+      }
+      const request = parse(latin1.decode(bytes.subarray(0, end)));
+      if (request === null) return await sendError(conn, 400, false);
+      open = await respond(conn, request);
+      bytes.copyWithin(0, end, filled); // a pipelined request that came along
+      filled -= end;
+    }
+  } catch (error) {
+    const code = (error as PageIoError).code;
+    if (!conn.abort.signal.aborted && !["ECONNRESET", "EPIPE", "ENOTCONN", "ERR_CLOSED"].includes(code)) {
+      console.error("static-server:", error);
+    }
+  } finally {
+    page.release();
+    socket.close();
+    conns.delete(conn);
+    finish();
+  }
+}
+
+console.log(`listening on http://127.0.0.1:${(listener.addr as { port: number }).port}`);
+while (!stopping) {
+  let socket: Socket;
+  try {
+    socket = await listener.acceptAsync();
+  } catch (error) {
+    if (stopping) break;
+    if (!["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"].includes((error as PageIoError).code)) throw error;
+    await new Promise((resolve) => setTimeout(resolve, 50)); // out of descriptors: let some close first
+    continue;
+  }
+  if (conns.size >= CONNECTIONS_MAX) socket.close(); // over the limit: refuse rather than grow without bound
+  else serve(socket);
+}

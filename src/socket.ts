@@ -1,0 +1,523 @@
+/**
+ * Stream sockets: TCP over IPv4 and IPv6, and unix-domain. Sockets are `FileHandle`s (non-blocking,
+ * close-on-exec), so `writev`, `readv`, `PageReader` and `PageWriter` work on them; the `…Async` forms wait
+ * until the socket is ready instead of holding a thread.
+ * @module
+ */
+import { describeErrno, fn, native } from "../ffi/native.ts";
+import { checkInteger, PageIoError, unwrap } from "./errors.ts";
+import { describe, fdOf, FileHandle, type Target } from "./file.ts";
+import { byteLengthOf, type Chunk, chunkList, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
+import { headInternals, type PageHead } from "./head.ts";
+import { moveSpan } from "./move.ts";
+import { forget, waitReady } from "./reactor.ts";
+
+/** Where a socket is: a TCP address (IPv4 or IPv6 hostname and port) or a unix path, as Deno names them. */
+export type NetAddr = { transport: "tcp"; hostname: string; port: number } | { transport: "unix"; path: string };
+
+/** Options of `listen` for TCP. */
+export interface TcpListenOptions {
+  /** Port to listen on; 0 (the default) picks a free one (see `listener.addr`). */
+  port?: number;
+  /** A numeric IPv4 or IPv6 address or "localhost" (default "0.0.0.0": every IPv4 interface). */
+  hostname?: string;
+  /** Connections the kernel queues before `accept` takes them (default 511). */
+  backlog?: number;
+  /** Let several listeners bind the same address and port (`SO_REUSEPORT`): the kernel spreads connections. */
+  reusePort?: boolean;
+}
+
+/** Options of `listen` for a unix-domain socket. */
+export interface UnixListenOptions {
+  /** Filesystem path of the socket; it must not exist yet, and stays after `close()` as with `Deno.listen`. */
+  path: string;
+  /** Connections the kernel queues before `accept` takes them (default 511). */
+  backlog?: number;
+}
+
+/** Where `connect` goes: a TCP host and port, or a unix path. */
+export type ConnectOptions =
+  | { hostname?: string; port: number; path?: never }
+  | { path: string; hostname?: never; port?: never };
+
+const TRANSPORT_TCP = 0; // zig/src/socket.zig Transport
+const TRANSPORT_UNIX = 1;
+const FAMILIES = ["ipv4", "ipv6", "unix"] as const; // zig/src/socket.zig Family
+const OPTION_NO_DELAY = 0; // zig/src/socket.zig Option
+const OPTION_KEEP_ALIVE = 1;
+const OPTION_UNSENT_LIMIT = 4;
+const SHUTDOWN = { read: 0, write: 1, both: 2 } as const; // zig/src/socket.zig Shutdown
+const WAIT_FOREVER = 0xffff_ffff;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const out = new Float64Array(2);
+const addressText = new Uint8Array(256);
+
+/** The errno values this module branches on, looked up once by name (they differ between Linux and macOS). */
+const errnoOf = (() => {
+  const numbers = new Map<string, number>();
+  return (code: string): number => {
+    if (numbers.size === 0) { for (let n = 1; n < 256; n++) numbers.set(describeErrno(n)[0], n); }
+    return numbers.get(code) ?? -1;
+  };
+})();
+let eagain = 0;
+const EAGAIN = (): number => (eagain ||= errnoOf("EAGAIN"));
+
+/** A host as the native side parses it: a numeric address without brackets. */
+function numericHost(hostname: unknown, fallback: string): string {
+  if (hostname === undefined) return fallback;
+  if (typeof hostname !== "string") throw new TypeError(`hostname must be a string, got ${describe(hostname)}`);
+  const host = hostname.startsWith("[") && hostname.endsWith("]") ? hostname.slice(1, -1) : hostname;
+  if (host === "localhost") return "127.0.0.1";
+  // Dotted IPv4 or anything with a colon (IPv6); the native side checks the details.
+  if (/^[0-9.]+$/.test(host) || host.includes(":")) return host;
+  throw new TypeError(
+    `hostname '${hostname}' is not a numeric IP address or "localhost": resolve names first ` +
+      "(node:dns, Deno.resolveDns)",
+  );
+}
+
+/** Deno's spelling of a network permission: "host:port", IPv6 in brackets. */
+function netPermission(host: string, port: number): string {
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+function checkNet(host: string, port: number, syscall: string): void {
+  const wanted = netPermission(host, port);
+  if (!native.permitted({ name: "net", host: wanted })) {
+    throw new PageIoError("EACCES", `EACCES: requires net access to "${wanted}" (run deno with --allow-net)`, {
+      errno: errnoOf("EACCES"),
+      syscall,
+    });
+  }
+}
+
+function checkUnixPath(path: unknown, syscall: string): string {
+  if (typeof path !== "string") throw new TypeError(`path must be a string, got ${describe(path)}`);
+  for (const name of ["read", "write"] as const) {
+    if (!native.permitted({ name, path })) {
+      throw new PageIoError(
+        "EACCES",
+        `EACCES: requires ${name} access to '${path}' for a unix socket (run deno with --allow-${name})`,
+        { errno: errnoOf("EACCES"), syscall, path },
+      );
+    }
+  }
+  return path;
+}
+
+function addressOf(fd: number, peer: boolean, syscall: string): NetAddr {
+  const length = unwrap(fn.pageio_socket_address(fd, peer ? 1 : 0, addressText, addressText.length, out), syscall);
+  const text = decoder.decode(addressText.subarray(0, length));
+  return FAMILIES[out[0]] === "unix"
+    ? { transport: "unix", path: text }
+    : { transport: "tcp", hostname: text, port: out[1] };
+}
+
+/**
+ * A connected stream socket: a `FileHandle` with socket options, addresses, half-close, and reads and writes
+ * that either return at once (`read`, `write`, `sendFile`: non-blocking) or wait until the socket is ready
+ * (`readAsync`, `writeAsync`, `sendFileAsync`).
+ *
+ * @example
+ * ```ts
+ * import { connect, listen } from "@pageio/pageio";
+ * using listener = listen({ hostname: "127.0.0.1", port: 0 });
+ * using client = connect(listener.addr);
+ * using server = (await listener.acceptAsync());
+ * await client.writeAsync([new TextEncoder().encode("ping")]);
+ * const bytes = new Uint8Array(4);
+ * console.log(await server.readAsync(bytes)); // 4
+ * ```
+ */
+export class Socket extends FileHandle {
+  /** @internal Sockets come from `listen().accept()`, `connect()`, `connectAsync()` and `adoptSocket()`. */
+  constructor(fd: number) {
+    super(fd);
+  }
+
+  /** Whether small writes go out at once (`TCP_NODELAY`, Nagle's algorithm off). TCP only. */
+  get noDelay(): boolean {
+    return unwrap(fn.pageio_socket_get_option(this.fd, OPTION_NO_DELAY), "getsockopt(TCP_NODELAY)") === 1;
+  }
+  set noDelay(on: boolean) {
+    unwrap(fn.pageio_socket_set_option(this.fd, OPTION_NO_DELAY, on ? 1 : 0), "setsockopt(TCP_NODELAY)");
+  }
+
+  /** Whether the kernel probes an idle connection to find a dead peer (`SO_KEEPALIVE`). */
+  get keepAlive(): boolean {
+    return unwrap(fn.pageio_socket_get_option(this.fd, OPTION_KEEP_ALIVE), "getsockopt(SO_KEEPALIVE)") === 1;
+  }
+  set keepAlive(on: boolean) {
+    unwrap(fn.pageio_socket_set_option(this.fd, OPTION_KEEP_ALIVE, on ? 1 : 0), "setsockopt(SO_KEEPALIVE)");
+  }
+
+  /**
+   * Most bytes the socket holds queued but not yet sent before it stops taking more and reports itself not
+   * writable (`TCP_NOTSENT_LOWAT`; `Infinity`: no limit, the default). A small limit keeps a big `sendFile`
+   * moving in steps the sender transmits itself, instead of megabytes that wait in the kernel for the peer.
+   */
+  get unsentLimit(): number {
+    const bytes = unwrap(fn.pageio_socket_get_option(this.fd, OPTION_UNSENT_LIMIT), "getsockopt(TCP_NOTSENT_LOWAT)");
+    return bytes >= 2 ** 31 ? Infinity : bytes;
+  }
+  set unsentLimit(bytes: number) {
+    const value = bytes === Infinity ? -1 : checkInteger("unsentLimit", bytes, 1, 2 ** 31 - 1);
+    unwrap(fn.pageio_socket_set_option(this.fd, OPTION_UNSENT_LIMIT, value), "setsockopt(TCP_NOTSENT_LOWAT)");
+  }
+
+  /** This end's address. */
+  get localAddr(): NetAddr {
+    return addressOf(this.fd, false, "getsockname");
+  }
+
+  /** The peer's address (`ENOTCONN` once the peer is gone). */
+  get remoteAddr(): NetAddr {
+    return addressOf(this.fd, true, "getpeername");
+  }
+
+  /**
+   * Ends one direction: `"write"` (the default) sends end-of-stream to the peer and keeps reading, `"read"`
+   * stops reading, `"both"` does both. The descriptor stays open until `close()`.
+   */
+  shutdown(how: "read" | "write" | "both" = "write"): void {
+    const code = SHUTDOWN[how];
+    if (code === undefined) throw new TypeError(`how must be "read", "write" or "both", got ${String(how)}`);
+    unwrap(fn.pageio_socket_shutdown(this.fd, code), "shutdown");
+  }
+
+  /** Reads what has arrived into `target`: the bytes read, 0 at end of stream, null when nothing is waiting. */
+  read(target: ReadTarget): number | null {
+    return readOnce(this.fd, target);
+  }
+
+  /** Reads into `target`, waiting until something arrives: the bytes read, 0 at end of stream. */
+  async readAsync(target: ReadTarget, signal?: AbortSignal): Promise<number> {
+    for (;;) {
+      const read = readOnce(this.fd, target);
+      if (read !== null) return read;
+      await waitReady(this.fd, "read", signal);
+    }
+  }
+
+  /** Writes what the socket takes now, in one gather call: bytes written (0 when its buffer is full). */
+  write(chunks: Iterable<Chunk>): number {
+    const array = chunkList(chunks);
+    return array.length === 0 ? 0 : shared.pack(array, 0, array.length).write(this.fd, 0);
+  }
+
+  /**
+   * Writes every chunk, waiting while the socket's buffer is full; returns the bytes written. The chunks stay
+   * the caller's and must not change until it settles. Aborted, it rejects with `bytesTransferred` set.
+   */
+  async writeAsync(chunks: Iterable<Chunk>, signal?: AbortSignal): Promise<number> {
+    let rest = chunkList(chunks);
+    const slices: PageHead[] = [];
+    let total = 0;
+    try {
+      for (;;) {
+        const written = rest.length === 0 ? 0 : shared.pack(rest, 0, rest.length).write(this.fd, 0);
+        total += written;
+        rest = dropFront(rest, written, slices);
+        if (rest.length === 0) return total;
+        await waitReady(this.fd, "write", signal).catch((error) => {
+          throw withBytes(error, total);
+        });
+      }
+    } finally {
+      for (const slice of slices) slice.release();
+    }
+  }
+
+  /**
+   * Sends `length` bytes of `file` from `offset` by `sendfile` (the kernel moves them from the page cache; no
+   * copy in user space), as far as the socket takes them now: bytes sent, 0 when its buffer is full.
+   */
+  sendFile(file: Target, offset: number, length: number): number {
+    checkInteger("offset", offset);
+    checkInteger("length", length);
+    if (length === 0) return 0;
+    const moved = moveSpan(1, fdOf(file), offset, this.fd, length);
+    if (moved === null) {
+      throw new PageIoError("EINVAL", "EINVAL: the kernel cannot sendfile from this file to this socket", {
+        errno: errnoOf("EINVAL"),
+        syscall: "sendfile",
+      });
+    }
+    return moved;
+  }
+
+  /** `sendFile` until all `length` bytes are sent, waiting while the socket's buffer is full. */
+  async sendFileAsync(file: Target, offset: number, length: number, signal?: AbortSignal): Promise<number> {
+    let sent = 0;
+    while (sent < length) {
+      sent += this.sendFile(file, offset + sent, length - sent);
+      if (sent < length) {
+        await waitReady(this.fd, "write", signal).catch((error) => {
+          throw withBytes(error, sent);
+        });
+      }
+    }
+    return sent;
+  }
+
+  /** Closes the socket; waits on it settle first (its number may name another file next). */
+  override close(): void {
+    if (!this.closed) forget(this.fd);
+    super.close();
+  }
+}
+
+/** The chunks after the first `written` bytes; a partly written head is sliced (the slice recorded in `slices`). */
+function dropFront(chunks: Chunk[], written: number, slices: PageHead[]): Chunk[] {
+  let i = 0;
+  let left = written;
+  while (i < chunks.length && lengthOf(chunks[i]) <= left) left -= lengthOf(chunks[i++]);
+  if (i === chunks.length) return [];
+  const rest = chunks.slice(i);
+  if (left > 0) {
+    const first = rest[0];
+    if (headInternals.isHead(first)) slices.push(rest[0] = first.slice(left));
+    else rest[0] = viewOf(first, left, byteLengthOf(first) - left);
+  }
+  return rest;
+}
+
+/** A chunk's length by its private field or the intrinsic getter (never a getter the caller redefined). */
+function lengthOf(chunk: Chunk): number {
+  return headInternals.isHead(chunk) ? headInternals.length(chunk) : byteLengthOf(chunk);
+}
+
+function withBytes(error: unknown, bytes: number): unknown {
+  if (error instanceof PageIoError && error.bytesTransferred === undefined) {
+    return new PageIoError(error.code, error.message, { ...error, bytesTransferred: bytes });
+  }
+  if (error instanceof Error) (error as Error & { bytesTransferred?: number }).bytesTransferred = bytes;
+  return error;
+}
+
+/** One scatter read into one target: bytes, 0 at end, null for EAGAIN (no exception on the common path). */
+function readOnce(fd: number, target: ReadTarget): number | null {
+  const result = scatter(fd, [target]);
+  if (result === -EAGAIN()) return null;
+  return unwrap(result, "read", undefined, shared.out[0]);
+}
+
+/**
+ * A listening socket. `accept()` returns a waiting connection or null; `acceptAsync()` and `for await` wait
+ * for one without holding a thread.
+ *
+ * @example
+ * ```ts
+ * import { connect, listen } from "@pageio/pageio";
+ * using listener = listen({ hostname: "127.0.0.1", port: 0 });
+ * console.log(listener.accept()); // null: nobody has connected yet
+ * using client = connect(listener.addr);
+ * for await (const conn of listener) {
+ *   console.log(conn.remoteAddr.transport); // "tcp"
+ *   conn.close();
+ *   break;
+ * }
+ * ```
+ */
+export class Listener implements AsyncIterable<Socket> {
+  readonly #handle: Socket;
+  readonly #addr: NetAddr;
+
+  /** @internal Listeners come from `listen()`. */
+  constructor(fd: number) {
+    this.#handle = new Socket(fd);
+    try {
+      this.#addr = this.#handle.localAddr;
+    } catch (error) {
+      this.#handle.close();
+      throw error;
+    }
+  }
+
+  /** The address it listens on (with the port the kernel picked for port 0). */
+  get addr(): NetAddr {
+    return { ...this.#addr };
+  }
+
+  /** The listening descriptor; throws once closed. */
+  get fd(): number {
+    return this.#handle.fd;
+  }
+
+  /** True once `close()` has run. */
+  get closed(): boolean {
+    return this.#handle.closed;
+  }
+
+  /** The next waiting connection, or null when none is waiting. */
+  accept(): Socket | null {
+    const result = fn.pageio_socket_accept(this.fd);
+    if (result === -EAGAIN()) return null;
+    return new Socket(unwrap(result, "accept"));
+  }
+
+  /** The next connection, waiting for one; rejects with `ERR_CLOSED` if the listener closes meanwhile. */
+  async acceptAsync(signal?: AbortSignal): Promise<Socket> {
+    for (;;) {
+      const socket = this.accept();
+      if (socket !== null) return socket;
+      await waitReady(this.fd, "read", signal);
+    }
+  }
+
+  /** Connections as they arrive, until the listener is closed. */
+  async *[Symbol.asyncIterator](): AsyncIterableIterator<Socket> {
+    while (!this.closed) {
+      let socket: Socket;
+      try {
+        socket = await this.acceptAsync();
+      } catch (error) {
+        if (this.closed) return;
+        throw error;
+      }
+      yield socket;
+    }
+  }
+
+  /** Stops listening; connections already accepted stay open. A second call does nothing. */
+  close(): void {
+    this.#handle.close();
+  }
+
+  /** Closes, as `close()` does, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/**
+ * Listens on a TCP port (`{ port, hostname, backlog, reusePort }`) or a unix path (`{ path }`). In Deno it
+ * needs `--allow-net` for the address (`--allow-read` and `--allow-write` for a unix path).
+ *
+ * @example
+ * ```ts
+ * import { listen } from "@pageio/pageio";
+ * using listener = listen({ hostname: "127.0.0.1", port: 0 });
+ * const addr = listener.addr;
+ * console.log(addr.transport === "tcp" && addr.port > 0); // true
+ * ```
+ */
+export function listen(options: TcpListenOptions | UnixListenOptions): Listener {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`listen options must be an object, got ${describe(options)}`);
+  }
+  const backlog = checkInteger("backlog", options.backlog ?? 511, 1, 2 ** 31 - 1);
+  if ("path" in options) {
+    const path = checkUnixPath(options.path, "listen");
+    const bytes = encoder.encode(path);
+    return new Listener(
+      unwrap(fn.pageio_socket_listen(TRANSPORT_UNIX, bytes, bytes.length, 0, backlog, 0), "listen", path),
+    );
+  }
+  const port = checkInteger("port", options.port ?? 0, 0, 65535);
+  const host = numericHost(options.hostname, "0.0.0.0");
+  checkNet(host, port, "listen");
+  const bytes = encoder.encode(host);
+  const flags = options.reusePort ? 1 : 0;
+  return new Listener(
+    unwrap(
+      fn.pageio_socket_listen(TRANSPORT_TCP, bytes, bytes.length, port, backlog, flags),
+      "listen",
+      netPermission(host, port),
+    ),
+  );
+}
+
+/** What a connect call needs: transport, address bytes, port, and what to say in errors. */
+function connectTarget(options: ConnectOptions | NetAddr, syscall: string) {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`connect options must be an object, got ${describe(options)}`);
+  }
+  if ("path" in options && options.path !== undefined) {
+    const path = checkUnixPath(options.path, syscall);
+    return { transport: TRANSPORT_UNIX, bytes: encoder.encode(path), port: 0, path };
+  }
+  const port = checkInteger("port", (options as { port: unknown }).port, 1, 65535);
+  const host = numericHost((options as { hostname?: string }).hostname, "127.0.0.1");
+  checkNet(host, port, syscall);
+  return { transport: TRANSPORT_TCP, bytes: encoder.encode(host), port, path: netPermission(host, port) };
+}
+
+/**
+ * Connects to a TCP host and port (`hostname` defaults to "127.0.0.1") or a unix path, waiting on this thread
+ * until the connection is made (up to `timeout` ms, no limit by default). Prefer `connectAsync` in servers.
+ *
+ * @example
+ * ```ts
+ * import { connect, listen } from "@pageio/pageio";
+ * using listener = listen({ hostname: "127.0.0.1", port: 0 });
+ * using socket = connect(listener.addr);
+ * console.log(socket.remoteAddr); // the listener's address
+ * ```
+ */
+export function connect(options: (ConnectOptions | NetAddr) & { timeout?: number }): Socket {
+  const wait = options?.timeout === undefined ? WAIT_FOREVER : checkInteger("timeout", options.timeout, 1, 2 ** 31 - 1);
+  const { transport, bytes, port, path } = connectTarget(options, "connect");
+  return new Socket(unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, wait, out), "connect", path));
+}
+
+/**
+ * Connects without holding up the event loop: the connect is started, and the socket awaited until writable.
+ *
+ * @example
+ * ```ts
+ * import { connectAsync, listen } from "@pageio/pageio";
+ * using listener = listen({ hostname: "127.0.0.1", port: 0 });
+ * using socket = await connectAsync(listener.addr);
+ * console.log(socket.closed); // false
+ * ```
+ */
+export async function connectAsync(options: ConnectOptions | NetAddr, signal?: AbortSignal): Promise<Socket> {
+  const { transport, bytes, port, path } = connectTarget(options, "connect");
+  signal?.throwIfAborted();
+  const socket = new Socket(
+    unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out), "connect", path),
+  );
+  if (out[0] === 0) return socket;
+  try {
+    for (;;) {
+      await waitReady(socket.fd, "write", signal);
+      unwrap(fn.pageio_socket_connect_result(socket.fd), "connect", path);
+      if (connected(socket.fd)) return socket;
+    }
+  } catch (error) {
+    socket.close();
+    throw error;
+  }
+}
+
+/**
+ * Takes a stream socket opened elsewhere (e.g. Bun's `node:net` socket: `socket._handle.fd`) as a pageio
+ * `Socket`. By default it works on a close-on-exec duplicate (`duplicate: false` takes over `fd` itself, which
+ * the other owner must then not close); either way the socket becomes non-blocking.
+ *
+ * @example
+ * ```ts
+ * import { adoptSocket, socketPair } from "@pageio/pageio";
+ * const [a, b] = socketPair();
+ * using socket = adoptSocket(a.fd);
+ * a.close(); // the adopted copy stays open
+ * console.log(socket.write([new Uint8Array(3)])); // 3
+ * b.close();
+ * ```
+ */
+export function adoptSocket(fd: number, options: { duplicate?: boolean } = {}): Socket {
+  checkInteger("fd", fd, 0, 2 ** 31 - 1);
+  return new Socket(unwrap(fn.pageio_socket_adopt(fd, options.duplicate === false ? 0 : 1), "adopt"));
+}
+
+/** Whether a connect in progress has finished (a peer name exists only then). */
+function connected(fd: number): boolean {
+  const result = fn.pageio_socket_address(fd, 1, addressText, addressText.length, out);
+  if (result === -errnoOf("ENOTCONN")) return false;
+  unwrap(result, "getpeername");
+  return true;
+}

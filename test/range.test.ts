@@ -1,0 +1,88 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type PageHead, PageReader, pageSize, PageWriter, pipe, readv, writev } from "../mod.ts";
+import { liveRegionCount } from "../src/system.ts";
+import { openDescriptorCount, patternBytes, tempDir, tempFile } from "./helpers.ts";
+
+const data = patternBytes(10 * pageSize + 333, 61);
+const path = tempFile(data, "range.bin");
+
+function readAll(reader: PageReader): Buffer {
+  const heads: PageHead[] = [...reader];
+  const bytes = Buffer.concat(heads.map((h) => h.bytes));
+  heads.forEach((h) => h.release());
+  return bytes;
+}
+
+test("PageReader { offset, length } reads exactly that byte range, across windows, and says its size", () => {
+  const regions = liveRegionCount();
+  const cases: [number, number | undefined][] = [
+    [0, undefined],
+    [1, 10],
+    [pageSize - 1, 2],
+    [pageSize, 3 * pageSize],
+    [5000, 6 * pageSize + 7], // unaligned start, crosses windows
+    [data.length - 1, 1],
+    [data.length, 0],
+    [777, undefined], // to the end
+    [0, 0],
+  ];
+  for (const [offset, length] of cases) {
+    using reader = new PageReader(path, { offset, length, chunkSize: 5000, windowSize: 4 * pageSize });
+    const end = length === undefined ? data.length : offset + length;
+    assert.equal(reader.size, end - offset, `size of ${offset}+${length}`);
+    assert.deepEqual(readAll(reader), Buffer.from(data.subarray(offset, end)), `bytes of ${offset}+${length}`);
+    assert.equal(reader.read(), null);
+  }
+  assert.equal(liveRegionCount(), regions);
+});
+
+test("a range goes to a file by kernel move and to a Response as the same bytes", async () => {
+  const out = join(tempDir(), "part.bin");
+  {
+    using reader = new PageReader(path, { offset: 3 * pageSize + 5, length: 4 * pageSize });
+    using writer = new PageWriter(out);
+    for (const head of reader) writer.write(head);
+  }
+  assert.deepEqual(readFileSync(out), Buffer.from(data.subarray(3 * pageSize + 5, 7 * pageSize + 5)));
+  const body = await new Response(new PageReader(path, { offset: 100, length: 20_000 }).readable).arrayBuffer();
+  assert.deepEqual(new Uint8Array(body), data.subarray(100, 20_100));
+});
+
+test("a range past the end, negative or fractional is a RangeError naming the values; nothing stays open", () => {
+  const fds = openDescriptorCount();
+  assert.throws(
+    () => new PageReader(path, { offset: data.length + 1 }),
+    new RegExp(`^RangeError: offset ${data.length + 1} is past the end of the ${data.length}-byte file$`),
+  );
+  assert.throws(
+    () => new PageReader(path, { offset: 10, length: data.length }),
+    new RegExp(`offset 10 \\+ length ${data.length} is past the end of the ${data.length}-byte file`),
+  );
+  assert.throws(() => new PageReader(path, { offset: -1 }), RangeError);
+  assert.throws(() => new PageReader(path, { length: 1.5 }), RangeError);
+  assert.throws(() => new PageReader(path, { offset: "3" as unknown as number }), TypeError);
+  assert.equal(openDescriptorCount(), fds);
+});
+
+test("on a pipe, length stops the reader there and leaves the rest in the pipe; offset is refused", () => {
+  const [readEnd, writeEnd] = pipe({ size: 1 << 20 });
+  const sent = patternBytes(200_000, 62);
+  assert.equal(writev(writeEnd, [sent]), sent.length);
+  {
+    using reader = new PageReader(readEnd, { length: 70_001 });
+    assert.equal(reader.size, 70_001);
+    assert.deepEqual(readAll(reader), Buffer.from(sent.subarray(0, 70_001)));
+  }
+  const rest = new Uint8Array(sent.length);
+  writeEnd.close();
+  let got = 0;
+  for (let n = readv(readEnd, [rest]); n > 0; n = readv(readEnd, [rest.subarray(got)])) got += n;
+  assert.deepEqual(rest.subarray(0, got), sent.subarray(70_001));
+  assert.throws(() => new PageReader(readEnd, { offset: 1 }), /offset 1 needs a regular file/);
+  using unbounded = new PageReader(readEnd);
+  assert.equal(unbounded.size, null);
+  readEnd.close();
+});

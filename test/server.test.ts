@@ -1,0 +1,280 @@
+// examples/static-server.ts against clients nobody here wrote (curl, wrk) and hostile ones: bytes compared by
+// sha256 and dd, keep-alive reuse, error statuses, deadlines, 1 000 dropped connections, graceful shutdown. The
+// server must live, leak no descriptor, and keep its memory bounded.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { connectAsync, type Socket } from "../mod.ts";
+import { isDeno, patternBytes, root, sha256, tempDir } from "./helpers.ts";
+
+const have = (tool: string) => spawnSync(tool, ["--version"], { stdio: "ignore" }).status === 0;
+const haveCurl = have("curl");
+const haveWrk = spawnSync("wrk", ["-v"], { stdio: "ignore" }).error === undefined;
+const HEAD_TIMEOUT_MS = 400;
+
+interface Server {
+  child: ChildProcess;
+  port: number;
+  url: string;
+  exited: Promise<{ status: number | null; signal: string | null }>;
+}
+
+/** Starts the example on this runtime and resolves once it prints its address. */
+async function startServer(dir: string): Promise<Server> {
+  const example = join(root, "examples", "static-server.ts");
+  const args = isDeno ? ["run", "-A", example, dir, "0"] : [example, dir, "0"];
+  const child = spawn(process.execPath, args, {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, STATIC_HEAD_TIMEOUT_MS: String(HEAD_TIMEOUT_MS), STATIC_SEND_TIMEOUT_MS: "3000" },
+  });
+  const exited = new Promise<{ status: number | null; signal: string | null }>((resolve) =>
+    child.on("exit", (status, signal) => resolve({ status, signal }))
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (d) => {
+      out += d;
+      const m = out.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
+      if (m) resolve(Number(m[1]));
+    });
+    exited.then(({ status }) => reject(new Error(`server exited (${status}) before listening: ${out}`)));
+  });
+  return { child, port, url: `http://127.0.0.1:${port}`, exited };
+}
+
+function curl(...args: string[]) {
+  const run = spawnSync("curl", ["-s", "--max-time", "20", ...args], { encoding: "buffer", maxBuffer: 1 << 28 });
+  return { status: run.status, stdout: run.stdout, stderr: run.stderr.toString() };
+}
+
+function serverFds(server: Server): number {
+  return readdirSync(`/proc/${server.child.pid}/fd`).length;
+}
+
+function serverRssKiB(server: Server): number {
+  return Number(readFileSync(`/proc/${server.child.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)![1]);
+}
+
+/** Polls until `check` holds (or gives up after `ms`); returns its last value. */
+async function eventually<T>(ms: number, read: () => T, check: (value: T) => boolean): Promise<T> {
+  const end = Date.now() + ms;
+  let value = read();
+  while (!check(value) && Date.now() < end) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    value = read();
+  }
+  return value;
+}
+
+/** Sends raw bytes and reads until the server closes (or `limit` bytes). */
+async function raw(server: Server, request: string | Uint8Array, limit = 1 << 20): Promise<string> {
+  using socket = await connectAsync({ port: server.port });
+  await socket.writeAsync([typeof request === "string" ? new TextEncoder().encode(request) : request]);
+  return new TextDecoder().decode(await readUntilEnd(socket, limit));
+}
+
+async function readUntilEnd(socket: Socket, limit: number): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  while (total < limit) {
+    const bytes = new Uint8Array(65536);
+    const read = await socket.readAsync(bytes).catch(() => 0);
+    if (read === 0) break;
+    parts.push(bytes.subarray(0, read));
+    total += read;
+  }
+  return Buffer.concat(parts);
+}
+
+const dir = tempDir();
+const files: Record<string, Uint8Array> = {
+  "empty.bin": new Uint8Array(0),
+  "one.bin": patternBytes(1, 1),
+  "small.txt": patternBytes(1024, 2),
+  "big.bin": patternBytes(5 * 1024 * 1024 + 17, 3),
+};
+let server: Server;
+let baselineFds = 0;
+
+before(async () => {
+  if (!haveCurl) return;
+  for (const [name, bytes] of Object.entries(files)) writeFileSync(join(dir, name), bytes);
+  writeFileSync(join(dir, "huge.bin"), patternBytes(1, 4));
+  spawnSync("truncate", ["-s", String(64 * 1024 * 1024), join(dir, "huge.bin")]);
+  mkdirSync(join(dir, "sub"));
+  writeFileSync(join(dir, "sub", "index.html"), "<p>index</p>");
+  symlinkSync("/etc/passwd", join(dir, "passwd"));
+  server = await startServer(dir);
+  curl(`${server.url}/small.txt`); // warm up: the runtime's lazily opened descriptors are open from here on
+  baselineFds = serverFds(server);
+});
+
+after(async () => {
+  if (!server) return;
+  server.child.kill("SIGKILL");
+  await server.exited;
+});
+
+test("curl downloads every file byte for byte (sha256), keep-alive reuses the connection", { skip: !haveCurl }, () => {
+  for (const [name, bytes] of Object.entries(files)) {
+    const got = curl("--fail", `${server.url}/${name}`);
+    assert.equal(got.status, 0, `${name}: ${got.stderr}`);
+    assert.equal(sha256(got.stdout), sha256(bytes), name);
+  }
+  const twice = curl("-v", "-o", "/dev/null", "-o", "/dev/null", `${server.url}/big.bin`, `${server.url}/small.txt`);
+  assert.match(twice.stderr, /Re-using existing connection/);
+  assert.equal(curl(`${server.url}/sub/`).stdout.toString(), "<p>index</p>");
+});
+
+test("single ranges match dd; unsatisfiable ones get 416, several get the whole file", { skip: !haveCurl }, () => {
+  const path = join(dir, "big.bin");
+  const size = files["big.bin"].length;
+  const dd = (skip: number, count: number) =>
+    spawnSync("dd", [`if=${path}`, "iflag=skip_bytes,count_bytes", `skip=${skip}`, `count=${count}`, "status=none"], {
+      maxBuffer: 1 << 28,
+    }).stdout;
+  const cases: [string, number, number][] = [
+    ["0-0", 0, 1],
+    ["10-19", 10, 10],
+    ["4000000-", 4_000_000, size - 4_000_000],
+    ["-500", size - 500, 500],
+    [`5-${size + 1000}`, 5, size - 5],
+  ];
+  for (const [spec, skip, count] of cases) {
+    const got = curl("-D", "-", "-o", "/dev/null", "-r", spec, `${server.url}/big.bin`).stdout.toString();
+    assert.match(got, /^HTTP\/1\.1 206 /, spec);
+    assert.match(got, new RegExp(`Content-Range: bytes ${skip}-${skip + count - 1}/${size}`), spec);
+    assert.equal(sha256(curl("-r", spec, `${server.url}/big.bin`).stdout), sha256(dd(skip, count)), spec);
+  }
+  const beyond = curl("-D", "-", "-r", `${size}-`, `${server.url}/big.bin`).stdout.toString();
+  assert.match(beyond, /^HTTP\/1\.1 416 /);
+  assert.match(beyond, new RegExp(`Content-Range: bytes \\*/${size}`));
+  const several = curl("-D", "-", "-o", "/dev/null", "-r", "0-1,5-6", `${server.url}/big.bin`).stdout.toString();
+  assert.match(several, /^HTTP\/1\.1 200 /);
+});
+
+test("HEAD has the headers of GET and no body", { skip: !haveCurl }, async () => {
+  const head = curl("-I", "-w", "%{size_download}", `${server.url}/big.bin`).stdout.toString();
+  assert.match(head, /^HTTP\/1\.1 200 /);
+  assert.match(head, new RegExp(`Content-Length: ${files["big.bin"].length}\r\n`));
+  assert.ok(head.endsWith("\r\n\r\n0"), "no body bytes");
+  // A HEAD then a GET on one connection: the GET's response starts right where the HEAD's headers end.
+  const both = await raw(
+    server,
+    "HEAD /small.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /one.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+  );
+  const [first, second] = both.split("\r\n\r\n");
+  assert.match(first, /^HTTP\/1\.1 200 /);
+  assert.match(second, /^HTTP\/1\.1 200 /);
+  assert.match(second, /Content-Length: 1$/m);
+});
+
+test(
+  "paths out of the root, missing files and bad requests get 404, 405, 400 and 431",
+  { skip: !haveCurl },
+  async () => {
+    const status = (...args: string[]) => curl("-o", "/dev/null", "-w", "%{http_code}", ...args).stdout.toString();
+    assert.equal(status(`${server.url}/missing`), "404");
+    assert.equal(status("--path-as-is", `${server.url}/../../../../etc/passwd`), "404");
+    assert.equal(status("--path-as-is", `${server.url}/%2e%2e/%2e%2e/%2e%2e/etc/passwd`), "404");
+    assert.equal(status(`${server.url}/passwd`), "404"); // a symbolic link out of the root
+    assert.equal(status(`${server.url}/sub`), "404"); // a directory is not a file
+    assert.equal(status("-X", "DELETE", `${server.url}/small.txt`), "405");
+    assert.equal(status(`${server.url}/%ZZ`), "400");
+    assert.match(await raw(server, "GARBAGE\r\n\r\n"), /^HTTP\/1\.1 400 /);
+    assert.match(await raw(server, "GET / HTTP/1.1\r\n\r\n"), /^HTTP\/1\.1 400 /); // HTTP/1.1 without Host
+    assert.match(
+      await raw(server, Buffer.concat([patternBytes(3000, 5), Buffer.from("\r\n\r\n")])),
+      /^HTTP\/1\.1 400 /,
+    );
+    const huge = `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`;
+    assert.match(await raw(server, huge), /^HTTP\/1\.1 431 /);
+  },
+);
+
+test("a request head that never ends is cut off (slowloris); a half-closed client still gets its answer", {
+  skip: !haveCurl,
+}, async () => {
+  using slow = await connectAsync({ port: server.port });
+  await slow.writeAsync([new TextEncoder().encode("GET /small.txt HTTP/1.1\r\nHost: x\r\n")]);
+  const started = Date.now();
+  assert.equal((await readUntilEnd(slow, 1 << 20)).length, 0); // closed without an answer
+  const waited = Date.now() - started;
+  assert.ok(waited >= HEAD_TIMEOUT_MS / 2 && waited < 10 * HEAD_TIMEOUT_MS + 2000, `closed after ${waited} ms`);
+
+  using half = await connectAsync({ port: server.port });
+  await half.writeAsync([new TextEncoder().encode("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")]);
+  half.shutdown("write");
+  const answer = await readUntilEnd(half, 64 << 20);
+  const body = answer.subarray(Buffer.from(answer).indexOf("\r\n\r\n") + 4);
+  assert.equal(sha256(body), sha256(files["big.bin"]));
+});
+
+test(
+  "a reader that stops mid-file does not stop the server, and its connection is let go",
+  { skip: !haveCurl },
+  async () => {
+    const stalled = await connectAsync({ port: server.port });
+    await stalled.writeAsync([new TextEncoder().encode("GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")]);
+    const some = new Uint8Array(1 << 20);
+    await stalled.readAsync(some); // take a little, then stop reading
+    const meanwhile = curl("--fail", `${server.url}/big.bin`);
+    assert.equal(sha256(meanwhile.stdout), sha256(files["big.bin"]));
+    stalled.close();
+    const fds = await eventually(3000, () => serverFds(server), (n) => n <= baselineFds);
+    assert.ok(fds <= baselineFds, `server holds ${fds} descriptors, ${baselineFds} at the start`);
+  },
+);
+
+test("1 000 connections opened and dropped: the server lives, leaks no descriptor, memory stays bounded", {
+  skip: !haveCurl,
+}, async () => {
+  const rssBefore = serverRssKiB(server);
+  for (let round = 0; round < 4; round++) {
+    const sockets = await Promise.all(Array.from({ length: 250 }, () => connectAsync({ port: server.port })));
+    sockets.forEach((socket, i) => {
+      if (i % 3 === 1) socket.write([new TextEncoder().encode("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")]);
+      if (i % 3 === 2) socket.write([new TextEncoder().encode("GET /sm")]);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    sockets.forEach((socket) => socket.close());
+  }
+  assert.equal(sha256(curl("--fail", `${server.url}/small.txt`).stdout), sha256(files["small.txt"]));
+  const fds = await eventually(5000, () => serverFds(server), (n) => n <= baselineFds);
+  assert.ok(fds <= baselineFds, `server holds ${fds} descriptors, ${baselineFds} at the start`);
+  const grownMiB = (serverRssKiB(server) - rssBefore) / 1024;
+  assert.ok(grownMiB < 48, `server RSS grew by ${grownMiB.toFixed(1)} MiB`);
+});
+
+test("wrk's load is served without errors", { skip: !haveCurl || !haveWrk }, () => {
+  const run = spawnSync("wrk", ["-t2", "-c32", "-d2s", `${server.url}/small.txt`], { encoding: "utf8" });
+  assert.equal(run.status, 0, run.stderr);
+  const requests = Number(run.stdout.match(/(\d+) requests in/)![1]);
+  assert.ok(requests > 100, run.stdout);
+  assert.doesNotMatch(run.stdout, /Non-2xx/);
+  const errors = run.stdout.match(/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/);
+  assert.ok(errors === null || errors.slice(1).every((n) => n === "0"), run.stdout);
+});
+
+test(
+  "SIGTERM: the server stops accepting, finishes the response in flight, and exits 0",
+  { skip: !haveCurl },
+  async () => {
+    const own = await startServer(dir);
+    using socket = await connectAsync({ port: own.port });
+    await socket.writeAsync([new TextEncoder().encode("GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")]);
+    const first = new Uint8Array(65536);
+    const firstRead = await socket.readAsync(first);
+    process.kill(own.child.pid!, "SIGTERM"); // not child.kill(): Deno's ChildProcess then reports its own signal
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await assert.rejects(connectAsync({ port: own.port }), (e) => (e as { code: string }).code === "ECONNREFUSED");
+    const rest = await readUntilEnd(socket, 128 << 20);
+    const answer = Buffer.concat([first.subarray(0, firstRead), rest]);
+    const body = answer.subarray(answer.indexOf("\r\n\r\n") + 4);
+    assert.equal(body.length, 64 * 1024 * 1024);
+    assert.match(answer.subarray(0, 300).toString(), /Connection: keep-alive/); // it was promised before the signal
+    assert.deepEqual(await own.exited, { status: 0, signal: null });
+  },
+);

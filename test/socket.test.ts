@@ -1,0 +1,365 @@
+// Sockets: TCP over IPv4 and IPv6 and unix paths, their options and addresses, typed errors, waiting forms,
+// adopting a descriptor from elsewhere, and the file and page paths (sendfile, writev, PageReader) onto them.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import {
+  adoptSocket,
+  connect,
+  connectAsync,
+  listen,
+  type Listener,
+  openBeneath,
+  openFile,
+  type PageIoError,
+  PagePool,
+  PageReader,
+  PageWriter,
+  Socket,
+  socketPair,
+} from "../mod.ts";
+import { isDeno, openDescriptorCount, patternBytes, root, sha256, tempDir, tempFile } from "./helpers.ts";
+
+const code = (e: unknown) => (e as PageIoError).code;
+const text = (s: string) => new TextEncoder().encode(s);
+
+/** A listener on a free loopback port, and a connected pair through it. */
+async function pair(listener: Listener): Promise<[client: Socket, server: Socket]> {
+  const client = await connectAsync(listener.addr);
+  return [client, await listener.acceptAsync()];
+}
+
+/** Reads until `length` bytes have arrived (or the end), waiting as needed. */
+async function readAll(socket: Socket, length: number): Promise<Uint8Array> {
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  while (at < length) {
+    const read = await socket.readAsync(bytes.subarray(at));
+    if (read === 0) break;
+    at += read;
+  }
+  return bytes.subarray(0, at);
+}
+
+/** The open-file flags of one of this process's descriptors (/proc/self/fdinfo), octal. */
+function fdFlags(fd: number): number {
+  return parseInt(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8").match(/flags:\s+(\d+)/)![1], 8);
+}
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+
+test("TCP over IPv4: listen, accept, connect, both addresses, bytes both ways", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const addr = listener.addr;
+  assert.equal(addr.transport, "tcp");
+  assert.ok(addr.transport === "tcp" && addr.hostname === "127.0.0.1" && addr.port > 0);
+  assert.equal(listener.accept(), null); // nobody yet: null, not an error
+  using client = connect(addr);
+  using server = await listener.acceptAsync();
+  assert.deepEqual(client.remoteAddr, addr);
+  assert.deepEqual(server.remoteAddr, client.localAddr);
+  assert.deepEqual(server.localAddr, addr);
+  for (const socket of [client, server, listener]) {
+    const flags = fdFlags(socket.fd);
+    assert.ok(flags & O_NONBLOCK && flags & O_CLOEXEC, `fd ${socket.fd} flags ${flags.toString(8)}`);
+  }
+  assert.equal(server.read(new Uint8Array(8)), null); // nothing has arrived
+  const payload = patternBytes(100_000, 3);
+  const [written, back] = await Promise.all([
+    client.writeAsync([payload.subarray(0, 7), payload.subarray(7)]),
+    readAll(server, payload.length),
+  ]);
+  assert.equal(written, payload.length);
+  assert.equal(sha256(back), sha256(payload));
+  assert.equal(server.write([text("pong")]), 4);
+  assert.deepEqual(await readAll(client, 4), text("pong"));
+});
+
+test("socket options: noDelay, keepAlive and unsentLimit read back what was set", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  for (const socket of [client, server]) {
+    socket.noDelay = true;
+    assert.equal(socket.noDelay, true);
+    socket.noDelay = false;
+    assert.equal(socket.noDelay, false);
+    socket.keepAlive = true;
+    assert.equal(socket.keepAlive, true);
+    socket.unsentLimit = 65536;
+    assert.equal(socket.unsentLimit, 65536);
+    socket.unsentLimit = Infinity;
+    assert.equal(socket.unsentLimit, Infinity);
+    assert.throws(() => (socket.unsentLimit = 0), RangeError);
+    socket.close();
+    assert.throws(() => socket.noDelay, (e) => code(e) === "ERR_CLOSED");
+  }
+});
+
+test("shutdown('write') is end-of-stream for the peer, which can still answer", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  using _c = client;
+  using _s = server;
+  client.write([text("last")]);
+  client.shutdown("write");
+  assert.deepEqual(await readAll(server, 100), text("last")); // then 0: the end
+  assert.equal(await server.readAsync(new Uint8Array(4)), 0);
+  server.write([text("still")]);
+  assert.deepEqual(await readAll(client, 5), text("still"));
+  // Writing after our own shutdown is EPIPE, an error, never a signal that kills the process.
+  assert.throws(() => client.write([text("x")]), (e) => code(e) === "EPIPE");
+  assert.throws(() => client.shutdown("sideways" as "read"), TypeError);
+});
+
+test("IPv6 loopback and reusePort", async (t) => {
+  let listener: Listener;
+  try {
+    listener = listen({ hostname: "::1", port: 0, reusePort: true });
+  } catch (error) {
+    if (["EADDRNOTAVAIL", "EAFNOSUPPORT"].includes(code(error))) return t.skip("no IPv6 here");
+    throw error;
+  }
+  using _l = listener;
+  const addr = listener.addr;
+  assert.ok(addr.transport === "tcp" && addr.hostname === "::1");
+  // A second listener on the same port works only because both asked for SO_REUSEPORT.
+  using twin = listen({ hostname: "[::1]", port: (addr as { port: number }).port, reusePort: true });
+  assert.deepEqual(twin.addr, addr);
+  using client = await connectAsync({ hostname: "::1", port: (addr as { port: number }).port });
+  assert.equal((client.localAddr as { hostname: string }).hostname, "::1");
+});
+
+test("unix-domain sockets on a path", async () => {
+  const path = join(tempDir(), "sock");
+  using listener = listen({ path });
+  assert.deepEqual(listener.addr, { transport: "unix", path });
+  using client = connect({ path });
+  using server = await listener.acceptAsync();
+  assert.deepEqual(client.remoteAddr, { transport: "unix", path });
+  assert.deepEqual(server.remoteAddr, { transport: "unix", path: "" }); // a connecting socket has no name
+  client.write([text("over unix")]);
+  assert.deepEqual(await readAll(server, 9), text("over unix"));
+  assert.throws(() => listen({ path }), (e) => code(e) === "EADDRINUSE");
+});
+
+test("errors are typed: ECONNREFUSED, EADDRINUSE, ECONNRESET, and bad arguments", async () => {
+  const listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as { port: number }).port;
+  assert.throws(
+    () => listen({ hostname: "127.0.0.1", port }),
+    (e) => code(e) === "EADDRINUSE" && /127\.0\.0\.1/.test((e as Error).message),
+  );
+  const [client, server] = await pair(listener);
+  listener.close();
+  listener.close(); // twice is fine
+  assert.throws(() => listener.accept(), (e) => code(e) === "ERR_CLOSED");
+  assert.throws(() => connect({ port }), (e) => code(e) === "ECONNREFUSED");
+  await assert.rejects(connectAsync({ hostname: "127.0.0.1", port }), (e) => code(e) === "ECONNREFUSED");
+  // Closing with unread bytes makes the kernel reset the connection: the peer reads ECONNRESET.
+  client.write([text("unread")]);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  server.close();
+  await assert.rejects(client.readAsync(new Uint8Array(8)), (e) => code(e) === "ECONNRESET");
+  client.close();
+  assert.throws(() => listen({ hostname: "example.com", port: 0 }), TypeError);
+  assert.throws(() => listen({ hostname: "127.0.0.1", port: 70000 }), RangeError);
+  assert.throws(() => listen({ hostname: "127.0.0.1", port: 1.5 }), RangeError);
+  assert.throws(() => listen(null as unknown as { port: number }), TypeError);
+  assert.throws(() => connect({ port: 0 }), RangeError);
+  assert.throws(() => listen({ hostname: "1.2.3", port: 0 }), (e) => code(e) === "EINVAL");
+  assert.throws(() => listen({ path: join(tempDir(), "x".repeat(200)) }), (e) => code(e) === "ENAMETOOLONG");
+});
+
+test("waits can be aborted, and closing a listener ends its for-await loop", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const aborted = new AbortController();
+  const pending = listener.acceptAsync(aborted.signal);
+  aborted.abort(new Error("enough"));
+  await assert.rejects(pending, /enough/);
+  const [client, server] = await pair(listener);
+  const reading = new AbortController();
+  const read = server.readAsync(new Uint8Array(4), reading.signal);
+  reading.abort();
+  await assert.rejects(read);
+  client.write([text("ok")]); // the stream is intact after the aborted read
+  assert.deepEqual(await readAll(server, 2), text("ok"));
+  client.close();
+  server.close();
+  const accepted: Socket[] = [];
+  const loop = (async () => {
+    for await (const socket of listener) accepted.push(socket);
+  })();
+  using _late = connect(listener.addr);
+  while (accepted.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  listener.close();
+  await loop; // ends, does not throw
+  accepted.forEach((s) => s.close());
+});
+
+test("sendFile moves file spans to a socket; writeAsync waits through a full buffer", async () => {
+  const data = patternBytes(8 * 1024 * 1024 + 123, 5);
+  const path = tempFile(data);
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  using _c = client;
+  using _s = server;
+  using file = openFile(path);
+  const [sent, back] = await Promise.all([
+    server.sendFileAsync(file, 100, data.length - 100),
+    readAll(client, data.length - 100),
+  ]);
+  assert.equal(sent, data.length - 100);
+  assert.equal(sha256(back), sha256(data.subarray(100)));
+  assert.equal(server.sendFile(file, 0, 0), 0);
+  assert.throws(() => server.sendFile(file, -1, 10), RangeError);
+  // Pool pages and a plain array through writeAsync, read back byte for byte.
+  using pool = new PagePool();
+  const page = pool.acquire();
+  page.bytes.set(patternBytes(pool.pageSize, 6));
+  const big = patternBytes(3 * 1024 * 1024, 7);
+  const heads = [page.head(), page.head(1, 10)];
+  const [written, again] = await Promise.all([
+    server.writeAsync([...heads, big]),
+    readAll(client, pool.pageSize + 10 + big.length),
+  ]);
+  assert.equal(written, pool.pageSize + 10 + big.length);
+  assert.equal(sha256(again.subarray(pool.pageSize + 10)), sha256(big));
+  assert.deepEqual(again.subarray(pool.pageSize, pool.pageSize + 10), page.bytes.subarray(1, 11));
+  heads.forEach((h) => h.release()); // still the caller's, as with writev
+  page.release();
+  assert.equal(pool.stats.inUse, 0);
+});
+
+test("PageWriter to a socket sends file spans and pages; PageReader on a socket reads into pool pages", async () => {
+  const data = patternBytes(2 * 1024 * 1024 + 7, 8);
+  const path = tempFile(data);
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  using _s = server;
+  const receiving = readAll(server, 5 + data.length);
+  {
+    using writer = new PageWriter(client);
+    using source = new PageReader(path);
+    writer.write(text("head:"));
+    for (const head of source) {
+      writer.write(head);
+      while (writer.pending.byteLength > 0) {
+        writer.flush(); // non-blocking: writes what fits, then the loop waits for the reader
+        if (writer.pending.byteLength > 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    }
+    assert.equal(writer.bytesWritten, 5 + data.length);
+  }
+  const got = await receiving;
+  assert.deepEqual(got.subarray(0, 5), text("head:"));
+  assert.equal(sha256(got.subarray(5)), sha256(data));
+  // What has arrived on a socket comes out of a PageReader as heads into pool pages.
+  const small = patternBytes(100_000, 10);
+  assert.equal(await client.writeAsync([small]), small.length);
+  client.close();
+  await new Promise((resolve) => setTimeout(resolve, 20)); // loopback: all of it is queued at the reader now
+  using pool = new PagePool();
+  using reader = new PageReader(server, { pool });
+  const parts: Uint8Array[] = [];
+  for (const head of reader) {
+    assert.ok(pool.stats.inUse > 0);
+    parts.push(head.bytes.slice());
+    head.release();
+  }
+  assert.equal(pool.stats.inUse, 0);
+  assert.equal(sha256(Buffer.concat(parts)), sha256(small));
+});
+
+test("adoptSocket takes a descriptor from elsewhere (a copy by default)", async () => {
+  const [a, b] = socketPair();
+  const adopted = adoptSocket(a.fd);
+  assert.notEqual(adopted.fd, a.fd);
+  a.close(); // the other owner closes its own; the copy lives on
+  assert.ok(fdFlags(adopted.fd) & O_NONBLOCK && fdFlags(adopted.fd) & O_CLOEXEC);
+  assert.equal(adopted.write([text("adopted")]), 7);
+  assert.deepEqual(await readAll(new Socket(b.fd), 7), text("adopted"));
+  adopted.close();
+  b.close();
+  using file = openFile(tempFile("not a socket"));
+  assert.throws(() => adoptSocket(file.fd), (e) => code(e) === "ENOTSOCK");
+  assert.throws(() => adoptSocket(-1), RangeError);
+});
+
+test("Bun's node:net socket is adopted through _handle.fd and carries pageio's writes", { skip: isDeno }, async () => {
+  const net = await import("node:net");
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  const received: Buffer[] = [];
+  const done = new Promise<void>((resolve) =>
+    server.on("connection", (conn) => {
+      conn.on("data", (d: Buffer) => received.push(d));
+      conn.on("end", () => resolve());
+    })
+  );
+  const nodeSocket = net.connect(port, "127.0.0.1");
+  await new Promise((resolve) => nodeSocket.on("connect", resolve));
+  const fd = (nodeSocket as unknown as { _handle: { fd: number } })._handle.fd;
+  const socket = adoptSocket(fd);
+  const payload = patternBytes(4 * 1024 * 1024, 9);
+  assert.equal(await socket.writeAsync([payload]), payload.length);
+  socket.shutdown("write");
+  socket.close();
+  await done;
+  nodeSocket.destroy();
+  server.close();
+  assert.equal(sha256(Buffer.concat(received)), sha256(payload));
+});
+
+test("openBeneath keeps paths inside the directory", () => {
+  const dir = tempDir();
+  mkdirSync(join(dir, "sub"));
+  writeFileSync(join(dir, "sub", "file"), "inside");
+  symlinkSync("/etc/hostname", join(dir, "out"));
+  using base = openFile(dir);
+  using inside = openBeneath(base, "sub/file");
+  assert.equal(inside.size(), 6);
+  for (const escape of ["../etc/passwd", "sub/../../x", "/etc/hostname", "out"]) {
+    assert.throws(() => openBeneath(base, escape), (e) => ["EXDEV", "ELOOP"].includes(code(e)), escape);
+  }
+  assert.throws(() => openBeneath(base, "missing"), (e) => code(e) === "ENOENT");
+  assert.throws(() => openBeneath(base, 5 as unknown as string), TypeError);
+});
+
+test("sockets leak no descriptor: 200 connections made and closed", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const before = openDescriptorCount();
+  for (let i = 0; i < 200; i++) {
+    const [client, server] = await pair(listener);
+    client.close();
+    server.close();
+  }
+  assert.equal(openDescriptorCount(), before);
+});
+
+test("Deno's --allow-net scopes are honoured", { skip: !isDeno }, () => {
+  const script = join(tempDir(), "net.ts");
+  writeFileSync(
+    script,
+    `import { listen, connect } from "${root}mod.ts";
+     const results = [];
+     const unix = () => listen({ path: Deno.args[0] });
+     for (const f of [() => listen({ hostname: "127.0.0.1", port: 0 }), () => connect({ port: 9 }), unix]) {
+       try { f().close(); results.push("ok"); } catch (e) { results.push(e.code); }
+     }
+     console.log(results.join(" "));`,
+  );
+  const run = (net: string) =>
+    spawnSync(
+      process.execPath,
+      ["run", "--allow-ffi", "--allow-read", "--allow-env", ...(net ? [net] : []), script, join(tempDir(), "s")],
+      { encoding: "utf8" },
+    );
+  // No --allow-write: a unix socket path is refused like a file would be.
+  assert.equal(run("").stdout.trim(), "EACCES EACCES EACCES");
+  // Listening on 127.0.0.1 is allowed, connecting to port 9 is not: the refusal comes before any system call.
+  assert.equal(run("--allow-net=127.0.0.1:0").stdout.trim(), "ok EACCES EACCES");
+  assert.equal(run("--allow-net=127.0.0.1").stdout.trim(), "ok ECONNREFUSED EACCES");
+});

@@ -1,0 +1,138 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import process from "node:process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type PageIoError, PagePool, PageReader, pageSize, PageWriter } from "../mod.ts";
+import { liveRegionCount } from "../src/system.ts";
+import { haveStrace, isDeno, patternBytes, root, runScript, tempDir, tempFile } from "./helpers.ts";
+
+const code = (e: unknown) => (e as PageIoError).code;
+const encoder = new TextEncoder();
+
+/** Lines with every UTF-8 length (1-4 bytes, surrogate pairs, a lone surrogate) so page ends fall inside characters. */
+function mixedLines(count: number): string[] {
+  const pieces = ["plain ascii", "é ü ß", "中文字符", "🙂 emoji 🚀", "lone \ud800 surrogate", "x".repeat(4097)];
+  return Array.from({ length: count }, (_, i) => `${i} ${pieces[i % pieces.length]}\n`);
+}
+
+test("write(string) encodes UTF-8 into pool pages, in order with heads and arrays, across page ends", () => {
+  const regions = liveRegionCount();
+  const path = join(tempDir(), "mixed.txt");
+  const lines = mixedLines(3000);
+  const expected: Uint8Array[] = [];
+  {
+    using pool = new PagePool({ pageSize }); // small pages: characters straddle many page ends
+    const page = pool.acquire();
+    page.bytes.set(encoder.encode("<head>"));
+    using writer = new PageWriter(path, { pool });
+    lines.forEach((line, i) => {
+      writer.write(line);
+      expected.push(encoder.encode(line));
+      if (i % 97 === 0) {
+        writer.write(page.head(0, 6));
+        expected.push(encoder.encode("<head>"));
+      } else if (i % 101 === 0) {
+        writer.write(encoder.encode("[array]"));
+        expected.push(encoder.encode("[array]"));
+      }
+    });
+    const big = "🙂".repeat(40_000) + "end"; // one write far over a page and over a batch
+    writer.write(big);
+    expected.push(encoder.encode(big));
+    page.release();
+  }
+  assert.deepEqual(readFileSync(path), Buffer.concat(expected));
+  assert.equal(liveRegionCount(), regions, "the writer's pages and pools are gone");
+});
+
+test("the gather writes counted: far fewer calls than lines", { skip: !haveStrace }, () => {
+  const dir = tempDir();
+  const path = join(dir, "log.txt");
+  const trace = join(dir, "trace");
+  const child = join(dir, "child.ts");
+  writeFileSync(
+    child,
+    `import { PageWriter } from "${root}mod.ts";
+     const w = new PageWriter(${JSON.stringify(path)});
+     for (let i = 0; i < 20000; i++) w.write("line " + i + " " + "y".repeat(90) + "\\n");
+     w.close();`,
+  );
+  const argv = isDeno ? [process.execPath, "run", "-A", child] : [process.execPath, child];
+  // -y names each descriptor's file, so the runtime's own writes (its module cache) are told apart.
+  const syscalls = "trace=write,writev,pwrite64,pwritev";
+  const run = spawnSync("strace", ["-f", "-qq", "-y", "-e", syscalls, "-o", trace, ...argv], {
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  assert.equal(run.status, 0, run.stderr);
+  const toFile = readFileSync(trace, "utf8").split("\n").filter((l) => l.includes(`<${path}>`));
+  assert.ok(readFileSync(path).length > 2_000_000);
+  // ~2 MB in 64 KiB pages: one gather write (8 MiB high-water mark), a few more at most; never one per line.
+  assert.ok(toFile.length >= 1 && toFile.length <= 4, `${toFile.length} writes:\n${toFile.join("\n")}`);
+});
+
+test("a writer given a path appends with { append: true }, kernel moves included", () => {
+  const source = tempFile(patternBytes(3 * pageSize + 17, 5));
+  const path = tempFile("old line\n", "log.txt");
+  {
+    using writer = new PageWriter(path, { append: true });
+    writer.write("new line\n");
+    using reader = new PageReader(source);
+    for (const head of reader) writer.write(head); // file spans: a kernel move where the OS allows one
+    writer.write("last\n");
+  }
+  assert.deepEqual(
+    readFileSync(path),
+    Buffer.concat([Buffer.from("old line\nnew line\n"), readFileSync(source), Buffer.from("last\n")]),
+  );
+  using truncating = new PageWriter(path);
+  truncating.write("fresh\n");
+  truncating.close();
+  assert.equal(readFileSync(path, "utf8"), "fresh\n");
+});
+
+test("pending counts encoded strings; a closed writer refuses strings; a bad pool is a TypeError", () => {
+  const path = join(tempDir(), "p.txt");
+  const writer = new PageWriter(path);
+  writer.write("héllo");
+  assert.deepEqual(writer.pending, { byteLength: 6, count: 1 });
+  assert.equal(writer.flush(), 6);
+  assert.deepEqual(writer.pending, { byteLength: 0, count: 0 });
+  writer.close();
+  assert.throws(() => writer.write("late"), (e) => code(e) === "ERR_CLOSED");
+  assert.equal(readFileSync(path, "utf8"), "héllo");
+  assert.throws(() => new PageWriter(path, { pool: {} as PagePool }), TypeError);
+});
+
+test("no page to encode into: the string is kept, nothing written before is lost", () => {
+  const path = join(tempDir(), "full.txt");
+  const pool = new PagePool({ pageSize, pages: 0, maxPages: 2 });
+  const writer = new PageWriter(path, { pool });
+  const held = [pool.acquire(), pool.acquire()]; // every page the pool may have
+  writer.write("a".repeat(pageSize * 2));
+  assert.throws(() => writer.flush(), (e) => code(e) === "ERR_POOL_EXHAUSTED");
+  held.forEach((page) => page.release());
+  writer.close(); // now there are pages: everything goes out
+  assert.equal(readFileSync(path, "utf8"), "a".repeat(pageSize * 2));
+  pool.close();
+});
+
+for (const how of ["returns from its main module", "calls exit(0)"]) {
+  test(`a program that writes strings and ${how} without flush or close leaves the complete file`, () => {
+    const path = join(tempDir(), "exit.txt");
+    const exit = how.startsWith("calls") ? (isDeno ? "Deno.exit(0);" : "process.exit(0);") : "";
+    const run = runScript(
+      `import { PageWriter } from "${root}mod.ts";
+       const w = new PageWriter(${JSON.stringify(path)});
+       for (let i = 0; i < 50000; i++) w.write("line " + i + "\\n");
+       w.write(new TextEncoder().encode("bytes\\n"));
+       w.write("tail");
+       ${exit}`,
+    );
+    assert.equal(run.status, 0, run.stderr);
+    const expected = Array.from({ length: 50000 }, (_, i) => `line ${i}\n`).join("") + "bytes\ntail";
+    assert.equal(readFileSync(path, "utf8"), expected);
+  });
+}
