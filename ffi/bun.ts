@@ -74,6 +74,16 @@ function callback(name: keyof typeof callbacks, fn: () => void): NativeCallback 
  */
 const WORKERS_IDLE_MAX = 2;
 
+/**
+ * The address a worker may write through: JSC keeps a small typed array's bytes in GC-owned storage that moves
+ * to an ArrayBuffer of its own the first time `.buffer` is read, so read it first (the address then stays).
+ */
+function addressFor(view: ArrayBufferView): number | null {
+  if (view.byteLength === 0) return null;
+  void view.buffer;
+  return ptr(view) as number;
+}
+
 function workerFunctions(path: string): AsyncFunctions {
   type Pending = { resolve: (n: number) => void; reject: (e: Error) => void; args: unknown[] };
   type Slot = { worker: Worker; pending: Pending | null };
@@ -107,7 +117,7 @@ function workerFunctions(path: string): AsyncFunctions {
         const slot = slots.find((s) => s.pending === null) ?? start();
         ref(slot.worker, true);
         slot.pending = { resolve, reject, args }; // `args` holds the arrays until the call is back
-        const sent = args.map((a) => ArrayBuffer.isView(a) ? (a.byteLength === 0 ? null : ptr(a)) : a);
+        const sent = args.map((a) => ArrayBuffer.isView(a) ? addressFor(a) : a);
         slot.worker.postMessage({ name, args: sent });
       })]
     ),

@@ -140,13 +140,13 @@ export class Brigade {
           }
         } else {
           const end = this.#start + step.chunks;
-          const packed = held ? PackedList.exact(step.chunks) : shared;
+          const packed = held ? PackedList.take() : shared;
           packed.pack(this.#chunks, this.#start, end, this.#lengths, held);
           const plan = gatherPlan(step.lend ? "pageio_vmsplice" : "pageio_writev", fd, packed, callsMax);
           try {
             moved = yield* this.#attempt(step.chunks, plan, lender, step.lend === true);
           } finally {
-            packed.held = null;
+            if (held) packed.recycle();
           }
           if (moved === null) {
             lender!.enabled = false; // the kernel will not lend here: copy from now on

@@ -144,15 +144,30 @@ export class PackedList {
   stagingUsed = 0;
   /** Descriptors packed (a chunk longer than ENTRY_BYTES_MAX takes several, a run of staged ones one). */
   count = 0;
-  readonly out: Float64Array = new Float64Array(1);
+  readonly out: Float64Array = new Float64Array(offHeap(8));
   /** What an asynchronous call passed by address, referenced here until it settles. */
   held: readonly unknown[] | null = null;
   #at = 0; // next free word of `list`
 
   /** Room for `entries` descriptors and `stagingBytes` staged bytes; both grow when needed. */
   constructor(entries = IOV_MAX, stagingBytes = 64 * 1024) {
-    this.list = new Uint32Array(WORDS * entries);
-    this.staging = new Uint8Array(stagingBytes);
+    this.list = new Uint32Array(offHeap(4 * WORDS * entries));
+    this.staging = new Uint8Array(offHeap(stagingBytes));
+  }
+
+  /**
+   * A list for one asynchronous call, from a few kept for reuse: making its arrays afresh for every call costs
+   * more than the call (allocation, and the first native use of each new buffer). Give it back with `recycle`
+   * once the call has settled, never before: the call may still be writing through its addresses.
+   */
+  static take(): PackedList {
+    return spareLists.pop() ?? new PackedList(16, 4096);
+  }
+
+  /** Back to the spares, what it held dropped. */
+  recycle(): void {
+    this.held = null;
+    if (spareLists.length < SPARE_LISTS_MAX) spareLists.push(this);
   }
 
   /** A list sized for one call (an asynchronous call owns its list: nothing to spare, nothing to copy). */
@@ -172,7 +187,7 @@ export class PackedList {
     const words = this.#at + WORDS * entries;
     if (words <= this.list.length) return;
     if (words * 4 > 0xffff_ffff) throw new RangeError(`a gather list of ${words / WORDS} descriptors is too long`);
-    const grown = new Uint32Array(Math.max(words, this.list.length * 2));
+    const grown = new Uint32Array(offHeap(4 * Math.max(words, this.list.length * 2)));
     grown.set(this.list.subarray(0, this.#at));
     this.list = grown;
   }
@@ -182,7 +197,9 @@ export class PackedList {
     const at = this.stagingUsed;
     if (at + length > this.staging.length) {
       if (at + length > STAGING_BYTES_MAX) return -1;
-      const grown = new Uint8Array(Math.min(STAGING_BYTES_MAX, Math.max(at + length, this.staging.length * 2, 4096)));
+      const grown = new Uint8Array(
+        offHeap(Math.min(STAGING_BYTES_MAX, Math.max(at + length, this.staging.length * 2, 4096))),
+      );
       grown.set(this.staging.subarray(0, at));
       this.staging = grown;
     }
@@ -458,6 +475,15 @@ const WAIT_READ: Wait = { wait: "read" };
 /** errnos with which the kernel refuses to lend (not a pipe, not Linux): copy instead. */
 const LEND_REFUSED = new Set([errno.EINVAL, errno.ENOSYS]);
 
+/**
+ * @internal Memory for arrays that go to native calls: V8 keeps a small typed array made by length inside the
+ * JS heap, where Deno's FFI fast path cannot take its address (every call on a fresh one then takes the slow
+ * path, ~10 µs), and JSC may move one; an ArrayBuffer made on its own always has its bytes outside.
+ */
+export function offHeap(bytes: number): ArrayBuffer {
+  return new ArrayBuffer(bytes);
+}
+
 function detached(): TypeError {
   return new TypeError("a byte array in the list is detached (its page or mapping is gone, or it was transferred)");
 }
@@ -467,6 +493,10 @@ function changed(bytes: Uint8Array, queued: number, now: number): TypeError {
     `a queued byte array changed from ${queued} to ${now} bytes (${isDetached(bytes) ? "detached" : "resized"})`,
   );
 }
+
+const spareLists: PackedList[] = [];
+/** Limit: lists kept for reuse (as many asynchronous calls in flight at once as are common). */
+const SPARE_LISTS_MAX = 64;
 
 /** @internal The list the synchronous calls share. */
 export const shared: PackedList = new PackedList();
@@ -542,11 +572,11 @@ export async function writevAsync(
   const list = chunkList(chunks);
   if (list.length === 0) return 0;
   // The packed list holds the chunks (a generator's arrays have no other reference) until the call settles.
-  const packed = PackedList.exact(list.length).pack(list, 0, list.length, undefined, true);
+  const packed = PackedList.take().pack(list, 0, list.length, undefined, true);
   try {
     return (await runAsync(target, fd, gatherPlan("pageio_writev", fd, packed), options.signal, list))!;
   } finally {
-    packed.held = null;
+    packed.recycle();
   }
 }
 
@@ -613,12 +643,12 @@ export async function readvAsync(
   const fd = fdOf(source);
   const { list: items, made } = targetList(targets);
   try {
-    const packed = PackedList.exact(items.length);
+    const packed = PackedList.take();
     const staged = packed.packTargets(items, true);
     try {
       return await runAsync(source, fd, scatterPlan(fd, packed, staged), options.signal, items);
     } finally {
-      packed.held = null;
+      packed.recycle();
     }
   } finally {
     for (const head of made) head.release();
