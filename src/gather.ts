@@ -519,26 +519,8 @@ export const shared: PackedList = new PackedList();
  */
 export function writev(target: Target, chunks: Iterable<Chunk>): number {
   const fd = fdOf(target);
-  if (!Array.isArray(chunks) || spare === null) {
-    const list = chunkList(chunks);
-    return list.length === 0 ? 0 : gatherSync(target, fd, shared.pack(list, 0, list.length));
-  }
-  const length = chunks.length;
-  // The caller's list is copied into a spare one (no allocation per call); a getter that calls writev again
-  // meanwhile gets a list of its own.
-  const list = spare.length >= length ? spare : new Array<Chunk>(length).fill(undefined as unknown as Chunk);
-  spare = null;
-  try {
-    for (let i = 0; i < length; i++) {
-      const chunk = chunks[i];
-      if (isView(chunk) && !(chunk instanceof Uint8Array)) throw notAChunk(chunk, i);
-      list[i] = chunk;
-    }
-    return length === 0 ? 0 : gatherSync(target, fd, shared.pack(list, 0, length));
-  } finally {
-    list.fill(undefined as unknown as Chunk, 0, length); // nothing of the caller's stays referenced
-    spare = list;
-  }
+  const list = chunkList(chunks);
+  return list.length === 0 ? 0 : gatherSync(target, fd, shared.pack(list, 0, list.length));
 }
 
 /** The synchronous driver over a packed gather write; its first step made here, as most complete at once. */
@@ -547,8 +529,6 @@ function gatherSync(target: Target, fd: number, packed: PackedList): number {
   if (first >= 0 && first === packed.byteLength()) return first; // done: no planner needed at all
   return runSync(gatherPlan("pageio_writev", fd, packed, 0, first), fd, waitsFor(target))!;
 }
-
-let spare: Chunk[] | null = [];
 
 /**
  * `writev` without holding up the event loop: the system call is tried at once, and only a descriptor that

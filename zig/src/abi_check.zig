@@ -12,6 +12,7 @@ const modules = .{
     .channel = @import("channel.zig"),
     .gather = @import("gather.zig"),
     .poller = @import("poller.zig"),
+    .socket = @import("socket.zig"),
 };
 
 /// `module.Decl` by name.
