@@ -26,6 +26,7 @@ const runs: Record<string, () => Promise<cases.Measured[]>> = {
   ringAsync: () => cases.ringAsync(Number(rest[0])),
   awaitedWrites: () => cases.awaitedWrites(Number(rest[0])),
   logLines: () => cases.logLines(rest[0], Number(rest[1])),
+  streamChunks: () => cases.streamChunks(rest[0]),
 };
 if (!runs[name]) throw new Error(`unknown case ${name}; one of ${Object.keys(runs).join(", ")}`);
 const results = await runs[name]();
