@@ -279,8 +279,8 @@ export class Brigade {
 
   /**
    * Drops the front `written` bytes, and the empty chunks among the front `limit` chunks that they reach.
-   * Heads whose bytes were `lent` go to the lender (the pipe still holds their pages); the lender also
-   * counts every other byte that went into its pipe.
+   * Heads whose bytes were `lent` go to the lender (the pipe holds their pages: they get fresh memory before
+   * their next use).
    */
   #consume(written: number, limit: number, lender: Lender | null, lent: boolean): void {
     this.#byteLength -= written;
@@ -291,17 +291,13 @@ export class Brigade {
     while (this.#start < end && lengths[this.#start] <= left) {
       const chunk = chunks[this.#start];
       left -= lengths[this.#start];
-      if (lent) lender!.keep(chunk as PageHead);
-      else {
-        lender?.advance(lengths[this.#start]);
-        if (isHead(chunk)) chunk.release();
-      }
+      if (lent) lender!.lent(chunk as PageHead);
+      else if (isHead(chunk)) chunk.release();
       chunks[this.#start++] = undefined as unknown as Chunk;
     }
     if (left > 0) { // a partly written chunk: trim it in place
       const chunk = chunks[this.#start];
-      if (lent) lender!.keep((chunk as PageHead).slice(0, left));
-      else lender?.advance(left);
+      if (lent) (chunk as PageHead)._markLent(); // the rest stays queued; the page is marked for fresh memory
       if (isHead(chunk)) chunk._consume(left);
       else chunks[this.#start] = viewOf(chunk, left, lengths[this.#start] - left);
       lengths[this.#start] -= left;

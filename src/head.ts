@@ -29,8 +29,8 @@ export interface HeadOwner {
   ownBuffer?(offset: number, length: number): ArrayBuffer;
   /** True when the owner's memory may be lent to a pipe now (a pool page held by nothing but one head). */
   readonly lendable?: boolean;
-  /** Fresh zeroed memory in place of the owner's (pool pages whose old memory a pipe still holds). */
-  replacePages?(): void;
+  /** Its memory was lent to a pipe: it gets fresh memory before it is used again (pool pages). */
+  markLent?(): void;
 }
 
 // Heads whose bytes went out as buffers of their own: each is released once its buffer is collected.
@@ -212,9 +212,9 @@ export class PageHead {
     return this.#refs === 1 && this.#owner?.lendable === true;
   }
 
-  /** @internal The page under this head gets fresh memory; the old stays with whoever holds it (a pipe). */
-  _replacePages(): void {
-    this.#live("replace").replacePages!();
+  /** @internal This head's bytes were lent to a pipe: its page gets fresh memory before its next use. */
+  _markLent(): void {
+    this.#live("lend").markLent!();
   }
 
   /** @internal Drops the first `count` bytes (a partly written head in a brigade). */

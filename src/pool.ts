@@ -227,6 +227,15 @@ export class PagePool {
     if (this.#closed && this.#inUse - this.#leaked === 0) this.#unmapSlabs();
   }
 
+  /** @internal A lent page whose memory could not be replaced (ENOMEM): out of use for good, counted as lost. */
+  _retire(page: Page, index: number): void {
+    this.#buffers[index]?.transfer(0);
+    this.#buffers[index] = null;
+    if (this.#leakEvery !== 0) leaks.unregister(page);
+    this.#leaked++;
+    if (this.#closed && this.#inUse - this.#leaked === 0) this.#unmapSlabs();
+  }
+
   /** @internal A page was garbage-collected while acquired. */
   _leaked(stack?: string): void {
     this.#leaked++;
@@ -257,6 +266,7 @@ export class Page {
   #pool: PagePool | null;
   readonly #index: number;
   #refs = 1;
+  #lent = false;
   #bytes: Uint8Array<ArrayBuffer> | null = null;
   /** @internal The slab's native region id, and where this page sits in it. */
   readonly region: number;
@@ -328,10 +338,14 @@ export class Page {
     return this.#refs === 1 && this.#pool !== null;
   }
 
-  /** @internal Fresh zeroed memory at this page's address (a pipe keeps the old memory it was lent). */
-  replacePages(): void {
-    const pool = this.#live("replacePages");
-    unwrap(fn.pageio_replace_pages(this.region, this.regionOffset, pool.pageSize), "mmap");
+  /**
+   * @internal The page's memory went into a pipe by reference (vmsplice): the pipe, and any pipe or file its
+   * reader splices or tees it on to, may hold these very pages for as long as it likes, and nothing the
+   * kernel tells us proves they let go. So the page gets fresh memory before it can be acquired again.
+   */
+  markLent(): void {
+    this.#live("lend");
+    this.#lent = true;
   }
 
   /** @internal */
@@ -357,6 +371,11 @@ export class Page {
     const pool = this.#pool!;
     this.#pool = null;
     this.#bytes = null;
+    // Fresh pages at the same address (MAP_FIXED); the pipe keeps the old ones. If that fails the page is
+    // never handed out again rather than reused in place.
+    if (this.#lent && fn.pageio_replace_pages(this.region, this.regionOffset, pool.pageSize) < 0) {
+      return pool._retire(this, this.#index);
+    }
     pool._return(this, this.#index);
   }
 }

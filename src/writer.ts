@@ -81,7 +81,6 @@ export class PageWriter {
   readonly #ownsFile: boolean;
   readonly #brigade = new Brigade();
   readonly #highWaterMark: number;
-  readonly #lender: Lender | null = null;
   #written = 0;
   #closed = false;
   #writable: WritableStream<Chunk> | null = null;
@@ -114,7 +113,7 @@ export class PageWriter {
     const fd = fdOf(this.#file);
     // Lending needs a FileHandle: its `closed` says when the fd number stops naming this pipe.
     if (options.lend !== false && this.#file instanceof FileHandle && stat(fd).kind === "fifo") {
-      this.#brigade._lender = this.#lender = new Lender(this.#file);
+      this.#brigade._lender = new Lender(this.#file);
     }
   }
 
@@ -220,7 +219,6 @@ export class PageWriter {
   /** `flush` off the JS thread: the event loop runs on while a slow pipe or socket drains. */
   async flushAsync(): Promise<number> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flushAsync");
-    this.#lender?.reclaim();
     this.#queueText();
     let written: number;
     try {
@@ -238,7 +236,6 @@ export class PageWriter {
   flush(): number {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flush");
     this.#queueText();
-    this.#lender?.reclaim();
     let written: number;
     try {
       written = this.#brigade.flush(this.#file);
@@ -311,7 +308,6 @@ export class PageWriter {
       this.#text = "";
       this.#fillBytes = new Uint8Array(0);
       this.#fillStart = this.#fillEnd = 0;
-      this.#lender?.close();
       if (this.#ownsPool) this.#pool?.close(); // its slabs go once the last lent or queued page is back
       if (this.#ownsFile) (this.#file as FileHandle).close();
     }
