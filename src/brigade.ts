@@ -302,6 +302,7 @@ export class Brigade {
       else chunks[this.#start] = viewOf(chunk, left, lengths[this.#start] - left);
       lengths[this.#start] -= left;
     }
+    if (lent) lender!.settle();
     if (this.#start === chunks.length) {
       chunks.length = lengths.length = 0;
       this.#start = 0;

@@ -217,6 +217,12 @@ export class PageHead {
     this.#live("lend").markLent!();
   }
 
+  /** @internal The whole pool page under this head, as {region, offset in it, bytes}. */
+  _page(): { region: number; offset: number; length: number } {
+    const owner = this.#live("lend");
+    return { region: owner.region, offset: owner.regionOffset, length: owner.byteLength };
+  }
+
   /** @internal Drops the first `count` bytes (a partly written head in a brigade). */
   _consume(count: number): void {
     this.#offset += count;

@@ -2,16 +2,19 @@
  * Pages lent to a pipe (vmsplice): the pipe then holds the pool pages themselves, not copies of them. Nothing
  * the kernel reports proves a lent page was let go: FIONREAD drops to 0 as soon as the reader `splice`s or
  * `tee`s the bytes on, while the pages live on in the next pipe or file. So a lent page is never reused in
- * place: its head is released at once, and the page gets fresh memory (MAP_FIXED, the pipe keeps the old)
- * before its pool hands it out again.
+ * place: right after the lend it gets fresh memory at the same address (MAP_FIXED; the pipe keeps the old),
+ * one native call per run of adjacent pages, and its head goes back at once.
  * @module
  */
+import { fn } from "../ffi/native.ts";
 import type { FileHandle } from "./file.ts";
 import type { PageHead } from "./head.ts";
 
 /** @internal What a PageWriter on a pipe lends to. */
 export class Lender {
   readonly #pipe: FileHandle;
+  /** Heads just lent whose pages nothing else holds: they get fresh memory together in `settle()`. */
+  #batch: PageHead[] = [];
   /** False once the kernel refused to lend (ENOSYS, EINVAL): the writer copies from then on. */
   enabled = true;
 
@@ -24,9 +27,31 @@ export class Lender {
     return this.#pipe.fd;
   }
 
-  /** A head whose bytes were just lent to the pipe: its page is marked for fresh memory, and it is released. */
+  /** A head whose bytes were just lent to the pipe: its page gets fresh memory, now or at its last release. */
   lent(head: PageHead): void {
-    head._markLent();
+    if (head._lendable()) return void this.#batch.push(head);
+    head._markLent(); // another head holds the page (the unsent rest of this one): replaced once it goes
     head.release();
+  }
+
+  /** Fresh memory for the batch's pages, one call per run of adjacent pages; then the heads go back. */
+  settle(): void {
+    const heads = this.#batch;
+    if (heads.length === 0) return;
+    this.#batch = [];
+    const pages = heads.map((head) => head._page());
+    for (let start = 0; start < heads.length;) {
+      const { region, offset } = pages[start];
+      let length = pages[start].length, end = start + 1;
+      while (end < heads.length && pages[end].region === region && pages[end].offset === offset + length) {
+        length += pages[end++].length;
+      }
+      // Failed (ENOMEM): each page is replaced on its own at release instead, or never used again.
+      if (fn.pageio_replace_pages(region, offset, length) < 0) {
+        for (let i = start; i < end; i++) heads[i]._markLent();
+      }
+      start = end;
+    }
+    for (const head of heads) head.release();
   }
 }
