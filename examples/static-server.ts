@@ -23,29 +23,13 @@ const pool = new PagePool({ pageSize: HEAD_BYTES_MAX, maxPages: CONNECTIONS_MAX 
 const listener = listen({ hostname: "127.0.0.1", port: Number(portArg) });
 const latin1 = new TextDecoder("latin1");
 const encoder = new TextEncoder();
-const types: Record<string, string> = {
-  html: "text/html; charset=utf-8",
-  txt: "text/plain; charset=utf-8",
-  css: "text/css",
-  js: "text/javascript",
-  json: "application/json",
-  png: "image/png",
-  jpg: "image/jpeg",
-  svg: "image/svg+xml",
-  wasm: "application/wasm",
-};
-const reasons: Record<number, string> = {
-  200: "OK",
-  206: "Partial Content",
-  400: "Bad Request",
-  403: "Forbidden",
-  404: "Not Found",
-  405: "Method Not Allowed",
-  416: "Range Not Satisfiable",
-  431: "Request Header Fields Too Large",
-  500: "Internal Server Error",
-  503: "Service Unavailable",
-};
+// deno-fmt-ignore
+const types: Record<string, string> = { html: "text/html; charset=utf-8", txt: "text/plain; charset=utf-8",
+  css: "text/css", js: "text/javascript", json: "application/json", png: "image/png", jpg: "image/jpeg",
+  svg: "image/svg+xml", wasm: "application/wasm" };
+// deno-fmt-ignore
+const reasons: Record<number, string> = { 200: "OK", 206: "Partial Content", 400: "Bad Request", 403: "Forbidden",
+  404: "Not Found", 405: "Method Not Allowed", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large" };
 
 /** A connection and what it is doing, for the sweep that enforces deadlines and for shutdown. */
 interface Conn {
@@ -148,10 +132,21 @@ function headBytes(status: number, fields: string[], keepAlive: boolean): Uint8A
   return encoder.encode(text);
 }
 
-/** Sends a head (and for errors a short body) in one writev; the rest waits until the socket is writable. */
-async function sendHead(conn: Conn, bytes: Uint8Array): Promise<void> {
+/** Sends a head (and for errors a short body) in one writev; what does not fit waits until the socket is writable. */
+function sendHead(conn: Conn, bytes: Uint8Array): Promise<number> | undefined {
   const written = conn.socket.write([bytes]);
-  if (written < bytes.length) await conn.socket.writeAsync([bytes.subarray(written)], conn.abort.signal);
+  if (written < bytes.length) return conn.socket.writeAsync([bytes.subarray(written)], conn.abort.signal);
+}
+
+/** Sends a file span by sendfile: at once as far as the socket takes it, then waiting, in steps (the deadline). */
+async function sendBody(conn: Conn, file: FileHandle, start: number, end: number): Promise<void> {
+  for (let at = start; at < end;) {
+    conn.since = Date.now();
+    const step = Math.min(SEND_STEP_BYTES, end - at);
+    const sent = conn.socket.sendFile(file, at, step);
+    if (sent < step) await conn.socket.sendFileAsync(file, at + sent, step - sent, conn.abort.signal);
+    at += step;
+  }
 }
 
 async function sendError(conn: Conn, status: number, keepAlive: boolean, extra: string[] = []): Promise<void> {
@@ -204,12 +199,7 @@ async function respond(conn: Conn, request: Request): Promise<boolean> {
     if (span !== undefined) fields.push(`Content-Range: bytes ${start}-${end - 1}/${size}`);
     conn.phase = "send";
     await sendHead(conn, headBytes(span === undefined ? 200 : 206, fields, keepAlive));
-    if (method === "GET") {
-      for (let at = start; at < end; at += SEND_STEP_BYTES) {
-        conn.since = Date.now();
-        await conn.socket.sendFileAsync(file, at, Math.min(SEND_STEP_BYTES, end - at), conn.abort.signal);
-      }
-    }
+    if (method === "GET" && start < end) await sendBody(conn, file, start, end);
     return keepAlive;
   } finally {
     file.close();

@@ -29,7 +29,7 @@ export function open(path: string): Binding {
     // No deallocator: the memory belongs to a mapping that pageio unmaps itself.
     view: (address, byteLength) => toArrayBuffer(address, 0, byteLength) as ArrayBuffer,
     addressOf: (bytes) => ptr(bytes) as number,
-    stagingLimit: 1024,
+    stagingLimit: 128,
     callback,
     permitted: () => true, // Bun has no permission model
     close: () => library.close(),

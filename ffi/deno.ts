@@ -42,7 +42,7 @@ export function open(path: string): Binding {
     addressOf(bytes) {
       return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
     },
-    stagingLimit: 8192,
+    stagingLimit: 256,
     callback(name, fn) {
       const spec = callbacks[name];
       const definition = { parameters: [], result: denoTypes[spec.result] } as const;

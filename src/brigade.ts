@@ -350,7 +350,9 @@ function lendable(chunk: Chunk): boolean {
   return isHead(chunk) && lendableHead.call(chunk);
 }
 
-const { isHead, length: headLength } = headInternals;
+const { length: headLength } = headInternals;
+/** For a chunk already checked (by `append`): a head unless it is a typed array (no private-field lookup). */
+const isHead = (chunk: Chunk): chunk is PageHead => !ArrayBuffer.isView(chunk);
 // PageHead's own methods, so a queued head's redefined `_fileSpan` or `_lendable` never runs.
 const { _fileSpan: fileSpan, _lendable: lendableHead } = PageHead.prototype;
 

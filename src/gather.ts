@@ -75,28 +75,28 @@ export function viewOf(bytes: Uint8Array, start: number, length: number): Uint8A
 
 /** @internal Whether `value` is a chunk: a real PageHead, or a real typed array posing as nothing else. */
 export function isChunk(value: unknown): value is Chunk {
-  // isView is false for a Proxy; the instanceof may run a prototype's trap, which is why this is only
-  // ever called before packing starts.
-  return isHead(value) || (isView(value) && value instanceof Uint8Array);
+  // isView first: a private-field check on a typed array is a slow lookup in V8 (~35 ns).
+  return isView(value) ? value instanceof Uint8Array : isHead(value);
 }
 
 /**
- * @internal The caller's chunks as an array of pageio's own, every element checked: the only step of a
- * gather write where caller code can run.
+ * @internal The caller's chunks as an array of pageio's own: the only step of a gather write where caller
+ * code can run (an iterator, a Proxy, an accessor, the prototype trap an `instanceof` may meet). Typed arrays
+ * are checked here; anything else must be a real head, which packing checks by private field (no user code).
  */
 export function chunkList(chunks: Iterable<Chunk>): Chunk[] {
-  if (Array.isArray(chunks)) {
-    const length = chunks.length;
-    const list: Chunk[] = new Array(length);
-    for (let i = 0; i < length; i++) {
-      const chunk = chunks[i];
-      if (!isChunk(chunk)) throw notAChunk(chunk, i);
-      list[i] = chunk;
-    }
-    return list;
+  const list: Chunk[] = Array.isArray(chunks) ? copyOf(chunks) : Array.from(chunks);
+  for (let i = 0; i < list.length; i++) {
+    const chunk = list[i];
+    if (isView(chunk) && !(chunk instanceof Uint8Array)) throw notAChunk(chunk, i);
   }
-  const list = Array.from(chunks);
-  for (let i = 0; i < list.length; i++) if (!isChunk(list[i])) throw notAChunk(list[i], i);
+  return list;
+}
+
+function copyOf(chunks: readonly Chunk[]): Chunk[] {
+  const length = chunks.length;
+  const list: Chunk[] = new Array(length);
+  for (let i = 0; i < length; i++) list[i] = chunks[i];
   return list;
 }
 
@@ -104,26 +104,15 @@ function notAChunk(value: unknown, index: number): TypeError {
   return new TypeError(`a gather list holds PageHeads and Uint8Arrays, got ${describe(value)} at ${index}`);
 }
 
+/**
+ * Below this many bytes an asynchronous call copies plain arrays whatever the runtime's limit: the caller's
+ * code runs while it waits, and a small array's bytes may move when it does (JSC keeps arrays of up to 1 000
+ * elements in GC-owned storage that moves to an ArrayBuffer the first time `.buffer` is read).
+ */
+const ASYNC_STAGING_LIMIT = 4096;
 /** Staging never grows past this (its length crosses as a u32); beyond it, arrays go by address. */
 const STAGING_BYTES_MAX = 2 ** 31;
 const WORDS = DESCRIPTOR_BYTES / 4;
-
-/**
- * Folds the descriptor just written at `list[at]` into the one before when its bytes follow on in the same
- * region (slices of one page, a run of pool pages, consecutive staged arrays): one iovec instead of many.
- * True when it did (the slot at `at` is free again).
- */
-function merge(list: Uint32Array, at: number): boolean {
-  if (at === 0) return false;
-  const before = at - WORDS;
-  const low = list[before + 1] + list[before + 3];
-  if (
-    list[at] !== list[before] || list[at + 2] !== list[before + 2] || list[at + 1] !== low ||
-    list[before + 3] + list[at + 3] > ENTRY_BYTES_MAX
-  ) return false;
-  list[before + 3] += list[at + 3];
-  return true;
-}
 
 /** Where a plain scatter-read target's bytes were read to in staging, to copy them back. */
 interface StagedTarget {
@@ -196,7 +185,7 @@ export class PackedList {
     list[at + 1] = offset >>> 0;
     list[at + 2] = (offset - (offset >>> 0)) / 0x1_0000_0000;
     list[at + 3] = length;
-    if (!merge(list, at)) this.#at = at + WORDS;
+    this.#at = at + WORDS;
   }
 
   /** Descriptors for `length` bytes from `offset` of `region`, at most ENTRY_BYTES_MAX each. */
@@ -214,15 +203,27 @@ export class PackedList {
    * referenced until it settles and copies arrays whose buffer can be resized while it waits.
    */
   pack(chunks: readonly Chunk[], start: number, end: number, queued?: readonly number[], held = false): this {
+    try {
+      return this.#pack(chunks, start, end, queued, held);
+    } catch (error) {
+      const bad = chunks.slice(start, end).findIndex((chunk) => !isView(chunk) && !isHead(chunk));
+      if (bad >= 0) throw notAChunk(chunks[start + bad], start + bad);
+      throw error;
+    }
+  }
+
+  #pack(chunks: readonly Chunk[], start: number, end: number, queued?: readonly number[], held = false): this {
     this.#reset(end - start);
-    const limit = native.stagingLimit;
+    const limit = held ? Math.max(native.stagingLimit, ASYNC_STAGING_LIMIT) : native.stagingLimit;
     let list = this.list;
     let at = 0; // the hot loop keeps the next free word in a local; slow paths sync it with #at
     for (let i = start; i < end; i++) {
       const chunk = chunks[i];
-      const next = packHead(chunk, list, at, ENTRY_BYTES_MAX);
+      // Typed arrays were checked by chunkList (or Brigade.append); anything else is packed as a head, whose
+      // private fields a Proxy or a look-alike does not have (a TypeError, reworded by pack).
+      const next = isView(chunk) ? -2 : packHead(chunk as PageHead, list, at, ENTRY_BYTES_MAX);
       if (next >= 0) {
-        at = merge(list, at) ? at : next;
+        at = next;
         continue;
       }
       this.#at = at;
@@ -267,15 +268,15 @@ export class PackedList {
    */
   packTargets(targets: readonly (PageHead | Uint8Array)[], held = false): StagedTarget[] {
     this.#reset(targets.length);
-    const limit = native.stagingLimit;
+    const limit = held ? Math.max(native.stagingLimit, ASYNC_STAGING_LIMIT) : native.stagingLimit;
     const staged: StagedTarget[] = [];
     let position = 0;
     for (let i = 0; i < targets.length; i++) {
       const target = targets[i];
-      const next = packHead(target, this.list, this.#at, ENTRY_BYTES_MAX);
+      const next = isView(target) ? -2 : packHead(target as PageHead, this.list, this.#at, ENTRY_BYTES_MAX);
       if (next >= 0 || next === -1) {
         if (next >= 0) {
-          if (!merge(this.list, this.#at)) this.#at = next;
+          this.#at = next;
         } else {
           const { region, offset, length } = headSpan(target as PageHead);
           this.#span(region, offset, length, targets.length - i - 1);
@@ -398,10 +399,29 @@ export const shared: PackedList = new PackedList();
  */
 export function writev(target: Target, chunks: Iterable<Chunk>): number {
   const fd = fdOf(target);
-  const list = chunkList(chunks);
-  if (list.length === 0) return 0;
-  return shared.pack(list, 0, list.length).write(fd, 0);
+  if (!Array.isArray(chunks) || spare === null) {
+    const list = chunkList(chunks);
+    return list.length === 0 ? 0 : shared.pack(list, 0, list.length).write(fd, 0);
+  }
+  const length = chunks.length;
+  // The caller's list is copied into a spare one (no allocation per call); a getter that calls writev again
+  // meanwhile gets a list of its own.
+  const list = spare.length >= length ? spare : new Array<Chunk>(length).fill(undefined as unknown as Chunk);
+  spare = null;
+  try {
+    for (let i = 0; i < length; i++) {
+      const chunk = chunks[i];
+      if (isView(chunk) && !(chunk instanceof Uint8Array)) throw notAChunk(chunk, i);
+      list[i] = chunk;
+    }
+    return length === 0 ? 0 : shared.pack(list, 0, length).write(fd, 0);
+  } finally {
+    list.fill(undefined as unknown as Chunk, 0, length); // nothing of the caller's stays referenced
+    spare = list;
+  }
 }
+
+let spare: Chunk[] | null = [];
 
 /**
  * `writev` off the JS thread: the event loop runs on while a slow pipe or socket drains. The chunks must stay

@@ -45,10 +45,10 @@ export interface HeadInternals {
   readonly isHead: (value: unknown) => value is PageHead;
   /**
    * Writes a live head's packed descriptor {region, offset low, offset high, length} at `list[at]` (no getter
-   * or method the user could redefine runs); returns `at + 4`, -1 when the head is longer than `entryMax`
-   * (the caller splits it, from `span`), or -2 when `value` is not a head at all. Throws if it is released.
+   * or method the user could redefine runs); returns `at + 4`, or -1 when the head is longer than `entryMax`
+   * (the caller splits it, from `span`). Throws if it is released.
    */
-  readonly pack: (value: unknown, list: Uint32Array, at: number, entryMax: number) => number;
+  readonly pack: (head: PageHead, list: Uint32Array, at: number, entryMax: number) => number;
   /** A live head's {region, region offset, length}, for a head packed as several descriptors. */
   readonly span: (head: PageHead) => { region: number; offset: number; length: number };
   /** Bytes in a head (0 once released). */
@@ -93,10 +93,8 @@ export class PageHead {
   static {
     internals = Object.freeze({
       isHead: (value: unknown): value is PageHead => typeof value === "object" && value !== null && #owner in value,
-      pack: (value: unknown, list: Uint32Array, at: number, entryMax: number) => {
-        if (typeof value !== "object" || value === null || !(#owner in value)) return -2;
-        const head = value as PageHead;
-        const owner = head.#owner;
+      pack: (head: PageHead, list: Uint32Array, at: number, entryMax: number) => {
+        const owner = head.#owner; // a TypeError for anything not a real head (callers check with isHead first)
         if (owner === null || !owner.alive) head.#live("gather"); // throws the right error
         const length = head.#length;
         if (length > entryMax) return -1;

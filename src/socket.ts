@@ -218,13 +218,15 @@ export class Socket extends FileHandle {
     let total = 0;
     try {
       for (;;) {
-        const written = rest.length === 0 ? 0 : shared.pack(rest, 0, rest.length).write(this.fd, 0);
-        total += written;
-        rest = dropFront(rest, written, slices);
-        if (rest.length === 0) return total;
-        await waitReady(this.fd, "write", signal).catch((error) => {
-          throw withBytes(error, total);
-        });
+        try {
+          const written = rest.length === 0 ? 0 : shared.pack(rest, 0, rest.length).write(this.fd, 0);
+          total += written;
+          rest = dropFront(rest, written, slices);
+          if (rest.length === 0) return total;
+          await waitReady(this.fd, "write", signal);
+        } catch (error) {
+          throw withBytes(error, total + bytesOf(error));
+        }
       }
     } finally {
       for (const slice of slices) slice.release();
@@ -252,13 +254,13 @@ export class Socket extends FileHandle {
   /** `sendFile` until all `length` bytes are sent, waiting while the socket's buffer is full. */
   async sendFileAsync(file: Target, offset: number, length: number, signal?: AbortSignal): Promise<number> {
     let sent = 0;
-    while (sent < length) {
-      sent += this.sendFile(file, offset + sent, length - sent);
-      if (sent < length) {
-        await waitReady(this.fd, "write", signal).catch((error) => {
-          throw withBytes(error, sent);
-        });
+    try {
+      while (sent < length) {
+        sent += this.sendFile(file, offset + sent, length - sent);
+        if (sent < length) await waitReady(this.fd, "write", signal);
       }
+    } catch (error) {
+      throw withBytes(error, sent + bytesOf(error));
     }
     return sent;
   }
@@ -279,7 +281,7 @@ function dropFront(chunks: Chunk[], written: number, slices: PageHead[]): Chunk[
   const rest = chunks.slice(i);
   if (left > 0) {
     const first = rest[0];
-    if (headInternals.isHead(first)) slices.push(rest[0] = first.slice(left));
+    if (!ArrayBuffer.isView(first)) slices.push(rest[0] = first.slice(left));
     else rest[0] = viewOf(first, left, byteLengthOf(first) - left);
   }
   return rest;
@@ -287,15 +289,21 @@ function dropFront(chunks: Chunk[], written: number, slices: PageHead[]): Chunk[
 
 /** A chunk's length by its private field or the intrinsic getter (never a getter the caller redefined). */
 function lengthOf(chunk: Chunk): number {
-  return headInternals.isHead(chunk) ? headInternals.length(chunk) : byteLengthOf(chunk);
+  return ArrayBuffer.isView(chunk) ? byteLengthOf(chunk) : headInternals.length(chunk);
 }
 
+/** The error of an operation that moved `bytes` in all before it failed, saying so (`bytesTransferred`). */
 function withBytes(error: unknown, bytes: number): unknown {
-  if (error instanceof PageIoError && error.bytesTransferred === undefined) {
+  if (error instanceof PageIoError) {
     return new PageIoError(error.code, error.message, { ...error, bytesTransferred: bytes });
   }
   if (error instanceof Error) (error as Error & { bytesTransferred?: number }).bytesTransferred = bytes;
   return error;
+}
+
+/** Bytes a failed system call had moved before it failed. */
+function bytesOf(error: unknown): number {
+  return error instanceof PageIoError ? error.bytesTransferred ?? 0 : 0;
 }
 
 /** One scatter read into one target: bytes, 0 at end, null for EAGAIN (no exception on the common path). */

@@ -415,3 +415,32 @@ test("close() on a writer whose target would block reports the bytes it could no
   readEnd.close();
   writeEnd.close();
 });
+
+test(
+  "heads that follow on in memory share an iovec: 64 slices of a page are one iovec (strace)",
+  { skip: !haveStrace && "strace is not installed" },
+  () => {
+    const log = join(tempDir(), "strace.log");
+    const target = join(tempDir(), "slices");
+    const run = runScript(
+      `
+    import { openFile, PagePool, writev } from "${root}mod.ts";
+    const pool = new PagePool({ pageSize: 4096 });
+    const page = pool.acquire();
+    for (let i = 0; i < 4096; i++) page.bytes[i] = i % 251;
+    const heads = Array.from({ length: 64 }, (_, i) => page.head(64 * i, 64));
+    const file = openFile(${JSON.stringify(target)}, "w");
+    console.log("fd=" + file.fd + " written=" + writev(file, heads));
+  `,
+      { prefix: ["strace", "-f", "-s", "0", "-e", "trace=writev", "-o", log] },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    const [, fd, written] = run.stdout.match(/fd=(\d+) written=(\d+)/)!;
+    assert.equal(Number(written), 4096);
+    const calls = readFileSync(log, "utf8").split("\n").filter((l) => l.includes(` writev(${fd},`));
+    assert.equal(calls.length, 1, calls.join("\n"));
+    assert.match(calls[0], /, 1\)\s+= 4096/);
+    const bytes = readFileSync(target);
+    assert.ok(bytes.every((b, i) => b === i % 251), "byte for byte");
+  },
+);

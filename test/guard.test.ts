@@ -1,3 +1,4 @@
+// Child processes on a loaded machine take seconds: every test here allows a minute (bun's default is 5 s).
 // The SIGBUS guard: a file cut short under a mapping, or one whose filesystem is full, must not kill the
 // process, must hold a bounded number of memory areas, and must say which it was. Each case runs in a child
 // process, so a crash is a failed assertion here, not a dead test runner.
@@ -16,10 +17,13 @@ const scanner = `
   function scan(bytes) { let sum = 0; for (let i = 0; i < bytes.length; i += 64) sum += bytes[i]; return sum; }
 `;
 
-test("a file cut short by this process: no crash, zeros past the new end, a typed error next", () => {
-  const path = tempFile(patternBytes(256 * 4096, 41).map((b) => b | 1)); // no zero bytes before the cut
-  const out = join(tempDir(), "out");
-  const run = runScript(`${scanner}
+test(
+  "a file cut short by this process: no crash, zeros past the new end, a typed error next",
+  { timeout: 60_000 },
+  () => {
+    const path = tempFile(patternBytes(256 * 4096, 41).map((b) => b | 1)); // no zero bytes before the cut
+    const out = join(tempDir(), "out");
+    const run = runScript(`${scanner}
     const m = mapFile(${JSON.stringify(path)});
     const head = m.head(0, 2 * pageSize);
     let before = 0;
@@ -42,20 +46,21 @@ test("a file cut short by this process: no crash, zeros past the new end, a type
     result.unmapped = m.closed;
     console.log(JSON.stringify(result));
   `);
-  assert.equal(run.status, 0, `the child died (${run.signal ?? run.status}): ${run.stderr}`);
-  const result = JSON.parse(run.stdout.trim().split("\n").pop()!);
-  assert.equal(result.before, true);
-  assert.equal(result.past, 0, "reads past the new end give zeros");
-  assert.equal(result.kept, true, "the page still in the file keeps its bytes");
-  assert.equal(result.truncated, true);
-  assert.equal(result.faults, 1, "one absorbed fault took the whole tail");
-  assert.equal(result.headError, "ERR_FILE_TRUNCATED");
-  assert.equal(result.syncError, "ERR_FILE_TRUNCATED");
-  assert.equal(result.writeError, "ENODATA", "zeros never go out as the file's data");
-  assert.equal(result.unmapped, true);
-});
+    assert.equal(run.status, 0, `the child died (${run.signal ?? run.status}): ${run.stderr}`);
+    const result = JSON.parse(run.stdout.trim().split("\n").pop()!);
+    assert.equal(result.before, true);
+    assert.equal(result.past, 0, "reads past the new end give zeros");
+    assert.equal(result.kept, true, "the page still in the file keeps its bytes");
+    assert.equal(result.truncated, true);
+    assert.equal(result.faults, 1, "one absorbed fault took the whole tail");
+    assert.equal(result.headError, "ERR_FILE_TRUNCATED");
+    assert.equal(result.syncError, "ERR_FILE_TRUNCATED");
+    assert.equal(result.writeError, "ENODATA", "zeros never go out as the file's data");
+    assert.equal(result.unmapped, true);
+  },
+);
 
-test("a file cut short by another process while a hot loop reads it: no crash", async () => {
+test("a file cut short by another process while a hot loop reads it: no crash", { timeout: 60_000 }, async () => {
   const path = tempFile(patternBytes(512 * 4096, 42).map((b) => b | 1));
   const file = join(tempDir(), "reader.ts");
   writeFileSync(
@@ -96,7 +101,9 @@ test("a file cut short by another process while a hot loop reads it: no crash", 
   assert.ok(result.rounds > 0);
 });
 
-test("a SIGBUS that is not pageio's gets the same outcome as without pageio (chained to the runtime)", () => {
+test("a SIGBUS that is not pageio's gets the same outcome as without pageio (chained to the runtime)", {
+  timeout: 60_000,
+}, () => {
   const path = tempFile("x");
   const outcome = (withGuard: boolean) => {
     const run = runScript(`
@@ -128,11 +135,14 @@ const areas = `
   const fileAreas = (path) => maps().filter((line) => line.endsWith(path)).length;
 `;
 
-test("writing every page of a 300 MiB mapping opened without write: no crash, one memory area", () => {
-  const path = join(tempDir(), "big");
-  writeFileSync(path, "x");
-  truncateSync(path, 300 * 2 ** 20); // sparse: no disk needed
-  const result = childResult(`${scanner}${areas}
+test(
+  "writing every page of a 300 MiB mapping opened without write: no crash, one memory area",
+  { timeout: 60_000 },
+  () => {
+    const path = join(tempDir(), "big");
+    writeFileSync(path, "x");
+    truncateSync(path, 300 * 2 ** 20); // sparse: no disk needed
+    const result = childResult(`${scanner}${areas}
     const before = areas();
     const m = mapFile(${JSON.stringify(path)});
     m.bytes.fill(1); // once a private copy per page, each its own area: past vm.max_map_count
@@ -141,19 +151,23 @@ test("writing every page of a 300 MiB mapping opened without write: no crash, on
     m.unmap();
     console.log(JSON.stringify(result));
   `);
-  assert.ok(result.grew < 64, `${result.grew} new memory areas`); // one per page was 76 800
-  assert.equal(result.fileAreas, 1, "the copies live inside the mapping's one area");
-  assert.equal(result.sum, (1 << 20) / 64);
-  assert.equal(result.faults, 0);
-  const start = readFileSync(path).subarray(0, 4096);
-  assert.ok(start[0] === 120 && start.subarray(1).every((b) => b === 0), "the file never saw the writes");
-});
+    assert.ok(result.grew < 64, `${result.grew} new memory areas`); // one per page was 76 800
+    assert.equal(result.fileAreas, 1, "the copies live inside the mapping's one area");
+    assert.equal(result.sum, (1 << 20) / 64);
+    assert.equal(result.faults, 0);
+    const start = readFileSync(path).subarray(0, 4096);
+    assert.ok(start[0] === 120 && start.subarray(1).every((b) => b === 0), "the file never saw the writes");
+  },
+);
 
-test("a 600 MiB mapped file cut to 0 and read every other page: no crash, bounded memory areas", () => {
-  const path = join(tempDir(), "big");
-  writeFileSync(path, "");
-  truncateSync(path, 600 * 2 ** 20);
-  const result = childResult(`${scanner}${areas}
+test(
+  "a 600 MiB mapped file cut to 0 and read every other page: no crash, bounded memory areas",
+  { timeout: 60_000 },
+  () => {
+    const path = join(tempDir(), "big");
+    writeFileSync(path, "");
+    truncateSync(path, 600 * 2 ** 20);
+    const result = childResult(`${scanner}${areas}
     const m = mapFile(${JSON.stringify(path)});
     const before = areas();
     truncateSync(${JSON.stringify(path)}, 0);
@@ -165,16 +179,18 @@ test("a 600 MiB mapped file cut to 0 and read every other page: no crash, bounde
     m.unmap();
     console.log(JSON.stringify(result));
   `);
-  assert.ok(result.grew < 64, `${result.grew} new memory areas`); // one per page read was 76 800
-  assert.equal(result.fileAreas, 0, "the whole mapping is past the new end: one zero area replaced it");
-  assert.equal(result.sum, 0);
-  assert.equal(result.faults, 1, "one fault, one replacement of the whole tail");
-  assert.equal(result.truncated, true);
-  assert.equal(result.syncError, "ERR_FILE_TRUNCATED");
-});
+    assert.ok(result.grew < 64, `${result.grew} new memory areas`); // one per page read was 76 800
+    assert.equal(result.fileAreas, 0, "the whole mapping is past the new end: one zero area replaced it");
+    assert.equal(result.sum, 0);
+    assert.equal(result.faults, 1, "one fault, one replacement of the whole tail");
+    assert.equal(result.truncated, true);
+    assert.equal(result.syncError, "ERR_FILE_TRUNCATED");
+  },
+);
 
 test("a writable mapping of a sparse file on a full filesystem: ENOSPC, not truncation, and no zeros out", {
   skip: noTmpfs,
+  timeout: 60_000,
 }, () =>
   withTmpfs(256 * 1024, (dir) => {
     const path = join(dir, "sparse");

@@ -19,7 +19,7 @@ import { messageBytes } from "./ring_messages.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
 
-test("a ring carries every message byte-exact to a consumer on the other runtime", async () => {
+test("a ring carries every message byte-exact to a consumer on the other runtime", { timeout: 60_000 }, async () => {
   using ring = SharedRing.create({ slots: 4, slotSize: 16 * pageSize });
   const peer = startOnOtherRuntime("ring_peer.ts", ["consume", ring.path]);
   const hash = createHash("sha256");
@@ -38,7 +38,7 @@ test("a ring carries every message byte-exact to a consumer on the other runtime
   assert.deepEqual(JSON.parse(stdout), { count: 300, bytes, sha256: hash.digest("hex") });
 });
 
-test("a ring carries every message byte-exact from a producer on the other runtime", async () => {
+test("a ring carries every message byte-exact from a producer on the other runtime", { timeout: 60_000 }, async () => {
   using ring = SharedRing.create({ slots: 3, slotSize: 16 * pageSize, role: "consumer" });
   const peer = startOnOtherRuntime("ring_peer.ts", ["produce", ring.path, "300", "9"]);
   const expected = createHash("sha256"), got = createHash("sha256");
@@ -53,7 +53,7 @@ test("a ring carries every message byte-exact from a producer on the other runti
   assert.equal((await peer.exited).status, 0);
 });
 
-test("a consumer that dies mid-transfer leaves the producer with EPIPE, not a hang", async () => {
+test("a consumer that dies mid-transfer leaves the producer with EPIPE, not a hang", { timeout: 60_000 }, async () => {
   using ring = SharedRing.create({ slots: 2, slotSize: pageSize });
   const peer = startOnOtherRuntime("ring_peer.ts", ["consume", ring.path, "3"]);
   const error = await (async () => {
@@ -64,17 +64,21 @@ test("a consumer that dies mid-transfer leaves the producer with EPIPE, not a ha
   assert.equal((await peer.exited).signal, "SIGKILL");
 });
 
-test("a producer that dies mid-transfer: the consumer gets what was published, then EPIPE", async () => {
-  using ring = SharedRing.create({ slots: 8, slotSize: pageSize, role: "consumer" });
-  const peer = startOnOtherRuntime("ring_peer.ts", ["produce", ring.path, "10", "3", "5"]);
-  assert.equal((await peer.exited).signal, "SIGKILL"); // dead before we look: a sync wait must notice too
-  for (let i = 0; i < 5; i++) {
-    const head = ring.receive({ timeout: 10_000 })!;
-    assert.deepEqual(head.bytes, messageBytes(i, 3, ring.slotSize));
-    head.release();
-  }
-  assert.throws(() => ring.receive({ timeout: 10_000 }), (e) => code(e) === "EPIPE" && /producer/.test(String(e)));
-});
+test(
+  "a producer that dies mid-transfer: the consumer gets what was published, then EPIPE",
+  { timeout: 60_000 },
+  async () => {
+    using ring = SharedRing.create({ slots: 8, slotSize: pageSize, role: "consumer" });
+    const peer = startOnOtherRuntime("ring_peer.ts", ["produce", ring.path, "10", "3", "5"]);
+    assert.equal((await peer.exited).signal, "SIGKILL"); // dead before we look: a sync wait must notice too
+    for (let i = 0; i < 5; i++) {
+      const head = ring.receive({ timeout: 10_000 })!;
+      assert.deepEqual(head.bytes, messageBytes(i, 3, ring.slotSize));
+      head.release();
+    }
+    assert.throws(() => ring.receive({ timeout: 10_000 }), (e) => code(e) === "EPIPE" && /producer/.test(String(e)));
+  },
+);
 
 test("slots come back in order, whatever order the consumer releases them in", () => {
   using producer = SharedRing.create({ slots: 3, slotSize: pageSize });
@@ -169,7 +173,9 @@ test("bad input gets typed errors and leaves the ring intact", () => {
   assert.throws(() => producer.reserve(), (e) => code(e) === "ERR_CLOSED");
 });
 
-test("a peer that rewrites any word of the header gets EPROTO, never a view or a write outside the ring", () => {
+test("a peer that rewrites any word of the header gets EPROTO, never a view or a write outside the ring", {
+  timeout: 60_000,
+}, () => {
   // The victim runs in a child (a crash fails the status check); the liar is a process of the other runtime.
   const run = runScript(`
     import { spawn } from "node:child_process";
@@ -241,7 +247,9 @@ test("a peer that rewrites any word of the header gets EPROTO, never a view or a
   assert.equal(result.geometryLies.refused, result.geometryLies.total, "every geometry lie is refused");
 });
 
-test("a ring whose file is cut inside its slots: the consumer gets the whole messages, then ERR_FILE_TRUNCATED", async () => {
+test("a ring whose file is cut inside its slots: the consumer gets the whole messages, then ERR_FILE_TRUNCATED", {
+  timeout: 60_000,
+}, async () => {
   const dir = tempDir();
   const path = join(dir, "ring"), gate = join(dir, "gate");
   const slotSize = 4 * pageSize;
@@ -273,6 +281,7 @@ test("a ring whose file is cut inside its slots: the consumer gets the whole mes
 
 test("a ring on a full filesystem: the producer gets ENOSPC, the consumer the messages that fit, byte-exact", {
   skip: noTmpfs,
+  timeout: 60_000,
 }, () =>
   withTmpfs(24 * pageSize, async (dir) => {
     const path = join(dir, "ring");
@@ -297,6 +306,7 @@ test("a ring on a full filesystem: the producer gets ENOSPC, the consumer the me
 
 test("a ring on a full filesystem: a slot the file has no room for is ENOSPC at receive, not zeros", {
   skip: noTmpfs,
+  timeout: 60_000,
 }, () =>
   withTmpfs(8 * pageSize, async (dir) => {
     const path = join(dir, "ring");
@@ -311,7 +321,9 @@ test("a ring on a full filesystem: a slot the file has no room for is ENOSPC at 
     assert.equal(JSON.parse(stdout).count, 0);
   }));
 
-test("a ring dropped without close() is closed once it and every view of its slots are unreachable", async () => {
+test("a ring dropped without close() is closed once it and every view of its slots are unreachable", {
+  timeout: 60_000,
+}, async () => {
   const regions = liveRegionCount();
   const fds = openDescriptorCount();
   let view: Uint8Array | null = null;

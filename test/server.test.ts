@@ -30,7 +30,8 @@ async function startServer(dir: string): Promise<Server> {
     env: { ...process.env, STATIC_HEAD_TIMEOUT_MS: String(HEAD_TIMEOUT_MS), STATIC_SEND_TIMEOUT_MS: "3000" },
   });
   const exited = new Promise<{ status: number | null; signal: string | null }>((resolve) =>
-    child.on("exit", (status, signal) => resolve({ status, signal }))
+    // "close", not "exit": the pipe to the child is closed by then too (no descriptor closes after the test)
+    child.on("close", (status, signal) => resolve({ status, signal }))
   );
   const port = await new Promise<number>((resolve, reject) => {
     let out = "";

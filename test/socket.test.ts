@@ -198,6 +198,44 @@ test("waits can be aborted, and closing a listener ends its for-await loop", asy
   accepted.forEach((s) => s.close());
 });
 
+test("closing a socket or listener while an operation waits on it rejects that operation with ERR_CLOSED", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  const reading = server.readAsync(new Uint8Array(8));
+  const accepting = listener.acceptAsync();
+  server.close();
+  await assert.rejects(reading, (e) => code(e) === "ERR_CLOSED");
+  listener.close();
+  await assert.rejects(accepting, (e) => code(e) === "ERR_CLOSED");
+  // The numbers are free again: whatever opens them next sees no wake-up meant for the old sockets.
+  using again = listen({ hostname: "127.0.0.1", port: 0 });
+  assert.equal(again.accept(), null);
+  client.close();
+});
+
+test("a peer that vanishes mid-transfer is a typed error with the bytes that went out", async () => {
+  const path = tempFile(patternBytes(32 * 1024 * 1024, 11));
+  using file = openFile(path);
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  using _s = server;
+  const sending = server.sendFileAsync(file, 0, 32 * 1024 * 1024);
+  await client.readAsync(new Uint8Array(65536));
+  client.close(); // unread bytes: the kernel resets the connection
+  await assert.rejects(sending, (e) => {
+    assert.ok(["ECONNRESET", "EPIPE"].includes(code(e)), code(e));
+    const sent = (e as PageIoError).bytesTransferred!;
+    return sent > 0 && sent < 32 * 1024 * 1024;
+  });
+  const aborted = new AbortController();
+  const [c2, s2] = await pair(listener);
+  const writing = s2.writeAsync([patternBytes(16 * 1024 * 1024, 12)], aborted.signal);
+  setTimeout(() => aborted.abort(new Error("stop")), 20);
+  await assert.rejects(writing, (e) => /stop/.test((e as Error).message) && (e as PageIoError).bytesTransferred! > 0);
+  c2.close();
+  s2.close();
+});
+
 test("sendFile moves file spans to a socket; writeAsync waits through a full buffer", async () => {
   const data = patternBytes(8 * 1024 * 1024 + 123, 5);
   const path = tempFile(data);
