@@ -112,9 +112,21 @@ export class Mapping {
 
   /**
    * @internal An ArrayBuffer of its own over `[offset, offset + length)`, never revoked: the caller keeps the
-   * mapping referenced (a head) for as long as the buffer is reachable.
+   * mapping referenced (a head) for as long as the buffer is reachable. Whoever gets it (a stream's consumer)
+   * sees no pageio error later, so bytes the guard already replaced, or past the end of a file cut meanwhile
+   * (they would read as zeros), are refused here.
    */
   ownBuffer(offset: number, length: number): ArrayBuffer {
+    this.#live("readable");
+    const source = this.source;
+    if (source !== undefined && !source.file.closed && stat(source.file.fd).size < source.offset + offset + length) {
+      throw stateError(
+        "ERR_FILE_TRUNCATED",
+        `the file behind this ${this.label} was truncated: it no longer has bytes ${source.offset + offset} to ` +
+          `${source.offset + offset + length}`,
+        "readable",
+      );
+    }
     return native.view(this.#address + this.bufferOffset + offset, length);
   }
 
@@ -206,9 +218,11 @@ function viewOrUnmap(region: number, address: number, byteLength: number): Array
 }
 
 /**
- * Maps a file (a path, a `FileHandle` or an fd number) into memory. Read-only
- * and shared by default. A path-opened file's descriptor is closed at once;
- * the mapping keeps the file's pages.
+ * Maps a file (a path, a `FileHandle` or an fd number) into memory. By default
+ * the file is not written: writes to `bytes` stay in this process
+ * (copy-on-write), reads share its page cache. A path-opened file's
+ * descriptor is closed at once; on Linux the signal guard keeps one
+ * descriptor per mapped file until its last mapping is unmapped.
  *
  * @example
  * ```ts

@@ -221,3 +221,45 @@ test("a writable mapping of a sparse file on a full filesystem: ENOSPC, not trun
     assert.equal(result.writev, "ENOSPC");
     assert.equal(readFileSync(out).length, 0, "nothing went out");
   }));
+
+test("a file cut while its readable is read: the chunks before the cut, then ERR_FILE_TRUNCATED, never zeros", {
+  timeout: 60_000,
+}, () => {
+  const data = patternBytes(4 * 2 ** 20, 43).map((b) => b | 1); // no zero byte: a chunk of zeros would show
+  const path = tempFile(data);
+  const result = childResult(`
+    import { PageReader, PageWriter } from "${root}mod.ts";
+    import { readFileSync, truncateSync, writeFileSync } from "node:fs";
+    const path = ${JSON.stringify(path)};
+    const result = {};
+    // Read chunk by chunk; the file is cut to 1 MiB after the first.
+    let got = 0, zeros = 0;
+    try {
+      for await (const chunk of new PageReader(path, { chunkSize: 256 * 1024 }).readable) {
+        if (got === 0) truncateSync(path, 2 ** 20);
+        zeros += chunk.filter((b) => b === 0).length;
+        got += chunk.length;
+      }
+    } catch (e) { result.readError = e.code; }
+    Object.assign(result, { got, zeros });
+    // Into a PageWriter: the copy holds what the file had, nothing else.
+    const copy = path + ".copy";
+    writeFileSync(path, readFileSync(${JSON.stringify(tempFile(data, "again"))}));
+    const reader = new PageReader(path, { chunkSize: 256 * 1024 });
+    let cut = false;
+    const piped = reader.readable.pipeThrough(new TransformStream({
+      transform(chunk, controller) { if (!cut) { cut = true; truncateSync(path, 2 ** 20); } controller.enqueue(chunk); },
+    })).pipeTo(new PageWriter(copy).writable);
+    try { await piped; } catch (e) { result.pipeError = e.code; }
+    const written = readFileSync(copy);
+    result.copied = written.length;
+    result.copyZeros = written.filter((b) => b === 0).length;
+    console.log(JSON.stringify(result));
+  `);
+  assert.equal(result.readError, "ERR_FILE_TRUNCATED");
+  assert.equal(result.got, 2 ** 20, "every byte the file still has, and no more");
+  assert.equal(result.zeros, 0);
+  assert.equal(result.pipeError, "ERR_FILE_TRUNCATED");
+  assert.ok(result.copied <= 2 ** 20, `${result.copied} bytes copied`);
+  assert.equal(result.copyZeros, 0, "no zeros written into the copy");
+});
