@@ -44,4 +44,5 @@ export {
   type TcpListenOptions,
   type UnixListenOptions,
 } from "./src/socket.ts";
+export { type SharedMemory, SharedView, type ShareOptions, takeShared } from "./src/share.ts";
 export { pageSize, runtime } from "./src/system.ts";

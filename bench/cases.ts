@@ -31,10 +31,12 @@ declare const Bun: any;
 /** One measured implementation: ms per operation, and how many operations one "op" holds. */
 export interface Measured {
   name: string;
-  /** Mean, median and fastest time of one operation, in ms. */
+  /** Mean, median, fastest and slowest time of one operation, and the median absolute deviation, in ms. */
   ms: number;
   median: number;
   min: number;
+  max: number;
+  mad: number;
   samples: number;
 }
 
@@ -52,14 +54,14 @@ async function measure(tasks: Task[], options: { time: number; iterations: numbe
   await bench.run();
   return bench.tasks.map((task) => {
     const result = task.result as {
-      latency?: { mean: number; p50: number; min: number; samplesCount: number };
+      latency?: { mean: number; p50: number; min: number; max: number; mad: number; samplesCount: number };
       error?: unknown;
     };
     if (!result.latency) {
       throw new Error(`${task.name} failed: ${String((result.error as Error)?.stack ?? result.error)}`);
     }
-    const { mean, p50, min, samplesCount } = result.latency;
-    return { name: task.name, ms: mean, median: p50, min, samples: samplesCount };
+    const { mean, p50, min, max, mad, samplesCount } = result.latency;
+    return { name: task.name, ms: mean, median: p50, min, max, mad, samples: samplesCount };
   });
 }
 
@@ -338,6 +340,8 @@ export function fileToPipe(source: string): Promise<Measured[]> {
       },
     },
     {
+      // Bun opens the file in the child and dup2s it onto fd 0 (strace): the child reads the file itself,
+      // no pipe at all. The pipe rows above are what a child whose stdin must be a pipe costs.
       name: "Bun.spawn({ stdin: Bun.file(src) })",
       only: "bun",
       fn: async () => {
@@ -619,7 +623,7 @@ export async function spliceOrWritev(totalBytes: number): Promise<Measured[]> {
 }
 
 /**
- * (5) A log writer: `count` lines of ~100 B written as strings to a file, open to close, beside each runtime's
+ * (6) A log writer: `count` lines of ~100 B written as strings to a file, open to close, beside each runtime's
  * best built-in way (a write per line with node:fs, Deno's FsFile, Bun's buffered FileSink).
  */
 export function logLines(target: string, count: number): Promise<Measured[]> {

@@ -74,8 +74,18 @@ export const symbols = {
   pageio_map_file: { parameters: ["i32", "f64", "f64", "u32", "buffer"], result: "f64" },
   // (length: f64, shared: u32, out: f64[1] address) -> region
   pageio_map_anonymous: { parameters: ["f64", "u32", "buffer"], result: "f64" },
-  // (region: u32) -> 0
+  // (region: u32) -> 0; deferred to the last pageio_share_drop while a share holds the region
   pageio_unmap: { parameters: ["u32"], result: "f64" },
+  // (region: u32, offset: f64, length: f64, grace_ms: u32 an untaken share outlives the unmap) -> share id
+  pageio_share: { parameters: ["u32", "f64", "f64", "u32"], result: "f64" },
+  // (share: u32, out: f64[1] address) -> length; EALREADY once taken, ENOENT unknown or swept
+  pageio_share_take: { parameters: ["u32", "buffer"], result: "f64" },
+  // (share: u32) -> 0: the last share of an unmapped region unmaps it
+  pageio_share_drop: { parameters: ["u32"], result: "f64" },
+  // (share: u32) -> 1 while it lives (pending or taken), else 0
+  pageio_share_live: { parameters: ["u32"], result: "f64" },
+  // () -> live shares in this process
+  pageio_share_count: { parameters: [], result: "f64" },
   // (region: u32, offset: f64, length: f64, advice: u32 Advice index) -> 0
   pageio_advise: { parameters: ["u32", "f64", "f64", "u32"], result: "f64" },
   // (region: u32, offset: f64, length: f64) -> 0

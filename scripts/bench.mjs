@@ -1,9 +1,21 @@
 // `npm start`: runs every benchmark case on Deno and on Bun, each case in its own process (so peak RSS is its
-// own), and prints tables of pageio beside each runtime's built-ins, with ratios.
-// PAGEIO_BENCH_BYTES sets the big file's size (default 1 GiB); results also go to .bench/results.md.
+// own), and prints tables of pageio beside each runtime's built-ins, with ratios of medians and each row's spread.
+// PAGEIO_BENCH_BYTES sets the big file's size (default 1 GiB). Writes .bench/results.md (every row),
+// .bench/summary.md (pageio against the fastest built-in, per job) and .bench/results.json;
+// `npm start -- --readme` also puts the summary into README.md between its bench markers.
 import { spawnSync } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, writeFileSync, writeSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import { cpus, release, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { benchServers } from "./bench_server.mjs";
@@ -85,7 +97,7 @@ const groups = [
     args: ["spliceOrWritev", String(256 * 2 ** 20)],
   },
   {
-    title: "(5) a log writer: 10^6 lines of ~100 B written as strings to a file",
+    title: "(6) a log writer: 10^6 lines of ~100 B written as strings to a file",
     args: ["logLines", join(dir, "log.out"), "1000000"],
   },
 ];
@@ -95,24 +107,54 @@ const print = (s = "") => {
   console.log(s);
   lines.push(s);
 };
-const cpu = cpus()[0]?.model ?? "unknown CPU";
+const cpu = cpus()[0]?.model?.trim() ?? "unknown CPU";
+const versions = Object.fromEntries(
+  Object.entries(runtimes).map(([name, [exe]]) => [name, spawnSync(exe, ["--version"], { encoding: "utf8" }).stdout]),
+);
+const machine = `${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}; ` +
+  `deno ${versions.deno.match(/deno (\S+)/)?.[1]}, bun ${versions.bun.trim()}; ${
+    new Date().toISOString().slice(0, 10)
+  }`;
 print(`# pageio benchmarks\n`);
 print(
-  `Machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux. ` +
-    `Each figure is the mean time of one operation (tinybench). "÷ pageio" is the row's time over the first pageio ` +
-    `row's time of the same runtime (above 1: slower than pageio). Peak RSS is the high-water mark of a process ` +
-    `that ran only that row ("—" where rows shared a process).\n`,
+  `Machine: ${machine}. ` +
+    `Each figure is the median time of one operation over the runs shown (at least 5; tinybench), with its spread: ` +
+    `the median absolute deviation, and the fastest and slowest run. "÷ pageio" is the row's median over the first pageio row's median of the same ` +
+    `runtime (above 1: slower than pageio). Peak RSS is the high-water mark of a process that ran only that row ` +
+    `("—" where rows shared a process).\n`,
 );
+
+const fmt = (ms) => (ms >= 100 ? ms.toFixed(0) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(4));
+const spread = (r) => `±${fmt(r.mad)}`;
 
 function table(title, rows) {
   print(`## ${title}\n`);
-  print("| runtime | implementation | time per op | ÷ pageio | peak RSS |");
-  print("|---|---|---:|---:|---:|");
+  print("| runtime | implementation | median | ± MAD | fastest–slowest | runs | ÷ pageio | peak RSS |");
+  print("|---|---|---:|---:|---:|---:|---:|---:|");
   for (const r of rows) {
-    const ms = r.ms >= 100 ? r.ms.toFixed(0) : r.ms >= 1 ? r.ms.toFixed(2) : r.ms.toFixed(4);
-    print(`| ${r.runtime} | ${r.name} | ${ms} ms | ${r.ratio} | ${r.rss} |`);
+    const range = `${fmt(r.min)}–${fmt(r.max)}`;
+    print(
+      `| ${r.runtime} | ${r.name} | ${fmt(r.median)} ms | ${
+        spread(r)
+      } | ${range} | ${r.samples} | ${r.ratio} | ${r.rss} |`,
+    );
   }
   print();
+}
+
+/** Per job and runtime: pageio's fastest row against the fastest built-in row. */
+const summary = [];
+function summarize(title, rows) {
+  for (const runtime of Object.keys(runtimes)) {
+    const mine = rows.filter((r) => r.runtime === runtime);
+    const fastest = (list) => list.reduce((a, b) => (b.median < a.median ? b : a));
+    const ours = mine.filter((r) => r.name.startsWith("pageio"));
+    const others = mine.filter((r) => !r.name.startsWith("pageio"));
+    if (ours.length === 0 || others.length === 0) continue;
+    const pageio = fastest(ours);
+    const best = fastest(others);
+    summary.push({ title, runtime, pageio, best });
+  }
 }
 
 const all = [];
@@ -131,13 +173,12 @@ for (const group of groups) {
     const results = outs.flatMap((out) =>
       out.results.map((r) => ({ ...r, rss: group.isolate ? mib(out.peakRssMiB * 2 ** 20) : "—" }))
     );
-    const base = results[0].ms; // the first row is pageio's
-    for (const r of results) {
-      rows.push({ runtime, name: r.name, ms: r.ms, ratio: `${(r.ms / base).toFixed(2)}`, rss: r.rss });
-    }
+    const base = results[0].median; // the first row is pageio's
+    for (const r of results) rows.push({ runtime, ...r, ratio: `${(r.median / base).toFixed(2)}` });
     all.push(...outs.map((out) => ({ group: group.title, runtime, ...out })));
   }
   table(group.title, rows);
+  summarize(group.title, rows);
 }
 
 // (3) copies: each implementation in its own process for its own peak RSS.
@@ -153,17 +194,41 @@ for (const runtime of Object.keys(runtimes)) {
     const r = out.results[0];
     base ||= r.median;
     // Writing 1 GiB makes this noisy (writeback): the median and the fastest run are steadier than the mean.
-    copyRows.push({
-      runtime,
-      name: `${r.name} (median; fastest ${r.min.toFixed(0)} ms)`,
-      ms: r.median,
-      ratio: (r.median / base).toFixed(2),
-      rss: mib(out.peakRssMiB * 2 ** 20),
-    });
+    copyRows.push({ runtime, ...r, ratio: (r.median / base).toFixed(2), rss: mib(out.peakRssMiB * 2 ** 20) });
     all.push({ group: "copy", runtime, ...out });
   }
 }
 table(`(3) copy a cached ${size} file`, copyRows);
+summarize(`(3) copy a cached ${size} file`, copyRows);
+
+const summaryLines = [
+  `Measured by \`npm start\` on ${machine}: medians of at least 5 runs, ± the median absolute deviation; ` +
+  `"built-in ÷ pageio" above 1 means pageio is faster. Every row, with peak RSS: \`.bench/results.md\`.`,
+  "",
+  "| job | runtime | pageio (fastest way) | fastest built-in | built-in ÷ pageio |",
+  "|---|---|---|---|---:|",
+  ...summary.map(({ title, runtime, pageio, best }) =>
+    `| ${title.replace(/\|/g, "\\|")} | ${runtime} | ${pageio.name.replace(/^pageio /, "")}: ` +
+    `${fmt(pageio.median)} ms (${spread(pageio)}) | ` +
+    `${best.name.replace(/\|/g, "\\|")}: ${fmt(best.median)} ms (${spread(best)}) | ${
+      (best.median / pageio.median).toFixed(2)
+    } |`
+  ),
+];
+writeFileSync(join(dir, "summary.md"), summaryLines.join("\n") + "\n");
+if (process.argv.includes("--readme")) {
+  const readmePath = join(root, "README.md");
+  const [start, end] = ["<!-- bench:start -->", "<!-- bench:end -->"];
+  const readme = readFileSync(readmePath, "utf8");
+  const from = readme.indexOf(start);
+  const to = readme.indexOf(end);
+  if (from < 0 || to < from) throw new Error(`README.md lacks the ${start} ... ${end} markers`);
+  writeFileSync(
+    readmePath,
+    readme.slice(0, from + start.length) + "\n\n" + summaryLines.join("\n") + "\n\n" + readme.slice(to),
+  );
+  console.log("(summary written into README.md)");
+}
 
 // (5) the file server against the runtimes' own, under wrk.
 all.push({ group: "server", ...(await benchServers(print)) });

@@ -65,6 +65,7 @@ if (files.length === 0) {
   suites.push(
     { name: "checks", command: ["node", join(root, "scripts", "checks.mjs")], cwd: root, parse: plain },
     { name: "package", command: ["node", join(root, "scripts", "test-package.mjs")], cwd: root, parse: plain },
+    { name: "readme", command: ["node", join(root, "scripts", "readme.mjs")], cwd: root, parse: plain },
   );
 }
 

@@ -4,6 +4,7 @@
  * @module
  */
 import { abi, fn, native } from "../ffi/native.ts";
+import { descriptor, type SharedMemory, type SharedView, type ShareOptions, shareRegion, takeShared } from "./share.ts";
 import { checkInteger, checkRange, faultError, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat } from "./file.ts";
 import { type FileSource, PageHead } from "./head.ts";
@@ -170,6 +171,32 @@ export class Mapping {
     buffer.transfer(0); // every Uint8Array on it now has length 0
     this.#bytes = new Uint8Array(0);
     unwrap(fn.pageio_unmap(this.#region), "munmap", this.label);
+  }
+
+  /**
+   * A descriptor of `[offset, offset + length)` of this mapping for `postMessage` to a Worker of this
+   * process, which turns it into a view of the same memory (`Mapping.fromShared`). The memory stays mapped
+   * while the descriptor waits to be taken (see `untakenTimeout`) and while the view lives, even after
+   * `unmap()` here.
+   *
+   * @example
+   * ```ts
+   * import { mapAnonymous, Mapping } from "@pageio/pageio";
+   * using memory = mapAnonymous(4096);
+   * const shared = memory.share({ length: 16 }); // new Worker(...).postMessage(shared)
+   * using view = Mapping.fromShared(shared);      // in the Worker
+   * console.log(view.byteLength); // 16
+   * ```
+   */
+  share(options: ShareOptions = {}): SharedMemory {
+    this.#live("share");
+    const range = checkRange("share", this.byteLength, options.offset ?? 0, options.length);
+    return descriptor(shareRegion(this.#region, this.regionOffset + range.offset, range.length, options), range.length);
+  }
+
+  /** The memory a `share()` descriptor names, as a view of the same bytes (`takeShared`). */
+  static fromShared(shared: SharedMemory): SharedView {
+    return takeShared(shared);
   }
 
   /** Unmaps, as `unmap()` does: `using` ends the mapping at the end of its block. */

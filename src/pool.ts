@@ -9,6 +9,15 @@ import { fn, native } from "../ffi/native.ts";
 import { checkInteger, stateError, unwrap } from "./errors.ts";
 import { PageHead } from "./head.ts";
 import { pageSize as osPageSize } from "./system.ts";
+import {
+  descriptor,
+  reclaimSharedPages,
+  type SharedMemory,
+  type SharedView,
+  type ShareOptions,
+  sharePage,
+  takeShared,
+} from "./share.ts";
 
 /** Options of `new PagePool()`. */
 export interface PagePoolOptions {
@@ -101,6 +110,7 @@ export class PagePool {
   #closed = false;
   readonly #leakEvery: number;
   #acquired = 0;
+  #sharing = false;
 
   /** A pool with `pages` pages set up now, growing by slabs of about 1 MiB up to `maxPages`. */
   constructor(options: PagePoolOptions = {}) {
@@ -120,6 +130,7 @@ export class PagePool {
   /** Takes a page (one reference). Throws `ERR_POOL_EXHAUSTED` past `maxPages` and `ERR_CLOSED` after `close()`. */
   acquire(): Page {
     if (this.#closed) throw stateError("ERR_CLOSED", "page pool is closed", "acquire");
+    if (this.#freeCount === 0 && this.#sharing) reclaimSharedPages(); // pages Workers are done with come back
     if (this.#freeCount === 0) {
       if (this.#buffers.length >= this.maxPages) {
         throw stateError(
@@ -236,6 +247,11 @@ export class PagePool {
     if (this.#closed && this.#inUse - this.#leaked === 0) this.#unmapSlabs();
   }
 
+  /** @internal A page of this pool was shared with another thread. */
+  _shared(): void {
+    this.#sharing = true;
+  }
+
   /** @internal A page was garbage-collected while acquired. */
   _leaked(stack?: string): void {
     this.#leaked++;
@@ -316,6 +332,37 @@ export class Page {
   release(): void {
     this.#live("release");
     this.releaseRef();
+  }
+
+  /**
+   * A descriptor of `[offset, offset + length)` of this page for `postMessage` to a Worker of this process,
+   * which turns it into a view of the same memory (`Page.fromShared`). The descriptor holds a reference on
+   * the page: its pool reuses it only after the Worker released its view (or the descriptor expired untaken,
+   * see `untakenTimeout`), so the Worker never sees the page's next owner.
+   *
+   * @example
+   * ```ts
+   * import { Page, PagePool } from "@pageio/pageio";
+   * using pool = new PagePool();
+   * using page = pool.acquire();
+   * page.bytes[0] = 7;
+   * const shared = page.share(); // worker.postMessage(shared)
+   * using view = Page.fromShared(shared); // in the Worker
+   * console.log(view.bytes[0]); // 7
+   * ```
+   */
+  share(options: ShareOptions = {}): SharedMemory {
+    const pool = this.#live("share");
+    const offset = checkInteger("share offset", options.offset ?? 0, 0, pool.pageSize);
+    const length = checkInteger("share length", options.length ?? pool.pageSize - offset, 0, pool.pageSize - offset);
+    const id = sharePage(this, this.regionOffset + offset, length, options);
+    pool._shared();
+    return descriptor(id, length);
+  }
+
+  /** The memory a `share()` descriptor names, as a view of the same bytes (`takeShared`). */
+  static fromShared(shared: SharedMemory): SharedView {
+    return takeShared(shared);
   }
 
   /** Releases the page's reference, as `release()` does, for `using`; nothing if already back in its pool. */

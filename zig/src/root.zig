@@ -19,6 +19,7 @@ comptime {
 const poller = @import("poller.zig");
 const socket = @import("socket.zig");
 const beneath = @import("beneath.zig");
+const share = @import("share.zig");
 
 /// Bumped whenever a signature or meaning below changes; `ffi/symbols.ts`
 /// carries the same number and the loader refuses a library that differs.
@@ -210,8 +211,40 @@ export fn pageio_map_anonymous(length: f64, shared: u32, out: ?*[1]f64) Result {
 }
 
 export fn pageio_unmap(region: u32) Result {
-    mapping.unmap(region) catch |err| return errno.result(err);
+    share.unmap(region) catch |err| return errno.result(err); // deferred while a Worker holds a share
     return 0;
+}
+
+/// A share of `[offset, offset + length)` of `region` for another JS thread of this process; an untaken
+/// one outlives the owner's unmap by `grace_ms` at most.
+export fn pageio_share(region: u32, offset: f64, length: f64, grace_ms: u32) Result {
+    const off = errno.wholeNumber(offset) catch |err| return errno.result(err);
+    const len = errno.wholeNumber(length) catch |err| return errno.result(err);
+    const id = share.create(region, off, len, grace_ms) catch |err| return errno.result(err);
+    return @floatFromInt(id);
+}
+
+/// Takes a pending share: its address in `out[0]`, its length as the result.
+export fn pageio_share_take(id: u32, out: ?*[1]f64) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    const taken = share.take(id) catch |err| return errno.result(err);
+    o.* = .{@floatFromInt(taken.address)};
+    return errno.result(taken.len);
+}
+
+export fn pageio_share_drop(id: u32) Result {
+    share.drop(id) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// 1 while share `id` lives (pending or taken), else 0.
+export fn pageio_share_live(id: u32) Result {
+    return @floatFromInt(@intFromBool(share.live(id)));
+}
+
+/// Live shares in this process (tests).
+export fn pageio_share_count() Result {
+    return errno.result(share.count());
 }
 
 export fn pageio_advise(region: u32, offset: f64, length: f64, advice: u32) Result {
@@ -427,6 +460,7 @@ test {
     _ = poller;
     _ = socket;
     _ = beneath;
+    _ = share;
 }
 
 test "the exports refuse null and too-small inputs" {

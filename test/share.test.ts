@@ -1,0 +1,156 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { mapAnonymous, Mapping, Page, type PageIoError, PagePool, pageSize, takeShared } from "../mod.ts";
+import { liveShareCount } from "../src/share.ts";
+import { liveRegionCount } from "../src/system.ts";
+import { root, tempDir } from "./helpers.ts";
+
+const code = (e: unknown) => (e as PageIoError).code;
+
+/**
+ * A Worker of this process that takes each descriptor it is sent, adds 1 to every byte, answers with the
+ * bytes' sum, and releases its view (unless told to keep it: then "release" later).
+ */
+async function startWorker(): Promise<{ ask(message: unknown): Promise<unknown>; stop(): void }> {
+  const file = join(tempDir(), "share-worker.js"); // plain JS: Deno would type-check TypeScript workers
+  writeFileSync(
+    file,
+    `import { takeShared } from "${root}mod.ts";
+     const kept = [];
+     self.onmessage = ({ data }) => {
+       try {
+         if (data === "ping") return self.postMessage("pong");
+         if (data === "release") { kept.splice(0).forEach((view) => view.release()); return self.postMessage("released"); }
+         const view = takeShared(data.shared);
+         let sum = 0;
+         for (let i = 0; i < view.bytes.length; i++) sum += ++view.bytes[i];
+         if (data.keep) kept.push(view); else view.release();
+         self.postMessage({ sum, length: view.byteLength, emptied: view.bytes.length === 0 });
+       } catch (error) {
+         self.postMessage({ error: error.code ?? String(error) });
+       }
+     };`,
+  );
+  const worker = new Worker(new URL(`file://${file}`).href, { type: "module" });
+  const waiting: ((value: unknown) => void)[] = [];
+  worker.onmessage = (event: MessageEvent) => waiting.shift()!(event.data);
+  const ask = (message: unknown) => {
+    const answer = new Promise((resolve) => waiting.push(resolve));
+    worker.postMessage(message);
+    return answer;
+  };
+  // Running first: a Worker's start-up on a loaded machine can take longer than a descriptor waits.
+  assert.equal(await ask("ping"), "pong");
+  return { ask, stop: () => worker.terminate() };
+}
+
+test("a mapping shared with a Worker is the same memory there: its writes are seen here", async () => {
+  const regions = liveRegionCount();
+  const worker = await startWorker();
+  try {
+    using memory = mapAnonymous(2 * pageSize);
+    memory.bytes.fill(1);
+    const shared = memory.share({ offset: pageSize - 3, length: 10 });
+    assert.deepEqual(Object.keys(shared).sort(), ["byteLength", "id", "pageio"]);
+    assert.deepEqual(await worker.ask({ shared }), { sum: 20, length: 10, emptied: true });
+    assert.deepEqual([...memory.bytes.subarray(pageSize - 4, pageSize + 8)], [1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1]);
+    assert.equal(liveShareCount(), 0, "the Worker released its view");
+    assert.deepEqual(await worker.ask({ shared }), { error: "ENOENT" }, "a descriptor is taken once");
+  } finally {
+    worker.stop();
+  }
+  assert.equal(liveRegionCount(), regions);
+});
+
+test("the owner unmaps while a Worker holds a view: the memory stays until the Worker releases", async () => {
+  const regions = liveRegionCount();
+  const worker = await startWorker();
+  try {
+    const memory = mapAnonymous(pageSize);
+    memory.bytes.fill(5);
+    const shared = memory.share();
+    memory.unmap(); // before the Worker even took it: the descriptor holds the memory
+    assert.equal(memory.bytes.length, 0, "views here are revoked at once");
+    assert.throws(() => memory.share(), (e) => code(e) === "ERR_CLOSED" || code(e) === "ERR_RELEASED");
+    assert.equal(liveRegionCount(), regions + 1, "still mapped for the descriptor");
+    assert.deepEqual(await worker.ask({ shared, keep: true }), { sum: 6 * pageSize, length: pageSize, emptied: false });
+    assert.equal(liveRegionCount(), regions + 1, "still mapped under the Worker's view");
+    assert.equal(await worker.ask("release"), "released");
+    assert.equal(liveRegionCount(), regions, "the Worker's release unmapped it");
+  } finally {
+    worker.stop();
+  }
+});
+
+test("a pool page shared with a Worker is not reused until the Worker let go", async () => {
+  const worker = await startWorker();
+  try {
+    using pool = new PagePool({ pages: 0, maxPages: 1 });
+    const page = pool.acquire();
+    page.bytes.fill(9);
+    const shared = page.share({ length: 100 });
+    page.release(); // the descriptor still holds the page
+    assert.throws(() => pool.acquire(), (e) => code(e) === "ERR_POOL_EXHAUSTED");
+    assert.deepEqual(await worker.ask({ shared, keep: true }), { sum: 1000, length: 100, emptied: false });
+    assert.throws(() => pool.acquire(), (e) => code(e) === "ERR_POOL_EXHAUSTED", "the Worker still has it");
+    assert.equal(await worker.ask("release"), "released");
+    const again = pool.acquire(); // taken back: the only page is free again
+    assert.equal(again.bytes[0], 10, "the same memory, with the Worker's writes");
+    again.release();
+    assert.equal(pool.stats.inUse, 0);
+  } finally {
+    worker.stop();
+  }
+});
+
+test("a descriptor never taken expires: the memory goes, a late take is ENOENT", async () => {
+  const regions = liveRegionCount();
+  const memory = mapAnonymous(pageSize);
+  const shared = memory.share({ untakenTimeout: 20 });
+  memory.unmap();
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.throws(() => takeShared(shared), (e) => code(e) === "ENOENT");
+  assert.equal(liveShareCount(), 0);
+  assert.equal(liveRegionCount(), regions, "the expired descriptor let go of the memory");
+  using pool = new PagePool({ pages: 0, maxPages: 1 });
+  const page = pool.acquire();
+  page.share({ untakenTimeout: 20 });
+  page.release();
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  pool.acquire().release(); // the expired share gave the page back
+});
+
+test("bad descriptors are typed errors; forged ids never view memory", () => {
+  using memory = mapAnonymous(pageSize);
+  assert.throws(() => takeShared(null as never), TypeError);
+  assert.throws(() => takeShared({} as never), TypeError);
+  assert.throws(() => takeShared({ pageio: "shared-memory", id: -1, byteLength: 1 }), RangeError);
+  assert.throws(() => takeShared({ pageio: "shared-memory", id: 0xFFFF, byteLength: 1 }), (e) => code(e) === "ENOENT");
+  const shared = memory.share({ length: 8 });
+  let reads = 0;
+  const proxy = new Proxy(shared, {
+    get: (target, key) => (key === "id" && reads++ > 0 ? 0xFFFF : Reflect.get(target, key)),
+  });
+  using view = takeShared(proxy); // the id is read once
+  assert.equal(view.byteLength, 8);
+  assert.throws(() => Mapping.fromShared(shared), (e) => code(e) === "EALREADY");
+  assert.throws(() => memory.share({ offset: pageSize, length: 1 }), RangeError);
+  using pool = new PagePool({ pages: 1 });
+  using page = pool.acquire();
+  assert.throws(() => page.share({ length: pageSize + 1 }), RangeError);
+  assert.equal(typeof Page.fromShared, "function");
+});
+
+test("a view whose buffer was transferred away is never unmapped under it", () => {
+  const regions = liveRegionCount();
+  const memory = mapAnonymous(pageSize);
+  const view = takeShared(memory.share());
+  const moved = view.bytes.buffer.transfer(); // out of pageio's reach
+  memory.unmap();
+  view.release();
+  moved.slice(0, 1); // still mapped: reading it is safe
+  assert.equal(new Uint8Array(moved)[0], 0);
+  assert.equal(liveRegionCount(), regions + 1, "kept for good rather than unmapped under the moved buffer");
+});
