@@ -8,7 +8,10 @@
  */
 import { fn } from "../ffi/native.ts";
 import type { FileHandle } from "./file.ts";
-import type { PageHead } from "./head.ts";
+import { PageHead } from "./head.ts";
+
+// PageHead's own methods, so a lent head's redefined `release`… never runs.
+const { _lendable: lendable, _markLent: markLent, _page: pageOf, release } = PageHead.prototype;
 
 /** @internal What a PageWriter on a pipe lends to. */
 export class Lender {
@@ -29,9 +32,9 @@ export class Lender {
 
   /** A head whose bytes were just lent to the pipe: its page gets fresh memory, now or at its last release. */
   lent(head: PageHead): void {
-    if (head._lendable()) return void this.#batch.push(head);
-    head._markLent(); // another head holds the page (the unsent rest of this one): replaced once it goes
-    head.release();
+    if (lendable.call(head)) return void this.#batch.push(head);
+    markLent.call(head); // another head holds the page (the unsent rest of this one): replaced once it goes
+    release.call(head);
   }
 
   /** Fresh memory for the batch's pages, one call per run of adjacent pages; then the heads go back. */
@@ -39,7 +42,7 @@ export class Lender {
     const heads = this.#batch;
     if (heads.length === 0) return;
     this.#batch = [];
-    const pages = heads.map((head) => head._page());
+    const pages = heads.map((head) => pageOf.call(head));
     for (let start = 0; start < heads.length;) {
       const { region, offset } = pages[start];
       let length = pages[start].length, end = start + 1;
@@ -48,10 +51,10 @@ export class Lender {
       }
       // Failed (ENOMEM): each page is replaced on its own at release instead, or never used again.
       if (fn.pageio_replace_pages(region, offset, length) < 0) {
-        for (let i = start; i < end; i++) heads[i]._markLent();
+        for (let i = start; i < end; i++) markLent.call(heads[i]);
       }
       start = end;
     }
-    for (const head of heads) head.release();
+    for (const head of heads) release.call(head);
   }
 }
