@@ -360,7 +360,6 @@ const {
   _markLent: markLent,
   _consume: consumeHead,
   release: releaseHead,
-  slice: sliceHead,
 } = PageHead.prototype;
 const refsOf = Object.getOwnPropertyDescriptor(PageHead.prototype, "refs")!.get!;
 const headLive = (head: PageHead): boolean => refsOf.call(head) > 0;
