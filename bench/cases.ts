@@ -24,6 +24,7 @@ import {
 
 import { fn } from "../ffi/native.ts";
 import { PackedList } from "../src/gather.ts";
+import { headInternals } from "../src/head.ts";
 
 // deno-lint-ignore no-explicit-any
 declare const Bun: any;
@@ -590,6 +591,12 @@ export async function spliceOrWritev(totalBytes: number): Promise<Measured[]> {
   pools.push(pool);
   const pages = Array.from({ length: (1 << 20) / size }, () => pool.acquire());
   const views = pages.map((page) => page.bytes);
+  const spans = pages.map((page) => {
+    const head = page.head();
+    const span = headInternals.page(head);
+    head.release();
+    return span;
+  });
   const list = new PackedList().pack(pages.map((page) => page.head()), 0, pages.length);
   const touch = (round: number) => {
     for (const bytes of views) for (let at = 0; at < size; at += 4096) bytes[at] = round;
@@ -609,8 +616,8 @@ export async function spliceOrWritev(totalBytes: number): Promise<Measured[]> {
           touch(round);
           const result = call(writeEnd.fd, list.list, list.list.byteLength, list.count, null, 0, 0, list.out);
           if (result !== 1 << 20) throw new Error(`${how} wrote ${result}`);
-          if (replace === "batch") fn.pageio_replace_pages(pages[0].region, pages[0].regionOffset, 1 << 20);
-          else if (replace) { for (const page of pages) fn.pageio_replace_pages(page.region, page.regionOffset, size); }
+          if (replace === "batch") fn.pageio_replace_pages(spans[0].region, spans[0].offset, 1 << 20);
+          else if (replace) { for (const span of spans) fn.pageio_replace_pages(span.region, span.offset, size); }
         }
         writeEnd.close();
         await exited;
@@ -679,3 +686,43 @@ export function logLines(target: string, count: number): Promise<Measured[]> {
   ], { time: 3000, iterations: 5 });
 }
 const encoder = new TextEncoder();
+
+// --- issue 12: readable -----------------------------------------------------------------------
+
+/** (6) a cached file through a ReadableStream, one byte per 4 KiB page touched, from open to close. */
+export function streamChunks(path: string): Promise<Measured[]> {
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) sink += touchPages(chunk);
+  };
+  return measure([
+    {
+      name: "pageio PageReader.readable (pread into the stream's buffers)",
+      fn: () => drain(new PageReader(path).readable),
+    },
+    {
+      name: "pageio PageReader.readable, BYOB reader (pread into one reused buffer)",
+      fn: async () => {
+        const reader = new PageReader(path).readable.getReader({ mode: "byob" });
+        let buffer = new ArrayBuffer(256 * 1024);
+        for (;;) {
+          const { value, done } = await reader.read(new Uint8Array(buffer));
+          if (done) break;
+          sink += touchPages(value);
+          buffer = value.buffer;
+        }
+      },
+    },
+    {
+      name: "pageio PageReader heads (the mapping itself, no copy)",
+      fn: () => {
+        using reader = new PageReader(path);
+        for (const head of reader) {
+          sink += touchPages(head.bytes);
+          head.release();
+        }
+      },
+    },
+    { name: "Deno.open().readable", only: "deno", fn: async () => drain((await Deno.open(path)).readable) },
+    { name: "Bun.file().stream()", only: "bun", fn: () => drain(Bun.file(path).stream()) },
+  ], { time: 3000, iterations: 4 });
+}

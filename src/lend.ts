@@ -8,10 +8,11 @@
  */
 import { fn } from "../ffi/native.ts";
 import type { FileHandle } from "./file.ts";
-import { PageHead } from "./head.ts";
+import { headInternals, PageHead } from "./head.ts";
 
-// PageHead's own methods, so a lent head's redefined `release`… never runs.
-const { _lendable: lendable, _markLent: markLent, _page: pageOf, release } = PageHead.prototype;
+const { lendable, markLent, page: pageOf } = headInternals;
+// PageHead's own release, so a lent head's redefined `release` never runs.
+const release = PageHead.prototype.release;
 
 /** @internal What a PageWriter on a pipe lends to. */
 export class Lender {
@@ -32,8 +33,8 @@ export class Lender {
 
   /** A head whose bytes were just lent to the pipe: its page gets fresh memory, now or at its last release. */
   lent(head: PageHead): void {
-    if (lendable.call(head)) return void this.#batch.push(head);
-    markLent.call(head); // another head holds the page (the unsent rest of this one): replaced once it goes
+    if (lendable(head)) return void this.#batch.push(head);
+    markLent(head); // another head holds the page (the unsent rest of this one): replaced once it goes
     release.call(head);
   }
 
@@ -42,7 +43,7 @@ export class Lender {
     const heads = this.#batch;
     if (heads.length === 0) return;
     this.#batch = [];
-    const pages = heads.map((head) => pageOf.call(head));
+    const pages = heads.map(pageOf);
     for (let start = 0; start < heads.length;) {
       const { region, offset } = pages[start];
       let length = pages[start].length, end = start + 1;
@@ -50,9 +51,7 @@ export class Lender {
         length += pages[end++].length;
       }
       // Failed (ENOMEM): each page is replaced on its own at release instead, or never used again.
-      if (fn.pageio_replace_pages(region, offset, length) < 0) {
-        for (let i = start; i < end; i++) markLent.call(heads[i]);
-      }
+      if (fn.pageio_replace_pages(region, offset, length) < 0) { for (let i = start; i < end; i++) markLent(heads[i]); }
       start = end;
     }
     for (const head of heads) release.call(head);
