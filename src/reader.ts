@@ -182,6 +182,8 @@ export class PageReader implements Iterable<PageHead> {
     }
     const offset = this.#position - this.#windowStart;
     const length = Math.min(this.#chunkSize, window.byteLength - offset);
+    // Every head, not only every window: a file cut under a mapped window must not go on as heads of zeros.
+    this.#checkSize(this.#position + length);
     this.#position += length;
     return window.head(offset, length);
   }
