@@ -23,10 +23,19 @@ export const abi = {
     "RingRole": { "zig": "ring.Role", "values": ["producer", "consumer"] },
     "MoveKind": { "zig": "kernel_move.Kind", "values": ["copy_file_range", "sendfile"] },
     "PairKind": { "zig": "channel.PairKind", "values": ["pipe", "socket"] },
+    "Transport": { "zig": "socket.Transport", "values": ["tcp", "unix"] },
+    "AddressFamily": { "zig": "socket.Family", "values": ["ipv4", "ipv6", "unix"] },
+    "SocketOption": {
+      "zig": "socket.Option",
+      "values": ["noDelay", "keepAlive", "reuseAddress", "reusePort", "unsentLimit"],
+      "tags": ["no_delay", "keep_alive", "reuse_address", "reuse_port", "unsent_bytes_max"],
+    },
+    "Shutdown": { "zig": "socket.Shutdown", "values": ["read", "write", "both"] },
   },
   "flags": {
     "OpenFlags": { "zig": "file.OpenFlags", "bits": { "no_follow": 1, "non_blocking": 2 } },
     "MapFlags": { "zig": "mapping.Options", "bits": { "write": 1, "private": 2, "populate": 4 } },
+    "ListenFlags": { "zig": "socket.ListenFlags", "bits": { "reuse_port": 1 } },
   },
   "constants": {
     "STAGING_REGION": { "zig": "gather.staging_region", "value": 0 },
@@ -52,6 +61,7 @@ export const abi = {
     "ENODATA",
     "ETIMEDOUT",
     "EPROTO",
+    "ENOTCONN",
   ],
 } as const;
 

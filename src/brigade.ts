@@ -294,15 +294,15 @@ export class Brigade {
       if (lent) lender!.keep(chunk as PageHead);
       else {
         lender?.advance(lengths[this.#start]);
-        if (isHead(chunk)) chunk.release();
+        if (isHead(chunk)) releaseHead.call(chunk);
       }
       chunks[this.#start++] = undefined as unknown as Chunk;
     }
     if (left > 0) { // a partly written chunk: trim it in place
       const chunk = chunks[this.#start];
-      if (lent) lender!.keep((chunk as PageHead).slice(0, left));
+      if (lent) lender!.keep(sliceHead.call(chunk as PageHead, 0, left));
       else lender?.advance(left);
-      if (isHead(chunk)) chunk._consume(left);
+      if (isHead(chunk)) consumeHead.call(chunk, left);
       else chunks[this.#start] = viewOf(chunk, left, lengths[this.#start] - left);
       lengths[this.#start] -= left;
     }
@@ -323,7 +323,7 @@ export class Brigade {
     this.#chunks.length = this.#lengths.length = 0;
     this.#start = 0;
     this.#byteLength = 0;
-    for (const chunk of chunks) if (isHead(chunk) && chunk.refs > 0) chunk.release();
+    for (const chunk of chunks) if (isHead(chunk) && headLive(chunk)) releaseHead.call(chunk);
   }
 
   /** Releases everything queued, as `release()` does, for `using`. */
@@ -356,8 +356,16 @@ function lendable(chunk: Chunk): boolean {
 const { length: headLength } = headInternals;
 /** For a chunk already checked (by `append`): a head unless it is a typed array (no private-field lookup). */
 const isHead = (chunk: Chunk): chunk is PageHead => !ArrayBuffer.isView(chunk);
-// PageHead's own methods, so a queued head's redefined `_fileSpan` or `_lendable` never runs.
-const { _fileSpan: fileSpan, _lendable: lendableHead } = PageHead.prototype;
+// PageHead's own methods, so a queued head's redefined `_fileSpan`, `release`… never runs.
+const {
+  _fileSpan: fileSpan,
+  _lendable: lendableHead,
+  _consume: consumeHead,
+  release: releaseHead,
+  slice: sliceHead,
+} = PageHead.prototype;
+const refsOf = Object.getOwnPropertyDescriptor(PageHead.prototype, "refs")!.get!;
+const headLive = (head: PageHead): boolean => refsOf.call(head) > 0;
 
 /** Each chunk's length, every chunk checked (a real head still live, or a real attached byte array). */
 function lengthsOf(chunks: Chunk[]): number[] {
@@ -366,7 +374,7 @@ function lengthsOf(chunks: Chunk[]): number[] {
     const chunk = chunks[i];
     if (!isChunk(chunk)) throw new TypeError(`a brigade holds PageHeads and Uint8Arrays, got ${describe(chunk)}`);
     if (isHead(chunk)) {
-      if (chunk.refs === 0) throw stateError("ERR_RELEASED", "cannot queue a released page head", "append");
+      if (!headLive(chunk)) throw stateError("ERR_RELEASED", "cannot queue a released page head", "append");
       lengths[i] = headLength(chunk);
     } else {
       lengths[i] = byteLengthOf(chunk);

@@ -399,29 +399,9 @@ export const shared: PackedList = new PackedList();
  */
 export function writev(target: Target, chunks: Iterable<Chunk>): number {
   const fd = fdOf(target);
-  if (!Array.isArray(chunks) || spare === null) {
-    const list = chunkList(chunks);
-    return list.length === 0 ? 0 : shared.pack(list, 0, list.length).write(fd, 0);
-  }
-  const length = chunks.length;
-  // The caller's list is copied into a spare one (no allocation per call); a getter that calls writev again
-  // meanwhile gets a list of its own.
-  const list = spare.length >= length ? spare : new Array<Chunk>(length).fill(undefined as unknown as Chunk);
-  spare = null;
-  try {
-    for (let i = 0; i < length; i++) {
-      const chunk = chunks[i];
-      if (isView(chunk) && !(chunk instanceof Uint8Array)) throw notAChunk(chunk, i);
-      list[i] = chunk;
-    }
-    return length === 0 ? 0 : shared.pack(list, 0, length).write(fd, 0);
-  } finally {
-    list.fill(undefined as unknown as Chunk, 0, length); // nothing of the caller's stays referenced
-    spare = list;
-  }
+  const list = chunkList(chunks);
+  return list.length === 0 ? 0 : shared.pack(list, 0, list.length).write(fd, 0);
 }
-
-let spare: Chunk[] | null = [];
 
 /**
  * `writev` off the JS thread: the event loop runs on while a slow pipe or socket drains. The chunks must stay

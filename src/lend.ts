@@ -6,7 +6,7 @@
  */
 import { fn } from "../ffi/native.ts";
 import type { FileHandle } from "./file.ts";
-import type { PageHead } from "./head.ts";
+import { headInternals, type PageHead } from "./head.ts";
 
 /** @internal What a PageWriter on a pipe lends, and when it may have it back. */
 export class Lender {
@@ -34,7 +34,7 @@ export class Lender {
 
   /** Takes over a head whose bytes were just lent to the pipe. */
   keep(head: PageHead): void {
-    this.#position += head.byteLength;
+    this.#position += headInternals.length(head); // its private field: a redefined byteLength never counts
     this.#lent.push({ head, end: this.#position });
   }
 

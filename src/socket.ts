@@ -4,9 +4,9 @@
  * until the socket is ready instead of holding a thread.
  * @module
  */
-import { describeErrno, fn, native } from "../ffi/native.ts";
+import { abi, enumIndex, errno, fn, native } from "../ffi/native.ts";
 import { checkInteger, PageIoError, unwrap } from "./errors.ts";
-import { describe, fdOf, FileHandle, type Target } from "./file.ts";
+import { checkAccess, describe, fdOf, FileHandle, type Target } from "./file.ts";
 import { byteLengthOf, type Chunk, chunkList, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
 import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
@@ -40,30 +40,19 @@ export type ConnectOptions =
   | { hostname?: string; port: number; path?: never }
   | { path: string; hostname?: never; port?: never };
 
-const TRANSPORT_TCP = 0; // zig/src/socket.zig Transport
-const TRANSPORT_UNIX = 1;
-const FAMILIES = ["ipv4", "ipv6", "unix"] as const; // zig/src/socket.zig Family
-const OPTION_NO_DELAY = 0; // zig/src/socket.zig Option
-const OPTION_KEEP_ALIVE = 1;
-const OPTION_UNSENT_LIMIT = 4;
-const SHUTDOWN = { read: 0, write: 1, both: 2 } as const; // zig/src/socket.zig Shutdown
+const TRANSPORT_TCP = enumIndex("Transport", "tcp");
+const TRANSPORT_UNIX = enumIndex("Transport", "unix");
+const FAMILIES = abi.enums.AddressFamily.values;
+const OPTION_NO_DELAY = enumIndex("SocketOption", "noDelay");
+const OPTION_KEEP_ALIVE = enumIndex("SocketOption", "keepAlive");
+const OPTION_UNSENT_LIMIT = enumIndex("SocketOption", "unsentLimit");
+const LISTEN_REUSE_PORT = abi.flags.ListenFlags.bits.reuse_port;
 const WAIT_FOREVER = 0xffff_ffff;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const out = new Float64Array(2);
 const addressText = new Uint8Array(256);
-
-/** The errno values this module branches on, looked up once by name (they differ between Linux and macOS). */
-const errnoOf = (() => {
-  const numbers = new Map<string, number>();
-  return (code: string): number => {
-    if (numbers.size === 0) { for (let n = 1; n < 256; n++) numbers.set(describeErrno(n)[0], n); }
-    return numbers.get(code) ?? -1;
-  };
-})();
-let eagain = 0;
-const EAGAIN = (): number => (eagain ||= errnoOf("EAGAIN"));
 
 /** A host as the native side parses it: a numeric address without brackets. */
 function numericHost(hostname: unknown, fallback: string): string {
@@ -88,23 +77,17 @@ function checkNet(host: string, port: number, syscall: string): void {
   const wanted = netPermission(host, port);
   if (!native.permitted({ name: "net", host: wanted })) {
     throw new PageIoError("EACCES", `EACCES: requires net access to "${wanted}" (run deno with --allow-net)`, {
-      errno: errnoOf("EACCES"),
+      errno: errno.EACCES,
       syscall,
     });
   }
 }
 
+/** A unix socket's path, which Deno's read and write scopes must both allow (as `Deno.listen` asks). */
 function checkUnixPath(path: unknown, syscall: string): string {
   if (typeof path !== "string") throw new TypeError(`path must be a string, got ${describe(path)}`);
-  for (const name of ["read", "write"] as const) {
-    if (!native.permitted({ name, path })) {
-      throw new PageIoError(
-        "EACCES",
-        `EACCES: requires ${name} access to '${path}' for a unix socket (run deno with --allow-${name})`,
-        { errno: errnoOf("EACCES"), syscall, path },
-      );
-    }
-  }
+  checkAccess("read", path, syscall);
+  checkAccess("write", path, syscall);
   return path;
 }
 
@@ -183,8 +166,8 @@ export class Socket extends FileHandle {
    * stops reading, `"both"` does both. The descriptor stays open until `close()`.
    */
   shutdown(how: "read" | "write" | "both" = "write"): void {
-    const code = SHUTDOWN[how];
-    if (code === undefined) throw new TypeError(`how must be "read", "write" or "both", got ${String(how)}`);
+    const code = enumIndex("Shutdown", how);
+    if (code < 0) throw new TypeError(`how must be "read", "write" or "both", got ${String(how)}`);
     unwrap(fn.pageio_socket_shutdown(this.fd, code), "shutdown");
   }
 
@@ -244,7 +227,7 @@ export class Socket extends FileHandle {
     const moved = moveSpan(1, fdOf(file), offset, this.fd, length);
     if (moved === null) {
       throw new PageIoError("EINVAL", "EINVAL: the kernel cannot sendfile from this file to this socket", {
-        errno: errnoOf("EINVAL"),
+        errno: errno.EINVAL,
         syscall: "sendfile",
       });
     }
@@ -309,7 +292,7 @@ function bytesOf(error: unknown): number {
 /** One scatter read into one target: bytes, 0 at end, null for EAGAIN (no exception on the common path). */
 function readOnce(fd: number, target: ReadTarget): number | null {
   const result = scatter(fd, [target]);
-  if (result === -EAGAIN()) return null;
+  if (result === -errno.EAGAIN) return null;
   return unwrap(result, "read", undefined, shared.out[0]);
 }
 
@@ -363,7 +346,7 @@ export class Listener implements AsyncIterable<Socket> {
   /** The next waiting connection, or null when none is waiting. */
   accept(): Socket | null {
     const result = fn.pageio_socket_accept(this.fd);
-    if (result === -EAGAIN()) return null;
+    if (result === -errno.EAGAIN) return null;
     return new Socket(unwrap(result, "accept"));
   }
 
@@ -429,7 +412,7 @@ export function listen(options: TcpListenOptions | UnixListenOptions): Listener 
   const host = numericHost(options.hostname, "0.0.0.0");
   checkNet(host, port, "listen");
   const bytes = encoder.encode(host);
-  const flags = options.reusePort ? 1 : 0;
+  const flags = options.reusePort ? LISTEN_REUSE_PORT : 0;
   return new Listener(
     unwrap(
       fn.pageio_socket_listen(TRANSPORT_TCP, bytes, bytes.length, port, backlog, flags),
@@ -525,7 +508,7 @@ export function adoptSocket(fd: number, options: { duplicate?: boolean } = {}): 
 /** Whether a connect in progress has finished (a peer name exists only then). */
 function connected(fd: number): boolean {
   const result = fn.pageio_socket_address(fd, 1, addressText, addressText.length, out);
-  if (result === -errnoOf("ENOTCONN")) return false;
+  if (result === -errno.ENOTCONN) return false;
   unwrap(result, "getpeername");
   return true;
 }
