@@ -46,13 +46,13 @@ interface Backstop {
   readonly region: number;
   readonly file: FileHandle;
   readonly role: number;
-  /** The ring and each ArrayBuffer over its slots that may still be reachable. */
-  reachable: number;
+  /** The ring's own array of slot buffers: the only ones over its memory that are not detached. */
+  readonly buffers: (ArrayBuffer | null)[];
 }
-// Backstop only: a ring dropped without close() is closed (the peer sees it go) once neither the ring nor any
-// view of its slots can be reached, so no view ever reads unmapped memory.
+// Backstop only: a ring dropped without close() is closed as close() would (the peer sees it go, views of its
+// slots read as empty) once the ring is unreachable. Heads and slots hold the ring, so none is live then.
 const dropped = new FinalizationRegistry<Backstop>((backstop) => {
-  if (--backstop.reachable > 0) return;
+  for (const buffer of backstop.buffers) buffer?.transfer(0);
   fn.pageio_ring_close(backstop.region, backstop.role);
   fn.pageio_unmap(backstop.region);
   backstop.file.close();
@@ -158,15 +158,8 @@ export class SharedRing {
     [this.slots, this.slotSize, this.#dataOffset] = geometry;
     this.#buffers = new Array(this.slots).fill(null);
     this.#viewed = new Uint8Array(this.slots);
-    this.#backstop = { region: this.#region, file, role: roles.indexOf(role), reachable: 0 };
-    this.#hold(this);
-  }
-
-  /** `target` (the ring, or a buffer over its slots) keeps the mapping from the backstop while reachable. */
-  #hold<T extends object>(target: T): T {
-    this.#backstop.reachable++;
-    dropped.register(target, this.#backstop, this.#backstop);
-    return target;
+    this.#backstop = { region: this.#region, file, role: roles.indexOf(role), buffers: this.#buffers };
+    dropped.register(this, this.#backstop, this.#backstop);
   }
 
   /**
@@ -327,14 +320,14 @@ export class SharedRing {
   /** @internal Slot `index`'s revocable buffer, made on first use. */
   _buffer(index: number): ArrayBuffer {
     this.#viewed[index] = 1;
-    return this.#buffers[index] ??= this.#hold(native.view(this.#address + this._slotOffset(index), this.slotSize));
+    return this.#buffers[index] ??= native.view(this.#address + this._slotOffset(index), this.slotSize);
   }
 
   /** @internal Every view of slot `index` handed out so far reads as empty from now on. */
   _revoke(index: number): void {
     if (this.#viewed[index] === 0) return;
     this.#viewed[index] = 0;
-    this.#buffers[index] = this.#hold(this.#buffers[index]!.transfer()); // same memory, new buffer: old views empty
+    this.#buffers[index] = this.#buffers[index]!.transfer(); // same memory, new ArrayBuffer: old views empty
   }
 
   /** @internal The producer publishes its reserved slot. */

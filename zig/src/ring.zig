@@ -18,6 +18,7 @@ const builtin = @import("builtin");
 const errno = @import("errno.zig");
 const Errno = errno.Errno;
 const regions = @import("regions.zig");
+const guard = @import("guard.zig");
 
 const magic: u32 = 0x7067_7267; // "grgp"
 const layout_version: u32 = 1;
@@ -110,7 +111,12 @@ const Ring = struct {
     /// The ring's mapping is still the file's and its header still says what it said at attach.
     fn check(ring: Ring, region: regions.Id) Errno!void {
         const r = try regions.lookup(region);
-        if (r.fault != .none) return r.fault.errno(); // the guard put zeros in: nothing there is a message
+        return ring.checkWith(r.fault);
+    }
+
+    /// `check`, given the region's fault as looked up already.
+    fn checkWith(ring: Ring, fault: regions.Fault) Errno!void {
+        if (fault != .none) return fault.errno(); // the guard put zeros in: nothing there is a message
         const h = ring.header;
         if (@atomicLoad(u32, &h.magic, .acquire) != magic or @atomicLoad(u32, &h.version, .monotonic) != layout_version or
             @atomicLoad(u32, &h.slots, .monotonic) != ring.geometry.slots or
@@ -138,7 +144,7 @@ fn open(region: regions.Id, role: Role) Errno!Ring {
         .mine = mine,
     };
     if (!fits(ring.geometry, r.len)) return error.BADF; // checked at attach: only a stale id gets here
-    try ring.check(region);
+    try ring.checkWith(r.fault);
     return ring;
 }
 
@@ -305,9 +311,10 @@ pub fn receive(region: regions.Id, timeout_ms: u32) Errno!u64 {
 fn probe(ring: Ring, region: regions.Id, slot: u32, length: u32) Errno!void {
     const start = ring.base + ring.geometry.data_offset + @as(usize, slot) * ring.geometry.slot_size;
     const bytes: [*]const volatile u8 = @ptrFromInt(start);
+    const faults = guard.fault_count.load(.acquire);
     var at: usize = 0;
     while (at < length) : (at += page_min_bytes) _ = bytes[at];
-    try ring.check(region);
+    if (guard.fault_count.load(.acquire) != faults) try ring.check(region); // a page faulted: whose, and why
 }
 
 /// Consumer: gives the oldest `count` received slots back to the producer.
