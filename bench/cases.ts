@@ -642,3 +642,43 @@ export function logLines(target: string, count: number): Promise<Measured[]> {
   ], { time: 3000, iterations: 5 });
 }
 const encoder = new TextEncoder();
+
+// --- issue 12: readable -----------------------------------------------------------------------
+
+/** (6) a cached file through a ReadableStream, one byte per 4 KiB page touched, from open to close. */
+export function streamChunks(path: string): Promise<Measured[]> {
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) sink += touchPages(chunk);
+  };
+  return measure([
+    {
+      name: "pageio PageReader.readable (pread into the stream's buffers)",
+      fn: () => drain(new PageReader(path).readable),
+    },
+    {
+      name: "pageio PageReader.readable, BYOB reader (pread into one reused buffer)",
+      fn: async () => {
+        const reader = new PageReader(path).readable.getReader({ mode: "byob" });
+        let buffer = new ArrayBuffer(256 * 1024);
+        for (;;) {
+          const { value, done } = await reader.read(new Uint8Array(buffer));
+          if (done) break;
+          sink += touchPages(value);
+          buffer = value.buffer;
+        }
+      },
+    },
+    {
+      name: "pageio PageReader heads (the mapping itself, no copy)",
+      fn: () => {
+        using reader = new PageReader(path);
+        for (const head of reader) {
+          sink += touchPages(head.bytes);
+          head.release();
+        }
+      },
+    },
+    { name: "Deno.open().readable", only: "deno", fn: async () => drain((await Deno.open(path)).readable) },
+    { name: "Bun.file().stream()", only: "bun", fn: () => drain(Bun.file(path).stream()) },
+  ], { time: 3000, iterations: 4 });
+}

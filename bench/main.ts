@@ -21,6 +21,7 @@ const runs: Record<string, () => Promise<cases.Measured[]>> = {
   pingPong: () => cases.pingPong(Number(rest[0])),
   spliceOrWritev: () => cases.spliceOrWritev(Number(rest[0])),
   logLines: () => cases.logLines(rest[0], Number(rest[1])),
+  streamChunks: () => cases.streamChunks(rest[0]),
 };
 if (!runs[name]) throw new Error(`unknown case ${name}; one of ${Object.keys(runs).join(", ")}`);
 const results = await runs[name]();

@@ -10,8 +10,15 @@ export interface Binding {
   readonly functions: NativeFunctions;
   /** The symbols that may block, as Promises that never hold up the JS thread. */
   readonly async: AsyncFunctions;
-  /** An ArrayBuffer that *is* `byteLength` bytes of native memory at `address`. */
-  view(address: number, byteLength: number): ArrayBuffer;
+  /**
+   * An ArrayBuffer that *is* `byteLength` bytes of native memory at `address`, inside live region `region`.
+   * Where the runtime reports the release of a backing store (Bun's deallocator), the view holds a reference
+   * on the region until then, wherever the buffer is transferred; elsewhere (Deno) the region is marked
+   * viewed, and is retired instead of unmapped if its owner cannot revoke every view.
+   */
+  view(region: number, address: number, byteLength: number): ArrayBuffer;
+  /** Whether views hold their region until the runtime frees them (Bun), so no transfer can outlive it. */
+  readonly viewsTracked: boolean;
   /** The address of a non-empty, attached typed array's first byte. */
   addressOf(bytes: Uint8Array): number;
   /**

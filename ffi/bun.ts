@@ -22,12 +22,21 @@ export function open(path: string): Binding {
     ]),
   );
   const library = dlopen(path, table);
+  const functions = library.symbols as NativeFunctions;
+  const release = functions.pageio_view_release_address();
   return {
     runtime: "bun",
-    functions: library.symbols as NativeFunctions,
+    functions,
     async: workerFunctions(path),
-    // No deallocator: the memory belongs to a mapping that pageio unmaps itself.
-    view: (address, byteLength) => toArrayBuffer(address, 0, byteLength) as ArrayBuffer,
+    // Each view holds a reference on its region that Bun's deallocator gives back when the backing store
+    // is freed: after the last JS object holding it is collected, wherever transfer() or postMessage took it.
+    view(region, address, byteLength) {
+      const retained = functions.pageio_region_retain(region);
+      if (retained < 0) throw new RangeError(`cannot view region ${region}: it is not open (${-retained})`);
+      // Past 2^32 bytes this throws, and Bun calls the deallocator itself: the reference is given back.
+      return toArrayBuffer(address, 0, byteLength, region, release) as ArrayBuffer;
+    },
+    viewsTracked: true,
     addressOf: (bytes) => ptr(bytes) as number,
     stagingLimit: 128,
     callback,

@@ -30,15 +30,22 @@ export function open(path: string): Binding {
     );
   }
   const all = library.symbols as unknown as Record<string, unknown>;
+  const functions = library.symbols as unknown as NativeFunctions;
   return {
     runtime: "deno",
-    functions: library.symbols as unknown as NativeFunctions,
+    functions,
     async: Object.fromEntries(blockingNames.map((name) => [name, all[`${name}_nonblocking`]])) as AsyncFunctions,
-    view(address, byteLength) {
+    // Deno's getArrayBuffer gives the backing store a no-op deleter (ext/ffi/repr.rs): nothing reports when
+    // it is freed, so the region is marked viewed and is retired if its owner cannot revoke every view.
+    view(region, address, byteLength) {
       const pointer = Deno.UnsafePointer.create(BigInt(address));
       if (pointer === null) throw new TypeError("cannot view address 0");
-      return Deno.UnsafePointerView.getArrayBuffer(pointer, byteLength);
+      const buffer = Deno.UnsafePointerView.getArrayBuffer(pointer, byteLength);
+      const marked = functions.pageio_region_viewed(region);
+      if (marked < 0) throw new RangeError(`cannot view region ${region}: it is not open (${-marked})`);
+      return buffer;
     },
+    viewsTracked: false,
     addressOf(bytes) {
       return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
     },

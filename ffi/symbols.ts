@@ -72,6 +72,20 @@ export const symbols = {
   pageio_replace_pages: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (fd: i32, out: f64[2] {size, kind}) -> 0
   pageio_fstat: { parameters: ["i32", "buffer"], result: "f64" },
+  // (region: u32) -> 0: one more reference, for an ArrayBuffer whose deallocator is pageio_view_release
+  pageio_region_retain: { parameters: ["u32"], result: "f64" },
+  // (region: u32) -> 0: an ArrayBuffer no runtime reports released views the region (it is retired, not unmapped)
+  pageio_region_viewed: { parameters: ["u32"], result: "f64" },
+  // (region: u32) -> 0: the owner lets go while an untracked view may live; the memory stays mapped for good
+  pageio_retire: { parameters: ["u32"], result: "f64" },
+  // () -> bytes kept mapped for good by retired regions
+  pageio_retired_bytes: { parameters: [], result: "f64" },
+  // () -> address of pageio_view_release(bytes: void*, context: void* region id): void, a view deallocator
+  pageio_view_release_address: { parameters: [], result: "f64" },
+  // () -> 0: the calling thread is a JS thread; what it maps is let go when it ends (a terminated Worker)
+  pageio_thread_attach: { parameters: [], result: "f64" },
+  // (fd: i32, buffer: u8*, length: u32, offset: f64) -> bytes read at offset (pread), 0 at end of file
+  pageio_pread: { parameters: ["i32", "buffer", "u32", "f64"], result: "f64" },
   // (fd: i32, offset: f64 page-aligned, length: f64, options: u32 bits write|private|populate, out: f64[1] address) -> region
   pageio_map_file: { parameters: ["i32", "f64", "f64", "u32", "buffer"], result: "f64" },
   // (length: f64, shared: u32, out: f64[1] address) -> region
@@ -80,7 +94,7 @@ export const symbols = {
   pageio_unmap: { parameters: ["u32"], result: "f64" },
   // (region: u32, offset: f64, length: f64, grace_ms: u32 an untaken share outlives the unmap) -> share id
   pageio_share: { parameters: ["u32", "f64", "f64", "u32"], result: "f64" },
-  // (share: u32, out: f64[1] address) -> length; EALREADY once taken, ENOENT unknown or swept
+  // (share: u32, out: f64[2] {address, region}) -> length; EALREADY once taken, ENOENT unknown or swept
   pageio_share_take: { parameters: ["u32", "buffer"], result: "f64" },
   // (share: u32) -> 0: the last share of an unmapped region unmaps it
   pageio_share_drop: { parameters: ["u32"], result: "f64" },

@@ -96,6 +96,10 @@ const groups = [
     title: "(6) a log writer: 10^6 lines of ~100 B written as strings to a file",
     args: ["logLines", join(dir, "log.out"), "1000000"],
   },
+  {
+    title: `(6) a cached ${size} file through a ReadableStream (one byte per page touched)`,
+    args: ["streamChunks", big],
+  },
 ];
 
 const lines = [];

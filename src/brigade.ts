@@ -189,7 +189,7 @@ export class Brigade {
   #nextStep(fd: number, limit: number, kind: { move?: MoveKind | null }, lender: Lender | null): Step | null {
     if (limit <= 0 || this.count === 0) return null;
     const first = this.#chunks[this.#start];
-    const span = kind.move === null || !isHead(first) ? null : fileSpan.call(first);
+    const span = kind.move === null || !isHead(first) ? null : fileSpan(first);
     if (span !== null) {
       kind.move ??= moveKindFor(fd);
       const [chunks, bytes] = this.#contiguousSpans(span, limit);
@@ -218,7 +218,7 @@ export class Brigade {
     let bytes = this.#lengths[this.#start];
     while (count < limit && this.#start + count < this.#chunks.length) {
       const chunk = this.#chunks[this.#start + count];
-      const span = isHead(chunk) ? fileSpan.call(chunk) : null;
+      const span = isHead(chunk) ? fileSpan(chunk) : null;
       if (span === null || span.fd !== first.fd || span.offset !== first.offset + bytes) break;
       bytes += this.#lengths[this.#start + count];
       count++;
@@ -234,7 +234,7 @@ export class Brigade {
     let end = 1;
     while (end < limit && this.#start + end < this.#chunks.length) {
       const chunk = this.#chunks[this.#start + end];
-      if (!spansAsMemory && isHead(chunk) && fileSpan.call(chunk) !== null) break;
+      if (!spansAsMemory && isHead(chunk) && fileSpan(chunk) !== null) break;
       if (lending && lendable(chunk) !== lend) break;
       end++;
     }
@@ -302,7 +302,7 @@ export class Brigade {
       const chunk = chunks[this.#start];
       if (lent) lender!.keep(sliceHead.call(chunk as PageHead, 0, left));
       else lender?.advance(left);
-      if (isHead(chunk)) consumeHead.call(chunk, left);
+      if (isHead(chunk)) consume(chunk, left);
       else chunks[this.#start] = viewOf(chunk, left, lengths[this.#start] - left);
       lengths[this.#start] -= left;
     }
@@ -350,20 +350,15 @@ function withSteps(error: unknown, done: number): unknown {
 }
 
 function lendable(chunk: Chunk): boolean {
-  return isHead(chunk) && lendableHead.call(chunk);
+  return isHead(chunk) && lendableHead(chunk);
 }
 
-const { length: headLength } = headInternals;
+// By private field, so nothing a queued head (or its prototype) redefines ever runs.
+const { length: headLength, fileSpan, lendable: lendableHead, consume } = headInternals;
 /** For a chunk already checked (by `append`): a head unless it is a typed array (no private-field lookup). */
 const isHead = (chunk: Chunk): chunk is PageHead => !ArrayBuffer.isView(chunk);
-// PageHead's own methods, so a queued head's redefined `_fileSpan`, `release`… never runs.
-const {
-  _fileSpan: fileSpan,
-  _lendable: lendableHead,
-  _consume: consumeHead,
-  release: releaseHead,
-  slice: sliceHead,
-} = PageHead.prototype;
+// PageHead's own methods, so a queued head's redefined `release`, `slice`… never runs.
+const { release: releaseHead, slice: sliceHead } = PageHead.prototype;
 const refsOf = Object.getOwnPropertyDescriptor(PageHead.prototype, "refs")!.get!;
 const headLive = (head: PageHead): boolean => refsOf.call(head) > 0;
 

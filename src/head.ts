@@ -6,35 +6,43 @@
  */
 import { checkInteger, stateError } from "./errors.ts";
 import type { FileHandle } from "./file.ts";
+import {
+  kAlive,
+  kBufferOffset,
+  kLabel,
+  kLendable,
+  kRegion,
+  kRegionOffset,
+  kRelease,
+  kReplacePages,
+  kRetain,
+  kSource,
+  kViewBuffer,
+} from "./internal.ts";
 
-/** What a head can point into (a pool `Page` or a `Mapping`). Package-internal. */
+/** What a head can point into (a pool `Page`, a `Mapping`, a ring slot). Package-internal: symbol keys. */
 export interface HeadOwner {
   /** False once unmapped or returned to its pool: heads on it are then dead. */
-  readonly alive: boolean;
+  readonly [kAlive]: boolean;
   /** Bytes a head may span, from the owner's byte 0. */
   readonly byteLength: number;
   /** Native region id and where the owner's byte 0 sits in that region. */
-  readonly region: number;
-  readonly regionOffset: number;
+  readonly [kRegion]: number;
+  readonly [kRegionOffset]: number;
   /** The revocable ArrayBuffer over the owner's memory, and where byte 0 sits in it. */
-  viewBuffer(): ArrayBuffer;
-  readonly bufferOffset: number;
-  retainRef(): void;
-  releaseRef(): void;
+  [kViewBuffer](): ArrayBuffer;
+  readonly [kBufferOffset]: number;
+  [kRetain](): void;
+  [kRelease](): void;
   /** What to call it in error messages. */
-  readonly label: string;
+  readonly [kLabel]: string;
   /** The open file whose bytes these are, from `offset` on: lets the kernel move them (PageReader windows). */
-  readonly source?: FileSource;
-  /** An ArrayBuffer of its own over `[offset, offset + length)` (mappings only). */
-  ownBuffer?(offset: number, length: number): ArrayBuffer;
+  readonly [kSource]?: FileSource;
   /** True when the owner's memory may be lent to a pipe now (a pool page held by nothing but one head). */
-  readonly lendable?: boolean;
+  readonly [kLendable]?: boolean;
   /** Fresh zeroed memory in place of the owner's (pool pages whose old memory a pipe still holds). */
-  replacePages?(): void;
+  [kReplacePages]?(): void;
 }
-
-// Heads whose bytes went out as buffers of their own: each is released once its buffer is collected.
-const handedOver = new FinalizationRegistry<PageHead>((head) => head.release());
 
 /** @internal What pageio's other modules may do with a head, by its private fields (see `headInternals`). */
 export interface HeadInternals {
@@ -53,6 +61,17 @@ export interface HeadInternals {
   readonly span: (head: PageHead) => { region: number; offset: number; length: number };
   /** Bytes in a head (0 once released). */
   readonly length: (head: PageHead) => number;
+  /**
+   * Where a head's bytes are in a still-open file, for a kernel-side move; null for pool pages, user
+   * mappings, or once the file is closed (an fd number could by then name another file).
+   */
+  readonly fileSpan: (head: PageHead) => { fd: number; offset: number } | null;
+  /** Whether a writer may lend a head's memory to a pipe: nobody else can reach its page. */
+  readonly lendable: (head: PageHead) => boolean;
+  /** The page under a head gets fresh memory; the old stays with whoever holds it (a pipe). */
+  readonly replacePages: (head: PageHead) => void;
+  /** Drops a head's first `count` bytes (a partly written head in a brigade). */
+  readonly consume: (head: PageHead, count: number) => void;
 }
 let internals: HeadInternals;
 
@@ -95,7 +114,7 @@ export class PageHead {
       isHead: (value: unknown): value is PageHead => typeof value === "object" && value !== null && #owner in value,
       pack: (head: PageHead, list: Uint32Array, at: number, entryMax: number) => {
         const owner = head.#owner; // a TypeError for anything not a real head (callers check with isHead first)
-        if (owner === null || !owner.alive) head.#live("gather"); // throws the right error
+        if (owner === null || !owner[kAlive]) head.#live("gather"); // throws the right error
         const length = head.#length;
         if (length > entryMax) return -1;
         list[at] = head.#region;
@@ -106,21 +125,34 @@ export class PageHead {
       },
       span: (head: PageHead) => {
         const owner = head.#live("gather");
-        return { region: head.#region, offset: owner.regionOffset + head.#offset, length: head.#length };
+        return { region: head.#region, offset: owner[kRegionOffset] + head.#offset, length: head.#length };
       },
       length: (head: PageHead) => head.#owner === null ? 0 : head.#length,
+      fileSpan: (head: PageHead) => {
+        const source = head.#owner?.[kSource];
+        if (source === undefined || source.file.closed || !head.#owner![kAlive]) return null;
+        return { fd: source.file.fd, offset: source.offset + head.#offset };
+      },
+      lendable: (head: PageHead) => head.#refs === 1 && head.#owner?.[kLendable] === true,
+      replacePages: (head: PageHead) => head.#live("replace")[kReplacePages]!(),
+      consume: (head: PageHead, count: number) => {
+        head.#offset += count;
+        head.#length -= count;
+        head.#bytes = null;
+        head.#setDescriptorOffset(head.#owner![kRegionOffset] + head.#offset);
+      },
     });
   }
 
   /** @internal Heads come from `page.head()`, `mapping.head()`, `head.slice()` and `PageReader.read()`. */
   constructor(owner: HeadOwner, offset: number, length: number) {
-    if (!owner.alive) throw stateError("ERR_RELEASED", `${owner.label} is no longer live`, "head");
+    if (!owner[kAlive]) throw stateError("ERR_RELEASED", `${owner[kLabel]} is no longer live`, "head");
     this.#owner = owner;
     this.#offset = offset;
     this.#length = length;
-    this.#region = owner.region;
-    this.#setDescriptorOffset(owner.regionOffset + offset);
-    owner.retainRef();
+    this.#region = owner[kRegion];
+    this.#setDescriptorOffset(owner[kRegionOffset] + offset);
+    owner[kRetain]();
   }
 
   #setDescriptorOffset(regionOffset: number): void {
@@ -131,14 +163,14 @@ export class PageHead {
   #live(operation: string): HeadOwner {
     const owner = this.#owner;
     if (owner === null) throw stateError("ERR_RELEASED", "page head was released", operation);
-    if (!owner.alive) throw stateError("ERR_RELEASED", `page head's ${owner.label} is no longer live`, operation);
+    if (!owner[kAlive]) throw stateError("ERR_RELEASED", `page head's ${owner[kLabel]} is no longer live`, operation);
     return owner;
   }
 
   /** The bytes this head points at: a view of the page or mapping itself, not a copy. */
   get bytes(): Uint8Array<ArrayBuffer> {
     const owner = this.#live("bytes");
-    return this.#bytes ??= new Uint8Array(owner.viewBuffer(), owner.bufferOffset + this.#offset, this.#length);
+    return this.#bytes ??= new Uint8Array(owner[kViewBuffer](), owner[kBufferOffset] + this.#offset, this.#length);
   }
 
   /** Bytes in the head; 0 once released. */
@@ -174,53 +206,12 @@ export class PageHead {
     if (--this.#refs > 0) return;
     this.#owner = null;
     this.#bytes = null;
-    owner.releaseRef();
+    owner[kRelease]();
   }
 
   /** Releases this head's reference, as `release()` does, for `using`; nothing if already released. */
   [Symbol.dispose](): void {
     if (this.#owner !== null) this.release();
-  }
-
-  /**
-   * @internal Where this head's bytes are in a still-open file, for a kernel-side move; null for pool pages,
-   * user mappings, or once the file is closed (an fd number could by then name another file).
-   */
-  _fileSpan(): { fd: number; offset: number } | null {
-    const source = this.#owner?.source;
-    if (source === undefined || source.file.closed || !this.#owner!.alive) return null;
-    return { fd: source.file.fd, offset: source.offset + this.#offset };
-  }
-
-  /**
-   * @internal This head's bytes in an ArrayBuffer of their own, never revoked, whose garbage collection
-   * releases the head: for chunks handed to code that gives no "done" signal (a Web Stream's consumer).
-   * Null where the owner cannot make one (a pool page, whose memory is reused).
-   */
-  _handOver(): Uint8Array | null {
-    const owner = this.#live("readable");
-    if (owner.ownBuffer === undefined) return null;
-    const bytes = new Uint8Array(owner.ownBuffer(this.#offset, this.#length));
-    handedOver.register(bytes.buffer, this);
-    return bytes;
-  }
-
-  /** @internal Whether a writer may lend this head's memory to a pipe: nobody else can reach its page. */
-  _lendable(): boolean {
-    return this.#refs === 1 && this.#owner?.lendable === true;
-  }
-
-  /** @internal The page under this head gets fresh memory; the old stays with whoever holds it (a pipe). */
-  _replacePages(): void {
-    this.#live("replace").replacePages!();
-  }
-
-  /** @internal Drops the first `count` bytes (a partly written head in a brigade). */
-  _consume(count: number): void {
-    this.#offset += count;
-    this.#length -= count;
-    this.#bytes = null;
-    this.#setDescriptorOffset(this.#owner!.regionOffset + this.#offset);
   }
 }
 

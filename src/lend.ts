@@ -56,7 +56,7 @@ export class Lender {
   close(): void {
     this.reclaim();
     for (const { head } of this.#lent.splice(0)) {
-      head._replacePages();
+      headInternals.replacePages(head);
       head.release();
     }
   }

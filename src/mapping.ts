@@ -8,6 +8,18 @@ import { descriptor, type SharedMemory, type SharedView, type ShareOptions, shar
 import { checkInteger, checkRange, faultError, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat } from "./file.ts";
 import { type FileSource, PageHead } from "./head.ts";
+import {
+  kAlive,
+  kBufferOffset,
+  kLabel,
+  kRegion,
+  kRegionOffset,
+  kRelease,
+  kRetain,
+  kSource,
+  kViewBuffer,
+  revoke,
+} from "./internal.ts";
 import { pageSize } from "./system.ts";
 
 /** Options of `mapFile`. */
@@ -35,8 +47,13 @@ const advices: readonly Advice[] = abi.enums.Advice.values; // the index is the 
 const mapBits = abi.flags.MapFlags.bits;
 
 const out = new Float64Array(1);
-// Backstop only: a mapping whose memory no JS object can reach any more is unmapped.
-const unreachable = new FinalizationRegistry<number>((region) => fn.pageio_unmap(region));
+
+// Backstops for mappings dropped without unmap(), never an unmap under a live view. A mapping never viewed
+// is unmapped once collected; so is one on Bun, whose views hold the memory themselves until Bun frees them.
+// On Deno nothing reports when a view's backing store is freed, and a transferred one outlives the buffer
+// pageio made: a viewed mapping is retired (kept mapped, its file's pages replaced by zeros) once collected.
+const dropped = new FinalizationRegistry<number>((region) => fn.pageio_unmap(region));
+const droppedViewed = new FinalizationRegistry<number>((region) => fn.pageio_retire(region));
 
 /**
  * A live mapping. `bytes` is the mapped memory itself; after `unmap()` (or
@@ -53,17 +70,17 @@ const unreachable = new FinalizationRegistry<number>((region) => fn.pageio_unmap
 export class Mapping {
   #region: number;
   #address: number;
-  #buffer: ArrayBuffer | null;
-  #bytes: Uint8Array<ArrayBuffer>;
+  #mappedLength: number;
+  readonly #delta: number;
+  /** The revocable view of the whole mapping, made when first asked for. */
+  #buffer: ArrayBuffer | null = null;
+  #bytes: Uint8Array<ArrayBuffer> | null = null;
   #refs = 1; // the mapping's own, plus one per live head
   #closed = false;
-  /** @internal */ readonly bufferOffset: number;
-  /** @internal */ readonly regionOffset: number;
   /** The mapped length in bytes as requested (the view's length). */
   readonly byteLength: number;
-  /** @internal */ readonly label: string;
-  /** @internal The file these bytes come from, while its handle stays open (PageReader windows). */
-  readonly source?: FileSource;
+  readonly #label: string;
+  readonly #source: FileSource | undefined;
 
   /** @internal Use `mapFile` or `mapAnonymous`. */
   constructor(
@@ -75,20 +92,20 @@ export class Mapping {
     label: string,
     source?: FileSource,
   ) {
-    if (source !== undefined) this.source = source;
+    this.#source = source;
     this.#region = region;
     this.#address = address;
-    this.bufferOffset = this.regionOffset = delta;
+    this.#mappedLength = mappedLength;
+    this.#delta = delta;
     this.byteLength = length;
-    this.label = label;
-    this.#buffer = mappedLength === 0 ? null : viewOrUnmap(region, address, mappedLength);
-    this.#bytes = this.#buffer === null ? new Uint8Array(0) : new Uint8Array(this.#buffer, delta, length);
-    if (this.#buffer !== null) unreachable.register(this.#buffer, region, this);
+    this.#label = label;
+    if (mappedLength !== 0) dropped.register(this, region, this);
   }
 
   /** The mapped bytes (no copy). Empty once unmapped. */
   get bytes(): Uint8Array<ArrayBuffer> {
-    return this.#bytes;
+    if (this.#closed) return new Uint8Array(0);
+    return this.#bytes ??= new Uint8Array(this[kViewBuffer](), this.#delta, this.byteLength);
   }
 
   /** True once unmapped. */
@@ -97,38 +114,46 @@ export class Mapping {
   }
 
   /** @internal */
-  get alive(): boolean {
-    return !this.closed;
+  get [kAlive](): boolean {
+    return !this.#closed;
   }
 
   /** @internal */
-  get region(): number {
+  get [kRegion](): number {
     return this.#region;
   }
 
   /** @internal */
-  viewBuffer(): ArrayBuffer {
-    return this.#buffer ?? new ArrayBuffer(0);
+  get [kRegionOffset](): number {
+    return this.#delta;
   }
 
-  /**
-   * @internal An ArrayBuffer of its own over `[offset, offset + length)`, never revoked: the caller keeps the
-   * mapping referenced (a head) for as long as the buffer is reachable. Whoever gets it (a stream's consumer)
-   * sees no pageio error later, so bytes the guard already replaced, or past the end of a file cut meanwhile
-   * (they would read as zeros), are refused here.
-   */
-  ownBuffer(offset: number, length: number): ArrayBuffer {
-    this.#live("readable");
-    const source = this.source;
-    if (source !== undefined && !source.file.closed && stat(source.file.fd).size < source.offset + offset + length) {
-      throw stateError(
-        "ERR_FILE_TRUNCATED",
-        `the file behind this ${this.label} was truncated: it no longer has bytes ${source.offset + offset} to ` +
-          `${source.offset + offset + length}`,
-        "readable",
-      );
+  /** @internal */
+  get [kBufferOffset](): number {
+    return this.#delta;
+  }
+
+  /** @internal */
+  get [kLabel](): string {
+    return this.#label;
+  }
+
+  /** @internal The file these bytes come from, while its handle stays open (PageReader windows). */
+  get [kSource](): FileSource | undefined {
+    return this.#source;
+  }
+
+  /** @internal */
+  [kViewBuffer](): ArrayBuffer {
+    if (this.#closed || this.#mappedLength === 0) return new ArrayBuffer(0);
+    if (this.#buffer === null) {
+      this.#buffer = viewOf(this.#region, this.#address, this.#mappedLength);
+      if (!native.viewsTracked) {
+        dropped.unregister(this);
+        droppedViewed.register(this.#buffer, this.#region, this);
+      }
     }
-    return native.view(this.#address + this.bufferOffset + offset, length);
+    return this.#buffer;
   }
 
   /** A head on `[offset, offset + length)` of the mapping; release it when done. */
@@ -146,9 +171,9 @@ export class Mapping {
     const range = checkRange("advise", this.byteLength, offset, length);
     if (range.length === 0) return;
     unwrap(
-      fn.pageio_advise(this.#region, this.bufferOffset + range.offset, range.length, index),
+      fn.pageio_advise(this.#region, this.#delta + range.offset, range.length, index),
       "madvise",
-      this.label,
+      this.#label,
     );
   }
 
@@ -157,20 +182,28 @@ export class Mapping {
     this.#live("sync");
     const range = checkRange("sync", this.byteLength, offset, length);
     if (range.length === 0) return;
-    unwrap(fn.pageio_sync(this.#region, this.bufferOffset + range.offset, range.length), "msync", this.label);
+    unwrap(fn.pageio_sync(this.#region, this.#delta + range.offset, range.length), "msync", this.#label);
   }
 
-  /** Detaches every view, then unmaps. Heads on it become dead. A second call does nothing. */
+  /**
+   * Detaches every view, then unmaps. Heads on it become dead. A second call does nothing. If `bytes.buffer`
+   * was transferred away (`transfer()`, `structuredClone`, `postMessage`), the memory stays valid for its new
+   * owner: on Bun until that buffer is freed, on Deno for the life of the process (a file's pages
+   * replaced by zeros, so the file itself is let go).
+   */
   unmap(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#bytes = null;
+    if (this.#mappedLength === 0) return; // an empty mapping maps nothing
+    dropped.unregister(this);
+    droppedViewed.unregister(this);
     const buffer = this.#buffer;
-    if (buffer === null) return; // an empty mapping maps nothing
     this.#buffer = null;
-    unreachable.unregister(this);
-    buffer.transfer(0); // every Uint8Array on it now has length 0
-    this.#bytes = new Uint8Array(0);
-    unwrap(fn.pageio_unmap(this.#region), "munmap", this.label);
+    const escaped = buffer !== null && revoke(buffer, false).escaped;
+    // Deno: a view that escaped cannot be tracked, so its memory is retired, never unmapped.
+    const result = escaped && !native.viewsTracked ? fn.pageio_retire(this.#region) : fn.pageio_unmap(this.#region);
+    unwrap(result, "munmap", this.#label);
   }
 
   /**
@@ -191,7 +224,7 @@ export class Mapping {
   share(options: ShareOptions = {}): SharedMemory {
     this.#live("share");
     const range = checkRange("share", this.byteLength, options.offset ?? 0, options.length);
-    return descriptor(shareRegion(this.#region, this.regionOffset + range.offset, range.length, options), range.length);
+    return descriptor(shareRegion(this.#region, this.#delta + range.offset, range.length, options), range.length);
   }
 
   /** The memory a `share()` descriptor names, as a view of the same bytes (`takeShared`). */
@@ -205,39 +238,38 @@ export class Mapping {
   }
 
   /** @internal */
-  retainRef(): void {
+  [kRetain](): void {
     this.#refs++;
   }
 
   /** @internal A head let go; the mapping's own reference goes too when a PageReader moves past it. */
-  releaseRef(): void {
+  [kRelease](): void {
     if (--this.#refs === 0) this.unmap();
   }
 
   #live(operation: string): void {
-    if (this.closed) throw stateError("ERR_CLOSED", `${this.label} is unmapped`, operation);
+    if (this.closed) throw stateError("ERR_CLOSED", `${this.#label} is unmapped`, operation);
     const fault = this.#fault();
-    if (fault !== 0) throw faultError(fault, this.label, operation);
+    if (fault !== 0) throw faultError(fault, this.#label, operation);
   }
 
   /** 0, or the errno the SIGBUS guard recorded for the region (its bytes from some page on are zeros). */
   #fault(): number {
-    return this.#buffer === null ? 0 : fn.pageio_region_fault(this.#region);
+    return this.#closed || this.#mappedLength === 0 ? 0 : fn.pageio_region_fault(this.#region);
   }
 
   /** True once the file was cut short under the mapping and a read past its new end gave zeros (SIGBUS guard). */
   get truncated(): boolean {
     const fault = this.#fault();
-    return fault !== 0 && faultError(fault, this.label, "truncated").code === "ERR_FILE_TRUNCATED";
+    return fault !== 0 && faultError(fault, this.#label, "truncated").code === "ERR_FILE_TRUNCATED";
   }
 }
 
-/** A view of a fresh mapping; if the runtime cannot make one (Bun's ArrayBuffers stop at 4 GiB), unmaps it. */
-function viewOrUnmap(region: number, address: number, byteLength: number): ArrayBuffer {
+/** A view of a live mapping; Bun's ArrayBuffers stop at 4 GiB (heads still reach every byte by gather I/O). */
+function viewOf(region: number, address: number, byteLength: number): ArrayBuffer {
   try {
-    return native.view(address, byteLength);
+    return native.view(region, address, byteLength);
   } catch (error) {
-    fn.pageio_unmap(region);
     throw new RangeError(`${byteLength} bytes cannot be one ArrayBuffer on ${native.runtime}: map a smaller range`, {
       cause: error,
     });

@@ -8,6 +8,19 @@
 import { fn, native } from "../ffi/native.ts";
 import { checkInteger, stateError, unwrap } from "./errors.ts";
 import { PageHead } from "./head.ts";
+import {
+  kAlive,
+  kBufferOffset,
+  kLabel,
+  kLendable,
+  kRegion,
+  kRegionOffset,
+  kRelease,
+  kReplacePages,
+  kRetain,
+  kViewBuffer,
+  revoke,
+} from "./internal.ts";
 import { pageSize as osPageSize } from "./system.ts";
 import {
   descriptor,
@@ -47,6 +60,11 @@ export interface PagePoolStats {
   inUse: number;
   /** Pages garbage-collected while still acquired (reported, never reused). */
   leaked: number;
+  /**
+   * Pages released after their `bytes.buffer` was transferred away (`transfer()`, `structuredClone`,
+   * `postMessage`): never reused, since the new owner may still read them.
+   */
+  retired: number;
 }
 
 /** Limit: bytes per slab mapping; pages come from slabs of about this size. */
@@ -58,7 +76,85 @@ interface LeakRecord {
   pool: WeakRef<PagePool>;
   stack?: string;
 }
-const leaks = new FinalizationRegistry<LeakRecord>((record) => record.pool.deref()?._leaked(record.stack));
+// Pool methods only its pages call.
+const kBuffer = Symbol("pageio.pageBuffer");
+const kReturn = Symbol("pageio.pageReturn");
+const kLeaked = Symbol("pageio.pageLeaked");
+
+const leaks = new FinalizationRegistry<LeakRecord>((record) => record.pool.deref()?.[kLeaked](record.stack));
+
+/**
+ * A pool's memory: its slabs and the revocable view of each page. Kept apart from the pool so that the
+ * backstop below can let go of it once the pool is collected: every page is then unreachable too (pages
+ * hold their pool), and what views remain are revoked, as `close()` would, before the slabs are unmapped.
+ */
+class Slabs {
+  readonly regions: number[] = [];
+  readonly addresses: number[] = [];
+  /** One revocable ArrayBuffer per page, made when first viewed. */
+  readonly buffers: (ArrayBuffer | null)[] = [];
+  /** Slabs holding a page whose view escaped: on Deno they are retired, never unmapped. */
+  readonly escaped = new Set<number>();
+  released = false;
+
+  constructor(readonly pageSize: number, readonly pagesPerSlab: number) {}
+
+  grow(): void {
+    const region = unwrap(fn.pageio_map_anonymous(this.pageSize * this.pagesPerSlab, 0, out), "mmap");
+    this.regions.push(region);
+    this.addresses.push(out[0]);
+  }
+
+  slabOf(index: number): number {
+    return Math.floor(index / this.pagesPerSlab);
+  }
+
+  buffer(index: number): ArrayBuffer {
+    let buffer = this.buffers[index];
+    if (buffer === null || buffer === undefined) {
+      const slab = this.slabOf(index);
+      const offset = (index - slab * this.pagesPerSlab) * this.pageSize;
+      buffer = native.view(this.regions[slab], this.addresses[slab] + offset, this.pageSize);
+      this.buffers[index] = buffer;
+    }
+    return buffer;
+  }
+
+  /** Revokes page `index`'s views; false when its buffer escaped (then the page must never be reused). */
+  revoke(index: number): boolean {
+    const buffer = this.buffers[index];
+    if (buffer === null || buffer === undefined) return true;
+    const revoked = revoke(buffer, true);
+    this.buffers[index] = revoked.buffer;
+    if (revoked.escaped) this.escaped.add(this.slabOf(index));
+    return !revoked.escaped;
+  }
+
+  /** Revokes every view, then lets go of every slab (Deno: a slab with an escaped page is retired). */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    for (let index = 0; index < this.buffers.length; index++) {
+      const buffer = this.buffers[index];
+      if (buffer !== null && buffer !== undefined && revoke(buffer, false).escaped) {
+        this.escaped.add(this.slabOf(index));
+      }
+      this.buffers[index] = null;
+    }
+    let failure = 0;
+    this.regions.forEach((region, slab) => {
+      const result = this.escaped.has(slab) && !native.viewsTracked
+        ? fn.pageio_retire(region)
+        : fn.pageio_unmap(region);
+      if (result < 0) failure = result;
+    });
+    this.regions.length = 0;
+    unwrap(failure, "munmap");
+  }
+}
+
+// Backstop for pools dropped without close(): see Slabs.
+const droppedPools = new FinalizationRegistry<Slabs>((slabs) => slabs.release());
 
 function leakLevel(option: PagePoolOptions["leakDetection"]): number {
   let level: string | undefined = option;
@@ -98,15 +194,15 @@ export class PagePool {
   /** Most pages the pool will hold; `acquire()` past it throws `ERR_POOL_EXHAUSTED`. */
   readonly maxPages: number;
   readonly #pagesPerSlab: number;
-  readonly #slabRegions: number[] = [];
-  readonly #slabAddresses: number[] = [];
-  /** One revocable ArrayBuffer per page, made when first viewed. */
-  readonly #buffers: (ArrayBuffer | null)[] = [];
+  readonly #slabs: Slabs;
+  /** Pages set up (free, in use, leaked or retired). */
+  #total = 0;
   #viewed: Uint8Array = new Uint8Array(0);
   #free: Int32Array = new Int32Array(0);
   #freeCount = 0;
   #inUse = 0;
   #leaked = 0;
+  #retired = 0;
   #closed = false;
   readonly #leakEvery: number;
   #acquired = 0;
@@ -124,7 +220,14 @@ export class PagePool {
     this.maxPages = checkInteger("maxPages", options.maxPages ?? Math.max(1, Math.floor(2 ** 30 / size)), 1, 2 ** 24);
     const pages = checkInteger("pages", options.pages ?? this.#pagesPerSlab, 0, this.maxPages);
     this.#leakEvery = leakLevel(options.leakDetection);
-    while (this.#buffers.length < pages) this.#grow();
+    this.#slabs = new Slabs(size, this.#pagesPerSlab);
+    try {
+      while (this.#total < pages) this.#grow();
+    } catch (error) {
+      this.#slabs.release(); // a pool that failed to set up leaves nothing mapped
+      throw error;
+    }
+    droppedPools.register(this, this.#slabs, this);
   }
 
   /** Takes a page (one reference). Throws `ERR_POOL_EXHAUSTED` past `maxPages` and `ERR_CLOSED` after `close()`. */
@@ -132,7 +235,7 @@ export class PagePool {
     if (this.#closed) throw stateError("ERR_CLOSED", "page pool is closed", "acquire");
     if (this.#freeCount === 0 && this.#sharing) reclaimSharedPages(); // pages Workers are done with come back
     if (this.#freeCount === 0) {
-      if (this.#buffers.length >= this.maxPages) {
+      if (this.#total >= this.maxPages) {
         throw stateError(
           "ERR_POOL_EXHAUSTED",
           `page pool is at its maxPages (${this.maxPages}); release pages first`,
@@ -144,7 +247,7 @@ export class PagePool {
     const index = this.#free[--this.#freeCount];
     this.#inUse++;
     const slab = Math.floor(index / this.#pagesPerSlab);
-    const page = new Page(this, index, this.#slabRegions[slab], (index - slab * this.#pagesPerSlab) * this.pageSize);
+    const page = new Page(this, index, this.#slabs.regions[slab], (index - slab * this.#pagesPerSlab) * this.pageSize);
     if (this.#leakEvery !== 0 && ++this.#acquired % this.#leakEvery === 0) {
       leaks.register(
         page,
@@ -159,10 +262,11 @@ export class PagePool {
   get stats(): PagePoolStats {
     return {
       pageSize: this.pageSize,
-      total: this.#buffers.length,
+      total: this.#total,
       free: this.#freeCount,
       inUse: this.#inUse,
       leaked: this.#leaked,
+      retired: this.#retired,
     };
   }
 
@@ -187,10 +291,8 @@ export class PagePool {
   }
 
   #grow(): void {
-    const region = unwrap(fn.pageio_map_anonymous(this.pageSize * this.#pagesPerSlab, 0, out), "mmap");
-    this.#slabRegions.push(region);
-    this.#slabAddresses.push(out[0]);
-    const first = this.#buffers.length;
+    this.#slabs.grow();
+    const first = this.#total;
     // The last slab may hold pages past maxPages: they are never handed out.
     const total = Math.min(first + this.#pagesPerSlab, this.maxPages);
     const free = new Int32Array(total);
@@ -199,42 +301,33 @@ export class PagePool {
     viewed.set(this.#viewed);
     // Lowest index on top of the stack, so pages go out in address order.
     for (let index = total - 1; index >= first; index--) free[this.#freeCount++] = index;
-    while (this.#buffers.length < total) this.#buffers.push(null);
+    this.#total = total;
     this.#free = free;
     this.#viewed = viewed;
   }
 
   #unmapSlabs(): void {
-    for (let i = 0; i < this.#buffers.length; i++) this.#buffers[i]?.transfer(0);
-    for (const region of this.#slabRegions) unwrap(fn.pageio_unmap(region), "munmap");
-    this.#slabRegions.length = 0;
+    droppedPools.unregister(this);
+    this.#slabs.release();
   }
 
   /** @internal The page's revocable buffer, made on first use. */
-  _buffer(index: number): ArrayBuffer {
+  [kBuffer](index: number): ArrayBuffer {
     this.#viewed[index] = 1;
-    let buffer = this.#buffers[index];
-    if (buffer === null) {
-      const slab = Math.floor(index / this.#pagesPerSlab);
-      buffer = native.view(
-        this.#slabAddresses[slab] + (index - slab * this.#pagesPerSlab) * this.pageSize,
-        this.pageSize,
-      );
-      this.#buffers[index] = buffer;
-    }
-    return buffer;
+    return this.#slabs.buffer(index);
   }
 
   /** @internal The last reference to page `index` went. */
-  _return(page: Page, index: number): void {
-    if (this.#viewed[index] === 1) {
-      // Same memory, new ArrayBuffer: every view handed out so far is now empty.
-      this.#buffers[index] = this.#buffers[index]!.transfer();
-      this.#viewed[index] = 0;
-    }
+  [kReturn](page: Page, index: number): void {
     if (this.#leakEvery !== 0) leaks.unregister(page);
-    this.#free[this.#freeCount++] = index;
     this.#inUse--;
+    if (this.#viewed[index] === 1) {
+      this.#viewed[index] = 0;
+      // Same memory, new ArrayBuffer: every view handed out so far is now empty. Unless the buffer was
+      // transferred away: then its new owner may still read the page, which is never handed out again.
+      if (!this.#slabs.revoke(index)) this.#retired++;
+      else this.#free[this.#freeCount++] = index;
+    } else this.#free[this.#freeCount++] = index;
     if (this.#closed && this.#inUse - this.#leaked === 0) this.#unmapSlabs();
   }
 
@@ -244,7 +337,7 @@ export class PagePool {
   }
 
   /** @internal A page was garbage-collected while acquired. */
-  _leaked(stack?: string): void {
+  [kLeaked](stack?: string): void {
     this.#leaked++;
     console.warn(
       "pageio LEAK: a pool page was garbage-collected before release(); it is lost to the pool." +
@@ -274,17 +367,16 @@ export class Page {
   readonly #index: number;
   #refs = 1;
   #bytes: Uint8Array<ArrayBuffer> | null = null;
-  /** @internal The slab's native region id, and where this page sits in it. */
-  readonly region: number;
-  /** @internal */
-  readonly regionOffset: number;
+  /** The slab's native region id, and where this page sits in it. */
+  readonly #region: number;
+  readonly #regionOffset: number;
 
   /** @internal Pages come from `PagePool.acquire()`. */
   constructor(pool: PagePool, index: number, region: number, regionOffset: number) {
     this.#pool = pool;
     this.#index = index;
-    this.region = region;
-    this.regionOffset = regionOffset;
+    this.#region = region;
+    this.#regionOffset = regionOffset;
   }
 
   #live(operation: string): PagePool {
@@ -294,7 +386,7 @@ export class Page {
 
   /** The page's memory (no copy). Empty once the page is back in its pool. */
   get bytes(): Uint8Array<ArrayBuffer> {
-    return this.#bytes ??= new Uint8Array(this.#live("bytes")._buffer(this.#index));
+    return this.#bytes ??= new Uint8Array(this.#live("bytes")[kBuffer](this.#index));
   }
 
   /** References held (the page's own plus one per head); 0 once back in the pool. */
@@ -314,14 +406,14 @@ export class Page {
   /** Adds a reference; each needs its own `release()`. */
   retain(): this {
     this.#live("retain");
-    this.retainRef();
+    this[kRetain]();
     return this;
   }
 
   /** Drops a reference; the last one returns the page to its pool. Releasing a released page throws. */
   release(): void {
     this.#live("release");
-    this.releaseRef();
+    this[kRelease]();
   }
 
   /**
@@ -345,7 +437,7 @@ export class Page {
     const pool = this.#live("share");
     const offset = checkInteger("share offset", options.offset ?? 0, 0, pool.pageSize);
     const length = checkInteger("share length", options.length ?? pool.pageSize - offset, 0, pool.pageSize - offset);
-    const id = sharePage(this, this.regionOffset + offset, length, options);
+    const id = sharePage(this, this.#regionOffset + offset, length, options);
     pool._shared();
     return descriptor(id, length);
   }
@@ -357,53 +449,63 @@ export class Page {
 
   /** Releases the page's reference, as `release()` does, for `using`; nothing if already back in its pool. */
   [Symbol.dispose](): void {
-    if (this.#pool !== null) this.releaseRef();
+    if (this.#pool !== null) this[kRelease]();
   }
 
   /** @internal */
-  get alive(): boolean {
+  get [kAlive](): boolean {
     return this.#pool !== null;
   }
 
-  /** @internal */
+  /** Bytes in the page (the pool's page size); 0 once back in the pool. */
   get byteLength(): number {
     return this.#pool?.pageSize ?? 0;
   }
 
   /** @internal Only one head holds the page: its memory may be lent to a pipe. */
-  get lendable(): boolean {
+  get [kLendable](): boolean {
     return this.#refs === 1 && this.#pool !== null;
   }
 
   /** @internal Fresh zeroed memory at this page's address (a pipe keeps the old memory it was lent). */
-  replacePages(): void {
+  [kReplacePages](): void {
     const pool = this.#live("replacePages");
-    unwrap(fn.pageio_replace_pages(this.region, this.regionOffset, pool.pageSize), "mmap");
+    unwrap(fn.pageio_replace_pages(this.#region, this.#regionOffset, pool.pageSize), "mmap");
   }
 
   /** @internal */
-  readonly bufferOffset = 0;
-
-  /** @internal */
-  readonly label = "pool page";
-
-  /** @internal */
-  viewBuffer(): ArrayBuffer {
-    return this.#live("bytes")._buffer(this.#index);
+  get [kRegion](): number {
+    return this.#region;
   }
 
   /** @internal */
-  retainRef(): void {
+  get [kRegionOffset](): number {
+    return this.#regionOffset;
+  }
+
+  /** @internal */
+  readonly [kBufferOffset] = 0;
+
+  /** @internal */
+  readonly [kLabel] = "pool page";
+
+  /** @internal */
+  [kViewBuffer](): ArrayBuffer {
+    return this.#live("bytes")[kBuffer](this.#index);
+  }
+
+  /** @internal */
+  [kRetain](): void {
     if (this.#refs >= 0x7fff_ffff) throw new RangeError("page reference count would overflow");
     this.#refs++;
   }
 
   /** @internal */
-  releaseRef(): void {
+  [kRelease](): void {
     if (--this.#refs > 0) return;
     const pool = this.#pool!;
     this.#pool = null;
     this.#bytes = null;
-    pool._return(this, this.#index);
+    pool[kReturn](this, this.#index);
   }
 }

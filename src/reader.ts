@@ -8,6 +8,7 @@ import { checkInteger, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { readv, readvAsync } from "./gather.ts";
 import type { PageHead } from "./head.ts";
+import { kRelease } from "./internal.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
 import { type Page, PagePool } from "./pool.ts";
 import { pageSize } from "./system.ts";
@@ -24,6 +25,12 @@ export interface PageReaderOptions {
   offset?: number;
   /** Most bytes to read (default: to the end of the file, or of the stream). */
   length?: number;
+  /**
+   * Most bytes of a regular file this reader keeps mapped, windows still held by unreleased heads
+   * included (default 32 MiB, at least the page size). Past it, heads are read into pool pages instead,
+   * until held windows are released. `readable` maps nothing at all.
+   */
+  maxMappedBytes?: number;
 }
 
 /**
@@ -56,15 +63,19 @@ export class PageReader implements Iterable<PageHead> {
   #rangeLength: number | null;
   readonly #chunkSize: number;
   readonly #windowSize: number;
+  readonly #maxMappedBytes: number;
+  /** Windows mapped so far that may still be held by heads (pruned as they unmap). */
+  #windows: Mapping[] = [];
   #pool: PagePool | null;
   readonly #ownsPool: boolean;
   #window: Mapping | null = null;
   readonly #label: string;
+  readonly #path: string | undefined;
   #windowStart = 0;
   #position = 0;
   #ended = false;
   #closed = false;
-  #readable: ReadableStream<Uint8Array> | null = null;
+  #readable: ReadableStream<Uint8Array<ArrayBuffer>> | null = null;
 
   /**
    * Reads `source`: a path or `file:` URL (opened here, closed by `close()`), a FileHandle or an fd (left open).
@@ -78,6 +89,12 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#windowSize % pageSize !== 0) {
       throw new RangeError(`windowSize ${this.#windowSize} is not a multiple of the page size ${pageSize}`);
     }
+    this.#maxMappedBytes = checkInteger(
+      "maxMappedBytes",
+      options.maxMappedBytes ?? 32 * 1024 * 1024,
+      pageSize,
+      2 ** 50,
+    );
     if (options.pool !== undefined && !(options.pool instanceof PagePool)) {
       throw new TypeError(`pool must be a PagePool, got ${describe(options.pool)}`);
     }
@@ -112,6 +129,7 @@ export class PageReader implements Iterable<PageHead> {
       throw error;
     }
     const path = this.#file instanceof FileHandle ? this.#file.path : undefined;
+    this.#path = path;
     this.#label = path === undefined ? `mapping of fd ${fdOf(this.#file)}` : `mapping of '${path}'`;
   }
 
@@ -141,35 +159,85 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#position >= this.#end) return this.#finish();
     let window = this.#window;
     if (window === null || this.#position >= this.#windowStart + window.byteLength) {
-      window?.releaseRef(); // unmapped once its last head is released too
-      this.#windowStart = this.#position - (this.#position % pageSize);
-      const length = Math.min(this.#windowSize, this.#end - this.#windowStart);
-      // Heads of a window on a FileHandle are file spans too: a PageWriter lets the kernel move them.
-      const handle = this.#file instanceof FileHandle ? this.#file : undefined;
+      // Forget the old window before anything can throw: close() must not release it a second time.
+      this.#window = null;
+      window?.[kRelease](); // unmapped once its last head is released too
       try {
-        window = this.#window = mapDescriptor(
-          fdOf(this.#file),
-          // No populate: heads that go by kernel move never touch these pages; those read fault in on use.
-          { offset: this.#windowStart, length },
-          this.#label,
-          handle?.path,
-          handle,
-        );
+        window = this.#mapWindow();
       } catch (error) {
         // sysfs (and other pseudo files) cannot be mapped: read them instead, from the start.
         if (this.#position !== 0 || (error as { code?: string }).code !== "ENODEV") throw error;
         this.#mapped = false;
-        this.#window = null;
         this.#left = this.#end; // no more than its size or the length asked, if read() gives that much
         this.#rangeLength = null; // its size is only a bound
         return this.#readIntoPage();
       }
-      window.advise("sequential");
+      if (window === null) return this.#readAt();
     }
     const offset = this.#position - this.#windowStart;
     const length = Math.min(this.#chunkSize, window.byteLength - offset);
     this.#position += length;
     return window.head(offset, length);
+  }
+
+  /** The next window from the page holding `position`, or null when held windows leave no room for one. */
+  #mapWindow(): Mapping | null {
+    this.#windows = this.#windows.filter((w) => !w.closed);
+    const held = this.#windows.reduce((sum, w) => sum + w.byteLength, 0);
+    const start = this.#position - (this.#position % pageSize);
+    const room = this.#maxMappedBytes - held;
+    const length = Math.min(this.#windowSize, this.#end - start, room - (room % pageSize));
+    if (length <= this.#position - start) return null;
+    this.#checkSize(start + length);
+    // Heads of a window on a FileHandle are file spans too: a PageWriter lets the kernel move them.
+    const handle = this.#file instanceof FileHandle ? this.#file : undefined;
+    const window = mapDescriptor(
+      fdOf(this.#file),
+      // No populate: heads that go by kernel move never touch these pages; those read fault in on use.
+      { offset: start, length },
+      this.#label,
+      handle?.path,
+      handle,
+    );
+    this.#windowStart = start;
+    this.#window = window;
+    this.#windows.push(window);
+    window.advise("sequential");
+    return window;
+  }
+
+  /** The file must still hold `end` bytes; cut shorter, reading on would give zeros or fail. */
+  #checkSize(end: number): void {
+    const { size } = stat(fdOf(this.#file));
+    if (size < end) {
+      throw stateError(
+        "ERR_FILE_TRUNCATED",
+        `the file behind this ${this.#label} was cut to ${size} bytes while being read (${end} expected)`,
+        "read",
+      );
+    }
+  }
+
+  /** A head into a pool page read at the reader's position (held windows are at `maxMappedBytes`). */
+  #readAt(): PageHead {
+    const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
+    try {
+      const bytes = page.bytes;
+      const read = this.#pread(bytes.subarray(0, Math.min(bytes.byteLength, this.#chunkSize)));
+      return page.head(0, read);
+    } finally {
+      page.release();
+    }
+  }
+
+  /** Reads into `into` at the reader's position, up to the range's end; ERR_FILE_TRUNCATED if cut. */
+  #pread(into: Uint8Array): number {
+    const want = Math.min(into.byteLength, this.#end - this.#position, 2 ** 31);
+    if (want === 0) return 0;
+    const read = unwrap(fn.pageio_pread(fdOf(this.#file), into, want, this.#position), "pread", this.#path);
+    if (read === 0) this.#checkSize(this.#position + 1);
+    this.#position += read;
+    return read;
   }
 
   #readIntoPage(): PageHead | null {
@@ -218,52 +286,60 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   /**
-   * The input as a `ReadableStream` of `Uint8Array`s, for `new Response(...)`, `Deno.serve`, `Bun.serve` or
-   * `pipeTo`; the reader closes when the stream ends or is cancelled. From a regular file each chunk is the
-   * file's mapped pages themselves (no copy), in an ArrayBuffer of its own that stays valid for as long as
-   * anyone holds it: its window is unmapped once every chunk on it is garbage-collected and the reader has
-   * moved on. From a pipe or socket each chunk is a fresh array the kernel reads into (its one copy).
-   * Read heads or the stream, not both.
+   * The input as a byte stream (`type: "bytes"`), for `new Response(...)`, `Deno.serve`, `Bun.serve` or
+   * `pipeTo`; the reader closes when the stream ends or is cancelled. Each chunk is memory of the stream's
+   * own that the kernel reads into (`pread` at the reader's position for a file, `readv` for a pipe or
+   * socket): nothing mapped ever leaves pageio, so a chunk is valid for as long as anyone holds it, and a
+   * reader serving many clients holds no more memory than the chunks in flight. With
+   * `getReader({ mode: "byob" })` the kernel reads straight into the caller's buffer. A file cut short while
+   * being read errors the stream with `ERR_FILE_TRUNCATED`. Read heads or the stream, not both.
    *
    * @example
    * ```ts
    * import { PageReader } from "@pageio/pageio";
    * const body = new Response(new PageReader("README.md").readable);
    * console.log((await body.text()).startsWith("#")); // true
+   *
+   * const reader = new PageReader("README.md").readable.getReader({ mode: "byob" });
+   * const { value } = await reader.read(new Uint8Array(4096)); // read into this buffer
+   * console.log(String.fromCharCode(value![0])); // "#"
+   * await reader.cancel();
    * ```
    */
-  get readable(): ReadableStream<Uint8Array> {
-    return this.#readable ??= new ReadableStream<Uint8Array>({
+  get readable(): ReadableStream<Uint8Array<ArrayBuffer>> {
+    return this.#readable ??= new ReadableStream({
+      type: "bytes",
+      autoAllocateChunkSize: Math.min(this.#chunkSize, 1024 * 1024),
       pull: async (controller) => {
-        const chunk = await this.#nextChunk();
-        if (chunk === null) {
+        // With autoAllocateChunkSize there is always a request: the caller's buffer or one made for it.
+        const request = controller.byobRequest!;
+        let read: number;
+        try {
+          read = await this.#readInto(request.view as Uint8Array<ArrayBuffer>);
+        } catch (error) {
+          this.close();
+          throw error;
+        }
+        if (read === 0) {
           this.close();
           controller.close();
-        } else controller.enqueue(chunk);
+          request.respond(0);
+        } else request.respond(read);
       },
       cancel: () => this.close(),
-    }, { highWaterMark: 0 });
+    }) as ReadableStream<Uint8Array<ArrayBuffer>>;
   }
 
-  async #nextChunk(): Promise<Uint8Array | null> {
+  async #readInto(view: Uint8Array): Promise<number> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readable");
-    if (this.#mapped) {
-      for (let head = this.read(); head !== null; head = this.read()) {
-        if (head.byteLength > 0 && this.#mapped) return head._handOver()!;
-        // Not mappable after all (sysfs): the first bytes were read into a pool page, which goes back.
-        const copy = head.byteLength > 0 ? head.bytes.slice() : null;
-        head.release();
-        if (copy !== null) return copy;
-      }
-      return null;
-    }
-    // A pool page would go back to the pool (and be reused) while a consumer still holds the chunk.
-    if (this.#left === 0) return null;
-    const bytes = new Uint8Array(Math.min(16 * pageSize, this.#left));
+    if (this.#ended) return 0;
+    // pread works where mmap does not (sysfs): it stops at the real end, the size being only a bound there.
+    if (this.#mapped) return this.#pread(view);
+    if (this.#left === 0) return 0;
     if (this.#awaitWriter) this.#writerCame(await native.async.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
-    const read = await readvAsync(this.#file, [bytes]);
+    const read = await readvAsync(this.#file, [view.subarray(0, Math.min(view.byteLength, this.#left))]);
     this.#left -= read;
-    return read === 0 ? null : bytes.subarray(0, read);
+    return read;
   }
 
   #writerCame(result: number): void {
@@ -273,8 +349,12 @@ export class PageReader implements Iterable<PageHead> {
 
   #finish(): null {
     this.#ended = true;
-    this.#window?.releaseRef();
+    const window = this.#window;
     this.#window = null;
+    window?.[kRelease]();
+    // Nothing more is read into the reader's own pool: its slabs go as the last head on them is released,
+    // also for a reader iterated to its end and never closed.
+    if (this.#ownsPool) this.#pool?.close();
     return null;
   }
 
@@ -287,8 +367,9 @@ export class PageReader implements Iterable<PageHead> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#window?.releaseRef();
+    const window = this.#window;
     this.#window = null;
+    window?.[kRelease]();
     if (this.#ownsPool) this.#pool?.close();
     if (this.#ownsFile) (this.#file as FileHandle).close();
   }

@@ -11,6 +11,17 @@ import { abi, errno, fn, native } from "../ffi/native.ts";
 import { checkInteger, faultError, PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, openFile, stat } from "./file.ts";
 import { type HeadOwner, PageHead } from "./head.ts";
+import {
+  kAlive,
+  kBufferOffset,
+  kLabel,
+  kRegion,
+  kRegionOffset,
+  kRelease,
+  kRetain,
+  kViewBuffer,
+  revoke,
+} from "./internal.ts";
 import { pageSize } from "./system.ts";
 
 /** Which side of a ring this process is: one producer and one consumer per ring. */
@@ -48,13 +59,19 @@ interface Backstop {
   readonly role: number;
   /** The ring's own array of slot buffers: the only ones over its memory that are not detached. */
   readonly buffers: (ArrayBuffer | null)[];
+  /** A slot's buffer was transferred away: on Deno its memory must then stay mapped for good. */
+  escaped: boolean;
 }
 // Backstop only: a ring dropped without close() is closed as close() would (the peer sees it go, views of its
 // slots read as empty) once the ring is unreachable. Heads and slots hold the ring, so none is live then.
 const dropped = new FinalizationRegistry<Backstop>((backstop) => {
-  for (const buffer of backstop.buffers) buffer?.transfer(0);
+  for (const buffer of backstop.buffers) {
+    if (buffer !== null && revoke(buffer, false).escaped) backstop.escaped = true;
+  }
   fn.pageio_ring_close(backstop.region, backstop.role);
-  fn.pageio_unmap(backstop.region);
+  // On Bun views hold the memory themselves; on Deno a slot view transferred away keeps it mapped for good.
+  if (backstop.escaped && !native.viewsTracked) fn.pageio_retire(backstop.region);
+  else fn.pageio_unmap(backstop.region);
   backstop.file.close();
 });
 const mapped = new Float64Array(1);
@@ -158,7 +175,13 @@ export class SharedRing {
     [this.slots, this.slotSize, this.#dataOffset] = geometry;
     this.#buffers = new Array(this.slots).fill(null);
     this.#viewed = new Uint8Array(this.slots);
-    this.#backstop = { region: this.#region, file, role: roles.indexOf(role), buffers: this.#buffers };
+    this.#backstop = {
+      region: this.#region,
+      file,
+      role: roles.indexOf(role),
+      buffers: this.#buffers,
+      escaped: false,
+    };
     dropped.register(this, this.#backstop, this.#backstop);
   }
 
@@ -225,10 +248,16 @@ export class SharedRing {
   #unmap(): void {
     this.#state = "closed";
     dropped.unregister(this.#backstop);
-    for (const buffer of this.#buffers) buffer?.transfer(0);
+    for (const buffer of this.#buffers) {
+      if (buffer !== null && revoke(buffer, false).escaped) this.#backstop.escaped = true;
+    }
     this.#reserved = null;
     this.#outstanding.length = 0;
-    unwrap(fn.pageio_unmap(this.#region), "munmap", this.path);
+    // A slot view transferred away outlives the ring's own: Deno cannot track it, so the memory stays.
+    const result = this.#backstop.escaped && !native.viewsTracked
+      ? fn.pageio_retire(this.#region)
+      : fn.pageio_unmap(this.#region);
+    unwrap(result, "munmap", this.path);
     this.#file.close();
   }
 
@@ -320,14 +349,17 @@ export class SharedRing {
   /** @internal Slot `index`'s revocable buffer, made on first use. */
   _buffer(index: number): ArrayBuffer {
     this.#viewed[index] = 1;
-    return this.#buffers[index] ??= native.view(this.#address + this._slotOffset(index), this.slotSize);
+    return this.#buffers[index] ??= native.view(this.#region, this.#address + this._slotOffset(index), this.slotSize);
   }
 
   /** @internal Every view of slot `index` handed out so far reads as empty from now on. */
   _revoke(index: number): void {
     if (this.#viewed[index] === 0) return;
     this.#viewed[index] = 0;
-    this.#buffers[index] = this.#buffers[index]!.transfer(); // same memory, new ArrayBuffer: old views empty
+    // Same memory, new ArrayBuffer: old views empty. A buffer transferred away keeps the memory mapped.
+    const revoked = revoke(this.#buffers[index]!, true);
+    this.#buffers[index] = revoked.buffer;
+    if (revoked.escaped) this.#backstop.escaped = true;
   }
 
   /** @internal The producer publishes its reserved slot. */
@@ -416,31 +448,31 @@ export class RingSlot {
 class ReceivedSlot implements HeadOwner {
   #refs = 0;
   released = false;
-  readonly label = "ring slot";
-  readonly bufferOffset = 0;
-  readonly region: number;
-  readonly regionOffset: number;
+  readonly [kLabel] = "ring slot";
+  readonly [kBufferOffset] = 0;
+  readonly [kRegion]: number;
+  readonly [kRegionOffset]: number;
   readonly byteLength: number;
 
   constructor(readonly ring: SharedRing, readonly index: number) {
-    this.region = ring._region;
-    this.regionOffset = ring._slotOffset(index);
+    this[kRegion] = ring._region;
+    this[kRegionOffset] = ring._slotOffset(index);
     this.byteLength = ring.slotSize;
   }
 
-  get alive(): boolean {
+  get [kAlive](): boolean {
     return !this.released && this.ring._open;
   }
 
-  viewBuffer(): ArrayBuffer {
+  [kViewBuffer](): ArrayBuffer {
     return this.ring._buffer(this.index);
   }
 
-  retainRef(): void {
+  [kRetain](): void {
     this.#refs++;
   }
 
-  releaseRef(): void {
+  [kRelease](): void {
     if (--this.#refs > 0) return;
     this.released = true;
     this.ring._giveBack(this);

@@ -6,6 +6,7 @@
  */
 import { fn, native } from "../ffi/native.ts";
 import { checkInteger, unwrap } from "./errors.ts";
+import { kRegion, kRelease, kRetain } from "./internal.ts";
 import type { Page } from "./pool.ts";
 
 /**
@@ -36,7 +37,7 @@ export interface ShareOptions {
   untakenTimeout?: number;
 }
 
-const out = new Float64Array(1);
+const out = new Float64Array(2);
 
 /** @internal A native share of `[regionOffset, regionOffset + length)` of `region`. */
 export function shareRegion(region: number, regionOffset: number, length: number, options: ShareOptions): number {
@@ -61,10 +62,10 @@ export class SharedView {
   readonly byteLength: number;
 
   /** @internal Use `takeShared`. */
-  constructor(id: number, address: number, byteLength: number) {
+  constructor(id: number, region: number, address: number, byteLength: number) {
     this.#id = id;
     this.byteLength = byteLength;
-    this.#buffer = byteLength === 0 ? null : native.view(address, byteLength);
+    this.#buffer = byteLength === 0 ? null : native.view(region, address, byteLength);
     this.#bytes = this.#buffer === null ? new Uint8Array(0) : new Uint8Array(this.#buffer);
   }
 
@@ -130,7 +131,7 @@ export function takeShared(shared: SharedMemory): SharedView {
   if (tag !== "shared-memory") throw new TypeError('expected a SharedMemory descriptor (pageio: "shared-memory")');
   const share = checkInteger("shared id", id, 1, 0xFFFF_FFFF);
   const length = unwrap(fn.pageio_share_take(share, out), "share take");
-  return new SharedView(share, out[0], length);
+  return new SharedView(share, out[1], out[0], length);
 }
 
 /** Pool pages shared with other threads, each held until its share is dropped there. */
@@ -138,8 +139,8 @@ const sharedPages: { page: Page; id: number }[] = [];
 
 /** @internal A page's share holds a reference on the page, so its pool reuses it only once the taker let go. */
 export function sharePage(page: Page, regionOffset: number, length: number, options: ShareOptions): number {
-  const id = shareRegion(page.region, regionOffset, length, options);
-  page.retainRef();
+  const id = shareRegion(page[kRegion], regionOffset, length, options);
+  page[kRetain]();
   sharedPages.push({ page, id });
   // A closed pool acquires no more, so a timer (not keeping the program alive) also takes pages back.
   if (reclaimTimer === undefined) {
@@ -171,7 +172,7 @@ export function reclaimSharedPages(): boolean {
     const { page, id } = sharedPages[i];
     if (fn.pageio_share_live(id) === 1) continue;
     sharedPages.splice(i, 1);
-    page.releaseRef();
+    page[kRelease]();
     reclaimed = true;
   }
   return reclaimed;

@@ -32,3 +32,8 @@ export function liveRegionCount(): number {
 export function guardFaultCount(): number {
   return fn.pageio_fault_count();
 }
+
+/** @internal Bytes kept mapped for good because a view that escaped (transferred) may still reach them. */
+export function retiredBytes(): number {
+  return fn.pageio_retired_bytes();
+}

@@ -370,8 +370,10 @@ test("lengths of 4 GiB and more are split into descriptors of at most ENTRY_BYTE
   ftruncateSync(fd, giant); // sparse: no disk, and /dev/null never touches the pages
   closeSync(fd);
   using devNull = openFile("/dev/null", "w");
-  if (isDeno) {
+  {
     using mapping = mapFile(path);
+    // Bun's ArrayBuffers stop at 2^32 bytes: viewing the mapping is a typed error, its heads still reach every byte.
+    if (!isDeno) assert.throws(() => mapping.bytes, RangeError);
     const head = mapping.head();
     assert.equal(head.byteLength, giant);
     const packed = new PackedList().pack([head], 0, 1);
@@ -390,10 +392,7 @@ test("lengths of 4 GiB and more are split into descriptors of at most ENTRY_BYTE
     assert.equal(writer.bytesWritten, giant);
     writer.close();
     head.release();
-    assert.equal(writev(devNull, [new Uint8Array(giant)]), giant);
-  } else {
-    // Bun's ArrayBuffers stop at 2^32 bytes: a bigger mapping is a typed error, not a wrapped length.
-    assert.throws(() => mapFile(path), RangeError);
+    if (isDeno) assert.equal(writev(devNull, [new Uint8Array(giant)]), giant);
   }
   // Exactly 2^32 bytes, one past what a u32 length holds: a plain array on both runtimes.
   assert.equal(writev(devNull, [new Uint8Array(2 ** 32), new Uint8Array(1)]), 2 ** 32 + 1);

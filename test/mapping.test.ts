@@ -4,7 +4,16 @@ import process from "node:process";
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { mapAnonymous, mapFile, openFile, type PageIoError, pageSize, writev } from "../mod.ts";
 import { guardFaultCount, liveRegionCount } from "../src/system.ts";
-import { mapsLinesMentioning, openDescriptorCount, patternBytes, tempDir, tempFile } from "./helpers.ts";
+import {
+  isDeno,
+  mapsLinesMentioning,
+  openDescriptorCount,
+  patternBytes,
+  root,
+  runScript,
+  tempDir,
+  tempFile,
+} from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
 
@@ -248,4 +257,131 @@ test("thousands of map/unmap cycles leave no mapping and no descriptor behind", 
   assert.equal(mapsLinesMentioning(path), 0, "no mapping of the file remains in /proc/self/maps");
   assert.equal(openDescriptorCount(), fds, "no descriptor remains in /proc/self/fd");
   assert.equal(liveRegionCount(), regions, "no native region remains");
+});
+
+test("bytes transferred away (transfer, structuredClone, postMessage) outlive unmap() and GC: no crash, no error", () => {
+  // Before: unmap() threw a raw TypeError and leaked the mapping, and GC of the old buffer unmapped the memory
+  // under the new one (SIGSEGV on both runtimes).
+  const data = patternBytes(8 * pageSize, 61);
+  const path = tempFile(data);
+  const worker = tempFile(
+    "self.onmessage = (e) => { const b = new Uint8Array(e.data); let s = 0; for (const x of b) s += x; postMessage(s); };",
+    "sum-worker.js",
+  );
+  const run = runScript(
+    `
+    import { mapAnonymous, mapFile } from "${root}mod.ts";
+    import { liveRegionCount, retiredBytes } from "${root}src/system.ts";
+    const gc = async () => {
+      for (let i = 0; i < 4; i++) {
+        if (typeof Deno !== "undefined") globalThis.gc(); else Bun.gc(true);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const path = ${JSON.stringify(path)};
+    const first = mapFile(path).bytes.slice(); // the file's bytes, copied
+    const sum = (b) => { let s = 0; for (const x of b) s += x; return s; };
+    const expected = sum(first);
+    const what = (buffer) => { const s = sum(new Uint8Array(buffer)); return s === expected ? "data" : s === 0 ? "zeros" : "other"; };
+    await gc();
+    const regions = liveRegionCount();
+    const out = {};
+
+    // Each case in a function of its own, so nothing but its result outlives it.
+    await (async () => {
+      const m = mapFile(path);
+      const moved = m.bytes.buffer.transfer();
+      m.unmap(); // must neither throw nor unmap under \`moved\`
+      out.closed = m.closed && m.bytes.length === 0;
+      await gc();
+      out.unmapped = what(moved);
+    })();
+
+    await (async () => {
+      const clone = (() => { const b = mapFile(path).bytes.buffer; return structuredClone(b, { transfer: [b] }); })();
+      await gc(); // the mapping and its first buffer are garbage now
+      out.dropped = what(clone);
+    })();
+
+    const w = new Worker(new URL("file://${worker}").href, { type: "module" });
+    const posted = await new Promise((resolve) => {
+      w.onmessage = (e) => resolve(e.data);
+      const b = mapFile(path).bytes.buffer;
+      w.postMessage(b, [b]);
+    });
+    await gc();
+    out.posted = posted === expected ? "data" : String(posted);
+    w.terminate();
+
+    await (async () => {
+      const anon = mapAnonymous(4 * ${pageSize});
+      const away = new Uint8Array(anon.bytes.buffer.transfer());
+      anon.unmap();
+      await gc();
+      away.fill(7); // writable and mapped still
+      out.anonymous = away[4 * ${pageSize} - 1];
+    })();
+
+    await new Promise((r) => setTimeout(r, 100));
+    await gc();
+    out.regionsBack = liveRegionCount() === regions;
+    out.regionCounts = [regions, liveRegionCount()];
+    out.retired = retiredBytes() > 0;
+    console.log(JSON.stringify(out));
+    `,
+    { denoFlags: ["--v8-flags=--expose-gc"] },
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  const out = JSON.parse(run.stdout.trim().split("\n").at(-1)!);
+  assert.equal(out.closed, true, JSON.stringify(out));
+  assert.equal(out.posted, "data");
+  assert.equal(out.anonymous, 7);
+  if (isDeno) {
+    // No deallocator on Deno: memory that escaped stays mapped for good, its file's pages replaced by zeros.
+    assert.deepEqual([out.unmapped, out.dropped, out.retired], ["zeros", "zeros", true]);
+  } else {
+    // Bun's deallocator: the new owner keeps the file's bytes, and they are unmapped once it is freed.
+    assert.deepEqual([out.unmapped, out.dropped, out.regionsBack], ["data", "data", true], JSON.stringify(out));
+  }
+});
+
+test("a Worker terminated while it has a file mapped leaves no mapping of it behind", async () => {
+  const path = tempFile(patternBytes(16 * pageSize, 62));
+  const script = tempFile(
+    `import { mapFile } from "${root}mod.ts";
+     const held = [];
+     self.onmessage = (e) => {
+       const m = mapFile(e.data);
+       held.push(m, mapFile(e.data, { offset: ${pageSize} }).bytes);
+       postMessage(m.bytes[5]);
+     };
+     postMessage("ready");`,
+    "map-worker.ts",
+  );
+  const worker = new Worker(new URL(`file://${script}`).href, { type: "module" });
+  const replies: unknown[] = [];
+  await new Promise<void>((resolve) => {
+    worker.onmessage = (e) => {
+      replies.push(e.data);
+      if (e.data === "ready") worker.postMessage(path);
+      else resolve();
+    };
+  });
+  assert.equal(mapsLinesMentioning(path), 2, "the worker mapped the file twice");
+  worker.terminate();
+  for (let i = 0; i < 100 && mapsLinesMentioning(path) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(mapsLinesMentioning(path), 0);
+});
+
+test("Mapping internals are out of reach: no refcount or raw view can be touched from outside", () => {
+  using m = mapAnonymous(pageSize);
+  const names = [
+    ...Object.getOwnPropertyNames(Object.getPrototypeOf(m)),
+    ...Object.getOwnPropertyNames(m),
+  ];
+  for (const name of ["releaseRef", "retainRef", "viewBuffer", "ownBuffer", "region", "regionOffset", "alive"]) {
+    assert.ok(!names.includes(name), name);
+  }
+  assert.equal((m as unknown as Record<string, unknown>).releaseRef, undefined);
 });

@@ -9,6 +9,8 @@ import {
   mapsLinesMentioning,
   openDescriptorCount,
   patternBytes,
+  root,
+  runScript,
   sha256,
   startScript,
   tempDir,
@@ -162,4 +164,66 @@ test("bad sources, targets and options are typed errors, and leave no descriptor
   assert.throws(() => new PageReader(tempFile("x"), { pool: {} as PagePool }), TypeError);
   assert.throws(() => new PageWriter(join(tempDir(), "never"), { highWaterMark: 0 }), RangeError);
   assert.equal(openDescriptorCount(), fds);
+});
+
+test("a file cut between windows: read() is ERR_FILE_TRUNCATED, the held window stays, nothing is released twice", () => {
+  // Before: the old window was released, the next mapping failed with a RangeError naming mapFile, and
+  // close() released the old window again: SIGSEGV at the next read of a held chunk.
+  const data = patternBytes(64 * pageSize, 71);
+  const path = tempFile(data);
+  const run = runScript(
+    `
+    import { PageReader, pageSize } from "${root}mod.ts";
+    import { truncateSync, readFileSync } from "node:fs";
+    const data = new Uint8Array(readFileSync(${JSON.stringify(path)}));
+    const reader = new PageReader(${JSON.stringify(path)}, { windowSize: 16 * pageSize, chunkSize: 8 * pageSize });
+    const held = [reader.read(), reader.read()];
+    truncateSync(${JSON.stringify(path)}, 16 * pageSize); // exactly the first window is left
+    const out = {};
+    for (let i = 0; i < 2; i++) {
+      try { reader.read(); out.read = "no error"; } catch (e) { out.read = [e.constructor.name, e.code]; }
+    }
+    reader.close();
+    if (typeof Deno !== "undefined") globalThis.gc(); else Bun.gc(true);
+    out.held = held.every((h, i) => h.bytes.every((b, j) => b === data[i * 8 * pageSize + j]));
+    held.forEach((h) => h.release());
+    console.log(JSON.stringify(out));
+  `,
+    { denoFlags: ["--v8-flags=--expose-gc"] },
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim()), { read: ["PageIoError", "ERR_FILE_TRUNCATED"], held: true });
+});
+
+/** Bytes of `path` this process has mapped (/proc/self/maps). */
+function mappedBytesOf(path: string): number {
+  return readFileSync("/proc/self/maps", "utf8").split("\n").filter((line) => line.includes(path))
+    .map((line) => line.split(" ")[0].split("-").map((x) => parseInt(x, 16)))
+    .reduce((sum, [start, end]) => sum + end - start, 0);
+}
+
+test("maxMappedBytes bounds what a reader maps, whatever heads are held; past it heads come from pool pages", () => {
+  const data = patternBytes(100 * pageSize + 5, 72);
+  const path = tempFile(data);
+  assert.throws(() => new PageReader(path, { maxMappedBytes: 10 }), RangeError);
+  const reader = new PageReader(path, {
+    windowSize: 16 * pageSize,
+    chunkSize: 4 * pageSize,
+    maxMappedBytes: 40 * pageSize,
+  });
+  const heads: PageHead[] = [];
+  let most = 0;
+  for (let head = reader.read(); head !== null; head = reader.read()) {
+    heads.push(head);
+    most = Math.max(most, mappedBytesOf(path));
+  }
+  assert.equal(most, 40 * pageSize, "windows fill the budget and never pass it");
+  const joined = new Uint8Array(data.length);
+  let at = 0;
+  for (const head of heads) joined.set(head.bytes, (at += head.byteLength) - head.byteLength);
+  assert.equal(sha256(joined), sha256(data));
+  heads.forEach((h) => h.release());
+  reader.close();
+  assert.equal(mapsLinesMentioning(path), 0);
 });

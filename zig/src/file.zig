@@ -184,3 +184,28 @@ test "a memory file has the size asked for, zero-filled" {
     try truncate(fd, 10);
     try std.testing.expectEqual(@as(u64, 10), (try status(fd)).size);
 }
+
+/// Reads up to `buffer.len` bytes at `offset` without moving the file position (pread); 0 at end of file.
+pub fn readAt(fd: i32, buffer: []u8, offset: u64) Errno!usize {
+    if (offset > std.math.maxInt(i64)) return error.OVERFLOW;
+    while (true) {
+        const n = std.c.pread(fd, buffer.ptr, buffer.len, @intCast(offset));
+        if (n >= 0) return @intCast(n);
+        const err = errno.last();
+        if (err != error.INTR) return err;
+    }
+}
+
+test "readAt reads at an offset and leaves the position alone" {
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    const f = try tmp.dir.createFile("at", .{ .read = true });
+    defer f.close();
+    try f.writeAll("abcdef");
+    try f.seekTo(1);
+    var buffer: [8]u8 = undefined;
+    try std.testing.expectEqual(@as(usize, 3), try readAt(f.handle, &buffer, 3));
+    try std.testing.expectEqualStrings("def", buffer[0..3]);
+    try std.testing.expectEqual(@as(usize, 0), try readAt(f.handle, &buffer, 6));
+    try std.testing.expectEqual(@as(u64, 1), try f.getPos());
+}

@@ -105,11 +105,40 @@ fn checked(region: regions.Id, address: usize) Mapped {
     return .{ .region = region, .address = address };
 }
 
+/// The JS owner lets go of `region`: its id is dead at once; the memory is unmapped when no view holds it.
 pub fn unmap(region: regions.Id) Errno!void {
-    const r = try regions.unregister(region);
-    const rc = std.c.munmap(@ptrFromInt(r.base), r.len);
-    std.debug.assert(rc == 0); // a registered region is always a whole mapping
-    guard.unwatch(r.fd); // after the munmap: the handler may fstat it until then
+    finish(try regions.release(region, .owner));
+}
+
+/// A view whose release the runtime reported (Bun's ArrayBuffer deallocator) let go of `region`.
+pub fn releaseView(region: regions.Id) Errno!void {
+    finish(try regions.release(region, .view));
+}
+
+/// The JS owner lets go of `region` although a view it can neither revoke nor track may still reach it (an
+/// ArrayBuffer transferred away, on a runtime that reports no release): the memory stays mapped for good.
+pub fn retire(region: regions.Id) Errno!void {
+    try regions.markEscaped(region);
+    finish(try regions.release(region, .owner));
+}
+
+/// Acts on what a released reference decided. Retired file memory becomes zeroed anonymous pages in place:
+/// its slot is gone, so a truncation of the file would no longer be guarded (and the file is let go).
+pub fn finish(released: regions.Released) void {
+    switch (released) {
+        .held => {},
+        .unmap => |r| {
+            const rc = std.c.munmap(@ptrFromInt(r.base), r.len);
+            std.debug.assert(rc == 0); // a registered region is always a whole mapping
+            guard.unwatch(r.fd); // after the munmap: the handler may fstat it until then
+        },
+        .retire => |r| if (r.kind == .file) {
+            const flags: std.c.MAP = .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .FIXED = true };
+            // Cannot fail for a range that is mapped whole; if it did, the file mapping simply stays.
+            _ = std.c.mmap(@ptrFromInt(r.base), r.len, std.c.PROT.READ | std.c.PROT.WRITE, flags, -1, 0);
+            guard.unwatch(r.fd);
+        },
+    }
 }
 
 /// The madvise names of `Mapping.advise`, in the TypeScript order.
@@ -175,6 +204,25 @@ test "mapping a file shows its bytes and refuses bad ranges" {
     var dir = try tmp.dir.openDir(".", .{});
     defer dir.close();
     try std.testing.expectError(error.ISDIR, mapFile(dir.fd, 0, 1, .{}));
+}
+
+test "a retired file region is zero pages, kept mapped and no longer the file's" {
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    const page = pageSize();
+    const f = try tmp.dir.createFile("retire", .{ .read = true });
+    defer f.close();
+    try f.setEndPos(page);
+    _ = try f.pwriteAll("xyz", 0);
+    const m = try mapFile(f.handle, 0, page, .{});
+    const bytes: [*]volatile u8 = @ptrFromInt(m.address);
+    try std.testing.expectEqual(@as(u8, 'x'), bytes[0]);
+    try retire(m.region);
+    try std.testing.expectEqual(@as(u8, 0), bytes[0]); // still mapped: no fault
+    try f.setEndPos(0);
+    try std.testing.expectEqual(@as(u8, 0), bytes[1]); // not the file's any more: no SIGBUS
+    try std.testing.expectError(error.BADF, unmap(m.region));
+    _ = std.c.munmap(@ptrFromInt(m.address), page); // the test's own cleanup
 }
 
 test "replacePages gives a private region fresh pages in place, and refuses anything else" {

@@ -27,6 +27,19 @@ const Slot = struct {
     file_offset: u64 = 0,
     /// Set by the SIGBUS guard (atomically, from a signal handler): why some of its pages are zeros now.
     fault: Fault = .none,
+    /// References to the memory: its JS owner's (until it lets go) plus one per ArrayBuffer over it whose
+    /// release the runtime reports (Bun's deallocator). The memory is unmapped when the last one goes.
+    refs: u32 = 1,
+    /// The JS owner let go: its id no longer resolves, though the memory may live on under views.
+    closed: bool = false,
+    /// Viewed by an ArrayBuffer whose release no runtime reports (Deno): retired, never unmapped, unless
+    /// the owner revoked every view first.
+    viewed_untracked: bool = false,
+    /// A view escaped its owner (transferred away) with no release the runtime reports: retired, never
+    /// unmapped, whoever lets go last.
+    escaped: bool = false,
+    /// The attached JS thread that registered it (0: none), whose end lets go of it.
+    thread: u64 = 0,
 };
 
 var slots: [region_count_max]Slot = [_]Slot{.{}} ** region_count_max;
@@ -90,19 +103,106 @@ fn add(fresh: Slot) Errno!Id {
     const generation: u16 = if (slot.generation >= 0xFFFE) 1 else slot.generation + 1;
     slot.* = fresh;
     slot.generation = generation;
+    slot.thread = current_thread;
     @atomicStore(bool, &slot.live, true, .release);
     return (@as(u32, generation) << 16) | (@as(u32, index) + 1);
 }
 
-/// Removes a live region and returns what it was, so the caller can unmap it.
+/// Removes a live region at once, whatever holds it, and returns what it was (a constructor undoing itself).
 pub fn unregister(id: Id) Errno!Region {
     mutex.lock();
     defer mutex.unlock();
-    const slot = try find(id);
+    return free(try find(id), id);
+}
+
+fn free(slot: *Slot, id: Id) Region {
     @atomicStore(bool, &slot.live, false, .release);
     free_indexes[free_count] = @intCast((id & 0xFFFF) - 1);
     free_count += 1;
     return .{ .base = slot.base, .len = slot.len, .kind = slot.kind, .fd = slot.fd };
+}
+
+/// Another reference on an open region (an ArrayBuffer whose deallocator will call `release(id, .view)`).
+pub fn retain(id: Id) Errno!void {
+    mutex.lock();
+    defer mutex.unlock();
+    const slot = try find(id);
+    if (slot.refs == std.math.maxInt(u32)) return error.OVERFLOW;
+    slot.refs += 1;
+}
+
+/// Records that an ArrayBuffer no runtime will report released now views the region.
+pub fn markViewedUntracked(id: Id) Errno!void {
+    mutex.lock();
+    defer mutex.unlock();
+    (try find(id)).viewed_untracked = true;
+}
+
+/// Records that a view of the region escaped its owner and no runtime reports its release.
+pub fn markEscaped(id: Id) Errno!void {
+    mutex.lock();
+    defer mutex.unlock();
+    (try find(id)).escaped = true;
+}
+
+/// Who lets go: the owner (having revoked the views it could), or a view whose release the runtime reported.
+pub const Holder = enum { owner, view };
+
+/// What `release` decided: the memory can go (`unmap`), must stay for good (`retire`), or is still held.
+pub const Released = union(enum) { held, unmap: Region, retire: Region };
+
+/// Drops a reference. The owner's (once only) also closes the id to JS. When the last one goes, the slot
+/// is freed and the caller unmaps the memory, unless an untracked view may still reach it: then it is
+/// retired (kept mapped, counted in `retired_bytes`).
+pub fn release(id: Id, holder: Holder) Errno!Released {
+    mutex.lock();
+    defer mutex.unlock();
+    const slot = switch (holder) {
+        .owner => try find(id),
+        .view => try findOpenOrClosed(id),
+    };
+    if (holder == .owner) {
+        slot.closed = true;
+        slot.viewed_untracked = false; // every such view is revoked, or marked escaped
+    }
+    std.debug.assert(slot.refs > 0);
+    slot.refs -= 1;
+    if (slot.refs > 0) return .held;
+    const untracked = slot.viewed_untracked or slot.escaped;
+    const region = free(slot, id);
+    if (!untracked) return .{ .unmap = region };
+    retired_bytes += region.len;
+    return .{ .retire = region };
+}
+
+/// Bytes of memory kept mapped for good because a view no runtime reports may still reach them.
+pub var retired_bytes: u64 = 0;
+
+/// The calling thread's id when it is an attached JS thread (`attachThread`), else 0.
+threadlocal var current_thread: u64 = 0;
+
+/// Marks the calling thread as a JS thread: regions it registers from now on are its own, and released
+/// by `releaseThread` when it ends.
+pub fn attachThread() u64 {
+    current_thread = std.Thread.getCurrentId();
+    return current_thread;
+}
+
+/// Calls `each` (outside the lock) with every open region that `thread` registered, after marking those
+/// its views reached untracked as escaped: the thread ended (a Worker), its heap revokes nothing more.
+pub fn releaseThread(thread: u64, each: *const fn (Id) void) void {
+    const count = @atomicLoad(usize, &fresh_count, .acquire);
+    for (0..count) |index| {
+        const id = blk: {
+            mutex.lock();
+            defer mutex.unlock();
+            const slot = &slots[index];
+            if (!slot.live or slot.closed or slot.thread != thread) continue;
+            if (slot.viewed_untracked) slot.escaped = true;
+            break :blk (@as(u32, slot.generation) << 16) | (@as(u32, @intCast(index)) + 1);
+        };
+        each(id);
+    }
 }
 
 pub fn lookup(id: Id) Errno!Region {
@@ -160,7 +260,14 @@ pub const Resolver = struct {
     }
 };
 
+/// A region still open to JS (its owner has not let go).
 fn find(id: Id) Errno!*Slot {
+    const slot = try findOpenOrClosed(id);
+    if (slot.closed) return error.BADF;
+    return slot;
+}
+
+fn findOpenOrClosed(id: Id) Errno!*Slot {
     const index_plus_one = id & 0xFFFF;
     if (index_plus_one == 0 or index_plus_one > region_count_max) return error.BADF;
     const slot = &slots[index_plus_one - 1];
@@ -225,6 +332,26 @@ test "a stale id does not resolve to the region that reused its slot" {
     try std.testing.expectError(error.BADF, unregister(id_a));
     try std.testing.expectError(error.BADF, lookup(0));
     try std.testing.expectError(error.BADF, lookup(0xFFFF_FFFF));
+}
+
+test "a region's memory outlives its owner while a view holds it; an untracked view retires it" {
+    var memory: [64]u8 = undefined;
+    const id = try register(@intFromPtr(&memory), memory.len, .anonymous);
+    try retain(id);
+    try std.testing.expectEqual(Released.held, try release(id, .owner));
+    try std.testing.expectError(error.BADF, lookup(id)); // closed to JS at once
+    try std.testing.expectError(error.BADF, release(id, .owner)); // the owner lets go once
+    try std.testing.expectEqual(@as(usize, @intFromPtr(&memory)), (try release(id, .view)).unmap.base);
+    try std.testing.expectError(error.BADF, release(id, .view));
+
+    const before = retired_bytes;
+    const other = try register(@intFromPtr(&memory), memory.len, .anonymous);
+    try markEscaped(other);
+    try std.testing.expectEqual(@as(usize, 64), (try release(other, .owner)).retire.len);
+    try std.testing.expectEqual(before + 64, retired_bytes);
+    const revoked = try register(@intFromPtr(&memory), memory.len, .anonymous);
+    try markViewedUntracked(revoked);
+    try std.testing.expectEqual(@as(usize, 64), (try release(revoked, .owner)).unmap.len);
 }
 
 /// Whether slot `index` holds a live region (diagnostics only).

@@ -196,6 +196,87 @@ export fn pageio_replace_pages(region: u32, offset: f64, length: f64) Result {
     return 0;
 }
 
+/// One more reference on `region` for an ArrayBuffer whose deallocator is `pageio_view_release`.
+export fn pageio_region_retain(region: u32) Result {
+    regions.retain(region) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// An ArrayBuffer that no runtime reports released now views `region`: it will be retired, never unmapped.
+export fn pageio_region_viewed(region: u32) Result {
+    regions.markViewedUntracked(region) catch |err| return errno.result(err);
+    return 0;
+}
+
+/// The owner lets go of `region` while an untracked view may still reach it (a transferred ArrayBuffer):
+/// the memory stays mapped for good (a file's pages become zeroed anonymous ones).
+export fn pageio_retire(region: u32) Result {
+    regions.markEscaped(region) catch |err| return errno.result(err);
+    share.unmap(region) catch |err| return errno.result(err); // deferred while a Worker holds a share
+    return 0;
+}
+
+/// Bytes kept mapped for good by retired regions in this process.
+export fn pageio_retired_bytes() Result {
+    return errno.result(regions.retired_bytes);
+}
+
+/// An ArrayBuffer deallocator (Bun's `JSTypedArrayBytesDeallocator`): the runtime freed a view's backing
+/// store, wherever it had moved (transfer, structuredClone, postMessage); `context` is the region id.
+export fn pageio_view_release(bytes: ?*anyopaque, context: ?*anyopaque) callconv(.C) void {
+    _ = bytes;
+    mapping.releaseView(@truncate(@intFromPtr(context))) catch {};
+}
+
+/// The address of `pageio_view_release`, to hand to the runtime as a deallocator.
+export fn pageio_view_release_address() Result {
+    return errno.result(@intFromPtr(&pageio_view_release));
+}
+
+var thread_key: std.c.pthread_key_t = undefined;
+var thread_key_once = std.once(createThreadKey);
+var thread_key_ok = false;
+
+const DlInfo = extern struct { fname: ?[*:0]const u8, fbase: ?*anyopaque, sname: ?[*:0]const u8, saddr: ?*anyopaque };
+extern "c" fn dladdr(address: *const anyopaque, info: *DlInfo) c_int;
+
+fn createThreadKey() void {
+    // The key's destructor is our code: pin the library so that no dlclose (a Worker's runtime unloading
+    // it) can leave a thread to call into unmapped text when it ends.
+    var info: DlInfo = undefined;
+    if (dladdr(@ptrCast(&createThreadKey), &info) == 0) return;
+    const path = info.fname orelse return;
+    if (std.c.dlopen(path, .{ .NOW = true, .NOLOAD = true, .NODELETE = true }) == null) return;
+    thread_key_ok = std.c.pthread_key_create(&thread_key, threadEnded) == .SUCCESS;
+}
+
+/// A JS thread that attached has ended (a Worker terminated): its heap will release nothing more.
+fn threadEnded(value: ?*anyopaque) callconv(.C) void {
+    regions.releaseThread(@intFromPtr(value), releaseOrphan);
+}
+
+/// The owner's let-go of a region whose thread ended, as its unmap() would: deferred while shares hold it.
+fn releaseOrphan(region: regions.Id) void {
+    share.unmap(region) catch {};
+}
+
+/// Marks the calling thread as a JS thread: the regions it maps are let go (as by their owner) when it
+/// ends, as a terminated Worker's are.
+export fn pageio_thread_attach() Result {
+    thread_key_once.call();
+    if (!thread_key_ok) return errno.result(error.AGAIN);
+    const id = regions.attachThread();
+    if (std.c.pthread_setspecific(thread_key, @ptrFromInt(id)) != 0) return errno.result(error.NOMEM);
+    return 0;
+}
+
+/// Reads up to `length` bytes of `fd` at `offset` into `buffer` (pread); 0 at end of file.
+export fn pageio_pread(fd: i32, buffer: ?[*]u8, length: u32, offset: f64) Result {
+    const b = buffer orelse return errno.result(if (length == 0) 0 else error.FAULT);
+    const off = errno.wholeNumber(offset) catch |err| return errno.result(err);
+    return errno.result(file.readAt(fd, b[0..length], off));
+}
+
 /// Maps `length` bytes of `fd` from page-aligned `offset`. out[0] = address;
 /// returns the region id.
 export fn pageio_map_file(fd: i32, offset: f64, length: f64, options: u32, out: ?*[1]f64) Result {
@@ -230,10 +311,10 @@ export fn pageio_share(region: u32, offset: f64, length: f64, grace_ms: u32) Res
 }
 
 /// Takes a pending share: its address in `out[0]`, its length as the result.
-export fn pageio_share_take(id: u32, out: ?*[1]f64) Result {
+export fn pageio_share_take(id: u32, out: ?*[2]f64) Result {
     const o = out orelse return errno.result(error.FAULT);
     const taken = share.take(id) catch |err| return errno.result(err);
-    o.* = .{@floatFromInt(taken.address)};
+    o.* = .{ @floatFromInt(taken.address), @floatFromInt(taken.region) };
     return errno.result(taken.len);
 }
 

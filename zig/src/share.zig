@@ -72,7 +72,7 @@ pub fn create(region: regions.Id, offset: u64, len: u64, grace_ms: u32) Errno!u3
 }
 
 /// Takes a pending share: its address and length (the region stays mapped until `drop`).
-pub fn take(id: u32) Errno!struct { address: usize, len: u64 } {
+pub fn take(id: u32) Errno!struct { address: usize, len: u64, region: regions.Id } {
     mutex.lock();
     defer mutex.unlock();
     sweep(nowNs());
@@ -81,7 +81,7 @@ pub fn take(id: u32) Errno!struct { address: usize, len: u64 } {
     const r = try regions.lookup(share.region);
     std.debug.assert(share.offset + share.len <= r.len);
     share.state = .taken;
-    return .{ .address = r.base + share.offset, .len = share.len };
+    return .{ .address = r.base + share.offset, .len = share.len, .region = share.region };
 }
 
 /// Lets go of a share, pending or taken; the last one of a region its owner unmapped unmaps it.

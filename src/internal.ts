@@ -1,0 +1,32 @@
+/**
+ * Names the facade modules share and user code cannot reach: module-private symbols (mod.ts never
+ * re-exports this module), so no caller can move a reference count or take a raw view.
+ * @module
+ */
+import { fn } from "../ffi/native.ts";
+
+/** A page head's owner (a pool `Page`, a `Mapping`, a ring slot): see `HeadOwner` in head.ts. */
+export const kAlive: unique symbol = Symbol("pageio.alive");
+export const kRegion: unique symbol = Symbol("pageio.region");
+export const kRegionOffset: unique symbol = Symbol("pageio.regionOffset");
+export const kBufferOffset: unique symbol = Symbol("pageio.bufferOffset");
+export const kViewBuffer: unique symbol = Symbol("pageio.viewBuffer");
+export const kRetain: unique symbol = Symbol("pageio.retain");
+export const kRelease: unique symbol = Symbol("pageio.release");
+export const kLabel: unique symbol = Symbol("pageio.label");
+export const kSource: unique symbol = Symbol("pageio.source");
+export const kLendable: unique symbol = Symbol("pageio.lendable");
+export const kReplacePages: unique symbol = Symbol("pageio.replacePages");
+
+// This thread runs JS: what it maps is let go when it ends (a terminated Worker's heap releases nothing).
+fn.pageio_thread_attach();
+
+/**
+ * Revokes a view pageio made: every array on `buffer` reads as empty from now on. Returns false when the
+ * buffer was already detached by someone else (`transfer()`, a structuredClone or postMessage transfer
+ * list): then its memory lives on in another ArrayBuffer and must never be unmapped or reused under it.
+ */
+export function revoke(buffer: ArrayBuffer, keep: boolean): { escaped: boolean; buffer: ArrayBuffer | null } {
+  if (buffer.detached) return { escaped: true, buffer: null };
+  return { escaped: false, buffer: keep ? buffer.transfer() : (buffer.transfer(0), null) };
+}
