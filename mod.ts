@@ -12,6 +12,7 @@
  * @module
  */
 export { PageIoError } from "./src/errors.ts";
+export type { AsyncOptions } from "./src/drive.ts";
 export {
   FileHandle,
   type FileKind,

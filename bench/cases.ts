@@ -16,10 +16,12 @@ import {
   PageWriter,
   pipe,
   readv,
+  readvAsync,
   runtime,
   SharedRing,
   socketPair,
   writev,
+  writevAsync,
 } from "../mod.ts";
 
 import { fn } from "../ffi/native.ts";
@@ -681,4 +683,243 @@ export function streamChunks(path: string): Promise<Measured[]> {
     { name: "Deno.open().readable", only: "deno", fn: async () => drain((await Deno.open(path)).readable) },
     { name: "Bun.file().stream()", only: "bun", fn: () => drain(Bun.file(path).stream()) },
   ], { time: 3000, iterations: 4 });
+}
+
+// --- issue 11: asynchronous I/O ------------------------------------------------------------------------------
+
+/**
+ * (7.1) One async read or write that can complete at once, against the same blocking call: 64 B out and back
+ * over a socket pair (10 000 rounds); the difference per call is what the async form costs.
+ */
+export function asyncImmediate(rounds: number): Promise<Measured[]> {
+  const [a, b] = socketPair();
+  const out = new Uint8Array(64).fill(1), back = new Uint8Array(64);
+  return measure([
+    {
+      name: `pageio writevAsync + readvAsync, ${rounds} × 64 B each way (every call completes at once)`,
+      fn: async () => {
+        for (let i = 0; i < rounds; i++) {
+          await writevAsync(a, [out]);
+          await readvAsync(b, [back]);
+        }
+      },
+    },
+    {
+      name: `pageio writev + readv (blocking), the same ${rounds} rounds`,
+      fn: () => {
+        for (let i = 0; i < rounds; i++) {
+          writev(a, [out]);
+          readv(b, [back]);
+        }
+      },
+    },
+  ], { time: 2000, iterations: 5 });
+}
+
+/** (7.2) `totalBytes` from a child's stdout (`head -c`), read with `for await` against the runtime's own. */
+export function fromChild(totalBytes: number): Promise<Measured[]> {
+  const command = ["head", "-c", String(totalBytes), "/dev/zero"];
+  return measure([
+    {
+      name: "pageio for await over a PageReader on the child's stdout pipe",
+      fn: async () => {
+        const [readEnd, writeEnd] = pipe({ size: 1 << 20 });
+        const child = spawn(command[0], command.slice(1), { stdio: ["ignore", writeEnd.fd, "inherit"] });
+        writeEnd.close();
+        const exited = new Promise((resolve) => child.on("close", resolve));
+        let total = 0;
+        using reader = new PageReader(readEnd);
+        for await (const head of reader) {
+          total += head.byteLength;
+          head.release();
+        }
+        readEnd.close();
+        await exited;
+        if (total !== totalBytes) throw new Error(`read ${total}`);
+      },
+    },
+    {
+      name: "Deno.Command stdout, for await",
+      only: "deno",
+      fn: async () => {
+        const child = new Deno.Command(command[0], { args: command.slice(1), stdout: "piped" }).spawn();
+        let total = 0;
+        for await (const chunk of child.stdout) total += chunk.byteLength;
+        await child.status;
+        if (total !== totalBytes) throw new Error(`read ${total}`);
+      },
+    },
+    {
+      name: "Bun.spawn stdout, for await",
+      only: "bun",
+      fn: async () => {
+        const child = Bun.spawn(command, { stdout: "pipe" });
+        let total = 0;
+        for await (const chunk of child.stdout) total += chunk.byteLength;
+        await child.exited;
+        if (total !== totalBytes) throw new Error(`read ${total}`);
+      },
+    },
+  ], { time: 3000, iterations: 5 });
+}
+
+/** (7.3) 64 B ping-pong through `cat` with the async forms, against the runtime's own child streams. */
+export function pingPongAsync(roundTrips: number): Promise<Measured[]> {
+  const one = new Uint8Array(64).fill(1);
+  return measure([
+    {
+      name: `pageio writevAsync/readvAsync through cat, ${roundTrips} round trips`,
+      fn: async () => {
+        const [childIn, toChild] = pipe();
+        const [fromChild, childOut] = pipe();
+        const child = spawn("cat", [], { stdio: [childIn.fd, childOut.fd, "inherit"] });
+        childIn.close();
+        childOut.close();
+        const exited = new Promise((resolve) => child.on("close", resolve));
+        const back = new Uint8Array(64);
+        for (let i = 0; i < roundTrips; i++) {
+          await writevAsync(toChild, [one]);
+          for (let got = 0; got < 64;) got += await readvAsync(fromChild, [back.subarray(got)]);
+        }
+        toChild.close();
+        await exited;
+        fromChild.close();
+      },
+    },
+    {
+      name: `Deno.Command stdin/stdout through cat, ${roundTrips} round trips`,
+      only: "deno",
+      fn: async () => {
+        const child = new Deno.Command("cat", { stdin: "piped", stdout: "piped" }).spawn();
+        const writer = child.stdin.getWriter(), reader = child.stdout.getReader();
+        for (let i = 0; i < roundTrips; i++) {
+          await writer.write(one);
+          for (let got = 0; got < 64;) got += (await reader.read()).value!.byteLength;
+        }
+        await writer.close();
+        await child.status;
+      },
+    },
+    {
+      name: `Bun.spawn stdin/stdout through cat, ${roundTrips} round trips`,
+      only: "bun",
+      fn: async () => {
+        const child = Bun.spawn(["cat"], { stdin: "pipe", stdout: "pipe" });
+        const reader = child.stdout.getReader();
+        for (let i = 0; i < roundTrips; i++) {
+          child.stdin.write(one);
+          await child.stdin.flush();
+          for (let got = 0; got < 64;) got += (await reader.read()).value!.byteLength;
+        }
+        child.stdin.end();
+        await child.exited;
+      },
+    },
+  ], { time: 3000, iterations: 5 });
+}
+
+/** (7.4) SharedRing from another process: `for await` against the blocking receive loop. */
+export async function ringAsync(totalBytes: number): Promise<Measured[]> {
+  const slotSize = 64 * 1024;
+  const slots = Math.ceil(totalBytes / slotSize);
+  const runs: { ring: SharedRing; stop: () => Promise<unknown> }[] = [];
+  // A producer child per run: it fills `slots` slots and closes (bench/ring_producer.ts).
+  const producer = () => {
+    const ring = SharedRing.create({ slots: 16, slotSize, role: "consumer" });
+    const [exe, args] = sameRuntime("ring_producer.ts", [ring.path, String(slots)]);
+    const child = spawn(exe, args, { stdio: ["ignore", "inherit", "inherit"] });
+    const exited = new Promise((resolve) => child.on("close", resolve));
+    const run = { ring, stop: () => exited };
+    runs.push(run);
+    return run;
+  };
+  const results = await measure([
+    {
+      name: `pageio SharedRing for await, ${slots} × 64 KiB slots from a producer process`,
+      fn: async () => {
+        const { ring, stop } = producer();
+        let n = 0;
+        for await (const head of ring) {
+          n++;
+          head.release();
+        }
+        ring.close();
+        await stop();
+        if (n !== slots) throw new Error(`received ${n}`);
+      },
+    },
+    {
+      name: `pageio SharedRing blocking receive() loop, the same`,
+      fn: async () => {
+        const { ring, stop } = producer();
+        let n = 0;
+        for (let head = ring.receive(); head !== null; head = ring.receive()) {
+          n++;
+          head.release();
+        }
+        ring.close();
+        await stop();
+        if (n !== slots) throw new Error(`received ${n}`);
+      },
+    },
+  ], { time: 3000, iterations: 5 });
+  return results;
+}
+
+/** (7.5) `count` awaited 100 B writes into a child (`cat > /dev/null`), against the runtime's own writer. */
+export function awaitedWrites(count: number): Promise<Measured[]> {
+  const line = new Uint8Array(100).fill(0x61);
+  return measure([
+    {
+      name: `pageio await writevAsync, ${count} × 100 B into a pipe to cat`,
+      fn: async () => {
+        const [childIn, writeEnd] = pipe();
+        const child = spawn("sh", ["-c", "cat > /dev/null"], { stdio: [childIn.fd, "ignore", "inherit"] });
+        childIn.close();
+        const exited = new Promise((resolve) => child.on("close", resolve));
+        for (let i = 0; i < count; i++) await writevAsync(writeEnd, [line]);
+        writeEnd.close();
+        await exited;
+      },
+    },
+    {
+      name: `pageio await PageWriter.writeAsync, ${count} × 100 B, then flushAsync`,
+      fn: async () => {
+        const [childIn, writeEnd] = pipe();
+        const child = spawn("sh", ["-c", "cat > /dev/null"], { stdio: [childIn.fd, "ignore", "inherit"] });
+        childIn.close();
+        const exited = new Promise((resolve) => child.on("close", resolve));
+        const writer = new PageWriter(writeEnd, { highWaterMark: 64 * 1024 });
+        for (let i = 0; i < count; i++) await writer.writeAsync(line.slice());
+        await writer.flushAsync();
+        writer.close();
+        writeEnd.close();
+        await exited;
+      },
+    },
+    {
+      name: `Deno.Command stdin writer, ${count} awaited writes`,
+      only: "deno",
+      fn: async () => {
+        const child = new Deno.Command("sh", { args: ["-c", "cat > /dev/null"], stdin: "piped" }).spawn();
+        const writer = child.stdin.getWriter();
+        for (let i = 0; i < count; i++) await writer.write(line);
+        await writer.close();
+        await child.status;
+      },
+    },
+    {
+      name: `Bun.spawn stdin FileSink, ${count} awaited write + flush`,
+      only: "bun",
+      fn: async () => {
+        const child = Bun.spawn(["sh", "-c", "cat > /dev/null"], { stdin: "pipe" });
+        for (let i = 0; i < count; i++) {
+          child.stdin.write(line);
+          await child.stdin.flush();
+        }
+        child.stdin.end();
+        await child.exited;
+      },
+    },
+  ], { time: 3000, iterations: 5 });
 }

@@ -20,6 +20,11 @@ const runs: Record<string, () => Promise<cases.Measured[]>> = {
   ringThroughput: () => cases.ringThroughput(Number(rest[0])),
   pingPong: () => cases.pingPong(Number(rest[0])),
   spliceOrWritev: () => cases.spliceOrWritev(Number(rest[0])),
+  asyncImmediate: () => cases.asyncImmediate(Number(rest[0])),
+  fromChild: () => cases.fromChild(Number(rest[0])),
+  pingPongAsync: () => cases.pingPongAsync(Number(rest[0])),
+  ringAsync: () => cases.ringAsync(Number(rest[0])),
+  awaitedWrites: () => cases.awaitedWrites(Number(rest[0])),
   logLines: () => cases.logLines(rest[0], Number(rest[1])),
   streamChunks: () => cases.streamChunks(rest[0]),
 };

@@ -23,6 +23,7 @@ export const abi = {
     "RingRole": { "zig": "ring.Role", "values": ["producer", "consumer"] },
     "MoveKind": { "zig": "kernel_move.Kind", "values": ["copy_file_range", "sendfile"] },
     "PairKind": { "zig": "channel.PairKind", "values": ["pipe", "socket"] },
+    "FdBlocking": { "zig": "poller.Blocking", "values": ["no", "never_waits", "may_wait", "device"] },
     "Transport": { "zig": "socket.Transport", "values": ["tcp", "unix"] },
     "AddressFamily": { "zig": "socket.Family", "values": ["ipv4", "ipv6", "unix"] },
     "SocketOption": {
@@ -43,6 +44,8 @@ export const abi = {
     "DESCRIPTOR_BYTES": { "zig": "@sizeOf(gather.Descriptor)", "value": 16 },
     "IOV_MAX": { "zig": "gather.iov_count_max", "value": 1024 },
     "ENTRY_BYTES_MAX": { "zig": "gather.entry_bytes_max", "value": 2147479552 },
+    "INTEREST_READ": { "zig": "poller.read_bit", "value": 1 },
+    "INTEREST_WRITE": { "zig": "poller.write_bit", "value": 2 },
   },
   "errnos": [
     "EAGAIN",
@@ -61,6 +64,7 @@ export const abi = {
     "ENODATA",
     "ETIMEDOUT",
     "EPROTO",
+    "EPERM",
     "ENOTCONN",
   ],
 } as const;

@@ -75,59 +75,59 @@ function callback(name: keyof typeof callbacks, fn: () => void): NativeCallback 
 }
 
 /**
- * Blocking symbols through workers: Bun's FFI has no non-blocking calls, and its thread-safe JSCallback has open
- * crash reports under many completions (oven-sh/bun#28113, #33840). A call goes to an idle worker, or to a new
- * one while there are fewer than `WORKERS_MAX` (a writer blocked on a full pipe must not hold up the read that
- * would drain it); workers are ref'd only while they have calls pending.
+ * Blocking symbols through workers, for the few calls that must wait inside the library (a blocking pipe or
+ * socket someone else opened, a futex wait of a shared ring): Bun's FFI has no non-blocking calls. A call goes
+ * to an idle worker, or to a new one: never behind a blocked call, so any number of blocked calls cannot keep
+ * out the one that would unblock them. Arrays cross by address, not as copies (the worker is in this process,
+ * and the caller keeps them referenced until the Promise settles); workers are ref'd only while busy.
  */
-const WORKERS_MAX = 8;
+const WORKERS_IDLE_MAX = 2;
+
+/**
+ * The address a worker may write through: JSC keeps a small typed array's bytes in GC-owned storage that moves
+ * to an ArrayBuffer of its own the first time `.buffer` is read, so read it first (the address then stays).
+ */
+function addressFor(view: ArrayBufferView): number | null {
+  if (view.byteLength === 0) return null;
+  void view.buffer;
+  return ptr(view) as number;
+}
 
 function workerFunctions(path: string): AsyncFunctions {
   type Pending = { resolve: (n: number) => void; reject: (e: Error) => void; args: unknown[] };
-  type Slot = { worker: Worker; pending: Map<number, Pending> };
+  type Slot = { worker: Worker; pending: Pending | null };
   const slots: Slot[] = [];
-  let nextId = 0;
   const ref = (w: Worker, on: boolean) => (w as unknown as { ref(): void; unref(): void })[on ? "ref" : "unref"]();
   const start = (): Slot => {
     // ffi/bun.ts runs the worker's source; the npm package's dist/ffi/bun.js runs the compiled one.
     const file = import.meta.url.endsWith(".js") ? "./bun_worker.js" : "./bun_worker.ts";
-    const slot: Slot = { worker: new Worker(new URL(file, import.meta.url).href), pending: new Map() };
+    const slot: Slot = { worker: new Worker(new URL(file, import.meta.url).href), pending: null };
     ref(slot.worker, false);
     slot.worker.postMessage({ open: path });
     slot.worker.onmessage = (event: MessageEvent) => {
-      const { id, result, error, args } = event.data as { id: number; result: number; error?: string; args: unknown[] };
-      const call = slot.pending.get(id)!;
-      slot.pending.delete(id);
-      if (slot.pending.size === 0) ref(slot.worker, false);
-      if (error !== undefined) return call.reject(new Error(`pageio worker: ${error}`));
-      // Copy back what the call wrote (results, bytes read) into the caller's arrays.
-      call.args.forEach((arg, i) => {
-        const back = args[i] as ArrayBufferView | null;
-        if (ArrayBuffer.isView(arg) && back) {
-          new Uint8Array(arg.buffer, arg.byteOffset, arg.byteLength).set(
-            new Uint8Array(back.buffer, back.byteOffset, arg.byteLength),
-          );
-        }
-      });
-      call.resolve(result);
+      const { result, error } = event.data as { result: number; error?: string };
+      const call = slot.pending!;
+      slot.pending = null;
+      ref(slot.worker, false);
+      // Beyond a few idle ones, a worker that was needed for a burst of blocked calls goes away.
+      if (slots.filter((s) => s.pending === null).length > WORKERS_IDLE_MAX) {
+        slots.splice(slots.indexOf(slot), 1);
+        slot.worker.terminate();
+      }
+      if (error !== undefined) call.reject(new Error(`pageio worker: ${error}`));
+      else call.resolve(result);
     };
     slots.push(slot);
     return slot;
   };
-  const choose = (): Slot => {
-    const idle = slots.find((s) => s.pending.size === 0);
-    if (idle) return idle;
-    if (slots.length < WORKERS_MAX) return start();
-    return slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
-  };
   return Object.fromEntries(
     blockingNames.map((name) => [name, (...args: unknown[]) =>
       new Promise<number>((resolve, reject) => {
-        const slot = choose();
-        if (slot.pending.size === 0) ref(slot.worker, true);
-        const id = nextId++;
-        slot.pending.set(id, { resolve, reject, args });
-        slot.worker.postMessage({ id, name, args });
+        const slot = slots.find((s) => s.pending === null) ?? start();
+        ref(slot.worker, true);
+        slot.pending = { resolve, reject, args }; // `args` holds the arrays until the call is back
+        const sent = args.map((a) => ArrayBuffer.isView(a) ? addressFor(a) : a);
+        slot.worker.postMessage({ name, args: sent });
       })]
     ),
   ) as unknown as AsyncFunctions;

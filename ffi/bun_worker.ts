@@ -1,7 +1,7 @@
 /**
  * Bun's way to run a blocking symbol off the JS thread: this worker opens the same library (one process, one
- * region table) and makes the call. Typed arrays arrive as copies and go back as copies, so the caller sees
- * what the call wrote. Loaded only by ffi/bun.ts.
+ * region table) and makes the call, one at a time. Arrays arrive as their addresses (the caller keeps them
+ * alive), so what the call writes lands in the caller's own memory. Loaded only by ffi/bun.ts.
  * @module
  */
 // @ts-ignore: bun:ffi exists only in Bun.
@@ -13,7 +13,6 @@ declare const self: {
   postMessage(message: unknown): void;
 };
 interface Request {
-  id: number;
   name: string;
   args: unknown[];
 }
@@ -35,8 +34,8 @@ self.onmessage = (event) => {
   try {
     result = functions[data.name](...data.args);
   } catch (error) {
-    self.postMessage({ id: data.id, error: String(error) });
+    self.postMessage({ error: String(error) });
     return;
   }
-  self.postMessage({ id: data.id, result, args: data.args.map((a) => ArrayBuffer.isView(a) ? a : null) });
+  self.postMessage({ result });
 };

@@ -145,6 +145,8 @@ export const symbols = {
   pageio_poller_wake: { parameters: ["u32"], result: "f64" },
   // (poller: u32) -> 0
   pageio_poller_close: { parameters: ["u32"], result: "f64" },
+  // (fd: i32) -> FdBlocking: 0 non-blocking | 1 never waits (regular file) | 2 may wait (pipe, socket) | 3 device
+  pageio_fd_blocking: { parameters: ["i32"], result: "f64" },
   // (fd: i32, interest: u32, timeout_ms: i32) -> readiness bits, 0 on timeout (poll(2): no poller needed)
   pageio_wait_fd: { parameters: ["i32", "u32", "i32"], result: "f64", mayBlock: true },
   // (transport: u32 0 tcp | 1 unix, host: u8* numeric address or unix path, host_len: u32, port: u32,

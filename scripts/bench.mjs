@@ -93,6 +93,18 @@ const groups = [
     args: ["spliceOrWritev", String(256 * 2 ** 20)],
   },
   {
+    title: "(7.1) async calls that complete at once: 10 000 × (64 B out + 64 B back) over a socket pair, " +
+      "async against blocking",
+    args: ["asyncImmediate", "10000"],
+  },
+  { title: "(7.2) 256 MiB from a child's stdout, `for await`", args: ["fromChild", String(256 * 2 ** 20)] },
+  { title: "(7.3) 64 B ping-pong through `cat`, async, 2 000 round trips", args: ["pingPongAsync", "2000"] },
+  {
+    title: "(7.4) 256 MiB through a SharedRing from a producer process: `for await` against the blocking loop",
+    args: ["ringAsync", String(256 * 2 ** 20)],
+  },
+  { title: "(7.5) 100 000 awaited 100 B writes into a child's stdin", args: ["awaitedWrites", "100000"] },
+  {
     title: "(6) a log writer: 10^6 lines of ~100 B written as strings to a file",
     args: ["logLines", join(dir, "log.out"), "1000000"],
   },

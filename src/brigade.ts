@@ -5,11 +5,12 @@
  */
 import { IOV_MAX } from "../ffi/native.ts";
 import { stateError } from "./errors.ts";
-import { describe, fdOf, type Target } from "./file.ts";
-import { byteLengthOf, type Chunk, isChunk, isDetached, PackedList, shared, viewOf } from "./gather.ts";
+import { type AsyncOptions, type Plan, runAsync, runSync } from "./drive.ts";
+import { describe, fdOf, type Target, waitsFor } from "./file.ts";
+import { byteLengthOf, type Chunk, gatherPlan, isChunk, isDetached, PackedList, shared, viewOf } from "./gather.ts";
 import { headInternals, PageHead } from "./head.ts";
 import type { Lender } from "./lend.ts";
-import { type MoveKind, moveKindFor, moveSpan, moveSpanAsync } from "./move.ts";
+import { type MoveKind, moveKindFor, movePlan } from "./move.ts";
 
 /** What goes out next: a run of file spans for the kernel, of lendable heads for a pipe, or of anything. */
 type Step = { span?: { fd: number; offset: number }; lend?: true; chunks: number; bytes: number };
@@ -81,70 +82,44 @@ export class Brigade {
    * (0 when a non-blocking target would block).
    */
   writeTo(target: Target): number {
-    return this.#write(target, Math.min(this.count, IOV_MAX), 1);
+    return this.#flushSync(target, Math.min(this.count, IOV_MAX), 1);
   }
 
   /** Writes until the brigade is empty (or a non-blocking target would block); returns bytes written. */
   flush(target: Target): number {
-    return this.#write(target, this.count, 0);
+    return this.#flushSync(target, this.count, 0);
   }
 
   /**
-   * Writes the whole queue off the JS thread (gather writes and kernel moves, in order), so a slow pipe or
-   * socket never holds up the event loop. Heads stay queued, untouched, until their bytes are out. While it
-   * runs, `append` works; `prepend`, `writeTo`, `flush` and `release` throw `ERR_BUSY`.
+   * Writes the whole queue without holding up the event loop (gather writes, kernel moves and lends, in
+   * order, each tried at once and waiting on the shared readiness wait only when the target would block).
+   * Heads stay queued, untouched, until their bytes are out. While it runs, `append` works; `prepend`,
+   * `writeTo`, `flush`, `flushAsync` and `release` throw `ERR_BUSY` (and take nothing). An abort rejects with
+   * `ABORT_ERR` and `bytesTransferred`; what was written is gone from the brigade, the rest stays queued.
    */
-  async flushAsync(target: Target): Promise<number> {
+  async flushAsync(target: Target, options: AsyncOptions = {}): Promise<number> {
     const fd = fdOf(target);
     this.#enter("flushAsync");
     try {
-      let total = 0;
-      const kind: { move?: MoveKind | null } = {};
-      const lender = this.#lenderFor(fd);
-      for (
-        let step = this.#nextStep(fd, this.count, kind, lender);
-        step !== null;
-        step = this.#nextStep(fd, this.count, kind, lender)
-      ) {
-        try {
-          let moved: number | null;
-          if (step.span !== undefined) {
-            const { span, chunks, bytes } = step;
-            const move = () => moveSpanAsync(kind.move!, span.fd, span.offset, fd, bytes);
-            moved = await this.#attemptAsync(chunks, move, lender, false);
-            if (moved === null) {
-              kind.move = null; // refused for this target: write spans from memory from now on
-              continue;
-            }
-          } else {
-            const end = this.#start + step.chunks;
-            const packed = PackedList.exact(step.chunks).pack(this.#chunks, this.#start, end, this.#lengths, true);
-            const io = step.lend ? () => packed.lendAsync(fd, 0) : () => packed.writeAsync(fd, 0);
-            moved = await this.#attemptAsync(step.chunks, io, lender, step.lend === true);
-            if (moved === null) {
-              lender!.enabled = false; // the kernel will not lend here: copy from now on
-              continue;
-            }
-          }
-          total += moved!;
-          if (moved! < step.bytes) return total;
-        } catch (error) {
-          throw withSteps(error, total);
-        }
-      }
-      return total;
+      return await runAsync(target, fd, this.#plan(fd, Infinity, 0, true), options.signal);
     } finally {
       this.#busy = false;
     }
   }
 
-  /**
-   * Writes up to `count` chunks from the front: runs of memory chunks in gather calls, file spans (heads of
-   * a PageReader's windows) by the kernel, in order. `callsMax` 1 stops after one system call's worth.
-   */
-  #write(target: Target, count: number, callsMax: number): number {
+  #flushSync(target: Target, count: number, callsMax: number): number {
     const fd = fdOf(target);
     if (this.#busy) throw stateError("ERR_BUSY", "the brigade is being flushed asynchronously", "flush");
+    return runSync(this.#plan(fd, count, callsMax, false), fd, waitsFor(target));
+  }
+
+  /**
+   * The planner of every flush: up to `count` chunks from the front, runs of memory chunks in gather calls (or
+   * lent to a pipe), file spans (heads of a PageReader's windows) by the kernel, in order. `callsMax` 1 stops
+   * after one system call's worth. `held`: for the asynchronous driver, each step packs into a list of its
+   * own that holds its chunks until the step is done (the synchronous one shares one list).
+   */
+  *#plan(fd: number, count: number, callsMax: number, held: boolean): Plan<number> {
     let total = 0;
     let left = count;
     const kind: { move?: MoveKind | null } = {};
@@ -158,22 +133,28 @@ export class Brigade {
         let moved: number | null;
         if (step.span !== undefined) {
           const { span, chunks, bytes } = step;
-          moved = this.#attempt(chunks, () => moveSpan(kind.move!, span.fd, span.offset, fd, bytes), lender, false);
+          moved = yield* this.#attempt(chunks, movePlan(kind.move!, span.fd, span.offset, fd, bytes), lender, false);
           if (moved === null) {
-            kind.move = null;
+            kind.move = null; // refused for this target: write spans from memory from now on
             continue;
           }
         } else {
-          const packed = shared.pack(this.#chunks, this.#start, this.#start + step.chunks, this.#lengths);
-          const io = step.lend ? () => packed.lend(fd, callsMax) : () => packed.write(fd, callsMax);
-          moved = this.#attempt(step.chunks, io, lender, step.lend === true);
+          const end = this.#start + step.chunks;
+          const packed = held ? PackedList.take() : shared;
+          packed.pack(this.#chunks, this.#start, end, this.#lengths, held);
+          const plan = gatherPlan(step.lend ? "pageio_vmsplice" : "pageio_writev", fd, packed, callsMax);
+          try {
+            moved = yield* this.#attempt(step.chunks, plan, lender, step.lend === true);
+          } finally {
+            if (held) packed.recycle();
+          }
           if (moved === null) {
-            lender!.enabled = false;
+            lender!.enabled = false; // the kernel will not lend here: copy from now on
             continue;
           }
         }
-        total += moved!;
-        if (moved! < step.bytes || callsMax === 1) return total;
+        total += moved;
+        if (moved < step.bytes || callsMax === 1) return total;
         left -= step.chunks;
       } catch (error) {
         throw withSteps(error, total);
@@ -247,28 +228,11 @@ export class Brigade {
     return bytes;
   }
 
-  async #attemptAsync(
-    chunks: number,
-    io: () => Promise<number | null>,
-    lender: Lender | null,
-    lent: boolean,
-  ): Promise<number | null> {
+  /** Runs one step's planner over the front `chunks` chunks and consumes what it moved, also when it throws. */
+  *#attempt(chunks: number, plan: Plan<number | null>, lender: Lender | null, lent: boolean): Plan<number | null> {
     let moved: number | null;
     try {
-      moved = await io();
-    } catch (error) {
-      this.#consume((error as { bytesTransferred?: number }).bytesTransferred ?? 0, chunks, lender, lent);
-      throw error;
-    }
-    if (moved !== null) this.#consume(moved, chunks, lender, lent);
-    return moved;
-  }
-
-  /** Runs one move or write over the front `chunks` chunks and consumes what it moved, also when it throws. */
-  #attempt(chunks: number, io: () => number | null, lender: Lender | null, lent: boolean): number | null {
-    let moved: number | null;
-    try {
-      moved = io();
+      moved = yield* plan;
     } catch (error) {
       this.#consume((error as { bytesTransferred?: number }).bytesTransferred ?? 0, chunks, lender, lent);
       throw error;

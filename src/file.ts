@@ -4,6 +4,7 @@
  */
 import { abi, errno, fn, native } from "../ffi/native.ts";
 import { checkInteger, PageIoError, stateError, unwrap } from "./errors.ts";
+import { forget } from "./reactor.ts";
 
 /**
  * `"r"` read; `"r+"` read and write; `"w"` write, create, truncate; `"w+"` read and write, create, truncate;
@@ -68,6 +69,7 @@ export class FileHandle {
     if (this.#fd < 0) return;
     const fd = this.#fd;
     this.#fd = -1;
+    forget(fd); // a wait on it ends (ERR_CLOSED) before the number can name another file
     unwrap(fn.pageio_close(fd), "close", this.path);
   }
 
@@ -204,8 +206,27 @@ const pairOut = new Float64Array(2);
 
 /** Options of `pipe` and `socketPair`. */
 export interface PairOptions {
-  /** Never block on these descriptors (`O_NONBLOCK`): writes that would wait return what they wrote. */
+  /**
+   * By default both ends are `O_NONBLOCK` so that async calls never need a thread, while the blocking calls
+   * (`writev`, `readv`, `flush`…) still wait as on a blocking descriptor. `true`: the blocking calls return
+   * what they moved instead of waiting (EAGAIN). `false`: truly blocking descriptors, for an end handed to
+   * another process that expects them (async calls on them take a thread).
+   */
   nonBlocking?: boolean;
+}
+
+/** Handles that are non-blocking only for pageio's async forms: their blocking calls wait for readiness. */
+const waiting = new WeakSet<FileHandle>();
+
+/** @internal Whether blocking calls on `target` wait for readiness instead of returning on EAGAIN. */
+export function waitsFor(target: Target): boolean {
+  return typeof target === "object" && waiting.has(target);
+}
+
+function pairOf(options: PairOptions): [FileHandle, FileHandle] {
+  const pair: [FileHandle, FileHandle] = [new FileHandle(pairOut[0]), new FileHandle(pairOut[1])];
+  if (options.nonBlocking === undefined) pair.forEach((end) => waiting.add(end));
+  return pair;
 }
 
 /**
@@ -225,8 +246,8 @@ export interface PairOptions {
  */
 export function pipe(options: PairOptions & { size?: number } = {}): [readEnd: FileHandle, writeEnd: FileHandle] {
   const size = options.size === undefined ? undefined : checkInteger("size", options.size, 1, 2 ** 31 - 1);
-  unwrap(fn.pageio_pair(pairKinds.indexOf("pipe"), options.nonBlocking ? 1 : 0, pairOut), "pipe2");
-  const pair: [FileHandle, FileHandle] = [new FileHandle(pairOut[0]), new FileHandle(pairOut[1])];
+  unwrap(fn.pageio_pair(pairKinds.indexOf("pipe"), options.nonBlocking === false ? 0 : 1, pairOut), "pipe2");
+  const pair = pairOf(options);
   if (size !== undefined) {
     try {
       unwrap(fn.pageio_pipe_size(pair[1].fd, size), "fcntl(F_SETPIPE_SZ)");
@@ -252,6 +273,6 @@ export function pipe(options: PairOptions & { size?: number } = {}): [readEnd: F
  * ```
  */
 export function socketPair(options: PairOptions = {}): [FileHandle, FileHandle] {
-  unwrap(fn.pageio_pair(pairKinds.indexOf("socket"), options.nonBlocking ? 1 : 0, pairOut), "socketpair");
-  return [new FileHandle(pairOut[0]), new FileHandle(pairOut[1])];
+  unwrap(fn.pageio_pair(pairKinds.indexOf("socket"), options.nonBlocking === false ? 0 : 1, pairOut), "socketpair");
+  return pairOf(options);
 }

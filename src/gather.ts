@@ -19,8 +19,19 @@ import {
   native,
   STAGING_REGION,
 } from "../ffi/native.ts";
+import {
+  type AsyncOptions,
+  type Call,
+  failedAfter,
+  type Plan,
+  runAsync,
+  runSync,
+  type Wait,
+  wouldBlock,
+} from "./drive.ts";
 import { unwrap } from "./errors.ts";
-import { describe, fdOf, type Target } from "./file.ts";
+import { describe, fdOf, type Target, waitsFor } from "./file.ts";
+import type { Interest } from "./reactor.ts";
 import { headInternals, type PageHead } from "./head.ts";
 import { Page } from "./pool.ts";
 
@@ -133,15 +144,30 @@ export class PackedList {
   stagingUsed = 0;
   /** Descriptors packed (a chunk longer than ENTRY_BYTES_MAX takes several, a run of staged ones one). */
   count = 0;
-  readonly out: Float64Array = new Float64Array(1);
+  readonly out: Float64Array = new Float64Array(offHeap(8));
   /** What an asynchronous call passed by address, referenced here until it settles. */
   held: readonly unknown[] | null = null;
   #at = 0; // next free word of `list`
 
   /** Room for `entries` descriptors and `stagingBytes` staged bytes; both grow when needed. */
   constructor(entries = IOV_MAX, stagingBytes = 64 * 1024) {
-    this.list = new Uint32Array(WORDS * entries);
-    this.staging = new Uint8Array(stagingBytes);
+    this.list = new Uint32Array(offHeap(4 * WORDS * entries));
+    this.staging = new Uint8Array(offHeap(stagingBytes));
+  }
+
+  /**
+   * A list for one asynchronous call, from a few kept for reuse: making its arrays afresh for every call costs
+   * more than the call (allocation, and the first native use of each new buffer). Give it back with `recycle`
+   * once the call has settled, never before: the call may still be writing through its addresses.
+   */
+  static take(): PackedList {
+    return spareLists.pop() ?? new PackedList(16, 4096);
+  }
+
+  /** Back to the spares, what it held dropped. */
+  recycle(): void {
+    this.held = null;
+    if (spareLists.length < SPARE_LISTS_MAX) spareLists.push(this);
   }
 
   /** A list sized for one call (an asynchronous call owns its list: nothing to spare, nothing to copy). */
@@ -161,7 +187,7 @@ export class PackedList {
     const words = this.#at + WORDS * entries;
     if (words <= this.list.length) return;
     if (words * 4 > 0xffff_ffff) throw new RangeError(`a gather list of ${words / WORDS} descriptors is too long`);
-    const grown = new Uint32Array(Math.max(words, this.list.length * 2));
+    const grown = new Uint32Array(offHeap(4 * Math.max(words, this.list.length * 2)));
     grown.set(this.list.subarray(0, this.#at));
     this.list = grown;
   }
@@ -171,7 +197,9 @@ export class PackedList {
     const at = this.stagingUsed;
     if (at + length > this.staging.length) {
       if (at + length > STAGING_BYTES_MAX) return -1;
-      const grown = new Uint8Array(Math.min(STAGING_BYTES_MAX, Math.max(at + length, this.staging.length * 2, 4096)));
+      const grown = new Uint8Array(
+        offHeap(Math.min(STAGING_BYTES_MAX, Math.max(at + length, this.staging.length * 2, 4096))),
+      );
       grown.set(this.staging.subarray(0, at));
       this.staging = grown;
     }
@@ -318,55 +346,142 @@ export class PackedList {
     }
   }
 
-  /** The native result of a gather write as bytes; EAGAIN with nothing written is 0; else a typed error. */
-  writeResult(result: number, syscall = "writev"): number {
-    if (result === -errno.EAGAIN && this.out[0] === 0) return 0;
-    return unwrap(result, syscall, undefined, this.out[0]);
+  /** A gather call over this list, one object per kind reused for every call (a hot path allocates nothing). */
+  call(name: ListCallName, fd: number, callsMax: number): Call {
+    const call = this.#calls[name] ??= new ListCall(name, this);
+    call.fd = fd;
+    call.callsMax = callsMax;
+    return call;
   }
+  #calls: { [K in ListCallName]?: ListCall } = {};
 
-  /** One synchronous gather write of the packed list (at most `callsMax` system calls, 0 for no limit). */
+  /** One gather write of the packed list, at once: bytes written, 0 when the descriptor would block. */
   write(fd: number, callsMax: number): number {
-    const { list, staging } = this;
-    return this.writeResult(
-      fn.pageio_writev(fd, list, list.byteLength, this.count, staging, this.stagingUsed, callsMax, this.out),
-    );
+    const result = this.call("pageio_writev", fd, callsMax).run();
+    if (wouldBlock(result, this.out[0])) return 0;
+    return unwrap(result, "writev", undefined, this.out[0]);
   }
 
-  /** The same, off the JS thread. */
-  async writeAsync(fd: number, callsMax: number): Promise<number> {
-    const { list, staging } = this;
-    const args = [fd, list, list.byteLength, this.count, staging, this.stagingUsed, callsMax, this.out] as const;
-    try {
-      return this.writeResult(await native.async.pageio_writev(...args));
-    } finally {
-      this.held = null;
+  /** Bytes the packed descriptors describe. */
+  byteLength(): number {
+    let bytes = 0;
+    for (let i = 0; i < this.count; i++) bytes += this.list[WORDS * i + 3];
+    return bytes;
+  }
+
+  /** Drops the first `bytes` bytes from the packed descriptors (after a short write); true when none are left. */
+  advance(bytes: number): boolean {
+    const list = this.list;
+    let entry = 0;
+    let left = bytes;
+    while (entry < this.count && list[WORDS * entry + 3] <= left) left -= list[WORDS * entry++ + 3];
+    if (entry < this.count && left > 0) {
+      const at = WORDS * entry;
+      const low = list[at + 1] + left;
+      list[at + 1] = low >>> 0;
+      list[at + 2] += (low - (low >>> 0)) / 0x1_0000_0000;
+      list[at + 3] -= left;
     }
-  }
-
-  /**
-   * Lends the packed heads' memory to pipe `fd` (vmsplice): bytes lent, or null when the kernel will not lend
-   * (not a pipe, not Linux) and nothing moved. The list must hold only heads (staging is reused per call).
-   */
-  lend(fd: number, callsMax: number): number | null {
-    const { list } = this;
-    return this.lendResult(fn.pageio_vmsplice(fd, list, list.byteLength, this.count, null, 0, callsMax, this.out));
-  }
-
-  /** The same, off the JS thread. */
-  async lendAsync(fd: number, callsMax: number): Promise<number | null> {
-    const { list } = this;
-    const args = [fd, list, list.byteLength, this.count, null, 0, callsMax, this.out] as const;
-    try {
-      return this.lendResult(await native.async.pageio_vmsplice(...args));
-    } finally {
-      this.held = null;
+    if (entry > 0) {
+      list.copyWithin(0, WORDS * entry, WORDS * this.count);
+      this.count -= entry;
     }
+    return this.count === 0;
+  }
+}
+
+type ListCallName = "pageio_writev" | "pageio_readv" | "pageio_vmsplice";
+
+/** `pageio_writev`/`readv`/`vmsplice` over a packed list, called directly (a spread call misses FFI fast paths). */
+class ListCall implements Call {
+  fd = -1;
+  callsMax = 0;
+  readonly interest: Interest;
+
+  constructor(readonly name: ListCallName, readonly packed: PackedList) {
+    this.interest = name === "pageio_readv" ? "read" : "write";
   }
 
-  lendResult(result: number): number | null {
-    if ((result === -errno.EINVAL || result === -errno.ENOSYS) && this.out[0] === 0) return null;
-    return this.writeResult(result, "vmsplice");
+  get bytes(): number {
+    return this.packed.byteLength();
   }
+
+  get args(): readonly unknown[] {
+    const { list, staging, stagingUsed, count, out } = this.packed;
+    const lend = this.name === "pageio_vmsplice";
+    return [this.fd, list, list.byteLength, count, lend ? null : staging, lend ? 0 : stagingUsed, this.callsMax, out];
+  }
+
+  run(): number {
+    const { list, staging, stagingUsed, count, out } = this.packed;
+    if (this.name === "pageio_writev") {
+      return fn.pageio_writev(this.fd, list, list.byteLength, count, staging, stagingUsed, this.callsMax, out);
+    }
+    if (this.name === "pageio_readv") {
+      return fn.pageio_readv(this.fd, list, list.byteLength, count, staging, stagingUsed, this.callsMax, out);
+    }
+    return fn.pageio_vmsplice(this.fd, list, list.byteLength, count, null, 0, this.callsMax, out);
+  }
+}
+
+/**
+ * The planner of a gather write (or a lend, by vmsplice) of a packed list: one native call for the whole list;
+ * a short one (the descriptor would block) waits and resumes where it stopped. Returns the bytes moved, or
+ * null for a lend the kernel refused before anything moved. `first`: the first call's result, when the caller
+ * already made it.
+ */
+export function* gatherPlan(
+  name: "pageio_writev" | "pageio_vmsplice",
+  fd: number,
+  packed: PackedList,
+  callsMax = 0,
+  first?: number,
+): Plan<number | null> {
+  let total = 0;
+  const syscall = name === "pageio_writev" ? "writev" : "vmsplice";
+  try {
+    while (true) {
+      const result = first ?? (yield packed.call(name, fd, callsMax)) as number;
+      first = undefined;
+      const moved = packed.out[0];
+      if (result < 0 && !wouldBlock(result, moved)) {
+        if (name === "pageio_vmsplice" && total === 0 && moved === 0 && LEND_REFUSED.has(-result)) return null;
+        total += moved;
+        unwrap(result, syscall, undefined, total);
+      }
+      total += moved;
+      if (packed.advance(moved) || callsMax !== 0) return total;
+      if (!(yield WAIT_WRITE)) return total;
+    }
+  } catch (error) {
+    throw failedAfter(error, total); // an abort or a failure part-way: every step's bytes counted
+  }
+}
+
+/** The planner of a scatter read: 0 at end of input; a read that would block waits (or throws EAGAIN, sync). */
+export function* scatterPlan(fd: number, packed: PackedList, staged: StagedTarget[], first?: number): Plan<number> {
+  while (true) {
+    const result = first ?? (yield packed.call("pageio_readv", fd, 0)) as number;
+    first = undefined;
+    const moved = packed.out[0];
+    packed.copyBack(staged, moved); // also after a failure part-way
+    if (wouldBlock(result, moved) && (yield WAIT_READ)) continue;
+    return unwrap(result, "readv", undefined, moved);
+  }
+}
+
+const WAIT_WRITE: Wait = { wait: "write" };
+const WAIT_READ: Wait = { wait: "read" };
+/** errnos with which the kernel refuses to lend (not a pipe, not Linux): copy instead. */
+const LEND_REFUSED = new Set([errno.EINVAL, errno.ENOSYS]);
+
+/**
+ * @internal Memory for arrays that go to native calls: V8 keeps a small typed array made by length inside the
+ * JS heap, where Deno's FFI fast path cannot take its address (every call on a fresh one then takes the slow
+ * path, ~10 µs), and JSC may move one; an ArrayBuffer made on its own always has its bytes outside.
+ */
+export function offHeap(bytes: number): ArrayBuffer {
+  return new ArrayBuffer(bytes);
 }
 
 function detached(): TypeError {
@@ -379,15 +494,20 @@ function changed(bytes: Uint8Array, queued: number, now: number): TypeError {
   );
 }
 
+const spareLists: PackedList[] = [];
+/** Limit: lists kept for reuse (as many asynchronous calls in flight at once as are common). */
+const SPARE_LISTS_MAX = 64;
+
 /** @internal The list the synchronous calls share. */
 export const shared: PackedList = new PackedList();
 
 /**
  * Writes every chunk, in order, to `target` with gather system calls
  * (`writev`, up to IOV_MAX entries each) made in one FFI call. A short write is
- * resumed where it stopped and EINTR retried; on a non-blocking descriptor,
- * EAGAIN returns the bytes written so far. The caller keeps ownership of the
- * heads. Returns the bytes written.
+ * resumed where it stopped and EINTR retried; on a descriptor opened
+ * non-blocking, EAGAIN returns the bytes written so far (pageio's own pipes and
+ * socket pairs wait instead, unless made with `nonBlocking: true`). The caller
+ * keeps ownership of the heads. Returns the bytes written.
  *
  * @example
  * ```ts
@@ -400,12 +520,21 @@ export const shared: PackedList = new PackedList();
 export function writev(target: Target, chunks: Iterable<Chunk>): number {
   const fd = fdOf(target);
   const list = chunkList(chunks);
-  return list.length === 0 ? 0 : shared.pack(list, 0, list.length).write(fd, 0);
+  return list.length === 0 ? 0 : gatherSync(target, fd, shared.pack(list, 0, list.length));
+}
+
+/** The synchronous driver over a packed gather write; its first step made here, as most complete at once. */
+function gatherSync(target: Target, fd: number, packed: PackedList): number {
+  const first = packed.call("pageio_writev", fd, 0).run();
+  if (first >= 0 && first === packed.byteLength()) return first; // done: no planner needed at all
+  return runSync(gatherPlan("pageio_writev", fd, packed, 0, first), fd, waitsFor(target))!;
 }
 
 /**
- * `writev` off the JS thread: the event loop runs on while a slow pipe or socket drains. The chunks must stay
- * as they are (not released, not written to) until the Promise settles.
+ * `writev` without holding up the event loop: the system call is tried at once, and only a descriptor that
+ * would block waits (on one shared readiness wait, never a thread per call). The chunks must stay as they are
+ * (not released, not written to) until the Promise settles; the call keeps them referenced until then. An
+ * abort rejects with `ABORT_ERR` and `bytesTransferred`.
  *
  * @example
  * ```ts
@@ -414,12 +543,21 @@ export function writev(target: Target, chunks: Iterable<Chunk>): number {
  * console.log(await writevAsync(out, [new TextEncoder().encode("later")])); // 5
  * ```
  */
-export async function writevAsync(target: Target, chunks: Iterable<Chunk>): Promise<number> {
+export async function writevAsync(
+  target: Target,
+  chunks: Iterable<Chunk>,
+  options: AsyncOptions = {},
+): Promise<number> {
   const fd = fdOf(target);
   const list = chunkList(chunks);
   if (list.length === 0) return 0;
   // The packed list holds the chunks (a generator's arrays have no other reference) until the call settles.
-  return await PackedList.exact(list.length).pack(list, 0, list.length, undefined, true).writeAsync(fd, 0);
+  const packed = PackedList.take().pack(list, 0, list.length, undefined, true);
+  try {
+    return (await runAsync(target, fd, gatherPlan("pageio_writev", fd, packed), options.signal, list))!;
+  } finally {
+    packed.recycle();
+  }
 }
 
 /**
@@ -437,7 +575,16 @@ export async function writevAsync(target: Target, chunks: Iterable<Chunk>): Prom
  */
 export function readv(source: Target, targets: Iterable<ReadTarget>): number {
   const fd = fdOf(source);
-  return unwrap(scatter(fd, targets), "readv", undefined, shared.out[0]);
+  const result = scatter(fd, targets);
+  if (result >= 0 || !waitsFor(source)) return unwrap(result, "readv", undefined, shared.out[0]);
+  // A pipe pageio made non-blocking only for its async forms: wait as a blocking one would.
+  const { list: items, made } = targetList(targets);
+  try {
+    const staged = shared.packTargets(items);
+    return runSync(scatterPlan(fd, shared, staged, result), fd, true);
+  } finally {
+    for (const head of made) head.release();
+  }
 }
 
 /**
@@ -448,9 +595,8 @@ export function scatter(fd: number, targets: Iterable<ReadTarget>): number {
   const { list: items, made } = targetList(targets);
   try {
     const staged = shared.packTargets(items);
-    const { list, staging, out } = shared;
-    const result = fn.pageio_readv(fd, list, list.byteLength, shared.count, staging, shared.stagingUsed, 0, out);
-    shared.copyBack(staged, out[0]); // also after a failure part-way
+    const result = shared.call("pageio_readv", fd, 0).run();
+    shared.copyBack(staged, shared.out[0]); // also after a failure part-way
     return result;
   } finally {
     for (const head of made) head.release();
@@ -458,8 +604,9 @@ export function scatter(fd: number, targets: Iterable<ReadTarget>): number {
 }
 
 /**
- * `readv` off the JS thread: waits for a pipe or socket without holding up the event loop. The targets must
- * stay as they are until the Promise settles.
+ * `readv` without holding up the event loop: reads at once what is there, and waits for a pipe or socket
+ * that has nothing yet on the shared readiness wait. The targets must stay as they are until the Promise
+ * settles. An abort rejects with `ABORT_ERR`, nothing read.
  *
  * @example
  * ```ts
@@ -468,18 +615,21 @@ export function scatter(fd: number, targets: Iterable<ReadTarget>): number {
  * console.log(await readvAsync(file, [new Uint8Array(8)])); // 8
  * ```
  */
-export async function readvAsync(source: Target, targets: Iterable<ReadTarget>): Promise<number> {
+export async function readvAsync(
+  source: Target,
+  targets: Iterable<ReadTarget>,
+  options: AsyncOptions = {},
+): Promise<number> {
   const fd = fdOf(source);
   const { list: items, made } = targetList(targets);
   try {
-    const packed = PackedList.exact(items.length);
+    const packed = PackedList.take();
     const staged = packed.packTargets(items, true);
-    const { list, staging, out } = packed;
-    const args = [fd, list, list.byteLength, packed.count, staging, packed.stagingUsed, 0, out] as const;
-    const result = await native.async.pageio_readv(...args);
-    packed.copyBack(staged, out[0]);
-    packed.held = null;
-    return unwrap(result, "readv", undefined, out[0]);
+    try {
+      return await runAsync(source, fd, scatterPlan(fd, packed, staged), options.signal, items);
+    } finally {
+      packed.recycle();
+    }
   } finally {
     for (const head of made) head.release();
   }

@@ -4,11 +4,11 @@
  * the target without crossing user space.
  * @module
  */
-import { abi, errno, fn, native } from "../ffi/native.ts";
+import { abi, errno, fn } from "../ffi/native.ts";
+import { failedAfter, type Plan, runSync, type Wait, wouldBlock } from "./drive.ts";
 import { unwrap } from "./errors.ts";
 import { stat } from "./file.ts";
 
-const out = new Float64Array(1);
 const kinds = abi.enums.MoveKind.values;
 const KIND_COPY_FILE_RANGE = kinds.indexOf("copy_file_range");
 const KIND_SENDFILE = kinds.indexOf("sendfile");
@@ -34,26 +34,43 @@ export function moveKindFor(fd: number): MoveKind {
  * EAGAIN with nothing moved returns 0; other errors throw with `bytesTransferred`.
  */
 export function moveSpan(kind: MoveKind, fdIn: number, offset: number, fdOut: number, length: number): number | null {
-  return moveResult(fn.pageio_move(kind, fdIn, offset, fdOut, length, out), out[0], kind);
+  return runSync(movePlan(kind, fdIn, offset, fdOut, length));
 }
 
-/** @internal `moveSpan` off the JS thread. */
-export async function moveSpanAsync(
+/**
+ * @internal The planner of a kernel move of up to `length` bytes of `fdIn` from `offset` to `fdOut`: the bytes
+ * moved, or `null` when the kernel refuses this pair before moving anything (the caller writes them instead).
+ * A short move (the target would block) waits and goes on; the source's end stops it; other errors throw with
+ * `bytesTransferred`.
+ */
+export function* movePlan(
   kind: MoveKind,
   fdIn: number,
   offset: number,
   fdOut: number,
   length: number,
-): Promise<number | null> {
-  const moved = new Float64Array(1);
-  return moveResult(await native.async.pageio_move(kind, fdIn, offset, fdOut, length, moved), moved[0], kind);
+): Plan<number | null> {
+  const out = new Float64Array(1);
+  let total = 0;
+  try {
+    while (true) {
+      const at = offset + total, left = length - total;
+      const run = () => fn.pageio_move(kind, fdIn, at, fdOut, left, out);
+      const args = [kind, fdIn, at, fdOut, left, out];
+      const result = (yield { name: "pageio_move", args, run, interest: "write", bytes: left }) as number;
+      const moved = out[0];
+      if (result < 0 && !wouldBlock(result, moved)) {
+        if (total === 0 && moved === 0 && REFUSALS.has(-result)) return null;
+        total += moved;
+        unwrap(result, kind === KIND_SENDFILE ? "sendfile" : "copy_file_range", undefined, total);
+      }
+      total += moved;
+      if (total >= length || result === 0) return total; // all moved, or the source ended
+      if (!(yield WAIT_WRITE)) return total;
+    }
+  } catch (error) {
+    throw failedAfter(error, total);
+  }
 }
 
-function moveResult(result: number, moved: number, kind: MoveKind): number | null {
-  if (result >= 0) return result;
-  if (moved === 0) {
-    if (REFUSALS.has(-result)) return null;
-    if (-result === errno.EAGAIN) return 0;
-  }
-  return unwrap(result, kind === KIND_SENDFILE ? "sendfile" : "copy_file_range", undefined, moved);
-}
+const WAIT_WRITE: Wait = { wait: "write" };

@@ -13,7 +13,7 @@
  *   runtime with a bounded worker pool never starves a later wait.
  * @module
  */
-import { fn, native } from "../ffi/native.ts";
+import { abi, errno, fn, native } from "../ffi/native.ts";
 import type { NativeCallback } from "../ffi/symbols.ts";
 import { stateError, unwrap } from "./errors.ts";
 
@@ -22,14 +22,13 @@ declare const process: { env: Record<string, string | undefined> };
 /** What an operation waits for. */
 export type Interest = "read" | "write";
 
-/** Interest bits shared with zig/src/poller.zig. */
-const READ = 1;
-const WRITE = 2;
+/** Interest bits shared with zig/src/poller.zig (ffi/abi.ts). */
+const READ = abi.constants.INTEREST_READ.value;
+const WRITE = abi.constants.INTEREST_WRITE.value;
 /** Limit: ready events taken per native call (the native queue holds more; JS comes back for them). */
 const BATCH_MAX = 256;
 /** The poll(2) fallback waits in slices this long, so it rechecks aborts and frees its worker now and then. */
 const POLL_SLICE_MS = 20;
-const EPERM = 1;
 
 type Mode = "doorbell" | "call" | "poll";
 
@@ -147,7 +146,7 @@ function arm(fd: number, state: FdState): boolean {
   for (const waiter of state.waiters) want |= waiter.bit;
   if (want === 0 || (want & ~state.armed) === 0) return true;
   const result = fn.pageio_poller_arm(poller, fd, want);
-  if (result === -EPERM) return false;
+  if (result === -errno.EPERM) return false;
   unwrap(result, "epoll_ctl");
   state.armed = want;
   return true;

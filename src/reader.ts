@@ -3,10 +3,12 @@
  * file's mapping or into a pool page.
  * @module
  */
-import { fn, native } from "../ffi/native.ts";
+import { fn } from "../ffi/native.ts";
 import { checkInteger, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
+import type { AsyncOptions } from "./drive.ts";
 import { readv, readvAsync } from "./gather.ts";
+import { waitReady } from "./reactor.ts";
 import type { PageHead } from "./head.ts";
 import { kRelease } from "./internal.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
@@ -76,6 +78,10 @@ export class PageReader implements Iterable<PageHead> {
   #ended = false;
   #closed = false;
   #readable: ReadableStream<Uint8Array<ArrayBuffer>> | null = null;
+  /** The asynchronous read in flight (the next one queues behind it; `close()` completes after it). */
+  #reading: Promise<unknown> | null = null;
+  /** Ends a read's wait when the reader closes. */
+  readonly #closing = new AbortController();
 
   /**
    * Reads `source`: a path or `file:` URL (opened here, closed by `close()`), a FileHandle or an fd (left open).
@@ -176,6 +182,8 @@ export class PageReader implements Iterable<PageHead> {
     }
     const offset = this.#position - this.#windowStart;
     const length = Math.min(this.#chunkSize, window.byteLength - offset);
+    // Every head, not only every window: a file cut under a mapped window must not go on as heads of zeros.
+    this.#checkSize(this.#position + length);
     this.#position += length;
     return window.head(offset, length);
   }
@@ -263,20 +271,50 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   /**
-   * The next head without holding up the event loop: a pipe or socket is waited on off the JS thread (a
-   * regular file's next head is ready at once).
+   * The next head without holding up the event loop: what a pipe or socket holds is read at once, and one
+   * that is empty is waited on (one shared readiness wait, no thread); a regular file's next head is ready at
+   * once. A call while another is pending queues behind it. `close()` ends a pending wait (it rejects with
+   * `ERR_CLOSED`); an abort rejects with `ABORT_ERR`, nothing read.
    */
-  async readAsync(): Promise<PageHead | null> {
+  readAsync(options: AsyncOptions = {}): Promise<PageHead | null> {
+    if (this.#closed) return Promise.reject(stateError("ERR_CLOSED", "page reader is closed", "readAsync"));
+    const signal = options.signal;
+    const read = this.#reading === null
+      ? this.#readAsync(signal)
+      : this.#reading.then(() => this.#readAsync(signal), () => this.#readAsync(signal));
+    const tracked = this.#reading = read.finally(() => {
+      if (this.#reading === tracked) this.#reading = null;
+    });
+    return read;
+  }
+
+  async #readAsync(signal?: AbortSignal): Promise<PageHead | null> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readAsync");
     if (this.#ended) return null;
     if (this.#mapped) return this.#readMapped();
     if (this.#left === 0) return this.#finish();
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
-      if (this.#awaitWriter) this.#writerCame(await native.async.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
-      return this.#took(await readvAsync(this.#file, [this.#room(page)]), page);
+      return this.#took(await this.#receive(this.#room(page), signal), page);
     } finally {
       page.release();
+    }
+  }
+
+  /** One asynchronous read of what the pipe or socket has (waiting for it when it has nothing yet). */
+  async #receive(into: Page | Uint8Array, signal?: AbortSignal): Promise<number> {
+    const closing = this.#closing.signal;
+    const signals = signal === undefined ? closing : AbortSignal.any([signal, closing]);
+    try {
+      // A FIFO with no writer yet reads as ended; it turns readable once a writer writes, or comes and goes.
+      if (this.#awaitWriter) {
+        await waitReady(fdOf(this.#file), "read", signals);
+        this.#awaitWriter = false;
+      }
+      return await readvAsync(this.#file, [into], { signal: signals });
+    } catch (error) {
+      if (closing.aborted) throw stateError("ERR_CLOSED", "page reader was closed during a read", "readAsync");
+      throw error;
     }
   }
 
@@ -326,7 +364,12 @@ export class PageReader implements Iterable<PageHead> {
           request.respond(0);
         } else request.respond(read);
       },
-      cancel: () => this.close(),
+      // Settles once a pull in flight has: the fd stays open, and its number taken, until then.
+      cancel: () => {
+        const reading = this.#reading;
+        this.close();
+        return reading?.then(() => {}, () => {});
+      },
     }) as ReadableStream<Uint8Array<ArrayBuffer>>;
   }
 
@@ -336,10 +379,14 @@ export class PageReader implements Iterable<PageHead> {
     // pread works where mmap does not (sysfs): it stops at the real end, the size being only a bound there.
     if (this.#mapped) return this.#pread(view);
     if (this.#left === 0) return 0;
-    if (this.#awaitWriter) this.#writerCame(await native.async.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
-    const read = await readvAsync(this.#file, [view.subarray(0, Math.min(view.byteLength, this.#left))]);
-    this.#left -= read;
-    return read;
+    const reading = this.#reading = this.#receive(view.subarray(0, Math.min(view.byteLength, this.#left)));
+    try {
+      const read = await reading;
+      this.#left -= read;
+      return read;
+    } finally {
+      if (this.#reading === reading) this.#reading = null;
+    }
   }
 
   #writerCame(result: number): void {
@@ -363,10 +410,23 @@ export class PageReader implements Iterable<PageHead> {
     for (let head = this.read(); head !== null; head = this.read()) yield head;
   }
 
-  /** Closes what the reader opened. Heads already read stay valid until released. */
+  /**
+   * Closes what the reader opened. Heads already read stay valid until released. A pending `readAsync` is
+   * ended (it rejects with `ERR_CLOSED`), and what the reader owns is released once it has settled.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#reading !== null) {
+      this.#closing.abort();
+      const release = () => this.#release();
+      this.#reading.then(release, release);
+      return;
+    }
+    this.#release();
+  }
+
+  #release(): void {
     const window = this.#window;
     this.#window = null;
     window?.[kRelease]();

@@ -8,6 +8,7 @@
 import { constants } from "node:os";
 import process from "node:process";
 import { abi, errno, fn, native } from "../ffi/native.ts";
+import { type AsyncOptions, type Plan, runAsync, runSync } from "./drive.ts";
 import { checkInteger, faultError, PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, openFile, stat } from "./file.ts";
 import { type HeadOwner, PageHead } from "./head.ts";
@@ -192,14 +193,18 @@ export class SharedRing {
   reserve(options?: RingWaitOptions): RingSlot {
     this.#enter("producer", "reserve");
     if (this.#reserved !== null) return this.#reserved;
-    return this.#reserve(fn.pageio_ring_reserve(this.#region, timeoutOf(options)));
+    return this.#reserve(runSync(ringPlan("pageio_ring_reserve", this.#region, timeoutOf(options))));
   }
 
-  /** `reserve()` as a Promise: the wait happens off the JS thread. */
-  async reserveAsync(options?: RingWaitOptions): Promise<RingSlot> {
+  /**
+   * `reserve()` as a Promise: a free slot is taken at once; otherwise a short spin, then the futex wait off
+   * the JS thread. An abort rejects with `ABORT_ERR` within one wait slice (100 ms).
+   */
+  async reserveAsync(options?: RingWaitOptions & AsyncOptions): Promise<RingSlot> {
     this.#enter("producer", "reserveAsync");
     if (this.#reserved !== null) return this.#reserved;
-    return this.#reserve(await this.#offThread(native.async.pageio_ring_reserve(this.#region, timeoutOf(options))));
+    const plan = ringPlan("pageio_ring_reserve", this.#region, timeoutOf(options));
+    return this.#reserve(await this.#offThread(runAsync(null, -1, plan, options?.signal)));
   }
 
   /**
@@ -209,13 +214,17 @@ export class SharedRing {
    */
   receive(options?: RingWaitOptions): PageHead | null {
     this.#enter("consumer", "receive");
-    return this.#receive(fn.pageio_ring_receive(this.#region, timeoutOf(options)));
+    return this.#receive(runSync(ringPlan("pageio_ring_receive", this.#region, timeoutOf(options))));
   }
 
-  /** `receive()` as a Promise: the wait happens off the JS thread. */
-  async receiveAsync(options?: RingWaitOptions): Promise<PageHead | null> {
+  /**
+   * `receive()` as a Promise: a published slot is taken at once; otherwise a short spin, then the futex wait
+   * off the JS thread. An abort rejects with `ABORT_ERR` within one wait slice (100 ms).
+   */
+  async receiveAsync(options?: RingWaitOptions & AsyncOptions): Promise<PageHead | null> {
     this.#enter("consumer", "receiveAsync");
-    return this.#receive(await this.#offThread(native.async.pageio_ring_receive(this.#region, timeoutOf(options))));
+    const plan = ringPlan("pageio_ring_receive", this.#region, timeoutOf(options));
+    return this.#receive(await this.#offThread(runAsync(null, -1, plan, options?.signal)));
   }
 
   /** Consumer: every head until the producer closes; release each. */
@@ -482,6 +491,36 @@ class ReceivedSlot implements HeadOwner {
 function roleOf(role: unknown): RingRole {
   if (!roles.includes(role as RingRole)) throw new TypeError(`role must be "producer" or "consumer", got ${role}`);
   return role as RingRole;
+}
+
+/** How long a ring wait spins on the JS thread before it takes a thread: about one hand-off's cost. */
+const SPIN_MS = 0.02;
+/** Limit: one native wait off the JS thread, so an abort is seen and a worker freed at least this often. */
+const SLICE_MS = 100;
+
+/**
+ * The planner of a ring wait (reserve or receive): tries at once, spins briefly, then waits in the native
+ * call in slices until `timeout` (ms, FOREVER for none) runs out. Returns the native result.
+ */
+function* ringPlan(
+  name: "pageio_ring_reserve" | "pageio_ring_receive",
+  region: number,
+  timeout: number,
+): Plan<number> {
+  const spinUntil = performance.now() + SPIN_MS;
+  let result: number;
+  const now = () => fn[name](region, 0);
+  do result = (yield { name, args: [region, 0], run: now }) as number; while (
+    result === -errno.ETIMEDOUT && timeout !== 0 && performance.now() < spinUntil
+  );
+  const deadline = timeout === FOREVER ? Infinity : performance.now() + timeout;
+  while (result === -errno.ETIMEDOUT && timeout !== 0) {
+    const left = deadline - performance.now();
+    if (left <= 0) break;
+    const slice = Math.ceil(Math.min(left, SLICE_MS));
+    result = (yield { wait: { name, args: [region, slice], run: () => fn[name](region, slice) } }) as number;
+  }
+  return result;
 }
 
 function timeoutOf(options: RingWaitOptions | undefined): number {

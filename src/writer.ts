@@ -10,6 +10,7 @@ import { Brigade } from "./brigade.ts";
 import type { Chunk } from "./gather.ts";
 import { PageHead } from "./head.ts";
 import { Lender } from "./lend.ts";
+import type { AsyncOptions } from "./drive.ts";
 import { type Page, PagePool } from "./pool.ts";
 import { pageSize, runtime } from "./system.ts";
 
@@ -84,6 +85,8 @@ export class PageWriter {
   readonly #lender: Lender | null = null;
   #written = 0;
   #closed = false;
+  /** The asynchronous flush in flight; later ones queue behind it, `close()` completes after it. */
+  #flushing: Promise<number> | null = null;
   #writable: WritableStream<Chunk> | null = null;
   #pool: PagePool | null;
   readonly #ownsPool: boolean;
@@ -134,7 +137,12 @@ export class PageWriter {
       this.#queueText(); // what was written before goes first
       this.#brigade.append(chunk);
     }
-    if (this.#brigade.count >= IOV_MAX || this.#brigade.byteLength >= this.#highWaterMark) this.flush();
+    // With an async flush in flight, that flush takes this chunk too.
+    if (this.#flushing === null && this.#full()) this.flush();
+  }
+
+  #full(): boolean {
+    return this.#brigade.count >= IOV_MAX || this.#brigade.byteLength >= this.#highWaterMark;
   }
 
   /** Encodes the strings written so far into pool pages; filled pages are queued. */
@@ -201,10 +209,11 @@ export class PageWriter {
   }
 
   /**
-   * Queues a head like `write`, but a flush it triggers runs off the JS thread: await it to keep memory
-   * bounded on a slow target.
+   * Queues a head like `write`, but a flush it triggers does not hold up the event loop: await it to keep
+   * memory bounded on a slow target. While another flush is in flight it queues behind it; once the writer is
+   * closed it throws `ERR_CLOSED` and takes nothing.
    */
-  async writeAsync(chunk: Chunk | string): Promise<void> {
+  async writeAsync(chunk: Chunk | string, options: AsyncOptions = {}): Promise<void> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "writeAsync");
     if (typeof chunk === "string") {
       this.#text += chunk;
@@ -214,17 +223,37 @@ export class PageWriter {
       this.#brigade.append(chunk);
     }
     if (!this.#watched) this.#watch();
-    if (this.#brigade.count >= IOV_MAX || this.#brigade.byteLength >= this.#highWaterMark) await this.flushAsync();
+    if (this.#full()) await this.#flushQueued(options.signal);
   }
 
-  /** `flush` off the JS thread: the event loop runs on while a slow pipe or socket drains. */
-  async flushAsync(): Promise<number> {
-    if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flushAsync");
+  /**
+   * `flush` without holding up the event loop: each write is tried at once, and a pipe or socket that is full
+   * is waited on (one shared readiness wait, no thread). A second call while one runs queues behind it. An
+   * abort rejects with `ABORT_ERR` and `bytesTransferred`; what was not written stays queued.
+   */
+  flushAsync(options: AsyncOptions = {}): Promise<number> {
+    if (this.#closed) return Promise.reject(stateError("ERR_CLOSED", "page writer is closed", "flushAsync"));
+    return this.#flushQueued(options.signal);
+  }
+
+  #flushQueued(signal?: AbortSignal): Promise<number> {
+    const previous = this.#flushing;
+    const flushing = (previous === null ? this.#flushOnce(signal) : previous.then(
+      () => this.#flushOnce(signal),
+      () => this.#flushOnce(signal),
+    )).finally(() => {
+      if (this.#flushing === flushing) this.#flushing = null;
+    });
+    this.#flushing = flushing;
+    return flushing;
+  }
+
+  async #flushOnce(signal?: AbortSignal): Promise<number> {
     this.#lender?.reclaim();
     this.#queueText();
     let written: number;
     try {
-      written = await this.#brigade.flushAsync(this.#file);
+      written = await this.#brigade.flushAsync(this.#file, { signal });
     } catch (error) {
       this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0; // what did go out
       throw error;
@@ -289,31 +318,38 @@ export class PageWriter {
 
   /** Releases what is queued without writing it, and closes. */
   #discard(): void {
-    this.#brigade.release();
+    if (this.#flushing === null) this.#brigade.release(); // else close() releases once the flush settles
     this.#text = "";
     this.#fillStart = this.#fillEnd;
     this.close();
   }
 
-  /** Flushes, then releases anything left and closes what the writer opened. */
+  /**
+   * Flushes, then releases anything left and closes what the writer opened. During an async flush it
+   * refuses further writes at once and completes when that flush settles: the flush writes what was queued
+   * (strings included), then everything is released and the descriptor closed, so its reader sees the end,
+   * whether the flush succeeded or not.
+   */
   close(): void {
     if (this.#closed) return;
+    if (this.#flushing !== null) {
+      this.#queueText(); // the flush in flight takes it
+      this.#closed = true;
+      // The flush's outcome went to whoever awaited it; a failing close of the fd has no one to tell here.
+      const finish = () => {
+        try {
+          this.#release();
+        } catch { /* see above */ }
+      };
+      this.#flushing.then(finish, finish);
+      return;
+    }
     let dropped = 0;
     try {
       if (this.pending.count > 0) this.flush(); // nothing queued: the target may be closed already
       dropped = this.pending.byteLength; // a non-blocking target that would block: never dropped silently
     } finally {
-      this.#closed = true;
-      unflushed.delete(this);
-      this.#brigade.release();
-      this.#fill?.release();
-      this.#fill = null;
-      this.#text = "";
-      this.#fillBytes = new Uint8Array(0);
-      this.#fillStart = this.#fillEnd = 0;
-      this.#lender?.close();
-      if (this.#ownsPool) this.#pool?.close(); // its slabs go once the last lent or queued page is back
-      if (this.#ownsFile) (this.#file as FileHandle).close();
+      this.#release();
     }
     if (dropped > 0) {
       throw new PageIoError(
@@ -322,6 +358,20 @@ export class PageWriter {
         { syscall: "close" },
       );
     }
+  }
+
+  #release(): void {
+    this.#closed = true;
+    unflushed.delete(this);
+    this.#brigade.release();
+    this.#fill?.release();
+    this.#fill = null;
+    this.#text = "";
+    this.#fillBytes = new Uint8Array(0);
+    this.#fillStart = this.#fillEnd = 0;
+    this.#lender?.close();
+    if (this.#ownsPool) this.#pool?.close(); // its slabs go once the last lent or queued page is back
+    if (this.#ownsFile) (this.#file as FileHandle).close();
   }
 
   /** Closes, as `close()` does, for `using`. */

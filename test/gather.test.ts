@@ -322,18 +322,19 @@ test("readv into lying arrays fills each one's real bytes only, and a Proxy head
 test("writevAsync keeps a generator's arrays alive until it settles, and copies a resizable one", () => {
   const run = runScript(
     `
-    import { pipe, readv, writevAsync } from "${root}mod.ts";
+    import { pipe, readvAsync, writevAsync } from "${root}mod.ts";
     import { collectGarbage, patternBytes, sha256 } from "${root}test/helpers.ts";
     const [readEnd, writeEnd] = pipe();
     const count = 64, size = 256 * 1024;
     function* arrays() { for (let i = 0; i < count; i++) yield patternBytes(size, i + 1); }
     // 16 MiB into a 64 KiB pipe: the call waits on the reader while the arrays have no other reference.
+    // (The reads are async too: the write waits on this thread's event loop, as Node's would.)
     const pending = writevAsync(writeEnd, arrays());
     await collectGarbage();
     const litter = []; // reuses whatever memory was freed
     for (let i = 0; i < 128; i++) litter.push(new Uint8Array(size).fill(0xee));
     const received = Buffer.alloc(count * size);
-    for (let at = 0; at < received.length;) at += readv(readEnd, [received.subarray(at)]);
+    for (let at = 0; at < received.length;) at += await readvAsync(readEnd, [received.subarray(at)]);
     const written = await pending;
     const want = [];
     for (let i = 0; i < count; i++) want.push(patternBytes(size, i + 1));
@@ -343,7 +344,7 @@ test("writevAsync keeps a generator's arrays alive until it settles, and copies 
     const second = writevAsync(writeEnd, [new Uint8Array(resizable)]);
     resizable.resize(0);
     const again = Buffer.alloc(1 << 20);
-    for (let at = 0; at < again.length;) at += readv(readEnd, [again.subarray(at)]);
+    for (let at = 0; at < again.length;) at += await readvAsync(readEnd, [again.subarray(at)]);
     console.log(JSON.stringify({
       written,
       same: sha256(received) === sha256(Buffer.concat(want)),

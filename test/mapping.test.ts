@@ -385,3 +385,35 @@ test("Mapping internals are out of reach: no refcount or raw view can be touched
   }
   assert.equal((m as unknown as Record<string, unknown>).releaseRef, undefined);
 });
+
+test("a ring slot's bytes transferred away: publish, close and GC neither throw nor unmap under them", () => {
+  const run = runScript(
+    `
+    import { SharedRing } from "${root}mod.ts";
+    const gc = async () => {
+      for (let i = 0; i < 4; i++) {
+        if (typeof Deno !== "undefined") globalThis.gc(); else Bun.gc(true);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const producer = SharedRing.create({ slots: 2 });
+    const slot = producer.reserve();
+    slot.bytes.fill(5);
+    const moved = new Uint8Array(slot.bytes.buffer.transfer());
+    slot.publish(16); // revokes: finds the buffer gone, keeps the memory
+    producer.close();
+    await gc();
+    let other = SharedRing.create({ slots: 2 });
+    const dropped = other.reserve();
+    const away = new Uint8Array(dropped.bytes.buffer.transfer());
+    other = null; // dropped without close: the backstop must not unmap under \`away\`
+    await gc();
+    console.log(JSON.stringify({ moved: moved[100], away: away.length }));
+    `,
+    { denoFlags: ["--v8-flags=--expose-gc"] },
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  // Bun: the slot's bytes stay for their new owner; Deno: retired, the ring file's pages replaced by zeros.
+  assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").at(-1)!), { moved: isDeno ? 0 : 5, away: 65536 });
+});

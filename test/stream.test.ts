@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import { openFile, type PageHead, type PageIoError, PagePool, PageReader, pageSize, PageWriter } from "../mod.ts";
 import { liveRegionCount } from "../src/system.ts";
@@ -194,6 +194,17 @@ test("a file cut between windows: read() is ERR_FILE_TRUNCATED, the held window 
   assert.equal(run.signal, null, run.stderr);
   assert.equal(run.status, 0, run.stderr);
   assert.deepEqual(JSON.parse(run.stdout.trim()), { read: ["PageIoError", "ERR_FILE_TRUNCATED"], held: true });
+});
+
+test("a file cut inside a mapped window: the next read() is ERR_FILE_TRUNCATED, no head of zeros is handed out", () => {
+  // Before: the window already mapped went on as heads past the file's new end, each reading as zeros.
+  const path = tempFile(patternBytes(64 * pageSize, 73));
+  const reader = new PageReader(path, { windowSize: 64 * pageSize, chunkSize: 4 * pageSize });
+  const held = [reader.read()!, reader.read()!];
+  truncateSync(path, 4 * pageSize);
+  assert.throws(() => reader.read(), (e) => code(e) === "ERR_FILE_TRUNCATED");
+  held.forEach((h) => h.release());
+  reader.close();
 });
 
 /** Bytes of `path` this process has mapped (/proc/self/maps). */

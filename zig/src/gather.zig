@@ -141,7 +141,11 @@ fn vmsplice(fd: i32, iov: []const std.posix.iovec) isize {
         return -1;
     }
     const linux = std.os.linux;
-    const rc = linux.syscall4(.vmsplice, @bitCast(@as(isize, fd)), @intFromPtr(iov.ptr), iov.len, 0);
+    // vmsplice ignores the pipe's O_NONBLOCK: without SPLICE_F_NONBLOCK it waits on a full non-blocking pipe.
+    const SPLICE_F_NONBLOCK: usize = 2;
+    const non_blocking = std.c.fcntl(fd, std.c.F.GETFL) & @as(c_int, @bitCast(std.c.O{ .NONBLOCK = true })) != 0;
+    const flags: usize = if (non_blocking) SPLICE_F_NONBLOCK else 0;
+    const rc = linux.syscall4(.vmsplice, @bitCast(@as(isize, fd)), @intFromPtr(iov.ptr), iov.len, flags);
     const e = linux.E.init(rc);
     if (e == .SUCCESS) return @bitCast(rc);
     std.c._errno().* = @intFromEnum(e);

@@ -228,6 +228,46 @@ pub fn waitFd(fd: i32, interest: u32, timeout_ms: i32) Errno!u32 {
     return ready & interest;
 }
 
+/// How an async operation may treat `fd`.
+pub const Blocking = enum(u32) {
+    /// O_NONBLOCK: try on the JS thread, wait for readiness on EAGAIN.
+    no = 0,
+    /// Blocking, but never waits for a peer (regular file, block device, directory): always ready.
+    never_waits = 1,
+    /// Blocking and may wait for a peer (pipe, socket): a big write only off the JS thread.
+    may_wait = 2,
+    /// A blocking character device (terminal, /dev/null): once poll says ready, the call does not wait.
+    device = 3,
+};
+
+pub fn blocking(fd: i32) Errno!Blocking {
+    const flags = std.c.fcntl(fd, std.c.F.GETFL);
+    if (flags < 0) return errno.last();
+    if (flags & @as(c_int, @bitCast(std.c.O{ .NONBLOCK = true })) != 0) return .no;
+    var st: std.c.Stat = undefined;
+    if (std.c.fstat(fd, &st) != 0) return errno.last();
+    const kind = st.mode & std.c.S.IFMT;
+    if (kind == std.c.S.IFREG or kind == std.c.S.IFBLK or kind == std.c.S.IFDIR) return .never_waits;
+    return if (kind == std.c.S.IFCHR) .device else .may_wait;
+}
+
+test "blocking tells the three kinds apart" {
+    var fds: [2]i32 = undefined;
+    try std.testing.expectEqual(@as(c_int, 0), std.c.pipe(&fds));
+    defer _ = std.c.close(fds[0]);
+    defer _ = std.c.close(fds[1]);
+    try std.testing.expectEqual(Blocking.may_wait, try blocking(fds[0]));
+    _ = std.c.fcntl(fds[0], std.c.F.SETFL, @as(c_int, @bitCast(std.c.O{ .NONBLOCK = true })));
+    try std.testing.expectEqual(Blocking.no, try blocking(fds[0]));
+    const file = std.c.open("/proc/self/exe", .{});
+    defer _ = std.c.close(file);
+    try std.testing.expectEqual(Blocking.never_waits, try blocking(file));
+    const null_fd = std.c.open("/dev/null", .{});
+    defer _ = std.c.close(null_fd);
+    try std.testing.expectEqual(Blocking.device, try blocking(null_fd));
+    try std.testing.expectError(error.BADF, blocking(-1));
+}
+
 fn release(p: *Poller) void {
     _ = std.c.close(p.epoll_fd);
     _ = std.c.close(p.wake_fd);

@@ -437,6 +437,12 @@ export fn pageio_poller_close(id: u32) Result {
     return 0;
 }
 
+/// How an async operation may treat `fd` (poller.Blocking): non-blocking, always ready (a regular file), may
+/// wait for a peer (a pipe or socket someone else opened blocking), or a character device.
+export fn pageio_fd_blocking(fd: i32) Result {
+    return errno.result(if (poller.blocking(fd)) |b| @intFromEnum(b) else |err| err);
+}
+
 /// Without a poller: waits up to `timeout_ms` for one fd (poll(2)); returns its readiness bits, 0 on timeout.
 export fn pageio_wait_fd(fd: i32, interest: u32, timeout_ms: i32) Result {
     return errno.result(if (poller.waitFd(fd, interest, timeout_ms)) |bits| bits else |err| err);

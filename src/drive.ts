@@ -1,0 +1,185 @@
+/**
+ * One planner, two drivers. An operation's planner is a generator that decides every system call (which one,
+ * over which chunks, how a short one is resumed) and yields what it needs next: a `Call`, answered with the
+ * native result, or a `Wait` when the descriptor would block, answered with whether to go on. The drivers
+ * differ only in how they wait:
+ * - `runSync` makes each call at once and answers a wait with "stop": a non-blocking descriptor returns what
+ *   moved so far, as the blocking calls always have.
+ * - `runAsync` makes each call on the JS thread too (a non-blocking descriptor or a regular file never holds
+ *   it up), waits on the reactor when the descriptor would block, and takes the runtime's thread only for a
+ *   blocking pipe or socket that someone else opened. An abort ends the wait at once and rejects with the
+ *   bytes moved so far.
+ * @module
+ */
+import { abi, errno, fn, native } from "../ffi/native.ts";
+import type { BlockingName } from "../ffi/symbols.ts";
+import { PageIoError, stateError, unwrap } from "./errors.ts";
+import { FileHandle, type Target } from "./file.ts";
+import { type Interest, waitReady } from "./reactor.ts";
+
+/** A system call the planner wants made: the native symbol and its arguments, and the fd it may wait on. */
+export interface Call {
+  readonly wait?: undefined;
+  /** The native symbol, and its arguments for a call off the JS thread. */
+  readonly name: BlockingName;
+  readonly args: readonly unknown[];
+  /** The same call made directly (a spread call would miss the runtimes' FFI fast paths). */
+  run(): number;
+  /** What the call waits for on a blocking descriptor, and how many bytes it moves at most. */
+  readonly interest?: Interest;
+  readonly bytes?: number;
+}
+
+/**
+ * The descriptor would block: wait until it is ready for `wait`, then go on (async) or stop (sync). Or, for
+ * a wait that only a native call can make (a futex in shared memory), that call: made at once by the sync
+ * driver, off the JS thread by the async one; answered with its result.
+ */
+export interface Wait {
+  readonly wait: Interest | Call;
+}
+
+/** A planner: yields calls and waits, returns the operation's result. */
+export type Plan<T> = Generator<Call | Wait, T, number | boolean>;
+
+/** Options every asynchronous form takes. */
+export interface AsyncOptions {
+  /** Ends the operation early: it rejects with `ABORT_ERR` and `bytesTransferred`, its stream consistent. */
+  signal?: AbortSignal;
+}
+
+/** A native result meaning "nothing moved, it would block". */
+export function wouldBlock(result: number, moved: number): boolean {
+  return result === -errno.EAGAIN && moved === 0;
+}
+
+const BLOCKING_MAY_WAIT = abi.enums.FdBlocking.values.indexOf("may_wait");
+const BLOCKING_DEVICE = abi.enums.FdBlocking.values.indexOf("device");
+
+const READ = abi.constants.INTEREST_READ.value;
+const WRITE = abi.constants.INTEREST_WRITE.value;
+
+/** Forces the thread path for every async call (`PAGEIO_ASYNC=thread`), to test the fallback. */
+const threadAlways = readEnv("PAGEIO_ASYNC") === "thread";
+
+/**
+ * Runs a planner with each call made at once. A wait is answered "stop", or, when `waits` (a descriptor that
+ * pageio made non-blocking only for its async forms), by blocking in poll(2) as a blocking descriptor would.
+ */
+export function runSync<T>(plan: Plan<T>, fd = -1, waits = false): T {
+  let step = plan.next();
+  while (!step.done) {
+    const next = step.value;
+    if (next.wait === undefined) step = plan.next(next.run());
+    else if (typeof next.wait === "object") step = plan.next(next.wait.run());
+    else if (!waits) step = plan.next(false);
+    else {
+      const ready = fn.pageio_wait_fd(fd, next.wait === "read" ? READ : WRITE, -1);
+      step = ready < 0 ? plan.throw(errorOf(ready, "poll")) : plan.next(true);
+    }
+  }
+  return step.value;
+}
+
+function errorOf(result: number, syscall: string): unknown {
+  try {
+    unwrap(result, syscall);
+  } catch (error) {
+    return error;
+  }
+}
+
+/**
+ * Runs a planner without holding up the event loop. `fd` is the descriptor it works on; its arrays stay
+ * referenced by the planner until this settles, so nothing passed by address is collected meanwhile.
+ */
+export async function runAsync<T>(
+  target: Target | null,
+  fd: number,
+  plan: Plan<T>,
+  signal?: AbortSignal,
+  keep?: unknown,
+): Promise<T> {
+  const offThread = native.async as unknown as Record<string, (...args: unknown[]) => Promise<number>>;
+  let blocking: number | undefined; // the fd's FdBlocking, asked once per operation
+  let step = plan.next();
+  while (!step.done) {
+    const next = step.value;
+    let answer: number | boolean;
+    try {
+      if (signal?.aborted) throw signal.reason;
+      // Closed while this waited: its number may name another file by now.
+      if (target instanceof FileHandle && target.closed) throw closedError(fd);
+      if (typeof next.wait === "object") answer = await offThread[next.wait.name](...next.wait.args);
+      else if (next.wait !== undefined) {
+        await waitReady(fd, next.wait, signal);
+        answer = true;
+      } else {
+        blocking ??= fd < 0 ? 0 : fn.pageio_fd_blocking(fd);
+        if (blocking !== BLOCKING_MAY_WAIT && blocking !== BLOCKING_DEVICE && !threadAlways) answer = next.run();
+        else answer = await blockingCall(fd, next, blocking === BLOCKING_DEVICE, signal, offThread);
+      }
+    } catch (error) {
+      step = plan.throw(signal?.aborted && error === signal.reason ? abortError(error) : error);
+      continue;
+    }
+    step = plan.next(answer);
+  }
+  held = keep; // the arrays a call took by address stay reachable until here
+  return step.value;
+}
+// deno-lint-ignore no-unused-vars
+let held: unknown;
+
+function closedError(fd: number): PageIoError {
+  return stateError("ERR_CLOSED", `fd ${fd} was closed while an operation was in flight on it`, "async");
+}
+
+/** Limit: a write this small to a ready pipe or socket goes in whole (PIPE_BUF), so it never blocks. */
+const SMALL_WRITE_BYTES = 4096;
+
+/**
+ * A call on a blocking descriptor someone else opened: it waits (abortably) on the reactor until the fd is
+ * ready; then a read, a write small enough to fit, or anything on a character device (ready means it takes
+ * the call) is made on the JS thread, a big write to a pipe or socket on a thread. (A second reader of the
+ * same descriptor could still take the bytes between the two: then the read waits.)
+ */
+async function blockingCall(
+  fd: number,
+  call: Call,
+  device: boolean,
+  signal: AbortSignal | undefined,
+  offThread: Record<string, (...args: unknown[]) => Promise<number>>,
+): Promise<number> {
+  if (call.interest === undefined || threadAlways) return await offThread[call.name](...call.args);
+  if (fn.pageio_wait_fd(fd, call.interest === "read" ? READ : WRITE, 0) === 0) {
+    await waitReady(fd, call.interest, signal);
+  }
+  if (device || call.interest === "read" || (call.bytes ?? Infinity) <= SMALL_WRITE_BYTES) return call.run();
+  return await offThread[call.name](...call.args);
+}
+
+/** An operation's planner passes every error through this: `bytesTransferred` counts all of its steps. */
+export function failedAfter(error: unknown, bytes: number): unknown {
+  if (error instanceof PageIoError && error.bytesTransferred !== bytes) {
+    Object.defineProperty(error, "bytesTransferred", { value: bytes, enumerable: true, writable: true });
+  }
+  return error;
+}
+
+/** What an aborted operation rejects with: `ABORT_ERR`, the signal's reason as `cause`. */
+function abortError(reason: unknown): PageIoError {
+  const error = new PageIoError("ABORT_ERR", "the operation was aborted", { syscall: "abort", bytesTransferred: 0 });
+  (error as { cause?: unknown }).cause = reason;
+  return error;
+}
+
+function readEnv(name: string): string | undefined {
+  try {
+    return native.runtime === "deno"
+      ? Deno.env.get(name)
+      : (globalThis as unknown as { process: { env: Record<string, string | undefined> } }).process.env[name];
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,340 @@
+// Async lifecycles: a blocked writer and the read that drains it in one process, aborts in the middle of a big
+// transfer, close and cancel while an operation is in flight, concurrent calls, no starvation, a live event
+// loop under every waiting form, and the fallbacks forced.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readdirSync, readlinkSync } from "node:fs";
+import {
+  type PageIoError,
+  PagePool,
+  PageReader,
+  PageWriter,
+  pipe,
+  readvAsync,
+  SharedRing,
+  writevAsync,
+} from "../mod.ts";
+import { fifo, patternBytes, root, runScript, sha256 } from "./helpers.ts";
+
+const code = (e: unknown) => (e as PageIoError).code;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Reads `readEnd` asynchronously until end of input, hashing what arrives; `slow` pauses between reads. */
+async function drain(readEnd: Parameters<typeof readvAsync>[0], onBytes?: (total: number) => void, slow = 0) {
+  const hash = createHash("sha256");
+  const buffer = new Uint8Array(256 * 1024);
+  let total = 0;
+  for (let n; (n = await readvAsync(readEnd, [buffer])) > 0;) {
+    hash.update(buffer.subarray(0, n));
+    total += n;
+    onBytes?.(total);
+    if (slow) await sleep(slow);
+  }
+  return { total, sha: hash.digest("hex") };
+}
+
+/** Descriptors of this process open on `path` (a count of all would see the runtime's own come and go). */
+function fdsOn(path: string): number {
+  return readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === path;
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
+/** Runs `work` while a 10 ms interval counts its ticks and measures the longest gap between them. */
+async function withTimer<T>(work: () => Promise<T>): Promise<{ result: T; ticks: number; gap: number }> {
+  let last = performance.now(), gap = 0, ticks = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    gap = Math.max(gap, now - last);
+    last = now;
+    ticks++;
+  }, 10);
+  try {
+    const result = await work();
+    return { result, ticks, gap };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+test("a blocked writer and the read that drains it, in one process, with a live event loop", async () => {
+  const [readEnd, writeEnd] = pipe();
+  const data = patternBytes(8 << 20, 201);
+  const { result, ticks } = await withTimer(async () => {
+    const reading = drain(readEnd, undefined, 1);
+    const written = await writevAsync(writeEnd, [data]); // 8 MiB into a 64 KiB pipe: waits on the reader
+    writeEnd.close();
+    return { written, read: await reading };
+  });
+  readEnd.close();
+  assert.equal(result.written, data.length);
+  assert.deepEqual(result.read, { total: data.length, sha: sha256(data) });
+  assert.ok(ticks >= 3, `the 10 ms timer ticked ${ticks} times`);
+});
+
+test("abort in the middle of a 100 MiB transfer: bytes counted, nothing lost or duplicated", async () => {
+  const [readEnd, writeEnd] = pipe({ size: 1 << 20 });
+  const data = patternBytes(100 << 20, 202);
+  const controller = new AbortController();
+  const reading = drain(readEnd, (total) => {
+    if (total >= 30 << 20) controller.abort(new Error("enough"));
+  });
+  let sent = 0;
+  await assert.rejects(writevAsync(writeEnd, [data], { signal: controller.signal }), (e) => {
+    assert.equal(code(e), "ABORT_ERR");
+    assert.equal((e as { cause?: Error }).cause?.message, "enough");
+    sent = (e as PageIoError).bytesTransferred!;
+    return sent >= 30 << 20 && sent < data.length;
+  });
+  // The rest goes after: the reader must see every byte exactly once.
+  assert.equal(await writevAsync(writeEnd, [data.subarray(sent)]), data.length - sent);
+  writeEnd.close();
+  assert.deepEqual(await reading, { total: data.length, sha: sha256(data) });
+  readEnd.close();
+});
+
+test("abort of a PageWriter flush: what was written is counted, the rest stays queued and goes later", async () => {
+  const [readEnd, writeEnd] = pipe();
+  using pool = new PagePool({ pageSize: 64 * 1024, pages: 0 });
+  const pages = Array.from({ length: 64 }, (_, i) => {
+    const page = pool.acquire();
+    page.bytes.set(patternBytes(page.bytes.length, 300 + i));
+    return page;
+  });
+  const expected = createHash("sha256");
+  const writer = new PageWriter(writeEnd, { highWaterMark: 1 << 30, lend: false });
+  for (let round = 0; round < 4; round++) {
+    for (const page of pages) {
+      writer.write(page.head());
+      expected.update(page.bytes);
+    }
+  }
+  const total = 4 * 64 * 64 * 1024;
+  const controller = new AbortController();
+  const reading = drain(readEnd, (got) => {
+    if (got >= total / 3) controller.abort();
+  }, 0);
+  await assert.rejects(writer.flushAsync({ signal: controller.signal }), (e) => code(e) === "ABORT_ERR");
+  assert.ok(writer.bytesWritten > 0 && writer.bytesWritten < total, String(writer.bytesWritten));
+  assert.equal(writer.bytesWritten + writer.pending.byteLength, total);
+  await writer.flushAsync();
+  writer.close();
+  writeEnd.close();
+  assert.deepEqual(await reading, { total, sha: expected.digest("hex") });
+  readEnd.close();
+  pages.forEach((page) => page.release());
+  assert.equal(pool.stats.inUse, 0);
+});
+
+test("close() during flushAsync completes once the flush settles: the fd is closed, the reader sees the end", async () => {
+  const path = fifo();
+  const reader = new PageReader(path); // its end opens first, so the writer's open does not fail
+  const onFifo = () =>
+    readdirSync("/proc/self/fd").filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === path;
+      } catch {
+        return false;
+      }
+    }).length;
+  const writer = new PageWriter(path, { highWaterMark: 1 << 30 });
+  assert.equal(onFifo(), 2);
+  const data = patternBytes(4 << 20, 203);
+  writer.write(data.subarray(0, 2 << 20));
+  const flushing = writer.flushAsync(); // more than the pipe holds: it waits on the reader
+  await writer.writeAsync(data.subarray(2 << 20)); // queued behind, taken by the same or the next flush
+  assert.doesNotThrow(() => writer.close());
+  assert.throws(() => writer.write(new Uint8Array(1)), (e) => code(e) === "ERR_CLOSED");
+  await assert.rejects(writer.writeAsync(new Uint8Array(1)), (e) => code(e) === "ERR_CLOSED");
+  const hash = createHash("sha256");
+  let total = 0;
+  for await (const head of reader) { // ends only when the writer's fd is closed
+    hash.update(head.bytes);
+    total += head.byteLength;
+    head.release();
+  }
+  await flushing;
+  assert.equal(total, data.length);
+  assert.equal(hash.digest("hex"), sha256(data));
+  assert.equal(writer.bytesWritten, data.length);
+  assert.equal(onFifo(), 1, "the writer's descriptor is closed, the reader's still open");
+  reader.close();
+});
+
+test("writeAsync while another is pending queues: every chunk goes once, none is released twice", async () => {
+  const [readEnd, writeEnd] = pipe();
+  using pool = new PagePool({ pageSize: 64 * 1024, pages: 0 });
+  const writer = new PageWriter(writeEnd, { highWaterMark: 64 * 1024, lend: false });
+  const expected = createHash("sha256");
+  const pending: Promise<void>[] = [];
+  for (let i = 0; i < 32; i++) { // each fills the high-water mark: every call starts or queues a flush
+    const page = pool.acquire();
+    page.bytes.set(patternBytes(page.bytes.length, 400 + i));
+    expected.update(page.bytes);
+    pending.push(writer.writeAsync(page.head()));
+    page.release();
+  }
+  const reading = drain(readEnd);
+  await Promise.all(pending);
+  await writer.flushAsync();
+  writer.close();
+  writeEnd.close();
+  assert.deepEqual(await reading, { total: 32 * 64 * 1024, sha: expected.digest("hex") });
+  readEnd.close();
+  assert.equal(pool.stats.inUse, 0);
+});
+
+test("cancelling readable on a pipe waits for its queued read; the fd number's next owner keeps its bytes", async () => {
+  const [readEnd, writeEnd] = pipe();
+  const reader = new PageReader(readEnd);
+  const stream = reader.readable.getReader();
+  const pulled = stream.read(); // nothing in the pipe: the pull waits
+  await sleep(10);
+  await stream.cancel();
+  assert.deepEqual(await pulled, { done: true, value: undefined });
+  const number = readEnd.fd;
+  readEnd.close();
+  writeEnd.close();
+  const [next, nextWrite] = pipe(); // most likely the same numbers again
+  try {
+    const sent = new TextEncoder().encode("for the new owner");
+    await writevAsync(nextWrite, [sent]);
+    await sleep(20); // a stale read would take them now
+    const back = new Uint8Array(64);
+    const n = await readvAsync(next, [back]);
+    assert.equal(new TextDecoder().decode(back.subarray(0, n)), "for the new owner", `fd ${number} reused`);
+  } finally {
+    next.close();
+    nextWrite.close();
+  }
+});
+
+test("PageReader.close() during readAsync ends the wait with ERR_CLOSED and closes what it owns", async () => {
+  const path = fifo();
+  const reader = new PageReader(path);
+  assert.equal(fdsOn(path), 1);
+  const reading = reader.readAsync();
+  await sleep(10);
+  reader.close();
+  await assert.rejects(reading, (e) => code(e) === "ERR_CLOSED");
+  await sleep(0);
+  assert.equal(fdsOn(path), 0);
+  await assert.rejects(reader.readAsync(), (e) => code(e) === "ERR_CLOSED");
+});
+
+test("any number of blocked calls on blocking pipes never keeps out the one that would unblock them", async () => {
+  const pipes = Array.from({ length: 12 }, () => pipe({ nonBlocking: false }));
+  try {
+    const reads = pipes.map(([r]) => readvAsync(r, [new Uint8Array(8)]));
+    await sleep(20);
+    // A 13th call, a write, unblocks the first read.
+    assert.equal(await writevAsync(pipes[0][1], [new Uint8Array([1, 2, 3])]), 3);
+    assert.equal(await reads[0], 3);
+    for (const [, w] of pipes.slice(1)) await writevAsync(w, [new Uint8Array(1)]);
+    assert.deepEqual(await Promise.all(reads.slice(1)), new Array(11).fill(1));
+  } finally {
+    for (const [r, w] of pipes) {
+      r.close();
+      w.close();
+    }
+  }
+});
+
+test("a 10 ms timer keeps firing under every waiting form", async () => {
+  const [r1, w1] = pipe();
+  const [r2, w2] = pipe();
+  const [r3, w3] = pipe({ nonBlocking: false });
+  using producer = SharedRing.create({ slots: 2, slotSize: 4096 });
+  using consumer = SharedRing.open(producer.path);
+  const reader = new PageReader(r3);
+  const writer = new PageWriter(w2, { lend: false });
+  const { ticks, gap } = await withTimer(async () => {
+    const waits: Promise<unknown>[] = [
+      readvAsync(r1, [new Uint8Array(1)]), // a read on the reactor
+      writevAsync(w2, [patternBytes(1 << 20, 5)]), // a blocked write on the reactor
+      reader.readAsync(), // a blocking pipe: readiness, then the read
+      consumer.receiveAsync(), // a ring: the futex wait off the JS thread
+    ];
+    writer.write(patternBytes(1 << 20, 6));
+    waits.push(writer.flushAsync()); // behind the blocked write
+    await sleep(150);
+    writevAsync(w1, [new Uint8Array(1)]);
+    writevAsync(w3, [new Uint8Array(1)]);
+    producer.reserve().publish(1);
+    const drained = drain(r2);
+    const all = await Promise.all(waits.slice(0, 4));
+    for (const head of [all[2], all[3]]) (head as { release(): void }).release();
+    await waits[4];
+    writer.close();
+    w2.close();
+    return drained;
+  });
+  assert.ok(ticks >= 10, `only ${ticks} ticks`);
+  assert.ok(gap < 250, `the timer waited ${gap.toFixed(0)} ms at worst`);
+  for (const end of [r1, w1, r2, r3, w3]) end.close();
+});
+
+test("ring receiveAsync ends on abort (ABORT_ERR) and leaves the ring usable", async () => {
+  using producer = SharedRing.create({ slots: 2, slotSize: 4096 });
+  using consumer = SharedRing.open(producer.path);
+  const controller = new AbortController();
+  const waiting = consumer.receiveAsync({ signal: controller.signal });
+  setTimeout(() => controller.abort(), 20);
+  const started = performance.now();
+  await assert.rejects(waiting, (e) => code(e) === "ABORT_ERR");
+  assert.ok(performance.now() - started < 1000);
+  producer.reserve().publish(3);
+  const head = (await consumer.receiveAsync())!;
+  assert.equal(head.byteLength, 3);
+  head.release();
+});
+
+const fallbackScript = `
+import { createHash } from "node:crypto";
+import { readdirSync, readlinkSync } from "node:fs";
+import { PageReader, PageWriter, pipe, readvAsync, writevAsync } from "${root}mod.ts";
+import { patternBytes } from "${root}test/helpers.ts";
+const [r, w] = pipe();
+const data = patternBytes(3 << 20, 7);
+const writer = new PageWriter(w, { highWaterMark: 256 * 1024 });
+const sending = (async () => {
+  for (let at = 0; at < data.length; at += 100_000) await writer.writeAsync(data.slice(at, at + 100_000));
+  await writer.flushAsync();
+  writer.close();
+  w.close();
+})();
+const hash = createHash("sha256");
+let total = 0;
+for await (const head of new PageReader(r)) { hash.update(head.bytes); total += head.byteLength; head.release(); }
+await sending;
+const [r2, w2] = pipe({ nonBlocking: false });
+const back = new Uint8Array(4);
+const read = readvAsync(r2, [back]);
+await writevAsync(w2, [new Uint8Array([9, 8, 7, 6])]);
+console.log(JSON.stringify({ total, sha: hash.digest("hex"), read: await read, back: [...back] }));
+`;
+
+for (
+  const env of [{ PAGEIO_ASYNC: "thread" }, { PAGEIO_REACTOR: "poll" }, { PAGEIO_REACTOR: "call" }] as Record<
+    string,
+    string
+  >[]
+) {
+  test(`fallback forced (${Object.entries(env)[0].join("=")}): the same bytes through the same forms`, () => {
+    const run = runScript(fallbackScript, { env });
+    assert.equal(run.signal, null, run.stderr);
+    assert.equal(run.status, 0, run.stderr);
+    const data = patternBytes(3 << 20, 7);
+    assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").pop()!), {
+      total: data.length,
+      sha: sha256(data),
+      read: 4,
+      back: [9, 8, 7, 6],
+    });
+  });
+}
