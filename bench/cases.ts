@@ -26,6 +26,7 @@ import {
 
 import { fn } from "../ffi/native.ts";
 import { PackedList } from "../src/gather.ts";
+import { headInternals } from "../src/head.ts";
 
 // deno-lint-ignore no-explicit-any
 declare const Bun: any;
@@ -557,7 +558,7 @@ export async function pingPong(roundTrips: number): Promise<Measured[]> {
 /**
  * (4.5) Should a PageWriter on a pipe lend its pages (vmsplice) instead of copying them (writev)? `totalBytes` of
  * pool pages, 1 MiB per call, into a 1 MiB pipe drained by `cat` (which read()s), at three page sizes. The pages
- * never change during a run, so lending them is safe here.
+ * never change during those runs, so lending them is safe there; the last three rows rewrite them each time.
  */
 export async function spliceOrWritev(totalBytes: number): Promise<Measured[]> {
   const tasks: Task[] = [];
@@ -581,6 +582,49 @@ export async function spliceOrWritev(totalBytes: number): Promise<Measured[]> {
         },
       });
     }
+  }
+  // What lending costs when pages are reused safely: the producer writes into every page again between sends
+  // (here one byte per OS page, which faults in whatever memory is there), and a lent page first gets fresh
+  // memory (PageWriter's replacement: one MAP_FIXED|MAP_POPULATE mmap per run of adjacent pages): against a
+  // copy, and against reuse in place (the previous design, which a reader that splices or tees the bytes on
+  // sees overwritten).
+  const size = 65536;
+  const pool = new PagePool({ pageSize: size, pages: 0, leakDetection: "off" });
+  pools.push(pool);
+  const pages = Array.from({ length: (1 << 20) / size }, () => pool.acquire());
+  const views = pages.map((page) => page.bytes);
+  const spans = pages.map((page) => {
+    const head = page.head();
+    const span = headInternals.page(head);
+    head.release();
+    return span;
+  });
+  const list = new PackedList().pack(pages.map((page) => page.head()), 0, pages.length);
+  const touch = (round: number) => {
+    for (const bytes of views) for (let at = 0; at < size; at += 4096) bytes[at] = round;
+  };
+  const refilled = [
+    ["writev", fn.pageio_writev, false],
+    ["vmsplice, reused in place (unsafe)", fn.pageio_vmsplice, false],
+    ["vmsplice + fresh pages, a call per page", fn.pageio_vmsplice, true],
+    ["vmsplice + fresh pages, a call per 1 MiB run (PageWriter)", fn.pageio_vmsplice, "batch"],
+  ] as const;
+  for (const [how, call, replace] of refilled) {
+    tasks.push({
+      name: `${how}, 64 KiB pages, rewritten each time`,
+      fn: async () => {
+        const { writeEnd, exited } = drainingChild(1 << 20);
+        for (let sent = 0, round = 0; sent < totalBytes; sent += 1 << 20, round++) {
+          touch(round);
+          const result = call(writeEnd.fd, list.list, list.list.byteLength, list.count, null, 0, 0, list.out);
+          if (result !== 1 << 20) throw new Error(`${how} wrote ${result}`);
+          if (replace === "batch") fn.pageio_replace_pages(spans[0].region, spans[0].offset, 1 << 20);
+          else if (replace) { for (const span of spans) fn.pageio_replace_pages(span.region, span.offset, size); }
+        }
+        writeEnd.close();
+        await exited;
+      },
+    });
   }
   const results = await measure(tasks, { time: 3000, iterations: 5 });
   pools.forEach((pool) => pool.close());

@@ -64,8 +64,6 @@ export const symbols = {
   pageio_ring_receive: { parameters: ["u32", "u32"], result: "f64", mayBlock: true },
   // (region: u32, count: u32) -> 0: the oldest count received slots go back (consumer)
   pageio_ring_release: { parameters: ["u32", "u32"], result: "f64" },
-  // (fd: i32) -> bytes in the pipe not yet read (FIONREAD)
-  pageio_pipe_unread: { parameters: ["i32"], result: "f64" },
   // (fd: i32, timeout_ms: u32, 0xFFFFFFFF no limit) -> 1 readable (bytes, or writers gone after one came), 0 timeout
   pageio_wait_readable: { parameters: ["i32", "u32"], result: "f64", mayBlock: true },
   // (region: u32, offset: f64, length: f64) -> 0: fresh zeroed pages in place (private anonymous regions only)

@@ -243,8 +243,8 @@ export class Brigade {
 
   /**
    * Drops the front `written` bytes, and the empty chunks among the front `limit` chunks that they reach.
-   * Heads whose bytes were `lent` go to the lender (the pipe still holds their pages); the lender also
-   * counts every other byte that went into its pipe.
+   * Heads whose bytes were `lent` go to the lender (the pipe holds their pages: they get fresh memory before
+   * their next use).
    */
   #consume(written: number, limit: number, lender: Lender | null, lent: boolean): void {
     this.#byteLength -= written;
@@ -255,21 +255,18 @@ export class Brigade {
     while (this.#start < end && lengths[this.#start] <= left) {
       const chunk = chunks[this.#start];
       left -= lengths[this.#start];
-      if (lent) lender!.keep(chunk as PageHead);
-      else {
-        lender?.advance(lengths[this.#start]);
-        if (isHead(chunk)) releaseHead.call(chunk);
-      }
+      if (lent) lender!.lent(chunk as PageHead);
+      else if (isHead(chunk)) releaseHead.call(chunk);
       chunks[this.#start++] = undefined as unknown as Chunk;
     }
     if (left > 0) { // a partly written chunk: trim it in place
       const chunk = chunks[this.#start];
-      if (lent) lender!.keep(sliceHead.call(chunk as PageHead, 0, left));
-      else lender?.advance(left);
+      if (lent) markLent(chunk as PageHead); // the rest stays queued; the page gets fresh memory when it goes
       if (isHead(chunk)) consume(chunk, left);
       else chunks[this.#start] = viewOf(chunk, left, lengths[this.#start] - left);
       lengths[this.#start] -= left;
     }
+    if (lent) lender!.settle();
     if (this.#start === chunks.length) {
       chunks.length = lengths.length = 0;
       this.#start = 0;
@@ -318,11 +315,11 @@ function lendable(chunk: Chunk): boolean {
 }
 
 // By private field, so nothing a queued head (or its prototype) redefines ever runs.
-const { length: headLength, fileSpan, lendable: lendableHead, consume } = headInternals;
+const { length: headLength, fileSpan, lendable: lendableHead, markLent, consume } = headInternals;
 /** For a chunk already checked (by `append`): a head unless it is a typed array (no private-field lookup). */
 const isHead = (chunk: Chunk): chunk is PageHead => !ArrayBuffer.isView(chunk);
 // PageHead's own methods, so a queued head's redefined `release`, `slice`… never runs.
-const { release: releaseHead, slice: sliceHead } = PageHead.prototype;
+const { release: releaseHead } = PageHead.prototype;
 const refsOf = Object.getOwnPropertyDescriptor(PageHead.prototype, "refs")!.get!;
 const headLive = (head: PageHead): boolean => refsOf.call(head) > 0;
 

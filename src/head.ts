@@ -11,10 +11,10 @@ import {
   kBufferOffset,
   kLabel,
   kLendable,
+  kMarkLent,
   kRegion,
   kRegionOffset,
   kRelease,
-  kReplacePages,
   kRetain,
   kSource,
   kViewBuffer,
@@ -40,8 +40,8 @@ export interface HeadOwner {
   readonly [kSource]?: FileSource;
   /** True when the owner's memory may be lent to a pipe now (a pool page held by nothing but one head). */
   readonly [kLendable]?: boolean;
-  /** Fresh zeroed memory in place of the owner's (pool pages whose old memory a pipe still holds). */
-  [kReplacePages]?(): void;
+  /** Its memory was lent to a pipe: it gets fresh memory before it is used again (pool pages). */
+  [kMarkLent]?(): void;
 }
 
 /** @internal What pageio's other modules may do with a head, by its private fields (see `headInternals`). */
@@ -68,8 +68,10 @@ export interface HeadInternals {
   readonly fileSpan: (head: PageHead) => { fd: number; offset: number } | null;
   /** Whether a writer may lend a head's memory to a pipe: nobody else can reach its page. */
   readonly lendable: (head: PageHead) => boolean;
-  /** The page under a head gets fresh memory; the old stays with whoever holds it (a pipe). */
-  readonly replacePages: (head: PageHead) => void;
+  /** A head's bytes were lent to a pipe: its page gets fresh memory at its last release. */
+  readonly markLent: (head: PageHead) => void;
+  /** The whole pool page under a live head, as {region, offset in it, bytes}. */
+  readonly page: (head: PageHead) => { region: number; offset: number; length: number };
   /** Drops a head's first `count` bytes (a partly written head in a brigade). */
   readonly consume: (head: PageHead, count: number) => void;
 }
@@ -134,7 +136,11 @@ export class PageHead {
         return { fd: source.file.fd, offset: source.offset + head.#offset };
       },
       lendable: (head: PageHead) => head.#refs === 1 && head.#owner?.[kLendable] === true,
-      replacePages: (head: PageHead) => head.#live("replace")[kReplacePages]!(),
+      markLent: (head: PageHead) => head.#live("lend")[kMarkLent]!(),
+      page: (head: PageHead) => {
+        const owner = head.#live("lend");
+        return { region: head.#region, offset: owner[kRegionOffset], length: owner.byteLength };
+      },
       consume: (head: PageHead, count: number) => {
         head.#offset += count;
         head.#length -= count;

@@ -16,7 +16,7 @@ export const kRelease: unique symbol = Symbol("pageio.release");
 export const kLabel: unique symbol = Symbol("pageio.label");
 export const kSource: unique symbol = Symbol("pageio.source");
 export const kLendable: unique symbol = Symbol("pageio.lendable");
-export const kReplacePages: unique symbol = Symbol("pageio.replacePages");
+export const kMarkLent: unique symbol = Symbol("pageio.markLent");
 
 // This thread runs JS: what it maps is let go when it ends (a terminated Worker's heap releases nothing).
 fn.pageio_thread_attach();

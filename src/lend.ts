@@ -1,20 +1,24 @@
 /**
- * Pages lent to a pipe (vmsplice): the pipe then holds the pool pages themselves, not copies of them, until
- * its reader takes the bytes. A lent page must not change or go back to its pool before that, so the
- * lender keeps each lent head and releases it once the pipe's unread count (FIONREAD) shows it was read.
+ * Pages lent to a pipe (vmsplice): the pipe then holds the pool pages themselves, not copies of them. Nothing
+ * the kernel reports proves a lent page was let go: FIONREAD drops to 0 as soon as the reader `splice`s or
+ * `tee`s the bytes on, while the pages live on in the next pipe or file. So a lent page is never reused in
+ * place: right after the lend it gets fresh memory at the same address (MAP_FIXED; the pipe keeps the old),
+ * one native call per run of adjacent pages, and its head goes back at once.
  * @module
  */
 import { fn } from "../ffi/native.ts";
 import type { FileHandle } from "./file.ts";
-import { headInternals, type PageHead } from "./head.ts";
+import { headInternals, PageHead } from "./head.ts";
 
-/** @internal What a PageWriter on a pipe lends, and when it may have it back. */
+const { lendable, markLent, page: pageOf } = headInternals;
+// PageHead's own release, so a lent head's redefined `release` never runs.
+const release = PageHead.prototype.release;
+
+/** @internal What a PageWriter on a pipe lends to. */
 export class Lender {
   readonly #pipe: FileHandle;
-  /** Bytes put into the pipe through this lender's writer, lent or not: FIONREAD counts them all. */
-  #position = 0;
-  /** Lent heads, oldest first, each with the position its last byte has in the pipe. */
-  #lent: { head: PageHead; end: number }[] = [];
+  /** Heads just lent whose pages nothing else holds: they get fresh memory together in `settle()`. */
+  #batch: PageHead[] = [];
   /** False once the kernel refused to lend (ENOSYS, EINVAL): the writer copies from then on. */
   enabled = true;
 
@@ -27,37 +31,29 @@ export class Lender {
     return this.#pipe.fd;
   }
 
-  /** Bytes went into the pipe some other way (copied, or moved by the kernel from a file). */
-  advance(bytes: number): void {
-    this.#position += bytes;
+  /** A head whose bytes were just lent to the pipe: its page gets fresh memory, now or at its last release. */
+  lent(head: PageHead): void {
+    if (lendable(head)) return void this.#batch.push(head);
+    markLent(head); // another head holds the page (the unsent rest of this one): replaced once it goes
+    release.call(head);
   }
 
-  /** Takes over a head whose bytes were just lent to the pipe. */
-  keep(head: PageHead): void {
-    this.#position += headInternals.length(head); // its private field: a redefined byteLength never counts
-    this.#lent.push({ head, end: this.#position });
-  }
-
-  /** Releases the heads whose bytes the pipe's reader has taken. */
-  reclaim(): void {
-    if (this.#lent.length === 0 || this.#pipe.closed) return;
-    const unread = fn.pageio_pipe_unread(this.#pipe.fd);
-    if (unread < 0) return; // unknown: keep them (close() frees them safely)
-    // Unread bytes are the newest ones; anything of ours older than them was read. Bytes another writer
-    // put in the pipe only make this count higher: a head is kept too long, never given back too soon.
-    const readTo = this.#position - unread;
-    while (this.#lent.length > 0 && this.#lent[0].end <= readTo) this.#lent.shift()!.head.release();
-  }
-
-  /**
-   * Gives every head back: those still in the pipe first get fresh memory in their pages (the pipe keeps the
-   * old pages, and its reader their bytes), so nothing waits on the reader and no page goes back in use.
-   */
-  close(): void {
-    this.reclaim();
-    for (const { head } of this.#lent.splice(0)) {
-      headInternals.replacePages(head);
-      head.release();
+  /** Fresh memory for the batch's pages, one call per run of adjacent pages; then the heads go back. */
+  settle(): void {
+    const heads = this.#batch;
+    if (heads.length === 0) return;
+    this.#batch = [];
+    const pages = heads.map(pageOf);
+    for (let start = 0; start < heads.length;) {
+      const { region, offset } = pages[start];
+      let length = pages[start].length, end = start + 1;
+      while (end < heads.length && pages[end].region === region && pages[end].offset === offset + length) {
+        length += pages[end++].length;
+      }
+      // Failed (ENOMEM): each page is replaced on its own at release instead, or never used again.
+      if (fn.pageio_replace_pages(region, offset, length) < 0) { for (let i = start; i < end; i++) markLent(heads[i]); }
+      start = end;
     }
+    for (const head of heads) release.call(head);
   }
 }

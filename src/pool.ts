@@ -13,10 +13,10 @@ import {
   kBufferOffset,
   kLabel,
   kLendable,
+  kMarkLent,
   kRegion,
   kRegionOffset,
   kRelease,
-  kReplacePages,
   kRetain,
   kViewBuffer,
   revoke,
@@ -318,16 +318,17 @@ export class PagePool {
   }
 
   /** @internal The last reference to page `index` went. */
-  [kReturn](page: Page, index: number): void {
+  [kReturn](page: Page, index: number, lost = false): void {
     if (this.#leakEvery !== 0) leaks.unregister(page);
     this.#inUse--;
     if (this.#viewed[index] === 1) {
       this.#viewed[index] = 0;
       // Same memory, new ArrayBuffer: every view handed out so far is now empty. Unless the buffer was
       // transferred away: then its new owner may still read the page, which is never handed out again.
-      if (!this.#slabs.revoke(index)) this.#retired++;
+      if (!this.#slabs.revoke(index) || lost) this.#retired++;
       else this.#free[this.#freeCount++] = index;
-    } else this.#free[this.#freeCount++] = index;
+    } else if (lost) this.#retired++; // a lent page whose memory could not be replaced: never reused in place
+    else this.#free[this.#freeCount++] = index;
     if (this.#closed && this.#inUse - this.#leaked === 0) this.#unmapSlabs();
   }
 
@@ -366,6 +367,7 @@ export class Page {
   #pool: PagePool | null;
   readonly #index: number;
   #refs = 1;
+  #lent = false;
   #bytes: Uint8Array<ArrayBuffer> | null = null;
   /** The slab's native region id, and where this page sits in it. */
   readonly #region: number;
@@ -467,10 +469,14 @@ export class Page {
     return this.#refs === 1 && this.#pool !== null;
   }
 
-  /** @internal Fresh zeroed memory at this page's address (a pipe keeps the old memory it was lent). */
-  [kReplacePages](): void {
-    const pool = this.#live("replacePages");
-    unwrap(fn.pageio_replace_pages(this.#region, this.#regionOffset, pool.pageSize), "mmap");
+  /**
+   * @internal The page's memory went into a pipe by reference (vmsplice): the pipe, and any pipe or file its
+   * reader splices or tees it on to, may hold these very pages for as long as it likes, and nothing the
+   * kernel tells us proves they let go. So the page gets fresh memory before it can be acquired again.
+   */
+  [kMarkLent](): void {
+    this.#live("lend");
+    this.#lent = true;
   }
 
   /** @internal */
@@ -506,6 +512,9 @@ export class Page {
     const pool = this.#pool!;
     this.#pool = null;
     this.#bytes = null;
-    pool[kReturn](this, this.#index);
+    // Lent: fresh pages at the same address (MAP_FIXED), the pipe keeps the old ones; if that fails the page
+    // is never handed out again rather than reused in place.
+    const lost = this.#lent && fn.pageio_replace_pages(this.#region, this.#regionOffset, pool.pageSize) < 0;
+    pool[kReturn](this, this.#index, lost);
   }
 }

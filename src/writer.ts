@@ -82,7 +82,6 @@ export class PageWriter {
   readonly #ownsFile: boolean;
   readonly #brigade = new Brigade();
   readonly #highWaterMark: number;
-  readonly #lender: Lender | null = null;
   #written = 0;
   #closed = false;
   /** The asynchronous flush in flight; later ones queue behind it, `close()` completes after it. */
@@ -117,7 +116,7 @@ export class PageWriter {
     const fd = fdOf(this.#file);
     // Lending needs a FileHandle: its `closed` says when the fd number stops naming this pipe.
     if (options.lend !== false && this.#file instanceof FileHandle && stat(fd).kind === "fifo") {
-      this.#brigade._lender = this.#lender = new Lender(this.#file);
+      this.#brigade._lender = new Lender(this.#file);
     }
   }
 
@@ -249,7 +248,6 @@ export class PageWriter {
   }
 
   async #flushOnce(signal?: AbortSignal): Promise<number> {
-    this.#lender?.reclaim();
     this.#queueText();
     let written: number;
     try {
@@ -267,7 +265,6 @@ export class PageWriter {
   flush(): number {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flush");
     this.#queueText();
-    this.#lender?.reclaim();
     let written: number;
     try {
       written = this.#brigade.flush(this.#file);
@@ -369,7 +366,6 @@ export class PageWriter {
     this.#text = "";
     this.#fillBytes = new Uint8Array(0);
     this.#fillStart = this.#fillEnd = 0;
-    this.#lender?.close();
     if (this.#ownsPool) this.#pool?.close(); // its slabs go once the last lent or queued page is back
     if (this.#ownsFile) (this.#file as FileHandle).close();
   }

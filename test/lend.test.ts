@@ -1,12 +1,13 @@
 // PageWriter on a pipe lends pool pages (vmsplice) instead of copying them: the pipe holds the pages
-// themselves until its reader takes the bytes, so a lent page may neither change nor be reused before then.
+// themselves, and whatever the reader splices or tees them into may hold them as long as it likes, so a lent
+// page is never reused in place: it gets fresh memory before its pool hands it out again.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PagePool, pageSize, PageWriter, pipe, readv } from "../mod.ts";
-import { haveStrace, patternBytes, root, runScript, sha256, tempDir } from "./helpers.ts";
+import { openFile, PagePool, pageSize, PageWriter, pipe, readv } from "../mod.ts";
+import { fifo, haveStrace, patternBytes, root, runScript, sha256, tempDir, whenReaderOpens } from "./helpers.ts";
 
 /** Fills pages from a small pool with `data` and writes them; every page is reused many times over. */
 async function sendThroughPool(writer: PageWriter, pool: PagePool, data: Uint8Array): Promise<void> {
@@ -43,37 +44,97 @@ test("pages lent to a pipe reach a reader process byte-exact, though the pool re
   pool.close();
 });
 
-test("a lent page stays out of its pool until the reader takes its bytes; close() gives it fresh memory", () => {
+test("a lent page goes back to its pool at once with fresh memory: reusing it changes nothing in the pipe", () => {
   const [readEnd, writeEnd] = pipe();
-  using pool = new PagePool({ pages: 0 });
+  using pool = new PagePool({ pages: 0, maxPages: 3 });
   const writer = new PageWriter(writeEnd);
-  const heads = [1, 2, 3].map((fill) => {
+  for (const fill of [1, 2, 3]) {
     const page = pool.acquire();
     page.bytes.fill(fill);
     const head = page.head();
     page.release();
-    return head;
-  });
-  heads.forEach((head) => writer.write(head));
+    writer.write(head);
+  }
   writer.flush();
-  assert.equal(pool.stats.inUse, 3, "all three pages are in the pipe, lent");
+  assert.equal(pool.stats.inUse, 0, "lent pages are back, though the pipe still holds their old memory");
+  const reused = [1, 2, 3].map(() => pool.acquire()); // the same three pages (maxPages 3)
+  for (const page of reused) {
+    assert.deepEqual(page.bytes, new Uint8Array(pageSize), "fresh zeroed memory, not the lent bytes");
+    page.bytes.fill(9); // must not reach the pipe
+  }
   const back = new Uint8Array(pageSize);
-  assert.equal(readv(readEnd, [back]), pageSize);
-  assert.deepEqual(back, new Uint8Array(pageSize).fill(1));
-  writer.flush(); // reclaims what was read
-  assert.equal(pool.stats.inUse, 2);
-  writer.close(); // two pages still in the pipe: they come back with fresh memory, the pipe keeps the old
-  assert.equal(pool.stats.inUse, 0);
-  const reused = pool.acquire();
-  reused.bytes.fill(9); // must not reach the pipe
-  assert.equal(readv(readEnd, [back]), pageSize);
-  assert.deepEqual(back, new Uint8Array(pageSize).fill(2));
-  assert.equal(readv(readEnd, [back]), pageSize);
-  assert.deepEqual(back, new Uint8Array(pageSize).fill(3));
-  reused.release();
+  for (const fill of [1, 2, 3]) {
+    assert.equal(readv(readEnd, [back]), pageSize);
+    assert.deepEqual(back, new Uint8Array(pageSize).fill(fill));
+  }
+  reused.forEach((page) => page.release());
+  writer.close();
   readEnd.close();
   writeEnd.close();
 });
+
+const havePython = spawnSync("python3", ["-c", "import ctypes; ctypes.CDLL(None).tee"]).status === 0;
+
+// The reader moves the lent pages on without reading them (splice into a second pipe, or tee and then read
+// the first): the first pipe then reads as empty (FIONREAD 0) while the second still holds the very pages.
+const forwarder = `
+import ctypes, fcntl, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+mode, total, go, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+r, w = os.pipe()
+fcntl.fcntl(w, 1031, 1 << 20)  # F_SETPIPE_SZ: room for all of it
+moved = 0
+while moved < total:
+    n = libc.splice(0, None, w, None, total - moved, 0) if mode == "splice" else libc.tee(0, w, total - moved, 0)
+    if n <= 0: sys.exit("%s failed: errno %d" % (mode, ctypes.get_errno()))
+    moved += n
+    if mode == "tee":
+        left = n  # tee leaves the bytes in the first pipe: read them off it, as a reader would
+        while left > 0: left -= len(os.read(0, left))
+print("moved", flush=True)
+open(go).read()  # until the writer has reused its pages
+with open(out, "wb") as f:
+    while moved > 0:
+        b = os.read(r, moved); f.write(b); moved -= len(b)
+`;
+
+for (const mode of ["splice", "tee"] as const) {
+  test(`a lent page whose bytes the reader ${mode}s on is not reused under them`, {
+    skip: !havePython && "python3 with ctypes is not installed",
+  }, async () => {
+    const [readEnd, writeEnd] = pipe({ size: 1 << 20 });
+    const go = fifo();
+    const out = join(tempDir(), "forwarded");
+    const pageBytes = 16 * pageSize;
+    const data = patternBytes(8 * pageBytes, 61);
+    const child = spawn("python3", ["-c", forwarder, mode, String(data.length), go, out], {
+      stdio: [readEnd.fd, "pipe", "inherit"],
+    });
+    readEnd.close();
+    const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+    const moved = new Promise((resolve) => child.stdout!.on("data", resolve));
+    using pool = new PagePool({ pageSize: pageBytes, pages: 0, maxPages: 8 });
+    const writer = new PageWriter(writeEnd);
+    for (let i = 0; i < 8; i++) {
+      const page = pool.acquire();
+      page.bytes.set(data.subarray(i * pageBytes, (i + 1) * pageBytes));
+      const head = page.head();
+      page.release();
+      writer.write(head);
+    }
+    writer.flush();
+    await moved; // the first pipe is empty now; the bytes sit in the second one
+    writer.flush();
+    const reused = Array.from({ length: 8 }, () => pool.acquire()); // all 8 pages again (maxPages 8)
+    reused.forEach((page) => page.bytes.fill(0xee));
+    (await whenReaderOpens(() => openFile(go, "w"))).close(); // let the child read what it forwarded
+    assert.equal(await exited, 0);
+    assert.equal(sha256(readFileSync(out)), sha256(data), "the forwarded bytes are the ones written");
+    reused.forEach((page) => page.release());
+    writer.close();
+    writeEnd.close();
+  });
+}
 
 test("a page someone else still holds is copied, not lent: changing it after the write changes nothing", () => {
   const [readEnd, writeEnd] = pipe();
@@ -94,24 +155,33 @@ test("a page someone else still holds is copied, not lent: changing it after the
   writeEnd.close();
 });
 
-test("lend: false copies; a writer whose pipe was closed under it still gives its pages back", () => {
-  using pool = new PagePool({ pages: 0 });
+test("lend: false copies (the page is reused as it is); a lent page comes back with fresh memory", () => {
+  using pool = new PagePool({ pages: 0, maxPages: 1 });
   const head = () => {
     const page = pool.acquire();
+    page.bytes.fill(7);
     const h = page.head(0, 100);
     page.release();
     return h;
+  };
+  const firstByteOfNextPage = () => {
+    const page = pool.acquire();
+    const first = page.bytes[0];
+    page.release();
+    return first;
   };
   const [readEnd, writeEnd] = pipe();
   const copying = new PageWriter(writeEnd, { lend: false });
   copying.write(head());
   copying.flush();
   assert.equal(pool.stats.inUse, 0, "copied: the page is back at once");
+  assert.equal(firstByteOfNextPage(), 7, "copied: nothing else holds it, so it is reused in place");
   copying.close();
   const lending = new PageWriter(writeEnd);
   lending.write(head());
   lending.flush();
-  assert.equal(pool.stats.inUse, 1);
+  assert.equal(pool.stats.inUse, 0, "lent: back at once");
+  assert.equal(firstByteOfNextPage(), 0, "lent: fresh memory, the pipe keeps the old");
   writeEnd.close();
   lending.close();
   assert.equal(pool.stats.inUse, 0);

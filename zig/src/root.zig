@@ -176,11 +176,6 @@ export fn pageio_ring_release(region: u32, count: u32) Result {
     return 0;
 }
 
-/// Bytes in pipe `fd` not yet read by its reader (FIONREAD).
-export fn pageio_pipe_unread(fd: i32) Result {
-    return errno.result(channel.unread(fd));
-}
-
 /// Waits up to `timeout_ms` (0xFFFFFFFF: no limit) for `fd` to be readable (bytes, or its writers gone after
 /// one came); returns 1, or 0 on timeout.
 export fn pageio_wait_readable(fd: i32, timeout_ms: u32) Result {
