@@ -4,11 +4,11 @@
  * waits here, and a wake-up delivers every descriptor that became ready at once.
  *
  * How the wake-up reaches JS (`PAGEIO_REACTOR` forces one):
- * - `doorbell` (default): the poller's thread queues ready fds and calls a thread-safe callback only when the
- *   queue goes from drained to non-empty; JS takes the whole batch with one synchronous call. No thread per
- *   wait, no hop per operation; the callback is ref'd only while something waits.
- * - `call`: one outstanding non-blocking `pageio_poller_wait` (Deno's FFI thread pool, Bun's worker) returns
- *   each batch; woken to return when nothing waits any more.
+ * - `doorbell` (default on the main thread): the poller's thread queues ready fds and calls a thread-safe
+ *   callback only when the queue goes from drained to non-empty; JS takes the whole batch with one synchronous
+ *   call. No thread per wait, no hop per operation; the callback is ref'd only while something waits.
+ * - `call` (default in a Worker, see `inWorker`): one outstanding non-blocking `pageio_poller_wait` (Deno's FFI
+ *   thread pool, Bun's worker) returns each batch; woken to return when nothing waits any more.
  * - `poll`: no poller (not Linux, or forced): each wait is a `poll(2)` off the JS thread, in short slices so a
  *   runtime with a bounded worker pool never starves a later wait.
  * @module
@@ -64,8 +64,20 @@ let poller = -1;
 let doorbell: NativeCallback | undefined;
 let calling = false;
 
+/**
+ * Whether this is a Worker's thread. A Worker can be terminated at any moment, and neither runtime tells FFI
+ * code when its isolate goes: a poller thread ringing a doorbell then calls into a freed isolate and the whole
+ * process crashes. A Worker's waits use the call mode, whose outstanding call completes harmlessly into nothing.
+ */
+function inWorker(): boolean {
+  const scope = (globalThis as { WorkerGlobalScope?: abstract new () => unknown }).WorkerGlobalScope;
+  if (typeof scope === "function" && globalThis instanceof scope) return true; // Deno
+  return native.runtime === "bun" && !(globalThis as unknown as { Bun: { isMainThread: boolean } }).Bun.isMainThread;
+}
+
 function start(): Mode {
-  mode = requestedMode() ?? "doorbell";
+  mode = requestedMode() ?? (inWorker() ? "call" : "doorbell");
+  if (mode === "doorbell" && inWorker()) mode = "call"; // forced doorbell: still never in a Worker
   if (mode === "poll") return mode;
   if (mode === "doorbell") doorbell = native.callback("doorbell", drain);
   const id = fn.pageio_poller_open(doorbell?.pointer ?? null);

@@ -237,6 +237,20 @@ pub fn close(region: regions.Id, role: Role) Errno!void {
     wake(&header.consumer.index);
 }
 
+/// Closes every role this process attached in `region` (its JS thread ended without closing them).
+pub fn closeAttached(region: regions.Id) void {
+    const index = attachedIndex(region);
+    if (index >= attached.len or @atomicLoad(u32, &attached[index].region, .acquire) != region) return;
+    const roles = blk: {
+        attach_mutex.lock();
+        defer attach_mutex.unlock();
+        break :blk attached[index].roles;
+    };
+    inline for (.{ Role.producer, Role.consumer }) |role| {
+        if (roles & roleBit(role) != 0) close(region, role) catch {};
+    }
+}
+
 /// Producer: the slot to fill next, once one is free. EPIPE when the consumer closed or died,
 /// ECANCELED when this side was closed meanwhile, ETIMEDOUT after `timeout_ms`, EPROTO when the
 /// consumer's index is not one it could have.
@@ -448,6 +462,28 @@ test "a ring hands slots from producer to consumer and back, in order" {
     try std.testing.expectError(error.NODATA, receive(m.region, forever));
     try close(m.region, .consumer);
     try std.testing.expectError(error.CANCELED, receive(m.region, 0));
+}
+
+test "closeAttached ends a wait running on another thread and tells the peer" {
+    const mapping = @import("mapping.zig");
+    const page = mapping.pageSize();
+    const m = try mapping.mapAnonymous((try bytesFor(1, page, page)).total, true);
+    defer mapping.unmap(m.region) catch {};
+    try init(m.region, 1, @intCast(page), page);
+    _ = try attach(m.region, .producer);
+    _ = try attach(m.region, .consumer);
+    const Waiter = struct {
+        fn run(region: regions.Id, result: *Errno!u64) void {
+            result.* = receive(region, forever);
+        }
+    };
+    var result: Errno!u64 = 0;
+    const thread = try std.Thread.spawn(.{}, Waiter.run, .{ m.region, &result });
+    std.time.sleep(20 * std.time.ns_per_ms);
+    closeAttached(m.region);
+    thread.join();
+    try std.testing.expectError(error.CANCELED, result);
+    try std.testing.expectError(error.CANCELED, reserve(m.region, 0));
 }
 
 test "a header that does not fit the mapping is refused at attach" {

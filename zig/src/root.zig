@@ -155,6 +155,10 @@ export fn pageio_ring_close(region: u32, role: u32) Result {
 
 /// Producer: waits up to `timeout_ms` (0xFFFFFFFF: no limit) for a free slot; returns its index.
 export fn pageio_ring_reserve(region: u32, timeout_ms: u32) Result {
+    // A wait runs off the JS thread: it holds the mapping, so a Worker that ends meanwhile (its regions let
+    // go by the thread's end) cannot unmap the ring under it.
+    regions.retain(region) catch |err| return errno.result(err);
+    defer mapping.releaseView(region) catch {};
     return errno.result(if (ring.reserve(region, timeout_ms)) |slot| slot else |err| err);
 }
 
@@ -167,6 +171,8 @@ export fn pageio_ring_publish(region: u32, slot: u32, length: u32) Result {
 /// Consumer: waits up to `timeout_ms` for a published slot; returns slot * 2^32 + length
 /// (-ENODATA: the producer closed and all was received).
 export fn pageio_ring_receive(region: u32, timeout_ms: u32) Result {
+    regions.retain(region) catch |err| return errno.result(err); // as in reserve
+    defer mapping.releaseView(region) catch {};
     return errno.result(ring.receive(region, timeout_ms));
 }
 
@@ -252,6 +258,7 @@ fn threadEnded(value: ?*anyopaque) callconv(.C) void {
 
 /// The owner's let-go of a region whose thread ended, as its unmap() would: deferred while shares hold it.
 fn releaseOrphan(region: regions.Id) void {
+    ring.closeAttached(region); // as its close() would: the peer and any wait still running learn it is gone
     share.unmap(region) catch {};
 }
 

@@ -1,0 +1,67 @@
+// Terminating a Worker that uses pageio: the process lives on, and what the Worker held is let go.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fifo, root, runScript, tempDir } from "./helpers.ts";
+
+test("Workers terminated while waiting in a ring receive, holding a mapping or waiting on a FIFO never crash the process", () => {
+  const dir = tempDir();
+  const file = join(dir, "mapped.bin");
+  writeFileSync(file, new Uint8Array(1 << 20));
+  const pipe = fifo();
+  const worker = join(dir, "worker.ts");
+  writeFileSync(
+    worker,
+    `import { SharedRing, mapFile, openFile, readvAsync } from "${root}mod.ts";
+    self.onmessage = async (e) => {
+      const { mode, path } = e.data;
+      if (mode === "ring") { const r = SharedRing.open(path); self.postMessage("waiting"); await r.receiveAsync(); }
+      if (mode === "map") { globalThis.m = mapFile(path); self.postMessage("waiting"); }
+      if (mode === "read") { const f = openFile(path, "r"); self.postMessage("waiting"); await readvAsync(f, [new Uint8Array(65536)]); }
+    };`,
+  );
+  const run = runScript(
+    `import { SharedRing, openFile, readvAsync, writev } from "${root}mod.ts";
+    import { readFileSync } from "node:fs";
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    const out = {};
+    const hold = openFile(${JSON.stringify(pipe)}, "r+");
+    async function inWorker(mode, path) {
+      const w = new Worker(new URL("file://${worker}").href, { type: "module" });
+      const ready = new Promise((r) => (w.onmessage = r));
+      w.postMessage({ mode, path });
+      await ready;
+      await sleep(50); // the wait has begun
+      w.terminate();
+      await sleep(150);
+    }
+    // (1) A consumer waiting off the JS thread: its ring must stay mapped until that wait is over, and the
+    // producer learns the consumer is gone instead of waiting for it for ever.
+    const ring = SharedRing.create({ slots: 2, slotSize: 4096 });
+    await inWorker("ring", ring.path);
+    try {
+      for (let i = 0; i < 3; i++) ring.reserve({ timeout: 2000 }).publish(1);
+      out.producer = "no error";
+    } catch (error) {
+      out.producer = error.code;
+    }
+    // (2) Workers holding file mappings: unmapped at their end.
+    for (let i = 0; i < 3; i++) await inWorker("map", ${JSON.stringify(file)});
+    out.mappings = readFileSync("/proc/self/maps", "utf8").split("\\n").filter((l) => l.includes("mapped.bin")).length;
+    // (3) Workers waiting for readiness on a FIFO: nothing of theirs may run once they are gone, and the
+    // bytes written next are the main thread's to read.
+    for (let i = 0; i < 3; i++) await inWorker("read", ${JSON.stringify(pipe)});
+    writev(hold, [new Uint8Array(3000).fill(9)]);
+    await sleep(200);
+    out.read = await Promise.race([readvAsync(hold, [new Uint8Array(65536)]), sleep(5000).then(() => "nothing")]);
+    console.log(JSON.stringify(out));
+    process.exit(0);
+    `,
+    { denoFlags: ["--v8-flags=--expose-gc"], timeout: 120_000 },
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  const out = JSON.parse(run.stdout.trim().split("\n").at(-1)!);
+  assert.deepEqual(out, { producer: "EPIPE", mappings: 0, read: 3000 });
+});
