@@ -52,12 +52,13 @@ function watchForExit(writer: PageWriter): void {
   unflushed.add(writer);
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  if (runtime === "deno") globalThis.addEventListener("unload", flushAllAtExit);
-  // Bun: 'exit' runs on a natural end and on process.exit() alike, and may only do synchronous work.
-  else {(globalThis as unknown as { process: { on(e: string, f: () => void): void } }).process.on(
-      "exit",
-      flushAllAtExit,
-    );}
+  if (runtime === "deno") {
+    // Deno dispatches no unload when an uncaught exception or rejection ends the program: flush then too.
+    for (const event of ["unload", "error", "unhandledrejection"]) globalThis.addEventListener(event, flushAllAtExit);
+    return;
+  }
+  // Bun: 'exit' runs on a natural end, on process.exit() and after an uncaught error; synchronous work only.
+  (globalThis as unknown as { process: { on(e: string, f: () => void): void } }).process.on("exit", flushAllAtExit);
 }
 
 /**

@@ -119,10 +119,15 @@ test("no page to encode into: the string is kept, nothing written before is lost
   pool.close();
 });
 
-for (const how of ["returns from its main module", "calls exit(0)"]) {
+const endings: Record<string, string> = {
+  "returns from its main module": "",
+  "calls exit(0)": isDeno ? "Deno.exit(0);" : "process.exit(0);",
+  "dies of an uncaught exception": 'throw new Error("boom");', // Deno dispatches no unload then
+  "dies of an unhandled rejection": 'Promise.reject(new Error("boom"));',
+};
+for (const [how, exit] of Object.entries(endings)) {
   test(`a program that writes strings and ${how} without flush or close leaves the complete file`, () => {
     const path = join(tempDir(), "exit.txt");
-    const exit = how.startsWith("calls") ? (isDeno ? "Deno.exit(0);" : "process.exit(0);") : "";
     const run = runScript(
       `import { PageWriter } from "${root}mod.ts";
        const w = new PageWriter(${JSON.stringify(path)});
@@ -131,7 +136,8 @@ for (const how of ["returns from its main module", "calls exit(0)"]) {
        w.write("tail");
        ${exit}`,
     );
-    assert.equal(run.status, 0, run.stderr);
+    assert.equal(run.signal, null, run.stderr);
+    assert.equal(run.status, exit.includes("boom") ? 1 : 0, run.stderr);
     const expected = Array.from({ length: 50000 }, (_, i) => `line ${i}\n`).join("") + "bytes\ntail";
     assert.equal(readFileSync(path, "utf8"), expected);
   });
