@@ -145,8 +145,10 @@ export class PackedList {
   /** Descriptors packed (a chunk longer than ENTRY_BYTES_MAX takes several, a run of staged ones one). */
   count = 0;
   readonly out: Float64Array = new Float64Array(offHeap(8));
-  /** What an asynchronous call passed by address, referenced here until it settles. */
+  /** What an asynchronous call passed by address, referenced here until it settles: `held[heldStart, heldEnd)`. */
   held: readonly unknown[] | null = null;
+  #heldStart = 0;
+  #heldEnd = 0;
   #at = 0; // next free word of `list`
 
   /** Room for `entries` descriptors and `stagingBytes` staged bytes; both grow when needed. */
@@ -287,6 +289,8 @@ export class PackedList {
     this.#at = at;
     this.count = at / WORDS;
     this.held = held ? chunks : null;
+    this.#heldStart = start;
+    this.#heldEnd = end;
     return this;
   }
 
@@ -333,7 +337,25 @@ export class PackedList {
     }
     this.count = this.#at / WORDS;
     this.held = held ? targets : null;
+    this.#heldStart = 0;
+    this.#heldEnd = targets.length;
     return staged;
+  }
+
+  /**
+   * After a wait, before the next call: the caller's code ran meanwhile, and an array whose buffer it detached
+   * (`transfer()`) has freed or moved memory, a head it released may be on its page's next owner. The packed
+   * addresses are then stale: refuse instead of reading or writing through them.
+   */
+  checkHeld(): void {
+    const held = this.held;
+    if (held === null) return;
+    for (let i = this.#heldStart; i < this.#heldEnd; i++) {
+      const item = held[i];
+      if (isView(item)) {
+        if (isDetached(item as Uint8Array)) throw detachedInFlight();
+      } else headSpan(item as PageHead); // throws once released or its page or mapping is gone
+    }
   }
 
   /** Copies what a scatter read put in staging into its targets (bytes fill the targets in order). */
@@ -452,6 +474,7 @@ export function* gatherPlan(
       total += moved;
       if (packed.advance(moved) || callsMax !== 0) return total;
       if (!(yield WAIT_WRITE)) return total;
+      packed.checkHeld();
     }
   } catch (error) {
     throw failedAfter(error, total); // an abort or a failure part-way: every step's bytes counted
@@ -465,7 +488,10 @@ export function* scatterPlan(fd: number, packed: PackedList, staged: StagedTarge
     first = undefined;
     const moved = packed.out[0];
     packed.copyBack(staged, moved); // also after a failure part-way
-    if (wouldBlock(result, moved) && (yield WAIT_READ)) continue;
+    if (wouldBlock(result, moved) && (yield WAIT_READ)) {
+      packed.checkHeld();
+      continue;
+    }
     return unwrap(result, "readv", undefined, moved);
   }
 }
@@ -486,6 +512,10 @@ export function offHeap(bytes: number): ArrayBuffer {
 
 function detached(): TypeError {
   return new TypeError("a byte array in the list is detached (its page or mapping is gone, or it was transferred)");
+}
+
+function detachedInFlight(): TypeError {
+  return new TypeError("a byte array given to an asynchronous call was detached (transferred) before it settled");
 }
 
 function changed(bytes: Uint8Array, queued: number, now: number): TypeError {

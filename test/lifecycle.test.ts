@@ -338,3 +338,68 @@ for (
     });
   });
 }
+
+test("an async call's arrays and heads are checked after each wait: transferred or released meanwhile is a typed error, never another owner's memory", () => {
+  // Before: the wait ended and the call went on through the addresses packed before it, into freed memory
+  // (another array's pages read into, another allocation's bytes written out) or into a page's next owner.
+  const run = runScript(
+    `
+    import { PagePool, pipe, readvAsync, writev, writevAsync } from "${root}mod.ts";
+    const gc = typeof Deno !== "undefined" ? globalThis.gc : () => Bun.gc(true);
+    const out = {};
+    {
+      const [r, w] = pipe({ size: 1 << 16 });
+      let target = new Uint8Array(16 << 20);
+      const reading = readvAsync(r, [target]);
+      await new Promise((ok) => setTimeout(ok, 20));
+      target.buffer.transfer(16); target = null; gc();
+      const victims = Array.from({ length: 4 }, () => new Uint8Array(16 << 20).fill(7));
+      writev(w, [new Uint8Array(1 << 16).fill(0xab)]);
+      out.read = await reading.then((n) => n, (e) => e.constructor.name);
+      out.readVictims = victims.every((v) => v.every((b) => b === 7));
+    }
+    {
+      const [r, w] = pipe({ size: 1 << 16 });
+      let source = new Uint8Array(16 << 20).fill(0x11);
+      const writing = writevAsync(w, [source]);
+      await new Promise((ok) => setTimeout(ok, 20));
+      source.buffer.transfer(16); source = null; gc();
+      const victims = Array.from({ length: 4 }, () => new Uint8Array(16 << 20).fill(0x5a));
+      const buf = new Uint8Array(1 << 20);
+      let foreign = 0;
+      const settled = writing.then((n) => n, (e) => e.constructor.name);
+      const draining = (async () => { for (;;) { const n = await readvAsync(r, [buf]); if (n === 0) return; for (let i = 0; i < n; i++) if (buf[i] !== 0x11) foreign++; } })();
+      out.write = await settled;
+      w.close();
+      await draining;
+      out.foreign = foreign;
+      victims.length = 0;
+    }
+    {
+      const [r, w] = pipe({ size: 1 << 16 });
+      const pool = new PagePool();
+      const page = pool.acquire();
+      const head = page.head(0, 4096);
+      const reading = readvAsync(r, [head]);
+      await new Promise((ok) => setTimeout(ok, 20));
+      head.release(); page.release();
+      const next = pool.acquire(); next.bytes.fill(7);
+      writev(w, [new Uint8Array(4096).fill(0xab)]);
+      out.head = await reading.then((n) => n, (e) => e.code);
+      out.nextOwner = next.bytes.every((b) => b === 7);
+    }
+    console.log(JSON.stringify(out));
+  `,
+    { denoFlags: ["--v8-flags=--expose-gc"] },
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim()), {
+    read: "TypeError",
+    readVictims: true,
+    write: "TypeError",
+    foreign: 0,
+    head: "ERR_RELEASED",
+    nextOwner: true,
+  });
+});

@@ -310,6 +310,34 @@ test("PageWriter to a socket sends file spans and pages; PageReader on a socket 
   assert.equal(sha256(Buffer.concat(parts)), sha256(small));
 });
 
+test("PageWriter.flushAsync to a socket waits while it is full; PageReader's for await waits for data", async () => {
+  const data = patternBytes(16 * 1024 * 1024 + 5, 13);
+  const path = tempFile(data);
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  using _s = server;
+  const receiving = (async () => {
+    const parts: Uint8Array[] = [];
+    using pool = new PagePool();
+    using reader = new PageReader(server, { pool });
+    for await (const head of reader) {
+      parts.push(head.bytes.slice());
+      head.release();
+    }
+    return Buffer.concat(parts);
+  })();
+  {
+    using writer = new PageWriter(client);
+    using source = new PageReader(path);
+    for (const head of source) await writer.writeAsync(head); // file spans: sendfile, waiting when full
+    await writer.flushAsync();
+    assert.equal(writer.bytesWritten, data.length); // never short: it waited instead
+    assert.equal(writer.pending.byteLength, 0);
+  }
+  client.close();
+  assert.equal(sha256(await receiving), sha256(data));
+});
+
 test("adoptSocket takes a descriptor from elsewhere (a copy by default)", async () => {
   const [a, b] = socketPair();
   const adopted = adoptSocket(a.fd);
