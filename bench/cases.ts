@@ -292,8 +292,9 @@ export function sinkValue(): number {
  * Starts `cat > /dev/null` reading from a fresh pipe (of `pipeBytes`) or, with 0, a unix socket pair (what
  * Bun.spawn gives a child's stdin); returns the end to write and the child's exit.
  */
-function drainingChild(pipeBytes: number): { writeEnd: FileHandle; exited: Promise<unknown> } {
-  const [readEnd, writeEnd] = pipeBytes === 0 ? socketPair().reverse() : pipe({ size: pipeBytes });
+function drainingChild(pipeBytes: number, blocking = false): { writeEnd: FileHandle; exited: Promise<unknown> } {
+  const options = blocking ? { nonBlocking: false } : {};
+  const [readEnd, writeEnd] = pipeBytes === 0 ? socketPair(options).reverse() : pipe({ size: pipeBytes, ...options });
   const child = spawn("sh", ["-c", "cat > /dev/null"], { stdio: [readEnd.fd, "ignore", "inherit"] });
   readEnd.close();
   return { writeEnd, exited: new Promise((resolve) => child.on("close", resolve)) };
@@ -327,7 +328,8 @@ export function fileToPipe(source: string): Promise<Measured[]> {
       name: "node:stream pipeline(createReadStream, createWriteStream)",
       only: "bun",
       fn: async () => {
-        const { writeEnd, exited } = drainingChild(1 << 20);
+        // node:fs streams expect a blocking descriptor (EAGAIN is "write failed" to them).
+        const { writeEnd, exited } = drainingChild(1 << 20, true);
         await pipeline(fs.createReadStream(source), fs.createWriteStream("", { fd: writeEnd.fd, autoClose: false }));
         writeEnd.close();
         await exited;
