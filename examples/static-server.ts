@@ -121,8 +121,10 @@ function range(header: string | undefined, size: number): [number, number] | und
     return n === 0 ? null : [Math.max(0, size - n), size];
   }
   const start = Number(m[1]);
+  const last = m[2] === "" ? Infinity : Number(m[2]);
+  if (last < start) return undefined; // last-pos before first-pos: not a valid range (RFC 9110 14.1.1), ignore it
   if (start >= size) return null;
-  return [start, m[2] === "" ? size : Math.min(size, Number(m[2]) + 1)] satisfies [number, number];
+  return [start, Math.min(size, last + 1)] satisfies [number, number];
 }
 
 function headBytes(status: number, fields: string[], keepAlive: boolean): Uint8Array {

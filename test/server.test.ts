@@ -107,6 +107,7 @@ before(async () => {
   mkdirSync(join(dir, "sub"));
   writeFileSync(join(dir, "sub", "index.html"), "<p>index</p>");
   symlinkSync("/etc/passwd", join(dir, "passwd"));
+  spawnSync("mkfifo", [join(dir, "fifo")]);
   server = await startServer(dir);
   curl(`${server.url}/small.txt`); // warm up: the runtime's lazily opened descriptors are open from here on
   baselineFds = serverFds(server);
@@ -154,6 +155,10 @@ test("single ranges match dd; unsatisfiable ones get 416, several get the whole 
   assert.match(beyond, new RegExp(`Content-Range: bytes \\*/${size}`));
   const several = curl("-D", "-", "-o", "/dev/null", "-r", "0-1,5-6", `${server.url}/big.bin`).stdout.toString();
   assert.match(several, /^HTTP\/1\.1 200 /);
+  // Last position before the first: not a range at all (RFC 9110), so the whole file, never a negative length.
+  const backwards = curl("-D", "-", "-o", "/dev/null", "-r", "5-2", `${server.url}/big.bin`).stdout.toString();
+  assert.match(backwards, /^HTTP\/1\.1 200 /);
+  assert.match(backwards, new RegExp(`Content-Length: ${size}\r`));
 });
 
 test("HEAD has the headers of GET and no body", { skip: !haveCurl }, async () => {
@@ -182,6 +187,8 @@ test(
     assert.equal(status("--path-as-is", `${server.url}/%2e%2e/%2e%2e/%2e%2e/etc/passwd`), "404");
     assert.equal(status(`${server.url}/passwd`), "404"); // a symbolic link out of the root
     assert.equal(status(`${server.url}/sub`), "404"); // a directory is not a file
+    assert.equal(status("-m", "10", `${server.url}/fifo`), "404"); // a FIFO: opened without waiting for a writer
+    assert.equal(status(`${server.url}/small.txt`), "200"); // and the server is still serving
     assert.equal(status("-X", "DELETE", `${server.url}/small.txt`), "405");
     assert.equal(status(`${server.url}/%ZZ`), "400");
     assert.match(await raw(server, "GARBAGE\r\n\r\n"), /^HTTP\/1\.1 400 /);

@@ -37,7 +37,8 @@ comptime {
 
 fn openat2(dir: i32, path: [*:0]const u8) Errno!i32 {
     const linux = std.os.linux;
-    const flags: linux.O = .{ .ACCMODE = .RDONLY, .CLOEXEC = true };
+    // NONBLOCK: opening a FIFO must not wait for a writer (it would hold up the whole event loop).
+    const flags: linux.O = .{ .ACCMODE = .RDONLY, .CLOEXEC = true, .NONBLOCK = true };
     var how: OpenHow = .{ .flags = @as(u32, @bitCast(flags)), .mode = 0, .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
     while (true) {
         const rc = linux.syscall4(.openat2, @bitCast(@as(isize, dir)), @intFromPtr(path), @intFromPtr(&how), @sizeOf(OpenHow));
@@ -63,7 +64,7 @@ fn byComponents(dir: i32, path: []const u8) Errno!i32 {
         @memcpy(name_z[0..name.len], name);
         name_z[name.len] = 0;
         const last = it.peek() == null;
-        const flags: c.O = .{ .ACCMODE = .RDONLY, .CLOEXEC = true, .NOFOLLOW = true, .DIRECTORY = !last };
+        const flags: c.O = .{ .ACCMODE = .RDONLY, .CLOEXEC = true, .NOFOLLOW = true, .DIRECTORY = !last, .NONBLOCK = true };
         const fd = c.openat(at, @ptrCast(&name_z), flags);
         const err: ?Errno = if (fd < 0) errno.last() else null;
         if (at != dir) _ = c.close(at);
