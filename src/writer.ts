@@ -7,8 +7,7 @@ import { IOV_MAX } from "../ffi/native.ts";
 import { checkInteger, PageIoError, stateError } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { Brigade } from "./brigade.ts";
-import type { Chunk } from "./gather.ts";
-import { PageHead } from "./head.ts";
+import { byteLengthOf, type Chunk, isChunk, isDetached, viewOf } from "./gather.ts";
 import { Lender } from "./lend.ts";
 import type { AsyncOptions } from "./drive.ts";
 import { type Page, PagePool } from "./pool.ts";
@@ -53,12 +52,13 @@ function watchForExit(writer: PageWriter): void {
   unflushed.add(writer);
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  if (runtime === "deno") globalThis.addEventListener("unload", flushAllAtExit);
-  // Bun: 'exit' runs on a natural end and on process.exit() alike, and may only do synchronous work.
-  else {(globalThis as unknown as { process: { on(e: string, f: () => void): void } }).process.on(
-      "exit",
-      flushAllAtExit,
-    );}
+  if (runtime === "deno") {
+    // Deno dispatches no unload when an uncaught exception or rejection ends the program: flush then too.
+    for (const event of ["unload", "error", "unhandledrejection"]) globalThis.addEventListener(event, flushAllAtExit);
+    return;
+  }
+  // Bun: 'exit' runs on a natural end, on process.exit() and after an uncaught error; synchronous work only.
+  (globalThis as unknown as { process: { on(e: string, f: () => void): void } }).process.on("exit", flushAllAtExit);
 }
 
 /**
@@ -121,23 +121,51 @@ export class PageWriter {
   }
 
   /**
-   * Queues a head (the writer owns it now) or a byte array, or a string, which is encoded as UTF-8 straight
-   * into pool pages (no array per string); filled pages are queued as heads and gathered.
+   * Queues a head (the writer owns it now: no copy), or a string, encoded as UTF-8 straight into pool pages
+   * (no array per string), or a byte array, whose bytes are copied into pool pages at once, as every
+   * runtime's writer does, so the caller may reuse the array as soon as `write()` returns. Filled pages are
+   * queued as heads and gathered.
    */
   write(chunk: Chunk | string): void {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "write");
-    if (!this.#watched) this.#watch();
+    this.#take(chunk);
+    // With an async flush in flight, that flush takes this chunk too.
+    if (this.#flushing === null && this.#full()) this.flush();
+  }
+
+  #take(chunk: Chunk | string): void {
     if (typeof chunk === "string") {
       // Strings are joined first (the engine's ropes: no copy yet) and encoded a batch at a time: one
       // encodeInto per batch, not per line, is what makes a log writer faster than a buffered file sink.
-      if ((this.#text += chunk).length < TEXT_BATCH_CHARS) return;
-      this.#encodeText();
+      this.#text += chunk;
+      if (this.#text.length >= TEXT_BATCH_CHARS) this.#encodeText();
+    } else if (!isChunk(chunk)) {
+      throw new TypeError(`a page writer takes PageHeads, Uint8Arrays and strings, got ${describe(chunk)}`);
+    } else if (chunk instanceof Uint8Array) {
+      this.#copyIn(chunk);
     } else {
       this.#queueText(); // what was written before goes first
       this.#brigade.append(chunk);
     }
-    // With an async flush in flight, that flush takes this chunk too.
-    if (this.#flushing === null && this.#full()) this.flush();
+    if (!this.#watched) this.#watch();
+  }
+
+  /** Copies a byte array's bytes into pool pages after what strings and arrays put there before. */
+  #copyIn(bytes: Uint8Array): void {
+    if (isDetached(bytes)) throw new TypeError("a byte array given to write() is detached");
+    if (this.#text.length > 0) this.#encodeText();
+    const length = byteLengthOf(bytes);
+    for (let from = 0; from < length;) {
+      const room = this.#fillBytes.byteLength - this.#fillEnd;
+      if (room === 0) {
+        this.#nextFill();
+        continue;
+      }
+      const part = Math.min(room, length - from);
+      this.#fillBytes.set(viewOf(bytes, from, part), this.#fillEnd);
+      this.#fillEnd += part;
+      from += part;
+    }
   }
 
   #full(): boolean {
@@ -214,14 +242,7 @@ export class PageWriter {
    */
   async writeAsync(chunk: Chunk | string, options: AsyncOptions = {}): Promise<void> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "writeAsync");
-    if (typeof chunk === "string") {
-      this.#text += chunk;
-      if (this.#text.length >= TEXT_BATCH_CHARS) this.#encodeText();
-    } else {
-      this.#queueText();
-      this.#brigade.append(chunk);
-    }
-    if (!this.#watched) this.#watch();
+    this.#take(chunk);
     if (this.#full()) await this.#flushQueued(options.signal);
   }
 
@@ -279,8 +300,8 @@ export class PageWriter {
 
   /**
    * The writer as a `WritableStream` of `Uint8Array`s and `PageHead`s, for `pipeTo`. A head is queued and
-   * gathered like `write()` (the writer owns it); a `Uint8Array` is written before its `write()` settles,
-   * since the stream's producer may reuse it then. Closing the stream flushes and closes the writer.
+   * gathered like `write()` (the writer owns it); a `Uint8Array`'s bytes are copied into pool pages, as
+   * `write()` does, so the stream's producer may reuse it. Closing the stream flushes and closes the writer.
    *
    * @example
    * ```ts
@@ -294,12 +315,10 @@ export class PageWriter {
     return this.#writable ??= new WritableStream<Chunk>({
       write: async (chunk) => {
         try {
-          if (chunk instanceof PageHead) return await this.writeAsync(chunk);
-          if (!(chunk instanceof Uint8Array)) {
-            throw new TypeError(`expected a Uint8Array or PageHead, got ${describe(chunk)}`);
+          if (typeof chunk === "string") {
+            throw new TypeError("a page writer's writable takes Uint8Arrays and PageHeads");
           }
           await this.writeAsync(chunk);
-          await this.flushAsync();
         } catch (error) {
           this.#discard(); // the stream is errored now: nothing else will close the writer
           throw error;

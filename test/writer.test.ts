@@ -119,10 +119,15 @@ test("no page to encode into: the string is kept, nothing written before is lost
   pool.close();
 });
 
-for (const how of ["returns from its main module", "calls exit(0)"]) {
+const endings: Record<string, string> = {
+  "returns from its main module": "",
+  "calls exit(0)": isDeno ? "Deno.exit(0);" : "process.exit(0);",
+  "dies of an uncaught exception": 'throw new Error("boom");', // Deno dispatches no unload then
+  "dies of an unhandled rejection": 'Promise.reject(new Error("boom"));',
+};
+for (const [how, exit] of Object.entries(endings)) {
   test(`a program that writes strings and ${how} without flush or close leaves the complete file`, () => {
     const path = join(tempDir(), "exit.txt");
-    const exit = how.startsWith("calls") ? (isDeno ? "Deno.exit(0);" : "process.exit(0);") : "";
     const run = runScript(
       `import { PageWriter } from "${root}mod.ts";
        const w = new PageWriter(${JSON.stringify(path)});
@@ -131,8 +136,34 @@ for (const how of ["returns from its main module", "calls exit(0)"]) {
        w.write("tail");
        ${exit}`,
     );
-    assert.equal(run.status, 0, run.stderr);
+    assert.equal(run.signal, null, run.stderr);
+    assert.equal(run.status, exit.includes("boom") ? 1 : 0, run.stderr);
     const expected = Array.from({ length: 50000 }, (_, i) => `line ${i}\n`).join("") + "bytes\ntail";
     assert.equal(readFileSync(path, "utf8"), expected);
   });
 }
+
+test("write(bytes) copies them: a buffer reused for every line writes every line, in order with strings and heads", () => {
+  // Before: the writer queued the array itself, so a reused buffer went out N times with its last contents.
+  const path = join(tempDir(), "reused.txt");
+  const writer = new PageWriter(path);
+  const line = new Uint8Array(4);
+  const pool = new PagePool();
+  for (let i = 0; i < 3; i++) {
+    line.set(new TextEncoder().encode(`L${i}\n`));
+    writer.write(line.subarray(0, 3));
+    writer.write(i === 1 ? "s\n" : "");
+  }
+  const page = pool.acquire();
+  page.bytes.set(new TextEncoder().encode("head\n"));
+  writer.write(page.head(0, 5));
+  page.release();
+  line.fill(0); // after write() returned: must not matter
+  writer.write(patternBytes(200_000, 9)); // across pool pages
+  writer.close();
+  const got = readFileSync(path);
+  assert.equal(got.subarray(0, 16).toString(), "L0\nL1\ns\nL2\nhead\n");
+  assert.deepEqual(new Uint8Array(got.subarray(16)), patternBytes(200_000, 9));
+  assert.throws(() => new PageWriter(join(tempDir(), "x")).write({} as Uint8Array), TypeError);
+  pool.close();
+});
