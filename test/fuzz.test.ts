@@ -174,7 +174,10 @@ test(`argument fuzzing: ${CASES} calls, each works or throws a typed error, noth
   mapping.unmap();
   pool.close();
   assert.equal(liveRegionCount(), regions, "no mapping or slab left behind");
-  assert.equal(openDescriptorCount(), fds, "no descriptor left behind");
+  // At most as many: `deno test` runs each earlier test file on a thread of its own, and when such a thread
+  // ends meanwhile its poller is closed (two descriptors fewer), which is no leak.
+  const left = openDescriptorCount();
+  assert.ok(left <= fds, `no descriptor left behind: ${fds} before, ${left} after`);
   assert.ok(outcomes.ok > 0 && outcomes.RangeError > 0 && outcomes.TypeError > 0, JSON.stringify(outcomes));
   console.log(`fuzz outcomes: ${JSON.stringify(outcomes)}`);
 });

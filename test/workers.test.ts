@@ -23,7 +23,11 @@ test("Workers terminated while waiting in a ring receive, holding a mapping or w
   );
   const run = runScript(
     `import { SharedRing, openFile, readvAsync, writev } from "${root}mod.ts";
-    import { readFileSync } from "node:fs";
+    import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+    // A terminated Worker's poller: its epoll set and wake-up eventfd.
+    const pollerFds = () => readdirSync("/proc/self/fd").filter((fd) => {
+      try { return /eventpoll|eventfd/.test(readlinkSync("/proc/self/fd/" + fd)); } catch { return false; }
+    }).length;
     const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     const out = {};
     const hold = openFile(${JSON.stringify(pipe)}, "r+");
@@ -51,7 +55,9 @@ test("Workers terminated while waiting in a ring receive, holding a mapping or w
     out.mappings = readFileSync("/proc/self/maps", "utf8").split("\\n").filter((l) => l.includes("mapped.bin")).length;
     // (3) Workers waiting for readiness on a FIFO: nothing of theirs may run once they are gone, and the
     // bytes written next are the main thread's to read.
+    const pollers = pollerFds();
     for (let i = 0; i < 3; i++) await inWorker("read", ${JSON.stringify(pipe)});
+    out.pollerFdsLeft = pollerFds() - pollers;
     writev(hold, [new Uint8Array(3000).fill(9)]);
     await sleep(200);
     out.read = await Promise.race([readvAsync(hold, [new Uint8Array(65536)]), sleep(5000).then(() => "nothing")]);
@@ -63,5 +69,5 @@ test("Workers terminated while waiting in a ring receive, holding a mapping or w
   assert.equal(run.signal, null, run.stderr);
   assert.equal(run.status, 0, run.stderr);
   const out = JSON.parse(run.stdout.trim().split("\n").at(-1)!);
-  assert.deepEqual(out, { producer: "EPIPE", mappings: 0, read: 3000 });
+  assert.deepEqual(out, { producer: "EPIPE", mappings: 0, pollerFdsLeft: 0, read: 3000 });
 });

@@ -11,6 +11,7 @@
 const std = @import("std");
 const builtin = @import("builtin");
 const errno = @import("errno.zig");
+const regions = @import("regions.zig");
 const Errno = errno.Errno;
 
 const linux = builtin.os.tag == .linux;
@@ -64,6 +65,10 @@ const Poller = struct {
     /// The doorbell was rung and JS has not drained the queue since.
     rung: bool = false,
     stopping: bool = false,
+    /// Call mode: `wait`s in progress (on the runtime's threads). A closed poller is freed by the last one.
+    busy: u32 = 0,
+    /// The attached JS thread that opened it (0: none): its end closes the poller.
+    thread: u64 = 0,
 };
 
 var table_mutex: std.Thread.Mutex = .{};
@@ -91,7 +96,7 @@ pub fn open(doorbell: ?Doorbell) Errno!u32 {
 
     const p = std.heap.c_allocator.create(Poller) catch return error.NOMEM;
     errdefer std.heap.c_allocator.destroy(p);
-    p.* = .{ .epoll_fd = epoll_fd, .wake_fd = wake_fd, .doorbell = doorbell };
+    p.* = .{ .epoll_fd = epoll_fd, .wake_fd = wake_fd, .doorbell = doorbell, .thread = regions.currentThread() };
 
     table_mutex.lock();
     defer table_mutex.unlock();
@@ -159,8 +164,9 @@ pub fn drain(id: u32, out: []Event) Errno!usize {
 /// `wake` or the timeout.
 pub fn wait(id: u32, out: []Event, timeout_ms: i32) Errno!usize {
     if (!linux) return error.NOSYS;
-    const p = try lookup(id);
+    const p = try enter(id);
     if (p.doorbell != null) return error.INVAL; // its thread owns the epoll set
+    defer leave(p);
     var events: [batch_max]std.os.linux.epoll_event = undefined;
     const max = @min(out.len, batch_max);
     if (max == 0) return error.INVAL;
@@ -181,6 +187,41 @@ pub fn wait(id: u32, out: []Event, timeout_ms: i32) Errno!usize {
     return count;
 }
 
+/// `lookup` for a `wait`: counted busy, so a `close` meanwhile leaves the freeing to `leave`.
+fn enter(id: u32) Errno!*Poller {
+    if (id >= poller_count_max) return error.BADF;
+    table_mutex.lock();
+    defer table_mutex.unlock();
+    const p = table[id] orelse return error.BADF;
+    p.mutex.lock();
+    defer p.mutex.unlock();
+    p.busy += 1;
+    return p;
+}
+
+fn leave(p: *Poller) void {
+    p.mutex.lock();
+    p.busy -= 1;
+    const last = p.busy == 0 and p.stopping and p.doorbell == null;
+    p.mutex.unlock();
+    if (last) release(p);
+}
+
+/// Closes every poller the attached JS thread `thread` opened: it ended (a terminated Worker) and will never
+/// close them. A `wait` still outstanding for it returns at once (its result goes nowhere) and frees it.
+pub fn closeThread(thread: u64) void {
+    if (thread == 0) return;
+    for (0..poller_count_max) |id| {
+        const mine = blk: {
+            table_mutex.lock();
+            defer table_mutex.unlock();
+            const p = table[id] orelse break :blk false;
+            break :blk p.thread == thread;
+        };
+        if (mine) close(@intCast(id)) catch {};
+    }
+}
+
 /// Makes an outstanding `wait` return (call mode), so nothing stays blocked once no one waits.
 pub fn wake(id: u32) Errno!void {
     const p = try lookup(id);
@@ -191,7 +232,7 @@ pub fn wake(id: u32) Errno!void {
     }
 }
 
-/// Stops the poller (in call mode, with no `wait` outstanding). Its thread (doorbell mode) exits at its next wake-up without ringing again and frees it.
+/// Stops the poller (in call mode, an outstanding `wait` returns and frees it). Its thread (doorbell mode) exits at its next wake-up without ringing again and frees it.
 pub fn close(id: u32) Errno!void {
     const p = try lookup(id);
     table_mutex.lock();
@@ -201,10 +242,12 @@ pub fn close(id: u32) Errno!void {
     p.stopping = true;
     const threaded = p.doorbell != null;
     p.space.signal();
-    p.mutex.unlock();
+    const idle = p.busy == 0;
+    // Under the lock: an outstanding `wait` it ends frees the poller as soon as it can take the lock.
     const one: u64 = 1;
     _ = std.c.write(p.wake_fd, std.mem.asBytes(&one), 8);
-    if (!threaded) release(p);
+    p.mutex.unlock();
+    if (!threaded and idle) release(p);
 }
 
 /// The fallback where there is no poller: waits up to `timeout_ms` for one fd with poll(2); returns its readiness
@@ -348,6 +391,24 @@ test "a pipe's read end reports once per arm, and forget drops it" {
     try std.testing.expectEqual(write_bit, out[0].ready);
     try wake(id);
     try std.testing.expectEqual(@as(usize, 0), try wait(id, &out, 1000));
+}
+
+test "close ends an outstanding wait, which frees the poller" {
+    if (!linux) return error.SkipZigTest;
+    const id = try open(null);
+    const Waiter = struct {
+        fn run(poller_id: u32, result: *Errno!usize) void {
+            var out: [4]Event = undefined;
+            result.* = wait(poller_id, &out, -1);
+        }
+    };
+    var result: Errno!usize = 7;
+    const thread = try std.Thread.spawn(.{}, Waiter.run, .{ id, &result });
+    std.time.sleep(20 * std.time.ns_per_ms);
+    try close(id);
+    thread.join();
+    try std.testing.expectEqual(@as(usize, 0), try result);
+    try std.testing.expectError(error.BADF, wait(id, &[_]Event{}, 0));
 }
 
 test "a regular file cannot be armed" {

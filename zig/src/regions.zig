@@ -181,6 +181,11 @@ pub var retired_bytes: u64 = 0;
 /// The calling thread's id when it is an attached JS thread (`attachThread`), else 0.
 threadlocal var current_thread: u64 = 0;
 
+/// The calling thread's id if it is an attached JS thread, else 0.
+pub fn currentThread() u64 {
+    return current_thread;
+}
+
 /// Marks the calling thread as a JS thread: regions it registers from now on are its own, and released
 /// by `releaseThread` when it ends.
 pub fn attachThread() u64 {

@@ -254,6 +254,7 @@ fn createThreadKey() void {
 /// A JS thread that attached has ended (a Worker terminated): its heap will release nothing more.
 fn threadEnded(value: ?*anyopaque) callconv(.C) void {
     regions.releaseThread(@intFromPtr(value), releaseOrphan);
+    poller.closeThread(@intFromPtr(value)); // its epoll set and wake-up descriptor
 }
 
 /// The owner's let-go of a region whose thread ended, as its unmap() would: deferred while shares hold it.
