@@ -78,7 +78,7 @@ function pathOf(relative: string): string {
 const packageRoot = import.meta.url.includes("/dist/ffi/") ? "../../" : "../";
 
 /** The package version; scripts/check-version.mjs keeps it equal to deno.json and package.json. */
-export const PACKAGE_VERSION = "0.1.0";
+export const PACKAGE_VERSION = "0.2.0";
 
 /** Where the library may be, in the order they are tried. */
 export function candidatePaths(platform: string = platformKey()): string[] {

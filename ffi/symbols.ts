@@ -9,7 +9,7 @@
  */
 
 /** The C interface version this TypeScript expects; `zig/src/root.zig` has the same. */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 /**
  * Runtime-neutral parameter types: `buffer` is a typed array (or null) passed as a pointer; `function` is a

@@ -23,7 +23,7 @@ const share = @import("share.zig");
 
 /// Bumped whenever a signature or meaning below changes; `ffi/symbols.ts`
 /// carries the same number and the loader refuses a library that differs.
-pub const abi_version = @import("build_options").abi_version_override orelse 2;
+pub const abi_version = @import("build_options").abi_version_override orelse 3;
 
 /// The version as text in the binary, so a cross-compiled library can be
 /// checked without loading it (scripts/dist.mjs).
