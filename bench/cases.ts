@@ -290,7 +290,8 @@ export function sinkValue(): number {
 
 /**
  * Starts `cat > /dev/null` reading from a fresh pipe (of `pipeBytes`) or, with 0, a unix socket pair (what
- * Bun.spawn gives a child's stdin); returns the end to write and the child's exit.
+ * Bun.spawn gives a child's stdin); returns the end to write and the child's exit. `blocking`: a truly blocking
+ * write end, for writers that are not pageio's own (node:fs streams, raw native calls), which take EAGAIN as failure.
  */
 function drainingChild(pipeBytes: number, blocking = false): { writeEnd: FileHandle; exited: Promise<unknown> } {
   const options = blocking ? { nonBlocking: false } : {};
@@ -574,7 +575,7 @@ export async function spliceOrWritev(totalBytes: number): Promise<Measured[]> {
       tasks.push({
         name: `${how}, ${size / 1024} KiB pages`,
         fn: async () => {
-          const { writeEnd, exited } = drainingChild(1 << 20);
+          const { writeEnd, exited } = drainingChild(1 << 20, true);
           for (let sent = 0; sent < totalBytes; sent += 1 << 20) {
             const result = call(writeEnd.fd, list.list, list.list.byteLength, list.count, null, 0, 0, list.out);
             if (result !== 1 << 20) throw new Error(`${how} wrote ${result}`);
@@ -615,7 +616,7 @@ export async function spliceOrWritev(totalBytes: number): Promise<Measured[]> {
     tasks.push({
       name: `${how}, 64 KiB pages, rewritten each time`,
       fn: async () => {
-        const { writeEnd, exited } = drainingChild(1 << 20);
+        const { writeEnd, exited } = drainingChild(1 << 20, true);
         for (let sent = 0, round = 0; sent < totalBytes; sent += 1 << 20, round++) {
           touch(round);
           const result = call(writeEnd.fd, list.list, list.list.byteLength, list.count, null, 0, 0, list.out);
