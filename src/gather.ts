@@ -209,6 +209,19 @@ export class PackedList {
     return at;
   }
 
+  /**
+   * Where a plain array's bytes go in staging, or -1 to pass it by address: arrays under `limit` are copied, and
+   * for an asynchronous call (`held`) so is one whose buffer can be resized while it waits.
+   */
+  #stagingFor(bytes: Uint8Array, length: number, limit: number, held: boolean): number {
+    if (length >= limit && !(held && canResize(bytes))) return -1;
+    const offset = this.#reserve(length);
+    if (offset < 0 && length >= limit) {
+      throw new RangeError(`a resizable array of ${length} bytes is too large to copy for an asynchronous call`);
+    }
+    return offset;
+  }
+
   #entry(region: number, offset: number, length: number): void {
     const list = this.list, at = this.#at;
     list[at] = region;
@@ -271,13 +284,7 @@ export class PackedList {
           if (isDetached(bytes)) throw detached();
           continue;
         }
-        let offset = -1;
-        if (length < limit || (held && canResize(bytes))) {
-          offset = this.#reserve(length);
-          if (offset < 0 && length >= limit) {
-            throw new RangeError(`a resizable array of ${length} bytes is too large to copy for an asynchronous call`);
-          }
-        }
+        const offset = this.#stagingFor(bytes, length, limit, held);
         if (offset >= 0) {
           fn.pageio_stage(this.staging, this.staging.byteLength, offset, bytes, length);
           this.#span(STAGING_REGION, offset, length, end - i - 1);
@@ -322,13 +329,7 @@ export class PackedList {
         if (isDetached(bytes)) throw detached();
         continue;
       }
-      let offset = -1;
-      if (length < limit || (held && canResize(bytes))) {
-        offset = this.#reserve(length);
-        if (offset < 0 && length >= limit) {
-          throw new RangeError(`a resizable array of ${length} bytes is too large to copy for an asynchronous call`);
-        }
-      }
+      const offset = this.#stagingFor(bytes, length, limit, held);
       if (offset >= 0) {
         this.#span(STAGING_REGION, offset, length, targets.length - i - 1);
         staged.push({ target: bytes, position, stagingOffset: offset, length });
