@@ -17,6 +17,7 @@ export {
   FileHandle,
   type FileKind,
   type FileMode,
+  type FileStat,
   openBeneath,
   openFile,
   type OpenOptions,

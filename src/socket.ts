@@ -46,6 +46,7 @@ const FAMILIES = abi.enums.AddressFamily.values;
 const OPTION_NO_DELAY = enumIndex("SocketOption", "noDelay");
 const OPTION_KEEP_ALIVE = enumIndex("SocketOption", "keepAlive");
 const OPTION_UNSENT_LIMIT = enumIndex("SocketOption", "unsentLimit");
+const OPTION_CORK = enumIndex("SocketOption", "cork");
 const LISTEN_REUSE_PORT = abi.flags.ListenFlags.bits.reuse_port;
 const WAIT_FOREVER = 0xffff_ffff;
 
@@ -151,6 +152,32 @@ export class Socket extends FileHandle {
     unwrap(fn.pageio_socket_set_option(this.fd, OPTION_UNSENT_LIMIT, value), "setsockopt(TCP_NOTSENT_LOWAT)");
   }
 
+  /**
+   * While true, the kernel holds back partial packets, so a response's head and a small body written by separate
+   * calls (`write`, then `sendFile`) leave in one packet; setting it false sends what it holds at once (`TCP_CORK`;
+   * `TCP_NOPUSH` on macOS). TCP only. Set it around one response, not for the connection's life: held bytes wait
+   * up to 200 ms for more.
+   *
+   * @example
+   * ```ts
+   * import { connect, listen } from "@pageio/pageio";
+   * using listener = listen({ hostname: "127.0.0.1", port: 0 });
+   * using client = connect(listener.addr);
+   * using server = await listener.acceptAsync();
+   * server.cork = true;
+   * server.write([new TextEncoder().encode("HTTP/1.1 200 OK\r\n\r\n")]);
+   * server.write([new TextEncoder().encode("body")]);
+   * server.cork = false; // both leave now, together
+   * console.log(await client.readAsync(new Uint8Array(64)) > 0); // true
+   * ```
+   */
+  get cork(): boolean {
+    return unwrap(fn.pageio_socket_get_option(this.fd, OPTION_CORK), "getsockopt(TCP_CORK)") === 1;
+  }
+  set cork(on: boolean) {
+    unwrap(fn.pageio_socket_set_option(this.fd, OPTION_CORK, on ? 1 : 0), "setsockopt(TCP_CORK)");
+  }
+
   /** This end's address. */
   get localAddr(): NetAddr {
     return addressOf(this.fd, false, "getsockname");
@@ -171,15 +198,25 @@ export class Socket extends FileHandle {
     unwrap(fn.pageio_socket_shutdown(this.fd, code), "shutdown");
   }
 
+  /**
+   * Set when a read took less than it asked for: the kernel's buffer was empty then, so the next `readAsync`
+   * waits for readiness first instead of a read that would most likely find nothing (one system call saved per
+   * request on a keep-alive connection; the wait is level-triggered, so data that came meanwhile ends it at once).
+   */
+  #drained = false;
+
   /** Reads what has arrived into `target`: the bytes read, 0 at end of stream, null when nothing is waiting. */
   read(target: ReadTarget): number | null {
-    return readOnce(this.fd, target);
+    const read = readOnce(this.fd, target);
+    this.#drained = read !== null && read > 0 && read < shared.byteLength();
+    return read;
   }
 
   /** Reads into `target`, waiting until something arrives: the bytes read, 0 at end of stream. */
   async readAsync(target: ReadTarget, signal?: AbortSignal): Promise<number> {
+    if (this.#drained) await waitReady(this.fd, "read", signal);
     for (;;) {
-      const read = readOnce(this.fd, target);
+      const read = this.read(target);
       if (read !== null) return read;
       await waitReady(this.fd, "read", signal);
     }

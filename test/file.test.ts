@@ -17,7 +17,10 @@ test("openFile opens each mode with its meaning", () => {
   using r = openFile(path);
   assert.equal(r.size(), 5);
   assert.equal(r.kind(), "file");
+  assert.deepEqual(r.stat(), { size: 5, kind: "file" }); // both from one fstat
   const dir = tempDir();
+  using d = openFile(dir);
+  assert.equal(d.stat().kind, "directory");
   using w = openFile(join(dir, "new"), "w");
   assert.equal(w.size(), 0);
   using a = openFile(path, "a");
@@ -56,6 +59,7 @@ test("close is idempotent and a closed handle refuses use", () => {
   assert.equal(file.closed, true);
   assert.throws(() => file.fd, (e) => code(e) === "ERR_CLOSED");
   assert.throws(() => file.size(), (e) => code(e) === "ERR_CLOSED");
+  assert.throws(() => file.stat(), (e) => code(e) === "ERR_CLOSED");
 });
 
 test("descriptors are close-on-exec", () => {

@@ -33,6 +33,17 @@ pub fn build(b: *std.Build) void {
     tests.root_module.addAnonymousImport("abi", .{ .root_source_file = abi });
     const run_tests = b.addRunArtifact(tests);
     b.step("test", "Run the Zig unit tests").dependOn(&run_tests.step);
+
+    // Not installed and not a dependency of install or test: only `zig build bench-uring [-- quick]` builds it.
+    const bench_uring = b.addExecutable(.{
+        .name = "uring_vs_epoll",
+        .root_source_file = b.path("bench/uring_vs_epoll.zig"),
+        .target = target,
+        .optimize = .ReleaseFast,
+    });
+    const run_bench_uring = b.addRunArtifact(bench_uring);
+    if (b.args) |args| run_bench_uring.addArgs(args);
+    b.step("bench-uring", "Measure io_uring provided-buffer reads against epoll readiness").dependOn(&run_bench_uring.step);
 }
 
 /// Reads the `abi` literal out of ffi/abi.ts and writes it out as Zig declarations (data only).

@@ -13,7 +13,7 @@ pub const Transport = enum(u32) { tcp, unix };
 pub const Family = enum(u32) { ipv4, ipv6, unix };
 
 /// Socket options, in the order of src/socket.ts `OPTION`.
-pub const Option = enum(u32) { no_delay, keep_alive, reuse_address, reuse_port, unsent_bytes_max };
+pub const Option = enum(u32) { no_delay, keep_alive, reuse_address, reuse_port, unsent_bytes_max, cork };
 
 pub const ListenFlags = packed struct(u32) {
     reuse_port: bool = false,
@@ -198,6 +198,8 @@ fn optionName(option: Option) struct { level: i32, name: u32 } {
         .reuse_port => .{ .level = c.SOL.SOCKET, .name = c.SO.REUSEPORT },
         // TCP_NOTSENT_LOWAT: 25 on Linux, 0x201 on macOS.
         .unsent_bytes_max => .{ .level = c.IPPROTO.TCP, .name = if (builtin.os.tag == .linux) 25 else 0x201 },
+        // TCP_CORK on Linux (3); TCP_NOPUSH on macOS (4), which holds partial frames the same way.
+        .cork => .{ .level = c.IPPROTO.TCP, .name = if (builtin.os.tag == .linux) 3 else 4 },
     };
 }
 
@@ -316,6 +318,10 @@ test "listen on a free port, connect, accept, and see both addresses" {
     try std.testing.expectEqual(@as(u32, 1), try getOption(conn, .no_delay));
     try setOption(conn, .unsent_bytes_max, 65536);
     try std.testing.expectEqual(@as(u32, 65536), try getOption(conn, .unsent_bytes_max));
+    try setOption(conn, .cork, 1);
+    try std.testing.expectEqual(@as(u32, 1), try getOption(conn, .cork));
+    try setOption(conn, .cork, 0);
+    try std.testing.expectEqual(@as(u32, 0), try getOption(conn, .cork));
     try setOption(conn, .keep_alive, 0);
     try std.testing.expectEqual(@as(u32, 0), try getOption(conn, .keep_alive));
     try shutdown(client, .write);
