@@ -135,9 +135,24 @@ test("a 10 ms timer keeps firing while waits are pending", async () => {
   }
 });
 
+/**
+ * Spins run only while no other wait is parked and at most 1 ms in a row without one delivered: a wait that
+ * parks and is met (by a write after it) starts the next checks afresh.
+ */
+async function afterParkedWait(): Promise<void> {
+  assert.equal(waitingCount(), 0, "a wait is still parked");
+  const [r, w] = pipe({ nonBlocking: true });
+  const parked = waitReady(r.fd, "read");
+  writev(w, [new Uint8Array(1)]);
+  await parked;
+  r.close();
+  w.close();
+}
+
 test("a wait the fd meets within the spin is seen on the JS thread, without parking", async () => {
   const [r, w] = pipe({ nonBlocking: true });
   try {
+    await afterParkedWait();
     const before = spinStats();
     await waitReady(w.fd, "write"); // an empty pipe takes a write at once
     const after = spinStats();
@@ -153,6 +168,7 @@ test("a wait the fd meets within the spin is seen on the JS thread, without park
 test("a spin that fails holds the JS thread no longer than its limit, then that fd parks without spinning", async () => {
   const [r, w] = pipe({ nonBlocking: true });
   try {
+    await afterParkedWait();
     const before = spinStats();
     const started = performance.now();
     const first = waitReady(r.fd, "read");
