@@ -172,8 +172,8 @@ function summarize(title, rows) {
   }
 }
 
-/** .bench/summary.md from `summary`, and with --readme the README's marked section. */
-function writeSummary() {
+/** .bench/summary.md from `summary` (and the server's tables), and with --readme the README's marked section. */
+function writeSummary(extra = []) {
   const summaryLines = [
     `Measured by \`npm start\` on ${machine}: medians of at least 5 runs, ± the median absolute deviation; ` +
     `"built-in ÷ pageio" above 1 means pageio is faster. Every row, with peak RSS: \`.bench/results.md\`.`,
@@ -187,6 +187,8 @@ function writeSummary() {
         (best.median / pageio.median).toFixed(2)
       } |`
     ),
+    "",
+    ...extra,
   ];
   writeFileSync(join(dir, "summary.md"), summaryLines.join("\n") + "\n");
   if (process.argv.includes("--readme")) {
@@ -268,10 +270,10 @@ for (const runtime of Object.keys(runtimes)) {
 table(`(3) copy a cached ${size} file`, copyRows);
 summarize(`(3) copy a cached ${size} file`, copyRows);
 
-writeSummary();
-
-// (5) the file server against the runtimes' own, under wrk.
-all.push({ group: "server", ...(await benchServers(print)) });
+// (5) the file server against the runtimes' own, under wrk; its tables go into the summary as they are.
+const serverLines = [];
+all.push({ group: "server", ...(await benchServers((s = "") => (print(s), serverLines.push(s)))) });
+writeSummary(serverLines.map((s) => s.replace(/^## /, "### ")));
 
 writeFileSync(join(dir, "results.md"), lines.join("\n") + "\n");
 writeFileSync(join(dir, "results.json"), JSON.stringify(all, null, 2));

@@ -5,7 +5,17 @@
 // wrk run, its peak RSS VmHWM. PAGEIO_BENCH_WRK_SECONDS sets wrk's -d (default 10), PAGEIO_BENCH_BYTES the big
 // download (default 1 GiB).
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -25,6 +35,12 @@ const servers = [
   { name: "Bun.serve + Bun.file", command: [bun, baseline], runtime: true },
 ];
 const sizes = [["1 KiB", 1024], ["64 KiB", 64 * 1024], ["1 MiB", 1 << 20], ["64 MiB", 64 << 20]];
+// A C server as the ceiling of this machine and client, where nginx is installed (a reference, not a runtime's own):
+// one worker, sendfile, keep-alive without a request limit, no open-file cache (the JS servers open per request).
+const nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((path) => existsSync(path));
+if (nginx) {
+  servers.push({ name: "reference: nginx, 1 worker (C)", command: [nginx], nginx: true });
+}
 
 function makeFile(path, size) {
   if (existsSync(path) && statSync(path).size === size) return;
@@ -34,10 +50,31 @@ function makeFile(path, size) {
   closeSync(fd);
 }
 
+/** nginx wants a config and a fixed port; it says nothing when ready, so the start line is printed for it. */
+function nginxCommand(command) {
+  const dir = join(root, ".bench", "nginx");
+  mkdirSync(dir, { recursive: true });
+  const port = 20000 + (process.pid % 20000);
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    `worker_processes 1; master_process off; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 4096; }
+http { access_log off; sendfile on; tcp_nodelay on; keepalive_requests 100000000;
+  server { listen 127.0.0.1:${port}; root ${www}; } }
+`,
+  );
+  const script = `(sleep 0.5; echo listening on http://127.0.0.1:${port}) & exec ${
+    command[0]
+  } -p ${dir} -c ${dir}/nginx.conf`;
+  return ["sh", ["-c", script]];
+}
+
 function start(server) {
-  const child = spawn(server.command[0], [...server.command.slice(1), www, "0"], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const [exe, args] = server.nginx ? nginxCommand(server.command) : [
+    server.command[0],
+    [...server.command.slice(1), www, "0"],
+  ];
+  const child = spawn(exe, args, { stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     let out = "";
     child.stdout.on("data", (d) => {
@@ -134,7 +171,8 @@ export async function benchServers(print) {
   print(`## (5) static file server: wrk -t2 -c64 -d${seconds}s over loopback\n`);
   print(
     'Server CPU is utime+stime of the server process across the run. "× best runtime" is throughput over the ' +
-      "faster of Deno.serve and Bun.serve for that size (above 1: pageio faster).\n",
+      "faster of Deno.serve and Bun.serve for that size (above 1: pageio faster). The nginx row, where nginx is " +
+      "installed, is this machine's ceiling for a server in C under the same client, not a runtime's own.\n",
   );
   print("| file | server | requests/s | MB/s | server CPU s per GiB | peak RSS | × best runtime |");
   print("|---|---|---:|---:|---:|---:|---:|");
