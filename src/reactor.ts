@@ -11,6 +11,15 @@
  *   thread pool, Bun's worker) returns each batch; woken to return when nothing waits any more.
  * - `poll`: no poller (not Linux, or forced): each wait is a `poll(2)` off the JS thread, in short slices so a
  *   runtime with a bounded worker pool never starves a later wait.
+ *
+ * Before any of these, a wait may spin: poll the fd on the JS thread, without sleeping, for a few microseconds
+ * (`PAGEIO_SPIN_US`: at most 50 by default, 0 turns it off). A peer that answers that quickly (a child echoing a
+ * message) is then seen without this thread sleeping and being woken, which costs tens of microseconds where
+ * cores sit idle (a virtual machine's halted CPU above all). It adapts per fd, as adaptive mutexes do: the budget
+ * follows four times what its recent spins took; a spin that fails turns spinning off for the fd until a parked
+ * wait ends quickly, after a back-off that doubles with each failure in a row. It never spins while another wait
+ * is parked (a server's other connections would wait behind it), nor for more than `STREAK_MS` without the event
+ * loop turning.
  * @module
  */
 import { abi, errno, fn, native } from "../ffi/native.ts";
@@ -32,6 +41,29 @@ const POLL_SLICE_MS = 20;
 
 type Mode = "doorbell" | "call" | "poll";
 
+/** Default limit of one spin, in ns (the native side caps any value at 100 µs). */
+const SPIN_NS_DEFAULT = 50_000;
+/** A parked wait that ended within this many ns suggests a spin would have seen it: the fd may spin again. */
+const SPIN_PROBE_NS = 250_000;
+/** Limit: ms of back-to-back spins before a wait parks anyway, so timers and other I/O get the event loop. */
+const STREAK_MS = 1;
+/** Limit: how many parked waits an fd sits out after repeated failed spins (2^misses, up to this). */
+const SPIN_BACKOFF_MAX = 1024;
+
+/** The shortest budget a spin gets once it adapts to quick answers (ns). */
+const SPIN_NS_MIN = 10_000;
+
+/**
+ * How one fd spins: `limit` ns (0: not now), adapted to four times `typical`, a moving average of how long
+ * its spins took to see it ready; after `misses` failed spins in a row it sits out `skip` parked waits.
+ */
+interface Spin {
+  limit: number;
+  typical: number;
+  misses: number;
+  skip: number;
+}
+
 interface Waiter {
   readonly bit: number;
   resolve(): void;
@@ -44,19 +76,38 @@ interface FdState {
   armed: number;
 }
 
-function requestedMode(): Mode | undefined {
-  let value: string | undefined;
+function readEnv(name: string): string | undefined {
   try {
-    value = native.runtime === "deno" ? Deno.env.get("PAGEIO_REACTOR") : process.env.PAGEIO_REACTOR;
+    return native.runtime === "deno" ? Deno.env.get(name) : process.env[name];
   } catch {
     return undefined; // Deno without --allow-env: the default
   }
+}
+
+function requestedMode(): Mode | undefined {
+  const value = readEnv("PAGEIO_REACTOR");
   if (value === undefined || value === "") return undefined;
   if (value === "doorbell" || value === "call" || value === "poll") return value;
   throw new RangeError(`PAGEIO_REACTOR must be "doorbell", "call" or "poll", got "${value}"`);
 }
 
+/** The longest one spin may take, in ns (`PAGEIO_SPIN_US`; 0: never spin). */
+function spinLimit(): number {
+  const value = readEnv("PAGEIO_SPIN_US");
+  if (value === undefined || value === "") return SPIN_NS_DEFAULT;
+  const us = Number(value);
+  if (!Number.isInteger(us) || us < 0 || us > 100) {
+    throw new RangeError(`PAGEIO_SPIN_US must be an integer from 0 to 100 (microseconds), got "${value}"`);
+  }
+  return us * 1000;
+}
+
 const fds = new Map<number, FdState>();
+const spins = new Map<number, Spin>();
+let spinMax: number | undefined;
+/** When the current run of spins began, with no wait parked since (-1: none). */
+let streakSince = -1;
+const spinCounts = { spins: 0, hits: 0, spunNs: 0, parks: 0 };
 const events = new Int32Array(2 * BATCH_MAX);
 let waiting = 0;
 let mode: Mode | undefined;
@@ -103,6 +154,7 @@ function drain(): void {
 }
 
 function deliver(count: number): void {
+  streakSince = -1; // the poller reported: the event loop has turned since the spins began
   for (let i = 0; i < count; i++) {
     const fd = events[2 * i];
     const ready = events[2 * i + 1];
@@ -165,6 +217,51 @@ function arm(fd: number, state: FdState): boolean {
 }
 
 /**
+ * Spins on `fd` if it may: true when it turned ready within its budget. Errors are left to the wait and the
+ * system call after it, which report them in full.
+ */
+function spin(fd: number, bit: number): boolean {
+  const max = spinMax ??= spinLimit();
+  if (max === 0 || waiting > 0) return false;
+  let state = spins.get(fd);
+  if (state === undefined) spins.set(fd, state = { limit: max, typical: max / 4, misses: 0, skip: 0 });
+  if (state.limit === 0) return false;
+  const now = performance.now();
+  if (streakSince < 0) streakSince = now;
+  else if (now - streakSince > STREAK_MS) return false; // park this one: the event loop turns meanwhile
+  spinCounts.spins++;
+  const result = fn.pageio_spin_fd(fd, bit, state.limit);
+  if (result >= 0) {
+    spinCounts.hits++;
+    spinCounts.spunNs += result;
+    state.typical += (result - state.typical) / 8;
+    state.limit = Math.min(max, Math.max(SPIN_NS_MIN, Math.round(4 * state.typical)));
+    state.misses = 0;
+    return true;
+  }
+  if (result !== -errno.ETIMEDOUT) {
+    spins.delete(fd); // not a pollable fd (closed, say): the wait reports it
+    return false;
+  }
+  spinCounts.spunNs += state.limit;
+  state.limit = 0;
+  state.misses++;
+  state.skip = Math.min(SPIN_BACKOFF_MAX, 2 ** state.misses);
+  return false;
+}
+
+/** A parked wait on `fd` ended after `ns`: one that ended quickly lets the fd spin again (after its back-off). */
+function parked(fd: number, ns: number): void {
+  const state = spins.get(fd);
+  if (state === undefined || state.limit !== 0) return;
+  if (state.skip > 0) state.skip--;
+  else if (ns <= SPIN_PROBE_NS) {
+    state.limit = spinMax!;
+    state.typical = spinMax! / 4;
+  }
+}
+
+/**
  * Resolves once `fd` is ready for `interest` (or has hung up or failed: the next system call says which);
  * rejects with `signal.reason` on abort, or with `ERR_CLOSED` when `forget(fd)` is called first. A regular
  * file is always ready. Spurious wake-ups are possible: retry the system call, and wait again on `EAGAIN`.
@@ -174,7 +271,13 @@ export function waitReady(fd: number, interest: Interest, signal?: AbortSignal):
     return Promise.reject(new TypeError(`interest must be "read" or "write", got ${String(interest)}`));
   }
   if (signal?.aborted) return Promise.reject(signal.reason);
-  if ((mode ?? start()) === "poll") return pollWait(fd, interest === "read" ? READ : WRITE, signal);
+  const bit = interest === "read" ? READ : WRITE;
+  const how = mode ?? start();
+  if (spin(fd, bit)) return Promise.resolve();
+  spinCounts.parks++;
+  const began = performance.now();
+  const done = () => parked(fd, (performance.now() - began) * 1e6);
+  if (how === "poll") return pollWait(fd, bit, signal).then(done);
   return new Promise<void>((resolve, reject) => {
     let state = fds.get(fd);
     if (state === undefined) fds.set(fd, state = { waiters: new Set(), armed: 0 });
@@ -186,8 +289,8 @@ export function waitReady(fd: number, interest: Interest, signal?: AbortSignal):
       then();
     };
     const waiter: Waiter = {
-      bit: interest === "read" ? READ : WRITE,
-      resolve: () => settle(resolve),
+      bit,
+      resolve: () => settle(() => (done(), resolve())),
       reject: (reason) => settle(() => reject(reason)),
     };
     const onAbort = () => waiter.reject(signal!.reason);
@@ -209,6 +312,7 @@ export function waitReady(fd: number, interest: Interest, signal?: AbortSignal):
 export function forget(fd: number): void {
   const error = () => stateError("ERR_CLOSED", `fd ${fd} was closed while an operation waited on it`, "wait");
   for (const abort of pollWaiters.get(fd) ?? []) abort(error());
+  spins.delete(fd);
   const state = fds.get(fd);
   if (state === undefined) return;
   fds.delete(fd);
@@ -220,6 +324,11 @@ export function forget(fd: number): void {
 /** @internal How waits reach JS in this process: `doorbell`, `call` or `poll`. */
 export function reactorMode(): Mode {
   return mode ?? start();
+}
+
+/** @internal Spins so far, how many saw the fd ready, the ns they took, and waits that parked. */
+export function spinStats(): { spins: number; hits: number; spunNs: number; parks: number } {
+  return { ...spinCounts };
 }
 
 /** @internal Descriptors with waiters (tests prove nothing is left behind). */
@@ -263,6 +372,7 @@ function pollWait(fd: number, bit: number, signal?: AbortSignal): Promise<void> 
             return finish(error, true);
           }
         }
+        streakSince = -1;
         if (ready !== 0) finish();
         else slice();
       }, (error) => finish(error, true));

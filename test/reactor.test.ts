@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { openFile, type PageIoError, pipe, readv, socketPair, writev } from "../mod.ts";
-import { forget, reactorMode, waitingCount, waitReady } from "../src/reactor.ts";
+import { forget, reactorMode, spinStats, waitingCount, waitReady } from "../src/reactor.ts";
 import { root, runScript, tempFile } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
@@ -135,6 +135,99 @@ test("a 10 ms timer keeps firing while waits are pending", async () => {
   }
 });
 
+/**
+ * Spins run only while no other wait is parked and at most 1 ms in a row without one delivered: a wait that
+ * parks and is met (by a write after it) starts the next checks afresh.
+ */
+async function afterParkedWait(): Promise<void> {
+  assert.equal(waitingCount(), 0, "a wait is still parked");
+  const [r, w] = pipe({ nonBlocking: true });
+  const parked = waitReady(r.fd, "read");
+  writev(w, [new Uint8Array(1)]);
+  await parked;
+  r.close();
+  w.close();
+}
+
+test("a wait the fd meets within the spin is seen on the JS thread, without parking", async () => {
+  const [r, w] = pipe({ nonBlocking: true });
+  try {
+    await afterParkedWait();
+    const before = spinStats();
+    await waitReady(w.fd, "write"); // an empty pipe takes a write at once
+    const after = spinStats();
+    assert.equal(after.hits - before.hits, 1);
+    assert.equal(after.parks, before.parks);
+    assert.ok(after.spunNs - before.spunNs < 50_000, `${after.spunNs - before.spunNs} ns`);
+  } finally {
+    r.close();
+    w.close();
+  }
+});
+
+test("a spin that fails holds the JS thread no longer than its limit, then that fd parks without spinning", async () => {
+  const [r, w] = pipe({ nonBlocking: true });
+  try {
+    await afterParkedWait();
+    const before = spinStats();
+    const started = performance.now();
+    const first = waitReady(r.fd, "read");
+    const held = performance.now() - started;
+    const missed = spinStats();
+    assert.equal(missed.spins - before.spins, 1);
+    assert.equal(missed.hits, before.hits);
+    assert.equal(missed.parks - before.parks, 1);
+    assert.equal(missed.spunNs - before.spunNs, 50_000); // the default limit
+    assert.ok(held < 50, `the first wait held the thread ${held.toFixed(1)} ms`); // only a gross overrun fails
+    writev(w, [new Uint8Array(1)]);
+    await first;
+    readv(r, [new Uint8Array(1)]);
+    // Backed off: the next waits on this fd park at once until it has sat out its turn.
+    const second = waitReady(r.fd, "read");
+    assert.equal(spinStats().spins, missed.spins);
+    writev(w, [new Uint8Array(1)]);
+    await second;
+  } finally {
+    r.close();
+    w.close();
+  }
+});
+
+test("back-to-back waits met by spins still let a 10 ms timer fire (a wait parks at least every few ms)", async () => {
+  const [r, w] = pipe({ nonBlocking: true });
+  try {
+    let fired = false;
+    setTimeout(() => fired = true, 10);
+    const before = spinStats();
+    const started = performance.now();
+    // Every wait here is met at once: without a bound on spins in a row this loop would never yield.
+    for (let i = 0; !fired && i < 2_000_000; i++) await waitReady(w.fd, "write");
+    assert.ok(fired, "the timer never fired");
+    assert.ok(performance.now() - started < 5000);
+    const after = spinStats();
+    assert.ok(after.hits - before.hits > 0, "no wait was met by a spin");
+    assert.ok(after.parks - before.parks > 0, "no wait parked");
+  } finally {
+    r.close();
+    w.close();
+  }
+});
+
+test("a spin never runs while another wait is parked", async () => {
+  const [r, w] = pipe({ nonBlocking: true });
+  const [r2, w2] = pipe({ nonBlocking: true });
+  try {
+    const blocked = waitReady(r.fd, "read");
+    const before = spinStats();
+    await waitReady(w2.fd, "write");
+    assert.equal(spinStats().spins, before.spins);
+    writev(w, [new Uint8Array(1)]);
+    await blocked;
+  } finally {
+    for (const end of [r, w, r2, w2]) end.close();
+  }
+});
+
 const childChecks = (completions: number) => `
 import { pipe, readv, writev } from "${root}mod.ts";
 import { reactorMode, waitingCount, waitReady, forget } from "${root}src/reactor.ts";
@@ -177,6 +270,29 @@ for (const mode of ["doorbell", "call", "poll"]) {
     assert.equal(run.stdout.trim(), `${mode} ok`);
   });
 }
+
+test("PAGEIO_SPIN_US=0: no wait spins, and every completion still arrives", () => {
+  const run = runScript(
+    childChecks(2000) + `
+import { spinStats } from "${root}src/reactor.ts";
+if (spinStats().spins !== 0) throw new Error("spun " + spinStats().spins);
+`,
+    { env: { PAGEIO_SPIN_US: "0" } },
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stdout, / ok/);
+});
+
+test("PAGEIO_SPIN_US out of range is refused by name", () => {
+  const run = runScript(
+    `import { pipe } from "${root}mod.ts"; import { waitReady } from "${root}src/reactor.ts";
+const [r] = pipe(); await waitReady(r.fd, "read");`,
+    { env: { PAGEIO_SPIN_US: "500" } },
+  );
+  assert.notEqual(run.status, 0);
+  assert.match(run.stderr, /PAGEIO_SPIN_US must be an integer from 0 to 100/);
+});
 
 test("PAGEIO_REACTOR with an unknown value is refused by name", () => {
   const run = runScript(`import { waitReady } from "${root}src/reactor.ts"; await waitReady(0, "read");`, {

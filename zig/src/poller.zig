@@ -271,6 +271,36 @@ pub fn waitFd(fd: i32, interest: u32, timeout_ms: i32) Errno!u32 {
     return ready & interest;
 }
 
+/// Limit: the longest `spinFd` holds its caller (the JS thread's event loop) before giving up.
+pub const spin_ns_max: u32 = 100 * std.time.ns_per_us;
+
+/// A bounded busy wait on the caller's thread: polls `fd` without sleeping until it is ready for `interest` or
+/// `max_ns` (at most `spin_ns_max`) have passed. Returns the nanoseconds it took to see it ready, or TIMEDOUT.
+/// A peer that answers within a few microseconds is then seen without this thread sleeping and being woken.
+pub fn spinFd(fd: i32, interest: u32, max_ns: u32) Errno!u32 {
+    var bits: i16 = 0;
+    if (interest & read_bit != 0) bits |= std.c.POLL.IN;
+    if (interest & write_bit != 0) bits |= std.c.POLL.OUT;
+    const limit = @min(max_ns, spin_ns_max);
+    const begun = std.time.Instant.now() catch return error.TIMEDOUT;
+    while (true) {
+        var fds = [1]std.c.pollfd{.{ .fd = fd, .events = bits, .revents = 0 }};
+        const n = std.c.poll(&fds, 1, 0);
+        if (n < 0) {
+            const err = errno.last();
+            if (err != error.INTR) return err;
+        }
+        const now = std.time.Instant.now() catch return error.TIMEDOUT;
+        const spent = now.since(begun);
+        if (n > 0) {
+            if (fds[0].revents & std.c.POLL.NVAL != 0) return error.BADF;
+            return @intCast(@min(spent, std.math.maxInt(u32)));
+        }
+        if (spent >= limit) return error.TIMEDOUT;
+        std.atomic.spinLoopHint();
+    }
+}
+
 /// How an async operation may treat `fd`.
 pub const Blocking = enum(u32) {
     /// O_NONBLOCK: try on the JS thread, wait for readiness on EAGAIN.
@@ -442,4 +472,22 @@ test "the doorbell rings once per batch until drained" {
     try std.testing.expectEqual(@as(usize, 1), try drain(id, &out));
     try std.testing.expectEqual(fds[1], out[0].fd);
     try std.testing.expectEqual(@as(usize, 0), try drain(id, &out));
+}
+
+test "spinFd sees a ready fd at once, gives up on an idle one after its limit, and caps the limit" {
+    var fds: [2]i32 = undefined;
+    try std.testing.expectEqual(@as(c_int, 0), std.c.pipe(&fds));
+    defer _ = std.c.close(fds[0]);
+    defer _ = std.c.close(fds[1]);
+    _ = try spinFd(fds[1], write_bit, 1000); // an empty pipe takes a write
+    const begun = try std.time.Instant.now();
+    try std.testing.expectError(error.TIMEDOUT, spinFd(fds[0], read_bit, 20 * std.time.ns_per_us));
+    try std.testing.expect((try std.time.Instant.now()).since(begun) >= 20 * std.time.ns_per_us);
+    const capped = try std.time.Instant.now();
+    try std.testing.expectError(error.TIMEDOUT, spinFd(fds[0], read_bit, std.math.maxInt(u32)));
+    // The cap is 100 µs; a loaded machine may deschedule the loop, so only a gross overrun fails.
+    try std.testing.expect((try std.time.Instant.now()).since(capped) < 50 * std.time.ns_per_ms);
+    _ = std.c.write(fds[1], "x", 1);
+    _ = try spinFd(fds[0], read_bit, 1000);
+    try std.testing.expectError(error.BADF, spinFd(999_999, read_bit, 1000)); // not open: POLLNVAL
 }

@@ -451,6 +451,12 @@ export fn pageio_wait_fd(fd: i32, interest: u32, timeout_ms: i32) Result {
     return errno.result(if (poller.waitFd(fd, interest, timeout_ms)) |bits| bits else |err| err);
 }
 
+/// Polls `fd` on the caller's thread, without sleeping, for up to `max_ns`: the nanoseconds until it was ready
+/// for `interest`, or -ETIMEDOUT.
+export fn pageio_spin_fd(fd: i32, interest: u32, max_ns: u32) Result {
+    return errno.result(if (poller.spinFd(fd, interest, max_ns)) |ns| ns else |err| err);
+}
+
 /// A listening socket (transport 0 tcp, 1 unix) on `host`:`port` or the unix path `host`; flags bit 0 reuse_port.
 /// Returns its descriptor (non-blocking, close-on-exec).
 export fn pageio_socket_listen(transport: u32, host: ?[*]const u8, host_len: u32, port: u32, backlog: u32, flags: u32) Result {
