@@ -15,7 +15,7 @@ import { abi, errno, fn, native } from "../ffi/native.ts";
 import type { BlockingName } from "../ffi/symbols.ts";
 import { PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, type Target } from "./file.ts";
-import { type Interest, waitReady } from "./reactor.ts";
+import { type Interest, turn, waitReady } from "./reactor.ts";
 
 /** A system call the planner wants made: the native symbol and its arguments, and the fd it may wait on. */
 export interface Call {
@@ -125,6 +125,8 @@ export async function runAsync<T>(
     }
     step = plan.next(answer);
   }
+  const pause = turn(); // done at once for a while: timers get their turn first
+  if (pause !== undefined) await pause;
   held = keep; // the arrays a call took by address stay reachable until here
   return step.value;
 }

@@ -20,6 +20,10 @@
  * wait ends quickly, after a back-off that doubles with each failure in a row. It never spins while another wait
  * is parked (a server's other connections would wait behind it), nor for more than `STREAK_MS` without the event
  * loop turning.
+ *
+ * Operations that complete at once resolve as microtasks, which alone would keep timers out for as long as data
+ * keeps coming: once they (or deliveries back to back) have run for `TURN_MS`, the next waits for a 0 ms timeout,
+ * so timers and the runtime's other callbacks get their turn (`turn`).
  * @module
  */
 import { abi, errno, fn, native } from "../ffi/native.ts";
@@ -52,6 +56,12 @@ const SPIN_BACKOFF_MAX = 1024;
 
 /** The shortest budget a spin gets once it adapts to quick answers (ns). */
 const SPIN_NS_MIN = 10_000;
+
+/**
+ * Limit: ms that operations completing at once, or deliveries arriving back to back, run without timers getting
+ * a turn. Past it, they wait for one (a 0 ms timeout, which the runtimes clamp to 1-4 ms when nested).
+ */
+const TURN_MS = 5;
 
 /**
  * How one fd spins: `limit` ns (0: not now), adapted to four times `typical`, a moving average of how long
@@ -95,8 +105,8 @@ function requestedMode(): Mode | undefined {
 function spinLimit(): number {
   const value = readEnv("PAGEIO_SPIN_US");
   if (value === undefined || value === "") return SPIN_NS_DEFAULT;
-  const us = Number(value);
-  if (!Number.isInteger(us) || us < 0 || us > 100) {
+  const us = Number(value); // digits only: Number() would take " " as 0 (spinning off) and "0x10" as 16
+  if (!/^[0-9]+$/.test(value) || us > 100) {
     throw new RangeError(`PAGEIO_SPIN_US must be an integer from 0 to 100 (microseconds), got "${value}"`);
   }
   return us * 1000;
@@ -114,6 +124,43 @@ let mode: Mode | undefined;
 let poller = -1;
 let doorbell: NativeCallback | undefined;
 let calling = false;
+/** The 0 ms timeout that marks a turn of the event loop's timers, and when the current wait for one began. */
+let beat: ReturnType<typeof setTimeout> | undefined;
+let beatSince = 0;
+/** What waits for that turn: continuations of operations, and a drain the doorbell asked for. */
+let afterBeat: (() => void)[] = [];
+let drainAfterBeat = false;
+
+function onBeat(): void {
+  beat = undefined;
+  const due = afterBeat;
+  afterBeat = [];
+  for (const resume of due) resume();
+  if (drainAfterBeat) {
+    drainAfterBeat = false;
+    drain();
+  }
+}
+
+/** True when timers have had no turn for `TURN_MS`: the caller waits for `onBeat` (which it sets going otherwise). */
+function overdue(): boolean {
+  if (beat === undefined) {
+    beatSince = performance.now();
+    beat = setTimeout(onBeat, 0);
+    return false;
+  }
+  return performance.now() - beatSince > TURN_MS;
+}
+
+/**
+ * @internal An operation that completed without waiting ends with this: usually nothing, but a promise for the
+ * next turn of the timers once operations have completed at once for `TURN_MS` in a row (microtasks alone would
+ * keep every timer and every other callback out for as long as the data keeps coming).
+ */
+export function turn(): Promise<void> | undefined {
+  if (!overdue()) return undefined;
+  return new Promise<void>((resolve) => afterBeat.push(resolve));
+}
 
 /**
  * Whether this is a Worker's thread. A Worker can be terminated at any moment, and neither runtime tells FFI
@@ -145,6 +192,12 @@ function start(): Mode {
 
 /** The doorbell: everything the poller queued, in as few calls as it takes. */
 function drain(): void {
+  // Deliveries back to back (a busy server) would keep timers out where the runtime runs these callbacks
+  // first: past the limit the queue waits for the timers' turn (the doorbell rings again only once drained).
+  if (overdue()) {
+    drainAfterBeat = true;
+    return;
+  }
   let n: number;
   do {
     n = fn.pageio_poller_drain(poller, events, BATCH_MAX);
@@ -273,7 +326,7 @@ export function waitReady(fd: number, interest: Interest, signal?: AbortSignal):
   if (signal?.aborted) return Promise.reject(signal.reason);
   const bit = interest === "read" ? READ : WRITE;
   const how = mode ?? start();
-  if (spin(fd, bit)) return Promise.resolve();
+  if (spin(fd, bit)) return turn() ?? Promise.resolve();
   spinCounts.parks++;
   const began = performance.now();
   const done = () => parked(fd, (performance.now() - began) * 1e6);

@@ -10,7 +10,7 @@ import { checkAccess, describe, fdOf, FileHandle, type Target } from "./file.ts"
 import { byteLengthOf, type Chunk, chunkList, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
 import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
-import { forget, waitReady } from "./reactor.ts";
+import { forget, turn, waitReady } from "./reactor.ts";
 
 /** Where a socket is: a TCP address (IPv4 or IPv6 hostname and port) or a unix path, as Deno names them. */
 export type NetAddr = { transport: "tcp"; hostname: string; port: number } | { transport: "unix"; path: string };
@@ -217,7 +217,7 @@ export class Socket extends FileHandle {
     if (this.#drained) await waitReady(this.fd, "read", signal);
     for (;;) {
       const read = this.read(target);
-      if (read !== null) return read;
+      if (read !== null) return afterTurn(read);
       await waitReady(this.fd, "read", signal);
     }
   }
@@ -242,7 +242,7 @@ export class Socket extends FileHandle {
           const written = rest.length === 0 ? 0 : shared.pack(rest, 0, rest.length).write(this.fd, 0);
           total += written;
           rest = dropFront(rest, written, slices);
-          if (rest.length === 0) return total;
+          if (rest.length === 0) return afterTurn(total);
           await waitReady(this.fd, "write", signal);
         } catch (error) {
           throw withBytes(error, total + bytesOf(error));
@@ -282,7 +282,7 @@ export class Socket extends FileHandle {
     } catch (error) {
       throw withBytes(error, sent + bytesOf(error));
     }
-    return sent;
+    return afterTurn(sent);
   }
 
   /** Closes the socket; waits on it settle first (its number may name another file next). */
@@ -290,6 +290,12 @@ export class Socket extends FileHandle {
     if (!this.closed) forget(this.fd);
     super.close();
   }
+}
+
+/** `value`, once timers have had their turn if operations have completed at once for a while (`turn`). */
+function afterTurn<T>(value: T): T | Promise<T> {
+  const pause = turn();
+  return pause === undefined ? value : pause.then(() => value);
 }
 
 /** The chunks after the first `written` bytes; a partly written head is sliced (the slice recorded in `slices`). */
@@ -391,7 +397,7 @@ export class Listener implements AsyncIterable<Socket> {
   async acceptAsync(signal?: AbortSignal): Promise<Socket> {
     for (;;) {
       const socket = this.accept();
-      if (socket !== null) return socket;
+      if (socket !== null) return afterTurn(socket);
       await waitReady(this.fd, "read", signal);
     }
   }

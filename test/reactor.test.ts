@@ -3,7 +3,7 @@
 // checks in a child process.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { openFile, type PageIoError, pipe, readv, socketPair, writev } from "../mod.ts";
+import { connect, listen, openFile, type PageIoError, pipe, readv, readvAsync, socketPair, writev } from "../mod.ts";
 import { forget, reactorMode, spinStats, waitingCount, waitReady } from "../src/reactor.ts";
 import { root, runScript, tempFile } from "./helpers.ts";
 
@@ -132,6 +132,41 @@ test("a 10 ms timer keeps firing while waits are pending", async () => {
   } finally {
     r.close();
     w.close();
+  }
+});
+
+/** Ticks of a 10 ms interval while `step` runs back to back for `ms`. */
+async function ticksWhile(ms: number, step: () => Promise<unknown>): Promise<number> {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 10);
+  try {
+    for (const end = performance.now() + ms; performance.now() < end;) await step();
+  } finally {
+    clearInterval(timer);
+  }
+  return ticks;
+}
+
+test("async calls that complete at once still let a 10 ms timer fire (they never yielded: it starved)", async () => {
+  const [a, b] = socketPair({ nonBlocking: true });
+  using file = openFile(tempFile(new Uint8Array(64)));
+  const bytes = new Uint8Array(64);
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  using client = connect(listener.addr);
+  using server = await listener.acceptAsync();
+  try {
+    // Data is always there: each call completes on the JS thread, as a microtask.
+    const piped = await ticksWhile(300, () => (writev(a, [bytes]), readvAsync(b, [bytes])));
+    const fromFile = await ticksWhile(300, () => readvAsync(file, [bytes]));
+    const socket = await ticksWhile(300, () => (client.write([bytes]), server.readAsync(bytes)));
+    const written = await ticksWhile(300, async () => (await server.writeAsync([bytes]), client.read(bytes)));
+    for (const [name, ticks] of Object.entries({ piped, fromFile, socket, written })) {
+      assert.ok(ticks >= 3, `${name}: the 10 ms timer fired ${ticks} times in 300 ms`);
+    }
+    assert.equal(waitingCount(), 0);
+  } finally {
+    a.close();
+    b.close();
   }
 });
 
@@ -284,14 +319,17 @@ if (spinStats().spins !== 0) throw new Error("spun " + spinStats().spins);
   assert.match(run.stdout, / ok/);
 });
 
-test("PAGEIO_SPIN_US out of range is refused by name", () => {
-  const run = runScript(
-    `import { pipe } from "${root}mod.ts"; import { waitReady } from "${root}src/reactor.ts";
+test("PAGEIO_SPIN_US out of range or not plain digits is refused by name", () => {
+  // " " once meant 0 (spinning silently off), "0x10" 16 and "1e1" 10.
+  for (const value of ["500", " ", "0x10", "1e1", "-0"]) {
+    const run = runScript(
+      `import { pipe } from "${root}mod.ts"; import { waitReady } from "${root}src/reactor.ts";
 const [r] = pipe(); await waitReady(r.fd, "read");`,
-    { env: { PAGEIO_SPIN_US: "500" } },
-  );
-  assert.notEqual(run.status, 0);
-  assert.match(run.stderr, /PAGEIO_SPIN_US must be an integer from 0 to 100/);
+      { env: { PAGEIO_SPIN_US: value } },
+    );
+    assert.notEqual(run.status, 0, `PAGEIO_SPIN_US="${value}" was taken`);
+    assert.match(run.stderr, /PAGEIO_SPIN_US must be an integer from 0 to 100/);
+  }
 });
 
 test("PAGEIO_REACTOR with an unknown value is refused by name", () => {
