@@ -149,6 +149,8 @@ export const symbols = {
   pageio_wait_fd: { parameters: ["i32", "u32", "i32"], result: "f64", mayBlock: true },
   // (fd: i32, interest: u32, max_ns: u32 capped at 100 µs) -> ns until ready, -ETIMEDOUT: a bounded busy poll
   pageio_spin_fd: { parameters: ["i32", "u32", "u32"], result: "f64" },
+  // (fd: i32, want: u32, sleep_ns: u32 capped at 100 µs) -> bytes waiting (FIONREAD), after one sleep if < want
+  pageio_settle_fd: { parameters: ["i32", "u32", "u32"], result: "f64" },
   // (transport: u32 0 tcp | 1 unix, host: u8* numeric address or unix path, host_len: u32, port: u32,
   //  backlog: u32, flags: u32 bit 0 reuse_port) -> fd of a listening socket (non-blocking, close-on-exec)
   pageio_socket_listen: { parameters: ["u32", "buffer", "u32", "u32", "u32", "u32"], result: "f64" },

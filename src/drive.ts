@@ -15,7 +15,7 @@ import { abi, errno, fn, native } from "../ffi/native.ts";
 import type { BlockingName } from "../ffi/symbols.ts";
 import { PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, type Target } from "./file.ts";
-import { type Interest, turn, waitReady } from "./reactor.ts";
+import { type Interest, readDone, settleBeforeRead, turn, waitReady } from "./reactor.ts";
 
 /** A system call the planner wants made: the native symbol and its arguments, and the fd it may wait on. */
 export interface Call {
@@ -53,6 +53,7 @@ export function wouldBlock(result: number, moved: number): boolean {
   return result === -errno.EAGAIN && moved === 0;
 }
 
+const BLOCKING_NO = abi.enums.FdBlocking.values.indexOf("no");
 const BLOCKING_MAY_WAIT = abi.enums.FdBlocking.values.indexOf("may_wait");
 const BLOCKING_DEVICE = abi.enums.FdBlocking.values.indexOf("device");
 
@@ -116,7 +117,11 @@ export async function runAsync<T>(
         answer = true;
       } else {
         blocking ??= fd < 0 ? 0 : fn.pageio_fd_blocking(fd);
-        if (blocking !== BLOCKING_MAY_WAIT && blocking !== BLOCKING_DEVICE && !threadAlways) answer = next.run();
+        if (blocking === BLOCKING_NO && next.interest === "read" && !threadAlways) {
+          const bytes = next.bytes ?? 0;
+          settleBeforeRead(fd, bytes);
+          readDone(fd, bytes, answer = next.run());
+        } else if (blocking !== BLOCKING_MAY_WAIT && blocking !== BLOCKING_DEVICE && !threadAlways) answer = next.run();
         else answer = await blockingCall(fd, next, blocking === BLOCKING_DEVICE, signal, offThread);
       }
     } catch (error) {

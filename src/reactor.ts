@@ -54,6 +54,11 @@ const STREAK_MS = 1;
 /** Limit: how many parked waits an fd sits out after repeated failed spins (2^misses, up to this). */
 const SPIN_BACKOFF_MAX = 1024;
 
+/** Default pause before a read of a stream that trickles in (ns); the native side caps it at 100 µs. */
+const SETTLE_NS_DEFAULT = 20_000;
+/** Reads in a row that took under a quarter of what they asked before the next one pauses first. */
+const TRICKLE_READS = 2;
+
 /** The shortest budget a spin gets once it adapts to quick answers (ns). */
 const SPIN_NS_MIN = 10_000;
 
@@ -66,13 +71,21 @@ const TURN_MS = 5;
 /**
  * How one fd spins: `limit` ns (0: not now), adapted to four times `typical`, a moving average of how long
  * its spins took to see it ready; after `misses` failed spins in a row it sits out `skip` parked waits.
+ * `parkedNs` is the moving average of its parked waits (-1: none yet): where the scheduler keeps the peer on
+ * this thread's CPU a parked wait can be the quicker one (a spinning thread pushes the peer to another CPU),
+ * so when parking has been quicker the fd parks, and every `SAMPLE_EVERY`th wait tries the other way.
  */
 interface Spin {
   limit: number;
   typical: number;
   misses: number;
   skip: number;
+  parkedNs: number;
+  waits: number;
 }
+
+/** One wait in this many takes the way (spin or park) that has lately been the slower, to measure it again. */
+const SAMPLE_EVERY = 16;
 
 interface Waiter {
   readonly bit: number;
@@ -101,13 +114,13 @@ function requestedMode(): Mode | undefined {
   throw new RangeError(`PAGEIO_REACTOR must be "doorbell", "call" or "poll", got "${value}"`);
 }
 
-/** The longest one spin may take, in ns (`PAGEIO_SPIN_US`; 0: never spin). */
-function spinLimit(): number {
-  const value = readEnv("PAGEIO_SPIN_US");
-  if (value === undefined || value === "") return SPIN_NS_DEFAULT;
-  const us = Number(value); // digits only: Number() would take " " as 0 (spinning off) and "0x10" as 16
+/** A limit in ns from `name` (integer microseconds, 0 to 100; 0: off), else `fallback`. */
+function microseconds(name: string, fallback: number): number {
+  const value = readEnv(name);
+  if (value === undefined || value === "") return fallback;
+  const us = Number(value); // digits only: Number() would take " " as 0 (off) and "0x10" as 16
   if (!/^[0-9]+$/.test(value) || us > 100) {
-    throw new RangeError(`PAGEIO_SPIN_US must be an integer from 0 to 100 (microseconds), got "${value}"`);
+    throw new RangeError(`${name} must be an integer from 0 to 100 (microseconds), got "${value}"`);
   }
   return us * 1000;
 }
@@ -117,7 +130,7 @@ const spins = new Map<number, Spin>();
 let spinMax: number | undefined;
 /** When the current run of spins began, with no wait parked since (-1: none). */
 let streakSince = -1;
-const spinCounts = { spins: 0, hits: 0, spunNs: 0, parks: 0 };
+const spinCounts = { spins: 0, hits: 0, spunNs: 0, parks: 0, pauses: 0 };
 const events = new Int32Array(2 * BATCH_MAX);
 let waiting = 0;
 let mode: Mode | undefined;
@@ -274,14 +287,18 @@ function arm(fd: number, state: FdState): boolean {
  * system call after it, which report them in full.
  */
 function spin(fd: number, bit: number): boolean {
-  const max = spinMax ??= spinLimit();
+  const max = spinMax ??= microseconds("PAGEIO_SPIN_US", SPIN_NS_DEFAULT);
   if (max === 0 || waiting > 0) return false;
   let state = spins.get(fd);
-  if (state === undefined) spins.set(fd, state = { limit: max, typical: max / 4, misses: 0, skip: 0 });
+  if (state === undefined) {
+    spins.set(fd, state = { limit: max, typical: max / 4, misses: 0, skip: 0, parkedNs: -1, waits: 0 });
+  }
   if (state.limit === 0) return false;
   const now = performance.now();
   if (streakSince < 0) streakSince = now;
   else if (now - streakSince > STREAK_MS) return false; // park this one: the event loop turns meanwhile
+  const parkQuicker = state.parkedNs >= 0 && state.parkedNs < state.typical;
+  if (parkQuicker !== (++state.waits % SAMPLE_EVERY === 0)) return false;
   spinCounts.spins++;
   const result = fn.pageio_spin_fd(fd, bit, state.limit);
   if (result >= 0) {
@@ -306,12 +323,39 @@ function spin(fd: number, bit: number): boolean {
 /** A parked wait on `fd` ended after `ns`: one that ended quickly lets the fd spin again (after its back-off). */
 function parked(fd: number, ns: number): void {
   const state = spins.get(fd);
-  if (state === undefined || state.limit !== 0) return;
+  if (state === undefined) return;
+  state.parkedNs = state.parkedNs < 0 ? ns : state.parkedNs + (ns - state.parkedNs) / 4;
+  if (state.limit !== 0) return;
   if (state.skip > 0) state.skip--;
   else if (ns <= SPIN_PROBE_NS) {
     state.limit = spinMax!;
     state.typical = spinMax! / 4;
   }
+}
+
+/** Per fd: reads in a row that took under a quarter of what they asked, with no EAGAIN between. */
+const trickles = new Map<number, number>();
+let settleNs: number | undefined;
+
+/**
+ * Before an asynchronous read of `bytes` from non-blocking `fd`: when its last reads each took a small piece
+ * of what was there to take (a writer adding 8 KiB at a time to a pipe read in 64 KiB pages), pauses once for
+ * up to 20 µs (`PAGEIO_SETTLE_US`, 0: never) unless that much is waiting already, so that one read takes what
+ * would have been several. Each read costs a system call and its JS; fewer of them leave the CPU to the
+ * writer. A stream read only after it was ready (EAGAIN, then a wait) never pauses, nor does a reply.
+ */
+export function settleBeforeRead(fd: number, bytes: number): void {
+  if ((trickles.get(fd) ?? 0) < TRICKLE_READS) return;
+  const ns = settleNs ??= microseconds("PAGEIO_SETTLE_US", SETTLE_NS_DEFAULT);
+  if (ns === 0) return;
+  spinCounts.pauses++;
+  if (fn.pageio_settle_fd(fd, Math.min(bytes, 2 ** 31), ns) < 0) trickles.delete(fd);
+}
+
+/** After an asynchronous read from non-blocking `fd` asked for `bytes` and returned `result`. */
+export function readDone(fd: number, bytes: number, result: number): void {
+  if (result > 0 && result < bytes / 4) trickles.set(fd, (trickles.get(fd) ?? 0) + 1);
+  else if (trickles.size !== 0) trickles.delete(fd); // took a lot, would block, ended or failed
 }
 
 /**
@@ -366,6 +410,7 @@ export function forget(fd: number): void {
   const error = () => stateError("ERR_CLOSED", `fd ${fd} was closed while an operation waited on it`, "wait");
   for (const abort of pollWaiters.get(fd) ?? []) abort(error());
   spins.delete(fd);
+  trickles.delete(fd);
   const state = fds.get(fd);
   if (state === undefined) return;
   fds.delete(fd);
@@ -379,8 +424,8 @@ export function reactorMode(): Mode {
   return mode ?? start();
 }
 
-/** @internal Spins so far, how many saw the fd ready, the ns they took, and waits that parked. */
-export function spinStats(): { spins: number; hits: number; spunNs: number; parks: number } {
+/** @internal Spins so far, how many saw the fd ready, the ns they took, waits that parked, reads that paused. */
+export function spinStats(): { spins: number; hits: number; spunNs: number; parks: number; pauses: number } {
   return { ...spinCounts };
 }
 

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect, listen, openFile, type PageIoError, pipe, readv, readvAsync, socketPair, writev } from "../mod.ts";
-import { forget, reactorMode, spinStats, waitingCount, waitReady } from "../src/reactor.ts";
+import { forget, reactorMode, readDone, settleBeforeRead, spinStats, waitingCount, waitReady } from "../src/reactor.ts";
 import { root, runScript, tempFile } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
@@ -248,6 +248,54 @@ test("back-to-back waits met by spins still let a 10 ms timer fire (a wait parks
   }
 });
 
+test("an fd met at once by its spins still parks one wait in 16, to measure which way is quicker", async () => {
+  const [r, w] = pipe({ nonBlocking: true });
+  try {
+    await afterParkedWait();
+    const before = spinStats();
+    for (let i = 0; i < 64; i++) await waitReady(w.fd, "write");
+    const after = spinStats();
+    assert.equal(after.hits - before.hits + (after.parks - before.parks), 64);
+    assert.ok(after.parks - before.parks >= 4, `${after.parks - before.parks} parked`);
+  } finally {
+    r.close();
+    w.close();
+  }
+});
+
+test("a read pauses first only after reads in a row took small pieces of a stream, never after a wait", () => {
+  const [r, w] = pipe({ nonBlocking: true });
+  try {
+    const pauses = () => spinStats().pauses;
+    const start = pauses();
+    settleBeforeRead(r.fd, 65536);
+    readDone(r.fd, 65536, 8192);
+    settleBeforeRead(r.fd, 65536);
+    assert.equal(pauses(), start, "one small read is not a trickle");
+    readDone(r.fd, 65536, 8192);
+    const began = performance.now();
+    settleBeforeRead(r.fd, 65536); // nothing waits in the pipe: one pause of 20 µs
+    assert.ok(performance.now() - began >= 0.015, "it did not pause");
+    assert.equal(pauses(), start + 1);
+    writev(w, [new Uint8Array(65536)]);
+    settleBeforeRead(r.fd, 65536); // enough waits: no sleep, but counted
+    assert.equal(pauses(), start + 2);
+    readDone(r.fd, 65536, 65536); // a full read ends the trickle
+    settleBeforeRead(r.fd, 65536);
+    assert.equal(pauses(), start + 2);
+    for (const result of [8192, 8192, -11]) readDone(r.fd, 65536, result); // EAGAIN: caught up, a reply stream
+    settleBeforeRead(r.fd, 65536);
+    readDone(r.fd, 65536, 100);
+    readDone(r.fd, 65536, 100);
+    forget(r.fd);
+    settleBeforeRead(r.fd, 65536);
+    assert.equal(pauses(), start + 2, "forget drops what was learnt of the fd");
+  } finally {
+    r.close();
+    w.close();
+  }
+});
+
 test("a spin never runs while another wait is parked", async () => {
   const [r, w] = pipe({ nonBlocking: true });
   const [r2, w2] = pipe({ nonBlocking: true });
@@ -319,7 +367,31 @@ if (spinStats().spins !== 0) throw new Error("spun " + spinStats().spins);
   assert.match(run.stdout, / ok/);
 });
 
-test("PAGEIO_SPIN_US out of range or not plain digits is refused by name", () => {
+const trickleScript = `
+import { spawn } from "node:child_process";
+import { PageReader, pipe } from "${root}mod.ts";
+import { spinStats } from "${root}src/reactor.ts";
+const [readEnd, writeEnd] = pipe({ size: 1 << 20 });
+const child = spawn("head", ["-c", "33554432", "/dev/urandom"], { stdio: ["ignore", writeEnd.fd, "inherit"] });
+writeEnd.close();
+let total = 0;
+for await (const head of new PageReader(readEnd)) { total += head.byteLength; head.release(); }
+readEnd.close();
+console.log(JSON.stringify({ total, pauses: spinStats().pauses }));
+`;
+
+test("a child's stdout read with pauses on and off (PAGEIO_SETTLE_US=0): every byte, no pause when off", () => {
+  for (const env of [{}, { PAGEIO_SETTLE_US: "0" }, { PAGEIO_SETTLE_US: "100", PAGEIO_SPIN_US: "0" }]) {
+    const run = runScript(trickleScript, { env: env as Record<string, string> });
+    assert.equal(run.signal, null, run.stderr);
+    assert.equal(run.status, 0, run.stderr);
+    const { total, pauses } = JSON.parse(run.stdout.trim().split("\n").pop()!);
+    assert.equal(total, 33554432);
+    if ("PAGEIO_SETTLE_US" in env && env.PAGEIO_SETTLE_US === "0") assert.equal(pauses, 0);
+  }
+});
+
+test("PAGEIO_SPIN_US and PAGEIO_SETTLE_US out of range or not plain digits are refused by name", () => {
   // " " once meant 0 (spinning silently off), "0x10" 16 and "1e1" 10.
   for (const value of ["500", " ", "0x10", "1e1", "-0"]) {
     const run = runScript(
@@ -330,6 +402,14 @@ const [r] = pipe(); await waitReady(r.fd, "read");`,
     assert.notEqual(run.status, 0, `PAGEIO_SPIN_US="${value}" was taken`);
     assert.match(run.stderr, /PAGEIO_SPIN_US must be an integer from 0 to 100/);
   }
+  const settle = runScript(
+    `import { pipe, readvAsync, writev } from "${root}mod.ts"; import { readDone } from "${root}src/reactor.ts";
+const [r, w] = pipe(); readDone(r.fd, 65536, 1); readDone(r.fd, 65536, 1); writev(w, [new Uint8Array(1)]);
+await readvAsync(r, [new Uint8Array(65536)]);`,
+    { env: { PAGEIO_SETTLE_US: "-1" } },
+  );
+  assert.notEqual(settle.status, 0);
+  assert.match(settle.stderr, /PAGEIO_SETTLE_US must be an integer from 0 to 100/);
 });
 
 test("PAGEIO_REACTOR with an unknown value is refused by name", () => {

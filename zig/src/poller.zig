@@ -301,6 +301,29 @@ pub fn spinFd(fd: i32, interest: u32, max_ns: u32) Errno!u32 {
     }
 }
 
+/// Limit: the longest `settleFd` sleeps.
+pub const settle_ns_max: u32 = 100 * std.time.ns_per_us;
+
+/// Bytes waiting to be read from a pipe or socket (FIONREAD).
+fn readable(fd: i32) Errno!u32 {
+    var bytes: c_int = 0;
+    if (std.c.ioctl(fd, std.os.linux.T.FIONREAD, &bytes) < 0) return errno.last();
+    return @intCast(@max(bytes, 0));
+}
+
+/// For a stream that trickles in small pieces: when fewer than `want` bytes wait in `fd`, sleeps once for
+/// `sleep_ns` (at most `settle_ns_max`) so the writer can add more, and the next read takes it in one call
+/// instead of several. Returns the bytes waiting then.
+pub fn settleFd(fd: i32, want: u32, sleep_ns: u32) Errno!u32 {
+    if (!linux) return error.NOSYS;
+    const before = try readable(fd);
+    if (before >= want) return before;
+    const ns = @min(sleep_ns, settle_ns_max);
+    const pause = std.c.timespec{ .sec = 0, .nsec = @intCast(ns) };
+    _ = std.c.nanosleep(&pause, null); // EINTR: a shorter pause, no harm
+    return readable(fd);
+}
+
 /// How an async operation may treat `fd`.
 pub const Blocking = enum(u32) {
     /// O_NONBLOCK: try on the JS thread, wait for readiness on EAGAIN.
@@ -490,4 +513,21 @@ test "spinFd sees a ready fd at once, gives up on an idle one after its limit, a
     _ = std.c.write(fds[1], "x", 1);
     _ = try spinFd(fds[0], read_bit, 1000);
     try std.testing.expectError(error.BADF, spinFd(999_999, read_bit, 1000)); // not open: POLLNVAL
+}
+
+test "settleFd returns at once when enough waits, else after one bounded sleep" {
+    if (!linux) return error.SkipZigTest;
+    var fds: [2]i32 = undefined;
+    try std.testing.expectEqual(@as(c_int, 0), std.c.pipe(&fds));
+    defer _ = std.c.close(fds[0]);
+    defer _ = std.c.close(fds[1]);
+    _ = std.c.write(fds[1], "abcd", 4);
+    try std.testing.expectEqual(@as(u32, 4), try settleFd(fds[0], 4, 1000 * std.time.ns_per_ms));
+    const begun = try std.time.Instant.now();
+    try std.testing.expectEqual(@as(u32, 4), try settleFd(fds[0], 5, std.math.maxInt(u32))); // capped at 100 us
+    try std.testing.expect((try std.time.Instant.now()).since(begun) < 50 * std.time.ns_per_ms);
+    const file = std.c.open("/proc/self/exe", .{});
+    defer _ = std.c.close(file);
+    try std.testing.expect(settleFd(file, 1, 0) != error.BADF);
+    try std.testing.expectError(error.BADF, settleFd(999_999, 1, 0));
 }

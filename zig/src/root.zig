@@ -457,6 +457,12 @@ export fn pageio_spin_fd(fd: i32, interest: u32, max_ns: u32) Result {
     return errno.result(if (poller.spinFd(fd, interest, max_ns)) |ns| ns else |err| err);
 }
 
+/// When fewer than `want` bytes wait in pipe or socket `fd`, sleeps once for `sleep_ns` (at most 100 µs) so
+/// more can come; returns the bytes waiting (FIONREAD).
+export fn pageio_settle_fd(fd: i32, want: u32, sleep_ns: u32) Result {
+    return errno.result(if (poller.settleFd(fd, want, sleep_ns)) |n| n else |err| err);
+}
+
 /// A listening socket (transport 0 tcp, 1 unix) on `host`:`port` or the unix path `host`; flags bit 0 reuse_port.
 /// Returns its descriptor (non-blocking, close-on-exec).
 export fn pageio_socket_listen(transport: u32, host: ?[*]const u8, host_len: u32, port: u32, backlog: u32, flags: u32) Result {
