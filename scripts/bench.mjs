@@ -128,6 +128,8 @@ const machine = process.argv.includes("--from-json")
   : `${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}; ` +
     `deno ${versions.deno.match(/deno (\S+)/)?.[1]}, bun ${versions.bun.trim()}; ${
       new Date().toISOString().slice(0, 10)
+    }, commit ${
+      spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8" }).stdout.trim() || "?"
     }`;
 print(`# pageio benchmarks\n`);
 print(
