@@ -175,7 +175,7 @@ export function failedAfter(error: unknown, bytes: number): unknown {
 }
 
 /** What an aborted operation rejects with: `ABORT_ERR`, the signal's reason as `cause`. */
-function abortError(reason: unknown): PageIoError {
+export function abortError(reason: unknown): PageIoError {
   const error = new PageIoError("ABORT_ERR", "the operation was aborted", { syscall: "abort", bytesTransferred: 0 });
   (error as { cause?: unknown }).cause = reason;
   return error;

@@ -10,7 +10,8 @@ import { checkAccess, describe, fdOf, FileHandle, type Target } from "./file.ts"
 import { byteLengthOf, type Chunk, chunkList, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
 import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
-import { forget, turn, waitReady } from "./reactor.ts";
+import { abortError, failedAfter } from "./drive.ts";
+import { forget, type Interest, turn, waitReady } from "./reactor.ts";
 
 /** Where a socket is: a TCP address (IPv4 or IPv6 hostname and port) or a unix path, as Deno names them. */
 export type NetAddr = { transport: "tcp"; hostname: string; port: number } | { transport: "unix"; path: string };
@@ -214,11 +215,11 @@ export class Socket extends FileHandle {
 
   /** Reads into `target`, waiting until something arrives: the bytes read, 0 at end of stream. */
   async readAsync(target: ReadTarget, signal?: AbortSignal): Promise<number> {
-    if (this.#drained) await waitReady(this.fd, "read", signal);
+    if (this.#drained) await ready(this.fd, "read", signal);
     for (;;) {
       const read = this.read(target);
       if (read !== null) return afterTurn(read);
-      await waitReady(this.fd, "read", signal);
+      await ready(this.fd, "read", signal);
     }
   }
 
@@ -230,7 +231,7 @@ export class Socket extends FileHandle {
 
   /**
    * Writes every chunk, waiting while the socket's buffer is full; returns the bytes written. The chunks stay
-   * the caller's and must not change until it settles. Aborted, it rejects with `bytesTransferred` set.
+   * the caller's and must not change until it settles. Aborted, it rejects with `ABORT_ERR` and `bytesTransferred`.
    */
   async writeAsync(chunks: Iterable<Chunk>, signal?: AbortSignal): Promise<number> {
     let rest = chunkList(chunks);
@@ -243,7 +244,7 @@ export class Socket extends FileHandle {
           total += written;
           rest = dropFront(rest, written, slices);
           if (rest.length === 0) return afterTurn(total);
-          await waitReady(this.fd, "write", signal);
+          await ready(this.fd, "write", signal);
         } catch (error) {
           throw withBytes(error, total + bytesOf(error));
         }
@@ -277,7 +278,7 @@ export class Socket extends FileHandle {
     try {
       while (sent < length) {
         sent += this.sendFile(file, offset + sent, length - sent);
-        if (sent < length) await waitReady(this.fd, "write", signal);
+        if (sent < length) await ready(this.fd, "write", signal);
       }
     } catch (error) {
       throw withBytes(error, sent + bytesOf(error));
@@ -320,9 +321,7 @@ function lengthOf(chunk: Chunk): number {
 
 /** The error of an operation that moved `bytes` in all before it failed, saying so (`bytesTransferred`). */
 function withBytes(error: unknown, bytes: number): unknown {
-  if (error instanceof PageIoError) {
-    return new PageIoError(error.code, error.message, { ...error, bytesTransferred: bytes });
-  }
+  if (error instanceof PageIoError) return failedAfter(error, bytes); // in place: its cause and stack stay
   if (error instanceof Error) (error as Error & { bytesTransferred?: number }).bytesTransferred = bytes;
   return error;
 }
@@ -333,6 +332,15 @@ function bytesOf(error: unknown): number {
 }
 
 /** One scatter read into one target: bytes, 0 at end, null for EAGAIN (no exception on the common path). */
+/** `waitReady`, with an abort as `ABORT_ERR` (the signal's reason as `cause`), like every other async form. */
+async function ready(fd: number, interest: Interest, signal: AbortSignal | undefined): Promise<void> {
+  try {
+    await waitReady(fd, interest, signal);
+  } catch (error) {
+    throw signal?.aborted && error === signal.reason ? abortError(error) : error;
+  }
+}
+
 function readOnce(fd: number, target: ReadTarget): number | null {
   const result = scatter(fd, [target]);
   if (result === -errno.EAGAIN) return null;
@@ -398,7 +406,7 @@ export class Listener implements AsyncIterable<Socket> {
     for (;;) {
       const socket = this.accept();
       if (socket !== null) return afterTurn(socket);
-      await waitReady(this.fd, "read", signal);
+      await ready(this.fd, "read", signal);
     }
   }
 
@@ -518,7 +526,7 @@ export async function connectAsync(options: ConnectOptions | NetAddr, signal?: A
   if (out[0] === 0) return socket;
   try {
     for (;;) {
-      await waitReady(socket.fd, "write", signal);
+      await ready(socket.fd, "write", signal);
       unwrap(fn.pageio_socket_connect_result(socket.fd), "connect", path);
       if (connected(socket.fd)) return socket;
     }
