@@ -178,7 +178,7 @@ function summarize(title, rows) {
 function writeSummary(extra = []) {
   const summaryLines = [
     `Measured by \`npm start\` on ${machine}: medians of at least 5 runs, ± the median absolute deviation; ` +
-    `"built-in ÷ pageio" above 1 means pageio is faster. Every row, with peak RSS: \`.bench/results.md\`.`,
+    `"built-in ÷ pageio" above 1 means pageio is faster. Every row, with peak RSS and spread: \`bench/results.md\`.`,
     "",
     "| job | runtime | pageio (fastest way) | fastest built-in | built-in ÷ pageio |",
     "|---|---|---|---|---:|",
@@ -278,5 +278,10 @@ all.push({ group: "server", ...(await benchServers((s = "") => (print(s), server
 writeSummary(serverLines.map((s) => s.replace(/^## /, "### ")));
 
 writeFileSync(join(dir, "results.md"), lines.join("\n") + "\n");
+// With --readme the full tables are kept beside the code, so the README's figures can be traced to their run.
+if (process.argv.includes("--readme")) {
+  writeFileSync(join(root, "bench", "results.md"), lines.join("\n") + "\n");
+  spawnSync(join(root, "node_modules/.bin/deno"), ["fmt", join(root, "bench", "results.md")], { stdio: "ignore" });
+}
 writeFileSync(join(dir, "results.json"), JSON.stringify(all, null, 2));
 console.log(`(written to .bench/results.md and .bench/results.json)`);
