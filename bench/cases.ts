@@ -650,9 +650,13 @@ export function logLines(target: string, count: number): Promise<Measured[]> {
   const check = () => {
     if (fs.statSync(target).size !== bytes) throw new Error(`wrote ${fs.statSync(target).size} bytes, not ${bytes}`);
   };
+  // Every run starts with no file (removed untimed): `Bun.file().writer()` opens without O_TRUNC, so on the last
+  // run's file it would overwrite 100 MB of cached pages in place while the others free them (truncate) and
+  // allocate them again, a cost of the benchmark's order, not of the writers.
   const task = (name: string, fn: () => unknown | Promise<unknown>, only?: "deno" | "bun"): Task => ({
     name,
     only,
+    setup: () => fs.rmSync(target, { force: true }),
     fn: async () => {
       await fn();
       check();
