@@ -141,7 +141,14 @@ export class PageWriter {
       // Reading a character makes the engine flatten a string built by concatenation (a rope) in place, once:
       // a batch joined from flat strings encodes 3-15x faster than one whose pieces are ropes themselves, and
       // a string written again (a template's constant, a repeated line) is flat from then on.
-      charCodeAt.call(chunk, 0);
+      const first = charCodeAt.call(chunk, 0);
+      // Each write is encoded as TextEncoder would encode it alone (a lone surrogate half as U+FFFD): a string
+      // that begins with a low surrogate is not joined to one that ended with a high one, which would make a
+      // pair of them or not depending on where a batch happened to end.
+      if (first >= 0xdc00 && first <= 0xdfff && this.#text.length > 0) {
+        const last = charCodeAt.call(this.#text, this.#text.length - 1);
+        if (last >= 0xd800 && last <= 0xdbff) this.#encodeText();
+      }
       this.#text += chunk;
       if (this.#text.length >= TEXT_BATCH_CHARS) this.#encodeText();
     } else if (!isChunk(chunk)) {

@@ -71,6 +71,20 @@ test("write(string) takes ropes, empty strings and repeats, and never calls a re
   assert.equal(readFileSync(path, "utf8"), expected.join(""));
 });
 
+test("each write(string) is encoded on its own: surrogate halves in two writes are two U+FFFD wherever a batch ends", () => {
+  const encoder = new TextEncoder();
+  for (const padLength of [0, 5, 16383, 16384, 40000]) {
+    const path = join(tempDir(), `halves-${padLength}.txt`);
+    const writes = ["x".repeat(padLength) + "\uD83D", "\uDE00 and a pair: \uD83D\uDE00", "\uDE00", "end\uD83D"];
+    {
+      using writer = new PageWriter(path);
+      for (const text of writes) writer.write(text);
+    }
+    const expected = Buffer.concat(writes.map((text) => encoder.encode(text))); // as each alone would be
+    assert.deepEqual(readFileSync(path), expected, `pad ${padLength}`);
+  }
+});
+
 test("the gather writes counted: far fewer calls than lines", { skip: !haveStrace }, () => {
   const dir = tempDir();
   const path = join(dir, "log.txt");
