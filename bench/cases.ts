@@ -521,35 +521,7 @@ export async function pingPong(roundTrips: number): Promise<Measured[]> {
         }
       },
     },
-    {
-      name: `Deno.Command stdin/stdout through cat, ${roundTrips} round trips`,
-      only: "deno",
-      fn: async () => {
-        const child = new Deno.Command("cat", { stdin: "piped", stdout: "piped" }).spawn();
-        const writer = child.stdin.getWriter(), reader = child.stdout.getReader();
-        for (let i = 0; i < roundTrips; i++) {
-          await writer.write(one);
-          await reader.read();
-        }
-        await writer.close();
-        await child.status;
-      },
-    },
-    {
-      name: `Bun.spawn stdin/stdout through cat, ${roundTrips} round trips`,
-      only: "bun",
-      fn: async () => {
-        const child = Bun.spawn(["cat"], { stdin: "pipe", stdout: "pipe" });
-        const reader = child.stdout.getReader();
-        for (let i = 0; i < roundTrips; i++) {
-          child.stdin.write(one);
-          await child.stdin.flush();
-          await reader.read();
-        }
-        child.stdin.end();
-        await child.exited;
-      },
-    },
+    ...runtimeCatPingPong(roundTrips, one),
   ], { time: 3000, iterations: 5 });
   cat.toChild.close();
   cat.childOut.close();
@@ -837,6 +809,13 @@ export function pingPongAsync(roundTrips: number): Promise<Measured[]> {
         fromChild.close();
       },
     },
+    ...runtimeCatPingPong(roundTrips, one),
+  ], { time: 3000, iterations: 5 });
+}
+
+/** The runtimes' own child streams through `cat`: `message` out and all of it back, `roundTrips` times. */
+function runtimeCatPingPong(roundTrips: number, message: Uint8Array): Task[] {
+  return [
     {
       name: `Deno.Command stdin/stdout through cat, ${roundTrips} round trips`,
       only: "deno",
@@ -844,8 +823,8 @@ export function pingPongAsync(roundTrips: number): Promise<Measured[]> {
         const child = new Deno.Command("cat", { stdin: "piped", stdout: "piped" }).spawn();
         const writer = child.stdin.getWriter(), reader = child.stdout.getReader();
         for (let i = 0; i < roundTrips; i++) {
-          await writer.write(one);
-          for (let got = 0; got < 64;) got += (await reader.read()).value!.byteLength;
+          await writer.write(message);
+          for (let got = 0; got < message.length;) got += (await reader.read()).value!.byteLength;
         }
         await writer.close();
         await child.status;
@@ -858,15 +837,15 @@ export function pingPongAsync(roundTrips: number): Promise<Measured[]> {
         const child = Bun.spawn(["cat"], { stdin: "pipe", stdout: "pipe" });
         const reader = child.stdout.getReader();
         for (let i = 0; i < roundTrips; i++) {
-          child.stdin.write(one);
+          child.stdin.write(message);
           await child.stdin.flush();
-          for (let got = 0; got < 64;) got += (await reader.read()).value!.byteLength;
+          for (let got = 0; got < message.length;) got += (await reader.read()).value!.byteLength;
         }
         child.stdin.end();
         await child.exited;
       },
     },
-  ], { time: 3000, iterations: 5 });
+  ];
 }
 
 /** (7.4) SharedRing from another process: `for await` against the blocking receive loop. */
