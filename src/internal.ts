@@ -17,6 +17,8 @@ export const kLabel: unique symbol = Symbol("pageio.label");
 export const kSource: unique symbol = Symbol("pageio.source");
 export const kLendable: unique symbol = Symbol("pageio.lendable");
 export const kMarkLent: unique symbol = Symbol("pageio.markLent");
+/** A pool page whose views never reach user code (a writer's own): see `Page[kPrivateViews]`. */
+export const kPrivateViews: unique symbol = Symbol("pageio.privateViews");
 
 // This thread runs JS: what it maps is let go when it ends (a terminated Worker's heap releases nothing).
 fn.pageio_thread_attach();
