@@ -206,7 +206,10 @@ export class Socket extends FileHandle {
    */
   #drained = false;
 
-  /** Reads what has arrived into `target`: the bytes read, 0 at end of stream, null when nothing is waiting. */
+  /**
+   * Reads what has arrived into `target`: the bytes read, 0 at end of stream, null when nothing is waiting.
+   * A `target` of 0 bytes is a RangeError (its 0 could not be told from end of stream).
+   */
   read(target: ReadTarget): number | null {
     const read = readOnce(this.fd, target);
     this.#drained = read !== null && read > 0 && read < shared.byteLength();

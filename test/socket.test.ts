@@ -87,6 +87,19 @@ test("TCP over IPv4: listen, accept, connect, both addresses, bytes both ways", 
   assert.deepEqual(await readAll(client, 4), text("pong"));
 });
 
+test("Socket.read and readAsync into 0 bytes are a RangeError; 0 stays end of stream", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  client.write([text("hi")]);
+  assert.throws(() => server.read(new Uint8Array(0)), RangeError);
+  await assert.rejects(server.readAsync(new Uint8Array(0)), RangeError);
+  assert.deepEqual(await readAll(server, 2), text("hi"));
+  client.shutdown("write");
+  assert.equal(await server.readAsync(new Uint8Array(4)), 0);
+  client.close();
+  server.close();
+});
+
 test("socket options: noDelay, keepAlive and unsentLimit read back what was set", async () => {
   using listener = listen({ hostname: "127.0.0.1", port: 0 });
   const [client, server] = await pair(listener);
