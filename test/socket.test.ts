@@ -493,6 +493,11 @@ test("openBeneath keeps paths inside the directory", () => {
   for (const escape of ["../etc/passwd", "sub/../../x", "/etc/hostname", "out"]) {
     assert.throws(() => openBeneath(base, escape), (e) => ["EXDEV", "ELOOP"].includes(code(e)), escape);
   }
+  // The message says what happened (the kernel's own text for EXDEV is "invalid cross-device link").
+  assert.throws(
+    () => openBeneath(base, "../x"),
+    (e) => code(e) !== "EXDEV" || /'\.\.\/x' resolves outside/.test(String(e)),
+  );
   assert.throws(() => openBeneath(base, "missing"), (e) => code(e) === "ENOENT");
   assert.throws(() => openBeneath(base, 5 as unknown as string), TypeError);
 });
