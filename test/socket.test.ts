@@ -448,7 +448,8 @@ test("adoptSocket takes a descriptor from elsewhere (a copy by default)", async 
   a.close(); // the other owner closes its own; the copy lives on
   assert.ok(fdFlags(adopted.fd) & O_NONBLOCK && fdFlags(adopted.fd) & O_CLOEXEC);
   assert.equal(adopted.write([text("adopted")]), 7);
-  assert.deepEqual(await readAll(new Socket(b.fd), 7), text("adopted"));
+  using other = adoptSocket(b.fd);
+  assert.deepEqual(await readAll(other, 7), text("adopted"));
   adopted.close();
   b.close();
   using file = openFile(tempFile("not a socket"));
