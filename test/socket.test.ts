@@ -17,7 +17,7 @@ import {
   PagePool,
   PageReader,
   PageWriter,
-  Socket,
+  type Socket,
   socketPair,
 } from "../mod.ts";
 import {
