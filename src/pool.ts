@@ -9,12 +9,13 @@ import { fn, native } from "../ffi/native.ts";
 import { checkInteger, stateError, unwrap } from "./errors.ts";
 import { PageHead } from "./head.ts";
 import {
+  internalOnly,
   kAlive,
   kBufferOffset,
+  kConstruct,
   kLabel,
   kLendable,
   kMarkLent,
-  kPrivateViews,
   kRegion,
   kRegionOffset,
   kRelease,
@@ -253,7 +254,13 @@ export class PagePool {
     const index = this.#free[--this.#freeCount];
     this.#inUse++;
     const slab = Math.floor(index / this.#pagesPerSlab);
-    const page = new Page(this, index, this.#slabs.regions[slab], (index - slab * this.#pagesPerSlab) * this.pageSize);
+    const page = new Page(
+      this,
+      index,
+      this.#slabs.regions[slab],
+      (index - slab * this.#pagesPerSlab) * this.pageSize,
+      kConstruct,
+    );
     if (this.#leakEvery !== 0 && ++this.#acquired % this.#leakEvery === 0) {
       leaks.register(
         page,
@@ -359,6 +366,9 @@ export class PagePool {
   }
 }
 
+// Set by Page's static block (see markPrivateViews).
+let setPrivateViews: ((page: Page) => void) | undefined;
+
 /**
  * A page from a `PagePool`, holding one reference when acquired.
  *
@@ -384,7 +394,8 @@ export class Page {
   readonly #regionOffset: number;
 
   /** @internal Pages come from `PagePool.acquire()`. */
-  constructor(pool: PagePool, index: number, region: number, regionOffset: number) {
+  constructor(pool: PagePool, index: number, region: number, regionOffset: number, key?: symbol) {
+    internalOnly(key, "Page", "pool.acquire()");
     this.#pool = pool;
     this.#index = index;
     this.#region = region;
@@ -412,7 +423,7 @@ export class Page {
     checkInteger("head offset", offset, 0, pool.pageSize);
     const len = length ?? pool.pageSize - offset;
     checkInteger("head length", len, 0, pool.pageSize - offset);
-    return new PageHead(this, offset, len);
+    return new PageHead(this, offset, len, kConstruct);
   }
 
   /** Adds a reference; each needs its own `release()`. */
@@ -489,13 +500,12 @@ export class Page {
     this.#lent = true;
   }
 
-  /**
-   * @internal Declares that no view of this page (its `bytes`, a head's `bytes`) will ever reach user code:
-   * a writer encoding into a page of its own, whose heads only its brigade holds. Its last release then skips
-   * revocation, a `transfer()` that on Bun also counts as fresh memory for the collector, every time.
-   */
-  [kPrivateViews](): void {
-    this.#privateViews = true;
+  static {
+    // A function of this module, not a method: a method (symbol-keyed too) is found and called by user code,
+    // which would keep its views of a page that goes to its next owner unrevoked.
+    setPrivateViews = (page) => {
+      page.#privateViews = true;
+    };
   }
 
   /** @internal */
@@ -537,3 +547,10 @@ export class Page {
     pool[kReturn](this, this.#index, lost, this.#privateViews);
   }
 }
+
+/**
+ * @internal Declares that no view of `page` (its `bytes`, a head's `bytes`) will ever reach user code: a writer
+ * encoding into a page of its own, whose heads only its brigade holds. Its last release then skips revocation,
+ * a `transfer()` that on Bun also counts as fresh memory for the collector, every time.
+ */
+export const markPrivateViews: (page: Page) => void = setPrivateViews!;

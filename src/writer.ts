@@ -10,8 +10,7 @@ import { Brigade } from "./brigade.ts";
 import { byteLengthOf, type Chunk, isChunk, isDetached, viewOf } from "./gather.ts";
 import { Lender } from "./lend.ts";
 import type { AsyncOptions } from "./drive.ts";
-import { kPrivateViews } from "./internal.ts";
-import { type Page, PagePool } from "./pool.ts";
+import { markPrivateViews, type Page, PagePool } from "./pool.ts";
 import { pageSize, runtime } from "./system.ts";
 
 /** Options of `new PageWriter()`. */
@@ -277,7 +276,7 @@ export class PageWriter {
   /** A page of the writer's pool, to encode or copy into. */
   #acquire(): Page {
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize, leakDetection: "off" })).acquire();
-    page[kPrivateViews](); // its bytes and heads stay in this writer and its brigade
+    markPrivateViews(page); // its bytes and heads stay in this writer and its brigade
     return page;
   }
 

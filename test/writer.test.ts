@@ -370,3 +370,24 @@ test("a write that finds no page takes nothing and throws, or takes all: retryin
   assert.equal(pool.stats.inUse, 0);
   pool.close();
 });
+
+test("no method user code can reach on a page keeps its views alive past release (the writer's private mark is not one)", () => {
+  using pool = new PagePool({ pageSize });
+  const proto = Object.getPrototypeOf(pool.acquire());
+  const keys = Reflect.ownKeys(proto).filter((key) =>
+    key !== "constructor" && typeof Object.getOwnPropertyDescriptor(proto, key)!.value === "function"
+  );
+  assert.ok(keys.length > 0);
+  for (const key of keys) {
+    const page = pool.acquire();
+    const view = page.bytes;
+    view.fill(1);
+    try {
+      proto[key].call(page);
+    } catch { /* refused: fine */ }
+    try {
+      while (page.refs > 0) page.release();
+    } catch { /* released by the call: fine */ }
+    assert.equal(view.byteLength, 0, `${String(key)}: the old view still reads the page`);
+  }
+});

@@ -20,6 +20,7 @@
 const std = @import("std");
 const builtin = @import("builtin");
 const regions = @import("regions.zig");
+const files = @import("file.zig");
 const errno = @import("errno.zig");
 const Errno = errno.Errno;
 
@@ -56,10 +57,8 @@ var watched_mutex: std.Thread.Mutex = .{};
 
 /// A descriptor of the guard's own on `fd`'s file, for the handler's fstat (the caller may close theirs at
 /// once), shared by every mapping of that file; -1 where there is no guard. Give it back with `unwatch`.
-pub fn watch(fd: i32) Errno!i32 {
+pub fn watch(fd: i32, st: files.Status) Errno!i32 {
     if (!enabled) return -1;
-    var st: linux.Stat = undefined;
-    if (linux.E.init(linux.fstat(fd, &st)) != .SUCCESS) return error.BADF;
     watched_mutex.lock();
     defer watched_mutex.unlock();
     for (watched[0..watched_count]) |*w| {
@@ -105,6 +104,17 @@ fn handleBus(signal: i32, info: *const linux.siginfo_t, context: ?*anyopaque) ca
         }
     }
     chain(&previous_bus, signal, info, context);
+}
+
+/// For a system call that failed with EFAULT on `address` (the kernel could not bring in a page of memory
+/// it was to read or fill): when that is a page a file mapping lost, does what the handler does for an access
+/// from JS (records why, maps zeros from there on) and returns the errno that says why (ENODATA for a
+/// truncated file); null when `address` is no file mapping's, and EFAULT stands.
+pub fn explainFault(address: usize) ?Errno {
+    if (!enabled) return null;
+    const region = regions.fileRegionHolding(address) orelse return null;
+    if (!absorb(region, address)) return null;
+    return regions.faultAt(region.index).errno();
 }
 
 /// Records why the page at `address` is lost and maps zeros from there to the region's end.
@@ -251,6 +261,30 @@ test "a fault that is not a truncation is told apart: the file still has the pag
     try std.testing.expectEqual(m.address + page, cut.from); // the page holding the new end stays
 }
 
+test "a writev from a file mapping's lost page is the cause (ENODATA), not EFAULT" {
+    if (!enabled) return error.SkipZigTest;
+    const mapping = @import("mapping.zig");
+    const gather = @import("gather.zig");
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    const page = mapping.pageSize();
+    const file = try tmp.dir.createFile("cut", .{ .read = true });
+    defer file.close();
+    try file.setEndPos(8 * page);
+    const m = try mapping.mapFile(file.handle, 0, 8 * page, .{});
+    defer mapping.unmap(m.region) catch unreachable;
+    const out = try tmp.dir.createFile("out", .{ .read = true });
+    defer out.close();
+    try file.setEndPos(page); // cut under the mapping; nothing in this process touched the lost pages
+    const list = [_]gather.Descriptor{.{ .region = m.region, .offset_low = @intCast(2 * page), .offset_high = 0, .length = @intCast(page) }};
+    var done: u64 = 0;
+    try std.testing.expectError(error.NODATA, gather.transfer(.write, out.handle, &list, &.{}, 0, &done));
+    try std.testing.expectEqual(@as(u64, 0), done);
+    try std.testing.expectEqual(regions.Fault.truncated, (try regions.lookup(m.region)).fault);
+    // A memory that is no file mapping's keeps its EFAULT (here: nothing there).
+    try std.testing.expectEqual(@as(?Errno, null), explainFault(8));
+}
+
 test "mappings of one file share one watched descriptor, closed with the last" {
     if (!enabled) return error.SkipZigTest;
     var tmp = std.testing.tmpDir(.{});
@@ -261,9 +295,9 @@ test "mappings of one file share one watched descriptor, closed with the last" {
     defer b.close();
     const again = try tmp.dir.openFile("a", .{});
     defer again.close();
-    const first = try watch(a.handle);
-    try std.testing.expectEqual(first, try watch(again.handle)); // another descriptor, the same file
-    const other = try watch(b.handle);
+    const first = try watch(a.handle, try files.status(a.handle));
+    try std.testing.expectEqual(first, try watch(again.handle, try files.status(again.handle))); // another descriptor, the same file
+    const other = try watch(b.handle, try files.status(b.handle));
     try std.testing.expect(other != first);
     unwatch(first);
     try std.testing.expect(linux.E.init(linux.fcntl(first, linux.F.GETFD, 0)) == .SUCCESS); // still held

@@ -239,6 +239,11 @@ pub fn recordFault(index: usize, fault: Fault) void {
     _ = @cmpxchgStrong(Fault, &slots[index].fault, .none, fault, .acq_rel, .acquire);
 }
 
+/// The cause recorded on region `index` (the guard reads back the first one, which `recordFault` keeps).
+pub fn faultAt(index: usize) Fault {
+    return @atomicLoad(Fault, &slots[index].fault, .acquire);
+}
+
 /// The address of [offset, offset + len) inside region `id`, or EFAULT when
 /// that range is not wholly inside a live region.
 pub fn resolve(id: Id, offset: u64, len: u64) Errno![*]u8 {
