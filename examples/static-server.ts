@@ -118,7 +118,7 @@ function range(header: string | undefined, size: number): [number, number] | und
   if (m === null || (m[1] === "" && m[2] === "")) return undefined; // absent, several ranges or malformed: ignore
   if (m[1] === "") { // the last N bytes
     const n = Number(m[2]);
-    return n === 0 ? null : [Math.max(0, size - n), size];
+    return n === 0 || size === 0 ? null : [Math.max(0, size - n), size]; // an empty file has no last byte
   }
   const start = Number(m[1]);
   const last = m[2] === "" ? Infinity : Number(m[2]);
@@ -163,12 +163,14 @@ async function sendError(conn: Conn, status: number, keepAlive: boolean, extra: 
 }
 
 /** The file a path names with its size, or the status to answer instead. */
-function openTarget(path: string): { file: FileHandle; size: number } | number {
+function openTarget(path: string): { file: FileHandle; size: number; type: string } | number {
   const relative = path.slice(1) + (path.endsWith("/") ? "index.html" : "");
   try {
     const file = openBeneath(root, relative === "" ? "index.html" : relative);
     const { kind, size } = file.stat();
-    if (kind === "file") return { file, size };
+    const ext = (relative === "" ? "index.html" : relative).split(".").pop()!; // by the name opened: "/" is index.html
+    const type = Object.hasOwn(types, ext) ? types[ext] : "application/octet-stream"; // "x.constructor" is no type
+    if (kind === "file") return { file, size, type };
     file.close();
     return 404;
   } catch (error) {
@@ -191,7 +193,7 @@ async function respond(conn: Conn, request: Request): Promise<boolean> {
     await sendError(conn, target, keepAlive);
     return keepAlive;
   }
-  const { file, size } = target;
+  const { file, size, type } = target;
   try {
     const span = range(request.headers.get("range"), size);
     if (span === null) {
@@ -200,7 +202,7 @@ async function respond(conn: Conn, request: Request): Promise<boolean> {
     }
     const [start, end] = span ?? [0, size];
     const fields = [
-      `Content-Type: ${types[request.path.split(".").pop()!] ?? "application/octet-stream"}`,
+      `Content-Type: ${type}`,
       `Content-Length: ${end - start}`,
       "Accept-Ranges: bytes",
     ];

@@ -336,6 +336,10 @@ export class PackedList {
       } else this.#span(ADDRESS_REGION, fn.pageio_address(bytes), length, targets.length - i - 1);
       position += length;
     }
+    // 0 is how a read says end of input: a read into no room would say it too, and a caller's loop would stop.
+    if (position === 0) {
+      throw new RangeError(`a read needs room: its ${targets.length} target(s) hold 0 bytes (0 means end of input)`);
+    }
     this.count = this.#at / WORDS;
     this.held = held ? targets : null;
     this.#heldStart = 0;
@@ -594,7 +598,8 @@ export async function writevAsync(
 /**
  * Reads from `source` into the targets in order (`readv`), until they are full,
  * the source has no more for now, or end of file. Returns the bytes read; 0 at
- * end of file.
+ * end of file. Targets with no room at all (an empty list, empty arrays) are a
+ * RangeError: their 0 could not be told from end of file.
  *
  * @example
  * ```ts
@@ -637,7 +642,8 @@ export function scatter(fd: number, targets: Iterable<ReadTarget>): number {
 /**
  * `readv` without holding up the event loop: reads at once what is there, and waits for a pipe or socket
  * that has nothing yet on the shared readiness wait. The targets must stay as they are until the Promise
- * settles. An abort rejects with `ABORT_ERR`, nothing read.
+ * settles. An abort rejects with `ABORT_ERR`, nothing read. Targets with no room at all are a RangeError, as
+ * for `readv`.
  *
  * @example
  * ```ts
@@ -655,8 +661,8 @@ export async function readvAsync(
   const { list: items, made } = targetList(targets);
   try {
     const packed = PackedList.take();
-    const staged = packed.packTargets(items, true);
     try {
+      const staged = packed.packTargets(items, true);
       return await runAsync(source, fd, scatterPlan(fd, packed, staged), options.signal, items);
     } finally {
       packed.recycle();

@@ -127,7 +127,11 @@ function microseconds(name: string, fallback: number): number {
 
 const fds = new Map<number, FdState>();
 const spins = new Map<number, Spin>();
-let spinMax: number | undefined;
+// Read once, at load: a bad value fails at once on both runtimes, not part-way through a stream (or never,
+// when that runtime happened not to spin or pause before the stream ended).
+const requested = requestedMode();
+const spinMax = microseconds("PAGEIO_SPIN_US", SPIN_NS_DEFAULT);
+const settleNs = microseconds("PAGEIO_SETTLE_US", SETTLE_NS_DEFAULT);
 /** When the current run of spins began, with no wait parked since (-1: none). */
 let streakSince = -1;
 const spinCounts = { spins: 0, hits: 0, spunNs: 0, parks: 0, pauses: 0 };
@@ -187,7 +191,7 @@ function inWorker(): boolean {
 }
 
 function start(): Mode {
-  mode = requestedMode() ?? (inWorker() ? "call" : "doorbell");
+  mode = requested ?? (inWorker() ? "call" : "doorbell");
   if (mode === "doorbell" && inWorker()) mode = "call"; // forced doorbell: still never in a Worker
   if (mode === "poll") return mode;
   if (mode === "doorbell") doorbell = native.callback("doorbell", drain);
@@ -287,7 +291,7 @@ function arm(fd: number, state: FdState): boolean {
  * system call after it, which report them in full.
  */
 function spin(fd: number, bit: number): boolean {
-  const max = spinMax ??= microseconds("PAGEIO_SPIN_US", SPIN_NS_DEFAULT);
+  const max = spinMax;
   if (max === 0 || waiting > 0) return false;
   let state = spins.get(fd);
   if (state === undefined) {
@@ -328,14 +332,13 @@ function parked(fd: number, ns: number): void {
   if (state.limit !== 0) return;
   if (state.skip > 0) state.skip--;
   else if (ns <= SPIN_PROBE_NS) {
-    state.limit = spinMax!;
-    state.typical = spinMax! / 4;
+    state.limit = spinMax;
+    state.typical = spinMax / 4;
   }
 }
 
 /** Per fd: reads in a row that took under a quarter of what they asked, with no EAGAIN between. */
 const trickles = new Map<number, number>();
-let settleNs: number | undefined;
 
 /**
  * Before an asynchronous read of `bytes` from non-blocking `fd`: when its last reads each took a small piece
@@ -346,7 +349,7 @@ let settleNs: number | undefined;
  */
 export function settleBeforeRead(fd: number, bytes: number): void {
   if ((trickles.get(fd) ?? 0) < TRICKLE_READS) return;
-  const ns = settleNs ??= microseconds("PAGEIO_SETTLE_US", SETTLE_NS_DEFAULT);
+  const ns = settleNs;
   if (ns === 0) return;
   spinCounts.pauses++;
   if (fn.pageio_settle_fd(fd, Math.min(bytes, 2 ** 31), ns) < 0) trickles.delete(fd);

@@ -282,9 +282,11 @@ export class PageReader implements Iterable<PageHead> {
     const read = this.#reading === null
       ? this.#readAsync(signal)
       : this.#reading.then(() => this.#readAsync(signal), () => this.#readAsync(signal));
-    const tracked = this.#reading = read.finally(() => {
+    // Tracks settling only: it never rejects (the caller handles `read`; a rejecting copy would go unhandled).
+    const settled = () => {
       if (this.#reading === tracked) this.#reading = null;
-    });
+    };
+    const tracked = this.#reading = read.then(settled, settled);
     return read;
   }
 

@@ -210,7 +210,10 @@ export class Socket extends FileHandle {
    */
   #drained = false;
 
-  /** Reads what has arrived into `target`: the bytes read, 0 at end of stream, null when nothing is waiting. */
+  /**
+   * Reads what has arrived into `target`: the bytes read, 0 at end of stream, null when nothing is waiting.
+   * A `target` of 0 bytes is a RangeError (its 0 could not be told from end of stream).
+   */
   read(target: ReadTarget): number | null {
     const read = readOnce(this.fd, target);
     this.#drained = read !== null && read > 0 && read < shared.byteLength();
@@ -219,6 +222,7 @@ export class Socket extends FileHandle {
 
   /** Reads into `target`, waiting until something arrives: the bytes read, 0 at end of stream. */
   async readAsync(target: ReadTarget, signal?: AbortSignal): Promise<number> {
+    notAborted(signal);
     if (this.#drained) await ready(this.fd, "read", signal);
     for (;;) {
       const read = this.read(target);
@@ -267,6 +271,7 @@ export class Socket extends FileHandle {
    * the caller's and must not change until it settles. Aborted, it rejects with `ABORT_ERR` and `bytesTransferred`.
    */
   async writeAsync(chunks: Iterable<Chunk>, signal?: AbortSignal): Promise<number> {
+    notAborted(signal);
     let rest = chunkList(chunks);
     const slices: PageHead[] = [];
     let total = 0;
@@ -307,6 +312,7 @@ export class Socket extends FileHandle {
 
   /** `sendFile` until all `length` bytes are sent, waiting while the socket's buffer is full. */
   async sendFileAsync(file: Target, offset: number, length: number, signal?: AbortSignal): Promise<number> {
+    notAborted(signal);
     let sent = 0;
     try {
       while (sent < length) {
@@ -374,6 +380,11 @@ async function ready(fd: number, interest: Interest, signal: AbortSignal | undef
   }
 }
 
+/** An operation given a signal already aborted does nothing and rejects as one aborted while it waited does. */
+function notAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw abortError(signal.reason);
+}
+
 function readOnce(fd: number, target: ReadTarget): number | null {
   const result = scatter(fd, [target]);
   if (result === -errno.EAGAIN) return null;
@@ -436,6 +447,7 @@ export class Listener implements AsyncIterable<Socket> {
 
   /** The next connection, waiting for one; rejects with `ERR_CLOSED` if the listener closes meanwhile. */
   async acceptAsync(signal?: AbortSignal): Promise<Socket> {
+    notAborted(signal);
     for (;;) {
       const socket = this.accept();
       if (socket !== null) return afterTurn(socket);
@@ -552,7 +564,7 @@ export function connect(options: (ConnectOptions | NetAddr) & { timeout?: number
  */
 export async function connectAsync(options: ConnectOptions | NetAddr, signal?: AbortSignal): Promise<Socket> {
   const { transport, bytes, port, path } = connectTarget(options, "connect");
-  signal?.throwIfAborted();
+  notAborted(signal);
   const socket = new Socket(
     unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out), "connect", path),
   );

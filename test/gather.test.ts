@@ -12,6 +12,7 @@ import {
   PageWriter,
   pipe,
   readv,
+  readvAsync,
   writev,
 } from "../mod.ts";
 import { ENTRY_BYTES_MAX } from "../ffi/native.ts";
@@ -146,6 +147,30 @@ test("readv scatters into pages, heads and byte arrays, and returns 0 at end of 
   other.release();
   page.release();
   assert.throws(() => readv(file, [page]), (e) => code(e) === "ERR_RELEASED");
+});
+
+test("a read into no room is a RangeError, never a 0 that reads as end of file", async () => {
+  using pool = new PagePool();
+  const page = pool.acquire();
+  const empty = page.head(0, 0);
+  const data = tempFile("some bytes");
+  using file = openFile(data);
+  const [readEnd, writeEnd] = pipe();
+  writev(writeEnd, [new TextEncoder().encode("waiting")]);
+  for (const source of [file, readEnd]) {
+    for (const targets of [[], [new Uint8Array(0)], [empty, new Uint8Array(8).subarray(8)]]) {
+      assert.throws(() => readv(source, targets), RangeError);
+      await assert.rejects(readvAsync(source, targets), RangeError);
+    }
+  }
+  // Nothing was read by the refused calls: the next real reads get every byte.
+  const into = new Uint8Array(32);
+  assert.equal(readv(file, [empty, into]), 10);
+  assert.equal(await readvAsync(readEnd, [into]), 7);
+  empty.release();
+  page.release();
+  readEnd.close();
+  writeEnd.close();
 });
 
 test("a slow reader in another process gets every byte (short writes resumed)", async () => {

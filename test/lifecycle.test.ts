@@ -227,6 +227,26 @@ test("PageReader.close() during readAsync ends the wait with ERR_CLOSED and clos
   await assert.rejects(reader.readAsync(), (e) => code(e) === "ERR_CLOSED");
 });
 
+test("a PageReader.readAsync that rejects and is handled leaves no unhandled rejection behind", () => {
+  // Run in a child: an unhandled rejection ends the process (Deno at once, Bun at exit).
+  const run = runScript(`
+    import { PageReader, socketPair } from "${root}mod.ts";
+    const [a, b] = socketPair();
+    const reader = new PageReader(b);
+    const codes = [];
+    try { await reader.readAsync({ signal: AbortSignal.abort() }); } catch (e) { codes.push(e.code); }
+    const pending = reader.readAsync();
+    reader.close();
+    try { await pending; } catch (e) { codes.push(e.code); }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    a.close();
+    console.log(JSON.stringify(codes));
+  `);
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim()), ["ABORT_ERR", "ERR_CLOSED"]);
+});
+
 test("any number of blocked calls on blocking pipes never keeps out the one that would unblock them", async () => {
   const pipes = Array.from({ length: 12 }, () => pipe({ nonBlocking: false }));
   try {

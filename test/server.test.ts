@@ -106,6 +106,7 @@ before(async () => {
   spawnSync("truncate", ["-s", String(64 * 1024 * 1024), join(dir, "huge.bin")]);
   mkdirSync(join(dir, "sub"));
   writeFileSync(join(dir, "sub", "index.html"), "<p>index</p>");
+  for (const name of ["x.constructor", "x.toString", "x.__proto__"]) writeFileSync(join(dir, name), name);
   symlinkSync("/etc/passwd", join(dir, "passwd"));
   spawnSync("mkfifo", [join(dir, "fifo")]);
   server = await startServer(dir);
@@ -159,6 +160,25 @@ test("single ranges match dd; unsatisfiable ones get 416, several get the whole 
   const backwards = curl("-D", "-", "-o", "/dev/null", "-r", "5-2", `${server.url}/big.bin`).stdout.toString();
   assert.match(backwards, /^HTTP\/1\.1 200 /);
   assert.match(backwards, new RegExp(`Content-Length: ${size}\r`));
+});
+
+test("Content-Type follows the file served: / is index.html, a name like x.constructor is no type", {
+  skip: !haveCurl,
+}, () => {
+  const type = (path: string) => curl("-D", "-", "-o", "/dev/null", `${server.url}${path}`).stdout.toString();
+  assert.match(type("/sub/"), /\r\nContent-Type: text\/html; charset=utf-8\r\n/);
+  assert.match(type("/sub/index.html"), /\r\nContent-Type: text\/html; charset=utf-8\r\n/);
+  for (const name of ["x.constructor", "x.toString", "x.__proto__"]) {
+    const head = type(`/${name}`);
+    assert.match(head, /^HTTP\/1\.1 200 /, name);
+    assert.match(head, /\r\nContent-Type: application\/octet-stream\r\n/, name);
+  }
+});
+
+test("a suffix range of an empty file is 416, never a 206 with a negative last byte", { skip: !haveCurl }, () => {
+  const got = curl("-D", "-", "-r", "-5", `${server.url}/empty.bin`).stdout.toString();
+  assert.match(got, /^HTTP\/1\.1 416 /);
+  assert.match(got, /Content-Range: bytes \*\/0\r/);
 });
 
 test("HEAD has the headers of GET and no body", { skip: !haveCurl }, async () => {

@@ -87,6 +87,19 @@ test("TCP over IPv4: listen, accept, connect, both addresses, bytes both ways", 
   assert.deepEqual(await readAll(client, 4), text("pong"));
 });
 
+test("Socket.read and readAsync into 0 bytes are a RangeError; 0 stays end of stream", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  client.write([text("hi")]);
+  assert.throws(() => server.read(new Uint8Array(0)), RangeError);
+  await assert.rejects(server.readAsync(new Uint8Array(0)), RangeError);
+  assert.deepEqual(await readAll(server, 2), text("hi"));
+  client.shutdown("write");
+  assert.equal(await server.readAsync(new Uint8Array(4)), 0);
+  client.close();
+  server.close();
+});
+
 test("socket options: noDelay, keepAlive and unsentLimit read back what was set", async () => {
   using listener = listen({ hostname: "127.0.0.1", port: 0 });
   const [client, server] = await pair(listener);
@@ -311,6 +324,28 @@ test("waits can be aborted, and closing a listener ends its for-await loop", asy
   listener.close();
   await loop; // ends, does not throw
   accepted.forEach((s) => s.close());
+});
+
+test("a signal already aborted rejects every socket operation with ABORT_ERR before it does anything", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const gone = AbortSignal.abort(new Error("too late"));
+  const aborted = (e: unknown) => code(e) === "ABORT_ERR" && /too late/.test(String((e as Error).cause));
+  await assert.rejects(connectAsync(listener.addr, gone), aborted);
+  const [client, server] = await pair(listener);
+  using file = openFile(tempFile("file bytes"));
+  client.write([text("ready")]);
+  await new Promise((resolve) => setTimeout(resolve, 20)); // the bytes are there: a read would complete at once
+  await assert.rejects(server.readAsync(new Uint8Array(8), gone), aborted);
+  await assert.rejects(server.writeAsync([text("never")], gone), aborted);
+  await assert.rejects(server.sendFileAsync(file, 0, 4, gone), aborted);
+  await assert.rejects(listener.acceptAsync(gone), aborted);
+  // Nothing was read or written by them.
+  assert.deepEqual(await readAll(server, 5), text("ready"));
+  client.shutdown("write");
+  server.shutdown("write");
+  assert.equal(await client.readAsync(new Uint8Array(8)), 0);
+  client.close();
+  server.close();
 });
 
 test("closing a socket or listener while an operation waits on it rejects that operation with ERR_CLOSED", async () => {
