@@ -294,8 +294,10 @@ export function mapFile(file: string | URL | FileHandle | number, options: MapFi
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`options must be an object, got ${describe(options)}`);
   }
+  // Non-blocking: the descriptor only lives to be mapped (O_NONBLOCK means nothing to mmap or a regular
+  // file), and keeping the open flag saves the fcntl that would clear it.
   const opened = typeof file === "string" || file instanceof URL
-    ? openFile(file, options.write && !options.private ? "r+" : "r")
+    ? openFile(file, options.write && !options.private ? "r+" : "r", { nonBlocking: true })
     : null;
   try {
     const handle = opened ?? file;

@@ -108,7 +108,8 @@ pub fn memoryFile(size: u64) Errno!i32 {
 /// What kind of file a descriptor refers to, as the TypeScript `FileKind`.
 pub const Kind = enum(u32) { other, file, directory, character_device, block_device, fifo, socket };
 
-pub const Status = struct { size: u64, kind: Kind };
+/// `dev` and `ino` name the file itself (the SIGBUS guard keeps one descriptor per file, not per mapping).
+pub const Status = struct { size: u64, kind: Kind, dev: u64 = 0, ino: u64 = 0 };
 
 pub fn status(fd: i32) Errno!Status {
     var st: std.c.Stat = undefined;
@@ -118,7 +119,7 @@ pub fn status(fd: i32) Errno!Status {
     const kind: Kind = if (S.ISREG(mode)) .file else if (S.ISDIR(mode)) .directory else if (S.ISCHR(mode))
         .character_device
     else if (S.ISBLK(mode)) .block_device else if (S.ISFIFO(mode)) .fifo else if (S.ISSOCK(mode)) .socket else .other;
-    return .{ .size = @intCast(@max(st.size, 0)), .kind = kind };
+    return .{ .size = @intCast(@max(st.size, 0)), .kind = kind, .dev = @intCast(st.dev), .ino = @intCast(st.ino) };
 }
 
 test "open, status and close a file" {
@@ -180,7 +181,9 @@ test "a memory file has the size asked for, zero-filled" {
     if (builtin.os.tag != .linux) return error.SkipZigTest;
     const fd = try memoryFile(3 * 4096);
     defer close(fd) catch unreachable;
-    try std.testing.expectEqual(Status{ .size = 3 * 4096, .kind = .file }, try status(fd));
+    const st = try status(fd);
+    try std.testing.expectEqual(@as(u64, 3 * 4096), st.size);
+    try std.testing.expectEqual(Kind.file, st.kind);
     try truncate(fd, 10);
     try std.testing.expectEqual(@as(u64, 10), (try status(fd)).size);
 }

@@ -20,6 +20,7 @@
 const std = @import("std");
 const builtin = @import("builtin");
 const regions = @import("regions.zig");
+const files = @import("file.zig");
 const errno = @import("errno.zig");
 const Errno = errno.Errno;
 
@@ -56,10 +57,8 @@ var watched_mutex: std.Thread.Mutex = .{};
 
 /// A descriptor of the guard's own on `fd`'s file, for the handler's fstat (the caller may close theirs at
 /// once), shared by every mapping of that file; -1 where there is no guard. Give it back with `unwatch`.
-pub fn watch(fd: i32) Errno!i32 {
+pub fn watch(fd: i32, st: files.Status) Errno!i32 {
     if (!enabled) return -1;
-    var st: linux.Stat = undefined;
-    if (linux.E.init(linux.fstat(fd, &st)) != .SUCCESS) return error.BADF;
     watched_mutex.lock();
     defer watched_mutex.unlock();
     for (watched[0..watched_count]) |*w| {
@@ -261,9 +260,9 @@ test "mappings of one file share one watched descriptor, closed with the last" {
     defer b.close();
     const again = try tmp.dir.openFile("a", .{});
     defer again.close();
-    const first = try watch(a.handle);
-    try std.testing.expectEqual(first, try watch(again.handle)); // another descriptor, the same file
-    const other = try watch(b.handle);
+    const first = try watch(a.handle, try files.status(a.handle));
+    try std.testing.expectEqual(first, try watch(again.handle, try files.status(again.handle))); // another descriptor, the same file
+    const other = try watch(b.handle, try files.status(b.handle));
     try std.testing.expect(other != first);
     unwatch(first);
     try std.testing.expect(linux.E.init(linux.fcntl(first, linux.F.GETFD, 0)) == .SUCCESS); // still held

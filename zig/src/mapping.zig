@@ -55,7 +55,7 @@ pub fn mapFile(fd: i32, offset: u64, len: u64, options: Options) Errno!Mapped {
     const populate_now = options.populate and shared and @hasField(std.c.MAP, "POPULATE");
     if (populate_now) flags.POPULATE = true;
     guard.install(pageSize());
-    const own_fd = try guard.watch(fd);
+    const own_fd = try guard.watch(fd, st);
     errdefer guard.unwatch(own_fd);
     const memory = std.c.mmap(null, @intCast(len), std.c.PROT.READ | std.c.PROT.WRITE, flags, fd, @intCast(offset));
     if (@intFromPtr(memory) == std.math.maxInt(usize)) return errno.last();

@@ -26,6 +26,8 @@ const Share = struct {
 };
 
 var shares: [share_count_max]Share = [_]Share{.{}} ** share_count_max;
+/// Shares not free: while 0, an unmap or sweep has nothing to look through (every unmap asks).
+var live_count: usize = 0;
 var mutex: std.Thread.Mutex = .{};
 
 fn nowNs() u64 {
@@ -66,6 +68,7 @@ pub fn create(region: regions.Id, offset: u64, len: u64, grace_ms: u32) Errno!u3
             .len = len,
             .deadline_ns = now +| @as(u64, grace_ms) * std.time.ns_per_ms,
         };
+        live_count += 1;
         return idOf(index);
     }
     return error.NOSPC;
@@ -92,6 +95,7 @@ pub fn drop(id: u32) Errno!void {
     const region = share.region;
     const gone = share.owner_gone;
     share.* = .{ .generation = share.generation };
+    live_count -= 1;
     if (gone and owned(region) == .free) try mapping.unmap(region);
     sweep(nowNs());
 }
@@ -123,7 +127,8 @@ pub fn count() u64 {
     mutex.lock();
     defer mutex.unlock();
     var n: u64 = 0;
-    for (shares) |share| n += @intFromBool(share.state != .free);
+    for (&shares) |*share| n += @intFromBool(share.state != .free);
+    std.debug.assert(n == live_count);
     return n;
 }
 
@@ -131,7 +136,8 @@ const Owned = enum { free, held, gone };
 
 fn owned(region: regions.Id) Owned {
     var result: Owned = .free;
-    for (shares) |share| {
+    if (live_count == 0) return result;
+    for (&shares) |*share| {
         if (share.state == .free or share.region != region) continue;
         if (share.owner_gone) return .gone;
         result = .held;
@@ -142,11 +148,13 @@ fn owned(region: regions.Id) Owned {
 /// Drops pending shares past their deadline (nobody is going to take them); the last of an unmapped
 /// region unmaps it.
 fn sweep(now: u64) void {
+    if (live_count == 0) return;
     for (&shares) |*share| {
         if (share.state != .pending or now < share.deadline_ns) continue;
         const region = share.region;
         const gone = share.owner_gone;
         share.* = .{ .generation = share.generation };
+        live_count -= 1;
         if (gone and owned(region) == .free) mapping.unmap(region) catch {};
     }
 }
