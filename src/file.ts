@@ -208,7 +208,15 @@ export function openBeneath(dir: FileHandle, path: string): FileHandle {
   const full = dir.path === undefined ? path : `${dir.path.replace(/\/+$/, "")}/${path}`;
   checkAccess("read", full, "openat2");
   const bytes = encoder.encode(path);
-  return new FileHandle(unwrap(fn.pageio_open_beneath(dir.fd, bytes, bytes.length), "openat2", full), full);
+  const fd = fn.pageio_open_beneath(dir.fd, bytes, bytes.length);
+  if (fd === -errno.EXDEV) { // the kernel's text for it, "invalid cross-device link", would mislead here
+    throw new PageIoError("EXDEV", `EXDEV: '${path}' resolves outside its directory, openat2 '${full}'`, {
+      errno: errno.EXDEV,
+      syscall: "openat2",
+      path: full,
+    });
+  }
+  return new FileHandle(unwrap(fd, "openat2", full), full);
 }
 
 /** A descriptor to operate on: a FileHandle (must be open) or a plain fd number from elsewhere. */

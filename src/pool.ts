@@ -9,8 +9,10 @@ import { fn, native } from "../ffi/native.ts";
 import { checkInteger, stateError, unwrap } from "./errors.ts";
 import { PageHead } from "./head.ts";
 import {
+  internalOnly,
   kAlive,
   kBufferOffset,
+  kConstruct,
   kLabel,
   kLendable,
   kMarkLent,
@@ -247,7 +249,13 @@ export class PagePool {
     const index = this.#free[--this.#freeCount];
     this.#inUse++;
     const slab = Math.floor(index / this.#pagesPerSlab);
-    const page = new Page(this, index, this.#slabs.regions[slab], (index - slab * this.#pagesPerSlab) * this.pageSize);
+    const page = new Page(
+      this,
+      index,
+      this.#slabs.regions[slab],
+      (index - slab * this.#pagesPerSlab) * this.pageSize,
+      kConstruct,
+    );
     if (this.#leakEvery !== 0 && ++this.#acquired % this.#leakEvery === 0) {
       leaks.register(
         page,
@@ -374,7 +382,8 @@ export class Page {
   readonly #regionOffset: number;
 
   /** @internal Pages come from `PagePool.acquire()`. */
-  constructor(pool: PagePool, index: number, region: number, regionOffset: number) {
+  constructor(pool: PagePool, index: number, region: number, regionOffset: number, key?: symbol) {
+    internalOnly(key, "Page", "pool.acquire()");
     this.#pool = pool;
     this.#index = index;
     this.#region = region;
@@ -402,7 +411,7 @@ export class Page {
     checkInteger("head offset", offset, 0, pool.pageSize);
     const len = length ?? pool.pageSize - offset;
     checkInteger("head length", len, 0, pool.pageSize - offset);
-    return new PageHead(this, offset, len);
+    return new PageHead(this, offset, len, kConstruct);
   }
 
   /** Adds a reference; each needs its own `release()`. */

@@ -13,8 +13,10 @@ import { checkInteger, faultError, PageIoError, stateError, unwrap } from "./err
 import { FileHandle, openFile, stat } from "./file.ts";
 import { type HeadOwner, PageHead } from "./head.ts";
 import {
+  internalOnly,
   kAlive,
   kBufferOffset,
+  kConstruct,
   kLabel,
   kRegion,
   kRegionOffset,
@@ -290,7 +292,7 @@ export class SharedRing {
   #reserve(result: number): RingSlot {
     const index = this.#check(result, "ring reserve", "the consumer closed the ring or its process died");
     if (!(index < this.slots)) throw protocolError(this.path, "ring reserve", `slot ${index} of ${this.slots}`);
-    return this.#reserved = new RingSlot(this, index);
+    return this.#reserved = new RingSlot(this, index, kConstruct);
   }
 
   #receive(result: number): PageHead | null {
@@ -307,7 +309,7 @@ export class SharedRing {
     }
     const slot = new ReceivedSlot(this, index);
     this.#outstanding.push(slot);
-    return new PageHead(slot, 0, length);
+    return new PageHead(slot, 0, length, kConstruct);
   }
 
   /**
@@ -409,7 +411,8 @@ export class RingSlot {
   readonly index: number;
 
   /** @internal Slots come from `SharedRing.reserve()`. */
-  constructor(ring: SharedRing, index: number) {
+  constructor(ring: SharedRing, index: number, key?: symbol) {
+    internalOnly(key, "RingSlot", "ring.reserve()");
     this.#ring = ring;
     this.index = index;
   }

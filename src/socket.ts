@@ -12,6 +12,7 @@ import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
 import { abortError, failedAfter } from "./drive.ts";
 import { forget, type Interest, turn, waitReady } from "./reactor.ts";
+import { internalOnly, kConstruct } from "./internal.ts";
 
 /** Where a socket is: a TCP address (IPv4 or IPv6 hostname and port) or a unix path, as Deno names them. */
 export type NetAddr = { transport: "tcp"; hostname: string; port: number } | { transport: "unix"; path: string };
@@ -123,7 +124,8 @@ function addressOf(fd: number, peer: boolean, syscall: string): NetAddr {
  */
 export class Socket extends FileHandle {
   /** @internal Sockets come from `listen().accept()`, `connect()`, `connectAsync()` and `adoptSocket()`. */
-  constructor(fd: number) {
+  constructor(fd: number, key?: symbol) {
+    internalOnly(key, "Socket", "listen(), connect(), connectAsync() or adoptSocket()");
     super(fd);
   }
 
@@ -413,8 +415,9 @@ export class Listener implements AsyncIterable<Socket> {
   readonly #addr: NetAddr;
 
   /** @internal Listeners come from `listen()`. */
-  constructor(fd: number) {
-    this.#handle = new Socket(fd);
+  constructor(fd: number, key?: symbol) {
+    internalOnly(key, "Listener", "listen()");
+    this.#handle = new Socket(fd, kConstruct);
     try {
       this.#addr = this.#handle.localAddr;
     } catch (error) {
@@ -442,7 +445,7 @@ export class Listener implements AsyncIterable<Socket> {
   accept(): Socket | null {
     const result = fn.pageio_socket_accept(this.fd);
     if (result === -errno.EAGAIN) return null;
-    return new Socket(unwrap(result, "accept"));
+    return new Socket(unwrap(result, "accept"), kConstruct);
   }
 
   /** The next connection, waiting for one; rejects with `ERR_CLOSED` if the listener closes meanwhile. */
@@ -502,6 +505,7 @@ export function listen(options: TcpListenOptions | UnixListenOptions): Listener 
     const bytes = encoder.encode(path);
     return new Listener(
       unwrap(fn.pageio_socket_listen(TRANSPORT_UNIX, bytes, bytes.length, 0, backlog, 0), "listen", path),
+      kConstruct,
     );
   }
   const port = checkInteger("port", options.port ?? 0, 0, 65535);
@@ -515,6 +519,7 @@ export function listen(options: TcpListenOptions | UnixListenOptions): Listener 
       "listen",
       netPermission(host, port),
     ),
+    kConstruct,
   );
 }
 
@@ -548,7 +553,8 @@ function connectTarget(options: ConnectOptions | NetAddr, syscall: string) {
 export function connect(options: (ConnectOptions | NetAddr) & { timeout?: number }): Socket {
   const wait = options?.timeout === undefined ? WAIT_FOREVER : checkInteger("timeout", options.timeout, 1, 2 ** 31 - 1);
   const { transport, bytes, port, path } = connectTarget(options, "connect");
-  return new Socket(unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, wait, out), "connect", path));
+  const fd = unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, wait, out), "connect", path);
+  return new Socket(fd, kConstruct);
 }
 
 /**
@@ -567,6 +573,7 @@ export async function connectAsync(options: ConnectOptions | NetAddr, signal?: A
   notAborted(signal);
   const socket = new Socket(
     unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out), "connect", path),
+    kConstruct,
   );
   if (out[0] === 0) return socket;
   try {
@@ -598,7 +605,7 @@ export async function connectAsync(options: ConnectOptions | NetAddr, signal?: A
  */
 export function adoptSocket(fd: number, options: { duplicate?: boolean } = {}): Socket {
   checkInteger("fd", fd, 0, 2 ** 31 - 1);
-  return new Socket(unwrap(fn.pageio_socket_adopt(fd, options.duplicate === false ? 0 : 1), "adopt"));
+  return new Socket(unwrap(fn.pageio_socket_adopt(fd, options.duplicate === false ? 0 : 1), "adopt"), kConstruct);
 }
 
 /** Whether a connect in progress has finished (a peer name exists only then). */

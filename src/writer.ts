@@ -337,7 +337,12 @@ export class PageWriter {
         }
       },
       close: async () => {
-        await this.flushAsync();
+        try {
+          await this.flushAsync();
+        } catch (error) {
+          this.#discard(); // as for a failed write: the stream is errored, and nothing else closes the writer
+          throw error;
+        }
         this.close();
       },
       abort: () => this.#discard(),

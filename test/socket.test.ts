@@ -17,7 +17,7 @@ import {
   PagePool,
   PageReader,
   PageWriter,
-  Socket,
+  type Socket,
   socketPair,
 } from "../mod.ts";
 import {
@@ -499,7 +499,8 @@ test("adoptSocket takes a descriptor from elsewhere (a copy by default)", async 
   a.close(); // the other owner closes its own; the copy lives on
   assert.ok(fdFlags(adopted.fd) & O_NONBLOCK && fdFlags(adopted.fd) & O_CLOEXEC);
   assert.equal(adopted.write([text("adopted")]), 7);
-  assert.deepEqual(await readAll(new Socket(b.fd), 7), text("adopted"));
+  using other = adoptSocket(b.fd);
+  assert.deepEqual(await readAll(other, 7), text("adopted"));
   adopted.close();
   b.close();
   using file = openFile(tempFile("not a socket"));
@@ -544,6 +545,11 @@ test("openBeneath keeps paths inside the directory", () => {
   for (const escape of ["../etc/passwd", "sub/../../x", "/etc/hostname", "out"]) {
     assert.throws(() => openBeneath(base, escape), (e) => ["EXDEV", "ELOOP"].includes(code(e)), escape);
   }
+  // The message says what happened (the kernel's own text for EXDEV is "invalid cross-device link").
+  assert.throws(
+    () => openBeneath(base, "../x"),
+    (e) => code(e) !== "EXDEV" || /'\.\.\/x' resolves outside/.test(String(e)),
+  );
   assert.throws(() => openBeneath(base, "missing"), (e) => code(e) === "ENOENT");
   assert.throws(() => openBeneath(base, 5 as unknown as string), TypeError);
 });
