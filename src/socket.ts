@@ -281,6 +281,8 @@ export class Socket extends FileHandle {
 
   /** `sendFile` until all `length` bytes are sent, waiting while the socket's buffer is full. */
   async sendFileAsync(file: Target, offset: number, length: number, signal?: AbortSignal): Promise<number> {
+    checkInteger("offset", offset);
+    checkInteger("length", length); // a NaN or negative length once sent nothing and reported 0
     notAborted(signal);
     let sent = 0;
     try {
