@@ -5,7 +5,7 @@
  * @module
  */
 import { abi, enumIndex, errno, fn, native } from "../ffi/native.ts";
-import { checkInteger, PageIoError, unwrap } from "./errors.ts";
+import { checkInteger, checkOptions, PageIoError, unwrap } from "./errors.ts";
 import { checkAccess, describe, fdOf, FileHandle, type Target } from "./file.ts";
 import { byteLengthOf, type Chunk, chunkList, isDetached, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
 import { headInternals, type PageHead } from "./head.ts";
@@ -314,6 +314,8 @@ export class Socket extends FileHandle {
 
   /** `sendFile` until all `length` bytes are sent, waiting while the socket's buffer is full. */
   async sendFileAsync(file: Target, offset: number, length: number, signal?: AbortSignal): Promise<number> {
+    checkInteger("offset", offset);
+    checkInteger("length", length); // a NaN or negative length once sent nothing and reported 0
     notAborted(signal);
     let sent = 0;
     try {
@@ -604,6 +606,7 @@ export async function connectAsync(options: ConnectOptions | NetAddr, signal?: A
  * ```
  */
 export function adoptSocket(fd: number, options: { duplicate?: boolean } = {}): Socket {
+  checkOptions(options, "adoptSocket");
   checkInteger("fd", fd, 0, 2 ** 31 - 1);
   return new Socket(unwrap(fn.pageio_socket_adopt(fd, options.duplicate === false ? 0 : 1), "adopt"), kConstruct);
 }

@@ -348,6 +348,21 @@ test("a signal already aborted rejects every socket operation with ABORT_ERR bef
   server.close();
 });
 
+test("sendFileAsync checks offset and length as sendFile does", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  using file = openFile(tempFile("file bytes"));
+  for (const bad of [-1, NaN, 1.5, 2 ** 53]) {
+    await assert.rejects(server.sendFileAsync(file, 0, bad), RangeError, String(bad));
+    await assert.rejects(server.sendFileAsync(file, bad, 1), RangeError, String(bad));
+  }
+  await assert.rejects(server.sendFileAsync(file, 0, "4" as unknown as number), TypeError);
+  assert.equal(await server.sendFileAsync(file, 5, 5), 5);
+  assert.deepEqual(await readAll(client, 5), text("bytes"));
+  client.close();
+  server.close();
+});
+
 test("closing a socket or listener while an operation waits on it rejects that operation with ERR_CLOSED", async () => {
   using listener = listen({ hostname: "127.0.0.1", port: 0 });
   const [client, server] = await pair(listener);
