@@ -5,7 +5,7 @@
  */
 import { abi, fn, native } from "../ffi/native.ts";
 import { descriptor, type SharedMemory, type SharedView, type ShareOptions, shareRegion, takeShared } from "./share.ts";
-import { checkInteger, checkRange, faultError, stateError, unwrap } from "./errors.ts";
+import { checkInteger, checkOptions, checkRange, faultError, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat } from "./file.ts";
 import { type FileSource, PageHead } from "./head.ts";
 import {
@@ -226,6 +226,7 @@ export class Mapping {
    * ```
    */
   share(options: ShareOptions = {}): SharedMemory {
+    checkOptions(options, "share");
     this.#live("share");
     const range = checkRange("share", this.byteLength, options.offset ?? 0, options.length);
     return descriptor(shareRegion(this.#region, this.#delta + range.offset, range.length, options), range.length);
@@ -355,6 +356,7 @@ export function mapDescriptor(
  * ```
  */
 export function mapAnonymous(length: number, options: { shared?: boolean } = {}): Mapping {
+  checkOptions(options, "mapAnonymous");
   checkInteger("length", length);
   if (length === 0) return new Mapping(0, 0, 0, 0, 0, "anonymous mapping", undefined, kConstruct);
   const region = unwrap(fn.pageio_map_anonymous(length, options.shared ? 1 : 0, out), "mmap");

@@ -6,7 +6,7 @@
  * @module
  */
 import { fn, native } from "../ffi/native.ts";
-import { checkInteger, stateError, unwrap } from "./errors.ts";
+import { checkInteger, checkOptions, stateError, unwrap } from "./errors.ts";
 import { PageHead } from "./head.ts";
 import {
   internalOnly,
@@ -217,6 +217,7 @@ export class PagePool {
 
   /** A pool with `pages` pages set up now, growing by slabs of about 1 MiB up to `maxPages`. */
   constructor(options: PagePoolOptions = {}) {
+    checkOptions(options, "PagePool");
     const size = options.pageSize ?? osPageSize;
     checkInteger("pageSize", size, 1, 2 ** 31 - osPageSize);
     if (size % osPageSize !== 0) {
@@ -457,6 +458,7 @@ export class Page {
    * ```
    */
   share(options: ShareOptions = {}): SharedMemory {
+    checkOptions(options, "share");
     const pool = this.#live("share");
     const offset = checkInteger("share offset", options.offset ?? 0, 0, pool.pageSize);
     const length = checkInteger("share length", options.length ?? pool.pageSize - offset, 0, pool.pageSize - offset);
