@@ -66,6 +66,8 @@ export const abi = {
     "EPROTO",
     "EPERM",
     "ENOTCONN",
+    "EALREADY",
+    "ENOENT",
   ],
 } as const;
 
