@@ -37,6 +37,7 @@ export const abi = {
     "OpenFlags": { "zig": "file.OpenFlags", "bits": { "no_follow": 1, "non_blocking": 2 } },
     "MapFlags": { "zig": "mapping.Options", "bits": { "write": 1, "private": 2, "populate": 4 } },
     "ListenFlags": { "zig": "socket.ListenFlags", "bits": { "reuse_port": 1 } },
+    "SendFlags": { "zig": "socket.SendFlags", "bits": { "more": 1 } },
   },
   "constants": {
     "STAGING_REGION": { "zig": "gather.staging_region", "value": 0 },

@@ -172,6 +172,9 @@ export const symbols = {
   // (fd: i32, peer: u32 0 own | 1 peer's, out: u8* text, out_len: u32, info: f64[2] {family 0 ipv4 | 1 ipv6 |
   //  2 unix, port}) -> text length
   pageio_socket_address: { parameters: ["i32", "u32", "buffer", "u32", "buffer"], result: "f64" },
+  // (fd: i32, bytes: u8*, len: u32, flags: u32 bit 0 more) -> bytes sent now (MSG_DONTWAIT|MSG_NOSIGNAL,
+  //  MSG_MORE with bit 0); -EAGAIN when the socket's buffer is full
+  pageio_socket_send: { parameters: ["i32", "buffer", "u32", "u32"], result: "f64" },
   // (fd: i32 a stream socket from elsewhere, duplicate: u32 1 = a close-on-exec copy) -> fd, now non-blocking
   pageio_socket_adopt: { parameters: ["i32", "u32"], result: "f64" },
   // (dir: i32, path: u8*, path_len: u32) -> fd opened read-only beneath dir (-EXDEV/-ELOOP: it would leave dir)

@@ -138,6 +138,57 @@ test("cork holds a small write back until it is set false, then both writes arri
   assert.throws(() => (server.cork = true), (e) => code(e) === "ERR_CLOSED");
 });
 
+test("send with more holds the head back until the body is sent, then both arrive together", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  using _client = client;
+  using _server = server;
+  server.noDelay = true;
+  assert.equal(server.send(text("HTTP/1.1 200 OK\r\n\r\n"), { more: true }), 19);
+  assert.equal(client.read(new Uint8Array(64)), null, "held back: more follows (MSG_MORE)");
+  using file = openFile(tempFile(text("body")));
+  assert.equal(server.sendFile(file, 0, 4), 4);
+  assert.equal(new TextDecoder().decode(await readAll(client, 23)), "HTTP/1.1 200 OK\r\n\r\nbody");
+  // Without more, a send leaves at once (loopback delivers it within the call).
+  assert.equal(server.send(text("next")), 4);
+  assert.equal(client.read(new Uint8Array(64)), 4);
+});
+
+test("send: only real Uint8Arrays, their true length, 0 when full, typed errors, never SIGPIPE", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  using _server = server;
+  for (const bad of ["text", [1, 2], new Uint16Array(2), new DataView(new ArrayBuffer(2)), null]) {
+    assert.throws(() => server.send(bad as unknown as Uint8Array), TypeError);
+  }
+  const lying = new Uint8Array(8);
+  Object.defineProperty(lying, "byteLength", { value: 1 << 30 });
+  assert.equal(server.send(lying), 8, "the intrinsic length, never an own property");
+  const moved = new Uint8Array(8);
+  structuredClone(moved.buffer, { transfer: [moved.buffer] });
+  assert.throws(() => server.send(moved), TypeError, "a detached array is refused, not sent as 0 bytes");
+  assert.equal(server.send(new Uint8Array(0)), 0);
+  const big = new Uint8Array(1 << 20);
+  let sent = 0;
+  for (let n = server.send(big); n > 0; n = server.send(big)) sent += n;
+  assert.ok(sent > 0);
+  assert.equal(server.send(big), 0, "a full buffer takes nothing");
+  client.close();
+  const failed = await (async () => {
+    for (let i = 0; i < 100; i++) {
+      try {
+        server.send(big);
+      } catch (error) {
+        return error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  })();
+  assert.ok(["EPIPE", "ECONNRESET"].includes(code(failed)), `a closed peer is a typed error, got ${failed}`);
+  server.close();
+  assert.throws(() => server.send(text("x")), (e) => code(e) === "ERR_CLOSED");
+});
+
 test(
   "after a short read, readAsync waits for readiness instead of a read that finds nothing (strace)",
   { skip: !haveStrace && "strace is not installed" },

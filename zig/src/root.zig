@@ -534,6 +534,13 @@ export fn pageio_socket_address(fd: i32, peer: u32, out: ?[*]u8, out_len: u32, i
     return errno.result(named.text_len);
 }
 
+/// Sends `len` bytes of `bytes` on stream socket `fd` as far as it takes them now (-EAGAIN: none); flags bit 0
+/// more (MSG_MORE: the body follows at once).
+export fn pageio_socket_send(fd: i32, bytes: ?[*]const u8, len: u32, flags: u32) Result {
+    const b = bytes orelse return errno.result(if (len == 0) 0 else error.FAULT);
+    return errno.result(@intCast(socket.send(fd, b[0..len], @bitCast(flags)) catch |err| return errno.result(err)));
+}
+
 /// Takes over stream socket `fd` from elsewhere: duplicate 1 works on a close-on-exec copy (returned), 0 on
 /// `fd` itself; either way non-blocking from now on.
 export fn pageio_socket_adopt(fd: i32, duplicate: u32) Result {
