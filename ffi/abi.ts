@@ -67,6 +67,8 @@ export const abi = {
     "EPROTO",
     "EPERM",
     "ENOTCONN",
+    "EALREADY",
+    "ENOENT",
   ],
 } as const;
 
