@@ -69,6 +69,7 @@ export const abi = {
     "ENOTCONN",
     "EALREADY",
     "ENOENT",
+    "ENOSPC",
   ],
 } as const;
 
