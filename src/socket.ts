@@ -11,7 +11,7 @@ import { byteLengthOf, type Chunk, chunkList, isDetached, type ReadTarget, scatt
 import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
 import { abortError, failedAfter } from "./drive.ts";
-import { forget, type Interest, turn, waitReady } from "./reactor.ts";
+import { forget, type Interest, track, turn, waitReady } from "./reactor.ts";
 
 /** Where a socket is: a TCP address (IPv4 or IPv6 hostname and port) or a unix path, as Deno names them. */
 export type NetAddr = { transport: "tcp"; hostname: string; port: number } | { transport: "unix"; path: string };
@@ -125,6 +125,7 @@ export class Socket extends FileHandle {
   /** @internal Sockets come from `listen().accept()`, `connect()`, `connectAsync()` and `adoptSocket()`. */
   constructor(fd: number) {
     super(fd);
+    track(fd); // closed only through close(), which forgets it first
   }
 
   /** Whether small writes go out at once (`TCP_NODELAY`, Nagle's algorithm off). TCP only. */
@@ -206,7 +207,7 @@ export class Socket extends FileHandle {
   /**
    * Set when a read took less than it asked for: the kernel's buffer was empty then, so the next `readAsync`
    * waits for readiness first instead of a read that would most likely find nothing (one system call saved per
-   * request on a keep-alive connection; the wait is level-triggered, so data that came meanwhile ends it at once).
+   * request on a keep-alive connection; data or a hang-up reported meanwhile is kept, and ends it at once).
    */
   #drained = false;
 
