@@ -70,10 +70,12 @@ export const symbols = {
   pageio_replace_pages: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (fd: i32, out: f64[2] {size, kind}) -> 0
   pageio_fstat: { parameters: ["i32", "buffer"], result: "f64" },
-  // (region: u32) -> 0: one more reference, for an ArrayBuffer whose deallocator is pageio_view_release
-  pageio_region_retain: { parameters: ["u32"], result: "f64" },
-  // (region: u32) -> 0: an ArrayBuffer no runtime reports released views the region (it is retired, not unmapped)
-  pageio_region_viewed: { parameters: ["u32"], result: "f64" },
+  // (region: u32, address: f64, length: f64) -> 0: one more reference, for an ArrayBuffer over that span whose
+  // deallocator is pageio_view_release (-EFAULT: the span is not wholly inside the region)
+  pageio_region_retain: { parameters: ["u32", "f64", "f64"], result: "f64" },
+  // (region: u32, address: f64, length: f64) -> 0: an ArrayBuffer no runtime reports released views that span
+  // (the region is retired, not unmapped; -EFAULT: the span is not wholly inside the region)
+  pageio_region_viewed: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (region: u32) -> 0: the owner lets go while an untracked view may live; the memory stays mapped for good
   pageio_retire: { parameters: ["u32"], result: "f64" },
   // () -> bytes kept mapped for good by retired regions

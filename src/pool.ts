@@ -6,11 +6,13 @@
  * @module
  */
 import { fn, native } from "../ffi/native.ts";
-import { checkInteger, stateError, unwrap } from "./errors.ts";
+import { checkInteger, checkOptions, stateError, unwrap } from "./errors.ts";
 import { PageHead } from "./head.ts";
 import {
+  internalOnly,
   kAlive,
   kBufferOffset,
+  kConstruct,
   kLabel,
   kLendable,
   kMarkLent,
@@ -210,6 +212,7 @@ export class PagePool {
 
   /** A pool with `pages` pages set up now, growing by slabs of about 1 MiB up to `maxPages`. */
   constructor(options: PagePoolOptions = {}) {
+    checkOptions(options, "PagePool");
     const size = options.pageSize ?? osPageSize;
     checkInteger("pageSize", size, 1, 2 ** 31 - osPageSize);
     if (size % osPageSize !== 0) {
@@ -247,7 +250,13 @@ export class PagePool {
     const index = this.#free[--this.#freeCount];
     this.#inUse++;
     const slab = Math.floor(index / this.#pagesPerSlab);
-    const page = new Page(this, index, this.#slabs.regions[slab], (index - slab * this.#pagesPerSlab) * this.pageSize);
+    const page = new Page(
+      this,
+      index,
+      this.#slabs.regions[slab],
+      (index - slab * this.#pagesPerSlab) * this.pageSize,
+      kConstruct,
+    );
     if (this.#leakEvery !== 0 && ++this.#acquired % this.#leakEvery === 0) {
       leaks.register(
         page,
@@ -374,7 +383,8 @@ export class Page {
   readonly #regionOffset: number;
 
   /** @internal Pages come from `PagePool.acquire()`. */
-  constructor(pool: PagePool, index: number, region: number, regionOffset: number) {
+  constructor(pool: PagePool, index: number, region: number, regionOffset: number, key?: symbol) {
+    internalOnly(key, "Page", "pool.acquire()");
     this.#pool = pool;
     this.#index = index;
     this.#region = region;
@@ -402,7 +412,7 @@ export class Page {
     checkInteger("head offset", offset, 0, pool.pageSize);
     const len = length ?? pool.pageSize - offset;
     checkInteger("head length", len, 0, pool.pageSize - offset);
-    return new PageHead(this, offset, len);
+    return new PageHead(this, offset, len, kConstruct);
   }
 
   /** Adds a reference; each needs its own `release()`. */
@@ -436,6 +446,7 @@ export class Page {
    * ```
    */
   share(options: ShareOptions = {}): SharedMemory {
+    checkOptions(options, "share");
     const pool = this.#live("share");
     const offset = checkInteger("share offset", options.offset ?? 0, 0, pool.pageSize);
     const length = checkInteger("share length", options.length ?? pool.pageSize - offset, 0, pool.pageSize - offset);

@@ -6,7 +6,7 @@
  */
 import { fn, native } from "../ffi/native.ts";
 import { checkInteger, unwrap } from "./errors.ts";
-import { kRegion, kRelease, kRetain } from "./internal.ts";
+import { internalOnly, kConstruct, kRegion, kRelease, kRetain } from "./internal.ts";
 import type { Page } from "./pool.ts";
 
 /**
@@ -62,7 +62,8 @@ export class SharedView {
   readonly byteLength: number;
 
   /** @internal Use `takeShared`. */
-  constructor(id: number, region: number, address: number, byteLength: number) {
+  constructor(id: number, region: number, address: number, byteLength: number, key?: symbol) {
+    internalOnly(key, "SharedView", "takeShared()");
     this.#id = id;
     this.byteLength = byteLength;
     this.#buffer = byteLength === 0 ? null : native.view(region, address, byteLength);
@@ -131,7 +132,7 @@ export function takeShared(shared: SharedMemory): SharedView {
   if (tag !== "shared-memory") throw new TypeError('expected a SharedMemory descriptor (pageio: "shared-memory")');
   const share = checkInteger("shared id", id, 1, 0xFFFF_FFFF);
   const length = unwrap(fn.pageio_share_take(share, out), "share take");
-  return new SharedView(share, out[1], out[0], length);
+  return new SharedView(share, out[1], out[0], length, kConstruct);
 }
 
 /** Pool pages shared with other threads, each held until its share is dropped there. */

@@ -5,13 +5,14 @@
  * @module
  */
 import { abi, enumIndex, errno, fn, native } from "../ffi/native.ts";
-import { checkInteger, PageIoError, unwrap } from "./errors.ts";
+import { checkInteger, checkOptions, PageIoError, unwrap } from "./errors.ts";
 import { checkAccess, describe, fdOf, FileHandle, type Target } from "./file.ts";
 import { byteLengthOf, type Chunk, chunkList, isDetached, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
 import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
 import { abortError, failedAfter } from "./drive.ts";
 import { forget, type Interest, track, turn, waitReady } from "./reactor.ts";
+import { internalOnly, kConstruct } from "./internal.ts";
 
 /** Where a socket is: a TCP address (IPv4 or IPv6 hostname and port) or a unix path, as Deno names them. */
 export type NetAddr = { transport: "tcp"; hostname: string; port: number } | { transport: "unix"; path: string };
@@ -123,7 +124,8 @@ function addressOf(fd: number, peer: boolean, syscall: string): NetAddr {
  */
 export class Socket extends FileHandle {
   /** @internal Sockets come from `listen().accept()`, `connect()`, `connectAsync()` and `adoptSocket()`. */
-  constructor(fd: number) {
+  constructor(fd: number, key?: symbol) {
+    internalOnly(key, "Socket", "listen(), connect(), connectAsync() or adoptSocket()");
     super(fd);
     track(fd); // closed only through close(), which forgets it first
   }
@@ -313,6 +315,8 @@ export class Socket extends FileHandle {
 
   /** `sendFile` until all `length` bytes are sent, waiting while the socket's buffer is full. */
   async sendFileAsync(file: Target, offset: number, length: number, signal?: AbortSignal): Promise<number> {
+    checkInteger("offset", offset);
+    checkInteger("length", length); // a NaN or negative length once sent nothing and reported 0
     notAborted(signal);
     let sent = 0;
     try {
@@ -414,8 +418,9 @@ export class Listener implements AsyncIterable<Socket> {
   readonly #addr: NetAddr;
 
   /** @internal Listeners come from `listen()`. */
-  constructor(fd: number) {
-    this.#handle = new Socket(fd);
+  constructor(fd: number, key?: symbol) {
+    internalOnly(key, "Listener", "listen()");
+    this.#handle = new Socket(fd, kConstruct);
     try {
       this.#addr = this.#handle.localAddr;
     } catch (error) {
@@ -443,7 +448,7 @@ export class Listener implements AsyncIterable<Socket> {
   accept(): Socket | null {
     const result = fn.pageio_socket_accept(this.fd);
     if (result === -errno.EAGAIN) return null;
-    return new Socket(unwrap(result, "accept"));
+    return new Socket(unwrap(result, "accept"), kConstruct);
   }
 
   /** The next connection, waiting for one; rejects with `ERR_CLOSED` if the listener closes meanwhile. */
@@ -503,6 +508,7 @@ export function listen(options: TcpListenOptions | UnixListenOptions): Listener 
     const bytes = encoder.encode(path);
     return new Listener(
       unwrap(fn.pageio_socket_listen(TRANSPORT_UNIX, bytes, bytes.length, 0, backlog, 0), "listen", path),
+      kConstruct,
     );
   }
   const port = checkInteger("port", options.port ?? 0, 0, 65535);
@@ -516,6 +522,7 @@ export function listen(options: TcpListenOptions | UnixListenOptions): Listener 
       "listen",
       netPermission(host, port),
     ),
+    kConstruct,
   );
 }
 
@@ -549,7 +556,8 @@ function connectTarget(options: ConnectOptions | NetAddr, syscall: string) {
 export function connect(options: (ConnectOptions | NetAddr) & { timeout?: number }): Socket {
   const wait = options?.timeout === undefined ? WAIT_FOREVER : checkInteger("timeout", options.timeout, 1, 2 ** 31 - 1);
   const { transport, bytes, port, path } = connectTarget(options, "connect");
-  return new Socket(unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, wait, out), "connect", path));
+  const fd = unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, wait, out), "connect", path);
+  return new Socket(fd, kConstruct);
 }
 
 /**
@@ -568,6 +576,7 @@ export async function connectAsync(options: ConnectOptions | NetAddr, signal?: A
   notAborted(signal);
   const socket = new Socket(
     unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out), "connect", path),
+    kConstruct,
   );
   if (out[0] === 0) return socket;
   try {
@@ -598,8 +607,9 @@ export async function connectAsync(options: ConnectOptions | NetAddr, signal?: A
  * ```
  */
 export function adoptSocket(fd: number, options: { duplicate?: boolean } = {}): Socket {
+  checkOptions(options, "adoptSocket");
   checkInteger("fd", fd, 0, 2 ** 31 - 1);
-  return new Socket(unwrap(fn.pageio_socket_adopt(fd, options.duplicate === false ? 0 : 1), "adopt"));
+  return new Socket(unwrap(fn.pageio_socket_adopt(fd, options.duplicate === false ? 0 : 1), "adopt"), kConstruct);
 }
 
 /** Whether a connect in progress has finished (a peer name exists only then). */

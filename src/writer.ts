@@ -4,7 +4,7 @@
  * @module
  */
 import { IOV_MAX } from "../ffi/native.ts";
-import { checkInteger, PageIoError, stateError } from "./errors.ts";
+import { checkInteger, checkOptions, PageIoError, stateError } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { Brigade } from "./brigade.ts";
 import { byteLengthOf, type Chunk, isChunk, isDetached, viewOf } from "./gather.ts";
@@ -106,6 +106,7 @@ export class PageWriter {
    * instead of waiting for one.
    */
   constructor(target: string | URL | Target, options: PageWriterOptions = {}) {
+    checkOptions(options, "PageWriter");
     this.#highWaterMark = checkInteger("highWaterMark", options.highWaterMark ?? 8 * 1024 * 1024, 1);
     if (options.pool !== undefined && !(options.pool instanceof PagePool)) {
       throw new TypeError(`pool must be a PagePool, got ${describe(options.pool)}`);
@@ -253,6 +254,7 @@ export class PageWriter {
    * closed it throws `ERR_CLOSED` and takes nothing.
    */
   async writeAsync(chunk: Chunk | string, options: AsyncOptions = {}): Promise<void> {
+    checkOptions(options, "writeAsync");
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "writeAsync");
     this.#take(chunk);
     if (this.#full()) await this.#flushQueued(options.signal);
@@ -264,6 +266,11 @@ export class PageWriter {
    * abort rejects with `ABORT_ERR` and `bytesTransferred`; what was not written stays queued.
    */
   flushAsync(options: AsyncOptions = {}): Promise<number> {
+    try {
+      checkOptions(options, "flushAsync");
+    } catch (error) {
+      return Promise.reject(error); // a Promise-returning call never throws
+    }
     if (this.#closed) return Promise.reject(stateError("ERR_CLOSED", "page writer is closed", "flushAsync"));
     return this.#flushQueued(options.signal);
   }
@@ -337,7 +344,12 @@ export class PageWriter {
         }
       },
       close: async () => {
-        await this.flushAsync();
+        try {
+          await this.flushAsync();
+        } catch (error) {
+          this.#discard(); // as for a failed write: the stream is errored, and nothing else closes the writer
+          throw error;
+        }
         this.close();
       },
       abort: () => this.#discard(),

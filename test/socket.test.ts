@@ -17,7 +17,7 @@ import {
   PagePool,
   PageReader,
   PageWriter,
-  Socket,
+  type Socket,
   socketPair,
 } from "../mod.ts";
 import {
@@ -348,6 +348,21 @@ test("a signal already aborted rejects every socket operation with ABORT_ERR bef
   server.close();
 });
 
+test("sendFileAsync checks offset and length as sendFile does", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  using file = openFile(tempFile("file bytes"));
+  for (const bad of [-1, NaN, 1.5, 2 ** 53]) {
+    await assert.rejects(server.sendFileAsync(file, 0, bad), RangeError, String(bad));
+    await assert.rejects(server.sendFileAsync(file, bad, 1), RangeError, String(bad));
+  }
+  await assert.rejects(server.sendFileAsync(file, 0, "4" as unknown as number), TypeError);
+  assert.equal(await server.sendFileAsync(file, 5, 5), 5);
+  assert.deepEqual(await readAll(client, 5), text("bytes"));
+  client.close();
+  server.close();
+});
+
 test("closing a socket or listener while an operation waits on it rejects that operation with ERR_CLOSED", async () => {
   using listener = listen({ hostname: "127.0.0.1", port: 0 });
   const [client, server] = await pair(listener);
@@ -499,7 +514,8 @@ test("adoptSocket takes a descriptor from elsewhere (a copy by default)", async 
   a.close(); // the other owner closes its own; the copy lives on
   assert.ok(fdFlags(adopted.fd) & O_NONBLOCK && fdFlags(adopted.fd) & O_CLOEXEC);
   assert.equal(adopted.write([text("adopted")]), 7);
-  assert.deepEqual(await readAll(new Socket(b.fd), 7), text("adopted"));
+  using other = adoptSocket(b.fd);
+  assert.deepEqual(await readAll(other, 7), text("adopted"));
   adopted.close();
   b.close();
   using file = openFile(tempFile("not a socket"));
@@ -544,6 +560,11 @@ test("openBeneath keeps paths inside the directory", () => {
   for (const escape of ["../etc/passwd", "sub/../../x", "/etc/hostname", "out"]) {
     assert.throws(() => openBeneath(base, escape), (e) => ["EXDEV", "ELOOP"].includes(code(e)), escape);
   }
+  // The message says what happened (the kernel's own text for EXDEV is "invalid cross-device link").
+  assert.throws(
+    () => openBeneath(base, "../x"),
+    (e) => code(e) !== "EXDEV" || /'\.\.\/x' resolves outside/.test(String(e)),
+  );
   assert.throws(() => openBeneath(base, "missing"), (e) => code(e) === "ENOENT");
   assert.throws(() => openBeneath(base, 5 as unknown as string), TypeError);
 });

@@ -197,16 +197,26 @@ export fn pageio_replace_pages(region: u32, offset: f64, length: f64) Result {
     return 0;
 }
 
-/// One more reference on `region` for an ArrayBuffer whose deallocator is `pageio_view_release`.
-export fn pageio_region_retain(region: u32) Result {
+/// One more reference on `region` for an ArrayBuffer over [address, address + length), whose deallocator is
+/// `pageio_view_release`; -EFAULT (nothing retained) when that span is not wholly inside the region.
+export fn pageio_region_retain(region: u32, address: f64, length: f64) Result {
+    viewSpan(region, address, length) catch |err| return errno.result(err);
     regions.retain(region) catch |err| return errno.result(err);
     return 0;
 }
 
-/// An ArrayBuffer that no runtime reports released now views `region`: it will be retired, never unmapped.
-export fn pageio_region_viewed(region: u32) Result {
+/// An ArrayBuffer that no runtime reports released is about to view [address, address + length) of `region`:
+/// it will be retired, never unmapped; -EFAULT (nothing marked) when that span is not wholly inside it.
+export fn pageio_region_viewed(region: u32, address: f64, length: f64) Result {
+    viewSpan(region, address, length) catch |err| return errno.result(err);
     regions.markViewedUntracked(region) catch |err| return errno.result(err);
     return 0;
+}
+
+fn viewSpan(region: u32, address: f64, length: f64) errno.Errno!void {
+    const at = try errno.wholeNumber(address);
+    const len = try errno.wholeNumber(length);
+    try regions.checkSpan(region, at, len);
 }
 
 /// The owner lets go of `region` while an untracked view may still reach it (a transferred ArrayBuffer):
