@@ -508,7 +508,17 @@ test "close ends an outstanding wait, which frees the poller" {
     };
     var result: Errno!usize = 7;
     const thread = try std.Thread.spawn(.{}, Waiter.run, .{ id, &result });
-    std.time.sleep(20 * std.time.ns_per_ms);
+    // Close only once the wait has begun (a fixed sleep lost that race on a loaded machine: BADF).
+    const p = try lookup(id);
+    var tries: usize = 0;
+    while (tries < 10_000) : (tries += 1) {
+        p.mutex.lock();
+        const busy = p.busy;
+        p.mutex.unlock();
+        if (busy > 0) break;
+        std.time.sleep(std.time.ns_per_ms);
+    }
+    std.time.sleep(5 * std.time.ns_per_ms); // and has most likely reached epoll_wait (either way it returns 0)
     try close(id);
     thread.join();
     try std.testing.expectEqual(@as(usize, 0), try result);
