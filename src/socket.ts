@@ -262,9 +262,11 @@ export class Socket extends FileHandle {
    */
   send(bytes: Uint8Array, options?: { more?: boolean }): number {
     if (tagOf.call(bytes) !== "Uint8Array") throw new TypeError(`bytes must be a Uint8Array, got ${describe(bytes)}`);
-    if (isDetached(bytes)) throw new TypeError("bytes were detached (transferred, or their page or mapping is gone)");
-    const length = byteLengthOf(bytes);
-    if (length === 0) return 0;
+    const length = byteLengthOf(bytes); // 0 when detached
+    if (length === 0) {
+      if (isDetached(bytes)) throw new TypeError("bytes were detached (transferred, or their page or mapping is gone)");
+      return 0;
+    }
     const result = fn.pageio_socket_send(this.fd, bytes, length, options?.more === true ? SEND_MORE : 0);
     return result === -errno.EAGAIN ? 0 : unwrap(result, "send");
   }
