@@ -68,6 +68,8 @@ export const abi = {
     "EPROTO",
     "EPERM",
     "ENOTCONN",
+    "EALREADY",
+    "ENOENT",
   ],
 } as const;
 

@@ -122,6 +122,11 @@ class Slabs {
     return buffer;
   }
 
+  /** Whether page `index`'s buffer is still this pool's own (not detached by a `transfer()` elsewhere). */
+  intact(index: number): boolean {
+    return this.buffers[index]?.detached === false;
+  }
+
   /** Revokes page `index`'s views; false when its buffer escaped (then the page must never be reused). */
   revoke(index: number): boolean {
     const buffer = this.buffers[index];
@@ -326,11 +331,14 @@ export class PagePool {
     return this.#slabs.buffer(index);
   }
 
-  /** @internal The last reference to page `index` went. */
-  [kReturn](page: Page, index: number, lost = false): void {
+  /**
+   * @internal The last reference to page `index` went. `privateViews`: no view of it ever reached user code,
+   * so there is none to revoke (its buffer stays, still marked viewed: the next owner's views are revoked).
+   */
+  [kReturn](page: Page, index: number, lost = false, privateViews = false): void {
     if (this.#leakEvery !== 0) leaks.unregister(page);
     this.#inUse--;
-    if (this.#viewed[index] === 1) {
+    if (this.#viewed[index] === 1 && !(privateViews && !lost && this.#slabs.intact(index))) {
       this.#viewed[index] = 0;
       // Same memory, new ArrayBuffer: every view handed out so far is now empty. Unless the buffer was
       // transferred away: then its new owner may still read the page, which is never handed out again.
@@ -359,6 +367,9 @@ export class PagePool {
   }
 }
 
+// Set by Page's static block (see markPrivateViews).
+let setPrivateViews: ((page: Page) => void) | undefined;
+
 /**
  * A page from a `PagePool`, holding one reference when acquired.
  *
@@ -377,6 +388,7 @@ export class Page {
   readonly #index: number;
   #refs = 1;
   #lent = false;
+  #privateViews = false;
   #bytes: Uint8Array<ArrayBuffer> | null = null;
   /** The slab's native region id, and where this page sits in it. */
   readonly #region: number;
@@ -490,6 +502,14 @@ export class Page {
     this.#lent = true;
   }
 
+  static {
+    // A function of this module, not a method: a method (symbol-keyed too) is found and called by user code,
+    // which would keep its views of a page that goes to its next owner unrevoked.
+    setPrivateViews = (page) => {
+      page.#privateViews = true;
+    };
+  }
+
   /** @internal */
   get [kRegion](): number {
     return this.#region;
@@ -526,6 +546,13 @@ export class Page {
     // Lent: fresh pages at the same address (MAP_FIXED), the pipe keeps the old ones; if that fails the page
     // is never handed out again rather than reused in place.
     const lost = this.#lent && fn.pageio_replace_pages(this.#region, this.#regionOffset, pool.pageSize) < 0;
-    pool[kReturn](this, this.#index, lost);
+    pool[kReturn](this, this.#index, lost, this.#privateViews);
   }
 }
+
+/**
+ * @internal Declares that no view of `page` (its `bytes`, a head's `bytes`) will ever reach user code: a writer
+ * encoding into a page of its own, whose heads only its brigade holds. Its last release then skips revocation,
+ * a `transfer()` that on Bun also counts as fresh memory for the collector, every time.
+ */
+export const markPrivateViews: (page: Page) => void = setPrivateViews!;
