@@ -387,6 +387,21 @@ async function ready(fd: number, interest: Interest, signal: AbortSignal | undef
   }
 }
 
+/** Resolves after `ms`; an abort meanwhile rejects with `ABORT_ERR`. */
+function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortError(signal!.reason));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
 /** An operation given a signal already aborted does nothing and rejects as one aborted while it waited does. */
 function notAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortError(signal.reason);
@@ -576,10 +591,14 @@ export function connect(options: (ConnectOptions | NetAddr) & { timeout?: number
 export async function connectAsync(options: ConnectOptions | NetAddr, signal?: AbortSignal): Promise<Socket> {
   const { transport, bytes, port, path } = connectTarget(options, "connect");
   notAborted(signal);
-  const socket = new Socket(
-    unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out), "connect", path),
-    kConstruct,
-  );
+  let fd = fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out);
+  // A unix listener whose backlog is full refuses at once (EAGAIN), and no readiness says when it has room:
+  // try again after a pause (1 ms, doubling up to 50), as the blocking connect does.
+  for (let pause = 1; fd === -errno.EAGAIN && transport === TRANSPORT_UNIX; pause = Math.min(2 * pause, 50)) {
+    await delay(pause, signal);
+    fd = fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out);
+  }
+  const socket = new Socket(unwrap(fd, "connect", path), kConstruct);
   if (out[0] === 0) return socket;
   try {
     for (;;) {

@@ -363,6 +363,34 @@ test("sendFileAsync checks offset and length as sendFile does", async () => {
   server.close();
 });
 
+test("a unix listener whose backlog is full: connect waits until its timeout, connectAsync until there is room", async () => {
+  const path = join(tempDir(), "full.sock");
+  using listener = listen({ path, backlog: 1 });
+  const queued: Socket[] = [];
+  for (;;) { // fill the backlog (the kernel takes backlog + 1)
+    try {
+      queued.push(await connectAsync({ path }, AbortSignal.timeout(100)));
+    } catch (error) {
+      assert.equal(code(error), "ABORT_ERR"); // it waited: EAGAIN once came back at once
+      break;
+    }
+  }
+  assert.ok(queued.length >= 1);
+  const began = Date.now();
+  assert.throws(() => connect({ path, timeout: 150 }), (e) => code(e) === "ETIMEDOUT");
+  assert.ok(Date.now() - began >= 140, "connect waited for its timeout");
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 10);
+  const waiting = connectAsync({ path });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  listener.accept()!.close(); // room in the backlog: the waiting connect gets in
+  const socket = await waiting;
+  clearInterval(timer);
+  assert.ok(ticks >= 3, "the event loop ran while connectAsync waited");
+  socket.close();
+  queued.forEach((s) => s.close());
+});
+
 test("closing a socket or listener while an operation waits on it rejects that operation with ERR_CLOSED", async () => {
   using listener = listen({ hostname: "127.0.0.1", port: 0 });
   const [client, server] = await pair(listener);
