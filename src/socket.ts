@@ -11,7 +11,7 @@ import { byteLengthOf, type Chunk, chunkList, isDetached, type ReadTarget, scatt
 import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
 import { abortError, failedAfter } from "./drive.ts";
-import { forget, type Interest, turn, waitReady } from "./reactor.ts";
+import { forget, type Interest, track, turn, waitReady } from "./reactor.ts";
 import { internalOnly, kConstruct } from "./internal.ts";
 
 /** Where a socket is: a TCP address (IPv4 or IPv6 hostname and port) or a unix path, as Deno names them. */
@@ -127,6 +127,7 @@ export class Socket extends FileHandle {
   constructor(fd: number, key?: symbol) {
     internalOnly(key, "Socket", "listen(), connect(), connectAsync() or adoptSocket()");
     super(fd);
+    track(fd); // closed only through close(), which forgets it first
   }
 
   /** Whether small writes go out at once (`TCP_NODELAY`, Nagle's algorithm off). TCP only. */
@@ -208,7 +209,7 @@ export class Socket extends FileHandle {
   /**
    * Set when a read took less than it asked for: the kernel's buffer was empty then, so the next `readAsync`
    * waits for readiness first instead of a read that would most likely find nothing (one system call saved per
-   * request on a keep-alive connection; the wait is level-triggered, so data that came meanwhile ends it at once).
+   * request on a keep-alive connection; data or a hang-up reported meanwhile is kept, and ends it at once).
    */
   #drained = false;
 
@@ -261,9 +262,11 @@ export class Socket extends FileHandle {
    */
   send(bytes: Uint8Array, options?: { more?: boolean }): number {
     if (tagOf.call(bytes) !== "Uint8Array") throw new TypeError(`bytes must be a Uint8Array, got ${describe(bytes)}`);
-    if (isDetached(bytes)) throw new TypeError("bytes were detached (transferred, or their page or mapping is gone)");
-    const length = byteLengthOf(bytes);
-    if (length === 0) return 0;
+    const length = byteLengthOf(bytes); // 0 when detached
+    if (length === 0) {
+      if (isDetached(bytes)) throw new TypeError("bytes were detached (transferred, or their page or mapping is gone)");
+      return 0;
+    }
     const result = fn.pageio_socket_send(this.fd, bytes, length, options?.more === true ? SEND_MORE : 0);
     return result === -errno.EAGAIN ? 0 : unwrap(result, "send");
   }
