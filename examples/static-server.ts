@@ -34,7 +34,7 @@ const reasons: Record<number, string> = { 200: "OK", 206: "Partial Content", 400
 /** A connection and what it is doing, for the sweep that enforces deadlines and for shutdown. */
 interface Conn {
   socket: Socket;
-  abort: AbortController;
+  cut: boolean; // closed by the sweep or shutdown: its pending wait ends with ERR_CLOSED (no signal per wait)
   phase: "head" | "send";
   since: number;
 }
@@ -47,15 +47,19 @@ const sweep = setInterval(() => {
   date = new Date(now).toUTCString();
   for (const conn of conns) {
     const limit = conn.phase === "head" ? HEAD_TIMEOUT_MS : SEND_TIMEOUT_MS;
-    if (now - conn.since > limit) conn.abort.abort();
+    if (now - conn.since > limit) cut(conn);
   }
 }, Math.max(10, Math.min(1000, HEAD_TIMEOUT_MS / 4)));
 
+function cut(conn: Conn): void {
+  conn.cut = true;
+  conn.socket.close();
+}
 function shutdown(): void {
   if (stopping) return;
   stopping = true;
   listener.close(); // no new connections; idle ones end now, responses in flight finish
-  for (const conn of conns) if (conn.phase === "head") conn.abort.abort();
+  for (const conn of conns) if (conn.phase === "head") cut(conn);
   setTimeout(() => process.exit(0), 10_000).unref?.(); // a reader that never drains cannot hold us forever
   finish();
 }
@@ -134,14 +138,11 @@ function headBytes(status: number, fields: string[], keepAlive: boolean): Uint8A
   return encoder.encode(text);
 }
 
-/**
- * Sends a head (and for errors a short body) in one call; what does not fit waits until the socket is writable.
- * With `more` (a body follows by sendfile) the kernel holds it to leave in one packet with the body's start
- * (MSG_MORE): one delivery to the client instead of two (64 KiB: server CPU per byte -15 to -25%).
- */
+/** Sends a head (for errors with a short body); `more`: a body follows, so it leaves in one packet with its start
+ * (MSG_MORE: one delivery to the client, not two). What does not fit waits until the socket is writable. */
 function sendHead(conn: Conn, bytes: Uint8Array, more = false): Promise<number> | undefined {
   const written = conn.socket.send(bytes, { more });
-  if (written < bytes.length) return conn.socket.writeAsync([bytes.subarray(written)], conn.abort.signal);
+  if (written < bytes.length) return conn.socket.writeAsync([bytes.subarray(written)]);
 }
 
 /** Sends a file span by sendfile: at once as far as the socket takes it, then waiting, in steps (the deadline). */
@@ -150,7 +151,7 @@ async function sendBody(conn: Conn, file: FileHandle, start: number, end: number
     conn.since = Date.now();
     const step = Math.min(SEND_STEP_BYTES, end - at);
     const sent = conn.socket.sendFile(file, at, step);
-    if (sent < step) await conn.socket.sendFileAsync(file, at + sent, step - sent, conn.abort.signal);
+    if (sent < step) await conn.socket.sendFileAsync(file, at + sent, step - sent);
     at += step;
   }
 }
@@ -219,7 +220,7 @@ async function respond(conn: Conn, request: Request): Promise<boolean> {
 
 /** Reads requests from one connection and answers them in order until it closes or must close. */
 async function serve(socket: Socket): Promise<void> {
-  const conn: Conn = { socket, abort: new AbortController(), phase: "head", since: Date.now() };
+  const conn: Conn = { socket, cut: false, phase: "head", since: Date.now() };
   conns.add(conn);
   const page = pool.acquire(); // CONNECTIONS_MAX keeps this within the pool's bound
   const bytes = page.bytes;
@@ -235,7 +236,7 @@ async function serve(socket: Socket): Promise<void> {
         const head = page.head(filled);
         let read: number;
         try {
-          read = await socket.readAsync(head, conn.abort.signal); // tries at once, waits only if nothing is there
+          read = await socket.readAsync(head); // tries at once, waits only if nothing is there
         } finally {
           head.release();
         }
@@ -251,7 +252,7 @@ async function serve(socket: Socket): Promise<void> {
     }
   } catch (error) {
     const code = (error as PageIoError).code;
-    if (!conn.abort.signal.aborted && !["ECONNRESET", "EPIPE", "ENOTCONN", "ERR_CLOSED"].includes(code)) {
+    if (!conn.cut && !["ECONNRESET", "EPIPE", "ENOTCONN", "ERR_CLOSED"].includes(code)) {
       console.error("static-server:", error);
     }
   } finally {

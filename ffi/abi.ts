@@ -47,6 +47,7 @@ export const abi = {
     "ENTRY_BYTES_MAX": { "zig": "gather.entry_bytes_max", "value": 2147479552 },
     "INTEREST_READ": { "zig": "poller.read_bit", "value": 1 },
     "INTEREST_WRITE": { "zig": "poller.write_bit", "value": 2 },
+    "READY_HUP": { "zig": "poller.hup_bit", "value": 4 },
   },
   "errnos": [
     "EAGAIN",
@@ -69,6 +70,7 @@ export const abi = {
     "ENOTCONN",
     "EALREADY",
     "ENOENT",
+    "ENOSPC",
   ],
 } as const;
 

@@ -135,6 +135,8 @@ export const symbols = {
   pageio_poller_open: { parameters: ["function"], result: "f64" },
   // (poller: u32, fd: i32, interest: u32 bits 1 read | 2 write) -> 0, once (oneshot); -EPERM: a regular file
   pageio_poller_arm: { parameters: ["u32", "i32", "u32"], result: "f64" },
+  // (poller: u32, fd: i32) -> 0: fd registered for good, edge-triggered (read, write, hang-up); -EPERM: a file
+  pageio_poller_register: { parameters: ["u32", "i32"], result: "f64" },
   // (poller: u32, fd: i32) -> 0: fd dropped from the set and the queue (call it before closing fd)
   pageio_poller_forget: { parameters: ["u32", "i32"], result: "f64" },
   // (poller: u32, out: {fd: i32, ready: u32}[max], max: u32) -> events taken from the doorbell's queue

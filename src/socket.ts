@@ -5,13 +5,13 @@
  * @module
  */
 import { abi, enumIndex, errno, fn, native } from "../ffi/native.ts";
-import { checkInteger, checkOptions, PageIoError, unwrap } from "./errors.ts";
+import { checkAsyncOptions, checkInteger, checkOptions, PageIoError, unwrap } from "./errors.ts";
 import { checkAccess, describe, fdOf, FileHandle, type Target } from "./file.ts";
 import { byteLengthOf, type Chunk, chunkList, isDetached, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
 import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
-import { abortError, failedAfter } from "./drive.ts";
-import { forget, type Interest, turn, waitReady } from "./reactor.ts";
+import { abortError, type AsyncOptions, failedAfter } from "./drive.ts";
+import { forget, type Interest, track, turn, waitReady } from "./reactor.ts";
 import { internalOnly, kConstruct } from "./internal.ts";
 
 /** Where a socket is: a TCP address (IPv4 or IPv6 hostname and port) or a unix path, as Deno names them. */
@@ -127,6 +127,7 @@ export class Socket extends FileHandle {
   constructor(fd: number, key?: symbol) {
     internalOnly(key, "Socket", "listen(), connect(), connectAsync() or adoptSocket()");
     super(fd);
+    track(fd); // closed only through close(), which forgets it first
   }
 
   /** Whether small writes go out at once (`TCP_NODELAY`, Nagle's algorithm off). TCP only. */
@@ -208,7 +209,7 @@ export class Socket extends FileHandle {
   /**
    * Set when a read took less than it asked for: the kernel's buffer was empty then, so the next `readAsync`
    * waits for readiness first instead of a read that would most likely find nothing (one system call saved per
-   * request on a keep-alive connection; the wait is level-triggered, so data that came meanwhile ends it at once).
+   * request on a keep-alive connection; data or a hang-up reported meanwhile is kept, and ends it at once).
    */
   #drained = false;
 
@@ -223,8 +224,8 @@ export class Socket extends FileHandle {
   }
 
   /** Reads into `target`, waiting until something arrives: the bytes read, 0 at end of stream. */
-  async readAsync(target: ReadTarget, signal?: AbortSignal): Promise<number> {
-    notAborted(signal);
+  async readAsync(target: ReadTarget, options?: AbortSignal | AsyncOptions): Promise<number> {
+    const signal = signalOf(options, "readAsync");
     if (this.#drained) await ready(this.fd, "read", signal);
     for (;;) {
       const read = this.read(target);
@@ -261,9 +262,11 @@ export class Socket extends FileHandle {
    */
   send(bytes: Uint8Array, options?: { more?: boolean }): number {
     if (tagOf.call(bytes) !== "Uint8Array") throw new TypeError(`bytes must be a Uint8Array, got ${describe(bytes)}`);
-    if (isDetached(bytes)) throw new TypeError("bytes were detached (transferred, or their page or mapping is gone)");
-    const length = byteLengthOf(bytes);
-    if (length === 0) return 0;
+    const length = byteLengthOf(bytes); // 0 when detached
+    if (length === 0) {
+      if (isDetached(bytes)) throw new TypeError("bytes were detached (transferred, or their page or mapping is gone)");
+      return 0;
+    }
     const result = fn.pageio_socket_send(this.fd, bytes, length, options?.more === true ? SEND_MORE : 0);
     return result === -errno.EAGAIN ? 0 : unwrap(result, "send");
   }
@@ -272,8 +275,8 @@ export class Socket extends FileHandle {
    * Writes every chunk, waiting while the socket's buffer is full; returns the bytes written. The chunks stay
    * the caller's and must not change until it settles. Aborted, it rejects with `ABORT_ERR` and `bytesTransferred`.
    */
-  async writeAsync(chunks: Iterable<Chunk>, signal?: AbortSignal): Promise<number> {
-    notAborted(signal);
+  async writeAsync(chunks: Iterable<Chunk>, options?: AbortSignal | AsyncOptions): Promise<number> {
+    const signal = signalOf(options, "writeAsync");
     let rest = chunkList(chunks);
     const slices: PageHead[] = [];
     let total = 0;
@@ -313,10 +316,15 @@ export class Socket extends FileHandle {
   }
 
   /** `sendFile` until all `length` bytes are sent, waiting while the socket's buffer is full. */
-  async sendFileAsync(file: Target, offset: number, length: number, signal?: AbortSignal): Promise<number> {
+  async sendFileAsync(
+    file: Target,
+    offset: number,
+    length: number,
+    options?: AbortSignal | AsyncOptions,
+  ): Promise<number> {
     checkInteger("offset", offset);
     checkInteger("length", length); // a NaN or negative length once sent nothing and reported 0
-    notAborted(signal);
+    const signal = signalOf(options, "sendFileAsync");
     let sent = 0;
     try {
       while (sent < length) {
@@ -384,9 +392,34 @@ async function ready(fd: number, interest: Interest, signal: AbortSignal | undef
   }
 }
 
-/** An operation given a signal already aborted does nothing and rejects as one aborted while it waited does. */
-function notAborted(signal: AbortSignal | undefined): void {
+/** Resolves after `ms`; an abort meanwhile rejects with `ABORT_ERR`. */
+function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortError(signal!.reason));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * The signal of an async socket call: an AbortSignal, or `{ signal }` as every other async form takes it. One
+ * already aborted rejects the call before it does anything, as one aborted while it waited does.
+ */
+function signalOf(options: AbortSignal | AsyncOptions | undefined, what: string): AbortSignal | undefined {
+  let signal: AbortSignal | undefined;
+  if (options === undefined || options instanceof AbortSignal) signal = options;
+  else {
+    checkAsyncOptions(options, what);
+    signal = options.signal;
+  }
   if (signal?.aborted) throw abortError(signal.reason);
+  return signal;
 }
 
 function readOnce(fd: number, target: ReadTarget): number | null {
@@ -451,8 +484,8 @@ export class Listener implements AsyncIterable<Socket> {
   }
 
   /** The next connection, waiting for one; rejects with `ERR_CLOSED` if the listener closes meanwhile. */
-  async acceptAsync(signal?: AbortSignal): Promise<Socket> {
-    notAborted(signal);
+  async acceptAsync(options?: AbortSignal | AsyncOptions): Promise<Socket> {
+    const signal = signalOf(options, "acceptAsync");
     for (;;) {
       const socket = this.accept();
       if (socket !== null) return afterTurn(socket);
@@ -570,13 +603,20 @@ export function connect(options: (ConnectOptions | NetAddr) & { timeout?: number
  * console.log(socket.closed); // false
  * ```
  */
-export async function connectAsync(options: ConnectOptions | NetAddr, signal?: AbortSignal): Promise<Socket> {
+export async function connectAsync(
+  options: ConnectOptions | NetAddr,
+  abort?: AbortSignal | AsyncOptions,
+): Promise<Socket> {
   const { transport, bytes, port, path } = connectTarget(options, "connect");
-  notAborted(signal);
-  const socket = new Socket(
-    unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out), "connect", path),
-    kConstruct,
-  );
+  const signal = signalOf(abort, "connectAsync");
+  let fd = fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out);
+  // A unix listener whose backlog is full refuses at once (EAGAIN), and no readiness says when it has room:
+  // try again after a pause (1 ms, doubling up to 50), as the blocking connect does.
+  for (let pause = 1; fd === -errno.EAGAIN && transport === TRANSPORT_UNIX; pause = Math.min(2 * pause, 50)) {
+    await delay(pause, signal);
+    fd = fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out);
+  }
+  const socket = new Socket(unwrap(fd, "connect", path), kConstruct);
   if (out[0] === 0) return socket;
   try {
     for (;;) {

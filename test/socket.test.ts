@@ -17,6 +17,7 @@ import {
   PagePool,
   PageReader,
   PageWriter,
+  readvAsync,
   type Socket,
   socketPair,
 } from "../mod.ts";
@@ -359,6 +360,55 @@ test("sendFileAsync checks offset and length as sendFile does", async () => {
   await assert.rejects(server.sendFileAsync(file, 0, "4" as unknown as number), TypeError);
   assert.equal(await server.sendFileAsync(file, 5, 5), 5);
   assert.deepEqual(await readAll(client, 5), text("bytes"));
+  client.close();
+  server.close();
+});
+
+test("a unix listener whose backlog is full: connect waits until its timeout, connectAsync until there is room", async () => {
+  const path = join(tempDir(), "full.sock");
+  using listener = listen({ path, backlog: 1 });
+  const queued: Socket[] = [];
+  for (;;) { // fill the backlog (the kernel takes backlog + 1)
+    try {
+      queued.push(await connectAsync({ path }, AbortSignal.timeout(100)));
+    } catch (error) {
+      assert.equal(code(error), "ABORT_ERR"); // it waited: EAGAIN once came back at once
+      break;
+    }
+  }
+  assert.ok(queued.length >= 1);
+  const began = Date.now();
+  assert.throws(() => connect({ path, timeout: 150 }), (e) => code(e) === "ETIMEDOUT");
+  assert.ok(Date.now() - began >= 140, "connect waited for its timeout");
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 10);
+  const waiting = connectAsync({ path });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  listener.accept()!.close(); // room in the backlog: the waiting connect gets in
+  const socket = await waiting;
+  clearInterval(timer);
+  assert.ok(ticks >= 3, "the event loop ran while connectAsync waited");
+  socket.close();
+  queued.forEach((s) => s.close());
+});
+
+test("socket async calls take { signal } as every other async form does, or a bare signal; anything else is refused", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  const reading = new AbortController();
+  const read = server.readAsync(new Uint8Array(4), { signal: reading.signal }); // waits: nothing was sent
+  reading.abort();
+  await assert.rejects(read, (e) => code(e) === "ABORT_ERR");
+  await assert.rejects(listener.acceptAsync({ signal: AbortSignal.timeout(20) }), (e) => code(e) === "ABORT_ERR");
+  await assert.rejects(connectAsync(listener.addr, { signal: AbortSignal.abort() }), (e) => code(e) === "ABORT_ERR");
+  for (const bad of [{ signal: {} }, { signal: "x" }, null, 5]) {
+    // deno-lint-ignore no-explicit-any
+    await assert.rejects(server.readAsync(new Uint8Array(4), bad as any), TypeError, JSON.stringify(bad));
+    // deno-lint-ignore no-explicit-any
+    await assert.rejects(readvAsync(server, [new Uint8Array(4)], bad as any), TypeError, JSON.stringify(bad));
+  }
+  client.write([text("ok")]); // nothing was read by the refused calls
+  assert.deepEqual(await readAll(server, 2), text("ok"));
   client.close();
   server.close();
 });

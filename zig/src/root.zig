@@ -421,6 +421,13 @@ export fn pageio_poller_arm(id: u32, fd: i32, interest: u32) Result {
     return 0;
 }
 
+/// Registers `fd` for good, edge-triggered (reading, writing, hang-up): each time it turns ready it is
+/// reported, with no call per wait. Forget it before closing it. -EPERM: a regular file.
+export fn pageio_poller_register(id: u32, fd: i32) Result {
+    poller.register(id, fd) catch |err| return errno.result(err);
+    return 0;
+}
+
 /// Drops `fd` from the poller (before it is closed).
 export fn pageio_poller_forget(id: u32, fd: i32) Result {
     poller.forget(id, fd) catch |err| return errno.result(err);

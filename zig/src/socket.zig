@@ -150,19 +150,34 @@ pub fn accept(fd: i32) Errno!i32 {
     }
 }
 
+/// Limit: the longest pause between tries of a connect to a unix listener whose backlog is full.
+pub const backlog_retry_ms_max = 50;
+
 /// A socket connecting to `host`:`port` (or the unix path `host`). With `wait_ms` 0 it returns at once and
 /// `pending` says whether the connection is still being made (EINPROGRESS: wait until writable, then
 /// `connectResult`); otherwise it waits up to `wait_ms` (maxInt(u32): no limit) and fails as the connect would.
+/// A unix listener whose backlog is full refuses a non-blocking connect with EAGAIN, and no poll says when it
+/// has room: with `wait_ms` 0 that is returned, otherwise the connect is tried again until `wait_ms` is up.
 pub fn connect(transport: Transport, host: []const u8, port: u32, wait_ms: u32, pending: *bool) Errno!i32 {
     pending.* = false;
     const target = try parse(transport, host, port);
     const fd = try open(familyOf(&target));
     errdefer _ = c.close(fd);
+    var waited_ms: u64 = 0;
+    var pause_ms: u64 = 1;
     while (c.connect(fd, target.ptr(), target.len) != 0) {
         const err = errno.last();
         switch (err) {
             error.INTR => {}, // the connect goes on in the background: wait for it like EINPROGRESS
             error.INPROGRESS => {},
+            error.AGAIN => {
+                if (transport != .unix or wait_ms == 0) return err;
+                if (wait_ms != std.math.maxInt(u32) and waited_ms >= wait_ms) return error.TIMEDOUT;
+                std.Thread.sleep(pause_ms * std.time.ns_per_ms);
+                waited_ms += pause_ms;
+                pause_ms = @min(2 * pause_ms, backlog_retry_ms_max);
+                continue;
+            },
             else => return err,
         }
         if (wait_ms == 0) {
