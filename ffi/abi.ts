@@ -37,6 +37,7 @@ export const abi = {
     "OpenFlags": { "zig": "file.OpenFlags", "bits": { "no_follow": 1, "non_blocking": 2 } },
     "MapFlags": { "zig": "mapping.Options", "bits": { "write": 1, "private": 2, "populate": 4 } },
     "ListenFlags": { "zig": "socket.ListenFlags", "bits": { "reuse_port": 1 } },
+    "SendFlags": { "zig": "socket.SendFlags", "bits": { "more": 1 } },
   },
   "constants": {
     "STAGING_REGION": { "zig": "gather.staging_region", "value": 0 },
@@ -46,6 +47,7 @@ export const abi = {
     "ENTRY_BYTES_MAX": { "zig": "gather.entry_bytes_max", "value": 2147479552 },
     "INTEREST_READ": { "zig": "poller.read_bit", "value": 1 },
     "INTEREST_WRITE": { "zig": "poller.write_bit", "value": 2 },
+    "READY_HUP": { "zig": "poller.hup_bit", "value": 4 },
   },
   "errnos": [
     "EAGAIN",
@@ -66,6 +68,8 @@ export const abi = {
     "EPROTO",
     "EPERM",
     "ENOTCONN",
+    "EALREADY",
+    "ENOENT",
   ],
 } as const;
 

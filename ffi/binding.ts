@@ -43,5 +43,13 @@ export interface Binding {
   close(): void;
 }
 
+/** A view refused natively: its region is not open, or the span is not wholly inside it (no view is made). */
+export function viewRefused(region: number, address: number, byteLength: number, errno: number): RangeError {
+  return new RangeError(
+    `cannot view ${byteLength} bytes at 0x${address.toString(16)} of region ${region}: ` +
+      `the region is not open or the span is not inside it (errno ${errno})`,
+  );
+}
+
 /** A permission as Deno names it: network access to `host` ("host:port") or file access to `path`. */
 export type PermissionQuery = { name: "net"; host: string } | { name: "read" | "write"; path: string };

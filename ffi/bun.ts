@@ -1,7 +1,7 @@
 /** The symbol table through `bun:ffi`. Loaded only on Bun. @module */
 // @ts-ignore: bun:ffi exists only in Bun; this file is never loaded elsewhere.
 import { dlopen, JSCallback, ptr, toArrayBuffer } from "bun:ffi";
-import type { Binding } from "./binding.ts";
+import { type Binding, viewRefused } from "./binding.ts";
 import {
   type AsyncFunctions,
   blockingNames,
@@ -31,8 +31,8 @@ export function open(path: string): Binding {
     // Each view holds a reference on its region that Bun's deallocator gives back when the backing store
     // is freed: after the last JS object holding it is collected, wherever transfer() or postMessage took it.
     view(region, address, byteLength) {
-      const retained = functions.pageio_region_retain(region);
-      if (retained < 0) throw new RangeError(`cannot view region ${region}: it is not open (${-retained})`);
+      const retained = functions.pageio_region_retain(region, address, byteLength);
+      if (retained < 0) throw viewRefused(region, address, byteLength, -retained);
       // Past 2^32 bytes this throws, and Bun calls the deallocator itself: the reference is given back.
       return toArrayBuffer(address, 0, byteLength, region, release) as ArrayBuffer;
     },

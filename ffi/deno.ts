@@ -1,5 +1,5 @@
 /** The symbol table through `Deno.dlopen`. Loaded only on Deno. @module */
-import type { Binding } from "./binding.ts";
+import { type Binding, viewRefused } from "./binding.ts";
 import { type AsyncFunctions, blockingNames, callbacks, type NativeFunctions, symbols } from "./symbols.ts";
 
 const denoTypes = { i32: "i32", u32: "u32", f64: "f64", buffer: "buffer", function: "function", void: "void" } as const;
@@ -38,12 +38,12 @@ export function open(path: string): Binding {
     // Deno's getArrayBuffer gives the backing store a no-op deleter (ext/ffi/repr.rs): nothing reports when
     // it is freed, so the region is marked viewed and is retired if its owner cannot revoke every view.
     view(region, address, byteLength) {
+      // Checked first: nothing over memory outside the region is ever made.
+      const marked = functions.pageio_region_viewed(region, address, byteLength);
+      if (marked < 0) throw viewRefused(region, address, byteLength, -marked);
       const pointer = Deno.UnsafePointer.create(BigInt(address));
       if (pointer === null) throw new TypeError("cannot view address 0");
-      const buffer = Deno.UnsafePointerView.getArrayBuffer(pointer, byteLength);
-      const marked = functions.pageio_region_viewed(region);
-      if (marked < 0) throw new RangeError(`cannot view region ${region}: it is not open (${-marked})`);
-      return buffer;
+      return Deno.UnsafePointerView.getArrayBuffer(pointer, byteLength);
     },
     viewsTracked: false,
     addressOf(bytes) {

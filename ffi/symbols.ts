@@ -70,10 +70,12 @@ export const symbols = {
   pageio_replace_pages: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (fd: i32, out: f64[2] {size, kind}) -> 0
   pageio_fstat: { parameters: ["i32", "buffer"], result: "f64" },
-  // (region: u32) -> 0: one more reference, for an ArrayBuffer whose deallocator is pageio_view_release
-  pageio_region_retain: { parameters: ["u32"], result: "f64" },
-  // (region: u32) -> 0: an ArrayBuffer no runtime reports released views the region (it is retired, not unmapped)
-  pageio_region_viewed: { parameters: ["u32"], result: "f64" },
+  // (region: u32, address: f64, length: f64) -> 0: one more reference, for an ArrayBuffer over that span whose
+  // deallocator is pageio_view_release (-EFAULT: the span is not wholly inside the region)
+  pageio_region_retain: { parameters: ["u32", "f64", "f64"], result: "f64" },
+  // (region: u32, address: f64, length: f64) -> 0: an ArrayBuffer no runtime reports released views that span
+  // (the region is retired, not unmapped; -EFAULT: the span is not wholly inside the region)
+  pageio_region_viewed: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (region: u32) -> 0: the owner lets go while an untracked view may live; the memory stays mapped for good
   pageio_retire: { parameters: ["u32"], result: "f64" },
   // () -> bytes kept mapped for good by retired regions
@@ -133,6 +135,8 @@ export const symbols = {
   pageio_poller_open: { parameters: ["function"], result: "f64" },
   // (poller: u32, fd: i32, interest: u32 bits 1 read | 2 write) -> 0, once (oneshot); -EPERM: a regular file
   pageio_poller_arm: { parameters: ["u32", "i32", "u32"], result: "f64" },
+  // (poller: u32, fd: i32) -> 0: fd registered for good, edge-triggered (read, write, hang-up); -EPERM: a file
+  pageio_poller_register: { parameters: ["u32", "i32"], result: "f64" },
   // (poller: u32, fd: i32) -> 0: fd dropped from the set and the queue (call it before closing fd)
   pageio_poller_forget: { parameters: ["u32", "i32"], result: "f64" },
   // (poller: u32, out: {fd: i32, ready: u32}[max], max: u32) -> events taken from the doorbell's queue
@@ -170,6 +174,9 @@ export const symbols = {
   // (fd: i32, peer: u32 0 own | 1 peer's, out: u8* text, out_len: u32, info: f64[2] {family 0 ipv4 | 1 ipv6 |
   //  2 unix, port}) -> text length
   pageio_socket_address: { parameters: ["i32", "u32", "buffer", "u32", "buffer"], result: "f64" },
+  // (fd: i32, bytes: u8*, len: u32, flags: u32 bit 0 more) -> bytes sent now (MSG_DONTWAIT|MSG_NOSIGNAL,
+  //  MSG_MORE with bit 0); -EAGAIN when the socket's buffer is full
+  pageio_socket_send: { parameters: ["i32", "buffer", "u32", "u32"], result: "f64" },
   // (fd: i32 a stream socket from elsewhere, duplicate: u32 1 = a close-on-exec copy) -> fd, now non-blocking
   pageio_socket_adopt: { parameters: ["i32", "u32"], result: "f64" },
   // (dir: i32, path: u8*, path_len: u32) -> fd opened read-only beneath dir (-EXDEV/-ELOOP: it would leave dir)

@@ -3,7 +3,8 @@
 // 1 KiB, 64 KiB, 1 MiB and 64 MiB files over loopback; then one 1 GiB download per server for its peak RSS.
 // Each server runs in its own process per file size; its CPU is utime+stime from /proc/<pid>/stat across the
 // wrk run, its peak RSS VmHWM. PAGEIO_BENCH_WRK_SECONDS sets wrk's -d (default 10), PAGEIO_BENCH_BYTES the big
-// download (default 1 GiB).
+// download (default 1 GiB; 0: none). For a quick side-by-side run, PAGEIO_BENCH_SERVERS keeps the servers whose
+// name matches it (a regular expression, e.g. "Bun|nginx") and PAGEIO_BENCH_SIZES the sizes listed ("1 KiB,64 KiB").
 import { spawn, spawnSync } from "node:child_process";
 import {
   closeSync,
@@ -34,12 +35,18 @@ const servers = [
   { name: "Deno.serve + FsFile.readable", command: [deno, "run", "-A", baseline], runtime: true },
   { name: "Bun.serve + Bun.file", command: [bun, baseline], runtime: true },
 ];
-const sizes = [["1 KiB", 1024], ["64 KiB", 64 * 1024], ["1 MiB", 1 << 20], ["64 MiB", 64 << 20]];
+const sizes = [["1 KiB", 1024], ["64 KiB", 64 * 1024], ["1 MiB", 1 << 20], ["64 MiB", 64 << 20]].filter(([label]) =>
+  process.env.PAGEIO_BENCH_SIZES?.split(",").map((s) => s.trim()).includes(label) ?? true
+);
 // A C server as the ceiling of this machine and client, where nginx is installed (a reference, not a runtime's own):
 // one worker, sendfile, keep-alive without a request limit, no open-file cache (the JS servers open per request).
 const nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((path) => existsSync(path));
 if (nginx) {
   servers.push({ name: "reference: nginx, 1 worker (C)", command: [nginx], nginx: true });
+}
+if (process.env.PAGEIO_BENCH_SERVERS) {
+  const keep = new RegExp(process.env.PAGEIO_BENCH_SERVERS);
+  servers.splice(0, servers.length, ...servers.filter((server) => keep.test(server.name)));
 }
 
 function makeFile(path, size) {
@@ -123,12 +130,14 @@ export async function benchServers(print) {
   }
   mkdirSync(www, { recursive: true });
   for (const [, size] of sizes) makeFile(join(www, `${size}.bin`), size);
-  const big = join(root, ".bench", `data-${bigBytes}.bin`);
-  makeFile(big, bigBytes);
-  const bigLink = join(www, "big.bin");
-  if (!existsSync(bigLink) || statSync(bigLink).ino !== statSync(big).ino) {
-    spawnSync("rm", ["-f", bigLink]);
-    linkSync(big, bigLink); // a hard link: a symbolic link out of the root would be refused, rightly
+  if (bigBytes > 0) {
+    const big = join(root, ".bench", `data-${bigBytes}.bin`);
+    makeFile(big, bigBytes);
+    const bigLink = join(www, "big.bin");
+    if (!existsSync(bigLink) || statSync(bigLink).ino !== statSync(big).ino) {
+      spawnSync("rm", ["-f", bigLink]);
+      linkSync(big, bigLink); // a hard link: a symbolic link out of the root would be refused, rightly
+    }
   }
   const rows = [];
   for (const [label, size] of sizes) {
@@ -153,7 +162,7 @@ export async function benchServers(print) {
     }
   }
   const downloads = [];
-  for (const server of servers) {
+  for (const server of bigBytes > 0 ? servers : []) {
     const running = await start(server);
     const started = performance.now();
     const run = spawnSync("curl", ["-s", "-o", "/dev/null", "-w", "%{size_download}", `${running.url}/big.bin`], {
@@ -187,11 +196,13 @@ export async function benchServers(print) {
       );
     }
   }
-  print(`\n### one ${(bigBytes / 2 ** 30).toFixed(2)} GiB download with curl\n`);
-  print("| server | bytes | time | peak RSS |");
-  print("|---|---:|---:|---:|");
-  for (const d of downloads) {
-    print(`| ${d.server} | ${d.bytes} | ${d.ms.toFixed(0)} ms | ${d.peakRssMiB.toFixed(0)} MiB |`);
+  if (downloads.length > 0) {
+    print(`\n### one ${(bigBytes / 2 ** 30).toFixed(2)} GiB download with curl\n`);
+    print("| server | bytes | time | peak RSS |");
+    print("|---|---:|---:|---:|");
+    for (const d of downloads) {
+      print(`| ${d.server} | ${d.bytes} | ${d.ms.toFixed(0)} ms | ${d.peakRssMiB.toFixed(0)} MiB |`);
+    }
   }
   print();
   return { rows, downloads };

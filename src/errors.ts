@@ -113,3 +113,9 @@ export function checkRange(
   }
   return { offset, length: len };
 }
+
+/** Options must be an object when given (`undefined` takes the defaults): null or a number is a TypeError. */
+export function checkOptions(options: unknown, what: string): void {
+  if (options === undefined || (typeof options === "object" && options !== null)) return;
+  throw new TypeError(`${what} options must be an object, got ${options === null ? "null" : typeof options}`);
+}

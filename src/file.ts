@@ -3,7 +3,7 @@
  * @module
  */
 import { abi, errno, fn, native } from "../ffi/native.ts";
-import { checkInteger, PageIoError, stateError, unwrap } from "./errors.ts";
+import { checkInteger, checkOptions, PageIoError, stateError, unwrap } from "./errors.ts";
 import { forget } from "./reactor.ts";
 
 /**
@@ -141,6 +141,7 @@ const access: readonly { read: boolean; write: boolean }[] = [
  * ```
  */
 export function openFile(path: string | URL, mode: FileMode = "r", options: OpenOptions = {}): FileHandle {
+  checkOptions(options, "openFile");
   const p = toPath(path);
   const index = modes.indexOf(mode);
   if (index < 0) throw new TypeError(`mode must be one of ${modes.join(", ")}, got ${String(mode)}`);
@@ -208,7 +209,15 @@ export function openBeneath(dir: FileHandle, path: string): FileHandle {
   const full = dir.path === undefined ? path : `${dir.path.replace(/\/+$/, "")}/${path}`;
   checkAccess("read", full, "openat2");
   const bytes = encoder.encode(path);
-  return new FileHandle(unwrap(fn.pageio_open_beneath(dir.fd, bytes, bytes.length), "openat2", full), full);
+  const fd = fn.pageio_open_beneath(dir.fd, bytes, bytes.length);
+  if (fd === -errno.EXDEV) { // the kernel's text for it, "invalid cross-device link", would mislead here
+    throw new PageIoError("EXDEV", `EXDEV: '${path}' resolves outside its directory, openat2 '${full}'`, {
+      errno: errno.EXDEV,
+      syscall: "openat2",
+      path: full,
+    });
+  }
+  return new FileHandle(unwrap(fd, "openat2", full), full);
 }
 
 /** A descriptor to operate on: a FileHandle (must be open) or a plain fd number from elsewhere. */
@@ -268,6 +277,7 @@ function pairOf(options: PairOptions): [FileHandle, FileHandle] {
  * ```
  */
 export function pipe(options: PairOptions & { size?: number } = {}): [readEnd: FileHandle, writeEnd: FileHandle] {
+  checkOptions(options, "pipe");
   const size = options.size === undefined ? undefined : checkInteger("size", options.size, 1, 2 ** 31 - 1);
   unwrap(fn.pageio_pair(pairKinds.indexOf("pipe"), options.nonBlocking === false ? 0 : 1, pairOut), "pipe2");
   const pair = pairOf(options);
@@ -296,6 +306,7 @@ export function pipe(options: PairOptions & { size?: number } = {}): [readEnd: F
  * ```
  */
 export function socketPair(options: PairOptions = {}): [FileHandle, FileHandle] {
+  checkOptions(options, "socketPair");
   unwrap(fn.pageio_pair(pairKinds.indexOf("socket"), options.nonBlocking === false ? 0 : 1, pairOut), "socketpair");
   return pairOf(options);
 }

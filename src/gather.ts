@@ -29,7 +29,7 @@ import {
   type Wait,
   wouldBlock,
 } from "./drive.ts";
-import { unwrap } from "./errors.ts";
+import { checkOptions, unwrap } from "./errors.ts";
 import { describe, fdOf, type Target, waitsFor } from "./file.ts";
 import type { Interest } from "./reactor.ts";
 import { headInternals, type PageHead } from "./head.ts";
@@ -96,7 +96,7 @@ export function isChunk(value: unknown): value is Chunk {
  * are checked here; anything else must be a real head, which packing checks by private field (no user code).
  */
 export function chunkList(chunks: Iterable<Chunk>): Chunk[] {
-  const list: Chunk[] = Array.isArray(chunks) ? copyOf(chunks) : Array.from(chunks);
+  const list: Chunk[] = Array.isArray(chunks) ? copyOf(chunks) : listOf(chunks, "chunks");
   for (let i = 0; i < list.length; i++) {
     const chunk = list[i];
     if (isView(chunk) && !(chunk instanceof Uint8Array)) throw notAChunk(chunk, i);
@@ -109,6 +109,20 @@ function copyOf(chunks: readonly Chunk[]): Chunk[] {
   const list: Chunk[] = new Array(length);
   for (let i = 0; i < length; i++) list[i] = chunks[i];
   return list;
+}
+
+/**
+ * An iterable that is not an array, as an array. A lone chunk (a Uint8Array iterates as numbers, a string as
+ * characters) or a non-iterable is refused with what to pass instead.
+ */
+function listOf<T>(value: Iterable<T>, what: string): T[] {
+  if (isView(value) || isHead(value) || value instanceof Page || typeof value === "string") {
+    throw new TypeError(`expected a list of ${what}: pass [${describe(value)}], not a ${describe(value)} on its own`);
+  }
+  if (typeof (value as { [Symbol.iterator]?: unknown } | null)?.[Symbol.iterator] !== "function") {
+    throw new TypeError(`expected a list (an iterable) of ${what}, got ${describe(value)}`);
+  }
+  return Array.from(value);
 }
 
 function notAChunk(value: unknown, index: number): TypeError {
@@ -583,6 +597,7 @@ export async function writevAsync(
   chunks: Iterable<Chunk>,
   options: AsyncOptions = {},
 ): Promise<number> {
+  checkOptions(options, "writevAsync");
   const fd = fdOf(target);
   const list = chunkList(chunks);
   if (list.length === 0) return 0;
@@ -657,6 +672,7 @@ export async function readvAsync(
   targets: Iterable<ReadTarget>,
   options: AsyncOptions = {},
 ): Promise<number> {
+  checkOptions(options, "readvAsync");
   const fd = fdOf(source);
   const { list: items, made } = targetList(targets);
   try {
@@ -677,7 +693,7 @@ export async function readvAsync(
  * turned into heads on their whole page (`made`, released after the call).
  */
 function targetList(targets: Iterable<ReadTarget>): { list: (PageHead | Uint8Array)[]; made: PageHead[] } {
-  const all: unknown[] = Array.from(targets);
+  const all: unknown[] = Array.isArray(targets) ? copyOf(targets) : listOf(targets, "read targets");
   const list: (PageHead | Uint8Array)[] = [];
   const made: PageHead[] = [];
   try {

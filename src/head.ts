@@ -7,8 +7,10 @@
 import { checkInteger, stateError } from "./errors.ts";
 import type { FileHandle } from "./file.ts";
 import {
+  internalOnly,
   kAlive,
   kBufferOffset,
+  kConstruct,
   kLabel,
   kLendable,
   kMarkLent,
@@ -151,7 +153,8 @@ export class PageHead {
   }
 
   /** @internal Heads come from `page.head()`, `mapping.head()`, `head.slice()` and `PageReader.read()`. */
-  constructor(owner: HeadOwner, offset: number, length: number) {
+  constructor(owner: HeadOwner, offset: number, length: number, key?: symbol) {
+    internalOnly(key, "PageHead", "page.head(), mapping.head() or head.slice()");
     if (!owner[kAlive]) throw stateError("ERR_RELEASED", `${owner[kLabel]} is no longer live`, "head");
     this.#owner = owner;
     this.#offset = offset;
@@ -194,7 +197,7 @@ export class PageHead {
     const owner = this.#live("slice");
     checkInteger("slice start", start, 0, this.#length);
     checkInteger("slice end", end, start, this.#length);
-    return new PageHead(owner, this.#offset + start, end - start);
+    return new PageHead(owner, this.#offset + start, end - start, kConstruct);
   }
 
   /** Adds a reference; each needs its own `release()`. */

@@ -18,6 +18,14 @@ export const kSource: unique symbol = Symbol("pageio.source");
 export const kLendable: unique symbol = Symbol("pageio.lendable");
 export const kMarkLent: unique symbol = Symbol("pageio.markLent");
 
+/** What pageio's own code passes to constructors that trust their arguments (addresses, regions, indexes). */
+export const kConstruct: unique symbol = Symbol("pageio.construct");
+
+/** Throws unless `key` is `kConstruct`: such a constructor called from outside could name any memory. */
+export function internalOnly(key: unknown, what: string, use: string): void {
+  if (key !== kConstruct) throw new TypeError(`${what} is not constructed directly: use ${use}`);
+}
+
 // This thread runs JS: what it maps is let go when it ends (a terminated Worker's heap releases nothing).
 fn.pageio_thread_attach();
 

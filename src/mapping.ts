@@ -5,12 +5,14 @@
  */
 import { abi, fn, native } from "../ffi/native.ts";
 import { descriptor, type SharedMemory, type SharedView, type ShareOptions, shareRegion, takeShared } from "./share.ts";
-import { checkInteger, checkRange, faultError, stateError, unwrap } from "./errors.ts";
+import { checkInteger, checkOptions, checkRange, faultError, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat } from "./file.ts";
 import { type FileSource, PageHead } from "./head.ts";
 import {
+  internalOnly,
   kAlive,
   kBufferOffset,
+  kConstruct,
   kLabel,
   kRegion,
   kRegionOffset,
@@ -91,7 +93,9 @@ export class Mapping {
     length: number,
     label: string,
     source?: FileSource,
+    key?: symbol,
   ) {
+    internalOnly(key, "Mapping", "mapFile() or mapAnonymous()");
     this.#source = source;
     this.#region = region;
     this.#address = address;
@@ -160,7 +164,7 @@ export class Mapping {
   head(offset = 0, length?: number): PageHead {
     this.#live("head");
     const range = checkRange("head", this.byteLength, offset, length);
-    return new PageHead(this, range.offset, range.length);
+    return new PageHead(this, range.offset, range.length, kConstruct);
   }
 
   /** Tells the kernel how the mapping will be used (`madvise`). */
@@ -222,6 +226,7 @@ export class Mapping {
    * ```
    */
   share(options: ShareOptions = {}): SharedMemory {
+    checkOptions(options, "share");
     this.#live("share");
     const range = checkRange("share", this.byteLength, options.offset ?? 0, options.length);
     return descriptor(shareRegion(this.#region, this.#delta + range.offset, range.length, options), range.length);
@@ -329,13 +334,13 @@ export function mapDescriptor(
     throw new Error("unreachable: a non-regular file was mapped");
   }
   const { offset, length } = checkRange("mapFile", size, options.offset ?? 0, options.length);
-  if (length === 0) return new Mapping(0, 0, 0, 0, 0, label);
+  if (length === 0) return new Mapping(0, 0, 0, 0, 0, label, undefined, kConstruct);
   const delta = offset % pageSize;
   const flags = (options.write ? mapBits.write : 0) | (options.private ? mapBits.private : 0) |
     (options.populate ? mapBits.populate : 0);
   const region = unwrap(fn.pageio_map_file(fd, offset - delta, length + delta, flags, out), "mmap", path);
   const fileSource = source === undefined ? undefined : { file: source, offset };
-  return new Mapping(region, out[0], length + delta, delta, length, label, fileSource);
+  return new Mapping(region, out[0], length + delta, delta, length, label, fileSource, kConstruct);
 }
 
 /**
@@ -351,8 +356,9 @@ export function mapDescriptor(
  * ```
  */
 export function mapAnonymous(length: number, options: { shared?: boolean } = {}): Mapping {
+  checkOptions(options, "mapAnonymous");
   checkInteger("length", length);
-  if (length === 0) return new Mapping(0, 0, 0, 0, 0, "anonymous mapping");
+  if (length === 0) return new Mapping(0, 0, 0, 0, 0, "anonymous mapping", undefined, kConstruct);
   const region = unwrap(fn.pageio_map_anonymous(length, options.shared ? 1 : 0, out), "mmap");
-  return new Mapping(region, out[0], length, 0, length, "anonymous mapping");
+  return new Mapping(region, out[0], length, 0, length, "anonymous mapping", undefined, kConstruct);
 }

@@ -6,11 +6,13 @@
  * @module
  */
 import { fn, native } from "../ffi/native.ts";
-import { checkInteger, stateError, unwrap } from "./errors.ts";
+import { checkInteger, checkOptions, stateError, unwrap } from "./errors.ts";
 import { PageHead } from "./head.ts";
 import {
+  internalOnly,
   kAlive,
   kBufferOffset,
+  kConstruct,
   kLabel,
   kLendable,
   kMarkLent,
@@ -120,6 +122,11 @@ class Slabs {
     return buffer;
   }
 
+  /** Whether page `index`'s buffer is still this pool's own (not detached by a `transfer()` elsewhere). */
+  intact(index: number): boolean {
+    return this.buffers[index]?.detached === false;
+  }
+
   /** Revokes page `index`'s views; false when its buffer escaped (then the page must never be reused). */
   revoke(index: number): boolean {
     const buffer = this.buffers[index];
@@ -210,6 +217,7 @@ export class PagePool {
 
   /** A pool with `pages` pages set up now, growing by slabs of about 1 MiB up to `maxPages`. */
   constructor(options: PagePoolOptions = {}) {
+    checkOptions(options, "PagePool");
     const size = options.pageSize ?? osPageSize;
     checkInteger("pageSize", size, 1, 2 ** 31 - osPageSize);
     if (size % osPageSize !== 0) {
@@ -247,7 +255,13 @@ export class PagePool {
     const index = this.#free[--this.#freeCount];
     this.#inUse++;
     const slab = Math.floor(index / this.#pagesPerSlab);
-    const page = new Page(this, index, this.#slabs.regions[slab], (index - slab * this.#pagesPerSlab) * this.pageSize);
+    const page = new Page(
+      this,
+      index,
+      this.#slabs.regions[slab],
+      (index - slab * this.#pagesPerSlab) * this.pageSize,
+      kConstruct,
+    );
     if (this.#leakEvery !== 0 && ++this.#acquired % this.#leakEvery === 0) {
       leaks.register(
         page,
@@ -317,11 +331,14 @@ export class PagePool {
     return this.#slabs.buffer(index);
   }
 
-  /** @internal The last reference to page `index` went. */
-  [kReturn](page: Page, index: number, lost = false): void {
+  /**
+   * @internal The last reference to page `index` went. `privateViews`: no view of it ever reached user code,
+   * so there is none to revoke (its buffer stays, still marked viewed: the next owner's views are revoked).
+   */
+  [kReturn](page: Page, index: number, lost = false, privateViews = false): void {
     if (this.#leakEvery !== 0) leaks.unregister(page);
     this.#inUse--;
-    if (this.#viewed[index] === 1) {
+    if (this.#viewed[index] === 1 && !(privateViews && !lost && this.#slabs.intact(index))) {
       this.#viewed[index] = 0;
       // Same memory, new ArrayBuffer: every view handed out so far is now empty. Unless the buffer was
       // transferred away: then its new owner may still read the page, which is never handed out again.
@@ -350,6 +367,9 @@ export class PagePool {
   }
 }
 
+// Set by Page's static block (see markPrivateViews).
+let setPrivateViews: ((page: Page) => void) | undefined;
+
 /**
  * A page from a `PagePool`, holding one reference when acquired.
  *
@@ -368,13 +388,15 @@ export class Page {
   readonly #index: number;
   #refs = 1;
   #lent = false;
+  #privateViews = false;
   #bytes: Uint8Array<ArrayBuffer> | null = null;
   /** The slab's native region id, and where this page sits in it. */
   readonly #region: number;
   readonly #regionOffset: number;
 
   /** @internal Pages come from `PagePool.acquire()`. */
-  constructor(pool: PagePool, index: number, region: number, regionOffset: number) {
+  constructor(pool: PagePool, index: number, region: number, regionOffset: number, key?: symbol) {
+    internalOnly(key, "Page", "pool.acquire()");
     this.#pool = pool;
     this.#index = index;
     this.#region = region;
@@ -402,7 +424,7 @@ export class Page {
     checkInteger("head offset", offset, 0, pool.pageSize);
     const len = length ?? pool.pageSize - offset;
     checkInteger("head length", len, 0, pool.pageSize - offset);
-    return new PageHead(this, offset, len);
+    return new PageHead(this, offset, len, kConstruct);
   }
 
   /** Adds a reference; each needs its own `release()`. */
@@ -436,6 +458,7 @@ export class Page {
    * ```
    */
   share(options: ShareOptions = {}): SharedMemory {
+    checkOptions(options, "share");
     const pool = this.#live("share");
     const offset = checkInteger("share offset", options.offset ?? 0, 0, pool.pageSize);
     const length = checkInteger("share length", options.length ?? pool.pageSize - offset, 0, pool.pageSize - offset);
@@ -479,6 +502,14 @@ export class Page {
     this.#lent = true;
   }
 
+  static {
+    // A function of this module, not a method: a method (symbol-keyed too) is found and called by user code,
+    // which would keep its views of a page that goes to its next owner unrevoked.
+    setPrivateViews = (page) => {
+      page.#privateViews = true;
+    };
+  }
+
   /** @internal */
   get [kRegion](): number {
     return this.#region;
@@ -515,6 +546,13 @@ export class Page {
     // Lent: fresh pages at the same address (MAP_FIXED), the pipe keeps the old ones; if that fails the page
     // is never handed out again rather than reused in place.
     const lost = this.#lent && fn.pageio_replace_pages(this.#region, this.#regionOffset, pool.pageSize) < 0;
-    pool[kReturn](this, this.#index, lost);
+    pool[kReturn](this, this.#index, lost, this.#privateViews);
   }
 }
+
+/**
+ * @internal Declares that no view of `page` (its `bytes`, a head's `bytes`) will ever reach user code: a writer
+ * encoding into a page of its own, whose heads only its brigade holds. Its last release then skips revocation,
+ * a `transfer()` that on Bun also counts as fresh memory for the collector, every time.
+ */
+export const markPrivateViews: (page: Page) => void = setPrivateViews!;

@@ -12,6 +12,12 @@
  * - `poll`: no poller (not Linux, or forced): each wait is a `poll(2)` off the JS thread, in short slices so a
  *   runtime with a bounded worker pool never starves a later wait.
  *
+ * A descriptor whose owner forgets it before closing it (pageio's sockets: `track`) is registered once, edge-
+ * triggered: it reports each time it turns ready, whether or not anything waits, and what no wait took is kept
+ * here; a wait that finds it kept ends at once, and no wait costs a system call (`epoll_ctl`) of its own. Other
+ * descriptors are armed oneshot per wait: a number closed elsewhere and opened again would otherwise still be
+ * registered under the file it named before, or not at all.
+ *
  * Before any of these, a wait may spin: poll the fd on the JS thread, without sleeping, for a few microseconds
  * (`PAGEIO_SPIN_US`: at most 50 by default, 0 turns it off). A peer that answers that quickly (a child echoing a
  * message) is then seen without this thread sleeping and being woken, which costs tens of microseconds where
@@ -38,6 +44,8 @@ export type Interest = "read" | "write";
 /** Interest bits shared with zig/src/poller.zig (ffi/abi.ts). */
 const READ = abi.constants.INTEREST_READ.value;
 const WRITE = abi.constants.INTEREST_WRITE.value;
+/** Reported once the peer hung up or the fd failed: every later wait on a registered fd ends at once. */
+const HUP = abi.constants.READY_HUP.value;
 /** Limit: ready events taken per native call (the native queue holds more; JS comes back for them). */
 const BATCH_MAX = 256;
 /** The poll(2) fallback waits in slices this long, so it rechecks aborts and frees its worker now and then. */
@@ -97,6 +105,10 @@ interface FdState {
   readonly waiters: Set<Waiter>;
   /** Bits armed in the poller and not yet reported (oneshot). */
   armed: number;
+  /** Registered for good, edge-triggered (a tracked fd); the state then lives until `forget`. */
+  registered: boolean;
+  /** Tracked fds: bits reported ready that no wait has taken yet. */
+  ready: number;
 }
 
 function readEnv(name: string): string | undefined {
@@ -126,6 +138,8 @@ function microseconds(name: string, fallback: number): number {
 }
 
 const fds = new Map<number, FdState>();
+/** Descriptors whose owner calls `forget` before closing them: these wait edge-triggered (`track`). */
+const tracked = new Set<number>();
 const spins = new Map<number, Spin>();
 // Read once, at load: a bad value fails at once on both runtimes, not part-way through a stream (or never,
 // when that runtime happened not to spin or pause before the stream ended).
@@ -159,13 +173,21 @@ function onBeat(): void {
   }
 }
 
+/** Calls of `overdue` between two looks at the clock while a beat is pending (a clock read per completion cost
+ * ~3% of a busy server's time on Bun). */
+const CLOCK_EVERY = 8;
+let sinceClock = 0;
+
 /** True when timers have had no turn for `TURN_MS`: the caller waits for `onBeat` (which it sets going otherwise). */
 function overdue(): boolean {
   if (beat === undefined) {
     beatSince = performance.now();
     beat = setTimeout(onBeat, 0);
+    sinceClock = 0;
     return false;
   }
+  if (++sinceClock < CLOCK_EVERY) return false;
+  sinceClock = 0;
   return performance.now() - beatSince > TURN_MS;
 }
 
@@ -230,6 +252,19 @@ function deliver(count: number): void {
     const ready = events[2 * i + 1];
     const state = fds.get(fd);
     if (state === undefined) continue; // forgotten meanwhile
+    if (state.registered) {
+      // What a waiter takes is used up (it retries its call); the rest is kept for the next wait, and a
+      // hang-up for every wait to come.
+      let kept = ready;
+      for (const waiter of state.waiters) {
+        if (waiter.bit & ready) {
+          kept &= ~waiter.bit | HUP;
+          waiter.resolve();
+        }
+      }
+      state.ready |= kept;
+      continue;
+    }
     state.armed = 0;
     for (const waiter of state.waiters) {
       if (waiter.bit & ready) waiter.resolve();
@@ -276,6 +311,14 @@ function letGo(): void {
 
 /** Arms what the fd's waiters want and is not armed yet; false when the fd is always ready (a regular file). */
 function arm(fd: number, state: FdState): boolean {
+  if (state.registered) return true;
+  if (tracked.has(fd)) {
+    const result = fn.pageio_poller_register(poller, fd); // reports at once what is ready already
+    if (result === -errno.EPERM) return false;
+    unwrap(result, "epoll_ctl");
+    state.registered = true;
+    return true;
+  }
   let want = 0;
   for (const waiter of state.waiters) want |= waiter.bit;
   if (want === 0 || (want & ~state.armed) === 0) return true;
@@ -373,6 +416,13 @@ export function waitReady(fd: number, interest: Interest, signal?: AbortSignal):
   if (signal?.aborted) return Promise.reject(signal.reason);
   const bit = interest === "read" ? READ : WRITE;
   const how = mode ?? start();
+  const known = fds.get(fd);
+  if (known !== undefined && known.ready & (bit | HUP)) {
+    // Reported since the caller's call failed (or before: then it is one spurious wake). A hang-up stays: a
+    // read that took the last bytes before it has not seen the end yet, and no further edge will come.
+    known.ready &= ~bit;
+    return turn() ?? Promise.resolve();
+  }
   if (spin(fd, bit)) return turn() ?? Promise.resolve();
   spinCounts.parks++;
   const began = performance.now();
@@ -380,11 +430,13 @@ export function waitReady(fd: number, interest: Interest, signal?: AbortSignal):
   if (how === "poll") return pollWait(fd, bit, signal).then(done);
   return new Promise<void>((resolve, reject) => {
     let state = fds.get(fd);
-    if (state === undefined) fds.set(fd, state = { waiters: new Set(), armed: 0 });
+    if (state === undefined) fds.set(fd, state = { waiters: new Set(), armed: 0, registered: false, ready: 0 });
     const settle = (then: () => void) => {
       if (!state!.waiters.delete(waiter)) return;
       signal?.removeEventListener("abort", onAbort);
-      if (state!.waiters.size === 0 && fds.get(fd) === state && state!.armed === 0) fds.delete(fd);
+      if (state!.waiters.size === 0 && fds.get(fd) === state && state!.armed === 0 && !state!.registered) {
+        fds.delete(fd);
+      }
       letGo();
       then();
     };
@@ -414,12 +466,29 @@ export function forget(fd: number): void {
   for (const abort of pollWaiters.get(fd) ?? []) abort(error());
   spins.delete(fd);
   trickles.delete(fd);
+  tracked.delete(fd);
   const state = fds.get(fd);
   if (state === undefined) return;
   fds.delete(fd);
-  if (state.armed !== 0) fn.pageio_poller_forget(poller, fd);
+  if (state.armed !== 0 || state.registered) fn.pageio_poller_forget(poller, fd);
   const reason = error();
   for (const waiter of [...state.waiters]) waiter.reject(reason);
+}
+
+/**
+ * @internal `fd`, just opened by pageio, is closed only after `forget(fd)` (a `Socket`): its waits may use one
+ * edge-triggered registration for its whole life instead of an arm per wait.
+ */
+export function track(fd: number): void {
+  tracked.add(fd);
+  const stale = fds.get(fd);
+  if (stale !== undefined && stale.waiters.size === 0) fds.delete(fd); // a number closed without forget: anew
+}
+
+/** @internal Whether `fd` is registered edge-triggered, and the bits kept for it (tests). */
+export function edgeState(fd: number): { registered: boolean; ready: number } | undefined {
+  const state = fds.get(fd);
+  return state === undefined ? undefined : { registered: state.registered, ready: state.ready };
 }
 
 /** @internal How waits reach JS in this process: `doorbell`, `call` or `poll`. */

@@ -4,7 +4,7 @@
  * @module
  */
 import { fn } from "../ffi/native.ts";
-import { checkInteger, stateError, unwrap } from "./errors.ts";
+import { checkInteger, checkOptions, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { abortError, type AsyncOptions } from "./drive.ts";
 import { readv, readvAsync } from "./gather.ts";
@@ -98,6 +98,7 @@ export class PageReader implements Iterable<PageHead> {
    * `readable` off the JS thread), as a blocking `open()` would have, but the constructor never waits.
    */
   constructor(source: string | URL | Target, options: PageReaderOptions = {}) {
+    checkOptions(options, "PageReader");
     // Options first: a bad one must not leave an opened file behind.
     this.#chunkSize = checkInteger("chunkSize", options.chunkSize ?? 256 * 1024, 1, 2 ** 31);
     this.#windowSize = checkInteger("windowSize", options.windowSize ?? 8 * 1024 * 1024, pageSize, 2 ** 40);
@@ -287,6 +288,11 @@ export class PageReader implements Iterable<PageHead> {
    * `ERR_CLOSED`); an abort rejects with `ABORT_ERR`, nothing read.
    */
   readAsync(options: AsyncOptions = {}): Promise<PageHead | null> {
+    try {
+      checkOptions(options, "readAsync");
+    } catch (error) {
+      return Promise.reject(error); // a Promise-returning call never throws
+    }
     if (this.#closed) return Promise.reject(stateError("ERR_CLOSED", "page reader is closed", "readAsync"));
     const signal = options.signal;
     if (this.#reading === null && this.#queue.length !== 0 && !signal?.aborted) {

@@ -9,12 +9,14 @@ import { constants } from "node:os";
 import process from "node:process";
 import { abi, errno, fn, native } from "../ffi/native.ts";
 import { type AsyncOptions, type Plan, runAsync, runSync } from "./drive.ts";
-import { checkInteger, faultError, PageIoError, stateError, unwrap } from "./errors.ts";
+import { checkInteger, checkOptions, faultError, PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, openFile, stat } from "./file.ts";
 import { type HeadOwner, PageHead } from "./head.ts";
 import {
+  internalOnly,
   kAlive,
   kBufferOffset,
+  kConstruct,
   kLabel,
   kRegion,
   kRegionOffset,
@@ -122,6 +124,7 @@ export class SharedRing {
 
   /** Creates a ring in new shared memory; this process takes `options.role` (the producer by default). */
   static create(options: SharedRingOptions = {}): SharedRing {
+    checkOptions(options, "SharedRing.create");
     const slots = checkInteger("slots", options.slots ?? 8, 2, 65536);
     const slotSize = checkInteger("slotSize", options.slotSize ?? 65536, pageSize, 2 ** 30);
     if (slotSize % pageSize !== 0) {
@@ -147,6 +150,7 @@ export class SharedRing {
 
   /** Opens a ring another process created; this process takes `options.role` (the consumer by default). */
   static open(path: string | URL, options: { role?: RingRole } = {}): SharedRing {
+    checkOptions(options, "SharedRing.open");
     const role = roleOf(options.role ?? "consumer");
     const file = openFile(path, "r+");
     return new SharedRing(file, file.path!, role);
@@ -191,6 +195,7 @@ export class SharedRing {
    * published. `EPIPE` once the consumer closed or died; `ETIMEDOUT` after `options.timeout` ms.
    */
   reserve(options?: RingWaitOptions): RingSlot {
+    checkOptions(options, "reserve");
     this.#enter("producer", "reserve");
     if (this.#reserved !== null) return this.#reserved;
     return this.#reserve(runSync(ringPlan("pageio_ring_reserve", this.#region, timeoutOf(options))));
@@ -201,6 +206,7 @@ export class SharedRing {
    * the JS thread. An abort rejects with `ABORT_ERR` within one wait slice (100 ms).
    */
   async reserveAsync(options?: RingWaitOptions & AsyncOptions): Promise<RingSlot> {
+    checkOptions(options, "reserveAsync");
     this.#enter("producer", "reserveAsync");
     if (this.#reserved !== null) return this.#reserved;
     const plan = ringPlan("pageio_ring_reserve", this.#region, timeoutOf(options));
@@ -213,6 +219,7 @@ export class SharedRing {
    * back. `EPIPE` if the producer died; `ETIMEDOUT` after `options.timeout` ms.
    */
   receive(options?: RingWaitOptions): PageHead | null {
+    checkOptions(options, "receive");
     this.#enter("consumer", "receive");
     return this.#receive(runSync(ringPlan("pageio_ring_receive", this.#region, timeoutOf(options))));
   }
@@ -222,6 +229,7 @@ export class SharedRing {
    * off the JS thread. An abort rejects with `ABORT_ERR` within one wait slice (100 ms).
    */
   async receiveAsync(options?: RingWaitOptions & AsyncOptions): Promise<PageHead | null> {
+    checkOptions(options, "receiveAsync");
     this.#enter("consumer", "receiveAsync");
     const plan = ringPlan("pageio_ring_receive", this.#region, timeoutOf(options));
     return this.#receive(await this.#offThread(runAsync(null, -1, plan, options?.signal)));
@@ -290,7 +298,7 @@ export class SharedRing {
   #reserve(result: number): RingSlot {
     const index = this.#check(result, "ring reserve", "the consumer closed the ring or its process died");
     if (!(index < this.slots)) throw protocolError(this.path, "ring reserve", `slot ${index} of ${this.slots}`);
-    return this.#reserved = new RingSlot(this, index);
+    return this.#reserved = new RingSlot(this, index, kConstruct);
   }
 
   #receive(result: number): PageHead | null {
@@ -307,7 +315,7 @@ export class SharedRing {
     }
     const slot = new ReceivedSlot(this, index);
     this.#outstanding.push(slot);
-    return new PageHead(slot, 0, length);
+    return new PageHead(slot, 0, length, kConstruct);
   }
 
   /**
@@ -409,7 +417,8 @@ export class RingSlot {
   readonly index: number;
 
   /** @internal Slots come from `SharedRing.reserve()`. */
-  constructor(ring: SharedRing, index: number) {
+  constructor(ring: SharedRing, index: number, key?: symbol) {
+    internalOnly(key, "RingSlot", "ring.reserve()");
     this.#ring = ring;
     this.index = index;
   }

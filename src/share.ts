@@ -4,9 +4,9 @@
  * memory. The descriptor holds a native reference until taken; the taker's view holds it until released.
  * @module
  */
-import { fn, native } from "../ffi/native.ts";
-import { checkInteger, unwrap } from "./errors.ts";
-import { kRegion, kRelease, kRetain } from "./internal.ts";
+import { errno, fn, native } from "../ffi/native.ts";
+import { checkInteger, PageIoError, unwrap } from "./errors.ts";
+import { internalOnly, kConstruct, kRegion, kRelease, kRetain } from "./internal.ts";
 import type { Page } from "./pool.ts";
 
 /**
@@ -62,7 +62,8 @@ export class SharedView {
   readonly byteLength: number;
 
   /** @internal Use `takeShared`. */
-  constructor(id: number, region: number, address: number, byteLength: number) {
+  constructor(id: number, region: number, address: number, byteLength: number, key?: symbol) {
+    internalOnly(key, "SharedView", "takeShared()");
     this.#id = id;
     this.byteLength = byteLength;
     this.#buffer = byteLength === 0 ? null : native.view(region, address, byteLength);
@@ -130,8 +131,20 @@ export function takeShared(shared: SharedMemory): SharedView {
   const id: unknown = shared.id;
   if (tag !== "shared-memory") throw new TypeError('expected a SharedMemory descriptor (pageio: "shared-memory")');
   const share = checkInteger("shared id", id, 1, 0xFFFF_FFFF);
-  const length = unwrap(fn.pageio_share_take(share, out), "share take");
-  return new SharedView(share, out[1], out[0], length);
+  const taken = fn.pageio_share_take(share, out);
+  // The kernel's texts for these ("operation already in progress", "no such file or directory") would mislead.
+  if (taken === -errno.EALREADY || taken === -errno.ENOENT) {
+    const code = taken === -errno.EALREADY ? "EALREADY" : "ENOENT";
+    const why = code === "EALREADY"
+      ? "was already taken (a descriptor is taken once)"
+      : "names no live shared memory (unknown, taken and released, or expired: untakenTimeout)";
+    throw new PageIoError(code, `${code}: shared-memory descriptor ${share} ${why}, share take`, {
+      errno: -taken,
+      syscall: "share take",
+    });
+  }
+  const length = unwrap(taken, "share take");
+  return new SharedView(share, out[1], out[0], length, kConstruct);
 }
 
 /** Pool pages shared with other threads, each held until its share is dropped there. */

@@ -5,13 +5,14 @@
  * @module
  */
 import { abi, enumIndex, errno, fn, native } from "../ffi/native.ts";
-import { checkInteger, PageIoError, unwrap } from "./errors.ts";
+import { checkInteger, checkOptions, PageIoError, unwrap } from "./errors.ts";
 import { checkAccess, describe, fdOf, FileHandle, type Target } from "./file.ts";
-import { byteLengthOf, type Chunk, chunkList, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
+import { byteLengthOf, type Chunk, chunkList, isDetached, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
 import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
 import { abortError, failedAfter } from "./drive.ts";
-import { forget, type Interest, turn, waitReady } from "./reactor.ts";
+import { forget, type Interest, track, turn, waitReady } from "./reactor.ts";
+import { internalOnly, kConstruct } from "./internal.ts";
 
 /** Where a socket is: a TCP address (IPv4 or IPv6 hostname and port) or a unix path, as Deno names them. */
 export type NetAddr = { transport: "tcp"; hostname: string; port: number } | { transport: "unix"; path: string };
@@ -49,6 +50,10 @@ const OPTION_KEEP_ALIVE = enumIndex("SocketOption", "keepAlive");
 const OPTION_UNSENT_LIMIT = enumIndex("SocketOption", "unsentLimit");
 const OPTION_CORK = enumIndex("SocketOption", "cork");
 const LISTEN_REUSE_PORT = abi.flags.ListenFlags.bits.reuse_port;
+const SEND_MORE = abi.flags.SendFlags.bits.more;
+/** The intrinsic typed-array tag ("Uint8Array" for one, a Buffer included), which no own property can fake. */
+const tagOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!
+  .get! as (this: unknown) => string | undefined;
 const WAIT_FOREVER = 0xffff_ffff;
 
 const encoder = new TextEncoder();
@@ -119,8 +124,10 @@ function addressOf(fd: number, peer: boolean, syscall: string): NetAddr {
  */
 export class Socket extends FileHandle {
   /** @internal Sockets come from `listen().accept()`, `connect()`, `connectAsync()` and `adoptSocket()`. */
-  constructor(fd: number) {
+  constructor(fd: number, key?: symbol) {
+    internalOnly(key, "Socket", "listen(), connect(), connectAsync() or adoptSocket()");
     super(fd);
+    track(fd); // closed only through close(), which forgets it first
   }
 
   /** Whether small writes go out at once (`TCP_NODELAY`, Nagle's algorithm off). TCP only. */
@@ -202,7 +209,7 @@ export class Socket extends FileHandle {
   /**
    * Set when a read took less than it asked for: the kernel's buffer was empty then, so the next `readAsync`
    * waits for readiness first instead of a read that would most likely find nothing (one system call saved per
-   * request on a keep-alive connection; the wait is level-triggered, so data that came meanwhile ends it at once).
+   * request on a keep-alive connection; data or a hang-up reported meanwhile is kept, and ends it at once).
    */
   #drained = false;
 
@@ -231,6 +238,37 @@ export class Socket extends FileHandle {
   write(chunks: Iterable<Chunk>): number {
     const array = chunkList(chunks);
     return array.length === 0 ? 0 : shared.pack(array, 0, array.length).write(this.fd, 0);
+  }
+
+  /**
+   * Sends what the socket takes of `bytes` now, in one `send` call: bytes sent (0 when its buffer is full).
+   * With `more: true` the kernel holds a partial packet for what is sent next at once (`MSG_MORE`; Linux), so a
+   * response's head sent this way leaves in one packet with the start of its `sendFile` body instead of alone
+   * (one wake-up of the peer, not two). Unlike `cork`, nothing is held once a later call sends without `more`.
+   *
+   * @example
+   * ```ts
+   * import { connect, listen } from "@pageio/pageio";
+   * using listener = listen({ hostname: "127.0.0.1", port: 0 });
+   * using client = connect(listener.addr);
+   * using server = await listener.acceptAsync();
+   * server.send(new TextEncoder().encode("head "), { more: true });
+   * server.send(new TextEncoder().encode("body"));
+   * const bytes = new Uint8Array(16);
+   * let got = 0;
+   * while (got < 9) got += await client.readAsync(bytes.subarray(got));
+   * console.log(new TextDecoder().decode(bytes.subarray(0, got))); // "head body"
+   * ```
+   */
+  send(bytes: Uint8Array, options?: { more?: boolean }): number {
+    if (tagOf.call(bytes) !== "Uint8Array") throw new TypeError(`bytes must be a Uint8Array, got ${describe(bytes)}`);
+    const length = byteLengthOf(bytes); // 0 when detached
+    if (length === 0) {
+      if (isDetached(bytes)) throw new TypeError("bytes were detached (transferred, or their page or mapping is gone)");
+      return 0;
+    }
+    const result = fn.pageio_socket_send(this.fd, bytes, length, options?.more === true ? SEND_MORE : 0);
+    return result === -errno.EAGAIN ? 0 : unwrap(result, "send");
   }
 
   /**
@@ -279,6 +317,8 @@ export class Socket extends FileHandle {
 
   /** `sendFile` until all `length` bytes are sent, waiting while the socket's buffer is full. */
   async sendFileAsync(file: Target, offset: number, length: number, signal?: AbortSignal): Promise<number> {
+    checkInteger("offset", offset);
+    checkInteger("length", length); // a NaN or negative length once sent nothing and reported 0
     notAborted(signal);
     let sent = 0;
     try {
@@ -347,6 +387,21 @@ async function ready(fd: number, interest: Interest, signal: AbortSignal | undef
   }
 }
 
+/** Resolves after `ms`; an abort meanwhile rejects with `ABORT_ERR`. */
+function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortError(signal!.reason));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
 /** An operation given a signal already aborted does nothing and rejects as one aborted while it waited does. */
 function notAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortError(signal.reason);
@@ -380,8 +435,9 @@ export class Listener implements AsyncIterable<Socket> {
   readonly #addr: NetAddr;
 
   /** @internal Listeners come from `listen()`. */
-  constructor(fd: number) {
-    this.#handle = new Socket(fd);
+  constructor(fd: number, key?: symbol) {
+    internalOnly(key, "Listener", "listen()");
+    this.#handle = new Socket(fd, kConstruct);
     try {
       this.#addr = this.#handle.localAddr;
     } catch (error) {
@@ -409,7 +465,7 @@ export class Listener implements AsyncIterable<Socket> {
   accept(): Socket | null {
     const result = fn.pageio_socket_accept(this.fd);
     if (result === -errno.EAGAIN) return null;
-    return new Socket(unwrap(result, "accept"));
+    return new Socket(unwrap(result, "accept"), kConstruct);
   }
 
   /** The next connection, waiting for one; rejects with `ERR_CLOSED` if the listener closes meanwhile. */
@@ -469,6 +525,7 @@ export function listen(options: TcpListenOptions | UnixListenOptions): Listener 
     const bytes = encoder.encode(path);
     return new Listener(
       unwrap(fn.pageio_socket_listen(TRANSPORT_UNIX, bytes, bytes.length, 0, backlog, 0), "listen", path),
+      kConstruct,
     );
   }
   const port = checkInteger("port", options.port ?? 0, 0, 65535);
@@ -482,6 +539,7 @@ export function listen(options: TcpListenOptions | UnixListenOptions): Listener 
       "listen",
       netPermission(host, port),
     ),
+    kConstruct,
   );
 }
 
@@ -515,7 +573,8 @@ function connectTarget(options: ConnectOptions | NetAddr, syscall: string) {
 export function connect(options: (ConnectOptions | NetAddr) & { timeout?: number }): Socket {
   const wait = options?.timeout === undefined ? WAIT_FOREVER : checkInteger("timeout", options.timeout, 1, 2 ** 31 - 1);
   const { transport, bytes, port, path } = connectTarget(options, "connect");
-  return new Socket(unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, wait, out), "connect", path));
+  const fd = unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, wait, out), "connect", path);
+  return new Socket(fd, kConstruct);
 }
 
 /**
@@ -532,9 +591,14 @@ export function connect(options: (ConnectOptions | NetAddr) & { timeout?: number
 export async function connectAsync(options: ConnectOptions | NetAddr, signal?: AbortSignal): Promise<Socket> {
   const { transport, bytes, port, path } = connectTarget(options, "connect");
   notAborted(signal);
-  const socket = new Socket(
-    unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out), "connect", path),
-  );
+  let fd = fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out);
+  // A unix listener whose backlog is full refuses at once (EAGAIN), and no readiness says when it has room:
+  // try again after a pause (1 ms, doubling up to 50), as the blocking connect does.
+  for (let pause = 1; fd === -errno.EAGAIN && transport === TRANSPORT_UNIX; pause = Math.min(2 * pause, 50)) {
+    await delay(pause, signal);
+    fd = fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out);
+  }
+  const socket = new Socket(unwrap(fd, "connect", path), kConstruct);
   if (out[0] === 0) return socket;
   try {
     for (;;) {
@@ -564,8 +628,9 @@ export async function connectAsync(options: ConnectOptions | NetAddr, signal?: A
  * ```
  */
 export function adoptSocket(fd: number, options: { duplicate?: boolean } = {}): Socket {
+  checkOptions(options, "adoptSocket");
   checkInteger("fd", fd, 0, 2 ** 31 - 1);
-  return new Socket(unwrap(fn.pageio_socket_adopt(fd, options.duplicate === false ? 0 : 1), "adopt"));
+  return new Socket(unwrap(fn.pageio_socket_adopt(fd, options.duplicate === false ? 0 : 1), "adopt"), kConstruct);
 }
 
 /** Whether a connect in progress has finished (a peer name exists only then). */

@@ -5,18 +5,25 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { closeSync, openSync } from "node:fs";
+import { join } from "node:path";
 import process from "node:process";
 import {
+  adoptSocket,
   Brigade,
   FileHandle,
   mapAnonymous,
   mapFile,
+  openFile,
   PageIoError,
   PagePool,
   PageReader,
   pageSize,
   PageWriter,
+  pipe,
   readv,
+  readvAsync,
+  SharedRing,
+  socketPair,
   writev,
   writevAsync,
 } from "../mod.ts";
@@ -180,4 +187,49 @@ test(`argument fuzzing: ${CASES} calls, each works or throws a typed error, noth
   assert.ok(left <= fds, `no descriptor left behind: ${fds} before, ${left} after`);
   assert.ok(outcomes.ok > 0 && outcomes.RangeError > 0 && outcomes.TypeError > 0, JSON.stringify(outcomes));
   console.log(`fuzz outcomes: ${JSON.stringify(outcomes)}`);
+});
+
+test("options that are not objects (null, a number, a string) are TypeErrors naming the call, never ignored", async () => {
+  const file = tempFile("some bytes");
+  const out = join(tempDir(), "out");
+  const [readEnd, writeEnd] = pipe();
+  const [a, b] = socketPair();
+  using pool = new PagePool();
+  using ring = SharedRing.create({ slots: 2, slotSize: pageSize });
+  using mapping = mapFile(file);
+  // deno-lint-ignore no-explicit-any
+  const calls: [string, (options: any) => unknown][] = [
+    ["writevAsync", (o) => writevAsync(writeEnd, [new Uint8Array(1)], o)],
+    ["readvAsync", (o) => readvAsync(readEnd, [new Uint8Array(1)], o)],
+    ["mapAnonymous", (o) => mapAnonymous(pageSize, o)],
+    ["PagePool", (o) => new PagePool(o)],
+    ["PageReader", (o) => new PageReader(file, o)],
+    ["readAsync", (o) => new PageReader(file).readAsync(o)],
+    ["PageWriter", (o) => new PageWriter(out, o)],
+    ["writeAsync", (o) => new PageWriter(out).writeAsync("x", o)],
+    ["flushAsync", (o) => new PageWriter(out).flushAsync(o)],
+    ["flushAsync", (o) => new Brigade().flushAsync(writeEnd, o)],
+    ["openFile", (o) => openFile(file, "r", o)],
+    ["pipe", (o) => pipe(o)],
+    ["socketPair", (o) => socketPair(o)],
+    ["adoptSocket", (o) => adoptSocket(a.fd, o)],
+    ["SharedRing.create", (o) => SharedRing.create(o)],
+    ["reserveAsync", (o) => ring.reserveAsync(o)],
+    ["share", (o) => mapping.share(o)],
+    ["share", (o) => pool.acquire().share(o)],
+  ];
+  for (const [name, call] of calls) {
+    for (const bad of [null, 5, "x"]) {
+      const refused = (e: unknown) =>
+        e instanceof TypeError &&
+        e.message === `${name} options must be an object, got ${bad === null ? "null" : typeof bad}`;
+      try {
+        await call(bad);
+        assert.fail(`${name}(${String(bad)}) was taken`);
+      } catch (error) {
+        assert.ok(refused(error), `${name}(${String(bad)}): ${error}`);
+      }
+    }
+  }
+  for (const end of [readEnd, writeEnd, a, b]) end.close();
 });

@@ -111,6 +111,15 @@ test("bad input is a typed error and writes nothing", () => {
   assert.throws(() => writev(out, [live, released]), (e) => code(e) === "ERR_RELEASED");
   assert.throws(() => writev(out, [live, "text" as unknown as Uint8Array]), TypeError);
   assert.throws(() => writev(out, [live, [1, 2] as unknown as Uint8Array]), TypeError);
+  // A chunk on its own where a list belongs (a Uint8Array iterates as numbers), or no list at all: said so.
+  const lone = /expected a list of (chunks|read targets): pass \[(Uint8Array|PageHead|Page|string)\]/;
+  for (const chunk of [new Uint8Array(4), live, page, "text"]) {
+    assert.throws(() => writev(out, chunk as unknown as Uint8Array[]), lone);
+    assert.throws(() => readv(out, chunk as unknown as Uint8Array[]), lone);
+  }
+  for (const nothing of [null, undefined, 5, {}]) {
+    assert.throws(() => writev(out, nothing as unknown as Uint8Array[]), /expected a list \(an iterable\) of chunks/);
+  }
   const detached = new Uint8Array(new ArrayBuffer(8));
   detached.buffer.transfer();
   assert.throws(() => writev(out, [live, detached]), TypeError);

@@ -60,6 +60,31 @@ test(
   },
 );
 
+test("a gather call on pages a cut file lost, never touched from JS, says ENODATA, not EFAULT", {
+  timeout: 60_000,
+}, () => {
+  const path = tempFile(patternBytes(64 * 4096, 43));
+  const out = join(tempDir(), "out");
+  const run = runScript(`${scanner}
+    import { readv } from "${root}mod.ts";
+    const m = mapFile(${JSON.stringify(path)}, { write: true });
+    const other = mapFile(${JSON.stringify(path)}, { write: true });
+    const head = m.head(8 * pageSize, 4 * pageSize);
+    const into = other.head(16 * pageSize, pageSize);
+    truncateSync(${JSON.stringify(path)}, pageSize); // the kernel, not JS, meets the lost pages
+    const codes = [];
+    using file = openFile(${JSON.stringify(out)}, "w");
+    try { writev(file, [head]); } catch (e) { codes.push(e.code, e.bytesTransferred); }
+    try { readv(openFile("/dev/zero"), [into]); } catch (e) { codes.push(e.code); }
+    try { m.head(0, 1); } catch (e) { codes.push(e.code); }
+    console.log(JSON.stringify(codes));
+  `);
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim()), ["ENODATA", 0, "ENODATA", "ERR_FILE_TRUNCATED"]);
+  assert.equal(readFileSync(out).length, 0); // nothing went out
+});
+
 test("a file cut short by another process while a hot loop reads it: no crash", { timeout: 60_000 }, async () => {
   const path = tempFile(patternBytes(512 * 4096, 42).map((b) => b | 1));
   const file = join(tempDir(), "reader.ts");

@@ -3,9 +3,33 @@
 // checks in a child process.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, listen, openFile, type PageIoError, pipe, readv, readvAsync, socketPair, writev } from "../mod.ts";
-import { forget, reactorMode, readDone, settleBeforeRead, spinStats, waitingCount, waitReady } from "../src/reactor.ts";
-import { root, runScript, tempFile } from "./helpers.ts";
+import { closeSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  adoptSocket,
+  connect,
+  listen,
+  type Listener,
+  openFile,
+  type PageIoError,
+  pipe,
+  readv,
+  readvAsync,
+  type Socket,
+  socketPair,
+  writev,
+} from "../mod.ts";
+import {
+  edgeState,
+  forget,
+  reactorMode,
+  readDone,
+  settleBeforeRead,
+  spinStats,
+  waitingCount,
+  waitReady,
+} from "../src/reactor.ts";
+import { haveStrace, isDeno, root, runScript, tempDir, tempFile } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
 const settledWithin = <T>(promise: Promise<T>, ms: number) =>
@@ -308,6 +332,214 @@ test("a spin never runs while another wait is parked", async () => {
     await blocked;
   } finally {
     for (const end of [r, w, r2, w2]) end.close();
+  }
+});
+
+/** close(2) on a bare number, as code outside pageio would (Deno's closeSync takes only its own descriptors). */
+function closeRaw(fd: number): void {
+  if (!isDeno) return closeSync(fd);
+  const libc = Deno.dlopen("libc.so.6", { close: { parameters: ["i32"], result: "i32" } });
+  try {
+    assert.equal(libc.symbols.close(fd), 0);
+  } finally {
+    libc.close();
+  }
+}
+
+/** Parks a wait on a pipe until disposed: no wait spins meanwhile, so every wait here parks and registers. */
+function spinsOff(): { [Symbol.asyncDispose](): Promise<void> } {
+  const [r, w] = pipe({ nonBlocking: true });
+  const parked = waitReady(r.fd, "read");
+  return {
+    async [Symbol.asyncDispose]() {
+      writev(w, [new Uint8Array(1)]);
+      await parked;
+      r.close();
+      w.close();
+    },
+  };
+}
+
+/** A connected TCP pair through a fresh listener (pageio's sockets: tracked, edge-triggered waits). */
+async function tcpPair(): Promise<[client: Socket, server: Socket, listener: Listener]> {
+  const listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const client = connect(listener.addr);
+  return [client, await listener.acceptAsync(), listener];
+}
+
+test("a socket registers once, edge-triggered: data that came after the failed read and before the wait ends it", async () => {
+  const [client, server, listener] = await tcpPair();
+  await using _ = spinsOff();
+  try {
+    const bytes = new Uint8Array(8);
+    await waitReady(server.fd, "write"); // registers it (writable at once)
+    assert.equal(server.read(bytes), null);
+    // Arrives after the failed read and is reported before the wait (the doorbell runs within the timeout).
+    client.write([new Uint8Array(1)]);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    assert.equal(edgeState(server.fd)?.registered, true);
+    assert.ok(edgeState(server.fd)!.ready & 1, "kept: readable, no wait took it yet");
+    const parks = spinStats().parks;
+    assert.equal(await settledWithin(waitReady(server.fd, "read"), 1000), true, "ended at once by what was kept");
+    assert.equal(spinStats().parks, parks, "without parking");
+    assert.equal(edgeState(server.fd)!.ready & 1, 0, "taken by that wait");
+    assert.equal(server.read(bytes), 1);
+    // Arrives after the failed read, and the wait begins before it is reported: the delivery ends the wait.
+    assert.equal(server.read(bytes), null);
+    const waiting = waitReady(server.fd, "read");
+    client.write([new Uint8Array(2)]);
+    assert.equal(await settledWithin(waiting, 2000), true);
+    assert.equal(server.read(bytes), 2);
+    // Nothing kept, nothing coming: the next wait parks until something comes.
+    assert.equal(server.read(bytes), null);
+    const parked = waitReady(server.fd, "read");
+    assert.equal(await settledWithin(parked, 50), false, "nothing came: it waits");
+    client.write([new Uint8Array(3)]);
+    assert.equal(await settledWithin(parked, 2000), true);
+  } finally {
+    client.close();
+    server.close();
+    listener.close();
+  }
+});
+
+test("a closed socket's number reused by another: the new one registers anew and its waits end", async () => {
+  const [client, server, listener] = await tcpPair();
+  await using _ = spinsOff();
+  const fd = server.fd;
+  await waitReady(fd, "write"); // registered (and writable)
+  assert.equal(edgeState(fd)?.registered, true);
+  const pending = waitReady(fd, "read").catch((e) => code(e));
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  server.close();
+  assert.equal(await pending, "ERR_CLOSED", "a wait pending at close ends with a typed error");
+  assert.equal(edgeState(fd), undefined, "forgotten with its close");
+  client.close();
+  // The lowest free number: the one just closed, now a connection that never spoke.
+  const other = connect(listener.addr);
+  const reused = await listener.acceptAsync();
+  try {
+    const same = reused.fd === fd || other.fd === fd;
+    const socket = reused.fd === fd ? reused : other;
+    const peer = socket === reused ? other : reused;
+    assert.ok(same, `fd ${fd} was not reused (got ${reused.fd}, ${other.fd}): the check below proves nothing`);
+    assert.equal(socket.read(new Uint8Array(4)), null);
+    const waiting = waitReady(socket.fd, "read");
+    assert.equal(await settledWithin(waiting, 50), false, "nothing kept from the closed socket ends it");
+    peer.write([new Uint8Array(1)]);
+    assert.equal(await settledWithin(waiting, 2000), true);
+    assert.equal(socket.read(new Uint8Array(4)), 1);
+  } finally {
+    other.close();
+    reused.close();
+    listener.close();
+  }
+});
+
+test("a socket's descriptor closed behind pageio's back, its number reused: spurious wakes at most, none lost", async () => {
+  const [client, server, listener] = await tcpPair();
+  await using _ = spinsOff();
+  // A copy adopted and registered, then closed by number elsewhere: epoll keeps the registration under the
+  // number (the original still holds the file), so the old file's events may still come under it.
+  const adopted = adoptSocket(server.fd);
+  const fd = adopted.fd;
+  await waitReady(fd, "write");
+  closeRaw(fd);
+  const [client2, server2] = [connect(listener.addr), await listener.acceptAsync()];
+  try {
+    const socket: Socket | undefined = [client2, server2].find((s) => s.fd === fd);
+    assert.ok(socket, `fd ${fd} was not reused (got ${client2.fd}, ${server2.fd})`);
+    const peer = socket === client2 ? server2 : client2;
+    for (let round = 0; round < 20; round++) {
+      client.write([new Uint8Array(1)]); // traffic on the old file, whose events may name this number
+      const bytes = new Uint8Array(4);
+      while (socket.read(bytes) !== null);
+      const waiting: Promise<number> = socket.readAsync(bytes);
+      peer.write([new Uint8Array([round])]);
+      assert.equal(await waiting, 1);
+      assert.equal(bytes[0], round);
+    }
+    assert.equal(waitingCount(), 1, "nothing left waiting but the wait that keeps spins off");
+  } finally {
+    for (const s of [client, server, client2, server2, listener]) s.close();
+  }
+});
+
+test("waits met by what a socket kept still let a 10 ms timer fire", async () => {
+  const [client, server, listener] = await tcpPair();
+  try {
+    const bytes = new Uint8Array(1);
+    // Each round: data is there before the read, so every readAsync completes without parking.
+    const ticks = await ticksWhile(300, async () => {
+      client.write([bytes]);
+      await server.readAsync(bytes);
+      await waitReady(server.fd, "write");
+    });
+    assert.ok(ticks >= 3, `the 10 ms timer fired ${ticks} times in 300 ms`);
+  } finally {
+    client.close();
+    server.close();
+    listener.close();
+  }
+});
+
+test(
+  "waits on a socket cost no epoll_ctl each: one registration for its life (strace)",
+  { skip: !haveStrace && "strace is not installed" },
+  () => {
+    const log = join(tempDir(), "strace-edge.log");
+    const run = runScript(
+      `
+    import { connect, listen } from "${root}mod.ts";
+    const listener = listen({ hostname: "127.0.0.1", port: 0 });
+    const client = connect(listener.addr);
+    const server = await listener.acceptAsync();
+    const bytes = new Uint8Array(64);
+    const echo = (async () => {
+      for (let i = 0; i < 200; i++) {
+        const n = await server.readAsync(bytes);
+        await server.writeAsync([bytes.subarray(0, n)]);
+      }
+    })();
+    for (let i = 0; i < 200; i++) {
+      await client.writeAsync([new Uint8Array(1)]);
+      await client.readAsync(new Uint8Array(64));
+    }
+    await echo;
+    console.log("done");
+    `,
+      { prefix: ["strace", "-f", "-qq", "-e", "trace=epoll_ctl", "-o", log], env: { PAGEIO_SPIN_US: "0" } },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(run.stdout.trim(), "done");
+    const calls = readFileSync(log, "utf8").split("\n").filter((line) => line.includes("epoll_ctl("));
+    // The poller's registrations (the runtimes' own loops register other sets of bits).
+    const ours = calls.filter((line) => line.includes("EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET"));
+    assert.ok(ours.length >= 2 && ours.length <= 3, `one registration per socket:\n${ours.join("\n")}`);
+    const armed = calls.filter((line) => line.includes("EPOLLONESHOT"));
+    assert.equal(armed.length, 0, `400 waits, ${armed.length} oneshot arms:\n${armed.slice(0, 5).join("\n")}`);
+  },
+);
+
+test("the last bytes and the peer's end in one report: the read takes the bytes, the next wait still ends", async () => {
+  const [client, server, listener] = await tcpPair();
+  await using _ = spinsOff();
+  try {
+    const bytes = new Uint8Array(64);
+    const reading = client.readAsync(bytes); // parks: nothing has come yet
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    server.cork = true; // the byte is held, and leaves with the FIN in one segment: one report for both
+    server.write([new Uint8Array([7])]);
+    server.shutdown("write");
+    assert.equal(await reading, 1);
+    // A short read: the next readAsync waits first; the hang-up, already reported, must end that wait.
+    assert.equal(await settledWithin(client.readAsync(bytes), 2000), true, "the end of stream was lost");
+    assert.equal(await client.readAsync(bytes), 0);
+    assert.ok(edgeState(client.fd)!.ready & 4, "the hang-up is kept for every later wait");
+  } finally {
+    client.close();
+    server.close();
+    listener.close();
   }
 });
 

@@ -359,3 +359,24 @@ test("a head viewed, then its ring closed, then released: no error, the view emp
   head.release(); // threw a raw TypeError (a detached buffer transferred again)
   assert.throws(() => head.release(), (e) => code(e) === "ERR_RELEASED");
 });
+
+test("a view is checked natively against its region: a slot index past the ring is a RangeError, not a view", () => {
+  // In a child: ring._buffer(100000) made a 4 KiB view past the ring's mapping (SIGSEGV on both runtimes).
+  const run = runScript(`
+    import { SharedRing } from "${root}mod.ts";
+    import { native } from "${root}ffi/native.ts";
+    const ring = SharedRing.create({ slots: 2, slotSize: 4096 });
+    const region = ring._region;
+    const out = [];
+    for (const make of [() => ring._buffer(100000), () => ring._buffer(2 ** 30), () => native.view(region, 8, 4096)]) {
+      try { make(); out.push("made"); } catch (e) { out.push(e.constructor.name); }
+    }
+    const slot = ring.reserve();
+    slot.bytes.fill(3); // views inside the region are made as before
+    out.push(slot.bytes.length);
+    console.log(JSON.stringify(out));
+  `);
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim()), ["RangeError", "RangeError", "RangeError", 4096]);
+});

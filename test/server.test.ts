@@ -7,7 +7,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connectAsync, type Socket } from "../mod.ts";
-import { isDeno, patternBytes, root, sha256, tempDir } from "./helpers.ts";
+import { haveStrace, isDeno, patternBytes, root, sha256, tempDir } from "./helpers.ts";
 
 const have = (tool: string) => spawnSync(tool, ["--version"], { stdio: "ignore" }).status === 0;
 const haveCurl = have("curl");
@@ -275,6 +275,49 @@ test("1 000 connections opened and dropped: the server lives, leaks no descripto
   const grownMiB = (serverRssKiB(server) - rssBefore) / 1024;
   assert.ok(grownMiB < 48, `server RSS grew by ${grownMiB.toFixed(1)} MiB`);
 });
+
+test(
+  "a head with a body after it leaves with MSG_MORE, then the body by sendfile; a HEAD answer at once (strace)",
+  { skip: (!haveCurl || !haveStrace) && "needs curl and strace" },
+  async () => {
+    const log = join(tempDir(), "strace-send.log");
+    const strace = spawn("strace", [
+      "-f",
+      "-qq",
+      "-e",
+      "trace=sendto,sendfile",
+      "-o",
+      log,
+      "-p",
+      String(server.child.pid),
+    ], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    const closed = new Promise((resolve) => strace.on("close", resolve));
+    // strace attaches within moments; a request that comes first is simply not in the log, so wait for it.
+    await eventually(5000, () => {
+      curl("-o", "/dev/null", `${server.url}/one.bin`);
+      try {
+        return readFileSync(log, "utf8");
+      } catch {
+        return "";
+      }
+    }, (text) => text.includes("sendfile("));
+    assert.equal(curl("--fail", `${server.url}/small.txt`).stdout.length, 1024);
+    assert.equal(curl("--fail", "-I", `${server.url}/small.txt`).status, 0);
+    strace.kill("SIGINT"); // detaches; the server runs on
+    await closed;
+    const calls = readFileSync(log, "utf8").split("\n").map((line) => line.replace(/^\d+\s+/, ""));
+    const at = calls.findLastIndex((line) => /^sendto\(.*HTTP\/1\.1 200.*, 1\d\d, .*MSG_MORE/.test(line));
+    assert.ok(at >= 0, `a GET's head goes with MSG_MORE:\n${calls.join("\n")}`);
+    assert.match(calls[at + 1], /^sendfile\(.*= 1024$/, "and its body follows by sendfile");
+    assert.ok(
+      calls.slice(at + 1).some((line) => line.startsWith("sendto(") && !line.includes("MSG_MORE")),
+      `the HEAD answer, with nothing after it, is not held back:\n${calls.join("\n")}`,
+    );
+    assert.equal(curl("--fail", `${server.url}/small.txt`).stdout.length, 1024, "the server lives on");
+  },
+);
 
 test("wrk's load is served without errors", { skip: !haveCurl || !haveWrk }, () => {
   const run = spawnSync("wrk", ["-t2", "-c32", "-d2s", `${server.url}/small.txt`], { encoding: "utf8" });

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { mapAnonymous, Mapping, Page, type PageIoError, PagePool, pageSize, takeShared } from "../mod.ts";
 import { liveShareCount } from "../src/share.ts";
 import { liveRegionCount } from "../src/system.ts";
-import { root, tempDir } from "./helpers.ts";
+import { root, runScript, tempDir } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
 
@@ -135,7 +135,9 @@ test("bad descriptors are typed errors; forged ids never view memory", () => {
   });
   using view = takeShared(proxy); // the id is read once
   assert.equal(view.byteLength, 8);
-  assert.throws(() => Mapping.fromShared(shared), (e) => code(e) === "EALREADY");
+  assert.throws(() => Mapping.fromShared(shared), (e) => code(e) === "EALREADY" && /already taken/.test(String(e)));
+  // Not the kernel's texts ("operation already in progress", "no such file or directory"): what happened.
+  assert.throws(() => takeShared({ pageio: "shared-memory", id: 0xFFFF, byteLength: 1 }), /names no live shared/);
   assert.throws(() => memory.share({ offset: pageSize, length: 1 }), RangeError);
   using pool = new PagePool({ pages: 1 });
   using page = pool.acquire();
@@ -153,4 +155,43 @@ test("a view whose buffer was transferred away is never unmapped under it", () =
   moved.slice(0, 1); // still mapped: reading it is safe
   assert.equal(new Uint8Array(moved)[0], 0);
   assert.equal(liveRegionCount(), regions + 1, "kept for good rather than unmapped under the moved buffer");
+});
+
+test("exported classes whose constructors trust their arguments cannot be constructed from outside", () => {
+  // In a child: new SharedView(id, liveRegion, 8, 4096) made a view at address 8 (SIGSEGV on both runtimes),
+  // new Page(pool, i, …) could hand out another owner's page, new Listener(1) closed stdout.
+  const run = runScript(`
+    import * as pageio from "${root}mod.ts";
+    const map = pageio.mapFile("${root}README.md"); // a live region: id 65537 or near
+    const pool = new pageio.PagePool();
+    const page = pool.acquire();
+    const ring = pageio.SharedRing.create({ slots: 2, slotSize: 4096 });
+    const tries = {
+      SharedView: [[1, 65537, 8, 4096], [1, 65538, 8, 4096]],
+      Mapping: [[65537, 8, 4096, 0, 4096, "x"]],
+      Page: [[pool, 0, 65537, 0]],
+      PageHead: [[page, 0, 1 << 30]],
+      RingSlot: [[ring, 1]],
+      Socket: [[1]],
+      Listener: [[1], [0]],
+    };
+    const out = {};
+    for (const [name, list] of Object.entries(tries)) {
+      out[name] = list.map((args) => {
+        try { new pageio[name](...args); return "constructed"; } catch (e) { return e.constructor.name; }
+      });
+    }
+    console.log(JSON.stringify(out));
+  `);
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim()), {
+    SharedView: ["TypeError", "TypeError"],
+    Mapping: ["TypeError"],
+    Page: ["TypeError"],
+    PageHead: ["TypeError"],
+    RingSlot: ["TypeError"],
+    Socket: ["TypeError"],
+    Listener: ["TypeError", "TypeError"],
+  });
 });

@@ -17,7 +17,7 @@ import {
   PagePool,
   PageReader,
   PageWriter,
-  Socket,
+  type Socket,
   socketPair,
 } from "../mod.ts";
 import {
@@ -136,6 +136,57 @@ test("cork holds a small write back until it is set false, then both writes arri
   assert.equal(new TextDecoder().decode(await readAll(client, 23)), "HTTP/1.1 200 OK\r\n\r\nbody");
   server.close();
   assert.throws(() => (server.cork = true), (e) => code(e) === "ERR_CLOSED");
+});
+
+test("send with more holds the head back until the body is sent, then both arrive together", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  using _client = client;
+  using _server = server;
+  server.noDelay = true;
+  assert.equal(server.send(text("HTTP/1.1 200 OK\r\n\r\n"), { more: true }), 19);
+  assert.equal(client.read(new Uint8Array(64)), null, "held back: more follows (MSG_MORE)");
+  using file = openFile(tempFile(text("body")));
+  assert.equal(server.sendFile(file, 0, 4), 4);
+  assert.equal(new TextDecoder().decode(await readAll(client, 23)), "HTTP/1.1 200 OK\r\n\r\nbody");
+  // Without more, a send leaves at once (loopback delivers it within the call).
+  assert.equal(server.send(text("next")), 4);
+  assert.equal(client.read(new Uint8Array(64)), 4);
+});
+
+test("send: only real Uint8Arrays, their true length, 0 when full, typed errors, never SIGPIPE", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  using _server = server;
+  for (const bad of ["text", [1, 2], new Uint16Array(2), new DataView(new ArrayBuffer(2)), null]) {
+    assert.throws(() => server.send(bad as unknown as Uint8Array), TypeError);
+  }
+  const lying = new Uint8Array(8);
+  Object.defineProperty(lying, "byteLength", { value: 1 << 30 });
+  assert.equal(server.send(lying), 8, "the intrinsic length, never an own property");
+  const moved = new Uint8Array(8);
+  structuredClone(moved.buffer, { transfer: [moved.buffer] });
+  assert.throws(() => server.send(moved), TypeError, "a detached array is refused, not sent as 0 bytes");
+  assert.equal(server.send(new Uint8Array(0)), 0);
+  const big = new Uint8Array(1 << 20);
+  let sent = 0;
+  for (let n = server.send(big); n > 0; n = server.send(big)) sent += n;
+  assert.ok(sent > 0);
+  assert.equal(server.send(big), 0, "a full buffer takes nothing");
+  client.close();
+  const failed = await (async () => {
+    for (let i = 0; i < 100; i++) {
+      try {
+        server.send(big);
+      } catch (error) {
+        return error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  })();
+  assert.ok(["EPIPE", "ECONNRESET"].includes(code(failed)), `a closed peer is a typed error, got ${failed}`);
+  server.close();
+  assert.throws(() => server.send(text("x")), (e) => code(e) === "ERR_CLOSED");
 });
 
 test(
@@ -297,6 +348,49 @@ test("a signal already aborted rejects every socket operation with ABORT_ERR bef
   server.close();
 });
 
+test("sendFileAsync checks offset and length as sendFile does", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  using file = openFile(tempFile("file bytes"));
+  for (const bad of [-1, NaN, 1.5, 2 ** 53]) {
+    await assert.rejects(server.sendFileAsync(file, 0, bad), RangeError, String(bad));
+    await assert.rejects(server.sendFileAsync(file, bad, 1), RangeError, String(bad));
+  }
+  await assert.rejects(server.sendFileAsync(file, 0, "4" as unknown as number), TypeError);
+  assert.equal(await server.sendFileAsync(file, 5, 5), 5);
+  assert.deepEqual(await readAll(client, 5), text("bytes"));
+  client.close();
+  server.close();
+});
+
+test("a unix listener whose backlog is full: connect waits until its timeout, connectAsync until there is room", async () => {
+  const path = join(tempDir(), "full.sock");
+  using listener = listen({ path, backlog: 1 });
+  const queued: Socket[] = [];
+  for (;;) { // fill the backlog (the kernel takes backlog + 1)
+    try {
+      queued.push(await connectAsync({ path }, AbortSignal.timeout(100)));
+    } catch (error) {
+      assert.equal(code(error), "ABORT_ERR"); // it waited: EAGAIN once came back at once
+      break;
+    }
+  }
+  assert.ok(queued.length >= 1);
+  const began = Date.now();
+  assert.throws(() => connect({ path, timeout: 150 }), (e) => code(e) === "ETIMEDOUT");
+  assert.ok(Date.now() - began >= 140, "connect waited for its timeout");
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 10);
+  const waiting = connectAsync({ path });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  listener.accept()!.close(); // room in the backlog: the waiting connect gets in
+  const socket = await waiting;
+  clearInterval(timer);
+  assert.ok(ticks >= 3, "the event loop ran while connectAsync waited");
+  socket.close();
+  queued.forEach((s) => s.close());
+});
+
 test("closing a socket or listener while an operation waits on it rejects that operation with ERR_CLOSED", async () => {
   using listener = listen({ hostname: "127.0.0.1", port: 0 });
   const [client, server] = await pair(listener);
@@ -448,7 +542,8 @@ test("adoptSocket takes a descriptor from elsewhere (a copy by default)", async 
   a.close(); // the other owner closes its own; the copy lives on
   assert.ok(fdFlags(adopted.fd) & O_NONBLOCK && fdFlags(adopted.fd) & O_CLOEXEC);
   assert.equal(adopted.write([text("adopted")]), 7);
-  assert.deepEqual(await readAll(new Socket(b.fd), 7), text("adopted"));
+  using other = adoptSocket(b.fd);
+  assert.deepEqual(await readAll(other, 7), text("adopted"));
   adopted.close();
   b.close();
   using file = openFile(tempFile("not a socket"));
@@ -493,6 +588,11 @@ test("openBeneath keeps paths inside the directory", () => {
   for (const escape of ["../etc/passwd", "sub/../../x", "/etc/hostname", "out"]) {
     assert.throws(() => openBeneath(base, escape), (e) => ["EXDEV", "ELOOP"].includes(code(e)), escape);
   }
+  // The message says what happened (the kernel's own text for EXDEV is "invalid cross-device link").
+  assert.throws(
+    () => openBeneath(base, "../x"),
+    (e) => code(e) !== "EXDEV" || /'\.\.\/x' resolves outside/.test(String(e)),
+  );
   assert.throws(() => openBeneath(base, "missing"), (e) => code(e) === "ENOENT");
   assert.throws(() => openBeneath(base, 5 as unknown as string), TypeError);
 });

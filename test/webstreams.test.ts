@@ -10,6 +10,8 @@ import {
   mapsLinesMentioning,
   openDescriptorCount,
   patternBytes,
+  root,
+  runScript,
   sha256,
   tempDir,
   tempFile,
@@ -114,6 +116,28 @@ test("a writable refuses what is not bytes, and a cancelled readable closes its 
   await stream.cancel();
   assert.ok(openDescriptorCount() <= fds + 1, "cancel closed the reader's file (a held chunk's window: the guard's)");
   assert.throws(() => reader.read(), (e) => code(e) === "ERR_CLOSED");
+});
+
+test("a writable whose closing flush fails errors the pipe and closes the writer: nothing is retried at exit", () => {
+  // In a child: the failed flush used to leave the writer open and its bytes queued, for the exit handler to
+  // write again (a second failure, reported on stderr) and the descriptor held until then.
+  const run = runScript(`
+    import { readdirSync, readlinkSync } from "node:fs";
+    import { PageReader, PageWriter } from "${root}mod.ts";
+    const onFull = () => readdirSync("/proc/self/fd").filter((fd) => {
+      try { return readlinkSync("/proc/self/fd/" + fd) === "/dev/full"; } catch { return false; }
+    }).length;
+    const writer = new PageWriter("/dev/full");
+    let error = "none";
+    try {
+      await new PageReader("${root}README.md").readable.pipeTo(writer.writable);
+    } catch (e) { error = e.code; }
+    console.log(JSON.stringify({ error, open: onFull() }));
+  `);
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim()), { error: "ENOSPC", open: 0 });
+  assert.doesNotMatch(run.stderr, /could not be written at exit/);
 });
 
 test("a server answers with a file's pages: Deno.serve or Bun.serve with a PageReader's readable", async () => {

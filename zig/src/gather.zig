@@ -6,6 +6,7 @@ const builtin = @import("builtin");
 const errno = @import("errno.zig");
 const Errno = errno.Errno;
 const regions = @import("regions.zig");
+const guard = @import("guard.zig");
 
 /// One entry of the packed list, 16 bytes, as `src/gather.ts` writes it (DESCRIPTOR_BYTES there). A chunk
 /// longer than `entry_bytes_max` comes as several entries, so no length ever wraps at 2^32.
@@ -101,6 +102,9 @@ pub fn transfer(
             const err = errno.last();
             if (err == error.INTR) continue;
             if (err == error.AGAIN and done.* > 0) return;
+            // Nothing moved in this call: the kernel faulted on its first bytes. A file mapping's lost page
+            // (the file was cut under it) says why, as an access from JS would.
+            if (err == error.FAULT) return guard.explainFault(@intFromPtr(iov[0].base)) orelse err;
             return err;
         }
         calls += 1;

@@ -106,6 +106,17 @@ fn handleBus(signal: i32, info: *const linux.siginfo_t, context: ?*anyopaque) ca
     chain(&previous_bus, signal, info, context);
 }
 
+/// For a system call that failed with EFAULT on `address` (the kernel could not bring in a page of memory
+/// it was to read or fill): when that is a page a file mapping lost, does what the handler does for an access
+/// from JS (records why, maps zeros from there on) and returns the errno that says why (ENODATA for a
+/// truncated file); null when `address` is no file mapping's, and EFAULT stands.
+pub fn explainFault(address: usize) ?Errno {
+    if (!enabled) return null;
+    const region = regions.fileRegionHolding(address) orelse return null;
+    if (!absorb(region, address)) return null;
+    return regions.faultAt(region.index).errno();
+}
+
 /// Records why the page at `address` is lost and maps zeros from there to the region's end.
 /// Raw system calls only: nothing here may take a lock or allocate.
 fn absorb(region: regions.FileRegion, address: usize) bool {
@@ -248,6 +259,30 @@ test "a fault that is not a truncation is told apart: the file still has the pag
     const cut = classify(found, m.address + 2 * page);
     try std.testing.expectEqual(regions.Fault.truncated, cut.fault);
     try std.testing.expectEqual(m.address + page, cut.from); // the page holding the new end stays
+}
+
+test "a writev from a file mapping's lost page is the cause (ENODATA), not EFAULT" {
+    if (!enabled) return error.SkipZigTest;
+    const mapping = @import("mapping.zig");
+    const gather = @import("gather.zig");
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    const page = mapping.pageSize();
+    const file = try tmp.dir.createFile("cut", .{ .read = true });
+    defer file.close();
+    try file.setEndPos(8 * page);
+    const m = try mapping.mapFile(file.handle, 0, 8 * page, .{});
+    defer mapping.unmap(m.region) catch unreachable;
+    const out = try tmp.dir.createFile("out", .{ .read = true });
+    defer out.close();
+    try file.setEndPos(page); // cut under the mapping; nothing in this process touched the lost pages
+    const list = [_]gather.Descriptor{.{ .region = m.region, .offset_low = @intCast(2 * page), .offset_high = 0, .length = @intCast(page) }};
+    var done: u64 = 0;
+    try std.testing.expectError(error.NODATA, gather.transfer(.write, out.handle, &list, &.{}, 0, &done));
+    try std.testing.expectEqual(@as(u64, 0), done);
+    try std.testing.expectEqual(regions.Fault.truncated, (try regions.lookup(m.region)).fault);
+    // A memory that is no file mapping's keeps its EFAULT (here: nothing there).
+    try std.testing.expectEqual(@as(?Errno, null), explainFault(8));
 }
 
 test "mappings of one file share one watched descriptor, closed with the last" {

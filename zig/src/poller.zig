@@ -26,6 +26,9 @@ const batch_max = 256;
 /// Interest and readiness bits, shared with src/reactor.ts.
 pub const read_bit: u32 = 1;
 pub const write_bit: u32 = 2;
+/// Reported with read_bit and write_bit once the peer hung up or the fd failed: from then on every call ends at
+/// once (end of stream, or the error), so a registered fd keeps it for good.
+pub const hup_bit: u32 = 4;
 
 /// What `drain` and `wait` write per ready descriptor.
 pub const Event = extern struct { fd: i32, ready: u32 };
@@ -125,6 +128,21 @@ pub fn arm(id: u32, fd: i32, interest: u32) Errno!void {
     const err = errno.last();
     if (err != error.NOENT) return err;
     if (std.c.epoll_ctl(p.epoll_fd, std.os.linux.EPOLL.CTL_ADD, fd, &event) < 0) return errno.last();
+}
+
+/// Registers `fd` for as long as it is open, edge-triggered for reading, writing and hang-up: it reports each
+/// time it turns ready, with no system call per wait (JS keeps what was reported until a wait takes it). The
+/// owner must `forget` it before closing it. A regular file cannot wait: PERM.
+pub fn register(id: u32, fd: i32) Errno!void {
+    if (!linux) return error.NOSYS;
+    const p = try lookup(id);
+    const E = std.os.linux.EPOLL;
+    var event = std.os.linux.epoll_event{ .events = E.ET | E.IN | E.OUT | E.RDHUP, .data = .{ .fd = fd } };
+    if (std.c.epoll_ctl(p.epoll_fd, E.CTL_ADD, fd, &event) == 0) return;
+    const err = errno.last();
+    if (err != error.EXIST) return err;
+    // Armed oneshot before: the same registration, now for good. A MOD reports what is ready already, too.
+    if (std.c.epoll_ctl(p.epoll_fd, E.CTL_MOD, fd, &event) < 0) return errno.last();
 }
 
 /// Drops `fd` from the set and from the queue (call it before closing the fd: epoll keys registrations by open
@@ -380,6 +398,7 @@ fn readiness(bits: u32) u32 {
     var ready: u32 = 0;
     if (bits & (E.IN | E.RDHUP | E.HUP | E.ERR) != 0) ready |= read_bit;
     if (bits & (E.OUT | E.HUP | E.ERR) != 0) ready |= write_bit;
+    if (bits & (E.RDHUP | E.HUP | E.ERR) != 0) ready |= hup_bit;
     return ready;
 }
 
@@ -446,6 +465,38 @@ test "a pipe's read end reports once per arm, and forget drops it" {
     try std.testing.expectEqual(@as(usize, 0), try wait(id, &out, 1000));
 }
 
+test "a registered fd reports each time it turns ready, with no arm between, until forgotten" {
+    if (!linux) return error.SkipZigTest;
+    const id = try open(null);
+    defer close(id) catch {};
+    var fds: [2]c_int = undefined;
+    try std.testing.expectEqual(@as(c_int, 0), std.c.socketpair(std.c.AF.UNIX, std.c.SOCK.STREAM, 0, &fds));
+    defer _ = std.c.close(fds[0]);
+    defer _ = std.c.close(fds[1]);
+    var out: [4]Event = undefined;
+    try register(id, fds[0]);
+    // Writable at once: reported once, not again while nothing changes (edge-triggered).
+    try std.testing.expectEqual(@as(usize, 1), try wait(id, &out, 1000));
+    try std.testing.expectEqual(write_bit, out[0].ready);
+    try std.testing.expectEqual(@as(usize, 0), try wait(id, &out, 0));
+    // Data arriving is reported; more data reports again though none was read (no re-arm in between).
+    _ = std.c.write(fds[1], "x", 1);
+    try std.testing.expectEqual(@as(usize, 1), try wait(id, &out, 1000));
+    try std.testing.expect(out[0].ready & read_bit != 0);
+    try std.testing.expectEqual(@as(usize, 0), try wait(id, &out, 0));
+    _ = std.c.write(fds[1], "y", 1);
+    try std.testing.expectEqual(@as(usize, 1), try wait(id, &out, 1000));
+    try register(id, fds[0]); // twice: EEXIST is taken as done (and reports the current state again)
+    try std.testing.expectEqual(@as(usize, 1), try wait(id, &out, 1000));
+    try forget(id, fds[0]);
+    _ = std.c.write(fds[1], "z", 1);
+    try std.testing.expectEqual(@as(usize, 0), try wait(id, &out, 0));
+    const file = std.c.open("/proc/self/exe", .{});
+    defer _ = std.c.close(file);
+    try std.testing.expectError(error.PERM, register(id, file));
+    try std.testing.expectError(error.BADF, register(id, -1));
+}
+
 test "close ends an outstanding wait, which frees the poller" {
     if (!linux) return error.SkipZigTest;
     const id = try open(null);
@@ -457,7 +508,17 @@ test "close ends an outstanding wait, which frees the poller" {
     };
     var result: Errno!usize = 7;
     const thread = try std.Thread.spawn(.{}, Waiter.run, .{ id, &result });
-    std.time.sleep(20 * std.time.ns_per_ms);
+    // Close only once the wait has begun (a fixed sleep lost that race on a loaded machine: BADF).
+    const p = try lookup(id);
+    var tries: usize = 0;
+    while (tries < 10_000) : (tries += 1) {
+        p.mutex.lock();
+        const busy = p.busy;
+        p.mutex.unlock();
+        if (busy > 0) break;
+        std.time.sleep(std.time.ns_per_ms);
+    }
+    std.time.sleep(5 * std.time.ns_per_ms); // and has most likely reached epoll_wait (either way it returns 0)
     try close(id);
     thread.join();
     try std.testing.expectEqual(@as(usize, 0), try result);

@@ -131,6 +131,15 @@ pub fn retain(id: Id) Errno!void {
     slot.refs += 1;
 }
 
+/// A view of [address, address + len) may be made over region `id`: EFAULT when that is not wholly inside it
+/// (an address from JS is checked here before any ArrayBuffer is made over it).
+pub fn checkSpan(id: Id, address: u64, len: u64) Errno!void {
+    const region = try lookup(id);
+    if (address < region.base or address - region.base > region.len or len > region.len - (address - region.base)) {
+        return error.FAULT;
+    }
+}
+
 /// Records that an ArrayBuffer no runtime will report released now views the region.
 pub fn markViewedUntracked(id: Id) Errno!void {
     mutex.lock();
@@ -239,6 +248,11 @@ pub fn recordFault(index: usize, fault: Fault) void {
     _ = @cmpxchgStrong(Fault, &slots[index].fault, .none, fault, .acq_rel, .acquire);
 }
 
+/// The cause recorded on region `index` (the guard reads back the first one, which `recordFault` keeps).
+pub fn faultAt(index: usize) Fault {
+    return @atomicLoad(Fault, &slots[index].fault, .acquire);
+}
+
 /// The address of [offset, offset + len) inside region `id`, or EFAULT when
 /// that range is not wholly inside a live region.
 pub fn resolve(id: Id, offset: u64, len: u64) Errno![*]u8 {
@@ -278,6 +292,21 @@ fn findOpenOrClosed(id: Id) Errno!*Slot {
     const slot = &slots[index_plus_one - 1];
     if (!slot.live or slot.generation != id >> 16) return error.BADF;
     return slot;
+}
+
+test "a view's span is checked against its region" {
+    var memory: [64]u8 = undefined;
+    const base = @intFromPtr(&memory);
+    const id = try register(base, memory.len, .anonymous);
+    defer _ = unregister(id) catch unreachable;
+    try checkSpan(id, base, 64);
+    try checkSpan(id, base + 60, 4);
+    try checkSpan(id, base + 64, 0);
+    try std.testing.expectError(error.FAULT, checkSpan(id, base + 60, 5));
+    try std.testing.expectError(error.FAULT, checkSpan(id, base - 1, 1));
+    try std.testing.expectError(error.FAULT, checkSpan(id, 8, 4096));
+    try std.testing.expectError(error.FAULT, checkSpan(id, base + 1, std.math.maxInt(u64)));
+    try std.testing.expectError(error.BADF, checkSpan(id +% 0x10000, base, 1));
 }
 
 test "a registered region resolves within bounds only" {

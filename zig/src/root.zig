@@ -197,16 +197,26 @@ export fn pageio_replace_pages(region: u32, offset: f64, length: f64) Result {
     return 0;
 }
 
-/// One more reference on `region` for an ArrayBuffer whose deallocator is `pageio_view_release`.
-export fn pageio_region_retain(region: u32) Result {
+/// One more reference on `region` for an ArrayBuffer over [address, address + length), whose deallocator is
+/// `pageio_view_release`; -EFAULT (nothing retained) when that span is not wholly inside the region.
+export fn pageio_region_retain(region: u32, address: f64, length: f64) Result {
+    viewSpan(region, address, length) catch |err| return errno.result(err);
     regions.retain(region) catch |err| return errno.result(err);
     return 0;
 }
 
-/// An ArrayBuffer that no runtime reports released now views `region`: it will be retired, never unmapped.
-export fn pageio_region_viewed(region: u32) Result {
+/// An ArrayBuffer that no runtime reports released is about to view [address, address + length) of `region`:
+/// it will be retired, never unmapped; -EFAULT (nothing marked) when that span is not wholly inside it.
+export fn pageio_region_viewed(region: u32, address: f64, length: f64) Result {
+    viewSpan(region, address, length) catch |err| return errno.result(err);
     regions.markViewedUntracked(region) catch |err| return errno.result(err);
     return 0;
+}
+
+fn viewSpan(region: u32, address: f64, length: f64) errno.Errno!void {
+    const at = try errno.wholeNumber(address);
+    const len = try errno.wholeNumber(length);
+    try regions.checkSpan(region, at, len);
 }
 
 /// The owner lets go of `region` while an untracked view may still reach it (a transferred ArrayBuffer):
@@ -411,6 +421,13 @@ export fn pageio_poller_arm(id: u32, fd: i32, interest: u32) Result {
     return 0;
 }
 
+/// Registers `fd` for good, edge-triggered (reading, writing, hang-up): each time it turns ready it is
+/// reported, with no call per wait. Forget it before closing it. -EPERM: a regular file.
+export fn pageio_poller_register(id: u32, fd: i32) Result {
+    poller.register(id, fd) catch |err| return errno.result(err);
+    return 0;
+}
+
 /// Drops `fd` from the poller (before it is closed).
 export fn pageio_poller_forget(id: u32, fd: i32) Result {
     poller.forget(id, fd) catch |err| return errno.result(err);
@@ -522,6 +539,13 @@ export fn pageio_socket_address(fd: i32, peer: u32, out: ?[*]u8, out_len: u32, i
     const named = socket.addressOf(fd, peer != 0, o[0..out_len]) catch |err| return errno.result(err);
     i.* = .{ @floatFromInt(@intFromEnum(named.family)), @floatFromInt(named.port) };
     return errno.result(named.text_len);
+}
+
+/// Sends `len` bytes of `bytes` on stream socket `fd` as far as it takes them now (-EAGAIN: none); flags bit 0
+/// more (MSG_MORE: the body follows at once).
+export fn pageio_socket_send(fd: i32, bytes: ?[*]const u8, len: u32, flags: u32) Result {
+    const b = bytes orelse return errno.result(if (len == 0) 0 else error.FAULT);
+    return errno.result(@intCast(socket.send(fd, b[0..len], @bitCast(flags)) catch |err| return errno.result(err)));
 }
 
 /// Takes over stream socket `fd` from elsewhere: duplicate 1 works on a close-on-exec copy (returned), 0 on

@@ -20,6 +20,12 @@ pub const ListenFlags = packed struct(u32) {
     _: u31 = 0,
 };
 
+pub const SendFlags = packed struct(u32) {
+    /// More follows at once (MSG_MORE): a partial packet waits for the next send or sendfile to fill it.
+    more: bool = false,
+    _: u31 = 0,
+};
+
 /// Limit: a host text longer than any numeric IPv6 address (45 characters) or unix path (108 bytes) is refused.
 pub const host_bytes_max = 256;
 
@@ -144,19 +150,34 @@ pub fn accept(fd: i32) Errno!i32 {
     }
 }
 
+/// Limit: the longest pause between tries of a connect to a unix listener whose backlog is full.
+pub const backlog_retry_ms_max = 50;
+
 /// A socket connecting to `host`:`port` (or the unix path `host`). With `wait_ms` 0 it returns at once and
 /// `pending` says whether the connection is still being made (EINPROGRESS: wait until writable, then
 /// `connectResult`); otherwise it waits up to `wait_ms` (maxInt(u32): no limit) and fails as the connect would.
+/// A unix listener whose backlog is full refuses a non-blocking connect with EAGAIN, and no poll says when it
+/// has room: with `wait_ms` 0 that is returned, otherwise the connect is tried again until `wait_ms` is up.
 pub fn connect(transport: Transport, host: []const u8, port: u32, wait_ms: u32, pending: *bool) Errno!i32 {
     pending.* = false;
     const target = try parse(transport, host, port);
     const fd = try open(familyOf(&target));
     errdefer _ = c.close(fd);
+    var waited_ms: u64 = 0;
+    var pause_ms: u64 = 1;
     while (c.connect(fd, target.ptr(), target.len) != 0) {
         const err = errno.last();
         switch (err) {
             error.INTR => {}, // the connect goes on in the background: wait for it like EINPROGRESS
             error.INPROGRESS => {},
+            error.AGAIN => {
+                if (transport != .unix or wait_ms == 0) return err;
+                if (wait_ms != std.math.maxInt(u32) and waited_ms >= wait_ms) return error.TIMEDOUT;
+                std.Thread.sleep(pause_ms * std.time.ns_per_ms);
+                waited_ms += pause_ms;
+                pause_ms = @min(2 * pause_ms, backlog_retry_ms_max);
+                continue;
+            },
             else => return err,
         }
         if (wait_ms == 0) {
@@ -288,8 +309,27 @@ pub fn adopt(fd: i32, duplicate: bool) Errno!i32 {
     return own;
 }
 
+/// Sends what stream socket `fd` takes of `bytes` now (never waits, never raises SIGPIPE): the bytes sent, AGAIN
+/// when its buffer is full. With `more`, a response's head held this way leaves in one packet with the start of
+/// the body sent next, where a plain write would go out (and wake the peer) on its own.
+pub fn send(fd: i32, bytes: []const u8, flags: SendFlags) Errno!usize {
+    var how: u32 = 0;
+    if (builtin.os.tag == .linux) {
+        const MSG = std.os.linux.MSG;
+        how = MSG.DONTWAIT | MSG.NOSIGNAL;
+        if (flags.more) how |= MSG.MORE;
+    }
+    while (true) {
+        const rc = c.send(fd, bytes.ptr, bytes.len, how);
+        if (rc >= 0) return @intCast(rc);
+        const err = errno.last();
+        if (err != error.INTR) return err;
+    }
+}
+
 comptime {
     std.debug.assert(@sizeOf(ListenFlags) == 4);
+    std.debug.assert(@sizeOf(SendFlags) == 4);
     std.debug.assert(@sizeOf(c.sockaddr.storage) >= @sizeOf(c.sockaddr.un));
 }
 
@@ -406,4 +446,33 @@ test "unix sockets: listen on a path, connect, and name both ends" {
     defer _ = c.close(conn);
     try std.testing.expectEqual(@as(usize, 0), (try addressOf(client, false, &text)).text_len); // unnamed
     try std.testing.expectError(error.ADDRINUSE, listen(.unix, path, 0, 4, .{}));
+}
+
+test "send with more holds the head for the data after it; AGAIN once full" {
+    const server = try listen(.tcp, "127.0.0.1", 0, 16, .{});
+    defer _ = c.close(server);
+    var text: [64]u8 = undefined;
+    const local = try addressOf(server, false, &text);
+    var pending = false;
+    const client = try connect(.tcp, text[0..local.text_len], local.port, 1000, &pending);
+    defer _ = c.close(client);
+    const conn = try accept(server);
+    defer _ = c.close(conn);
+    try std.testing.expectEqual(@as(usize, 4), try send(conn, "head", .{ .more = true }));
+    try std.testing.expectEqual(@as(usize, 4), try send(conn, "body", .{}));
+    var got: [16]u8 = undefined;
+    var n: usize = 0;
+    var tries: usize = 0;
+    while (n < 8 and tries < 1000) : (tries += 1) {
+        const rc = c.recv(client, got[n..].ptr, got.len - n, 0);
+        if (rc > 0) n += @intCast(rc);
+    }
+    try std.testing.expectEqualStrings("headbody", got[0..n]);
+    const big = [_]u8{7} ** 65536;
+    var total: usize = 0;
+    const full = while (total < 1 << 30) {
+        total += send(conn, &big, .{}) catch |err| break err;
+    } else error.NOSPC;
+    try std.testing.expectEqual(error.AGAIN, full);
+    try std.testing.expectError(error.BADF, send(-1, "x", .{}));
 }
