@@ -70,6 +70,7 @@ export const abi = {
     "ENOTCONN",
     "EALREADY",
     "ENOENT",
+    "ENOSPC",
   ],
 } as const;
 

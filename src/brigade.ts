@@ -4,7 +4,7 @@
  * @module
  */
 import { IOV_MAX } from "../ffi/native.ts";
-import { checkOptions, stateError } from "./errors.ts";
+import { checkAsyncOptions, stateError } from "./errors.ts";
 import { type AsyncOptions, type Plan, runAsync, runSync } from "./drive.ts";
 import { describe, fdOf, type Target, waitsFor } from "./file.ts";
 import { byteLengthOf, type Chunk, gatherPlan, isChunk, isDetached, PackedList, shared, viewOf } from "./gather.ts";
@@ -98,7 +98,7 @@ export class Brigade {
    * `ABORT_ERR` and `bytesTransferred`; what was written is gone from the brigade, the rest stays queued.
    */
   async flushAsync(target: Target, options: AsyncOptions = {}): Promise<number> {
-    checkOptions(options, "flushAsync");
+    checkAsyncOptions(options, "flushAsync");
     const fd = fdOf(target);
     this.#enter("flushAsync");
     try {

@@ -114,6 +114,20 @@ export function checkRange(
   return { offset, length: len };
 }
 
+/** An async call's options: as `checkOptions`, and a `signal` given must be an AbortSignal. */
+export function checkAsyncOptions(options: unknown, what: string): void {
+  checkOptions(options, what);
+  const signal = (options as { signal?: unknown } | undefined)?.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    const kind = signal === null
+      ? "null"
+      : typeof signal === "object"
+      ? signal.constructor?.name ?? "object"
+      : typeof signal;
+    throw new TypeError(`${what} signal must be an AbortSignal, got ${kind}`);
+  }
+}
+
 /** Options must be an object when given (`undefined` takes the defaults): null or a number is a TypeError. */
 export function checkOptions(options: unknown, what: string): void {
   if (options === undefined || (typeof options === "object" && options !== null)) return;

@@ -29,7 +29,7 @@ import {
   type Wait,
   wouldBlock,
 } from "./drive.ts";
-import { checkOptions, unwrap } from "./errors.ts";
+import { checkAsyncOptions, unwrap } from "./errors.ts";
 import { describe, fdOf, type Target, waitsFor } from "./file.ts";
 import type { Interest } from "./reactor.ts";
 import { headInternals, type PageHead } from "./head.ts";
@@ -597,7 +597,7 @@ export async function writevAsync(
   chunks: Iterable<Chunk>,
   options: AsyncOptions = {},
 ): Promise<number> {
-  checkOptions(options, "writevAsync");
+  checkAsyncOptions(options, "writevAsync");
   const fd = fdOf(target);
   const list = chunkList(chunks);
   if (list.length === 0) return 0;
@@ -672,7 +672,7 @@ export async function readvAsync(
   targets: Iterable<ReadTarget>,
   options: AsyncOptions = {},
 ): Promise<number> {
-  checkOptions(options, "readvAsync");
+  checkAsyncOptions(options, "readvAsync");
   const fd = fdOf(source);
   const { list: items, made } = targetList(targets);
   try {

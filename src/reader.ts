@@ -4,7 +4,7 @@
  * @module
  */
 import { fn } from "../ffi/native.ts";
-import { checkInteger, checkOptions, stateError, unwrap } from "./errors.ts";
+import { checkAsyncOptions, checkInteger, checkOptions, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { abortError, type AsyncOptions } from "./drive.ts";
 import { readv, readvAsync } from "./gather.ts";
@@ -289,7 +289,7 @@ export class PageReader implements Iterable<PageHead> {
    */
   readAsync(options: AsyncOptions = {}): Promise<PageHead | null> {
     try {
-      checkOptions(options, "readAsync");
+      checkAsyncOptions(options, "readAsync");
     } catch (error) {
       return Promise.reject(error); // a Promise-returning call never throws
     }

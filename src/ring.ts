@@ -9,7 +9,15 @@ import { constants } from "node:os";
 import process from "node:process";
 import { abi, errno, fn, native } from "../ffi/native.ts";
 import { type AsyncOptions, type Plan, runAsync, runSync } from "./drive.ts";
-import { checkInteger, checkOptions, faultError, PageIoError, stateError, unwrap } from "./errors.ts";
+import {
+  checkAsyncOptions,
+  checkInteger,
+  checkOptions,
+  faultError,
+  PageIoError,
+  stateError,
+  unwrap,
+} from "./errors.ts";
 import { FileHandle, openFile, stat } from "./file.ts";
 import { type HeadOwner, PageHead } from "./head.ts";
 import {
@@ -206,7 +214,7 @@ export class SharedRing {
    * the JS thread. An abort rejects with `ABORT_ERR` within one wait slice (100 ms).
    */
   async reserveAsync(options?: RingWaitOptions & AsyncOptions): Promise<RingSlot> {
-    checkOptions(options, "reserveAsync");
+    checkAsyncOptions(options, "reserveAsync");
     this.#enter("producer", "reserveAsync");
     if (this.#reserved !== null) return this.#reserved;
     const plan = ringPlan("pageio_ring_reserve", this.#region, timeoutOf(options));
@@ -229,7 +237,7 @@ export class SharedRing {
    * off the JS thread. An abort rejects with `ABORT_ERR` within one wait slice (100 ms).
    */
   async receiveAsync(options?: RingWaitOptions & AsyncOptions): Promise<PageHead | null> {
-    checkOptions(options, "receiveAsync");
+    checkAsyncOptions(options, "receiveAsync");
     this.#enter("consumer", "receiveAsync");
     const plan = ringPlan("pageio_ring_receive", this.#region, timeoutOf(options));
     return this.#receive(await this.#offThread(runAsync(null, -1, plan, options?.signal)));

@@ -42,7 +42,16 @@ const out = new Float64Array(2);
 /** @internal A native share of `[regionOffset, regionOffset + length)` of `region`. */
 export function shareRegion(region: number, regionOffset: number, length: number, options: ShareOptions): number {
   const grace = checkInteger("untakenTimeout", options.untakenTimeout ?? 60_000, 0, 0xFFFF_FFFF);
-  return unwrap(fn.pageio_share(region, regionOffset, length, grace), "share");
+  const id = fn.pageio_share(region, regionOffset, length, grace);
+  if (id === -errno.ENOSPC) { // the kernel's text, "no space left on device", would mislead
+    throw new PageIoError(
+      "ENOSPC",
+      "ENOSPC: the process's table of live shares is full (each descriptor holds " +
+        "one until it is taken and released, or its untakenTimeout passes), share",
+      { errno: -id, syscall: "share" },
+    );
+  }
+  return unwrap(id, "share");
 }
 
 /** @internal The descriptor of a share. */

@@ -5,12 +5,12 @@
  * @module
  */
 import { abi, enumIndex, errno, fn, native } from "../ffi/native.ts";
-import { checkInteger, checkOptions, PageIoError, unwrap } from "./errors.ts";
+import { checkAsyncOptions, checkInteger, checkOptions, PageIoError, unwrap } from "./errors.ts";
 import { checkAccess, describe, fdOf, FileHandle, type Target } from "./file.ts";
 import { byteLengthOf, type Chunk, chunkList, isDetached, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
 import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
-import { abortError, failedAfter } from "./drive.ts";
+import { abortError, type AsyncOptions, failedAfter } from "./drive.ts";
 import { forget, type Interest, track, turn, waitReady } from "./reactor.ts";
 import { internalOnly, kConstruct } from "./internal.ts";
 
@@ -224,8 +224,8 @@ export class Socket extends FileHandle {
   }
 
   /** Reads into `target`, waiting until something arrives: the bytes read, 0 at end of stream. */
-  async readAsync(target: ReadTarget, signal?: AbortSignal): Promise<number> {
-    notAborted(signal);
+  async readAsync(target: ReadTarget, options?: AbortSignal | AsyncOptions): Promise<number> {
+    const signal = signalOf(options, "readAsync");
     if (this.#drained) await ready(this.fd, "read", signal);
     for (;;) {
       const read = this.read(target);
@@ -275,8 +275,8 @@ export class Socket extends FileHandle {
    * Writes every chunk, waiting while the socket's buffer is full; returns the bytes written. The chunks stay
    * the caller's and must not change until it settles. Aborted, it rejects with `ABORT_ERR` and `bytesTransferred`.
    */
-  async writeAsync(chunks: Iterable<Chunk>, signal?: AbortSignal): Promise<number> {
-    notAborted(signal);
+  async writeAsync(chunks: Iterable<Chunk>, options?: AbortSignal | AsyncOptions): Promise<number> {
+    const signal = signalOf(options, "writeAsync");
     let rest = chunkList(chunks);
     const slices: PageHead[] = [];
     let total = 0;
@@ -316,10 +316,15 @@ export class Socket extends FileHandle {
   }
 
   /** `sendFile` until all `length` bytes are sent, waiting while the socket's buffer is full. */
-  async sendFileAsync(file: Target, offset: number, length: number, signal?: AbortSignal): Promise<number> {
+  async sendFileAsync(
+    file: Target,
+    offset: number,
+    length: number,
+    options?: AbortSignal | AsyncOptions,
+  ): Promise<number> {
     checkInteger("offset", offset);
     checkInteger("length", length); // a NaN or negative length once sent nothing and reported 0
-    notAborted(signal);
+    const signal = signalOf(options, "sendFileAsync");
     let sent = 0;
     try {
       while (sent < length) {
@@ -402,9 +407,19 @@ function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-/** An operation given a signal already aborted does nothing and rejects as one aborted while it waited does. */
-function notAborted(signal: AbortSignal | undefined): void {
+/**
+ * The signal of an async socket call: an AbortSignal, or `{ signal }` as every other async form takes it. One
+ * already aborted rejects the call before it does anything, as one aborted while it waited does.
+ */
+function signalOf(options: AbortSignal | AsyncOptions | undefined, what: string): AbortSignal | undefined {
+  let signal: AbortSignal | undefined;
+  if (options === undefined || options instanceof AbortSignal) signal = options;
+  else {
+    checkAsyncOptions(options, what);
+    signal = options.signal;
+  }
   if (signal?.aborted) throw abortError(signal.reason);
+  return signal;
 }
 
 function readOnce(fd: number, target: ReadTarget): number | null {
@@ -469,8 +484,8 @@ export class Listener implements AsyncIterable<Socket> {
   }
 
   /** The next connection, waiting for one; rejects with `ERR_CLOSED` if the listener closes meanwhile. */
-  async acceptAsync(signal?: AbortSignal): Promise<Socket> {
-    notAborted(signal);
+  async acceptAsync(options?: AbortSignal | AsyncOptions): Promise<Socket> {
+    const signal = signalOf(options, "acceptAsync");
     for (;;) {
       const socket = this.accept();
       if (socket !== null) return afterTurn(socket);
@@ -588,9 +603,12 @@ export function connect(options: (ConnectOptions | NetAddr) & { timeout?: number
  * console.log(socket.closed); // false
  * ```
  */
-export async function connectAsync(options: ConnectOptions | NetAddr, signal?: AbortSignal): Promise<Socket> {
+export async function connectAsync(
+  options: ConnectOptions | NetAddr,
+  abort?: AbortSignal | AsyncOptions,
+): Promise<Socket> {
   const { transport, bytes, port, path } = connectTarget(options, "connect");
-  notAborted(signal);
+  const signal = signalOf(abort, "connectAsync");
   let fd = fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out);
   // A unix listener whose backlog is full refuses at once (EAGAIN), and no readiness says when it has room:
   // try again after a pause (1 ms, doubling up to 50), as the blocking connect does.

@@ -4,7 +4,7 @@
  * @module
  */
 import { IOV_MAX } from "../ffi/native.ts";
-import { checkInteger, checkOptions, PageIoError, stateError } from "./errors.ts";
+import { checkAsyncOptions, checkInteger, checkOptions, PageIoError, stateError } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { Brigade } from "./brigade.ts";
 import { byteLengthOf, type Chunk, isChunk, isDetached, viewOf } from "./gather.ts";
@@ -334,7 +334,7 @@ export class PageWriter {
    * closed it throws `ERR_CLOSED` and takes nothing.
    */
   async writeAsync(chunk: Chunk | string, options: AsyncOptions = {}): Promise<void> {
-    checkOptions(options, "writeAsync");
+    checkAsyncOptions(options, "writeAsync");
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "writeAsync");
     this.#take(chunk);
     if (this.#full()) await this.#flushQueued(options.signal);
@@ -347,7 +347,7 @@ export class PageWriter {
    */
   flushAsync(options: AsyncOptions = {}): Promise<number> {
     try {
-      checkOptions(options, "flushAsync");
+      checkAsyncOptions(options, "flushAsync");
     } catch (error) {
       return Promise.reject(error); // a Promise-returning call never throws
     }

@@ -345,7 +345,9 @@ test("a ring dropped without close() is closed when collected: the peer sees the
   assert.equal(consumer!.receive(), null, "then the end: the dropped producer was closed");
   consumer!.close();
   assert.equal(liveRegionCount(), regions, "no mapping left");
-  assert.equal(openDescriptorCount(), fds, "no descriptor left");
+  // At most as many: the forced GC may also collect what earlier tests dropped (closing its descriptors).
+  const left = openDescriptorCount();
+  assert.ok(left <= fds, `no descriptor left: ${fds} before, ${left} after`);
 });
 
 test("a head viewed, then its ring closed, then released: no error, the view empty", () => {

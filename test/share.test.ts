@@ -195,3 +195,22 @@ test("exported classes whose constructors trust their arguments cannot be constr
     Listener: ["TypeError", "TypeError"],
   });
 });
+
+test("a full table of shares is ENOSPC saying so, and shares work again once some are taken", () => {
+  using memory = mapAnonymous(pageSize);
+  const made = [];
+  let error: unknown;
+  for (;;) {
+    try {
+      made.push(memory.share());
+    } catch (e) {
+      error = e;
+      break;
+    }
+  }
+  assert.ok(made.length > 0);
+  assert.equal(code(error), "ENOSPC");
+  assert.match(String(error), /table of live shares is full/);
+  for (const shared of made) takeShared(shared).release();
+  takeShared(memory.share()).release();
+});

@@ -17,6 +17,7 @@ import {
   PagePool,
   PageReader,
   PageWriter,
+  readvAsync,
   type Socket,
   socketPair,
 } from "../mod.ts";
@@ -389,6 +390,27 @@ test("a unix listener whose backlog is full: connect waits until its timeout, co
   assert.ok(ticks >= 3, "the event loop ran while connectAsync waited");
   socket.close();
   queued.forEach((s) => s.close());
+});
+
+test("socket async calls take { signal } as every other async form does, or a bare signal; anything else is refused", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  const reading = new AbortController();
+  const read = server.readAsync(new Uint8Array(4), { signal: reading.signal }); // waits: nothing was sent
+  reading.abort();
+  await assert.rejects(read, (e) => code(e) === "ABORT_ERR");
+  await assert.rejects(listener.acceptAsync({ signal: AbortSignal.timeout(20) }), (e) => code(e) === "ABORT_ERR");
+  await assert.rejects(connectAsync(listener.addr, { signal: AbortSignal.abort() }), (e) => code(e) === "ABORT_ERR");
+  for (const bad of [{ signal: {} }, { signal: "x" }, null, 5]) {
+    // deno-lint-ignore no-explicit-any
+    await assert.rejects(server.readAsync(new Uint8Array(4), bad as any), TypeError, JSON.stringify(bad));
+    // deno-lint-ignore no-explicit-any
+    await assert.rejects(readvAsync(server, [new Uint8Array(4)], bad as any), TypeError, JSON.stringify(bad));
+  }
+  client.write([text("ok")]); // nothing was read by the refused calls
+  assert.deepEqual(await readAll(server, 2), text("ok"));
+  client.close();
+  server.close();
 });
 
 test("closing a socket or listener while an operation waits on it rejects that operation with ERR_CLOSED", async () => {
