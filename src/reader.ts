@@ -6,7 +6,7 @@
 import { fn } from "../ffi/native.ts";
 import { checkAsyncOptions, checkInteger, checkOptions, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
-import type { AsyncOptions } from "./drive.ts";
+import { abortError, type AsyncOptions } from "./drive.ts";
 import { readv, readvAsync } from "./gather.ts";
 import { waitReady } from "./reactor.ts";
 import type { PageHead } from "./head.ts";
@@ -14,6 +14,13 @@ import { kRelease } from "./internal.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
 import { type Page, PagePool } from "./pool.ts";
 import { pageSize } from "./system.ts";
+
+/**
+ * Limit: pool pages one asynchronous read of a pipe or socket may fill (256 KiB in the default 64 KiB pages: a
+ * quarter of a 1 MiB pipe). A writer ahead of the reader is then caught up with in a quarter of the system
+ * calls (and their promises); the pages a read does not fill go back to the pool at once.
+ */
+const READ_PAGES = 4;
 
 /** Options of `new PageReader()`. */
 export interface PageReaderOptions {
@@ -78,6 +85,8 @@ export class PageReader implements Iterable<PageHead> {
   #ended = false;
   #closed = false;
   #readable: ReadableStream<Uint8Array<ArrayBuffer>> | null = null;
+  /** Heads of a stream read ahead by the last read (it filled more than one page), handed out first. */
+  #queue: PageHead[] = [];
   /** The asynchronous read in flight (the next one queues behind it; `close()` completes after it). */
   #reading: Promise<unknown> | null = null;
   /** Ends a read's wait when the reader closes. */
@@ -250,6 +259,7 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   #readIntoPage(): PageHead | null {
+    if (this.#queue.length !== 0) return this.#queue.shift()!;
     if (this.#left === 0) return this.#finish();
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
@@ -285,6 +295,9 @@ export class PageReader implements Iterable<PageHead> {
     }
     if (this.#closed) return Promise.reject(stateError("ERR_CLOSED", "page reader is closed", "readAsync"));
     const signal = options.signal;
+    if (this.#reading === null && this.#queue.length !== 0 && !signal?.aborted) {
+      return Promise.resolve(this.#queue.shift()!);
+    }
     const read = this.#reading === null
       ? this.#readAsync(signal)
       : this.#reading.then(() => this.#readAsync(signal), () => this.#readAsync(signal));
@@ -300,17 +313,41 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#closed) throw stateError("ERR_CLOSED", "page reader is closed", "readAsync");
     if (this.#ended) return null;
     if (this.#mapped) return this.#readMapped();
+    if (this.#queue.length !== 0) {
+      if (signal?.aborted) throw abortError(signal.reason); // as a read that would have waited: nothing taken
+      return this.#queue.shift()!;
+    }
     if (this.#left === 0) return this.#finish();
-    const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
+    const pool = this.#pool ??= new PagePool({ pageSize: 16 * pageSize });
+    const pages = [pool.acquire()];
     try {
-      return this.#took(await this.#receive(this.#room(page), signal), page);
+      // Up to READ_PAGES pages in one readv: a pipe that holds more than a page gives it in one system call
+      // (and one wait at most); pages it does not fill go straight back.
+      let room = Math.min(this.#left, pool.pageSize * READ_PAGES) - pool.pageSize;
+      while (room > 0 && (pool.stats.free > 0 || pool.stats.total < pool.maxPages)) {
+        pages.push(pool.acquire());
+        room -= pool.pageSize;
+      }
+      const targets: (Page | Uint8Array)[] = [...pages];
+      if (this.#left < pool.pageSize * pages.length) {
+        const last = pages.length - 1;
+        targets[last] = pages[last].bytes.subarray(0, this.#left - pool.pageSize * last);
+      }
+      const read = await this.#receive(targets, signal);
+      if (read === 0) return this.#finish();
+      this.#left -= read;
+      const first = pages[0].head(0, Math.min(read, pool.pageSize));
+      for (let i = 1; i * pool.pageSize < read; i++) {
+        this.#queue.push(pages[i].head(0, Math.min(read - i * pool.pageSize, pool.pageSize)));
+      }
+      return first;
     } finally {
-      page.release();
+      for (const page of pages) page.release();
     }
   }
 
   /** One asynchronous read of what the pipe or socket has (waiting for it when it has nothing yet). */
-  async #receive(into: Page | Uint8Array, signal?: AbortSignal): Promise<number> {
+  async #receive(into: (Page | Uint8Array)[], signal?: AbortSignal): Promise<number> {
     const closing = this.#closing.signal;
     const signals = signal === undefined ? closing : AbortSignal.any([signal, closing]);
     try {
@@ -319,7 +356,7 @@ export class PageReader implements Iterable<PageHead> {
         await waitReady(fdOf(this.#file), "read", signals);
         this.#awaitWriter = false;
       }
-      return await readvAsync(this.#file, [into], { signal: signals });
+      return await readvAsync(this.#file, into, { signal: signals });
     } catch (error) {
       if (closing.aborted) throw stateError("ERR_CLOSED", "page reader was closed during a read", "readAsync");
       throw error;
@@ -386,8 +423,9 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#ended) return 0;
     // pread works where mmap does not (sysfs): it stops at the real end, the size being only a bound there.
     if (this.#mapped) return this.#pread(view);
+    if (this.#queue.length !== 0) return this.#copyQueued(view);
     if (this.#left === 0) return 0;
-    const reading = this.#reading = this.#receive(view.subarray(0, Math.min(view.byteLength, this.#left)));
+    const reading = this.#reading = this.#receive([view.subarray(0, Math.min(view.byteLength, this.#left))]);
     try {
       const read = await reading;
       this.#left -= read;
@@ -395,6 +433,24 @@ export class PageReader implements Iterable<PageHead> {
     } finally {
       if (this.#reading === reading) this.#reading = null;
     }
+  }
+
+  /** Bytes of read-ahead heads copied into `view` (a stream read after heads were): in order, each once. */
+  #copyQueued(view: Uint8Array): number {
+    let copied = 0;
+    while (this.#queue.length !== 0 && copied < view.byteLength) {
+      const head = this.#queue[0];
+      const bytes = head.bytes;
+      const n = Math.min(bytes.byteLength, view.byteLength - copied);
+      view.set(bytes.subarray(0, n), copied);
+      copied += n;
+      if (n === bytes.byteLength) this.#queue.shift()!.release();
+      else {
+        this.#queue[0] = head.slice(n);
+        head.release();
+      }
+    }
+    return copied;
   }
 
   #writerCame(result: number): void {
@@ -435,6 +491,9 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   #release(): void {
+    const queued = this.#queue;
+    this.#queue = [];
+    for (const head of queued) head.release();
     const window = this.#window;
     this.#window = null;
     window?.[kRelease]();

@@ -2,10 +2,24 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, truncateSync } from "node:fs";
 import { join } from "node:path";
-import { openFile, type PageHead, type PageIoError, PagePool, PageReader, pageSize, PageWriter } from "../mod.ts";
+import { spawn } from "node:child_process";
+import { createHash, randomFillSync } from "node:crypto";
+import {
+  openFile,
+  type PageHead,
+  type PageIoError,
+  PagePool,
+  PageReader,
+  pageSize,
+  PageWriter,
+  pipe,
+  readv,
+  writev,
+} from "../mod.ts";
 import { liveRegionCount } from "../src/system.ts";
 import {
   fifo,
+  haveStrace,
   mapsLinesMentioning,
   openDescriptorCount,
   patternBytes,
@@ -237,4 +251,145 @@ test("maxMappedBytes bounds what a reader maps, whatever heads are held; past it
   heads.forEach((h) => h.release());
   reader.close();
   assert.equal(mapsLinesMentioning(path), 0);
+});
+
+// --- reads of a pipe that fill several pool pages at once ---------------------------------------------------
+
+/** A pipe holding `data` (written here, in one go: it fits), and a reader on it with a pool of 64 KiB pages. */
+function filledPipe(data: Uint8Array, options: { length?: number } = {}) {
+  const [readEnd, writeEnd] = pipe({ size: 1 << 20 });
+  assert.equal(writev(writeEnd, [data]), data.byteLength);
+  const pool = new PagePool({ pageSize: 16 * pageSize });
+  const reader = new PageReader(readEnd, { pool, ...options });
+  return { readEnd, writeEnd, pool, reader };
+}
+
+test("readAsync on a pipe holding several pages takes them in one read and hands them out in order, each once", async () => {
+  const data = patternBytes(200_000, 11);
+  const { readEnd, writeEnd, pool, reader } = filledPipe(data);
+  const first = (await reader.readAsync())!;
+  assert.equal(first.byteLength, pool.pageSize);
+  assert.equal(pool.stats.inUse, Math.ceil(data.byteLength / pool.pageSize), "the rest was read ahead into pages");
+  const parts = [first.bytes.slice()];
+  let total = first.byteLength;
+  first.release();
+  while (total < data.byteLength) {
+    const head = (await reader.readAsync())!;
+    parts.push(head.bytes.slice());
+    total += head.byteLength;
+    head.release();
+  }
+  assert.equal(pool.stats.inUse, 0, "every read-ahead page was handed out and released");
+  writeEnd.close();
+  assert.equal(await reader.readAsync(), null);
+  assert.equal(sha256(Buffer.concat(parts)), sha256(data));
+  reader.close();
+  readEnd.close();
+  pool.close();
+});
+
+test("read-ahead heads: close() releases them, an aborted readAsync takes none, read() and readable go on from them", async () => {
+  const data = patternBytes(200_000, 12);
+  {
+    const { readEnd, writeEnd, pool, reader } = filledPipe(data);
+    const first = (await reader.readAsync())!;
+    const aborted = AbortSignal.abort(new Error("stop"));
+    await assert.rejects(reader.readAsync({ signal: aborted }), (e) => code(e) === "ABORT_ERR");
+    const second = reader.read()!; // the sync form hands out what was read ahead first
+    assert.deepEqual(second.bytes, data.subarray(pool.pageSize, 2 * pool.pageSize));
+    second.release();
+    reader.close(); // two heads still read ahead: released, not lost to the pool
+    assert.equal(pool.stats.inUse, 1);
+    assert.deepEqual(first.bytes, data.subarray(0, pool.pageSize), "a head handed out stays valid after close");
+    first.release();
+    assert.equal(pool.stats.inUse, 0);
+    readEnd.close();
+    writeEnd.close();
+    pool.close();
+  }
+  {
+    const { readEnd, writeEnd, pool, reader } = filledPipe(data);
+    const first = (await reader.readAsync())!;
+    const parts = [first.bytes.slice()];
+    first.release();
+    writeEnd.close();
+    const stream = reader.readable.getReader();
+    for (let chunk = await stream.read(); !chunk.done; chunk = await stream.read()) parts.push(chunk.value.slice());
+    assert.equal(sha256(Buffer.concat(parts)), sha256(data));
+    assert.equal(pool.stats.inUse, 0);
+    readEnd.close();
+    pool.close();
+  }
+});
+
+test("a length on a pipe: reads that fill several pages stop at it, the rest stays in the pipe", async () => {
+  const data = patternBytes(200_000, 13);
+  const { readEnd, writeEnd, pool, reader } = filledPipe(data, { length: 100_001 });
+  const parts: Uint8Array[] = [];
+  for await (const head of reader) {
+    parts.push(head.bytes.slice());
+    head.release();
+  }
+  assert.deepEqual(new Uint8Array(Buffer.concat(parts)), data.subarray(0, 100_001));
+  const rest = new Uint8Array(200_000);
+  assert.equal(readv(readEnd, [rest]), 200_000 - 100_001);
+  assert.deepEqual(rest.subarray(0, 200_000 - 100_001), data.subarray(100_001));
+  reader.close();
+  readEnd.close();
+  writeEnd.close();
+  pool.close();
+});
+
+test("32 MiB of random bytes from a child, for await over a PageReader: every byte once, in order", async () => {
+  const data = new Uint8Array(32 << 20);
+  for (let at = 0; at < data.byteLength; at += 65536) randomFillSync(data.subarray(at, at + 65536));
+  const source = tempFile(data);
+  const [readEnd, writeEnd] = pipe({ size: 1 << 20 });
+  const child = spawn("cat", [source], { stdio: ["ignore", writeEnd.fd, "inherit"] });
+  writeEnd.close();
+  const exited = new Promise((resolve) => child.on("close", resolve));
+  const hash = createHash("sha256");
+  let total = 0;
+  using pool = new PagePool({ pageSize: 16 * pageSize });
+  using reader = new PageReader(readEnd, { pool });
+  for await (const head of reader) {
+    assert.ok(head.byteLength > 0 && head.byteLength <= pool.pageSize);
+    hash.update(head.bytes);
+    total += head.byteLength;
+    head.release();
+  }
+  assert.equal(await exited, 0);
+  readEnd.close();
+  assert.equal(total, data.byteLength);
+  assert.equal(hash.digest("hex"), sha256(data));
+  assert.equal(pool.stats.inUse, 0);
+});
+
+test("readAsync of a pipe holding 4 pages makes one readv for all four (strace)", {
+  skip: !haveStrace && "strace is not installed",
+}, () => {
+  const log = join(tempDir(), "strace.log");
+  const run = runScript(
+    `
+    import { PagePool, PageReader, pageSize, pipe, writev } from "${root}mod.ts";
+    const [readEnd, writeEnd] = pipe({ size: 1 << 20 });
+    using pool = new PagePool({ pageSize: 16 * pageSize });
+    const data = new Uint8Array(4 * pool.pageSize).fill(7);
+    writev(writeEnd, [data]);
+    using reader = new PageReader(readEnd, { pool });
+    let total = 0;
+    for (let i = 0; i < 4; i++) {
+      const head = await reader.readAsync();
+      total += head.byteLength;
+      head.release();
+    }
+    console.log(JSON.stringify({ fd: readEnd.fd, total }));
+  `,
+    { prefix: ["strace", "-f", "-qq", "-e", "trace=readv", "-o", log] },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  const { fd, total } = JSON.parse(run.stdout.trim().split("\n").pop()!);
+  assert.equal(total, 4 * 16 * pageSize);
+  const reads = readFileSync(log, "utf8").split("\n").filter((l) => new RegExp(` readv\\(${fd},`).test(l));
+  assert.equal(reads.length, 1, reads.join("\n"));
 });
