@@ -4,7 +4,7 @@
  */
 import { abi, errno, fn, native } from "../ffi/native.ts";
 import { checkInteger, checkOptions, PageIoError, stateError, unwrap } from "./errors.ts";
-import { forget } from "./reactor.ts";
+import { forget, untrack } from "./reactor.ts";
 
 /**
  * `"r"` read; `"r+"` read and write; `"w"` write, create, truncate; `"w+"` read and write, create, truncate;
@@ -41,6 +41,7 @@ export class FileHandle {
   constructor(fd: number, path?: string) {
     this.#fd = checkInteger("fd", fd, 0, 2 ** 31 - 1);
     if (path !== undefined) this.path = path;
+    untrack(fd); // a socket that had this number was closed elsewhere: this file's waits must not take its path
   }
 
   /** The descriptor number; throws once closed. */

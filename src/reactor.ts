@@ -476,6 +476,17 @@ export function forget(fd: number): void {
 }
 
 /**
+ * @internal A new handle names `fd`: if a tracked socket had that number, it was closed without `forget` (by its
+ * foreign owner, or by number), and its registration is stale: without this, a wait on the new file (a pipe) took
+ * the registered path, which arms nothing, and never ended.
+ */
+export function untrack(fd: number): void {
+  if (!tracked.delete(fd)) return;
+  const stale = fds.get(fd);
+  if (stale !== undefined && stale.waiters.size === 0) fds.delete(fd);
+}
+
+/**
  * @internal `fd`, just opened by pageio, is closed only after `forget(fd)` (a `Socket`): its waits may use one
  * edge-triggered registration for its whole life instead of an arm per wait.
  */

@@ -172,9 +172,17 @@ export class PageWriter {
       if (chunk.length > 0) this.#fillEnd += utf8Write.call(this.#fillBytes, chunk, this.#fillEnd);
       return;
     }
-    this.#take(chunk);
-    // With an async flush in flight, that flush takes this chunk too.
+    // A write that throws has taken nothing of its chunk (a retry duplicates nothing): a queue left full by a
+    // failed flush is flushed again before the chunk is taken, and that flush's error is the one thrown; the
+    // flush after it, once the chunk is taken, cannot throw (what it fails to write stays queued for the next
+    // write, flush or close to retry and report). With an async flush in flight, that flush takes the chunk too.
     if (this.#flushing === null && this.#full()) this.flush();
+    this.#take(chunk);
+    if (this.#flushing === null && this.#full()) {
+      try {
+        this.flush();
+      } catch { /* see above */ }
+    }
   }
 
   /**
@@ -386,10 +394,10 @@ export class PageWriter {
   flush(): number {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "flush");
     this.#queueText();
-    this.#copied = 0;
     let written: number;
     try {
       written = this.#brigade.flush(this.#file);
+      this.#copied = 0; // not after a failure: the queue stays full, so the next write retries (see write)
     } catch (error) {
       this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0; // what did go out
       throw error;

@@ -465,6 +465,30 @@ test("a socket's descriptor closed behind pageio's back, its number reused: spur
   }
 });
 
+test("a socket's number closed behind pageio's back and reused by a pipe: the pipe's wait ends when data comes", async () => {
+  const [client, server, listener] = await tcpPair();
+  await using _ = spinsOff(); // the wait parks: only the poller can end it
+  const adopted = adoptSocket(server.fd);
+  const fd = adopted.fd;
+  await waitReady(fd, "write"); // registered, edge-triggered, for the socket's life
+  closeRaw(fd);
+  const [r, w] = pipe({ nonBlocking: true });
+  try {
+    assert.equal(r.fd, fd, `the pipe did not get fd ${fd}`);
+    const bytes = new Uint8Array(4);
+    const reading = readvAsync(r, [bytes]);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // parked by now
+    writev(w, [new Uint8Array([42])]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hung = new Promise((resolve) => timer = setTimeout(() => resolve("hung"), 3000));
+    assert.equal(await Promise.race([reading, hung]), 1, "the pipe's wait never ended (it took the socket's path)");
+    clearTimeout(timer);
+    assert.equal(bytes[0], 42);
+  } finally {
+    for (const s of [r, w, client, server, listener]) s.close();
+  }
+});
+
 test("waits met by what a socket kept still let a 10 ms timer fire", async () => {
   const [client, server, listener] = await tcpPair();
   try {

@@ -399,3 +399,29 @@ test("no method user code can reach on a page keeps its views alive past release
   assert.ok(keys > 0);
   assert.deepEqual(alive, [], "these methods left a view of a page that went back to its pool");
 });
+
+test("a write whose flush fails (512 KiB of strings to a file, highWaterMark of arrays) takes nothing of its chunk", () => {
+  // A regular file the writer cannot write (opened read-only): the flush every 512 KiB fails with EBADF.
+  const file = openFile(tempFile("", "readonly.txt"), "r");
+  const line = "é🙂 a line that straddles pages and flushes\n";
+  const strings = new PageWriter(file);
+  let thrown: unknown = null;
+  for (let i = 0; i < 20_000 && thrown === null; i++) {
+    const before = strings.pending.byteLength;
+    try {
+      strings.write(line);
+    } catch (error) {
+      thrown = error;
+      assert.equal(strings.pending.byteLength, before, "a write that threw queued its string");
+    }
+  }
+  assert.equal(code(thrown), "EBADF");
+  assert.throws(() => strings.close(), (e) => code(e) === "EBADF");
+  file.close();
+
+  const arrays = new PageWriter("/dev/full", { highWaterMark: 1000 });
+  arrays.write(new Uint8Array(200_000)); // taken: its own flush fails, the next write or close reports it
+  assert.throws(() => arrays.write(new Uint8Array(700)), (e) => code(e) === "ENOSPC");
+  assert.equal(arrays.pending.byteLength, 200_000, "a write that threw queued its array");
+  assert.throws(() => arrays.close(), (e) => code(e) === "ENOSPC");
+});
