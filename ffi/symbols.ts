@@ -143,6 +143,8 @@ export const symbols = {
   pageio_poller_drain: { parameters: ["u32", "buffer", "u32"], result: "f64" },
   // (poller: u32, out: {fd: i32, ready: u32}[max], max: u32, timeout_ms: i32 -1 no limit) -> ready events
   pageio_poller_wait: { parameters: ["u32", "buffer", "u32", "i32"], result: "f64", mayBlock: true },
+  // (poller: u32, on: u32) -> 1: on, events queued that JS drains itself; off, a ring JS has not drained yet
+  pageio_poller_want: { parameters: ["u32", "u32"], result: "f64" },
   // (poller: u32) -> 0: an outstanding pageio_poller_wait returns
   pageio_poller_wake: { parameters: ["u32"], result: "f64" },
   // (poller: u32) -> 0

@@ -216,7 +216,7 @@ function start(): Mode {
   mode = requested ?? (inWorker() ? "call" : "doorbell");
   if (mode === "doorbell" && inWorker()) mode = "call"; // forced doorbell: still never in a Worker
   if (mode === "poll") return mode;
-  if (mode === "doorbell") doorbell = native.callback("doorbell", drain);
+  if (mode === "doorbell") doorbell = native.callback("doorbell", () => (rings++, drain()));
   const id = fn.pageio_poller_open(doorbell?.pointer ?? null);
   if (id < 0) {
     // No epoll here (macOS) or none left: every wait falls back to poll(2).
@@ -243,6 +243,10 @@ function drain(): void {
     if (n < 0) return;
     deliver(n);
   } while (n === BATCH_MAX);
+  if (unanswered) {
+    unanswered = false;
+    doorbell!.unref();
+  }
 }
 
 function deliver(count: number): void {
@@ -288,17 +292,30 @@ async function callLoop(): Promise<void> {
   }
 }
 
+/**
+ * Doorbell mode: a ring JS had not drained when its last wait ended. The ring holds the poller's thread inside
+ * the isolate until JS runs it (Deno), so the event loop stays alive until then: exiting under it crashes.
+ */
+let unanswered = false;
+
 function hold(): void {
   if (waiting++ > 0) return;
-  if (mode === "doorbell") doorbell!.ref();
-  else if (mode === "call" && !calling) void callLoop();
+  if (mode === "doorbell") {
+    if (unanswered) unanswered = false; // its ref is the waits' now
+    else doorbell!.ref();
+    // The thread rings only while something waits: what it queued meanwhile is drained here.
+    if (fn.pageio_poller_want(poller, 1) > 0) queueMicrotask(drain);
+  } else if (mode === "call" && !calling) void callLoop();
 }
 
 let idleCheck: ReturnType<typeof setTimeout> | undefined;
 
 function letGo(): void {
   if (--waiting > 0) return;
-  if (mode === "doorbell") doorbell!.unref();
+  if (mode === "doorbell") {
+    if (fn.pageio_poller_want(poller, 0) > 0) unanswered = true;
+    else doorbell!.unref();
+  }
   // The outstanding wait keeps the process alive: end it once nothing waits, but not between an operation's
   // wake-up and its next wait (a ping-pong would pay a new call per round).
   else if (mode === "call") {
@@ -515,6 +532,13 @@ export function spinStats(): { spins: number; hits: number; spunNs: number; park
 /** @internal Descriptors with waiters (tests prove nothing is left behind). */
 export function waitingCount(): number {
   return waiting;
+}
+
+let rings = 0;
+
+/** @internal Times the poller's thread rang the doorbell (tests: never while nothing waits). */
+export function ringCount(): number {
+  return rings;
 }
 
 // The poll(2) fallback: per fd, how to end its waits early (forget).

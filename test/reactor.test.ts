@@ -610,6 +610,52 @@ for (const mode of ["doorbell", "call", "poll"]) {
   });
 }
 
+test("the doorbell never rings while nothing waits, so exit never meets a ring in flight (Deno crashed)", () => {
+  // A read whose wait ended (aborted) leaves its fd armed; data arriving then must be queued, not rung: on Deno a
+  // ring blocks the poller's thread inside the isolate until JS runs it, and at exit it crashed the process.
+  const run = runScript(`
+    import { readvAsync, socketPair, writev } from "${root}mod.ts";
+    import { ringCount, waitingCount } from "${root}src/reactor.ts";
+    const [a, b] = socketPair();
+    const controller = new AbortController();
+    const pending = readvAsync(b, [new Uint8Array(8)], { signal: controller.signal }).catch((e) => e.code);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    controller.abort();
+    const code = await pending;
+    const before = ringCount();
+    writev(a, [new Uint8Array([7])]);
+    a.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const quiet = ringCount() - before;
+    // A later wait on another fd takes what was queued without a ring, and ends.
+    const [c, d] = socketPair();
+    const later = readvAsync(c, [new Uint8Array(8)]);
+    setTimeout(() => writev(d, [new Uint8Array([1, 2])]), 20);
+    console.log(JSON.stringify({ code, quiet, later: await later, waiting: waitingCount() }));
+    b.close(); c.close(); d.close();
+  `, { env: { PAGEIO_REACTOR: "doorbell", PAGEIO_SPIN_US: "0" } });
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim()), { code: "ABORT_ERR", quiet: 0, later: 2, waiting: 0 });
+});
+
+test("a process whose peer hangs up as it exits ends cleanly, every time", () => {
+  const script = `
+    import { PageReader, socketPair } from "${root}mod.ts";
+    const [a, b] = socketPair();
+    const reader = new PageReader(b);
+    const pending = reader.readAsync();
+    reader.close();
+    try { await pending; } catch (e) { if (e.code !== "ERR_CLOSED") throw e; }
+    a.close();
+  `;
+  for (let i = 0; i < 8; i++) {
+    const run = runScript(script);
+    assert.equal(run.signal, null, `run ${i}: ${run.stderr}`);
+    assert.equal(run.status, 0, `run ${i}: ${run.stderr}`);
+  }
+});
+
 test("PAGEIO_SPIN_US=0: no wait spins, and every completion still arrives", () => {
   const run = runScript(
     childChecks(2000) + `

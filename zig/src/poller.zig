@@ -67,6 +67,10 @@ const Poller = struct {
     len: usize = 0,
     /// The doorbell was rung and JS has not drained the queue since.
     rung: bool = false,
+    /// JS waits on something (doorbell mode): only then may the thread ring. A ring calls into the isolate and,
+    /// on Deno, blocks until the JS thread has run it: one that starts while nothing keeps the event loop alive
+    /// can meet the isolate's teardown at exit, and the process crashes.
+    want: bool = false,
     stopping: bool = false,
     /// Call mode: `wait`s in progress (on the runtime's threads). A closed poller is freed by the last one.
     busy: u32 = 0,
@@ -161,6 +165,20 @@ pub fn forget(id: u32, fd: i32) Errno!void {
         kept += 1;
     }
     p.len = kept;
+}
+
+/// Doorbell mode: JS waits on something (`on`) or on nothing. Turning on returns 1 when events are queued that no
+/// ring will announce (JS drains them itself); turning off returns 1 while a ring is unanswered (JS keeps its event
+/// loop alive until it has drained, so the ringing thread is never left inside the isolate at exit).
+pub fn setWant(id: u32, on: bool) Errno!usize {
+    const p = try lookup(id);
+    p.mutex.lock();
+    defer p.mutex.unlock();
+    p.want = on;
+    if (!on) return @intFromBool(p.rung);
+    if (p.len == 0 or p.rung) return 0;
+    p.rung = true; // JS drains now; the thread must not ring for these as well
+    return 1;
 }
 
 /// Takes up to `out.len` queued events (doorbell mode). When it leaves the queue empty the next ready fd rings
@@ -426,7 +444,7 @@ fn run(p: *Poller) void {
             p.queue[(p.head + p.len) % queue_capacity] = .{ .fd = e.data.fd, .ready = readiness(e.events) };
             p.len += 1;
         }
-        const ring = p.len > 0 and !p.rung and !p.stopping;
+        const ring = p.len > 0 and !p.rung and !p.stopping and p.want;
         if (ring) p.rung = true;
         const stopping = p.stopping;
         p.mutex.unlock();
@@ -548,14 +566,43 @@ test "the doorbell rings once per batch until drained" {
     try std.testing.expectEqual(@as(c_int, 0), std.c.pipe(&fds));
     defer _ = std.c.close(fds[0]);
     defer _ = std.c.close(fds[1]);
+    try std.testing.expectEqual(@as(usize, 0), try setWant(id, true));
     try arm(id, fds[1], write_bit);
     var spins: usize = 0;
     while (test_rings.load(.seq_cst) == 0 and spins < 1000) : (spins += 1) std.time.sleep(std.time.ns_per_ms);
     try std.testing.expectEqual(@as(u32, 1), test_rings.load(.seq_cst));
+    try std.testing.expectEqual(@as(usize, 1), try setWant(id, false)); // rung, not drained yet
     var out: [4]Event = undefined;
     try std.testing.expectEqual(@as(usize, 1), try drain(id, &out));
     try std.testing.expectEqual(fds[1], out[0].fd);
     try std.testing.expectEqual(@as(usize, 0), try drain(id, &out));
+    try std.testing.expectEqual(@as(usize, 0), try setWant(id, false));
+}
+
+test "nothing rings while JS waits on nothing; what was queued meanwhile is JS's to drain when it waits again" {
+    if (!linux) return error.SkipZigTest;
+    const id = try open(testDoorbell);
+    defer close(id) catch {};
+    const rings_before = test_rings.load(.seq_cst);
+    var fds: [2]i32 = undefined;
+    try std.testing.expectEqual(@as(c_int, 0), std.c.pipe(&fds));
+    defer _ = std.c.close(fds[0]);
+    defer _ = std.c.close(fds[1]);
+    try arm(id, fds[1], write_bit);
+    const p = try lookup(id);
+    var spins: usize = 0;
+    while (spins < 1000) : (spins += 1) {
+        p.mutex.lock();
+        const queued = p.len;
+        p.mutex.unlock();
+        if (queued > 0) break;
+        std.time.sleep(std.time.ns_per_ms);
+    }
+    try std.testing.expectEqual(rings_before, test_rings.load(.seq_cst));
+    try std.testing.expectEqual(@as(usize, 1), try setWant(id, true)); // drain it yourself
+    var out: [4]Event = undefined;
+    try std.testing.expectEqual(@as(usize, 1), try drain(id, &out));
+    try std.testing.expectEqual(rings_before, test_rings.load(.seq_cst));
 }
 
 test "spinFd sees a ready fd at once, gives up on an idle one after its limit, and caps the limit" {

@@ -446,6 +446,11 @@ export fn pageio_poller_wait(id: u32, out: ?[*]poller.Event, max: u32, timeout_m
     return errno.result(if (poller.wait(id, o[0..max], timeout_ms)) |n| n else |err| err);
 }
 
+/// Doorbell mode: JS waits on something (1) or nothing (0); 1 back: drain now (on) or wait for the ring (off).
+export fn pageio_poller_want(id: u32, on: u32) Result {
+    return errno.result(if (poller.setWant(id, on != 0)) |n| n else |err| err);
+}
+
 /// Call mode: makes an outstanding pageio_poller_wait return.
 export fn pageio_poller_wake(id: u32) Result {
     poller.wake(id) catch |err| return errno.result(err);
