@@ -298,6 +298,17 @@ export class PackedList {
           if (isDetached(bytes)) throw detached();
           continue;
         }
+        if (length >= limit && length <= ENTRY_BYTES_MAX && !held) {
+          // By address, one descriptor, written here: the common case of a big plain array. `#reset` and every
+          // `#span` leave room for one descriptor per chunk still to come.
+          const address = fn.pageio_address(bytes);
+          list[at] = ADDRESS_REGION;
+          list[at + 1] = address >>> 0;
+          list[at + 2] = (address - (address >>> 0)) / 0x1_0000_0000;
+          list[at + 3] = length;
+          this.#at = at += WORDS;
+          continue;
+        }
         const offset = this.#stagingFor(bytes, length, limit, held);
         if (offset >= 0) {
           fn.pageio_stage(this.staging, this.staging.byteLength, offset, bytes, length);

@@ -420,6 +420,22 @@ test("lengths of 4 GiB and more are split into descriptors of at most ENTRY_BYTE
       offset += length;
     }
     assert.equal(writev(devNull, [head, new Uint8Array(10)]), giant + 10);
+    // Split heads between arrays passed by address (one descriptor each, written in place): every entry where
+    // it belongs, the list grown as needed.
+    const arrays = Array.from({ length: 300 }, (_, i) => new Uint8Array(4096 + i));
+    const mixed = [...arrays.slice(0, 100), head, ...arrays.slice(100, 200), head, ...arrays.slice(200)];
+    const small = new PackedList(2, 0).pack(mixed, 0, mixed.length);
+    assert.equal(small.count, 300 + 2 * 3);
+    const lengths = Array.from({ length: small.count }, (_, i) => small.list[4 * i + 3]);
+    const split = [ENTRY_BYTES_MAX, ENTRY_BYTES_MAX, giant - 2 * ENTRY_BYTES_MAX];
+    assert.deepEqual(lengths, [
+      ...arrays.slice(0, 100).map((a) => a.length),
+      ...split,
+      ...arrays.slice(100, 200).map((a) => a.length),
+      ...split,
+      ...arrays.slice(200).map((a) => a.length),
+    ]);
+    assert.equal(writev(devNull, mixed), 2 * giant + arrays.reduce((sum, a) => sum + a.length, 0));
     // A writer flushes it all in one flush (progress every call, never 0 forever); close drops nothing.
     const writer = new PageWriter(devNull, { highWaterMark: 2 ** 40 });
     writer.write(head.slice());
