@@ -339,13 +339,22 @@ export class PageWriter {
   /**
    * Queues a head like `write`, but a flush it triggers does not hold up the event loop: await it to keep
    * memory bounded on a slow target. While another flush is in flight it queues behind it; once the writer is
-   * closed it throws `ERR_CLOSED` and takes nothing.
+   * closed it throws `ERR_CLOSED` and takes nothing. As with `write`, a call that rejects has taken nothing of
+   * its chunk (a retry duplicates nothing); a flush that fails once the chunk is taken is reported by the next
+   * write, flush or close.
    */
   async writeAsync(chunk: Chunk | string, options: AsyncOptions = {}): Promise<void> {
     checkAsyncOptions(options, "writeAsync");
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "writeAsync");
+    // As write(): a queue left full by a failed flush is flushed before the chunk is taken (its error rejects
+    // this call, nothing of the chunk taken); the flush after, once the chunk is taken, is awaited but cannot
+    // reject it (what it could not write stays queued: the next write, flush or close retries and reports).
+    if (this.#flushing === null && this.#full()) {
+      await this.#flushQueued(options.signal);
+      if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "writeAsync");
+    }
     this.#take(chunk);
-    if (this.#full()) await this.#flushQueued(options.signal);
+    if (this.#full()) await this.#flushQueued(options.signal).catch(() => {});
   }
 
   /**
@@ -377,11 +386,13 @@ export class PageWriter {
 
   async #flushOnce(signal?: AbortSignal): Promise<number> {
     this.#queueText();
-    this.#copied = 0;
+    const copied = this.#copied;
+    this.#copied = 0; // what writes copy from now on counts towards the next flush
     let written: number;
     try {
       written = await this.#brigade.flushAsync(this.#file, { signal });
     } catch (error) {
+      this.#copied += copied; // not written: the queue stays full, so the next write retries (see write)
       this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0; // what did go out
       throw error;
     }

@@ -425,3 +425,29 @@ test("a write whose flush fails (512 KiB of strings to a file, highWaterMark of 
   assert.equal(arrays.pending.byteLength, 200_000, "a write that threw queued its array");
   assert.throws(() => arrays.close(), (e) => code(e) === "ENOSPC");
 });
+
+test("a writeAsync whose flush fails takes nothing of its chunk; one whose chunk was taken resolves", async () => {
+  const file = openFile(tempFile("", "readonly-async.txt"), "r");
+  const line = "é🙂 a line that straddles pages and flushes\n";
+  const strings = new PageWriter(file);
+  let thrown: unknown = null;
+  for (let i = 0; i < 20_000 && thrown === null; i++) {
+    const before = strings.pending.byteLength;
+    try {
+      await strings.writeAsync(line);
+    } catch (error) {
+      thrown = error;
+      assert.equal(strings.pending.byteLength, before, "a writeAsync that rejected queued its string");
+    }
+  }
+  assert.equal(code(thrown), "EBADF", "the failed flush was never reported");
+  await assert.rejects(strings.flushAsync(), (e) => code(e) === "EBADF");
+  assert.throws(() => strings.close(), (e) => code(e) === "EBADF");
+  file.close();
+
+  const arrays = new PageWriter("/dev/full", { highWaterMark: 1000 });
+  await arrays.writeAsync(new Uint8Array(200_000)); // taken: its flush fails, the next call reports it
+  await assert.rejects(arrays.writeAsync(new Uint8Array(700)), (e) => code(e) === "ENOSPC");
+  assert.equal(arrays.pending.byteLength, 200_000, "a writeAsync that rejected queued its array");
+  assert.throws(() => arrays.close(), (e) => code(e) === "ENOSPC");
+});
