@@ -315,8 +315,7 @@ function letGo(): void {
   if (mode === "doorbell") {
     if (fn.pageio_poller_want(poller, 0) > 0) unanswered = true;
     else doorbell!.unref();
-  }
-  // The outstanding wait keeps the process alive: end it once nothing waits, but not between an operation's
+  } // The outstanding wait keeps the process alive: end it once nothing waits, but not between an operation's
   // wake-up and its next wait (a ping-pong would pay a new call per round).
   else if (mode === "call") {
     idleCheck ??= setTimeout(() => {

@@ -613,7 +613,8 @@ for (const mode of ["doorbell", "call", "poll"]) {
 test("the doorbell never rings while nothing waits, so exit never meets a ring in flight (Deno crashed)", () => {
   // A read whose wait ended (aborted) leaves its fd armed; data arriving then must be queued, not rung: on Deno a
   // ring blocks the poller's thread inside the isolate until JS runs it, and at exit it crashed the process.
-  const run = runScript(`
+  const run = runScript(
+    `
     import { readvAsync, socketPair, writev } from "${root}mod.ts";
     import { ringCount, waitingCount } from "${root}src/reactor.ts";
     const [a, b] = socketPair();
@@ -633,7 +634,9 @@ test("the doorbell never rings while nothing waits, so exit never meets a ring i
     setTimeout(() => writev(d, [new Uint8Array([1, 2])]), 20);
     console.log(JSON.stringify({ code, quiet, later: await later, waiting: waitingCount() }));
     b.close(); c.close(); d.close();
-  `, { env: { PAGEIO_REACTOR: "doorbell", PAGEIO_SPIN_US: "0" } });
+  `,
+    { env: { PAGEIO_REACTOR: "doorbell", PAGEIO_SPIN_US: "0" } },
+  );
   assert.equal(run.signal, null, run.stderr);
   assert.equal(run.status, 0, run.stderr);
   assert.deepEqual(JSON.parse(run.stdout.trim()), { code: "ABORT_ERR", quiet: 0, later: 2, waiting: 0 });
