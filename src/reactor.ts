@@ -315,9 +315,9 @@ function letGo(): void {
   if (mode === "doorbell") {
     if (fn.pageio_poller_want(poller, 0) > 0) unanswered = true;
     else doorbell!.unref();
-  } // The outstanding wait keeps the process alive: end it once nothing waits, but not between an operation's
-  // wake-up and its next wait (a ping-pong would pay a new call per round).
-  else if (mode === "call") {
+  } else if (mode === "call") {
+    // The outstanding wait keeps the process alive: end it once nothing waits, but not between an operation's
+    // wake-up and its next wait (a ping-pong would pay a new call per round).
     idleCheck ??= setTimeout(() => {
       idleCheck = undefined;
       if (waiting === 0) fn.pageio_poller_wake(poller);
