@@ -176,9 +176,13 @@ export class PageWriter {
     // failed flush is flushed again before the chunk is taken, and that flush's error is the one thrown; the
     // flush after it, once the chunk is taken, cannot throw (what it fails to write stays queued for the next
     // write, flush or close to retry and report). With an async flush in flight, that flush takes the chunk too.
-    if (this.#flushing === null && this.#full()) this.flush();
-    this.#take(chunk);
+    let drained = true;
     if (this.#flushing === null && this.#full()) {
+      this.flush();
+      drained = !this.#full(); // a target that would block took what it could: no second try for this write
+    }
+    this.#take(chunk);
+    if (drained && this.#flushing === null && this.#full()) {
       try {
         this.flush();
       } catch { /* see above */ }

@@ -451,3 +451,30 @@ test("a writeAsync whose flush fails takes nothing of its chunk; one whose chunk
   assert.equal(arrays.pending.byteLength, 200_000, "a writeAsync that rejected queued its array");
   assert.throws(() => arrays.close(), (e) => code(e) === "ENOSPC");
 });
+
+test("writes to a full non-blocking pipe above highWaterMark try one writev each, not two (strace)", {
+  skip: !haveStrace,
+}, () => {
+  const dir = tempDir();
+  const trace = join(dir, "trace");
+  const child = join(dir, "child.ts");
+  writeFileSync(
+    child,
+    `import { PageWriter, pipe } from "${root}mod.ts";
+     const [r, w] = pipe({ nonBlocking: true });
+     const writer = new PageWriter(w, { highWaterMark: 100_000, lend: false });
+     for (let i = 0; i < 1000; i++) writer.write(new Uint8Array(1000)); // nobody reads: the pipe fills
+     r.close();
+     try { writer.close(); } catch { /* EPIPE: the reader is gone */ }
+     w.close();`,
+  );
+  const argv = isDeno ? [process.execPath, "run", "-A", child] : [process.execPath, child];
+  const run = spawnSync("strace", ["-f", "-qq", "-e", "trace=writev", "-o", trace, ...argv], {
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  assert.equal(run.status, 0, run.stderr);
+  const full = readFileSync(trace, "utf8").split("\n").filter((l) => l.includes("EAGAIN")).length;
+  // The pipe fills at 64 KiB, the queue reaches 100 000 bytes ~100 writes in: one try per write after that.
+  assert.ok(full > 700 && full <= 1000, `${full} writev calls met a full pipe for 1000 writes`);
+});
