@@ -165,13 +165,7 @@ export class PageWriter {
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "write");
     // The common case first: a string that surely fits the current page (see #take) queues nothing new, so it
     // cannot make the queue full.
-    if (
-      typeof chunk === "string" && utf8Write !== null && this.#text.length === 0 && this.#watched &&
-      chunk.length * 3 <= this.#fillBytes.byteLength - this.#fillEnd
-    ) {
-      if (chunk.length > 0) this.#fillEnd += utf8Write.call(this.#fillBytes, chunk, this.#fillEnd);
-      return;
-    }
+    if (typeof chunk === "string" && this.#watched && this.#encodeInPlace(chunk)) return;
     // A write that throws has taken nothing of its chunk (a retry duplicates nothing): a queue left full by a
     // failed flush is flushed again before the chunk is taken, and that flush's error is the one thrown; the
     // flush after it, once the chunk is taken, cannot throw (what it fails to write stays queued for the next
@@ -198,11 +192,8 @@ export class PageWriter {
     if (typeof chunk === "string") {
       if (!this.#watched) this.#watch();
       if (utf8Write !== null && this.#text.length === 0) {
-        // UTF-8 takes at most 3 bytes per UTF-16 unit: a string given room for that fits whole. One that may
-        // not is encoded alone, across as many pages as it needs.
-        if (chunk.length * 3 <= this.#fillBytes.byteLength - this.#fillEnd) {
-          if (chunk.length > 0) this.#fillEnd += utf8Write.call(this.#fillBytes, chunk, this.#fillEnd);
-        } else {
+        if (!this.#encodeInPlace(chunk)) {
+          // One that may not fit the current page is encoded alone, across as many pages as it needs.
           this.#text = chunk;
           try {
             this.#encodeText();
@@ -263,6 +254,17 @@ export class PageWriter {
       this.#fillEnd += part;
       from += part;
     }
+  }
+
+  /**
+   * Bun: encodes `text` straight into the current page when it surely fits (UTF-8 takes at most 3 bytes per
+   * UTF-16 unit) and no batch is waiting; false, with nothing taken, otherwise.
+   */
+  #encodeInPlace(text: string): boolean {
+    if (utf8Write === null || this.#text.length > 0) return false;
+    if (text.length * 3 > this.#fillBytes.byteLength - this.#fillEnd) return false;
+    if (text.length > 0) this.#fillEnd += utf8Write.call(this.#fillBytes, text, this.#fillEnd);
+    return true;
   }
 
   #full(): boolean {
