@@ -140,11 +140,12 @@ export class PageWriter {
   constructor(target: string | URL | Target, options: PageWriterOptions = {}) {
     checkOptions(options, "PageWriter");
     this.#highWaterMark = checkInteger("highWaterMark", options.highWaterMark ?? 8 * 1024 * 1024, 1);
-    if (options.pool !== undefined && !(options.pool instanceof PagePool)) {
-      throw new TypeError(`pool must be a PagePool, got ${describe(options.pool)}`);
+    const pool = options.pool; // read once: a getter cannot pass the check, then give something else
+    if (pool !== undefined && !(pool instanceof PagePool)) {
+      throw new TypeError(`pool must be a PagePool, got ${describe(pool)}`);
     }
-    this.#ownsPool = options.pool === undefined;
-    this.#pool = options.pool ?? null;
+    this.#ownsPool = pool === undefined;
+    this.#pool = pool ?? null;
     this.#ownsFile = typeof target === "string" || target instanceof URL;
     this.#file = this.#ownsFile ? openFile(target as string | URL, options.append ? "a" : "w") : target as Target;
     const kind = stat(fdOf(this.#file)).kind;

@@ -4,7 +4,19 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type FileHandle, openFile, type PageIoError, pipe, readv, readvAsync, writev, writevAsync } from "../mod.ts";
+import {
+  type FileHandle,
+  openFile,
+  type PageIoError,
+  PagePool,
+  PageReader,
+  PageWriter,
+  pipe,
+  readv,
+  readvAsync,
+  writev,
+  writevAsync,
+} from "../mod.ts";
 import { tempDir } from "./helpers.ts";
 
 test("gather calls read a FileHandle's descriptor after the caller's iterable ran: one it closes is ERR_CLOSED, never another file", async () => {
@@ -68,5 +80,34 @@ test("readv with a one-shot iterable (a generator) on an empty pipe waits for th
   } finally {
     await exited;
     readEnd.close();
+  }
+});
+
+test("a pool option is read once: a getter that gives a PagePool to the check and something else after is refused", () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, "in.bin"), "bytes");
+  using real = new PagePool();
+  // The first reads see the real pool; every later one a look-alike.
+  const shifty = () => {
+    let reads = 0;
+    return {
+      get pool() {
+        return reads++ < 2 ? real : { acquire: () => ({}), pageSize: 4096 };
+      },
+    };
+  };
+  const [readEnd, writeEnd] = pipe();
+  try {
+    writev(writeEnd, [new TextEncoder().encode("hello")]);
+    using reader = new PageReader(readEnd, shifty() as never);
+    using head = reader.read()!;
+    assert.equal(new TextDecoder().decode(head.bytes), "hello");
+    using writer = new PageWriter(join(dir, "out.txt"), shifty() as never);
+    writer.write("written");
+    writer.flush();
+    assert.equal(readFileSync(join(dir, "out.txt"), "utf8"), "written");
+  } finally {
+    readEnd.close();
+    writeEnd.close();
   }
 });
