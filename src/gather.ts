@@ -571,8 +571,9 @@ export const shared: PackedList = new PackedList();
  *
  * @example
  * ```ts
+ * import { tmpdir } from "node:os";
  * import { openFile, writev } from "@pageio/pageio";
- * using out = openFile(await Deno.makeTempFile(), "w");
+ * using out = openFile(`${tmpdir()}/pageio-writev-${process.pid}.bin`, "w"); // Deno and Bun alike
  * const written = writev(out, [new TextEncoder().encode("page "), new TextEncoder().encode("heads")]);
  * console.log(written); // 10
  * ```
@@ -599,8 +600,9 @@ function gatherSync(target: Target, fd: number, packed: PackedList): number {
  *
  * @example
  * ```ts
+ * import { tmpdir } from "node:os";
  * import { openFile, writevAsync } from "@pageio/pageio";
- * using out = openFile(await Deno.makeTempFile(), "w");
+ * using out = openFile(`${tmpdir()}/pageio-writevasync-${process.pid}.bin`, "w");
  * console.log(await writevAsync(out, [new TextEncoder().encode("later")])); // 5
  * ```
  */

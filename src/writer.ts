@@ -98,8 +98,9 @@ function watchForExit(writer: PageWriter): void {
  *
  * @example
  * ```ts
+ * import { tmpdir } from "node:os";
  * import { PageReader, PageWriter } from "@pageio/pageio";
- * const copy = await Deno.makeTempFile();
+ * const copy = `${tmpdir()}/pageio-copy-${process.pid}.md`; // Deno and Bun alike
  * using reader = new PageReader("README.md");
  * using writer = new PageWriter(copy);
  * for (const head of reader) writer.write(head);
@@ -432,10 +433,12 @@ export class PageWriter {
    *
    * @example
    * ```ts
+   * import { statSync } from "node:fs";
+   * import { tmpdir } from "node:os";
    * import { PageReader, PageWriter } from "@pageio/pageio";
-   * const copy = await Deno.makeTempFile();
+   * const copy = `${tmpdir()}/pageio-writable-${process.pid}.md`; // Deno and Bun alike
    * await new PageReader("README.md").readable.pipeTo(new PageWriter(copy).writable);
-   * console.log(Deno.statSync(copy).size === Deno.statSync("README.md").size); // true
+   * console.log(statSync(copy).size === statSync("README.md").size); // true
    * ```
    */
   get writable(): WritableStream<Chunk> {
