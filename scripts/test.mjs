@@ -45,7 +45,15 @@ const suites = [
   },
   {
     name: "bun",
-    command: [bin("bun"), "test", ...testFiles.map((f) => (f.startsWith(".") ? f : `./${f}`))],
+    // Bun fails any test past 5 s by default, which a loaded machine reaches with child processes (Deno has no
+    // such limit): a test with no timeout of its own gets two minutes, still a failure if it hangs.
+    command: [
+      bin("bun"),
+      "test",
+      "--timeout",
+      "120000",
+      ...testFiles.map((f) => (f.startsWith(".") ? f : `./${f}`)),
+    ],
     cwd: root,
     // " 12 pass" / " 0 fail"
     parse: (out) => {
@@ -69,6 +77,7 @@ if (files.length === 0) {
   );
 }
 
+const SUITE_TIMEOUT_MS = 25 * 60 * 1000;
 let passed = 0;
 let failed = 0;
 for (const suite of suites) {
@@ -78,9 +87,13 @@ for (const suite of suites) {
     encoding: "utf8",
     maxBuffer: 256 * 1024 * 1024,
     env: { ...process.env, NO_COLOR: "1" },
+    // A suite that hangs is killed and counted as failed, so the closing line still comes (CI stops at 90 min).
+    timeout: SUITE_TIMEOUT_MS,
+    killSignal: "SIGKILL",
   });
   const out = `${run.stdout ?? ""}${run.stderr ?? ""}`;
   process.stdout.write(out);
+  if (run.error || run.signal) console.log(`=== ${suite.name}: ${run.error?.message ?? `killed by ${run.signal}`}`);
   const counts = suite.parse(out);
   if (counts === null) {
     console.log(`=== ${suite.name}: no test count found (exit ${run.status}); counted as 1 failure`);
