@@ -2,6 +2,8 @@
 // checks, and the npm package installed from its tarball; ends with one line, "N passed, N failed",
 // over all of them. With test files as arguments, runs only those (and the Zig tests).
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { zigPath } from "./build.mjs";
@@ -78,6 +80,10 @@ if (files.length === 0) {
 }
 
 const SUITE_TIMEOUT_MS = 25 * 60 * 1000;
+// Every suite's temporary files go under one directory, removed at the end whatever the suites left (a killed
+// child, a crashed runtime): runs must not fill the disk of the machine they share.
+const scratch = mkdtempSync(join(tmpdir(), "pageio-run-"));
+process.on("exit", () => rmSync(scratch, { recursive: true, force: true }));
 let passed = 0;
 let failed = 0;
 for (const suite of suites) {
@@ -86,7 +92,7 @@ for (const suite of suites) {
     cwd: suite.cwd,
     encoding: "utf8",
     maxBuffer: 256 * 1024 * 1024,
-    env: { ...process.env, NO_COLOR: "1" },
+    env: { ...process.env, NO_COLOR: "1", TMPDIR: scratch },
     // A suite that hangs is killed and counted as failed, so the closing line still comes (CI stops at 90 min).
     timeout: SUITE_TIMEOUT_MS,
     killSignal: "SIGKILL",
