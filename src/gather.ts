@@ -592,15 +592,17 @@ export const shared: PackedList = new PackedList();
  *
  * @example
  * ```ts
+ * import { tmpdir } from "node:os";
  * import { openFile, writev } from "@pageio/pageio";
- * using out = openFile(await Deno.makeTempFile(), "w");
+ * using out = openFile(`${tmpdir()}/pageio-writev-${process.pid}.bin`, "w"); // Deno and Bun alike
  * const written = writev(out, [new TextEncoder().encode("page "), new TextEncoder().encode("heads")]);
  * console.log(written); // 10
  * ```
  */
 export function writev(target: Target, chunks: Iterable<Chunk>): number {
-  const fd = fdOf(target);
+  fdOf(target); // a bad target is refused before the caller's code runs
   const list = chunkList(chunks);
+  const fd = fdOf(target); // read after it: that code may have closed the handle, its number now another file's
   return list.length === 0 ? 0 : gatherSync(target, fd, shared.pack(list, 0, list.length));
 }
 
@@ -619,8 +621,9 @@ function gatherSync(target: Target, fd: number, packed: PackedList): number {
  *
  * @example
  * ```ts
+ * import { tmpdir } from "node:os";
  * import { openFile, writevAsync } from "@pageio/pageio";
- * using out = openFile(await Deno.makeTempFile(), "w");
+ * using out = openFile(`${tmpdir()}/pageio-writevasync-${process.pid}.bin`, "w");
  * console.log(await writevAsync(out, [new TextEncoder().encode("later")])); // 5
  * ```
  */
@@ -630,8 +633,9 @@ export async function writevAsync(
   options: AsyncOptions = {},
 ): Promise<number> {
   checkAsyncOptions(options, "writevAsync");
-  const fd = fdOf(target);
+  fdOf(target);
   const list = chunkList(chunks);
+  const fd = fdOf(target); // after the caller's code, as in writev
   if (list.length === 0) return 0;
   // The packed list holds the chunks (a generator's arrays have no other reference) until the call settles.
   const packed = PackedList.take().pack(list, 0, list.length, undefined, true);
@@ -657,12 +661,13 @@ export async function writevAsync(
  * ```
  */
 export function readv(source: Target, targets: Iterable<ReadTarget>): number {
-  const fd = fdOf(source);
-  const result = scatter(fd, targets);
-  if (result >= 0 || !waitsFor(source)) return unwrap(result, "readv", undefined, shared.out[0]);
-  // A pipe pageio made non-blocking only for its async forms: wait as a blocking one would.
-  const { list: items, made } = targetList(targets);
+  fdOf(source); // a bad source is refused before the caller's code runs
+  const { list: items, made } = targetList(targets); // the caller's code runs here, once
   try {
+    const fd = fdOf(source); // read after it: that code may have closed the handle, its number now another file's
+    const result = scatterList(fd, items);
+    if (result >= 0 || !waitsFor(source)) return unwrap(result, "readv", undefined, shared.out[0]);
+    // A pipe pageio made non-blocking only for its async forms: wait as a blocking one would.
     const staged = shared.packTargets(items);
     return runSync(scatterPlan(fd, shared, staged, result), fd, true);
   } finally {
@@ -677,13 +682,17 @@ export function readv(source: Target, targets: Iterable<ReadTarget>): number {
 export function scatter(fd: number, targets: Iterable<ReadTarget>): number {
   const { list: items, made } = targetList(targets);
   try {
-    const staged = shared.packTargets(items);
-    const result = shared.call("pageio_readv", fd, 0).run();
-    shared.copyBack(staged, shared.out[0]); // also after a failure part-way
-    return result;
+    return scatterList(fd, items);
   } finally {
     for (const head of made) head.release();
   }
+}
+
+function scatterList(fd: number, items: (PageHead | Uint8Array)[]): number {
+  const staged = shared.packTargets(items);
+  const result = shared.call("pageio_readv", fd, 0).run();
+  shared.copyBack(staged, shared.out[0]); // also after a failure part-way
+  return result;
 }
 
 /**
@@ -705,9 +714,10 @@ export async function readvAsync(
   options: AsyncOptions = {},
 ): Promise<number> {
   checkAsyncOptions(options, "readvAsync");
-  const fd = fdOf(source);
+  fdOf(source);
   const { list: items, made } = targetList(targets);
   try {
+    const fd = fdOf(source); // after the caller's code, as in readv
     const packed = PackedList.take();
     try {
       const staged = packed.packTargets(items, true);

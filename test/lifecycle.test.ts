@@ -294,7 +294,9 @@ test("a 10 ms timer keeps firing under every waiting form", async () => {
     w2.close();
     return drained;
   });
-  assert.ok(ticks >= 10, `only ${ticks} ticks`);
+  // 150 ms of waiting is 15 ticks on an idle machine; a parked loop gives at most one or two. A loaded one
+  // (the suite beside other work on two cores) has given 9, so the bound leaves room.
+  assert.ok(ticks >= 5, `only ${ticks} ticks`);
   assert.ok(gap < 250, `the timer waited ${gap.toFixed(0)} ms at worst`);
   for (const end of [r1, w1, r2, r3, w3]) end.close();
 });
