@@ -22,9 +22,10 @@ type Step = { span?: { fd: number; offset: number }; lend?: true; chunks: number
  *
  * @example
  * ```ts
+ * import { tmpdir } from "node:os";
  * import { Brigade, openFile, PagePool } from "@pageio/pageio";
  * using pool = new PagePool();
- * using out = openFile(await Deno.makeTempFile(), "w");
+ * using out = openFile(`${tmpdir()}/pageio-brigade-${process.pid}.bin`, "w"); // Deno and Bun alike
  * const page = pool.acquire();
  * page.bytes.set(new TextEncoder().encode("body"));
  * const brigade = new Brigade();

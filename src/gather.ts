@@ -96,7 +96,8 @@ export function isChunk(value: unknown): value is Chunk {
  * are checked here; anything else must be a real head, which packing checks by private field (no user code).
  */
 export function chunkList(chunks: Iterable<Chunk>): Chunk[] {
-  const list: Chunk[] = Array.isArray(chunks) ? copyOf(chunks) : listOf(chunks, "chunks");
+  if (Array.isArray(chunks)) return checkedCopyOf(chunks);
+  const list: Chunk[] = listOf(chunks, "chunks");
   for (let i = 0; i < list.length; i++) {
     const chunk = list[i];
     if (isView(chunk) && !(chunk instanceof Uint8Array)) throw notAChunk(chunk, i);
@@ -104,10 +105,22 @@ export function chunkList(chunks: Iterable<Chunk>): Chunk[] {
   return list;
 }
 
-function copyOf(chunks: readonly Chunk[]): Chunk[] {
+/** An array's elements copied and checked in one pass (a gather list is walked once before packing). */
+function checkedCopyOf(chunks: readonly Chunk[]): Chunk[] {
   const length = chunks.length;
   const list: Chunk[] = new Array(length);
-  for (let i = 0; i < length; i++) list[i] = chunks[i];
+  for (let i = 0; i < length; i++) {
+    const chunk = chunks[i];
+    if (isView(chunk) && !(chunk instanceof Uint8Array)) throw notAChunk(chunk, i);
+    list[i] = chunk;
+  }
+  return list;
+}
+
+function copyOf<T>(values: readonly T[]): T[] {
+  const length = values.length;
+  const list: T[] = new Array(length);
+  for (let i = 0; i < length; i++) list[i] = values[i];
   return list;
 }
 
@@ -278,10 +291,29 @@ export class PackedList {
       const chunk = chunks[i];
       // Typed arrays were checked by chunkList (or Brigade.append); anything else is packed as a head, whose
       // private fields a Proxy or a look-alike does not have (a TypeError, reworded by pack).
-      const next = isView(chunk) ? -2 : packHead(chunk as PageHead, list, at, ENTRY_BYTES_MAX);
-      if (next >= 0) {
-        at = next;
-        continue;
+      let next: number;
+      if (isView(chunk)) {
+        // By address, one descriptor, written here: the common case of a big plain array, kept to locals (no
+        // field access). `#reset` and every `#span` leave room for one descriptor per chunk still to come.
+        const length = byteLengthGetter.call(chunk);
+        if (
+          length >= limit && length <= ENTRY_BYTES_MAX && !held && (queued === undefined || length === queued[i])
+        ) {
+          const address = fn.pageio_address(chunk);
+          list[at] = ADDRESS_REGION;
+          list[at + 1] = address >>> 0;
+          list[at + 2] = (address - (address >>> 0)) / 0x1_0000_0000;
+          list[at + 3] = length;
+          at += WORDS;
+          continue;
+        }
+        next = -2;
+      } else {
+        next = packHead(chunk as PageHead, list, at, ENTRY_BYTES_MAX);
+        if (next >= 0) {
+          at = next;
+          continue;
+        }
       }
       this.#at = at;
       if (next === -1) {
@@ -296,17 +328,6 @@ export class PackedList {
         }
         if (length === 0) {
           if (isDetached(bytes)) throw detached();
-          continue;
-        }
-        if (length >= limit && length <= ENTRY_BYTES_MAX && !held) {
-          // By address, one descriptor, written here: the common case of a big plain array. `#reset` and every
-          // `#span` leave room for one descriptor per chunk still to come.
-          const address = fn.pageio_address(bytes);
-          list[at] = ADDRESS_REGION;
-          list[at + 1] = address >>> 0;
-          list[at + 2] = (address - (address >>> 0)) / 0x1_0000_0000;
-          list[at + 3] = length;
-          this.#at = at += WORDS;
           continue;
         }
         const offset = this.#stagingFor(bytes, length, limit, held);
@@ -571,15 +592,17 @@ export const shared: PackedList = new PackedList();
  *
  * @example
  * ```ts
+ * import { tmpdir } from "node:os";
  * import { openFile, writev } from "@pageio/pageio";
- * using out = openFile(await Deno.makeTempFile(), "w");
+ * using out = openFile(`${tmpdir()}/pageio-writev-${process.pid}.bin`, "w"); // Deno and Bun alike
  * const written = writev(out, [new TextEncoder().encode("page "), new TextEncoder().encode("heads")]);
  * console.log(written); // 10
  * ```
  */
 export function writev(target: Target, chunks: Iterable<Chunk>): number {
-  const fd = fdOf(target);
+  fdOf(target); // a bad target is refused before the caller's code runs
   const list = chunkList(chunks);
+  const fd = fdOf(target); // read after it: that code may have closed the handle, its number now another file's
   return list.length === 0 ? 0 : gatherSync(target, fd, shared.pack(list, 0, list.length));
 }
 
@@ -598,8 +621,9 @@ function gatherSync(target: Target, fd: number, packed: PackedList): number {
  *
  * @example
  * ```ts
+ * import { tmpdir } from "node:os";
  * import { openFile, writevAsync } from "@pageio/pageio";
- * using out = openFile(await Deno.makeTempFile(), "w");
+ * using out = openFile(`${tmpdir()}/pageio-writevasync-${process.pid}.bin`, "w");
  * console.log(await writevAsync(out, [new TextEncoder().encode("later")])); // 5
  * ```
  */
@@ -609,8 +633,9 @@ export async function writevAsync(
   options: AsyncOptions = {},
 ): Promise<number> {
   checkAsyncOptions(options, "writevAsync");
-  const fd = fdOf(target);
+  fdOf(target);
   const list = chunkList(chunks);
+  const fd = fdOf(target); // after the caller's code, as in writev
   if (list.length === 0) return 0;
   // The packed list holds the chunks (a generator's arrays have no other reference) until the call settles.
   const packed = PackedList.take().pack(list, 0, list.length, undefined, true);
@@ -636,12 +661,13 @@ export async function writevAsync(
  * ```
  */
 export function readv(source: Target, targets: Iterable<ReadTarget>): number {
-  const fd = fdOf(source);
-  const result = scatter(fd, targets);
-  if (result >= 0 || !waitsFor(source)) return unwrap(result, "readv", undefined, shared.out[0]);
-  // A pipe pageio made non-blocking only for its async forms: wait as a blocking one would.
-  const { list: items, made } = targetList(targets);
+  fdOf(source); // a bad source is refused before the caller's code runs
+  const { list: items, made } = targetList(targets); // the caller's code runs here, once
   try {
+    const fd = fdOf(source); // read after it: that code may have closed the handle, its number now another file's
+    const result = scatterList(fd, items);
+    if (result >= 0 || !waitsFor(source)) return unwrap(result, "readv", undefined, shared.out[0]);
+    // A pipe pageio made non-blocking only for its async forms: wait as a blocking one would.
     const staged = shared.packTargets(items);
     return runSync(scatterPlan(fd, shared, staged, result), fd, true);
   } finally {
@@ -656,13 +682,17 @@ export function readv(source: Target, targets: Iterable<ReadTarget>): number {
 export function scatter(fd: number, targets: Iterable<ReadTarget>): number {
   const { list: items, made } = targetList(targets);
   try {
-    const staged = shared.packTargets(items);
-    const result = shared.call("pageio_readv", fd, 0).run();
-    shared.copyBack(staged, shared.out[0]); // also after a failure part-way
-    return result;
+    return scatterList(fd, items);
   } finally {
     for (const head of made) head.release();
   }
+}
+
+function scatterList(fd: number, items: (PageHead | Uint8Array)[]): number {
+  const staged = shared.packTargets(items);
+  const result = shared.call("pageio_readv", fd, 0).run();
+  shared.copyBack(staged, shared.out[0]); // also after a failure part-way
+  return result;
 }
 
 /**
@@ -684,9 +714,10 @@ export async function readvAsync(
   options: AsyncOptions = {},
 ): Promise<number> {
   checkAsyncOptions(options, "readvAsync");
-  const fd = fdOf(source);
+  fdOf(source);
   const { list: items, made } = targetList(targets);
   try {
+    const fd = fdOf(source); // after the caller's code, as in readv
     const packed = PackedList.take();
     try {
       const staged = packed.packTargets(items, true);

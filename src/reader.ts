@@ -111,13 +111,15 @@ export class PageReader implements Iterable<PageHead> {
       pageSize,
       2 ** 50,
     );
-    if (options.pool !== undefined && !(options.pool instanceof PagePool)) {
-      throw new TypeError(`pool must be a PagePool, got ${describe(options.pool)}`);
+    const pool = options.pool; // read once: a getter cannot pass the check, then give something else
+    if (pool !== undefined && !(pool instanceof PagePool)) {
+      throw new TypeError(`pool must be a PagePool, got ${describe(pool)}`);
     }
     const offset = checkInteger("offset", options.offset ?? 0, 0);
-    const wanted = options.length === undefined ? undefined : checkInteger("length", options.length, 0);
-    this.#ownsPool = options.pool === undefined;
-    this.#pool = options.pool ?? null;
+    const length = options.length;
+    const wanted = length === undefined ? undefined : checkInteger("length", length, 0);
+    this.#ownsPool = pool === undefined;
+    this.#pool = pool ?? null;
     this.#ownsFile = typeof source === "string" || source instanceof URL;
     this.#file = this.#ownsFile ? openFile(source as string | URL) : source as Target;
     try {

@@ -98,8 +98,9 @@ function watchForExit(writer: PageWriter): void {
  *
  * @example
  * ```ts
+ * import { tmpdir } from "node:os";
  * import { PageReader, PageWriter } from "@pageio/pageio";
- * const copy = await Deno.makeTempFile();
+ * const copy = `${tmpdir()}/pageio-copy-${process.pid}.md`; // Deno and Bun alike
  * using reader = new PageReader("README.md");
  * using writer = new PageWriter(copy);
  * for (const head of reader) writer.write(head);
@@ -140,11 +141,12 @@ export class PageWriter {
   constructor(target: string | URL | Target, options: PageWriterOptions = {}) {
     checkOptions(options, "PageWriter");
     this.#highWaterMark = checkInteger("highWaterMark", options.highWaterMark ?? 8 * 1024 * 1024, 1);
-    if (options.pool !== undefined && !(options.pool instanceof PagePool)) {
-      throw new TypeError(`pool must be a PagePool, got ${describe(options.pool)}`);
+    const pool = options.pool; // read once: a getter cannot pass the check, then give something else
+    if (pool !== undefined && !(pool instanceof PagePool)) {
+      throw new TypeError(`pool must be a PagePool, got ${describe(pool)}`);
     }
-    this.#ownsPool = options.pool === undefined;
-    this.#pool = options.pool ?? null;
+    this.#ownsPool = pool === undefined;
+    this.#pool = pool ?? null;
     this.#ownsFile = typeof target === "string" || target instanceof URL;
     this.#file = this.#ownsFile ? openFile(target as string | URL, options.append ? "a" : "w") : target as Target;
     const kind = stat(fdOf(this.#file)).kind;
@@ -431,10 +433,12 @@ export class PageWriter {
    *
    * @example
    * ```ts
+   * import { statSync } from "node:fs";
+   * import { tmpdir } from "node:os";
    * import { PageReader, PageWriter } from "@pageio/pageio";
-   * const copy = await Deno.makeTempFile();
+   * const copy = `${tmpdir()}/pageio-writable-${process.pid}.md`; // Deno and Bun alike
    * await new PageReader("README.md").readable.pipeTo(new PageWriter(copy).writable);
-   * console.log(Deno.statSync(copy).size === Deno.statSync("README.md").size); // true
+   * console.log(statSync(copy).size === statSync("README.md").size); // true
    * ```
    */
   get writable(): WritableStream<Chunk> {

@@ -1,0 +1,113 @@
+// Cases found by using pageio from outside, as its users and attackers do: each a regression test.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  type FileHandle,
+  openFile,
+  type PageIoError,
+  PagePool,
+  PageReader,
+  PageWriter,
+  pipe,
+  readv,
+  readvAsync,
+  writev,
+  writevAsync,
+} from "../mod.ts";
+import { tempDir } from "./helpers.ts";
+
+test("gather calls read a FileHandle's descriptor after the caller's iterable ran: one it closes is ERR_CLOSED, never another file", async () => {
+  const dir = tempDir();
+  const victim = join(dir, "victim.txt");
+  const out = join(dir, "out.bin");
+  writeFileSync(join(dir, "in.bin"), "input bytes");
+  const opened: FileHandle[] = [];
+  // The iterable closes the handle and opens the victim, which gets the freed number.
+  function* closing(handle: FileHandle, chunk: Uint8Array) {
+    const fd = handle.fd;
+    handle.close();
+    const other = openFile(victim, "r+");
+    opened.push(other);
+    assert.equal(other.fd, fd); // the number now names the victim
+    yield chunk;
+  }
+  const calls: [string, () => unknown][] = [
+    ["writev", () => {
+      const h = openFile(out, "w");
+      return writev(h, closing(h, new TextEncoder().encode("EVIL")));
+    }],
+    ["writevAsync", () => {
+      const h = openFile(out, "w");
+      return writevAsync(h, closing(h, new TextEncoder().encode("EVIL")));
+    }],
+    ["readv", () => {
+      const h = openFile(join(dir, "in.bin"));
+      return readv(h, closing(h, new Uint8Array(6)));
+    }],
+    ["readvAsync", () => {
+      const h = openFile(join(dir, "in.bin"));
+      return readvAsync(h, closing(h, new Uint8Array(6)));
+    }],
+  ];
+  for (const [name, call] of calls) {
+    writeFileSync(victim, "VICTIM");
+    await assert.rejects(async () => await call(), (e: PageIoError) => e.code === "ERR_CLOSED", name);
+    assert.equal(readFileSync(victim, "utf8"), "VICTIM", name);
+    opened.forEach((f) => f.close());
+    opened.length = 0;
+  }
+});
+
+test("readv with a one-shot iterable (a generator) on an empty pipe waits for the bytes, as with an array", async () => {
+  const [readEnd, writeEnd] = pipe();
+  // A child writes after a pause, so readv must wait; the iterable is run once.
+  const child = spawn("sh", ["-c", "sleep 0.3; printf hello"], { stdio: ["ignore", writeEnd.fd, "inherit"] });
+  writeEnd.close();
+  const exited = new Promise((resolve) => child.on("close", resolve));
+  const into = new Uint8Array(5);
+  let runs = 0;
+  function* targets() {
+    runs++;
+    yield into;
+  }
+  try {
+    assert.equal(readv(readEnd, targets()), 5);
+    assert.equal(new TextDecoder().decode(into), "hello");
+    assert.equal(runs, 1);
+  } finally {
+    await exited;
+    readEnd.close();
+  }
+});
+
+test("a pool option is read once: a getter that gives a PagePool to the check and something else after is refused", () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, "in.bin"), "bytes");
+  using real = new PagePool();
+  // The first reads see the real pool; every later one a look-alike.
+  const shifty = () => {
+    let reads = 0;
+    return {
+      get pool() {
+        return reads++ < 2 ? real : { acquire: () => ({}), pageSize: 4096 };
+      },
+    };
+  };
+  const [readEnd, writeEnd] = pipe();
+  try {
+    writev(writeEnd, [new TextEncoder().encode("hello")]);
+    using reader = new PageReader(readEnd, shifty() as never);
+    using head = reader.read()!;
+    assert.equal(new TextDecoder().decode(head.bytes), "hello");
+    using writer = new PageWriter(join(dir, "out.txt"), shifty() as never);
+    writer.write("written");
+    writer.flush();
+    assert.equal(readFileSync(join(dir, "out.txt"), "utf8"), "written");
+  } finally {
+    readEnd.close();
+    writeEnd.close();
+  }
+});
