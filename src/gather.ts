@@ -96,7 +96,8 @@ export function isChunk(value: unknown): value is Chunk {
  * are checked here; anything else must be a real head, which packing checks by private field (no user code).
  */
 export function chunkList(chunks: Iterable<Chunk>): Chunk[] {
-  const list: Chunk[] = Array.isArray(chunks) ? copyOf(chunks) : listOf(chunks, "chunks");
+  if (Array.isArray(chunks)) return checkedCopyOf(chunks);
+  const list: Chunk[] = listOf(chunks, "chunks");
   for (let i = 0; i < list.length; i++) {
     const chunk = list[i];
     if (isView(chunk) && !(chunk instanceof Uint8Array)) throw notAChunk(chunk, i);
@@ -104,10 +105,22 @@ export function chunkList(chunks: Iterable<Chunk>): Chunk[] {
   return list;
 }
 
-function copyOf(chunks: readonly Chunk[]): Chunk[] {
+/** An array's elements copied and checked in one pass (a gather list is walked once before packing). */
+function checkedCopyOf(chunks: readonly Chunk[]): Chunk[] {
   const length = chunks.length;
   const list: Chunk[] = new Array(length);
-  for (let i = 0; i < length; i++) list[i] = chunks[i];
+  for (let i = 0; i < length; i++) {
+    const chunk = chunks[i];
+    if (isView(chunk) && !(chunk instanceof Uint8Array)) throw notAChunk(chunk, i);
+    list[i] = chunk;
+  }
+  return list;
+}
+
+function copyOf<T>(values: readonly T[]): T[] {
+  const length = values.length;
+  const list: T[] = new Array(length);
+  for (let i = 0; i < length; i++) list[i] = values[i];
   return list;
 }
 
@@ -278,10 +291,29 @@ export class PackedList {
       const chunk = chunks[i];
       // Typed arrays were checked by chunkList (or Brigade.append); anything else is packed as a head, whose
       // private fields a Proxy or a look-alike does not have (a TypeError, reworded by pack).
-      const next = isView(chunk) ? -2 : packHead(chunk as PageHead, list, at, ENTRY_BYTES_MAX);
-      if (next >= 0) {
-        at = next;
-        continue;
+      let next: number;
+      if (isView(chunk)) {
+        // By address, one descriptor, written here: the common case of a big plain array, kept to locals (no
+        // field access). `#reset` and every `#span` leave room for one descriptor per chunk still to come.
+        const length = byteLengthGetter.call(chunk);
+        if (
+          length >= limit && length <= ENTRY_BYTES_MAX && !held && (queued === undefined || length === queued[i])
+        ) {
+          const address = fn.pageio_address(chunk);
+          list[at] = ADDRESS_REGION;
+          list[at + 1] = address >>> 0;
+          list[at + 2] = (address - (address >>> 0)) / 0x1_0000_0000;
+          list[at + 3] = length;
+          at += WORDS;
+          continue;
+        }
+        next = -2;
+      } else {
+        next = packHead(chunk as PageHead, list, at, ENTRY_BYTES_MAX);
+        if (next >= 0) {
+          at = next;
+          continue;
+        }
       }
       this.#at = at;
       if (next === -1) {
@@ -296,17 +328,6 @@ export class PackedList {
         }
         if (length === 0) {
           if (isDetached(bytes)) throw detached();
-          continue;
-        }
-        if (length >= limit && length <= ENTRY_BYTES_MAX && !held) {
-          // By address, one descriptor, written here: the common case of a big plain array. `#reset` and every
-          // `#span` leave room for one descriptor per chunk still to come.
-          const address = fn.pageio_address(bytes);
-          list[at] = ADDRESS_REGION;
-          list[at + 1] = address >>> 0;
-          list[at + 2] = (address - (address >>> 0)) / 0x1_0000_0000;
-          list[at + 3] = length;
-          this.#at = at += WORDS;
           continue;
         }
         const offset = this.#stagingFor(bytes, length, limit, held);

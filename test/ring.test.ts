@@ -336,7 +336,8 @@ test("a ring dropped without close() is closed when collected: the peer sees the
     slot.bytes.fill(7);
     view = slot.bytes; // outlives the ring object
   })();
-  await collectGarbage();
+  // Bun's collector scans the stack conservatively: a stale word may keep the ring a few rounds longer.
+  for (const deadline = Date.now() + 30_000; view!.byteLength !== 0 && Date.now() < deadline;) await collectGarbage();
   assert.equal(view!.byteLength, 0, "revoked as close() would, before the unmap");
   assert.equal(view![0], undefined);
   const head = consumer!.receive()!;
@@ -344,8 +345,9 @@ test("a ring dropped without close() is closed when collected: the peer sees the
   head.release();
   assert.equal(consumer!.receive(), null, "then the end: the dropped producer was closed");
   consumer!.close();
-  assert.equal(liveRegionCount(), regions, "no mapping left");
-  // At most as many: the forced GC may also collect what earlier tests dropped (closing its descriptors).
+  // At most as many: the forced GC may also collect what earlier tests dropped (unmapping it, closing its
+  // descriptors).
+  assert.ok(liveRegionCount() <= regions, `no mapping left: ${regions} before, ${liveRegionCount()} after`);
   const left = openDescriptorCount();
   assert.ok(left <= fds, `no descriptor left: ${fds} before, ${left} after`);
 });
