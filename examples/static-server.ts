@@ -218,6 +218,22 @@ async function respond(conn: Conn, request: Request): Promise<boolean> {
   }
 }
 
+const discard = new Uint8Array(4096);
+
+/** Ends a connection the server chose to end: its FIN goes out after the bytes still queued, and what the client
+ * sent meanwhile (a pipelined request, a body) is read until it closes. A close with unread bytes would be a
+ * reset, and a reset throws away the end of the response still in the kernel's queue. The send deadline holds. */
+async function linger(conn: Conn): Promise<void> {
+  conn.phase = "send";
+  conn.since = Date.now();
+  try {
+    conn.socket.shutdown("write");
+    while (await conn.socket.readAsync(discard) > 0);
+  } catch {
+    // reset, or cut by the deadline: nothing more to do for it
+  }
+}
+
 /** Reads requests from one connection and answers them in order until it closes or must close. */
 async function serve(socket: Socket): Promise<void> {
   const conn: Conn = { socket, cut: false, phase: "head", since: Date.now() };
@@ -225,6 +241,7 @@ async function serve(socket: Socket): Promise<void> {
   const page = pool.acquire(); // CONNECTIONS_MAX keeps this within the pool's bound
   const bytes = page.bytes;
   let filled = 0;
+  let ended = false; // the client closed or the connection failed: nothing of its is left to read
   try {
     socket.noDelay = true; // the head and a small body go out at once, not held back by Nagle's algorithm
     for (let open = true; open && !stopping;) {
@@ -240,7 +257,7 @@ async function serve(socket: Socket): Promise<void> {
         } finally {
           head.release();
         }
-        if (read === 0) return; // the client closed (or half-closed) its side
+        if (read === 0) return void (ended = true); // the client closed (or half-closed) its side
         end = headEnd(bytes, Math.max(0, filled - 2), filled + read);
         filled += read;
       }
@@ -251,12 +268,14 @@ async function serve(socket: Socket): Promise<void> {
       filled -= end;
     }
   } catch (error) {
+    ended = true;
     const code = (error as PageIoError).code;
     if (!conn.cut && !["ECONNRESET", "EPIPE", "ENOTCONN", "ERR_CLOSED"].includes(code)) {
       console.error("static-server:", error);
     }
   } finally {
     page.release();
+    if (!ended && !conn.cut) await linger(conn);
     socket.close();
     conns.delete(conn);
     finish();
