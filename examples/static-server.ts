@@ -90,6 +90,8 @@ interface Request {
   keepAlive: boolean;
 }
 
+const SINGLE = new Set(["host", "content-length", "range"]);
+
 /** The request in a head, or null when it is malformed (400). */
 function parse(head: string): Request | null {
   const lines = head.split(/\r?\n/);
@@ -99,8 +101,12 @@ function parse(head: string): Request | null {
   for (let i = 1; i < lines.length && lines[i] !== ""; i++) {
     const colon = lines[i].indexOf(":");
     if (colon <= 0 || /[\s]/.test(lines[i].slice(0, colon))) return null;
-    headers.set(lines[i].slice(0, colon).toLowerCase(), lines[i].slice(colon + 1).trim());
+    const name = lines[i].slice(0, colon).toLowerCase(), value = lines[i].slice(colon + 1).trim();
+    // Two copies of a field that has one value: a proxy in front may have read the other (RFC 9112 3.2, 6.3).
+    if (SINGLE.has(name) && headers.has(name) && headers.get(name) !== value) return null;
+    headers.set(name, value);
   }
+  if (!/^\d*$/.test(headers.get("content-length") ?? "")) return null; // "-5", "1e3", "5, 6": no length at all
   if (line[3] === "1" && !headers.has("host")) return null; // HTTP/1.1 requires Host
   const connection = headers.get("connection")?.toLowerCase() ?? "";
   const keepAlive = line[3] === "1" ? !connection.includes("close") : connection.includes("keep-alive");

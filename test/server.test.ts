@@ -395,3 +395,27 @@ test(
     assert.deepEqual(await own.exited, { status: 0, signal: null });
   },
 );
+
+test("contradictory copies of Content-Length, Host or Range, or a length that is no number, are 400", {
+  skip: !haveCurl,
+}, async () => {
+  const get = "GET /one.bin HTTP/1.1\r\nHost: x\r\n";
+  const next = "GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  for (
+    const [fields, body] of [
+      ["Content-Length: 5\r\nContent-Length: 0\r\n", "hello"], // a proxy reading the first sees "hello", then GET
+      ["Content-Length: 0\r\nContent-Length: 5\r\n", "hello"],
+      ["Content-Length: -5\r\n", ""],
+      ["Content-Length: 1e1\r\n", "helloworld"],
+      ["Host: y\r\n", ""],
+      ["Range: bytes=0-0\r\nRange: bytes=5-9\r\n", ""],
+    ]
+  ) {
+    const answer = await raw(server, `${get}${fields}\r\n${body}${next}`);
+    assert.match(answer, /^HTTP\/1\.1 400 /, fields);
+    assert.equal(answer.split("HTTP/1.1 ").length - 1, 1, `one answer, then the connection closes: ${fields}`);
+  }
+  // The same value twice is one value.
+  const same = await raw(server, `${get}Content-Length: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+  assert.match(same, /^HTTP\/1\.1 200 /);
+});
