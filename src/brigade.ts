@@ -3,7 +3,7 @@
  * leaves in gather writes. It owns what it holds: written heads are released.
  * @module
  */
-import { IOV_MAX } from "../ffi/native.ts";
+import { BEHIND_IOV_MAX, fn, IOV_MAX } from "../ffi/native.ts";
 import { checkAsyncOptions, stateError } from "./errors.ts";
 import { type AsyncOptions, type Plan, runAsync, runSync } from "./drive.ts";
 import { describe, fdOf, type Target, waitsFor } from "./file.ts";
@@ -277,6 +277,41 @@ export class Brigade {
       lengths.splice(0, this.#start);
       this.#start = 0;
     }
+  }
+
+  /**
+   * @internal Hands the whole queue to the library's write-behind thread, for the regular file `fd`: the job's
+   * id, or 0 when it cannot take it (anything but heads into memory, more than BEHIND_IOV_MAX of them, a
+   * flush in progress, no job to be had now): write it the usual way then. The brigade must stay as it is,
+   * its heads unreleased, until `pageio_behind_wait` has returned for that id.
+   */
+  _writeBehind(fd: number): number {
+    const count = this.count;
+    if (this.#busy || this._lender !== null || count === 0 || count > BEHIND_IOV_MAX) return 0;
+    for (let i = this.#start; i < this.#chunks.length; i++) {
+      const chunk = this.#chunks[i];
+      if (!isHead(chunk) || fileSpan(chunk) !== null) return 0;
+    }
+    const packed = shared.pack(this.#chunks, this.#start, this.#chunks.length, this.#lengths);
+    const id = fn.pageio_behind_submit(fd, packed.list, packed.list.byteLength, packed.count);
+    return id > 0 ? id : 0;
+  }
+
+  /** @internal Drops the front `written` bytes, as writing them does (a write-behind job that stopped short). */
+  _consumeWritten(written: number): void {
+    this.#consume(written, this.count, null, false);
+  }
+
+  /** @internal Moves every chunk of `other` to the end of this brigade, in order, leaving `other` empty. */
+  _takeAll(other: Brigade): void {
+    if (this.#busy || other.#busy) throw stateError("ERR_BUSY", "the brigade is being flushed asynchronously", "take");
+    for (let i = other.#start; i < other.#chunks.length; i++) {
+      this.#chunks.push(other.#chunks[i]);
+      this.#lengths.push(other.#lengths[i]);
+    }
+    this.#byteLength += other.#byteLength;
+    other.#chunks.length = other.#lengths.length = 0;
+    other.#start = other.#byteLength = 0;
   }
 
   /** Releases every queued head and empties the brigade. */
