@@ -198,7 +198,8 @@ export class PageWriter {
    * is done; false when it cannot be (the last job failed, or the queue holds what the thread does not take).
    */
   #flushBehind(): boolean {
-    if (this.#copiedMax === Infinity || !this.#collect()) return false;
+    // Only the full-size flush: with a small highWaterMark, a thread's round trip per flush costs more than it saves.
+    if (this.#copiedMax !== COPIED_FLUSH_BYTES || !this.#collect()) return false;
     this.#queueText();
     const id = this.#brigade._writeBehind(fdOf(this.#file));
     if (id === 0) return false;

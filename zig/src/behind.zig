@@ -76,8 +76,8 @@ pub fn submit(fd: i32, descriptors: []const gather.Descriptor) Errno!u32 {
         thread_started = true;
     }
     const job = &jobs[index];
-    job.generation +%= 1;
-    job.* = .{ .state = .queued, .generation = job.generation, .fd = dup, .count = count };
+    const generation = job.generation +% 1; // a local: the literal below is written into job.* in place
+    job.* = .{ .state = .queued, .generation = generation, .fd = dup, .count = count };
     @memcpy(job.iov[0..count], iov[0..count]);
     queue[(queue_head + queue_len) % job_count_max] = @intCast(index);
     queue_len += 1;
