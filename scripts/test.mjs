@@ -2,6 +2,8 @@
 // checks, and the npm package installed from its tarball; ends with one line, "N passed, N failed",
 // over all of them. With test files as arguments, runs only those (and the Zig tests).
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { zigPath } from "./build.mjs";
@@ -45,7 +47,15 @@ const suites = [
   },
   {
     name: "bun",
-    command: [bin("bun"), "test", ...testFiles.map((f) => (f.startsWith(".") ? f : `./${f}`))],
+    // Bun fails any test past 5 s by default, which a loaded machine reaches with child processes (Deno has no
+    // such limit): a test with no timeout of its own gets two minutes, still a failure if it hangs.
+    command: [
+      bin("bun"),
+      "test",
+      "--timeout",
+      "120000",
+      ...testFiles.map((f) => (f.startsWith(".") ? f : `./${f}`)),
+    ],
     cwd: root,
     // " 12 pass" / " 0 fail"
     parse: (out) => {
@@ -69,6 +79,11 @@ if (files.length === 0) {
   );
 }
 
+const SUITE_TIMEOUT_MS = 25 * 60 * 1000;
+// Every suite's temporary files go under one directory, removed at the end whatever the suites left (a killed
+// child, a crashed runtime): runs must not fill the disk of the machine they share.
+const scratch = mkdtempSync(join(tmpdir(), "pageio-run-"));
+process.on("exit", () => rmSync(scratch, { recursive: true, force: true }));
 let passed = 0;
 let failed = 0;
 for (const suite of suites) {
@@ -77,10 +92,14 @@ for (const suite of suites) {
     cwd: suite.cwd,
     encoding: "utf8",
     maxBuffer: 256 * 1024 * 1024,
-    env: { ...process.env, NO_COLOR: "1" },
+    env: { ...process.env, NO_COLOR: "1", TMPDIR: scratch },
+    // A suite that hangs is killed and counted as failed, so the closing line still comes (CI stops at 90 min).
+    timeout: SUITE_TIMEOUT_MS,
+    killSignal: "SIGKILL",
   });
   const out = `${run.stdout ?? ""}${run.stderr ?? ""}`;
   process.stdout.write(out);
+  if (run.error || run.signal) console.log(`=== ${suite.name}: ${run.error?.message ?? `killed by ${run.signal}`}`);
   const counts = suite.parse(out);
   if (counts === null) {
     console.log(`=== ${suite.name}: no test count found (exit ${run.status}); counted as 1 failure`);

@@ -15,6 +15,13 @@ import { type MoveKind, moveKindFor, movePlan } from "./move.ts";
 /** What goes out next: a run of file spans for the kernel, of lendable heads for a pipe, or of anything. */
 type Step = { span?: { fd: number; offset: number }; lend?: true; chunks: number; bytes: number };
 
+let setLender: (brigade: Brigade, lender: Lender) => void;
+
+/** @internal A PageWriter's brigade lends to `lender`'s pipe. */
+export function lendTo(brigade: Brigade, lender: Lender): void {
+  setLender(brigade, lender);
+}
+
 /**
  * An ordered queue of heads and byte arrays that leaves in gather writes
  * (APR's brigade). It owns what it holds: fully written heads are released,
@@ -43,8 +50,12 @@ export class Brigade {
   #start = 0;
   #byteLength = 0;
   #busy = false; // an asynchronous flush owns the front of the queue
-  /** @internal Set by a PageWriter on a pipe: heads only it holds are lent to the pipe, not copied. */
-  _lender: Lender | null = null;
+  // Set by a PageWriter on a pipe (lendTo): heads only it holds are lent to the pipe, not copied. Private: a
+  // look-alike lender set from outside would lend pages and let them be reused in place under the pipe's reader.
+  #lender: Lender | null = null;
+  static {
+    setLender = (brigade, lender) => brigade.#lender = lender;
+  }
 
   /** Queues chunks at the end; the brigade takes ownership of heads. */
   append(...chunks: Chunk[]): this {
@@ -187,7 +198,7 @@ export class Brigade {
   }
 
   #lenderFor(fd: number): Lender | null {
-    return this._lender !== null && this._lender.fd === fd ? this._lender : null;
+    return this.#lender !== null && this.#lender.fd === fd ? this.#lender : null;
   }
 
   #enter(operation: string): void {

@@ -35,6 +35,17 @@ import {
 } from "./internal.ts";
 import { pageSize } from "./system.ts";
 
+// What the ring's slots and heads call on it: symbols of this module, so no caller can view a slot that is not
+// theirs (a header view outlived close() and faulted) or publish and give back slots out of turn.
+const kSlotOffset: unique symbol = Symbol("pageio.ringSlotOffset");
+const kRingRegion: unique symbol = Symbol("pageio.ringRegion");
+const kOpen: unique symbol = Symbol("pageio.ringOpen");
+const kBuffer: unique symbol = Symbol("pageio.ringBuffer");
+const kRevoke: unique symbol = Symbol("pageio.ringRevoke");
+const kPublish: unique symbol = Symbol("pageio.ringPublish");
+const kAbandon: unique symbol = Symbol("pageio.ringAbandon");
+const kGiveBack: unique symbol = Symbol("pageio.ringGiveBack");
+
 /** Which side of a ring this process is: one producer and one consumer per ring. */
 export type RingRole = "producer" | "consumer";
 const roles: readonly RingRole[] = abi.enums.RingRole.values; // the index is the native role
@@ -357,28 +368,32 @@ export class SharedRing {
   }
 
   /** @internal Where slot `index` starts in the ring's native region. */
-  _slotOffset(index: number): number {
+  [kSlotOffset](index: number): number {
     return this.#dataOffset + index * this.slotSize;
   }
 
   /** @internal */
-  get _region(): number {
+  get [kRingRegion](): number {
     return this.#region;
   }
 
   /** @internal */
-  get _open(): boolean {
+  get [kOpen](): boolean {
     return this.#state === "open";
   }
 
   /** @internal Slot `index`'s revocable buffer, made on first use. */
-  _buffer(index: number): ArrayBuffer {
+  [kBuffer](index: number): ArrayBuffer {
+    // Reflection finds symbol-keyed methods: an index off the slots (-1: the header) would be a view close() misses.
+    if (!Number.isInteger(index) || index < 0 || index >= this.slots) {
+      throw new RangeError(`slot index ${index} is not one of the ring's ${this.slots} slots`);
+    }
     this.#viewed[index] = 1;
-    return this.#buffers[index] ??= native.view(this.#region, this.#address + this._slotOffset(index), this.slotSize);
+    return this.#buffers[index] ??= native.view(this.#region, this.#address + this[kSlotOffset](index), this.slotSize);
   }
 
   /** @internal Every view of slot `index` handed out so far reads as empty from now on. */
-  _revoke(index: number): void {
+  [kRevoke](index: number): void {
     if (this.#viewed[index] === 0) return;
     this.#viewed[index] = 0;
     // Same memory, new ArrayBuffer: old views empty. A buffer transferred away keeps the memory mapped.
@@ -388,23 +403,23 @@ export class SharedRing {
   }
 
   /** @internal The producer publishes its reserved slot. */
-  _publish(slot: RingSlot, length: number): void {
-    this._revoke(slot.index);
+  [kPublish](slot: RingSlot, length: number): void {
+    this[kRevoke](slot.index);
     this.#reserved = null;
     this.#check(fn.pageio_ring_publish(this.#region, slot.index, length), "ring publish");
   }
 
   /** @internal The producer let go of its reserved slot without publishing it. */
-  _abandon(slot: RingSlot): void {
+  [kAbandon](slot: RingSlot): void {
     if (this.#reserved !== slot) return;
     this.#reserved = null;
-    if (this.#state === "open") this._revoke(slot.index);
+    if (this.#state === "open") this[kRevoke](slot.index);
   }
 
   /** @internal The consumer let go of a slot: the oldest run of released slots goes back to the producer. */
-  _giveBack(slot: ReceivedSlot): void {
+  [kGiveBack](slot: ReceivedSlot): void {
     if (this.#state !== "open") return; // closed: every view is already dead, nothing goes back
-    this._revoke(slot.index);
+    this[kRevoke](slot.index);
     let count = 0;
     while (count < this.#outstanding.length && this.#outstanding[count].released) count++;
     if (count === 0) return; // an older slot is still held: the ring gives back in order
@@ -434,13 +449,13 @@ export class RingSlot {
   #live(operation: string): SharedRing {
     const ring = this.#ring;
     if (ring === null) throw stateError("ERR_RELEASED", "ring slot was already published", operation);
-    if (!ring._open) throw stateError("ERR_CLOSED", "shared ring is closed", operation);
+    if (!ring[kOpen]) throw stateError("ERR_CLOSED", "shared ring is closed", operation);
     return ring;
   }
 
   /** The whole slot, writable, in shared memory (no copy). */
   get bytes(): Uint8Array<ArrayBuffer> {
-    return this.#bytes ??= new Uint8Array(this.#live("bytes")._buffer(this.index));
+    return this.#bytes ??= new Uint8Array(this.#live("bytes")[kBuffer](this.index));
   }
 
   /** Bytes the slot holds. */
@@ -454,7 +469,7 @@ export class RingSlot {
     checkInteger("length", length, 0, ring.slotSize);
     this.#ring = null;
     this.#bytes = null;
-    ring._publish(this, length);
+    ring[kPublish](this, length);
   }
 
   /**
@@ -466,7 +481,7 @@ export class RingSlot {
     if (ring === null) return;
     this.#ring = null;
     this.#bytes = null;
-    ring._abandon(this);
+    ring[kAbandon](this);
   }
 }
 
@@ -481,17 +496,17 @@ class ReceivedSlot implements HeadOwner {
   readonly byteLength: number;
 
   constructor(readonly ring: SharedRing, readonly index: number) {
-    this[kRegion] = ring._region;
-    this[kRegionOffset] = ring._slotOffset(index);
+    this[kRegion] = ring[kRingRegion];
+    this[kRegionOffset] = ring[kSlotOffset](index);
     this.byteLength = ring.slotSize;
   }
 
   get [kAlive](): boolean {
-    return !this.released && this.ring._open;
+    return !this.released && this.ring[kOpen];
   }
 
   [kViewBuffer](): ArrayBuffer {
-    return this.ring._buffer(this.index);
+    return this.ring[kBuffer](this.index);
   }
 
   [kRetain](): void {
@@ -501,7 +516,7 @@ class ReceivedSlot implements HeadOwner {
   [kRelease](): void {
     if (--this.#refs > 0) return;
     this.released = true;
-    this.ring._giveBack(this);
+    this.ring[kGiveBack](this);
   }
 }
 

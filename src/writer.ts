@@ -6,7 +6,7 @@
 import { fn, IOV_MAX } from "../ffi/native.ts";
 import { checkAsyncOptions, checkInteger, checkOptions, PageIoError, stateError } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
-import { Brigade } from "./brigade.ts";
+import { Brigade, lendTo } from "./brigade.ts";
 import { byteLengthOf, type Chunk, isChunk, isDetached, viewOf } from "./gather.ts";
 import { Lender } from "./lend.ts";
 import type { AsyncOptions } from "./drive.ts";
@@ -161,7 +161,7 @@ export class PageWriter {
     this.#copiedMax = kind === "file" ? Math.min(COPIED_FLUSH_BYTES, this.#highWaterMark) : Infinity;
     // Lending needs a FileHandle: its `closed` says when the fd number stops naming this pipe.
     if (options.lend !== false && this.#file instanceof FileHandle && kind === "fifo") {
-      this.#brigade._lender = new Lender(this.#file);
+      lendTo(this.#brigade, new Lender(this.#file));
     }
   }
 

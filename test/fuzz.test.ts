@@ -180,7 +180,12 @@ test(`argument fuzzing: ${CASES} calls, each works or throws a typed error, noth
   assert.equal(pool.stats.inUse, 0);
   mapping.unmap();
   pool.close();
-  assert.equal(liveRegionCount(), regions, "no mapping or slab left behind");
+  // At most as many: a million calls run the collector, which may also unmap what earlier tests dropped (Bun
+  // frees their moved buffers then); a leak would be many more.
+  assert.ok(
+    liveRegionCount() <= regions,
+    `no mapping or slab left behind: ${regions} before, ${liveRegionCount()} after`,
+  );
   // At most as many: `deno test` runs each earlier test file on a thread of its own, and when such a thread
   // ends meanwhile its poller is closed (two descriptors fewer), which is no leak.
   const left = openDescriptorCount();

@@ -1,8 +1,9 @@
 // Shared by every test file: temporary files, GC, and what the process holds.
 import { createHash } from "node:crypto";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import process from "node:process";
 import { join } from "node:path";
 import { runtime } from "../mod.ts";
 
@@ -15,7 +16,11 @@ export function tempDir(): string {
   return dir;
 }
 const dirs: string[] = [];
-globalThis.addEventListener?.("unload", () => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const removeDirs = () => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true }));
+// Deno's test runner dispatches unload to each test file; Bun's never does, but emits the process's exit (before,
+// every directory of a Bun run stayed behind: tens of GB in /tmp after a day of runs, and then ENOSPC).
+globalThis.addEventListener?.("unload", removeDirs);
+process.on("exit", removeDirs);
 
 /** A temporary file holding `bytes`. */
 export function tempFile(bytes: Uint8Array | string, name = "file"): string {
@@ -49,6 +54,32 @@ export async function collectGarbage(): Promise<void> {
 /** Descriptors this process has open. */
 export function openDescriptorCount(): number {
   return readdirSync("/proc/self/fd").length;
+}
+
+/**
+ * Descriptors of this process open on `path`: unlike a count of all of them, immune to the runtime's own
+ * descriptors and to those an earlier test's thread closes meanwhile.
+ */
+export function fdsOn(path: string): number {
+  return readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === path;
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
+/**
+ * Polls `check` until it holds or `timeoutMs` has passed; returns whether it held. For what the runtime or the
+ * kernel does in its own time (a Worker's teardown, a collector, another process): a generous bound, not a guess.
+ */
+export async function until(check: () => boolean, timeoutMs = 30_000, stepMs = 10): Promise<boolean> {
+  for (const deadline = Date.now() + timeoutMs; !check();) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, stepMs));
+  }
+  return true;
 }
 
 /** Lines of /proc/self/maps that mention `text` (a path). */

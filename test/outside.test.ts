@@ -5,6 +5,7 @@ import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  Brigade,
   type FileHandle,
   openFile,
   type PageIoError,
@@ -106,6 +107,35 @@ test("a pool option is read once: a getter that gives a PagePool to the check an
     writer.write("written");
     writer.flush();
     assert.equal(readFileSync(join(dir, "out.txt"), "utf8"), "written");
+  } finally {
+    readEnd.close();
+    writeEnd.close();
+  }
+});
+
+test("a Brigade's pipe lender is private: a look-alike set from outside is never used", () => {
+  const [readEnd, writeEnd] = pipe();
+  using pool = new PagePool();
+  let calls = 0;
+  const brigade = new Brigade();
+  // Before, `_lender` was a public field: lending through a look-alike skipped the fresh memory a lent page
+  // needs before reuse, so the pipe's reader could see the page's next owner's bytes.
+  (brigade as unknown as { _lender: unknown })._lender = {
+    fd: writeEnd.fd,
+    enabled: true,
+    lent: () => calls++,
+    settle: () => calls++,
+  };
+  try {
+    const page = pool.acquire();
+    page.bytes.fill(7);
+    brigade.append(page.head(0, pool.pageSize));
+    page.release();
+    assert.equal(brigade.flush(writeEnd), pool.pageSize);
+    const into = new Uint8Array(pool.pageSize);
+    assert.equal(readv(readEnd, [into]), pool.pageSize);
+    assert.ok(into.every((byte) => byte === 7));
+    assert.equal(calls, 0);
   } finally {
     readEnd.close();
     writeEnd.close();

@@ -135,10 +135,14 @@ test("a page garbage-collected without release is reported once, with where it w
     function leakOne() { pool.acquire().bytes[0] = 1; }
     leakOne();
     const kept = pool.acquire();
-    for (let i = 0; i < 5; i++) {
+    // Until the collector has found it (Bun scans the stack conservatively: a stale word may keep it a while),
+    // with a generous bound; then a few more rounds, in which it must not be reported again.
+    const collect = async () => {
       if (typeof Deno !== "undefined") globalThis.gc(); else Bun.gc(true);
       await new Promise((r) => setTimeout(r, 20));
-    }
+    };
+    for (const deadline = Date.now() + 30_000; pool.stats.leaked === 0 && Date.now() < deadline;) await collect();
+    for (let i = 0; i < 4; i++) await collect();
     console.log(JSON.stringify(pool.stats));
     kept.release();
   `,
@@ -219,8 +223,11 @@ test("a pool dropped without close() gives its slabs back once collected; views 
   const held = dropPoolKeepingAView();
   assert.ok(liveRegionCount() >= regions + 3);
   // Bun's collector scans the stack conservatively: a stale word there may keep the pool a few rounds longer.
-  for (let i = 0; i < 20 && liveRegionCount() > regions; i++) await collectGarbage();
-  assert.equal(liveRegionCount(), regions, "every slab was unmapped");
+  for (const deadline = Date.now() + 30_000; liveRegionCount() > regions && Date.now() < deadline;) {
+    await collectGarbage();
+  }
+  // At most as many: the same collections may also unmap what earlier tests dropped.
+  assert.ok(liveRegionCount() <= regions, `every slab was unmapped: ${regions} before, ${liveRegionCount()} after`);
   assert.equal(held.byteLength, 0, "a view of a page of the dropped pool reads as empty, not freed memory");
 });
 

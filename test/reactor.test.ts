@@ -29,11 +29,21 @@ import {
   waitingCount,
   waitReady,
 } from "../src/reactor.ts";
-import { haveStrace, isDeno, root, runScript, tempDir, tempFile } from "./helpers.ts";
+import { haveStrace, isDeno, root, runScript, tempDir, tempFile, until } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
-const settledWithin = <T>(promise: Promise<T>, ms: number) =>
-  Promise.race([promise.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+/** Whether `promise` settles within `ms`; the timer goes with it (a bound of 30 s must not hold the process). */
+const settledWithin = async <T>(promise: Promise<T>, ms: number) => {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise.then(() => true, () => true),
+      new Promise<boolean>((r) => timer = setTimeout(() => r(false), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+};
 
 test("a pipe is ready to write at once, and to read once bytes arrive", async () => {
   const [r, w] = pipe({ nonBlocking: true });
@@ -148,9 +158,11 @@ test("a 10 ms timer keeps firing while waits are pending", async () => {
     const waiting = waitReady(r.fd, "read");
     let ticks = 0;
     const timer = setInterval(() => ticks++, 10);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Only the loop can tick the timer, and nothing ends the wait until it has ticked 5 times: a parked loop
+    // fails here (a fixed 200 ms window failed on a loaded machine, where 10 ms ticks come late).
+    const ticked = await until(() => ticks >= 5);
     clearInterval(timer);
-    assert.ok(ticks >= 5, `only ${ticks} ticks in 200 ms`);
+    assert.ok(ticked, `only ${ticks} ticks in 30 s`);
     writev(w, [new Uint8Array(1)]);
     await waiting;
   } finally {
@@ -159,16 +171,20 @@ test("a 10 ms timer keeps firing while waits are pending", async () => {
   }
 });
 
-/** Ticks of a 10 ms interval while `step` runs back to back for `ms`. */
-async function ticksWhile(ms: number, step: () => Promise<unknown>): Promise<number> {
-  let ticks = 0;
-  const timer = setInterval(() => ticks++, 10);
+/**
+ * Runs `step` back to back until a 10 ms interval has ticked `ticks` times (or 30 s have passed); returns the
+ * ticks. Steps that never yield to the timers starve it, and the count stays 0; a count over a fixed window
+ * would also judge how late a loaded machine runs timers.
+ */
+async function ticksWhile(ticks: number, step: () => Promise<unknown>): Promise<number> {
+  let ticked = 0;
+  const timer = setInterval(() => ticked++, 10);
   try {
-    for (const end = performance.now() + ms; performance.now() < end;) await step();
+    for (const end = performance.now() + 30_000; ticked < ticks && performance.now() < end;) await step();
   } finally {
     clearInterval(timer);
   }
-  return ticks;
+  return ticked;
 }
 
 test("async calls that complete at once still let a 10 ms timer fire (they never yielded: it starved)", async () => {
@@ -180,12 +196,12 @@ test("async calls that complete at once still let a 10 ms timer fire (they never
   using server = await listener.acceptAsync();
   try {
     // Data is always there: each call completes on the JS thread, as a microtask.
-    const piped = await ticksWhile(300, () => (writev(a, [bytes]), readvAsync(b, [bytes])));
-    const fromFile = await ticksWhile(300, () => readvAsync(file, [bytes]));
-    const socket = await ticksWhile(300, () => (client.write([bytes]), server.readAsync(bytes)));
-    const written = await ticksWhile(300, async () => (await server.writeAsync([bytes]), client.read(bytes)));
+    const piped = await ticksWhile(3, () => (writev(a, [bytes]), readvAsync(b, [bytes])));
+    const fromFile = await ticksWhile(3, () => readvAsync(file, [bytes]));
+    const socket = await ticksWhile(3, () => (client.write([bytes]), server.readAsync(bytes)));
+    const written = await ticksWhile(3, async () => (await server.writeAsync([bytes]), client.read(bytes)));
     for (const [name, ticks] of Object.entries({ piped, fromFile, socket, written })) {
-      assert.ok(ticks >= 3, `${name}: the 10 ms timer fired ${ticks} times in 300 ms`);
+      assert.ok(ticks >= 3, `${name}: the 10 ms timer fired ${ticks} times in 30 s`);
     }
     assert.equal(waitingCount(), 0);
   } finally {
@@ -225,31 +241,36 @@ test("a wait the fd meets within the spin is seen on the JS thread, without park
 });
 
 test("a spin that fails holds the JS thread no longer than its limit, then that fd parks without spinning", async () => {
-  const [r, w] = pipe({ nonBlocking: true });
-  try {
-    await afterParkedWait();
-    const before = spinStats();
-    const started = performance.now();
-    const first = waitReady(r.fd, "read");
-    const held = performance.now() - started;
-    const missed = spinStats();
-    assert.equal(missed.spins - before.spins, 1);
-    assert.equal(missed.hits, before.hits);
-    assert.equal(missed.parks - before.parks, 1);
-    assert.equal(missed.spunNs - before.spunNs, 50_000); // the default limit
-    assert.ok(held < 50, `the first wait held the thread ${held.toFixed(1)} ms`); // only a gross overrun fails
-    writev(w, [new Uint8Array(1)]);
-    await first;
-    readv(r, [new Uint8Array(1)]);
-    // Backed off: the next waits on this fd park at once until it has sat out its turn.
-    const second = waitReady(r.fd, "read");
-    assert.equal(spinStats().spins, missed.spins);
-    writev(w, [new Uint8Array(1)]);
-    await second;
-  } finally {
-    r.close();
-    w.close();
+  // The wall time of one call also counts a preemption or a collection that happened to fall in it, so only
+  // a gross overrun fails, and only if it comes back on each of 5 fresh pipes: a spin past its limit always does.
+  const helds: number[] = [];
+  for (let attempt = 0; attempt < 5 && !(helds.at(-1)! < 50); attempt++) {
+    const [r, w] = pipe({ nonBlocking: true });
+    try {
+      await afterParkedWait();
+      const before = spinStats();
+      const started = performance.now();
+      const first = waitReady(r.fd, "read");
+      helds.push(performance.now() - started);
+      const missed = spinStats();
+      assert.equal(missed.spins - before.spins, 1);
+      assert.equal(missed.hits, before.hits);
+      assert.equal(missed.parks - before.parks, 1);
+      assert.equal(missed.spunNs - before.spunNs, 50_000); // the default limit
+      writev(w, [new Uint8Array(1)]);
+      await first;
+      readv(r, [new Uint8Array(1)]);
+      // Backed off: the next waits on this fd park at once until it has sat out its turn.
+      const second = waitReady(r.fd, "read");
+      assert.equal(spinStats().spins, missed.spins);
+      writev(w, [new Uint8Array(1)]);
+      await second;
+    } finally {
+      r.close();
+      w.close();
+    }
   }
+  assert.ok(helds.at(-1)! < 50, `the first wait held the thread ${helds.map((ms) => ms.toFixed(1)).join(", ")} ms`);
 });
 
 test("back-to-back waits met by spins still let a 10 ms timer fire (a wait parks at least every few ms)", async () => {
@@ -376,11 +397,12 @@ test("a socket registers once, edge-triggered: data that came after the failed r
     assert.equal(server.read(bytes), null);
     // Arrives after the failed read and is reported before the wait (the doorbell runs within the timeout).
     client.write([new Uint8Array(1)]);
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    // The poller's thread reports it in its own time (a loaded machine once took over 30 ms): poll for it.
+    await until(() => ((edgeState(server.fd)?.ready ?? 0) & 1) !== 0);
     assert.equal(edgeState(server.fd)?.registered, true);
     assert.ok(edgeState(server.fd)!.ready & 1, "kept: readable, no wait took it yet");
     const parks = spinStats().parks;
-    assert.equal(await settledWithin(waitReady(server.fd, "read"), 1000), true, "ended at once by what was kept");
+    assert.equal(await settledWithin(waitReady(server.fd, "read"), 30_000), true, "ended by what was kept");
     assert.equal(spinStats().parks, parks, "without parking");
     assert.equal(edgeState(server.fd)!.ready & 1, 0, "taken by that wait");
     assert.equal(server.read(bytes), 1);
@@ -388,14 +410,14 @@ test("a socket registers once, edge-triggered: data that came after the failed r
     assert.equal(server.read(bytes), null);
     const waiting = waitReady(server.fd, "read");
     client.write([new Uint8Array(2)]);
-    assert.equal(await settledWithin(waiting, 2000), true);
+    assert.equal(await settledWithin(waiting, 30_000), true);
     assert.equal(server.read(bytes), 2);
     // Nothing kept, nothing coming: the next wait parks until something comes.
     assert.equal(server.read(bytes), null);
     const parked = waitReady(server.fd, "read");
     assert.equal(await settledWithin(parked, 50), false, "nothing came: it waits");
     client.write([new Uint8Array(3)]);
-    assert.equal(await settledWithin(parked, 2000), true);
+    assert.equal(await settledWithin(parked, 30_000), true);
   } finally {
     client.close();
     server.close();
@@ -427,7 +449,7 @@ test("a closed socket's number reused by another: the new one registers anew and
     const waiting = waitReady(socket.fd, "read");
     assert.equal(await settledWithin(waiting, 50), false, "nothing kept from the closed socket ends it");
     peer.write([new Uint8Array(1)]);
-    assert.equal(await settledWithin(waiting, 2000), true);
+    assert.equal(await settledWithin(waiting, 30_000), true);
     assert.equal(socket.read(new Uint8Array(4)), 1);
   } finally {
     other.close();
@@ -480,7 +502,7 @@ test("a socket's number closed behind pageio's back and reused by a pipe: the pi
     await new Promise((resolve) => setTimeout(resolve, 50)); // parked by now
     writev(w, [new Uint8Array([42])]);
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const hung = new Promise((resolve) => timer = setTimeout(() => resolve("hung"), 3000));
+    const hung = new Promise((resolve) => timer = setTimeout(() => resolve("hung"), 30_000));
     assert.equal(await Promise.race([reading, hung]), 1, "the pipe's wait never ended (it took the socket's path)");
     clearTimeout(timer);
     assert.equal(bytes[0], 42);
@@ -494,12 +516,12 @@ test("waits met by what a socket kept still let a 10 ms timer fire", async () =>
   try {
     const bytes = new Uint8Array(1);
     // Each round: data is there before the read, so every readAsync completes without parking.
-    const ticks = await ticksWhile(300, async () => {
+    const ticks = await ticksWhile(3, async () => {
       client.write([bytes]);
       await server.readAsync(bytes);
       await waitReady(server.fd, "write");
     });
-    assert.ok(ticks >= 3, `the 10 ms timer fired ${ticks} times in 300 ms`);
+    assert.ok(ticks >= 3, `the 10 ms timer fired ${ticks} times in 30 s`);
   } finally {
     client.close();
     server.close();
@@ -557,7 +579,7 @@ test("the last bytes and the peer's end in one report: the read takes the bytes,
     server.shutdown("write");
     assert.equal(await reading, 1);
     // A short read: the next readAsync waits first; the hang-up, already reported, must end that wait.
-    assert.equal(await settledWithin(client.readAsync(bytes), 2000), true, "the end of stream was lost");
+    assert.equal(await settledWithin(client.readAsync(bytes), 30_000), true, "the end of stream was lost");
     assert.equal(await client.readAsync(bytes), 0);
     assert.ok(edgeState(client.fd)!.ready & 4, "the hang-up is kept for every later wait");
   } finally {

@@ -336,7 +336,8 @@ test("a ring dropped without close() is closed when collected: the peer sees the
     slot.bytes.fill(7);
     view = slot.bytes; // outlives the ring object
   })();
-  await collectGarbage();
+  // Bun's collector scans the stack conservatively: a stale word may keep the ring a few rounds longer.
+  for (const deadline = Date.now() + 30_000; view!.byteLength !== 0 && Date.now() < deadline;) await collectGarbage();
   assert.equal(view!.byteLength, 0, "revoked as close() would, before the unmap");
   assert.equal(view![0], undefined);
   const head = consumer!.receive()!;
@@ -344,8 +345,9 @@ test("a ring dropped without close() is closed when collected: the peer sees the
   head.release();
   assert.equal(consumer!.receive(), null, "then the end: the dropped producer was closed");
   consumer!.close();
-  assert.equal(liveRegionCount(), regions, "no mapping left");
-  // At most as many: the forced GC may also collect what earlier tests dropped (closing its descriptors).
+  // At most as many: the forced GC may also collect what earlier tests dropped (unmapping it, closing its
+  // descriptors).
+  assert.ok(liveRegionCount() <= regions, `no mapping left: ${regions} before, ${liveRegionCount()} after`);
   const left = openDescriptorCount();
   assert.ok(left <= fds, `no descriptor left: ${fds} before, ${left} after`);
 });
@@ -363,22 +365,40 @@ test("a head viewed, then its ring closed, then released: no error, the view emp
 });
 
 test("a view is checked natively against its region: a slot index past the ring is a RangeError, not a view", () => {
-  // In a child: ring._buffer(100000) made a 4 KiB view past the ring's mapping (SIGSEGV on both runtimes).
+  // In a child: ring._buffer(100000) made a 4 KiB view past the ring's mapping (SIGSEGV on both runtimes), and
+  // ring._buffer(-1) a view of the header that close() never revoked (SIGSEGV on Deno at the next touch). The
+  // ring's internals are symbol-keyed now; reflection still finds them, so they check the index too.
   const run = runScript(`
     import { SharedRing } from "${root}mod.ts";
     import { native } from "${root}ffi/native.ts";
     const ring = SharedRing.create({ slots: 2, slotSize: 4096 });
-    const region = ring._region;
-    const out = [];
-    for (const make of [() => ring._buffer(100000), () => ring._buffer(2 ** 30), () => native.view(region, 8, 4096)]) {
+    const internal = (name) => Object.getOwnPropertySymbols(SharedRing.prototype).find((s) => s.description === name);
+    const buffer = (index) => ring[internal("pageio.ringBuffer")](index);
+    const out = [Object.getOwnPropertyNames(SharedRing.prototype).filter((n) => n.startsWith("_")).length];
+    const region = Object.getOwnPropertyDescriptor(SharedRing.prototype, internal("pageio.ringRegion")).get.call(ring);
+    for (const make of [() => buffer(100000), () => buffer(2 ** 30), () => buffer(-1), () => buffer(1.5), () => buffer(2), () => native.view(region, 8, 4096)]) {
       try { make(); out.push("made"); } catch (e) { out.push(e.constructor.name); }
     }
     const slot = ring.reserve();
     slot.bytes.fill(3); // views inside the region are made as before
     out.push(slot.bytes.length);
+    const kept = new Uint8Array(buffer(1));
+    ring.close();
+    kept[0] = 1; // revoked at close: nothing is written
+    out.push(kept.length);
     console.log(JSON.stringify(out));
   `);
   assert.equal(run.signal, null, run.stderr);
   assert.equal(run.status, 0, run.stderr);
-  assert.deepEqual(JSON.parse(run.stdout.trim()), ["RangeError", "RangeError", "RangeError", 4096]);
+  assert.deepEqual(JSON.parse(run.stdout.trim()), [
+    0,
+    "RangeError",
+    "RangeError",
+    "RangeError",
+    "RangeError",
+    "RangeError",
+    "RangeError",
+    4096,
+    0,
+  ]);
 });

@@ -2,7 +2,7 @@
 // adopting a descriptor from elsewhere, and the file and page paths (sendfile, writev, PageReader) onto them.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import {
@@ -31,6 +31,7 @@ import {
   sha256,
   tempDir,
   tempFile,
+  until,
 } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
@@ -58,6 +59,30 @@ async function readAll(socket: Socket, length: number): Promise<Uint8Array> {
 function fdFlags(fd: number): number {
   return parseInt(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8").match(/flags:\s+(\d+)/)![1], 8);
 }
+/**
+ * What the kernel holds for one of this process's IPv4 TCP sockets (/proc/net/tcp): its state (8: the peer's
+ * FIN has come, so has everything sent before it) and the bytes that arrived and are not read yet.
+ */
+function tcpState(fd: number): { state: number; unread: number } | undefined {
+  const inode = readlinkSync(`/proc/self/fd/${fd}`).match(/^socket:\[(\d+)\]$/)?.[1];
+  for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[9] === inode) return { state: parseInt(fields[3], 16), unread: parseInt(fields[4].split(":")[1], 16) };
+  }
+}
+const CLOSE_WAIT = 8;
+
+/** Sockets among this process's descriptors (the runtime's own pipes, eventfds and files come and go). */
+function socketCount(): number {
+  return readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`).startsWith("socket:");
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
 
@@ -121,38 +146,66 @@ test("socket options: noDelay, keepAlive and unsentLimit read back what was set"
   }
 });
 
+/**
+ * Runs `round` on fresh connections until it returns true, up to 5 times. For what the kernel decides by the
+ * clock: corked bytes leave after 200 ms, and loopback delivers within the send call unless the machine's
+ * packet processing is deferred under load. A process preempted at the wrong moment sees either once; a socket
+ * that really does not hold (or does not send) sees it every round, and fails.
+ */
+async function inFewRounds(
+  listener: Listener,
+  round: (client: Socket, server: Socket, final: boolean) => Promise<boolean>,
+): Promise<void> {
+  for (let i = 1;; i++) {
+    const [client, server] = await pair(listener);
+    try {
+      if (await round(client, server, i === 5)) return;
+    } finally {
+      client.close();
+      server.close();
+    }
+  }
+}
+
 test("cork holds a small write back until it is set false, then both writes arrive together", async () => {
   using listener = listen({ hostname: "127.0.0.1", port: 0 });
-  const [client, server] = await pair(listener);
-  using _client = client;
-  using _server = server;
-  server.noDelay = true;
-  server.cork = true;
-  assert.equal(server.cork, true);
-  assert.equal(server.write([text("HTTP/1.1 200 OK\r\n\r\n")]), 19);
-  assert.equal(server.write([text("body")]), 4);
-  assert.equal(client.read(new Uint8Array(64)), null, "held back while corked (the kernel waits up to 200 ms)");
-  server.cork = false;
-  assert.equal(server.cork, false);
-  assert.equal(new TextDecoder().decode(await readAll(client, 23)), "HTTP/1.1 200 OK\r\n\r\nbody");
-  server.close();
-  assert.throws(() => (server.cork = true), (e) => code(e) === "ERR_CLOSED");
+  await inFewRounds(listener, async (client, server, final) => {
+    server.noDelay = true;
+    server.cork = true;
+    assert.equal(server.cork, true);
+    assert.equal(server.write([text("HTTP/1.1 200 OK\r\n\r\n")]), 19);
+    assert.equal(server.write([text("body")]), 4);
+    const early = client.read(new Uint8Array(64));
+    server.cork = false;
+    assert.equal(server.cork, false);
+    const all = await readAll(client, 23);
+    if (early !== null && !final) return false;
+    assert.equal(early, null, "held back while corked (the kernel waits up to 200 ms)");
+    assert.equal(new TextDecoder().decode(all), "HTTP/1.1 200 OK\r\n\r\nbody");
+    server.close();
+    assert.throws(() => (server.cork = true), (e) => code(e) === "ERR_CLOSED");
+    return true;
+  });
 });
 
 test("send with more holds the head back until the body is sent, then both arrive together", async () => {
   using listener = listen({ hostname: "127.0.0.1", port: 0 });
-  const [client, server] = await pair(listener);
-  using _client = client;
-  using _server = server;
-  server.noDelay = true;
-  assert.equal(server.send(text("HTTP/1.1 200 OK\r\n\r\n"), { more: true }), 19);
-  assert.equal(client.read(new Uint8Array(64)), null, "held back: more follows (MSG_MORE)");
   using file = openFile(tempFile(text("body")));
-  assert.equal(server.sendFile(file, 0, 4), 4);
-  assert.equal(new TextDecoder().decode(await readAll(client, 23)), "HTTP/1.1 200 OK\r\n\r\nbody");
-  // Without more, a send leaves at once (loopback delivers it within the call).
-  assert.equal(server.send(text("next")), 4);
-  assert.equal(client.read(new Uint8Array(64)), 4);
+  await inFewRounds(listener, async (client, server, final) => {
+    server.noDelay = true;
+    assert.equal(server.send(text("HTTP/1.1 200 OK\r\n\r\n"), { more: true }), 19);
+    const early = client.read(new Uint8Array(64));
+    if (early !== null && !final) return false;
+    assert.equal(early, null, "held back: more follows (MSG_MORE)");
+    assert.equal(server.sendFile(file, 0, 4), 4);
+    assert.equal(new TextDecoder().decode(await readAll(client, 23)), "HTTP/1.1 200 OK\r\n\r\nbody");
+    // Without more, a send leaves at once (loopback delivers it within the call).
+    assert.equal(server.send(text("next")), 4);
+    const now = client.read(new Uint8Array(64));
+    if (now === null && !final) return false;
+    assert.equal(now, 4);
+    return true;
+  });
 });
 
 test("send: only real Uint8Arrays, their true length, 0 when full, typed errors, never SIGPIPE", async () => {
@@ -171,12 +224,13 @@ test("send: only real Uint8Arrays, their true length, 0 when full, typed errors,
   assert.equal(server.send(new Uint8Array(0)), 0);
   const big = new Uint8Array(1 << 20);
   let sent = 0;
+  // Ends at the first 0: a full buffer takes nothing, as a number, not an error. (A second send at once could
+  // find room again when loopback delivery or its acknowledgement was deferred under load.)
   for (let n = server.send(big); n > 0; n = server.send(big)) sent += n;
   assert.ok(sent > 0);
-  assert.equal(server.send(big), 0, "a full buffer takes nothing");
   client.close();
   const failed = await (async () => {
-    for (let i = 0; i < 100; i++) {
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
       try {
         server.send(big);
       } catch (error) {
@@ -288,7 +342,8 @@ test("errors are typed: ECONNREFUSED, EADDRINUSE, ECONNRESET, and bad arguments"
   await assert.rejects(connectAsync({ hostname: "127.0.0.1", port }), (e) => code(e) === "ECONNREFUSED");
   // Closing with unread bytes makes the kernel reset the connection: the peer reads ECONNRESET.
   client.write([text("unread")]);
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  // Only bytes that have arrived make close a reset: wait for them (loopback may defer delivery under load).
+  assert.ok(await until(() => tcpState(server.fd)?.unread === 6), "the bytes never arrived");
   server.close();
   await assert.rejects(client.readAsync(new Uint8Array(8)), (e) => code(e) === "ECONNRESET");
   client.close();
@@ -382,12 +437,14 @@ test("a unix listener whose backlog is full: connect waits until its timeout, co
   assert.ok(Date.now() - began >= 140, "connect waited for its timeout");
   let ticks = 0;
   const timer = setInterval(() => ticks++, 10);
-  const waiting = connectAsync({ path });
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  let settled = false;
+  const waiting = connectAsync({ path }).finally(() => settled = true);
+  // The timer ticks while the connect waits: only then is there room (a parked loop never gets there).
+  assert.ok(await until(() => ticks >= 3), "the event loop ran while connectAsync waited");
+  assert.equal(settled, false, "it waited for room");
   listener.accept()!.close(); // room in the backlog: the waiting connect gets in
   const socket = await waiting;
   clearInterval(timer);
-  assert.ok(ticks >= 3, "the event loop ran while connectAsync waited");
   socket.close();
   queued.forEach((s) => s.close());
 });
@@ -516,7 +573,8 @@ test("PageWriter to a socket sends file spans and pages; PageReader on a socket 
   const small = patternBytes(100_000, 10);
   assert.equal(await client.writeAsync([small]), small.length);
   client.close();
-  await new Promise((resolve) => setTimeout(resolve, 20)); // loopback: all of it is queued at the reader now
+  // All of it is queued at the reader once the FIN has come after it; loopback may take a moment under load.
+  assert.ok(await until(() => tcpState(server.fd)?.state === CLOSE_WAIT), "the end never arrived");
   using pool = new PagePool();
   using reader = new PageReader(server, { pool });
   const parts: Uint8Array[] = [];
@@ -621,13 +679,17 @@ test("openBeneath keeps paths inside the directory", () => {
 
 test("sockets leak no descriptor: 200 connections made and closed", async () => {
   using listener = listen({ hostname: "127.0.0.1", port: 0 });
-  const before = openDescriptorCount();
+  // Sockets exactly: the runtime's other descriptors (and an earlier test's thread closing its poller) may
+  // change the total meanwhile, so that is only checked against a leak per connection.
+  const before = socketCount();
+  const total = openDescriptorCount();
   for (let i = 0; i < 200; i++) {
     const [client, server] = await pair(listener);
     client.close();
     server.close();
   }
-  assert.equal(openDescriptorCount(), before);
+  assert.equal(socketCount(), before);
+  assert.ok(openDescriptorCount() < total + 10, `${total} descriptors before, ${openDescriptorCount()} after`);
 });
 
 test("Deno's --allow-net scopes are honoured", { skip: !isDeno }, () => {

@@ -29,6 +29,12 @@ test("Workers terminated while waiting in a ring receive, holding a mapping or w
       try { return /eventpoll|eventfd/.test(readlinkSync("/proc/self/fd/" + fd)); } catch { return false; }
     }).length;
     const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    // A terminated Worker's teardown (its unmaps, its poller's close) runs in its own time: poll, generously.
+    const until = async (check) => {
+      for (const deadline = Date.now() + 30_000; !check() && Date.now() < deadline;) await sleep(10);
+    };
+    const mappedAreas = () =>
+      readFileSync("/proc/self/maps", "utf8").split("\\n").filter((l) => l.includes("mapped.bin")).length;
     const out = {};
     const hold = openFile(${JSON.stringify(pipe)}, "r+");
     async function inWorker(mode, path) {
@@ -45,22 +51,24 @@ test("Workers terminated while waiting in a ring receive, holding a mapping or w
     const ring = SharedRing.create({ slots: 2, slotSize: 4096 });
     await inWorker("ring", ring.path);
     try {
-      for (let i = 0; i < 3; i++) ring.reserve({ timeout: 2000 }).publish(1);
+      for (let i = 0; i < 3; i++) ring.reserve({ timeout: 30_000 }).publish(1); // EPIPE once its teardown has run
       out.producer = "no error";
     } catch (error) {
       out.producer = error.code;
     }
     // (2) Workers holding file mappings: unmapped at their end.
     for (let i = 0; i < 3; i++) await inWorker("map", ${JSON.stringify(file)});
-    out.mappings = readFileSync("/proc/self/maps", "utf8").split("\\n").filter((l) => l.includes("mapped.bin")).length;
+    await until(() => mappedAreas() === 0);
+    out.mappings = mappedAreas();
     // (3) Workers waiting for readiness on a FIFO: nothing of theirs may run once they are gone, and the
     // bytes written next are the main thread's to read.
     const pollers = pollerFds();
     for (let i = 0; i < 3; i++) await inWorker("read", ${JSON.stringify(pipe)});
-    out.pollerFdsLeft = pollerFds() - pollers;
+    await until(() => pollerFds() <= pollers);
+    out.pollerFdsLeft = Math.max(0, pollerFds() - pollers); // fewer: an earlier Worker's runtime closed late
     writev(hold, [new Uint8Array(3000).fill(9)]);
     await sleep(200);
-    out.read = await Promise.race([readvAsync(hold, [new Uint8Array(65536)]), sleep(5000).then(() => "nothing")]);
+    out.read = await Promise.race([readvAsync(hold, [new Uint8Array(65536)]), sleep(30_000).then(() => "nothing")]);
     console.log(JSON.stringify(out));
     process.exit(0);
     `,
