@@ -6,7 +6,7 @@
 import { fn, IOV_MAX } from "../ffi/native.ts";
 import { checkAsyncOptions, checkInteger, checkOptions, PageIoError, stateError } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
-import { Brigade, lendTo } from "./brigade.ts";
+import { Brigade, consumeWritten, lendTo, takeAll, writeBehind } from "./brigade.ts";
 import { byteLengthOf, type Chunk, isChunk, isDetached, viewOf } from "./gather.ts";
 import { Lender } from "./lend.ts";
 import type { AsyncOptions } from "./drive.ts";
@@ -201,7 +201,7 @@ export class PageWriter {
     // Only the full-size flush: with a small highWaterMark, a thread's round trip per flush costs more than it saves.
     if (this.#copiedMax !== COPIED_FLUSH_BYTES || !this.#collect()) return false;
     this.#queueText();
-    const id = this.#brigade._writeBehind(fdOf(this.#file));
+    const id = writeBehind(this.#brigade, fdOf(this.#file));
     if (id === 0) return false;
     this.#behindId = id;
     this.#behind = this.#brigade;
@@ -227,8 +227,8 @@ export class PageWriter {
       behind.release();
       return true;
     }
-    behind._consumeWritten(written);
-    behind._takeAll(this.#brigade);
+    consumeWritten(behind, written);
+    takeAll(behind, this.#brigade);
     this.#brigade = behind;
     this.#copied = Math.max(this.#copied, this.#copiedMax);
     return false;

@@ -6,7 +6,17 @@ import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { openFile, type PageIoError, PagePool, PageReader, pageSize, PageWriter, pipe, readvAsync } from "../mod.ts";
+import {
+  Brigade,
+  openFile,
+  type PageIoError,
+  PagePool,
+  PageReader,
+  pageSize,
+  PageWriter,
+  pipe,
+  readvAsync,
+} from "../mod.ts";
 import { liveRegionCount } from "../src/system.ts";
 import { haveStrace, isDeno, noTmpfs, patternBytes, root, runScript, tempDir, tempFile, withTmpfs } from "./helpers.ts";
 
@@ -426,6 +436,9 @@ test("a regular file's flushes every 512 KiB are written by the library's own th
   const calls = readFileSync(log, "utf8").split("\n").filter((l) => / writev\(/.test(l) && !/ writev\([12],/.test(l));
   const byThread = calls.filter((l) => Number(l.split(" ")[0]) !== pid);
   assert.ok(byThread.length >= 4, `${byThread.length} of ${calls.length} writev calls on another thread`);
+  // Nothing outside pageio can hand a brigade to that thread (its heads could be released while it reads them).
+  const names = Object.getOwnPropertyNames(Brigade.prototype);
+  assert.deepEqual(names.filter((name) => /behind|take|consume/i.test(name)), []);
 });
 
 test("close and the caller's own close while a write-behind job is in flight: the job's bytes land, in order", () => {
