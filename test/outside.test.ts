@@ -6,7 +6,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   Brigade,
+  connect,
   type FileHandle,
+  listen,
   openFile,
   type PageIoError,
   PagePool,
@@ -140,4 +142,43 @@ test("a Brigade's pipe lender is private: a look-alike set from outside is never
     readEnd.close();
     writeEnd.close();
   }
+});
+
+test("concurrent writeAsync and sendFileAsync calls on one socket go out whole, in call order", async () => {
+  const dir = tempDir();
+  const fileBytes = new Uint8Array(3 << 20).fill(0x44);
+  writeFileSync(join(dir, "d.bin"), fileBytes);
+  using file = openFile(join(dir, "d.bin"));
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  using client = connect(listener.addr);
+  using server = await listener.acceptAsync();
+  // Each bigger than the socket's buffers, so each waits part-way; before, they took turns at every wait.
+  const blocks = [0x41, 0x42, 0x43].map((byte) => new Uint8Array(3 << 20).fill(byte));
+  const total = 4 * (3 << 20);
+  const got = new Uint8Array(total);
+  let read = 0;
+  const reading = (async () => {
+    while (read < total) {
+      const n = await client.readAsync(got.subarray(read));
+      if (n === 0) break;
+      read += n;
+    }
+  })();
+  const first = server.writeAsync([blocks[0]]);
+  const aborted = new AbortController();
+  const queued = server.writeAsync([new Uint8Array(1 << 20).fill(0x58)], aborted.signal); // behind the first
+  const writes = [
+    first,
+    server.sendFileAsync(file, 0, fileBytes.length),
+    server.writeAsync([blocks[1]]),
+    server.writeAsync([blocks[2]]),
+  ];
+  aborted.abort(); // while queued behind a pending call: rejects, writes nothing
+  await assert.rejects(queued, (e: PageIoError) => e.code === "ABORT_ERR");
+  assert.deepEqual(await Promise.all(writes), [3 << 20, 3 << 20, 3 << 20, 3 << 20]);
+  await reading;
+  assert.equal(read, total);
+  const runs: string[] = [];
+  for (let i = 0; i < total; i++) if (i === 0 || got[i] !== got[i - 1]) runs.push(String.fromCharCode(got[i]));
+  assert.deepEqual(runs, ["A", "D", "B", "C"]);
 });
