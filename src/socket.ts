@@ -237,7 +237,8 @@ export class Socket extends FileHandle {
   /** Writes what the socket takes now, in one gather call: bytes written (0 when its buffer is full). */
   write(chunks: Iterable<Chunk>): number {
     const array = chunkList(chunks);
-    return array.length === 0 ? 0 : shared.pack(array, 0, array.length).write(this.fd, 0);
+    const fd = this.fd; // after the caller's iterable ran; a closed socket is ERR_CLOSED, with nothing to write too
+    return array.length === 0 ? 0 : shared.pack(array, 0, array.length).write(fd, 0);
   }
 
   /**
@@ -265,7 +266,7 @@ export class Socket extends FileHandle {
     const length = byteLengthOf(bytes); // 0 when detached
     if (length === 0) {
       if (isDetached(bytes)) throw new TypeError("bytes were detached (transferred, or their page or mapping is gone)");
-      return 0;
+      return this.fd, 0; // closed: ERR_CLOSED, not a send that seemed to succeed
     }
     const result = fn.pageio_socket_send(this.fd, bytes, length, options?.more === true ? SEND_MORE : 0);
     return result === -errno.EAGAIN ? 0 : unwrap(result, "send");
@@ -312,7 +313,8 @@ export class Socket extends FileHandle {
     try {
       for (;;) {
         try {
-          const written = rest.length === 0 ? 0 : shared.pack(rest, 0, rest.length).write(this.fd, 0);
+          const fd = this.fd;
+          const written = rest.length === 0 ? 0 : shared.pack(rest, 0, rest.length).write(fd, 0);
           total += written;
           rest = dropFront(rest, written, slices);
           if (rest.length === 0) return afterTurn(total);
@@ -333,7 +335,7 @@ export class Socket extends FileHandle {
   sendFile(file: Target, offset: number, length: number): number {
     checkInteger("offset", offset);
     checkInteger("length", length);
-    if (length === 0) return 0;
+    if (length === 0) return fdOf(file), this.fd, 0; // closed file or socket: ERR_CLOSED, even for no bytes
     const moved = moveSpan(1, fdOf(file), offset, this.fd, length);
     if (moved === null) {
       throw new PageIoError("EINVAL", "EINVAL: the kernel cannot sendfile from this file to this socket", {
@@ -367,10 +369,10 @@ export class Socket extends FileHandle {
   async #sendAll(file: Target, offset: number, length: number, signal: AbortSignal | undefined): Promise<number> {
     let sent = 0;
     try {
-      while (sent < length) {
+      do { // once at least: a length of 0 still checks the file and socket are open
         sent += this.sendFile(file, offset + sent, length - sent);
         if (sent < length) await ready(this.fd, "write", signal);
-      }
+      } while (sent < length);
     } catch (error) {
       throw withBytes(error, sent + bytesOf(error));
     }

@@ -716,3 +716,28 @@ test("Deno's --allow-net scopes are honoured", { skip: !isDeno }, () => {
   assert.equal(run("--allow-net=127.0.0.1:0").stdout.trim(), "ok EACCES EACCES");
   assert.equal(run("--allow-net=127.0.0.1").stdout.trim(), "ok ECONNREFUSED EACCES");
 });
+
+test("a closed socket (or file) is ERR_CLOSED for writes of nothing too, not a write that seemed to succeed", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  using client = connect(listener.addr);
+  const server = await listener.acceptAsync();
+  const path = tempFile("abc");
+  server.close();
+  using file = openFile(path);
+  assert.throws(() => server.write([]), { code: "ERR_CLOSED" });
+  await assert.rejects(server.writeAsync([]), { code: "ERR_CLOSED" });
+  assert.throws(() => server.send(new Uint8Array(0)), { code: "ERR_CLOSED" });
+  assert.throws(() => server.sendFile(file, 0, 0), { code: "ERR_CLOSED" });
+  await assert.rejects(server.sendFileAsync(file, 0, 0), { code: "ERR_CLOSED" });
+  // An open socket with a closed file: the file's ERR_CLOSED.
+  const closedFile = openFile(path);
+  closedFile.close();
+  assert.throws(() => client.sendFile(closedFile, 0, 0), { code: "ERR_CLOSED" });
+  await assert.rejects(client.sendFileAsync(closedFile, 0, 0), { code: "ERR_CLOSED" });
+  // Open ones still take nothing as nothing.
+  assert.equal(client.write([]), 0);
+  assert.equal(await client.writeAsync([]), 0);
+  assert.equal(client.send(new Uint8Array(0)), 0);
+  assert.equal(client.sendFile(file, 0, 0), 0);
+  assert.equal(await client.sendFileAsync(file, 0, 0), 0);
+});
