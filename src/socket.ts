@@ -468,8 +468,7 @@ function signalOf(options: AbortSignal | AsyncOptions | undefined, what: string)
   let signal: AbortSignal | undefined;
   if (options === undefined || options instanceof AbortSignal) signal = options;
   else {
-    checkAsyncOptions(options, what);
-    signal = options.signal;
+    signal = checkAsyncOptions(options, what);
   }
   if (signal?.aborted) throw abortError(signal.reason);
   return signal;

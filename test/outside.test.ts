@@ -182,3 +182,50 @@ test("concurrent writeAsync and sendFileAsync calls on one socket go out whole, 
   for (let i = 0; i < total; i++) if (i === 0 || got[i] !== got[i - 1]) runs.push(String.fromCharCode(got[i]));
   assert.deepEqual(runs, ["A", "D", "B", "C"]);
 });
+
+test("an async call reads its signal option once: a getter that gives the check an AbortSignal and the call a look-alike is not used", async () => {
+  let touched = 0;
+  const shifty = () => {
+    let reads = 0;
+    const real = new AbortController().signal;
+    const fake = new Proxy({}, {
+      get: () => {
+        touched++;
+        return () => {};
+      },
+    });
+    return {
+      get signal() {
+        return reads++ === 0 ? real : fake;
+      },
+    } as never;
+  };
+  const [readEnd, writeEnd] = pipe();
+  try {
+    // Each call waits (an empty pipe, a full one), where a signal is listened to.
+    const reading = readvAsync(readEnd, [new Uint8Array(4)], shifty());
+    writev(writeEnd, [new TextEncoder().encode("1234")]);
+    assert.equal(await reading, 4);
+    const reader = new PageReader(readEnd);
+    const headReading = reader.readAsync(shifty());
+    writev(writeEnd, [new TextEncoder().encode("5678")]);
+    const head = await headReading;
+    assert.equal(head?.byteLength, 4);
+    head?.release();
+    const writer = new PageWriter(writeEnd, { lend: false });
+    const big = new Uint8Array(1 << 20);
+    const writing = writevAsync(writeEnd, [big], shifty());
+    writer.write(big);
+    const flushing = writer.flushAsync(shifty());
+    let drained = 0;
+    while (drained < 2 * big.length) drained += await readvAsync(readEnd, [new Uint8Array(1 << 16)]);
+    assert.equal(await writing, big.length);
+    assert.equal(await flushing, big.length);
+    writer.close();
+    reader.close();
+    assert.equal(touched, 0);
+  } finally {
+    readEnd.close();
+    writeEnd.close();
+  }
+});
