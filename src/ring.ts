@@ -18,7 +18,7 @@ import {
   stateError,
   unwrap,
 } from "./errors.ts";
-import { FileHandle, openFile, stat } from "./file.ts";
+import { FileHandle, openFile, owned, stat } from "./file.ts";
 import { type HeadOwner, PageHead } from "./head.ts";
 import {
   internalOnly,
@@ -153,7 +153,7 @@ export class SharedRing {
     const bytes = unwrap(fn.pageio_ring_bytes(slots, slotSize), "ring");
     let file: FileHandle;
     if (options.path === undefined) {
-      file = new FileHandle(unwrap(fn.pageio_memory_file(bytes), "memfd_create"));
+      file = owned(new FileHandle(unwrap(fn.pageio_memory_file(bytes), "memfd_create")));
     } else {
       file = openFile(options.path, "wx+");
       try {

@@ -127,6 +127,7 @@ export class Socket extends FileHandle {
   constructor(fd: number, key?: symbol) {
     internalOnly(key, "Socket", "listen(), connect(), connectAsync() or adoptSocket()");
     super(fd);
+    fn.pageio_fd_own(fd); // closed when this thread ends, if close() never ran (a terminated Worker)
     track(fd); // closed only through close(), which forgets it first
   }
 

@@ -20,7 +20,7 @@ import {
   writev,
   writevAsync,
 } from "../mod.ts";
-import { tempDir } from "./helpers.ts";
+import { root, runScript, tempDir } from "./helpers.ts";
 
 test("gather calls read a FileHandle's descriptor after the caller's iterable ran: one it closes is ERR_CLOSED, never another file", async () => {
   const dir = tempDir();
@@ -228,4 +228,51 @@ test("an async call reads its signal option once: a getter that gives the check 
     readEnd.close();
     writeEnd.close();
   }
+});
+
+test("a Worker terminated with files and sockets open leaves no descriptor of them behind, and its port free", () => {
+  const dir = tempDir();
+  const worker = join(dir, "worker.ts");
+  writeFileSync(
+    worker,
+    `import { listen, openFile, pipe, FileHandle } from "${root}mod.ts";
+    self.onmessage = async (e) => {
+      const listener = listen({ hostname: "127.0.0.1", port: e.data.port });
+      const file = openFile(e.data.file);
+      const ends = pipe();
+      globalThis.held = [listener, file, ends, new FileHandle(e.data.foreign)]; // never closed
+      self.postMessage([listener.fd, file.fd, ends[0].fd, ends[1].fd]);
+      try { await listener.acceptAsync(); } catch {}
+    };`,
+  );
+  const run = runScript(
+    `
+    import { listen } from "${root}mod.ts";
+    import { openSync, fstatSync, readlinkSync } from "node:fs";
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    const target = (fd) => { try { return readlinkSync("/proc/self/fd/" + fd); } catch { return null; } };
+    const probe = listen({ hostname: "127.0.0.1", port: 0 });
+    const port = probe.addr.port;
+    probe.close();
+    const foreign = openSync(${JSON.stringify(worker)}, "r"); // not pageio's: the Worker only wraps it
+    const w = new Worker(new URL("file://${worker}").href, { type: "module" });
+    const fds = await new Promise((r) => { w.onmessage = (e) => r(e.data); w.postMessage({ port, file: ${
+      JSON.stringify(worker)
+    }, foreign }); });
+    const opened = fds.map(target); // what each number named in the Worker
+    w.terminate();
+    // The runtime's own descriptors for the Worker may linger; these four are pageio's.
+    const open = () => fds.filter((fd, i) => target(fd) === opened[i]).length;
+    for (let i = 0; i < 300 && open() > 0; i++) await sleep(20);
+    let relisten;
+    try { listen({ hostname: "127.0.0.1", port }).close(); relisten = "ok"; } catch (e) { relisten = e.code; }
+    fstatSync(foreign); // still open: a wrapped descriptor is its opener's
+    console.log(JSON.stringify({ named: opened.every((t) => t !== null), left: open(), relisten }));
+    process.exit(0);
+  `,
+    { timeout: 60_000 },
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").at(-1)!), { named: true, left: 0, relisten: "ok" });
 });
