@@ -569,7 +569,8 @@ test "the doorbell rings once per batch until drained" {
     try std.testing.expectEqual(@as(usize, 0), try setWant(id, true));
     try arm(id, fds[1], write_bit);
     var spins: usize = 0;
-    while (test_rings.load(.seq_cst) == 0 and spins < 1000) : (spins += 1) std.time.sleep(std.time.ns_per_ms);
+    // The poller's thread rings in its own time: a generous bound (30 s), as a loaded machine may not run it soon.
+    while (test_rings.load(.seq_cst) == 0 and spins < 30_000) : (spins += 1) std.time.sleep(std.time.ns_per_ms);
     try std.testing.expectEqual(@as(u32, 1), test_rings.load(.seq_cst));
     try std.testing.expectEqual(@as(usize, 1), try setWant(id, false)); // rung, not drained yet
     var out: [4]Event = undefined;
@@ -591,7 +592,7 @@ test "nothing rings while JS waits on nothing; what was queued meanwhile is JS's
     try arm(id, fds[1], write_bit);
     const p = try lookup(id);
     var spins: usize = 0;
-    while (spins < 1000) : (spins += 1) {
+    while (spins < 30_000) : (spins += 1) { // the poller's thread queues it in its own time
         p.mutex.lock();
         const queued = p.len;
         p.mutex.unlock();
@@ -614,10 +615,16 @@ test "spinFd sees a ready fd at once, gives up on an idle one after its limit, a
     const begun = try std.time.Instant.now();
     try std.testing.expectError(error.TIMEDOUT, spinFd(fds[0], read_bit, 20 * std.time.ns_per_us));
     try std.testing.expect((try std.time.Instant.now()).since(begun) >= 20 * std.time.ns_per_us);
-    const capped = try std.time.Instant.now();
-    try std.testing.expectError(error.TIMEDOUT, spinFd(fds[0], read_bit, std.math.maxInt(u32)));
-    // The cap is 100 µs; a loaded machine may deschedule the loop, so only a gross overrun fails.
-    try std.testing.expect((try std.time.Instant.now()).since(capped) < 50 * std.time.ns_per_ms);
+    // The cap is 100 µs; a loaded machine may deschedule the loop, so only a gross overrun fails, and only if it
+    // comes back in each of 5 tries (a spin past its cap always does).
+    var within_cap = false;
+    for (0..5) |_| {
+        const capped = try std.time.Instant.now();
+        try std.testing.expectError(error.TIMEDOUT, spinFd(fds[0], read_bit, std.math.maxInt(u32)));
+        within_cap = (try std.time.Instant.now()).since(capped) < 50 * std.time.ns_per_ms;
+        if (within_cap) break;
+    }
+    try std.testing.expect(within_cap);
     _ = std.c.write(fds[1], "x", 1);
     _ = try spinFd(fds[0], read_bit, 1000);
     try std.testing.expectError(error.BADF, spinFd(999_999, read_bit, 1000)); // not open: POLLNVAL
@@ -631,9 +638,14 @@ test "settleFd returns at once when enough waits, else after one bounded sleep" 
     defer _ = std.c.close(fds[1]);
     _ = std.c.write(fds[1], "abcd", 4);
     try std.testing.expectEqual(@as(u32, 4), try settleFd(fds[0], 4, 1000 * std.time.ns_per_ms));
-    const begun = try std.time.Instant.now();
-    try std.testing.expectEqual(@as(u32, 4), try settleFd(fds[0], 5, std.math.maxInt(u32))); // capped at 100 us
-    try std.testing.expect((try std.time.Instant.now()).since(begun) < 50 * std.time.ns_per_ms);
+    var within_cap = false; // capped at 100 us: only an overrun in each of 5 tries fails (a loaded machine)
+    for (0..5) |_| {
+        const begun = try std.time.Instant.now();
+        try std.testing.expectEqual(@as(u32, 4), try settleFd(fds[0], 5, std.math.maxInt(u32)));
+        within_cap = (try std.time.Instant.now()).since(begun) < 50 * std.time.ns_per_ms;
+        if (within_cap) break;
+    }
+    try std.testing.expect(within_cap);
     const file = std.c.open("/proc/self/exe", .{});
     defer _ = std.c.close(file);
     try std.testing.expect(settleFd(file, 1, 0) != error.BADF);
