@@ -90,6 +90,8 @@ interface Request {
   keepAlive: boolean;
 }
 
+const SINGLE = new Set(["host", "content-length", "range"]);
+
 /** The request in a head, or null when it is malformed (400). */
 function parse(head: string): Request | null {
   const lines = head.split(/\r?\n/);
@@ -99,8 +101,12 @@ function parse(head: string): Request | null {
   for (let i = 1; i < lines.length && lines[i] !== ""; i++) {
     const colon = lines[i].indexOf(":");
     if (colon <= 0 || /[\s]/.test(lines[i].slice(0, colon))) return null;
-    headers.set(lines[i].slice(0, colon).toLowerCase(), lines[i].slice(colon + 1).trim());
+    const name = lines[i].slice(0, colon).toLowerCase(), value = lines[i].slice(colon + 1).trim();
+    // Two copies of a field that has one value: a proxy in front may have read the other (RFC 9112 3.2, 6.3).
+    if (SINGLE.has(name) && headers.has(name) && headers.get(name) !== value) return null;
+    headers.set(name, value);
   }
+  if (!/^\d*$/.test(headers.get("content-length") ?? "")) return null; // "-5", "1e3", "5, 6": no length at all
   if (line[3] === "1" && !headers.has("host")) return null; // HTTP/1.1 requires Host
   const connection = headers.get("connection")?.toLowerCase() ?? "";
   const keepAlive = line[3] === "1" ? !connection.includes("close") : connection.includes("keep-alive");
@@ -218,6 +224,22 @@ async function respond(conn: Conn, request: Request): Promise<boolean> {
   }
 }
 
+const discard = new Uint8Array(4096);
+
+/** Ends a connection the server chose to end: its FIN goes out after the bytes still queued, and what the client
+ * sent meanwhile (a pipelined request, a body) is read until it closes. A close with unread bytes would be a
+ * reset, and a reset throws away the end of the response still in the kernel's queue. The send deadline holds. */
+async function linger(conn: Conn): Promise<void> {
+  conn.phase = "send";
+  conn.since = Date.now();
+  try {
+    conn.socket.shutdown("write");
+    while (await conn.socket.readAsync(discard) > 0);
+  } catch {
+    // reset, or cut by the deadline: nothing more to do for it
+  }
+}
+
 /** Reads requests from one connection and answers them in order until it closes or must close. */
 async function serve(socket: Socket): Promise<void> {
   const conn: Conn = { socket, cut: false, phase: "head", since: Date.now() };
@@ -225,6 +247,7 @@ async function serve(socket: Socket): Promise<void> {
   const page = pool.acquire(); // CONNECTIONS_MAX keeps this within the pool's bound
   const bytes = page.bytes;
   let filled = 0;
+  let ended = false; // the client closed or the connection failed: nothing of its is left to read
   try {
     socket.noDelay = true; // the head and a small body go out at once, not held back by Nagle's algorithm
     for (let open = true; open && !stopping;) {
@@ -240,7 +263,7 @@ async function serve(socket: Socket): Promise<void> {
         } finally {
           head.release();
         }
-        if (read === 0) return; // the client closed (or half-closed) its side
+        if (read === 0) return void (ended = true); // the client closed (or half-closed) its side
         end = headEnd(bytes, Math.max(0, filled - 2), filled + read);
         filled += read;
       }
@@ -251,12 +274,14 @@ async function serve(socket: Socket): Promise<void> {
       filled -= end;
     }
   } catch (error) {
+    ended = true;
     const code = (error as PageIoError).code;
     if (!conn.cut && !["ECONNRESET", "EPIPE", "ENOTCONN", "ERR_CLOSED"].includes(code)) {
       console.error("static-server:", error);
     }
   } finally {
     page.release();
+    if (!ended && !conn.cut) await linger(conn);
     socket.close();
     conns.delete(conn);
     finish();

@@ -44,6 +44,7 @@ export const abi = {
     "ADDRESS_REGION": { "zig": "gather.address_region", "value": 4294967295 },
     "DESCRIPTOR_BYTES": { "zig": "@sizeOf(gather.Descriptor)", "value": 16 },
     "IOV_MAX": { "zig": "gather.iov_count_max", "value": 1024 },
+    "BEHIND_IOV_MAX": { "zig": "behind.job_iov_max", "value": 64 },
     "ENTRY_BYTES_MAX": { "zig": "gather.entry_bytes_max", "value": 2147479552 },
     "INTEREST_READ": { "zig": "poller.read_bit", "value": 1 },
     "INTEREST_WRITE": { "zig": "poller.write_bit", "value": 2 },

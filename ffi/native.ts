@@ -41,3 +41,5 @@ export const DESCRIPTOR_BYTES: number = constants.DESCRIPTOR_BYTES.value;
 export const ENTRY_BYTES_MAX: number = constants.ENTRY_BYTES_MAX.value;
 /** Limit: iovecs per gather system call (IOV_MAX on Linux and macOS). */
 export const IOV_MAX: number = constants.IOV_MAX.value;
+/** Limit: heads one write-behind job takes (more go the synchronous way). */
+export const BEHIND_IOV_MAX: number = constants.BEHIND_IOV_MAX.value;

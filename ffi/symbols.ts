@@ -124,6 +124,11 @@ export const symbols = {
   pageio_stage: { parameters: ["buffer", "u32", "u32", "buffer", "u32"], result: "f64" },
   // (bytes: u8* a typed array's memory) -> its address (for an ADDRESS_REGION descriptor)
   pageio_address: { parameters: ["buffer"], result: "f64" },
+  // (fd: i32 a regular file, list: u32[4 * count] pool or mapping descriptors only, list_bytes: u32,
+  //  count: u32 <= BEHIND_IOV_MAX) -> job id; the write-behind thread writes them (AGAIN: none free now)
+  pageio_behind_submit: { parameters: ["i32", "buffer", "u32", "u32"], result: "f64" },
+  // (job: u32, out: f64[1] bytes written, also on error) -> bytes written, once the job is done; frees it
+  pageio_behind_wait: { parameters: ["u32", "buffer"], result: "f64" },
   // as pageio_writev, into a pipe by vmsplice: the pipe holds the pages themselves until read
   pageio_vmsplice: {
     parameters: ["i32", "buffer", "u32", "u32", "buffer", "u32", "u32", "buffer"],

@@ -3,7 +3,7 @@
  * leaves in gather writes. It owns what it holds: written heads are released.
  * @module
  */
-import { IOV_MAX } from "../ffi/native.ts";
+import { BEHIND_IOV_MAX, fn, IOV_MAX } from "../ffi/native.ts";
 import { checkAsyncOptions, stateError } from "./errors.ts";
 import { type AsyncOptions, type Plan, runAsync, runSync } from "./drive.ts";
 import { describe, fdOf, type Target, waitsFor } from "./file.ts";
@@ -21,6 +21,19 @@ let setLender: (brigade: Brigade, lender: Lender) => void;
 export function lendTo(brigade: Brigade, lender: Lender): void {
   setLender(brigade, lender);
 }
+
+/**
+ * @internal Hands the whole queue of a PageWriter's brigade to the library's write-behind thread, for the
+ * regular file `fd`: the job's id, or 0 when it cannot take it (anything but heads into memory, more than
+ * BEHIND_IOV_MAX of them, a flush in progress, no job to be had now): write it the usual way then. The brigade
+ * must stay as it is, its heads unreleased, until `pageio_behind_wait` has returned for that id (module-private
+ * for that reason: called on a brigade whose heads someone then releases, the thread would read freed pages).
+ */
+export let writeBehind: (brigade: Brigade, fd: number) => number;
+/** @internal Drops the front `written` bytes, as writing them does (a write-behind job that stopped short). */
+export let consumeWritten: (brigade: Brigade, written: number) => void;
+/** @internal Moves every chunk of `from` to the end of `into`, in order, leaving `from` empty. */
+export let takeAll: (into: Brigade, from: Brigade) => void;
 
 /**
  * An ordered queue of heads and byte arrays that leaves in gather writes
@@ -55,6 +68,32 @@ export class Brigade {
   #lender: Lender | null = null;
   static {
     setLender = (brigade, lender) => brigade.#lender = lender;
+    writeBehind = (brigade, fd) => brigade.#writeBehind(fd);
+    consumeWritten = (brigade, written) => brigade.#consume(written, brigade.count, null, false);
+    takeAll = (into, from) => into.#takeAll(from);
+  }
+
+  #writeBehind(fd: number): number {
+    const count = this.count;
+    if (this.#busy || this.#lender !== null || count === 0 || count > BEHIND_IOV_MAX) return 0;
+    for (let i = this.#start; i < this.#chunks.length; i++) {
+      const chunk = this.#chunks[i];
+      if (!isHead(chunk) || fileSpan(chunk) !== null) return 0;
+    }
+    const packed = shared.pack(this.#chunks, this.#start, this.#chunks.length, this.#lengths);
+    const id = fn.pageio_behind_submit(fd, packed.list, packed.list.byteLength, packed.count);
+    return id > 0 ? id : 0;
+  }
+
+  #takeAll(from: Brigade): void {
+    if (this.#busy || from.#busy) throw stateError("ERR_BUSY", "the brigade is being flushed asynchronously", "take");
+    for (let i = from.#start; i < from.#chunks.length; i++) {
+      this.#chunks.push(from.#chunks[i]);
+      this.#lengths.push(from.#lengths[i]);
+    }
+    this.#byteLength += from.#byteLength;
+    from.#chunks.length = from.#lengths.length = 0;
+    from.#start = from.#byteLength = 0;
   }
 
   /** Queues chunks at the end; the brigade takes ownership of heads. */

@@ -226,7 +226,23 @@ function start(): Mode {
   }
   doorbell?.unref();
   poller = id;
+  if (mode === "doorbell" && native.runtime === "deno") {
+    for (const event of ["error", "unhandledrejection"]) globalThis.addEventListener(event, hush);
+  }
   return mode;
+}
+
+/**
+ * Deno ends a program on an uncaught exception or rejection without its event loop's end, and a ring then calls
+ * into an isolate being torn down (SIGSEGV): the thread rings no more from here. A program that goes on (a
+ * listener prevented the end) is rung again at its next turn, and drains what was queued meanwhile.
+ */
+function hush(): void {
+  if (waiting === 0) return; // the thread rings only while something waits
+  fn.pageio_poller_want(poller, 0);
+  setTimeout(() => {
+    if (waiting > 0 && fn.pageio_poller_want(poller, 1) > 0) drain();
+  }, 0);
 }
 
 /** The doorbell: everything the poller queued, in as few calls as it takes. */

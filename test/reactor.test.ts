@@ -757,3 +757,34 @@ function longRun(): boolean {
   return (globalThis as unknown as { process?: { env: Record<string, string | undefined> } }).process?.env
     .PAGEIO_REACTOR_LONG === "1";
 }
+
+test("an uncaught exception or rejection while socket waits are pending ends the program with status 1, never a crash", () => {
+  // Sends that fill the peer's window keep the poller's thread reporting while the program is torn down; a ring
+  // into the isolate then was a SIGSEGV on Deno (one run in about seven).
+  const source = `
+    import { writeFileSync } from "node:fs";
+    import { tmpdir } from "node:os";
+    import { connect, listen, openFile } from "${root}mod.ts";
+    const path = tmpdir() + "/pageio-uncaught-" + process.pid;
+    writeFileSync(path, new Uint8Array(16 << 20));
+    const listener = listen({ hostname: "127.0.0.1", port: 0 });
+    const client = connect(listener.addr);
+    const server = listener.accept();
+    const file = openFile(path);
+    client.readAsync(new Uint8Array(16)).catch(() => {});
+    listener.acceptAsync().catch(() => {});
+    server.sendFileAsync(file, 0, 16 << 20).catch(() => {});
+    server.writeAsync([new Uint8Array(16 << 20)]).catch(() => {});
+    const reader = (async () => { for (const bytes = new Uint8Array(65536); await client.readAsync(bytes) > 0;); })();
+    setTimeout(() => {
+      if (process.argv[2] === "throw") throw new Error("boom");
+      Promise.reject(new Error("boom"));
+    }, 1);
+  `;
+  for (let i = 0; i < 20; i++) {
+    const how = i % 2 === 0 ? "throw" : "reject";
+    const run = runScript(source, { args: [how] });
+    assert.deepEqual({ status: run.status, signal: run.signal }, { status: 1, signal: null }, `${how}: ${run.stderr}`);
+    assert.match(run.stderr, /boom/);
+  }
+});

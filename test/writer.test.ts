@@ -6,9 +6,19 @@ import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { openFile, type PageIoError, PagePool, PageReader, pageSize, PageWriter, pipe, readvAsync } from "../mod.ts";
+import {
+  Brigade,
+  openFile,
+  type PageIoError,
+  PagePool,
+  PageReader,
+  pageSize,
+  PageWriter,
+  pipe,
+  readvAsync,
+} from "../mod.ts";
 import { liveRegionCount } from "../src/system.ts";
-import { haveStrace, isDeno, patternBytes, root, runScript, tempDir, tempFile } from "./helpers.ts";
+import { haveStrace, isDeno, noTmpfs, patternBytes, root, runScript, tempDir, tempFile, withTmpfs } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
 const encoder = new TextEncoder();
@@ -328,9 +338,10 @@ test("to a regular file, bytes the writer copied go out every 512 KiB (while cac
     const writer = new PageWriter(form === "path" ? path : form === "handle" ? handle! : handle!.fd);
     for (const line of lines) writer.write(line);
     writer.write(patternBytes(1 << 20, 9));
+    // `pending` waits for the write in flight (the write-behind thread's): on disk after it, in order.
+    assert.ok(writer.pending.byteLength < 640 * 1024, `${form}: ${writer.pending.byteLength} bytes still queued`);
     const onDisk = statSync(path).size;
     assert.ok(onDisk >= expected.length - (1 << 20), `${form}: ${onDisk} of ${expected.length} bytes out before flush`);
-    assert.ok(writer.pending.byteLength < 640 * 1024, `${form}: ${writer.pending.byteLength} bytes still queued`);
     writer.close();
     handle?.close();
     assert.deepEqual(readFileSync(path), expected, form);
@@ -398,6 +409,93 @@ test("no method user code can reach on a page keeps its views alive past release
   const { keys, alive } = JSON.parse(run.stdout.trim());
   assert.ok(keys > 0);
   assert.deepEqual(alive, [], "these methods left a view of a page that went back to its pool");
+});
+
+test("a regular file's flushes every 512 KiB are written by the library's own thread, in order", {
+  skip: !haveStrace && "strace is not installed",
+}, () => {
+  const dir = tempDir();
+  const path = join(dir, "behind.txt");
+  const log = join(dir, "strace.log");
+  const lines = mixedLines(6000);
+  const run = runScript(
+    `
+    import process from "node:process";
+    import { PageWriter } from "${root}mod.ts";
+    const pieces = ["plain ascii", "é ü ß", "中文字符", "🙂 emoji 🚀", "lone \\ud800 surrogate", "x".repeat(4097)];
+    const writer = new PageWriter(${JSON.stringify(path)});
+    for (let i = 0; i < 6000; i++) writer.write(i + " " + pieces[i % pieces.length] + "\\n");
+    writer.close();
+    console.log(JSON.stringify({ pid: process.pid }));
+  `,
+    { prefix: ["strace", "-f", "-qq", "-e", "trace=writev", "-o", log] },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  const { pid } = JSON.parse(run.stdout.trim().split("\n").pop()!);
+  assert.deepEqual(readFileSync(path), Buffer.from(encoder.encode(lines.join(""))));
+  const calls = readFileSync(log, "utf8").split("\n").filter((l) => / writev\(/.test(l) && !/ writev\([12],/.test(l));
+  const byThread = calls.filter((l) => Number(l.split(" ")[0]) !== pid);
+  assert.ok(byThread.length >= 4, `${byThread.length} of ${calls.length} writev calls on another thread`);
+  // Nothing outside pageio can hand a brigade to that thread (its heads could be released while it reads them).
+  const names = Object.getOwnPropertyNames(Brigade.prototype);
+  assert.deepEqual(names.filter((name) => /behind|take|consume/i.test(name)), []);
+});
+
+test("close and the caller's own close while a write-behind job is in flight: the job's bytes land, in order", () => {
+  const lines = mixedLines(3000);
+  const bytes = Buffer.from(encoder.encode(lines.join("")));
+  assert.ok(bytes.length > 1 << 20);
+  // The writer's close waits for the job, then writes the rest.
+  const path = join(tempDir(), "close-behind.txt");
+  const writer = new PageWriter(path);
+  for (const line of lines) writer.write(line);
+  writer.close();
+  assert.deepEqual(readFileSync(path), bytes);
+  // The caller closes the descriptor under the writer: the job in flight writes through a duplicate of its own,
+  // so what it took still lands (and nothing else: the number may name another file by now); the rest fails.
+  const other = join(tempDir(), "closed-under.txt");
+  const handle = openFile(other, "w");
+  const under = new PageWriter(handle);
+  let taken = 0;
+  for (const line of lines) {
+    under.write(line);
+    taken += encoder.encode(line).length;
+    if (taken > 600 * 1024) break;
+  }
+  handle.close();
+  assert.throws(() => under.close(), (e) => code(e) === "ERR_CLOSED");
+  const landed = readFileSync(other);
+  assert.ok(landed.length >= 512 * 1024, `${landed.length} bytes landed`);
+  assert.deepEqual(landed, bytes.subarray(0, landed.length));
+});
+
+test("a full filesystem under write-behind: every byte counted once, a write that throws took nothing", {
+  skip: noTmpfs,
+}, async () => {
+  await withTmpfs(1 << 20, (dir) => {
+    const path = join(dir, "full.txt");
+    const lines = mixedLines(4000);
+    const writer = new PageWriter(path);
+    const taken: string[] = [];
+    let thrown: unknown = null;
+    for (let i = 0; thrown === null && i < 100_000; i++) {
+      const line = lines[i % lines.length];
+      try {
+        writer.write(line);
+        taken.push(line);
+      } catch (error) {
+        thrown = error;
+      }
+    }
+    assert.equal(code(thrown), "ENOSPC");
+    const all = Buffer.from(encoder.encode(taken.join("")));
+    const onDisk = readFileSync(path);
+    assert.deepEqual(onDisk, all.subarray(0, onDisk.length), "what landed is what was taken, in order, once");
+    assert.equal(writer.bytesWritten, onDisk.length);
+    assert.equal(writer.pending.byteLength, all.length - onDisk.length, "the rest is still queued");
+    assert.throws(() => writer.close(), (e) => code(e) === "ENOSPC");
+    assert.deepEqual(readFileSync(path), onDisk, "a failed close wrote nothing twice");
+  });
 });
 
 test("a write whose flush fails (512 KiB of strings to a file, highWaterMark of arrays) takes nothing of its chunk", () => {

@@ -11,6 +11,7 @@ const modules = .{
     .kernel_move = @import("kernel_move.zig"),
     .channel = @import("channel.zig"),
     .gather = @import("gather.zig"),
+    .behind = @import("behind.zig"),
     .poller = @import("poller.zig"),
     .socket = @import("socket.zig"),
 };

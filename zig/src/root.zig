@@ -21,6 +21,7 @@ const socket = @import("socket.zig");
 const beneath = @import("beneath.zig");
 const share = @import("share.zig");
 const owned = @import("owned.zig");
+const behind = @import("behind.zig");
 
 /// Bumped whenever a signature or meaning below changes; `ffi/symbols.ts`
 /// carries the same number and the loader refuses a library that differs.
@@ -394,6 +395,30 @@ export fn pageio_address(bytes: ?[*]const u8) Result {
     return errno.result(@intFromPtr(bytes));
 }
 
+/// Queues a gather write of `count` descriptors (pool or mapping regions) to the regular file `fd`, done by
+/// the library's write-behind thread; the memory must stay as it is until pageio_behind_wait returns.
+/// Returns the job's id; AGAIN when none can be queued now (write synchronously instead).
+export fn pageio_behind_submit(fd: i32, list: ?[*]const u8, list_len: u32, count: u32) Result {
+    if (@as(u64, count) * @sizeOf(gather.Descriptor) > list_len) return errno.result(error.FAULT);
+    if (count == 0 or list == null) return errno.result(error.INVAL);
+    const descriptors = @as([*]const gather.Descriptor, @alignCast(@ptrCast(list.?)))[0..count];
+    const id = behind.submit(fd, descriptors) catch |err| return errno.result(err);
+    return errno.result(id);
+}
+
+/// Waits until job `id` is written; returns its bytes written. On an error out[0] holds the bytes written
+/// before it.
+export fn pageio_behind_wait(id: u32, out: ?*[1]f64) Result {
+    const o = out orelse return errno.result(error.FAULT);
+    var done: u64 = 0;
+    const written = behind.wait(id, &done) catch |err| {
+        o.* = .{@floatFromInt(done)};
+        return errno.result(err);
+    };
+    o.* = .{@floatFromInt(written)};
+    return errno.result(written);
+}
+
 /// Lends the descriptors' memory to the pipe `fd` (vmsplice): as pageio_writev, but the pipe holds the pages
 /// themselves until its reader takes the bytes.
 export fn pageio_vmsplice(fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
@@ -595,6 +620,7 @@ test {
     _ = @import("abi_check.zig");
     _ = errno;
     _ = regions;
+    _ = behind;
     _ = file;
     _ = mapping;
     _ = gather;
