@@ -149,11 +149,11 @@ export class Brigade {
    * `ABORT_ERR` and `bytesTransferred`; what was written is gone from the brigade, the rest stays queued.
    */
   async flushAsync(target: Target, options: AsyncOptions = {}): Promise<number> {
-    checkAsyncOptions(options, "flushAsync");
+    const signal = checkAsyncOptions(options, "flushAsync");
     const fd = fdOf(target);
     this.#enter("flushAsync");
     try {
-      return await runAsync(target, fd, this.#plan(fd, Infinity, 0, true), options.signal);
+      return await runAsync(target, fd, this.#plan(fd, Infinity, 0, true), signal);
     } finally {
       this.#busy = false;
     }

@@ -114,8 +114,11 @@ export function checkRange(
   return { offset, length: len };
 }
 
-/** An async call's options: as `checkOptions`, and a `signal` given must be an AbortSignal. */
-export function checkAsyncOptions(options: unknown, what: string): void {
+/**
+ * An async call's options: as `checkOptions`, and a `signal` given must be an AbortSignal. Returns the signal,
+ * read once: a getter cannot give the check one value and the call another.
+ */
+export function checkAsyncOptions(options: unknown, what: string): AbortSignal | undefined {
   checkOptions(options, what);
   const signal = (options as { signal?: unknown } | undefined)?.signal;
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
@@ -126,6 +129,7 @@ export function checkAsyncOptions(options: unknown, what: string): void {
       : typeof signal;
     throw new TypeError(`${what} signal must be an AbortSignal, got ${kind}`);
   }
+  return signal;
 }
 
 /** Options must be an object when given (`undefined` takes the defaults): null or a number is a TypeError. */

@@ -153,7 +153,16 @@ export function openFile(path: string | URL, mode: FileMode = "r", options: Open
   const flags = (options.noFollow ? OpenFlags.bits.no_follow : 0) |
     (options.nonBlocking ? OpenFlags.bits.non_blocking : 0);
   const fd = unwrap(fn.pageio_open(bytes, bytes.length, index, flags), "open", p);
-  return new FileHandle(fd, p);
+  return owned(new FileHandle(fd, p));
+}
+
+/**
+ * @internal A handle on a descriptor pageio just opened: it belongs to this thread, so it is closed when the
+ * thread ends (a terminated Worker) if `close()` never ran, as the runtime's own files are.
+ */
+export function owned<T extends FileHandle>(handle: T): T {
+  fn.pageio_fd_own(handle.fd);
+  return handle;
 }
 
 /**
@@ -218,7 +227,7 @@ export function openBeneath(dir: FileHandle, path: string): FileHandle {
       path: full,
     });
   }
-  return new FileHandle(unwrap(fd, "openat2", full), full);
+  return owned(new FileHandle(unwrap(fd, "openat2", full), full));
 }
 
 /** A descriptor to operate on: a FileHandle (must be open) or a plain fd number from elsewhere. */
@@ -257,7 +266,7 @@ export function waitsFor(target: Target): boolean {
 }
 
 function pairOf(options: PairOptions): [FileHandle, FileHandle] {
-  const pair: [FileHandle, FileHandle] = [new FileHandle(pairOut[0]), new FileHandle(pairOut[1])];
+  const pair: [FileHandle, FileHandle] = [owned(new FileHandle(pairOut[0])), owned(new FileHandle(pairOut[1]))];
   if (options.nonBlocking === undefined) pair.forEach((end) => waiting.add(end));
   return pair;
 }

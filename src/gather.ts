@@ -632,7 +632,7 @@ export async function writevAsync(
   chunks: Iterable<Chunk>,
   options: AsyncOptions = {},
 ): Promise<number> {
-  checkAsyncOptions(options, "writevAsync");
+  const signal = checkAsyncOptions(options, "writevAsync");
   fdOf(target);
   const list = chunkList(chunks);
   const fd = fdOf(target); // after the caller's code, as in writev
@@ -640,7 +640,7 @@ export async function writevAsync(
   // The packed list holds the chunks (a generator's arrays have no other reference) until the call settles.
   const packed = PackedList.take().pack(list, 0, list.length, undefined, true);
   try {
-    return (await runAsync(target, fd, gatherPlan("pageio_writev", fd, packed), options.signal, list))!;
+    return (await runAsync(target, fd, gatherPlan("pageio_writev", fd, packed), signal, list))!;
   } finally {
     packed.recycle();
   }
@@ -713,7 +713,7 @@ export async function readvAsync(
   targets: Iterable<ReadTarget>,
   options: AsyncOptions = {},
 ): Promise<number> {
-  checkAsyncOptions(options, "readvAsync");
+  const signal = checkAsyncOptions(options, "readvAsync");
   fdOf(source);
   const { list: items, made } = targetList(targets);
   try {
@@ -721,7 +721,7 @@ export async function readvAsync(
     const packed = PackedList.take();
     try {
       const staged = packed.packTargets(items, true);
-      return await runAsync(source, fd, scatterPlan(fd, packed, staged), options.signal, items);
+      return await runAsync(source, fd, scatterPlan(fd, packed, staged), signal, items);
     } finally {
       packed.recycle();
     }

@@ -290,13 +290,13 @@ export class PageReader implements Iterable<PageHead> {
    * `ERR_CLOSED`); an abort rejects with `ABORT_ERR`, nothing read.
    */
   readAsync(options: AsyncOptions = {}): Promise<PageHead | null> {
+    let signal: AbortSignal | undefined;
     try {
-      checkAsyncOptions(options, "readAsync");
+      signal = checkAsyncOptions(options, "readAsync");
     } catch (error) {
       return Promise.reject(error); // a Promise-returning call never throws
     }
     if (this.#closed) return Promise.reject(stateError("ERR_CLOSED", "page reader is closed", "readAsync"));
-    const signal = options.signal;
     if (this.#reading === null && this.#queue.length !== 0 && !signal?.aborted) {
       return Promise.resolve(this.#queue.shift()!);
     }

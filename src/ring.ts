@@ -18,7 +18,7 @@ import {
   stateError,
   unwrap,
 } from "./errors.ts";
-import { FileHandle, openFile, stat } from "./file.ts";
+import { FileHandle, openFile, owned, stat } from "./file.ts";
 import { type HeadOwner, PageHead } from "./head.ts";
 import {
   internalOnly,
@@ -153,7 +153,7 @@ export class SharedRing {
     const bytes = unwrap(fn.pageio_ring_bytes(slots, slotSize), "ring");
     let file: FileHandle;
     if (options.path === undefined) {
-      file = new FileHandle(unwrap(fn.pageio_memory_file(bytes), "memfd_create"));
+      file = owned(new FileHandle(unwrap(fn.pageio_memory_file(bytes), "memfd_create")));
     } else {
       file = openFile(options.path, "wx+");
       try {
@@ -225,11 +225,11 @@ export class SharedRing {
    * the JS thread. An abort rejects with `ABORT_ERR` within one wait slice (100 ms).
    */
   async reserveAsync(options?: RingWaitOptions & AsyncOptions): Promise<RingSlot> {
-    checkAsyncOptions(options, "reserveAsync");
+    const signal = checkAsyncOptions(options, "reserveAsync");
     this.#enter("producer", "reserveAsync");
     if (this.#reserved !== null) return this.#reserved;
     const plan = ringPlan("pageio_ring_reserve", this.#region, timeoutOf(options));
-    return this.#reserve(await this.#offThread(runAsync(null, -1, plan, options?.signal)));
+    return this.#reserve(await this.#offThread(runAsync(null, -1, plan, signal)));
   }
 
   /**
@@ -248,10 +248,10 @@ export class SharedRing {
    * off the JS thread. An abort rejects with `ABORT_ERR` within one wait slice (100 ms).
    */
   async receiveAsync(options?: RingWaitOptions & AsyncOptions): Promise<PageHead | null> {
-    checkAsyncOptions(options, "receiveAsync");
+    const signal = checkAsyncOptions(options, "receiveAsync");
     this.#enter("consumer", "receiveAsync");
     const plan = ringPlan("pageio_ring_receive", this.#region, timeoutOf(options));
-    return this.#receive(await this.#offThread(runAsync(null, -1, plan, options?.signal)));
+    return this.#receive(await this.#offThread(runAsync(null, -1, plan, signal)));
   }
 
   /** Consumer: every head until the producer closes; release each. */

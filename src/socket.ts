@@ -127,6 +127,7 @@ export class Socket extends FileHandle {
   constructor(fd: number, key?: symbol) {
     internalOnly(key, "Socket", "listen(), connect(), connectAsync() or adoptSocket()");
     super(fd);
+    fn.pageio_fd_own(fd); // closed when this thread ends, if close() never ran (a terminated Worker)
     track(fd); // closed only through close(), which forgets it first
   }
 
@@ -470,8 +471,7 @@ function signalOf(options: AbortSignal | AsyncOptions | undefined, what: string)
   let signal: AbortSignal | undefined;
   if (options === undefined || options instanceof AbortSignal) signal = options;
   else {
-    checkAsyncOptions(options, what);
-    signal = options.signal;
+    signal = checkAsyncOptions(options, what);
   }
   if (signal?.aborted) throw abortError(signal.reason);
   return signal;

@@ -410,17 +410,17 @@ export class PageWriter {
    * write, flush or close.
    */
   async writeAsync(chunk: Chunk | string, options: AsyncOptions = {}): Promise<void> {
-    checkAsyncOptions(options, "writeAsync");
+    const signal = checkAsyncOptions(options, "writeAsync");
     if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "writeAsync");
     // As write(): a queue left full by a failed flush is flushed before the chunk is taken (its error rejects
     // this call, nothing of the chunk taken); the flush after, once the chunk is taken, is awaited but cannot
     // reject it (what it could not write stays queued: the next write, flush or close retries and reports).
     if (this.#flushing === null && this.#full()) {
-      await this.#flushQueued(options.signal);
+      await this.#flushQueued(signal);
       if (this.#closed) throw stateError("ERR_CLOSED", "page writer is closed", "writeAsync");
     }
     this.#take(chunk);
-    if (this.#full()) await this.#flushQueued(options.signal).catch(() => {});
+    if (this.#full()) await this.#flushQueued(signal).catch(() => {});
   }
 
   /**
@@ -429,13 +429,14 @@ export class PageWriter {
    * abort rejects with `ABORT_ERR` and `bytesTransferred`; what was not written stays queued.
    */
   flushAsync(options: AsyncOptions = {}): Promise<number> {
+    let signal: AbortSignal | undefined;
     try {
-      checkAsyncOptions(options, "flushAsync");
+      signal = checkAsyncOptions(options, "flushAsync");
     } catch (error) {
       return Promise.reject(error); // a Promise-returning call never throws
     }
     if (this.#closed) return Promise.reject(stateError("ERR_CLOSED", "page writer is closed", "flushAsync"));
-    return this.#flushQueued(options.signal);
+    return this.#flushQueued(signal);
   }
 
   #flushQueued(signal?: AbortSignal): Promise<number> {

@@ -20,7 +20,7 @@ import {
   writev,
   writevAsync,
 } from "../mod.ts";
-import { tempDir } from "./helpers.ts";
+import { root, runScript, tempDir } from "./helpers.ts";
 
 test("gather calls read a FileHandle's descriptor after the caller's iterable ran: one it closes is ERR_CLOSED, never another file", async () => {
   const dir = tempDir();
@@ -181,4 +181,98 @@ test("concurrent writeAsync and sendFileAsync calls on one socket go out whole, 
   const runs: string[] = [];
   for (let i = 0; i < total; i++) if (i === 0 || got[i] !== got[i - 1]) runs.push(String.fromCharCode(got[i]));
   assert.deepEqual(runs, ["A", "D", "B", "C"]);
+});
+
+test("an async call reads its signal option once: a getter that gives the check an AbortSignal and the call a look-alike is not used", async () => {
+  let touched = 0;
+  const shifty = () => {
+    let reads = 0;
+    const real = new AbortController().signal;
+    const fake = new Proxy({}, {
+      get: () => {
+        touched++;
+        return () => {};
+      },
+    });
+    return {
+      get signal() {
+        return reads++ === 0 ? real : fake;
+      },
+    } as never;
+  };
+  const [readEnd, writeEnd] = pipe();
+  try {
+    // Each call waits (an empty pipe, a full one), where a signal is listened to.
+    const reading = readvAsync(readEnd, [new Uint8Array(4)], shifty());
+    writev(writeEnd, [new TextEncoder().encode("1234")]);
+    assert.equal(await reading, 4);
+    const reader = new PageReader(readEnd);
+    const headReading = reader.readAsync(shifty());
+    writev(writeEnd, [new TextEncoder().encode("5678")]);
+    const head = await headReading;
+    assert.equal(head?.byteLength, 4);
+    head?.release();
+    const writer = new PageWriter(writeEnd, { lend: false });
+    const big = new Uint8Array(1 << 20);
+    const writing = writevAsync(writeEnd, [big], shifty());
+    writer.write(big);
+    const flushing = writer.flushAsync(shifty());
+    let drained = 0;
+    while (drained < 2 * big.length) drained += await readvAsync(readEnd, [new Uint8Array(1 << 16)]);
+    assert.equal(await writing, big.length);
+    assert.equal(await flushing, big.length);
+    writer.close();
+    reader.close();
+    assert.equal(touched, 0);
+  } finally {
+    readEnd.close();
+    writeEnd.close();
+  }
+});
+
+test("a Worker terminated with files and sockets open leaves no descriptor of them behind, and its port free", () => {
+  const dir = tempDir();
+  const worker = join(dir, "worker.ts");
+  writeFileSync(
+    worker,
+    `import { listen, openFile, pipe, FileHandle } from "${root}mod.ts";
+    self.onmessage = async (e) => {
+      const listener = listen({ hostname: "127.0.0.1", port: e.data.port });
+      const file = openFile(e.data.file);
+      const ends = pipe();
+      globalThis.held = [listener, file, ends, new FileHandle(e.data.foreign)]; // never closed
+      self.postMessage([listener.fd, file.fd, ends[0].fd, ends[1].fd]);
+      try { await listener.acceptAsync(); } catch {}
+    };`,
+  );
+  const run = runScript(
+    `
+    import { listen } from "${root}mod.ts";
+    import { openSync, fstatSync, readlinkSync } from "node:fs";
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    const target = (fd) => { try { return readlinkSync("/proc/self/fd/" + fd); } catch { return null; } };
+    const probe = listen({ hostname: "127.0.0.1", port: 0 });
+    const port = probe.addr.port;
+    probe.close();
+    const foreign = openSync(${JSON.stringify(worker)}, "r"); // not pageio's: the Worker only wraps it
+    const w = new Worker(new URL("file://${worker}").href, { type: "module" });
+    const fds = await new Promise((r) => { w.onmessage = (e) => r(e.data); w.postMessage({ port, file: ${
+      JSON.stringify(worker)
+    }, foreign }); });
+    const opened = fds.map(target); // what each number named in the Worker
+    w.terminate();
+    // The runtime's own descriptors for the Worker may linger; these four are pageio's.
+    const open = () => fds.filter((fd, i) => target(fd) === opened[i]).length;
+    for (let i = 0; i < 300 && open() > 0; i++) await sleep(20);
+    let relisten;
+    try { listen({ hostname: "127.0.0.1", port }).close(); relisten = "ok"; } catch (e) { relisten = e.code; }
+    fstatSync(foreign); // still open: a wrapped descriptor is its opener's
+    console.log(JSON.stringify({ named: opened.every((t) => t !== null), left: open(), relisten }));
+    process.exit(0);
+  `,
+    { timeout: 60_000 },
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").at(-1)!), { named: true, left: 0, relisten: "ok" });
 });

@@ -20,6 +20,7 @@ const poller = @import("poller.zig");
 const socket = @import("socket.zig");
 const beneath = @import("beneath.zig");
 const share = @import("share.zig");
+const owned = @import("owned.zig");
 const behind = @import("behind.zig");
 
 /// Bumped whenever a signature or meaning below changes; `ffi/symbols.ts`
@@ -84,6 +85,7 @@ export fn pageio_open(path: ?[*]const u8, path_len: u32, mode: u32, flags: u32) 
 }
 
 export fn pageio_close(fd: i32) Result {
+    owned.disown(fd);
     file.close(fd) catch |err| return errno.result(err);
     return 0;
 }
@@ -266,6 +268,7 @@ fn createThreadKey() void {
 fn threadEnded(value: ?*anyopaque) callconv(.C) void {
     regions.releaseThread(@intFromPtr(value), releaseOrphan);
     poller.closeThread(@intFromPtr(value)); // its epoll set and wake-up descriptor
+    owned.closeThread(@intFromPtr(value)); // the files and sockets it opened and never closed
 }
 
 /// The owner's let-go of a region whose thread ended, as its unmap() would: deferred while shares hold it.
@@ -281,6 +284,12 @@ export fn pageio_thread_attach() Result {
     if (!thread_key_ok) return errno.result(error.AGAIN);
     const id = regions.attachThread();
     if (std.c.pthread_setspecific(thread_key, @ptrFromInt(id)) != 0) return errno.result(error.NOMEM);
+    return 0;
+}
+
+/// `fd` (just opened through pageio) belongs to the calling JS thread: closed when that thread ends.
+export fn pageio_fd_own(fd: i32) Result {
+    owned.own(fd) catch |err| return errno.result(err);
     return 0;
 }
 
@@ -620,6 +629,7 @@ test {
     _ = channel;
     _ = ring;
     _ = poller;
+    _ = owned;
     _ = socket;
     _ = beneath;
     _ = share;
