@@ -96,7 +96,10 @@ export class Brigade {
     from.#start = from.#byteLength = 0;
   }
 
-  /** Queues chunks at the end; the brigade takes ownership of heads. */
+  /**
+   * Queues chunks at the end; the brigade takes one reference of each head and releases it once written (a head
+   * whose references are all queued already is ERR_BUSY: `retain()` it once for each further queue).
+   */
   append(...chunks: Chunk[]): this {
     const lengths = lengthsOf(chunks); // checks them all before queuing any
     for (let i = 0; i < chunks.length; i++) {
@@ -307,6 +310,7 @@ export class Brigade {
     while (this.#start < end && lengths[this.#start] <= left) {
       const chunk = chunks[this.#start];
       left -= lengths[this.#start];
+      if (isHead(chunk)) dequeue(chunk);
       if (lent) lender!.lent(chunk as PageHead);
       else if (isHead(chunk)) releaseHead.call(chunk);
       chunks[this.#start++] = undefined as unknown as Chunk;
@@ -336,7 +340,11 @@ export class Brigade {
     this.#chunks.length = this.#lengths.length = 0;
     this.#start = 0;
     this.#byteLength = 0;
-    for (const chunk of chunks) if (isHead(chunk) && headLive(chunk)) releaseHead.call(chunk);
+    for (const chunk of chunks) {
+      if (!isHead(chunk)) continue;
+      dequeue(chunk);
+      if (headLive(chunk)) releaseHead.call(chunk);
+    }
   }
 
   /** Releases everything queued, as `release()` does, for `using`. */
@@ -367,7 +375,7 @@ function lendable(chunk: Chunk): boolean {
 }
 
 // By private field, so nothing a queued head (or its prototype) redefines ever runs.
-const { length: headLength, fileSpan, lendable: lendableHead, markLent, consume } = headInternals;
+const { length: headLength, fileSpan, lendable: lendableHead, markLent, consume, enqueue, dequeue } = headInternals;
 /** For a chunk already checked (by `append`): a head unless it is a typed array (no private-field lookup). */
 const isHead = (chunk: Chunk): chunk is PageHead => !ArrayBuffer.isView(chunk);
 // PageHead's own methods, so a queued head's redefined `release`, `slice`… never runs.
@@ -392,6 +400,17 @@ function lengthsOf(chunks: Chunk[]): number[] {
         );
       }
     }
+  }
+  // Each head gives the brigade one of its references; none is taken unless all are.
+  for (let i = 0; i < chunks.length; i++) {
+    const chunk = chunks[i];
+    if (!isHead(chunk) || enqueue(chunk)) continue;
+    for (let j = 0; j < i; j++) if (isHead(chunks[j])) dequeue(chunks[j] as PageHead);
+    throw stateError(
+      "ERR_BUSY",
+      "page head is queued already on each of its references: retain() it once for every further queue",
+      "append",
+    );
   }
   return lengths;
 }

@@ -76,6 +76,13 @@ export interface HeadInternals {
   readonly page: (head: PageHead) => { region: number; offset: number; length: number };
   /** Drops a head's first `count` bytes (a partly written head in a brigade). */
   readonly consume: (head: PageHead, count: number) => void;
+  /**
+   * A brigade takes one of a head's references: false when brigades hold all of them already (the same head
+   * queued twice on one reference would be released twice: every later flush would meet a released head).
+   */
+  readonly enqueue: (head: PageHead) => boolean;
+  /** A brigade lets go of the reference it took (before it releases the head, or on a failed append). */
+  readonly dequeue: (head: PageHead) => void;
 }
 let internals: HeadInternals;
 
@@ -107,6 +114,7 @@ export class PageHead {
   #offset: number;
   #length: number;
   #refs = 1;
+  #queued = 0; // references held by brigades (each releases its own once its bytes are written)
   #bytes: Uint8Array<ArrayBuffer> | null = null;
   // The packed descriptor's words, kept ready: a gather list is built per call.
   #region: number;
@@ -149,6 +157,8 @@ export class PageHead {
         head.#bytes = null;
         head.#setDescriptorOffset(head.#owner![kRegionOffset] + head.#offset);
       },
+      enqueue: (head: PageHead) => head.#queued < head.#refs && ++head.#queued > 0,
+      dequeue: (head: PageHead) => void (head.#queued > 0 && head.#queued--),
     });
   }
 
@@ -208,10 +218,17 @@ export class PageHead {
     return this;
   }
 
-  /** Drops a reference; the last one lets go of the page or mapping. Releasing a released head throws. */
+  /**
+   * Drops a reference; the last one lets go of the page or mapping. Releasing a released head throws, and so does
+   * releasing a reference a brigade or PageWriter took (ERR_BUSY): it releases that one once the bytes are written.
+   */
   release(): void {
     const owner = this.#owner;
     if (owner === null) throw stateError("ERR_RELEASED", "page head was already released", "release");
+    if (this.#refs <= this.#queued) {
+      // Released under a brigade (or a PageWriter) that owns it, the head would meet every later flush released.
+      throw stateError("ERR_BUSY", "page head is queued for writing: it is released once written", "release");
+    }
     if (--this.#refs > 0) return;
     this.#owner = null;
     this.#bytes = null;

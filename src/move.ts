@@ -6,7 +6,7 @@
  */
 import { abi, errno, fn } from "../ffi/native.ts";
 import { failedAfter, type Plan, runSync, type Wait, wouldBlock } from "./drive.ts";
-import { unwrap } from "./errors.ts";
+import { PageIoError, unwrap } from "./errors.ts";
 import { stat } from "./file.ts";
 
 const kinds = abi.enums.MoveKind.values;
@@ -62,7 +62,17 @@ export function* movePlan(
       if (result < 0 && !wouldBlock(result, moved)) {
         if (total === 0 && moved === 0 && REFUSALS.has(-result)) return null;
         total += moved;
-        unwrap(result, kind === KIND_SENDFILE ? "sendfile" : "copy_file_range", undefined, total);
+        const syscall = kind === KIND_SENDFILE ? "sendfile" : "copy_file_range";
+        if (-result === errno.ENODATA) {
+          // The kernel's own text ("no data available") does not say which end was met.
+          throw new PageIoError(
+            "ENODATA",
+            `ENODATA: the file ends before byte ${offset + length} (cut short, or a length past its end): ` +
+              `${offset + total} bytes of it were there, ${syscall}`,
+            { errno: -result, syscall, bytesTransferred: total },
+          );
+        }
+        unwrap(result, syscall, undefined, total);
       }
       total += moved;
       if (total >= length || result === 0) return total; // all moved, or the source ended

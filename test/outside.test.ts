@@ -276,3 +276,35 @@ test("a Worker terminated with files and sockets open leaves no descriptor of th
   assert.equal(run.status, 0, run.stderr);
   assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").at(-1)!), { named: true, left: 0, relisten: "ok" });
 });
+
+test("a head queued on each of its references already is ERR_BUSY to queue again or to release; the writer goes on", () => {
+  const dir = tempDir();
+  const path = join(dir, "twice.bin");
+  const pool = new PagePool();
+  const page = pool.acquire();
+  page.bytes.set(new TextEncoder().encode("abcd"));
+  const head = page.head(0, 4);
+  page.release();
+  const writer = new PageWriter(path, { pool });
+  writer.write(head);
+  // Before: the second write queued the head again on its one reference; the first write of it released it,
+  // and every later flush (and the one at exit) threw ERR_RELEASED with the rest of the queue stuck behind it.
+  assert.throws(() => writer.write(head), (e: PageIoError) => e.code === "ERR_BUSY");
+  assert.throws(() => new Brigade().append(head), (e: PageIoError) => e.code === "ERR_BUSY");
+  assert.throws(() => head.release(), (e: PageIoError) => e.code === "ERR_BUSY"); // the writer releases it
+  assert.equal(head.refs, 1);
+  // One reference per queue: retained, the same head goes out twice and each write lets go of one.
+  const again = pool.acquire();
+  again.bytes.set(new TextEncoder().encode("xy"));
+  const shared = again.head(0, 2);
+  again.release();
+  writer.write(shared.retain());
+  writer.write(shared);
+  writer.write("!");
+  writer.close();
+  assert.equal(readFileSync(path, "latin1"), "abcdxyxy!");
+  assert.equal(head.refs, 0);
+  assert.equal(shared.refs, 0);
+  assert.equal(pool.stats.inUse, 0);
+  pool.close();
+});
