@@ -235,9 +235,12 @@ export class PageHead {
     owner[kRelease]();
   }
 
-  /** Releases this head's reference, as `release()` does, for `using`; nothing if already released. */
+  /**
+   * Releases this head's reference, as `release()` does, for `using`; nothing if already released, or if the
+   * reference was handed to a brigade or PageWriter (`using head = reader.read(); writer.write(head);` is right).
+   */
   [Symbol.dispose](): void {
-    if (this.#owner !== null) this.release();
+    if (this.#owner !== null && this.#refs > this.#queued) this.release();
   }
 }
 

@@ -292,6 +292,7 @@ test("a head queued on each of its references already is ERR_BUSY to queue again
   assert.throws(() => writer.write(head), (e: PageIoError) => e.code === "ERR_BUSY");
   assert.throws(() => new Brigade().append(head), (e: PageIoError) => e.code === "ERR_BUSY");
   assert.throws(() => head.release(), (e: PageIoError) => e.code === "ERR_BUSY"); // the writer releases it
+  head[Symbol.dispose](); // `using` a head handed to a writer: the writer has its reference, nothing to do
   assert.equal(head.refs, 1);
   // One reference per queue: retained, the same head goes out twice and each write lets go of one.
   const again = pool.acquire();
