@@ -38,7 +38,7 @@ export let takeAll: (into: Brigade, from: Brigade) => void;
 /**
  * An ordered queue of heads and byte arrays that leaves in gather writes
  * (APR's brigade). It owns what it holds: fully written heads are released,
- * a partly written one is trimmed in place.
+ * a partly written one is trimmed in place (one another brigade holds too goes on as a slice).
  *
  * @example
  * ```ts
@@ -318,8 +318,17 @@ export class Brigade {
     if (left > 0) { // a partly written chunk: trim it in place
       const chunk = chunks[this.#start];
       if (lent) markLent(chunk as PageHead); // the rest stays queued; the page gets fresh memory when it goes
-      if (isHead(chunk)) consume(chunk, left);
-      else chunks[this.#start] = viewOf(chunk, left, lengths[this.#start] - left);
+      if (!isHead(chunk)) chunks[this.#start] = viewOf(chunk, left, lengths[this.#start] - left);
+      else if (refsOf.call(chunk) === 1) consume(chunk, left);
+      else {
+        // Another brigade (or the caller) holds this head too: trimmed in place, it would lose these bytes
+        // there as well. The rest goes on as a head of its own, and this brigade's reference is let go.
+        const rest = sliceHead.call(chunk, left);
+        enqueue(rest);
+        chunks[this.#start] = rest;
+        dequeue(chunk);
+        releaseHead.call(chunk);
+      }
       lengths[this.#start] -= left;
     }
     if (lent) lender!.settle();
@@ -379,7 +388,7 @@ const { length: headLength, fileSpan, lendable: lendableHead, markLent, consume,
 /** For a chunk already checked (by `append`): a head unless it is a typed array (no private-field lookup). */
 const isHead = (chunk: Chunk): chunk is PageHead => !ArrayBuffer.isView(chunk);
 // PageHead's own methods, so a queued head's redefined `release`, `slice`… never runs.
-const { release: releaseHead } = PageHead.prototype;
+const { release: releaseHead, slice: sliceHead } = PageHead.prototype;
 const refsOf = Object.getOwnPropertyDescriptor(PageHead.prototype, "refs")!.get!;
 const headLive = (head: PageHead): boolean => refsOf.call(head) > 0;
 

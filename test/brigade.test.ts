@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Brigade, openFile, PageHead, type PageIoError, PagePool, pageSize, readv } from "../mod.ts";
+import { Brigade, openFile, PageHead, type PageIoError, PagePool, pageSize, pipe, readv } from "../mod.ts";
 import { fifo, patternBytes, tempDir } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
@@ -72,6 +72,28 @@ test("a partial write trims the head in place; would-block returns 0 and keeps t
   }
   assert.deepEqual(Buffer.concat(received), Buffer.from(data));
   assert.equal(pool.stats.inUse, 0);
+});
+
+test("a partial write of a head another brigade holds too leaves that brigade's bytes whole", () => {
+  using pool = new PagePool({ pageSize: 16 * pageSize });
+  const data = patternBytes(16 * pageSize, 5);
+  const head = headOf(pool, data).retain(); // one reference for each brigade
+  const [readEnd, writeEnd] = pipe({ size: 16 * pageSize });
+  const first = new Brigade().append(new Uint8Array(1000), head);
+  const second = new Brigade().append(head);
+  const wrote = first.writeTo(writeEnd); // the pipe holds less than the two chunks: the head goes out in part
+  assert.ok(wrote > 1000 && wrote < 1000 + data.length, `wrote ${wrote}`);
+  const path = join(tempDir(), "shared-head");
+  using out = openFile(path, "w");
+  assert.equal(second.flush(out), data.length);
+  assert.deepEqual(readFileSync(path), Buffer.from(data), "the second brigade wrote the whole head");
+  assert.equal(second.count, 0);
+  assert.equal(first.byteLength, 1000 + data.length - wrote);
+  first.release();
+  assert.equal(head.refs, 0);
+  assert.equal(pool.stats.inUse, 0, "every page went back to the pool");
+  readEnd.close();
+  writeEnd.close();
 });
 
 test("a failed write leaves the brigade intact; release drops everything", () => {
