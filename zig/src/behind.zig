@@ -6,6 +6,7 @@ const errno = @import("errno.zig");
 const Errno = errno.Errno;
 const gather = @import("gather.zig");
 const regions = @import("regions.zig");
+const mapping = @import("mapping.zig");
 
 /// Limit: jobs submitted and not yet waited for, in the whole process (a writer has at most one).
 pub const job_count_max = 64;
@@ -26,6 +27,10 @@ const Job = struct {
     fd: i32 = -1,
     iov: [job_iov_max]std.posix.iovec_const = undefined,
     count: usize = 0,
+    /// The regions its iovecs point into, each holding a reference until written: a Worker that ends (its
+    /// regions let go by their owner at once) or an owner's unmap must not unmap memory the thread still reads.
+    held: [job_iov_max]regions.Id = undefined,
+    held_count: usize = 0,
     done_bytes: u64 = 0,
     failure: ?Errno = null,
 };
@@ -48,10 +53,16 @@ pub fn submit(fd: i32, descriptors: []const gather.Descriptor) Errno!u32 {
     var iov: [job_iov_max]std.posix.iovec_const = undefined;
     var count: usize = 0;
     var resolver: regions.Resolver = .{};
+    var held: [job_iov_max]regions.Id = undefined;
+    var held_count: usize = 0;
     for (descriptors) |d| {
         if (d.region == gather.staging_region or d.region == gather.address_region) return error.INVAL;
         if (d.length == 0) continue;
         const base = try resolver.resolve(d.region, (@as(u64, d.offset_high) << 32) | d.offset_low, d.length);
+        if (std.mem.indexOfScalar(regions.Id, held[0..held_count], d.region) == null) {
+            held[held_count] = d.region;
+            held_count += 1;
+        }
         if (count > 0 and @intFromPtr(iov[count - 1].base) + iov[count - 1].len == @intFromPtr(base)) {
             iov[count - 1].len += d.length;
         } else {
@@ -75,10 +86,15 @@ pub fn submit(fd: i32, descriptors: []const gather.Descriptor) Errno!u32 {
         thread.detach();
         thread_started = true;
     }
+    for (held[0..held_count], 0..) |region, i| regions.retain(region) catch |err| {
+        for (held[0..i]) |taken| mapping.releaseView(taken) catch {};
+        return err;
+    };
     const job = &jobs[index];
     const generation = job.generation +% 1; // a local: the literal below is written into job.* in place
-    job.* = .{ .state = .queued, .generation = generation, .fd = dup, .count = count };
+    job.* = .{ .state = .queued, .generation = generation, .fd = dup, .count = count, .held_count = held_count };
     @memcpy(job.iov[0..count], iov[0..count]);
+    @memcpy(job.held[0..held_count], held[0..held_count]);
     queue[(queue_head + queue_len) % job_count_max] = @intCast(index);
     queue_len += 1;
     queued.signal();
@@ -115,6 +131,8 @@ fn run() void {
         var done: u64 = 0;
         const failure = writeAll(job.fd, job.iov[0..job.count], &done);
         _ = std.c.close(job.fd);
+        // Unmaps what its owner let go of meanwhile (mapping's own lock, not ours).
+        for (job.held[0..job.held_count]) |region| mapping.releaseView(region) catch {};
 
         mutex.lock();
         job.done_bytes = done;
@@ -203,4 +221,37 @@ test "a write that fails reports the error and the bytes written before it" {
     var done: u64 = 7;
     try std.testing.expectError(error.NOSPC, wait(id, &done));
     try std.testing.expectEqual(@as(u64, 0), done);
+}
+
+test "memory whose owner lets go while its job waits stays mapped until the job has written it" {
+    // A job into a full pipe nobody reads holds the thread: the next job is still queued when its owner unmaps.
+    const pipe = try std.posix.pipe();
+    defer std.posix.close(pipe[0]);
+    defer std.posix.close(pipe[1]);
+    const blocker = try mapping.mapAnonymous(256 * 1024, false);
+    defer mapping.unmap(blocker.region) catch {};
+    const stuck = [_]gather.Descriptor{.{ .region = blocker.region, .offset_low = 0, .offset_high = 0, .length = 256 * 1024 }};
+    const stuck_id = try submit(pipe[1], &stuck);
+
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    const out = try tmp.dir.createFile("out", .{ .read = true });
+    defer out.close();
+    const source = try mapping.mapAnonymous(8192, false);
+    const bytes: [*]u8 = @ptrFromInt(source.address);
+    for (0..8192) |i| bytes[i] = @truncate(i *% 7);
+    const list = [_]gather.Descriptor{.{ .region = source.region, .offset_low = 0, .offset_high = 0, .length = 8192 }};
+    const id = try submit(out.handle, &list);
+    try mapping.unmap(source.region); // as a Worker's end does: the owner lets go at once
+
+    var sink: [65536]u8 = undefined;
+    var drained: usize = 0;
+    while (drained < 256 * 1024) drained += try std.posix.read(pipe[0], &sink);
+    var done: u64 = 0;
+    try std.testing.expectEqual(@as(u64, 256 * 1024), try wait(stuck_id, &done));
+    try std.testing.expectEqual(@as(u64, 8192), try wait(id, &done));
+    var got: [8192]u8 = undefined;
+    try std.testing.expectEqual(@as(usize, 8192), try std.posix.pread(out.handle, &got, 0));
+    for (got, 0..) |byte, i| try std.testing.expectEqual(@as(u8, @truncate(i *% 7)), byte);
+    try std.testing.expectError(error.BADF, regions.lookup(source.region)); // and let go once written
 }
