@@ -157,8 +157,14 @@ export class PageHead {
         head.#bytes = null;
         head.#setDescriptorOffset(head.#owner![kRegionOffset] + head.#offset);
       },
-      enqueue: (head: PageHead) => head.#queued < head.#refs && ++head.#queued > 0,
-      dequeue: (head: PageHead) => void (head.#queued > 0 && head.#queued--),
+      enqueue: (head: PageHead) => {
+        if (head.#queued >= head.#refs) return false;
+        head.#queued++;
+        return true;
+      },
+      dequeue: (head: PageHead) => {
+        if (head.#queued > 0) head.#queued--;
+      },
     });
   }
 

@@ -78,6 +78,21 @@ async function raw(server: Server, request: string | Uint8Array, limit = 1 << 20
   return new TextDecoder().decode(await readUntilEnd(socket, limit));
 }
 
+/**
+ * The server stops accepting once it has run its SIGTERM handler, in its own time: polls until a connect is
+ * refused. A connect that met the listener while it closed is reset (it was in the backlog): poll on.
+ */
+async function assertRefusesConnections(port: number): Promise<void> {
+  let refused: unknown;
+  for (const deadline = Date.now() + 30_000; refused === undefined && Date.now() < deadline;) {
+    await connectAsync({ port }).then((early) => early.close(), (e) => {
+      if (e.code !== "ECONNRESET") refused = e;
+    });
+    if (refused === undefined) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.equal((refused as { code?: string })?.code, "ECONNREFUSED", String(refused));
+}
+
 async function readUntilEnd(socket: Socket, limit: number): Promise<Buffer> {
   const parts: Uint8Array[] = [];
   let total = 0;
@@ -344,16 +359,7 @@ test(
     const first = new Uint8Array(65536);
     const firstRead = await socket.readAsync(first);
     process.kill(own.child.pid!, "SIGTERM"); // not child.kill(): Deno's ChildProcess then reports its own signal
-    // The server stops accepting once it has run its handler, in its own time: poll until a connect is refused.
-    let refused: unknown;
-    for (const deadline = Date.now() + 30_000; refused === undefined && Date.now() < deadline;) {
-      // A connect that met the listener while it closed is reset (it was in the backlog): poll on.
-      await connectAsync({ port: own.port }).then((early) => early.close(), (e) => {
-        if (e.code !== "ECONNRESET") refused = e;
-      });
-      if (refused === undefined) await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    assert.equal((refused as { code?: string })?.code, "ECONNREFUSED", String(refused));
+    await assertRefusesConnections(own.port);
     const rest = await readUntilEnd(socket, 128 << 20);
     const answer = Buffer.concat([first.subarray(0, firstRead), rest]);
     const body = answer.subarray(answer.indexOf("\r\n\r\n") + 4);
@@ -377,15 +383,7 @@ test(
     // reset it, and a reset discards the end of the response still queued in the kernel.
     await socket.writeAsync([new TextEncoder().encode("GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")]);
     process.kill(own.child.pid!, "SIGTERM");
-    let refused: unknown;
-    for (const deadline = Date.now() + 30_000; refused === undefined && Date.now() < deadline;) {
-      // A connect that met the listener while it closed is reset (it was in the backlog): poll on.
-      await connectAsync({ port: own.port }).then((early) => early.close(), (e) => {
-        if (e.code !== "ECONNRESET") refused = e;
-      });
-      if (refused === undefined) await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    assert.equal((refused as { code?: string })?.code, "ECONNREFUSED", String(refused));
+    await assertRefusesConnections(own.port);
     const parts: Uint8Array[] = [first.subarray(0, firstRead)];
     let failure: unknown;
     for (;;) {
