@@ -10,7 +10,7 @@ import { describe, fdOf, type Target, waitsFor } from "./file.ts";
 import { byteLengthOf, type Chunk, gatherPlan, isChunk, isDetached, PackedList, shared, viewOf } from "./gather.ts";
 import { headInternals, PageHead } from "./head.ts";
 import type { Lender } from "./lend.ts";
-import { type MoveKind, moveKindFor, movePlan } from "./move.ts";
+import { KIND_COPY_FILE_RANGE, KIND_SENDFILE, type MoveKind, moveKindFor, movePlan } from "./move.ts";
 
 /** What goes out next: a run of file spans for the kernel, of lendable heads for a pipe, or of anything. */
 type Step = { span?: { fd: number; offset: number }; lend?: true; chunks: number; bytes: number };
@@ -34,6 +34,11 @@ export let writeBehind: (brigade: Brigade, fd: number) => number;
 export let consumeWritten: (brigade: Brigade, written: number) => void;
 /** @internal Moves every chunk of `from` to the end of `into`, in order, leaving `from` empty. */
 export let takeAll: (into: Brigade, from: Brigade) => void;
+/**
+ * @internal How the last flush wrote file spans: 1 by kernel move, 0 from memory (the target refused kernel
+ * moves), -1 it met none.
+ */
+export let spansMoved: (brigade: Brigade) => number;
 
 /**
  * An ordered queue of heads and byte arrays that leaves in gather writes
@@ -66,7 +71,9 @@ export class Brigade {
   // Set by a PageWriter on a pipe (lendTo): heads only it holds are lent to the pipe, not copied. Private: a
   // look-alike lender set from outside would lend pages and let them be reused in place under the pipe's reader.
   #lender: Lender | null = null;
+  #spansMoved = -1;
   static {
+    spansMoved = (brigade) => brigade.#spansMoved;
     setLender = (brigade, lender) => brigade.#lender = lender;
     writeBehind = (brigade, fd) => brigade.#writeBehind(fd);
     consumeWritten = (brigade, written) => brigade.#consume(written, brigade.count, null, false);
@@ -178,6 +185,7 @@ export class Brigade {
     let total = 0;
     let left = count;
     const kind: { move?: MoveKind | null } = {};
+    this.#spansMoved = -1;
     const lender = this.#lenderFor(fd);
     for (
       let step = this.#nextStep(fd, left, kind, lender);
@@ -190,9 +198,13 @@ export class Brigade {
           const { span, chunks, bytes } = step;
           moved = yield* this.#attempt(chunks, movePlan(kind.move!, span.fd, span.offset, fd, bytes), lender, false);
           if (moved === null) {
-            kind.move = null; // refused for this target: write spans from memory from now on
+            // Refused for this target. copy_file_range: sendfile also copies in the kernel, between filesystems
+            // too (EXDEV); otherwise write spans from memory from now on.
+            kind.move = kind.move === KIND_COPY_FILE_RANGE ? KIND_SENDFILE : null;
+            if (kind.move === null) this.#spansMoved = 0;
             continue;
           }
+          this.#spansMoved = 1;
         } else {
           const end = this.#start + step.chunks;
           const packed = held ? PackedList.take() : shared;

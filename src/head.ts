@@ -12,6 +12,7 @@ import {
   kBufferOffset,
   kConstruct,
   kLabel,
+  kLazy,
   kLendable,
   kMarkLent,
   kRegion,
@@ -30,6 +31,11 @@ export interface HeadOwner {
   readonly byteLength: number;
   /** Native region id and where the owner's byte 0 sits in that region. */
   readonly [kRegion]: number;
+  /**
+   * True while the owner has no memory yet (a PageReader window not mapped): its heads ask for `kRegion`, which
+   * maps it, only when their bytes are needed in memory.
+   */
+  readonly [kLazy]?: boolean;
   readonly [kRegionOffset]: number;
   /** The revocable ArrayBuffer over the owner's memory, and where byte 0 sits in it. */
   [kViewBuffer](): ArrayBuffer;
@@ -129,6 +135,7 @@ export class PageHead {
         if (owner === null || !owner[kAlive]) head.#live("gather"); // throws the right error
         const length = head.#length;
         if (length > entryMax) return -1;
+        if (head.#region === 0 && length > 0) head.#region = owner![kRegion]; // a window mapped only now
         list[at] = head.#region;
         list[at + 1] = head.#low;
         list[at + 2] = head.#high;
@@ -137,6 +144,7 @@ export class PageHead {
       },
       span: (head: PageHead) => {
         const owner = head.#live("gather");
+        if (head.#region === 0) head.#region = owner[kRegion];
         return { region: head.#region, offset: owner[kRegionOffset] + head.#offset, length: head.#length };
       },
       length: (head: PageHead) => head.#owner === null ? 0 : head.#length,
@@ -175,7 +183,7 @@ export class PageHead {
     this.#owner = owner;
     this.#offset = offset;
     this.#length = length;
-    this.#region = owner[kRegion];
+    this.#region = owner[kLazy] === true ? 0 : owner[kRegion]; // 0: asked for when needed
     this.#setDescriptorOffset(owner[kRegionOffset] + offset);
     owner[kRetain]();
   }

@@ -10,8 +10,9 @@ import { PageIoError, unwrap } from "./errors.ts";
 import { stat } from "./file.ts";
 
 const kinds = abi.enums.MoveKind.values;
-const KIND_COPY_FILE_RANGE = kinds.indexOf("copy_file_range");
-const KIND_SENDFILE = kinds.indexOf("sendfile");
+/** @internal The native MoveKind values. */
+export const KIND_COPY_FILE_RANGE: number = kinds.indexOf("copy_file_range");
+export const KIND_SENDFILE: number = kinds.indexOf("sendfile");
 
 /** errnos meaning "not this way here" (the kernel, filesystem or descriptor pair refuses): fall back to a write. */
 const REFUSALS = new Set(

@@ -10,10 +10,11 @@ import { abortError, type AsyncOptions } from "./drive.ts";
 import { readv, readvAsync } from "./gather.ts";
 import { waitReady } from "./reactor.ts";
 import type { PageHead } from "./head.ts";
-import { kRelease } from "./internal.ts";
+import { kConstruct, kRelease } from "./internal.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
 import { type Page, PagePool } from "./pool.ts";
 import { pageSize } from "./system.ts";
+import { FileWindow } from "./window.ts";
 
 /**
  * Limit: pool pages one asynchronous read of a pipe or socket may fill (256 KiB in the default 64 KiB pages: a
@@ -37,7 +38,10 @@ export interface PageReaderOptions {
   /**
    * Most bytes of a regular file this reader keeps mapped, windows still held by unreleased heads
    * included (default 32 MiB, at least the page size). Past it, heads are read into pool pages instead,
-   * until held windows are released. `readable` maps nothing at all.
+   * until held windows are released. `readable` maps nothing at all. A reader that opened its file itself
+   * (a path) maps each window after the first only when a head's bytes are first needed in memory (heads
+   * that a PageWriter hands to the kernel never map theirs), and a window that would pass this bound then
+   * is a copy read from the file.
    */
   maxMappedBytes?: number;
 }
@@ -73,11 +77,14 @@ export class PageReader implements Iterable<PageHead> {
   readonly #chunkSize: number;
   readonly #windowSize: number;
   readonly #maxMappedBytes: number;
-  /** Windows mapped so far that may still be held by heads (pruned as they unmap). */
-  #windows: Mapping[] = [];
+  /** Windows made so far that may still be held by heads (pruned as they close). */
+  #windows: (Mapping | FileWindow)[] = [];
+  /** Windows after the first are mapped when needed (a file this reader opened: it outlives their heads' use). */
+  readonly #lazy: boolean;
+  #windowsMade = 0;
   #pool: PagePool | null;
   readonly #ownsPool: boolean;
-  #window: Mapping | null = null;
+  #window: Mapping | FileWindow | null = null;
   readonly #label: string;
   readonly #path: string | undefined;
   #windowStart = 0;
@@ -121,6 +128,7 @@ export class PageReader implements Iterable<PageHead> {
     this.#ownsPool = pool === undefined;
     this.#pool = pool ?? null;
     this.#ownsFile = typeof source === "string" || source instanceof URL;
+    this.#lazy = this.#ownsFile;
     this.#file = this.#ownsFile ? openFile(source as string | URL) : source as Target;
     try {
       const { size, kind } = stat(fdOf(this.#file));
@@ -195,17 +203,28 @@ export class PageReader implements Iterable<PageHead> {
     const offset = this.#position - this.#windowStart;
     const length = Math.min(this.#chunkSize, window.byteLength - offset);
     // Every head, not only every window: a file cut under a mapped window must not go on as heads of zeros.
-    this.#checkSize(this.#position + length);
+    // (A window not mapped checks when it maps; a kernel move of a span the file no longer holds is ENODATA.)
+    if (!(window instanceof FileWindow) || window.mapped) this.#checkSize(this.#position + length);
     this.#position += length;
     return window.head(offset, length);
   }
 
   /** The next window from the page holding `position`, or null when held windows leave no room for one. */
-  #mapWindow(): Mapping | null {
+  #mapWindow(): Mapping | FileWindow | null {
     this.#windows = this.#windows.filter((w) => !w.closed);
-    const held = this.#windows.reduce((sum, w) => sum + w.byteLength, 0);
     const start = this.#position - (this.#position % pageSize);
-    const room = this.#maxMappedBytes - held;
+    if (this.#lazy && this.#windowsMade++ > 0) {
+      // Not the first window (which maps at once: a small file's only one, and where a file that cannot be
+      // mapped is found while it can still be read instead).
+      const length = Math.min(this.#windowSize, this.#end - start);
+      this.#checkSize(start + length);
+      const window = new FileWindow(this.#file as FileHandle, start, length, this.#label, this.#mapRoom, kConstruct);
+      this.#windowStart = start;
+      this.#window = window;
+      this.#windows.push(window);
+      return window;
+    }
+    const room = this.#mapRoom();
     const length = Math.min(this.#windowSize, this.#end - start, room - (room % pageSize));
     if (length <= this.#position - start) return null;
     this.#checkSize(start + length);
@@ -225,6 +244,13 @@ export class PageReader implements Iterable<PageHead> {
     window.advise("sequential");
     return window;
   }
+
+  /** Bytes this reader may still map: its bound less what its live windows have mapped. */
+  readonly #mapRoom = (): number => {
+    let held = 0;
+    for (const w of this.#windows) held += w instanceof FileWindow ? w.mappedBytes : w.closed ? 0 : w.byteLength;
+    return this.#maxMappedBytes - held;
+  };
 
   /** The file must still hold `end` bytes; cut shorter, reading on would give zeros or fail. */
   #checkSize(end: number): void {
@@ -500,6 +526,9 @@ export class PageReader implements Iterable<PageHead> {
     this.#window = null;
     window?.[kRelease]();
     if (this.#ownsPool) this.#pool?.close();
+    // Heads still held keep their bytes: windows not mapped yet map now, before their file is closed.
+    for (const w of this.#windows) if (w instanceof FileWindow) w.mapNow();
+    this.#windows = [];
     if (this.#ownsFile) (this.#file as FileHandle).close();
   }
 

@@ -6,7 +6,8 @@
 import { fn, IOV_MAX } from "../ffi/native.ts";
 import { checkAsyncOptions, checkInteger, checkOptions, PageIoError, stateError } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
-import { Brigade, consumeWritten, lendTo, takeAll, writeBehind } from "./brigade.ts";
+import { Brigade, consumeWritten, lendTo, spansMoved, takeAll, writeBehind } from "./brigade.ts";
+import { headInternals } from "./head.ts";
 import { byteLengthOf, type Chunk, isChunk, isDetached, viewOf } from "./gather.ts";
 import { Lender } from "./lend.ts";
 import type { AsyncOptions } from "./drive.ts";
@@ -15,7 +16,11 @@ import { pageSize, runtime } from "./system.ts";
 
 /** Options of `new PageWriter()`. */
 export interface PageWriterOptions {
-  /** Queued bytes that trigger a flush (default 8 MiB): bounds memory held by queued heads. */
+  /**
+   * Queued bytes that trigger a flush (default 8 MiB): bounds memory held by queued heads. Once a flush has
+   * handed a PageReader's heads to the kernel (copy_file_range, sendfile), such file spans no longer count:
+   * they hold no memory of their own, and the kernel moves a longer run of them in fewer calls.
+   */
   highWaterMark?: number;
   /**
    * On a pipe (Linux), lend pool pages to it instead of copying them (`vmsplice`; default true): a head
@@ -29,6 +34,7 @@ export interface PageWriterOptions {
   pool?: PagePool;
 }
 
+const { fileSpan, length: headLength } = headInternals;
 const encoder = new TextEncoder();
 const charCodeAt = String.prototype.charCodeAt; // the intrinsic: a redefined one never runs
 /** Limit: UTF-16 units of strings joined before they are encoded (at most 48 KiB of UTF-8: within a 64 KiB page). */
@@ -140,6 +146,9 @@ export class PageWriter {
   readonly #copiedMax: number;
   /** In the set of writers flushed at exit. */
   #watched = false;
+  /** Bytes of file spans queued, and whether this target takes them by kernel move (then they do not count). */
+  #spanBytes = 0;
+  #spansMove = false;
 
   /**
    * A path or `file:` URL is opened for writing (created, truncated; appended to with `append: true`); a
@@ -277,6 +286,7 @@ export class PageWriter {
     else {
       this.#queueText(); // what was written before goes first
       this.#brigade.append(chunk);
+      if (fileSpan(chunk) !== null) this.#spanBytes += headLength(chunk);
     }
     if (!this.#watched) this.#watch();
   }
@@ -319,8 +329,19 @@ export class PageWriter {
   }
 
   #full(): boolean {
-    return this.#brigade.count >= IOV_MAX || this.#brigade.byteLength >= this.#highWaterMark ||
-      this.#copied >= this.#copiedMax;
+    const bytes = this.#brigade.byteLength - (this.#spansMove ? this.#spanBytes : 0);
+    return this.#brigade.count >= IOV_MAX || bytes >= this.#highWaterMark || this.#copied >= this.#copiedMax;
+  }
+
+  /** After a flush: whether its spans went by kernel move, and the span bytes still queued. */
+  #flushed(brigade: Brigade): void {
+    const moved = spansMoved(brigade);
+    if (moved >= 0) this.#spansMove = moved === 1;
+    let bytes = 0;
+    for (const chunk of this.#brigade) {
+      if (!ArrayBuffer.isView(chunk) && fileSpan(chunk) !== null) bytes += headLength(chunk);
+    }
+    this.#spanBytes = bytes;
   }
 
   /** Encodes the strings written so far into pool pages; filled pages are queued. */
@@ -459,12 +480,15 @@ export class PageWriter {
     const copied = this.#copied;
     this.#copied = 0; // what writes copy from now on counts towards the next flush
     let written: number;
+    const brigade = this.#brigade;
     try {
-      written = await this.#brigade.flushAsync(this.#file, { signal });
+      written = await brigade.flushAsync(this.#file, { signal });
     } catch (error) {
       this.#copied += copied; // not written: the queue stays full, so the next write retries (see write)
       this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0; // what did go out
       throw error;
+    } finally {
+      this.#flushed(brigade);
     }
     this.#written += written;
     this.#settled();
@@ -485,6 +509,8 @@ export class PageWriter {
     } catch (error) {
       this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0; // what did go out
       throw error;
+    } finally {
+      this.#flushed(this.#brigade);
     }
     this.#written += written;
     this.#settled();

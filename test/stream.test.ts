@@ -55,10 +55,16 @@ test("PageReader on a regular file hands out heads into the file's mapping, wind
 test("a window is unmapped as soon as the reader has moved on and its heads are released", () => {
   const path = tempFile(patternBytes(8 * pageSize));
   using reader = new PageReader(path, { chunkSize: pageSize, windowSize: 2 * pageSize });
-  reader.read()!.release();
+  // Each head's bytes are used, so each window is mapped (windows after the first map only then).
+  const readAndRelease = () => {
+    const head = reader.read()!;
+    assert.equal(head.bytes.byteLength, pageSize);
+    head.release();
+  };
+  readAndRelease();
   const regions = liveRegionCount(); // the first window is mapped
   for (let i = 1; i < 8; i++) {
-    reader.read()!.release();
+    readAndRelease();
     assert.equal(liveRegionCount(), regions, "only the current window is mapped");
   }
   assert.equal(reader.read(), null);
@@ -228,11 +234,38 @@ function mappedBytesOf(path: string): number {
     .reduce((sum, [start, end]) => sum + end - start, 0);
 }
 
-test("maxMappedBytes bounds what a reader maps, whatever heads are held; past it heads come from pool pages", () => {
+test("maxMappedBytes bounds what a reader maps, whatever heads are held; past it heads are copies", () => {
   const data = patternBytes(100 * pageSize + 5, 72);
   const path = tempFile(data);
   assert.throws(() => new PageReader(path, { maxMappedBytes: 10 }), RangeError);
   const reader = new PageReader(path, {
+    windowSize: 16 * pageSize,
+    chunkSize: 4 * pageSize,
+    maxMappedBytes: 40 * pageSize,
+  });
+  const heads: PageHead[] = [];
+  for (let head = reader.read(); head !== null; head = reader.read()) heads.push(head);
+  assert.equal(mappedBytesOf(path), 16 * pageSize, "the first window is mapped at once, the others when used");
+  // Every head's bytes used, all heads held: windows map while they fit the budget, the rest are copies.
+  const joined = new Uint8Array(data.length);
+  let at = 0, most = 0;
+  for (const head of heads) {
+    joined.set(head.bytes, (at += head.byteLength) - head.byteLength);
+    most = Math.max(most, mappedBytesOf(path));
+  }
+  // Two whole windows fit in 40 pages and the last (4 pages and 5 bytes) does; the others are copies.
+  assert.equal(most, 37 * pageSize, "windows map while they fit the budget, and never pass it");
+  assert.equal(sha256(joined), sha256(data));
+  heads.forEach((h) => h.release());
+  reader.close();
+  assert.equal(mapsLinesMentioning(path), 0);
+});
+
+test("a reader on a FileHandle maps its windows as it reads them; past maxMappedBytes heads come from pool pages", () => {
+  const data = patternBytes(100 * pageSize + 5, 74);
+  const path = tempFile(data);
+  using file = openFile(path);
+  const reader = new PageReader(file, {
     windowSize: 16 * pageSize,
     chunkSize: 4 * pageSize,
     maxMappedBytes: 40 * pageSize,
