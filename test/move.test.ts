@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, statSync, truncateSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   Brigade,
@@ -178,4 +178,123 @@ test("strace: a reader-to-writer copy uses copy_file_range to a file and sendfil
     0,
     "no user-space write of the data",
   );
+});
+
+// --- whole copies the way the README writes them: windows mapped only when needed, spans moved in long runs ---
+
+/** `for (const head of reader) writer.write(head); writer.flush()`, as the README's copy does. */
+function readmeCopy(source: string, target: string, reader: object = {}, writer: object = {}): void {
+  using r = new PageReader(source, reader);
+  using w = new PageWriter(target, writer);
+  for (const head of r) w.write(head);
+  w.flush();
+}
+
+test("a copy is byte-exact whatever the size, range and target: empty, 1 byte, not page-multiple, many windows", () => {
+  const windows = { windowSize: 16 * pageSize, chunkSize: 5 * pageSize + 3 }; // heads across window ends
+  const sizes = [0, 1, pageSize - 1, pageSize + 1, 3 * 16 * pageSize + 77, (9 << 20) + 5];
+  for (const size of sizes) {
+    const data = patternBytes(size, 40 + size % 97);
+    const source = tempFile(data);
+    for (const options of [{}, windows]) {
+      const target = join(tempDir(), "copy");
+      readmeCopy(source, target, options);
+      assert.equal(sha256(readFileSync(target)), sha256(data), `${size} bytes, ${JSON.stringify(options)}`);
+      const appended = tempFile("old:");
+      readmeCopy(source, appended, options, { append: true });
+      const got = readFileSync(appended);
+      assert.equal(got.subarray(0, 4).toString(), "old:");
+      assert.equal(sha256(got.subarray(4)), sha256(data), `${size} bytes appended, ${JSON.stringify(options)}`);
+    }
+    for (const [offset, length] of [[0, size], [1, size - 1], [pageSize + 7, size - pageSize - 9]]) {
+      if (length < 0 || offset + length > size) continue;
+      const target = join(tempDir(), "range");
+      readmeCopy(source, target, { ...windows, offset, length });
+      assert.equal(sha256(readFileSync(target)), sha256(data.subarray(offset, offset + length)), `${offset}+${length}`);
+    }
+  }
+});
+
+test("a copy between filesystems (/dev/shm to a temporary directory): EXDEV, then sendfile, byte-exact", {
+  skip: !existsSync("/dev/shm") && "no /dev/shm",
+}, () => {
+  const dir = mkdtempSync("/dev/shm/pageio-test-");
+  try {
+    const data = patternBytes((3 << 20) + 1234, 41);
+    const source = join(dir, "source");
+    writeFileSync(source, data);
+    const target = join(tempDir(), "from-shm");
+    readmeCopy(source, target, { windowSize: 16 * pageSize });
+    assert.equal(sha256(readFileSync(target)), sha256(data));
+    if (!haveStrace) return;
+    const log = join(tempDir(), "strace.log");
+    const run = runScript(
+      `
+      import { PageReader, PageWriter } from "${root}mod.ts";
+      using reader = new PageReader(${JSON.stringify(source)});
+      using writer = new PageWriter(${JSON.stringify(target)});
+      for (const head of reader) writer.write(head);
+      writer.flush();
+    `,
+      { prefix: ["strace", "-f", "-e", "trace=copy_file_range,sendfile", "-o", log] },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(sha256(readFileSync(target)), sha256(data));
+    const calls = readFileSync(log, "utf8").split("\n");
+    const sent = calls.filter((l) => l.includes("sendfile(") && /= \d+$/.test(l));
+    const refused = calls.filter((l) => l.includes("copy_file_range(") && l.includes("EXDEV"));
+    if (refused.length === 0) return; // a kernel that copies between these filesystems itself
+    assert.equal(sent.reduce((n, l) => n + Number(l.match(/= (\d+)$/)![1]), 0), data.byteLength, "all by sendfile");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("heads of windows never mapped, still held when their reader closes: written from memory, byte-exact", () => {
+  const data = patternBytes(200_000, 42);
+  const reader = new PageReader(tempFile(data), { windowSize: 16 * pageSize, chunkSize: 10_000 });
+  const brigade = new Brigade();
+  for (const head of reader) brigade.append(head);
+  reader.close(); // its file is closed: the spans cannot go by kernel move, the windows were mapped first
+  const target = join(tempDir(), "after-close");
+  using out = openFile(target, "w");
+  assert.equal(brigade.flush(out), data.byteLength);
+  assert.equal(sha256(readFileSync(target)), sha256(data));
+});
+
+test("a window that was never mapped, of a file cut since: its head's bytes are ERR_FILE_TRUNCATED, never zeros", () => {
+  const source = tempFile(patternBytes(64 * pageSize, 43));
+  using reader = new PageReader(source, { windowSize: 16 * pageSize, chunkSize: 16 * pageSize });
+  reader.read()!.release();
+  const second = reader.read()!; // the second window, not mapped yet
+  truncateSync(source, 20 * pageSize);
+  assert.throws(() => second.bytes, (e) => code(e) === "ERR_FILE_TRUNCATED");
+  second.release();
+});
+
+test("strace: a 24 MiB copy the README's way is at most two copy_file_range calls, and maps at most one window", {
+  skip: !haveStrace && "strace is not installed",
+}, () => {
+  const size = 24 << 20;
+  const source = tempFile(patternBytes(size, 44));
+  const target = join(tempDir(), "traced");
+  const log = join(tempDir(), "strace.log");
+  const run = runScript(
+    `
+    import { PageReader, PageWriter } from "${root}mod.ts";
+    using reader = new PageReader(${JSON.stringify(source)});
+    using writer = new PageWriter(${JSON.stringify(target)});
+    for (const head of reader) writer.write(head);
+    writer.flush();
+  `,
+    { prefix: ["strace", "-f", "-e", "trace=copy_file_range,mmap", "-o", log] },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(sha256(readFileSync(target)), sha256(readFileSync(source)));
+  const calls = readFileSync(log, "utf8").split("\n");
+  const moved = calls.filter((l) => l.includes("copy_file_range(") && /= \d+$/.test(l));
+  assert.ok(moved.length >= 1 && moved.length <= 2, moved.join("\n"));
+  assert.equal(moved.reduce((n, l) => n + Number(l.match(/= (\d+)$/)![1]), 0), size);
+  const windows = calls.filter((l) => /mmap\(NULL, 8388608, [^,]+, [^,]+, \d+, /.test(l)); // of a file
+  assert.ok(windows.length <= 1, windows.join("\n"));
 });
