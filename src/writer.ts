@@ -133,7 +133,7 @@ export class PageWriter {
   #flushing: Promise<number> | null = null;
   #writable: WritableStream<Chunk> | null = null;
   #pool: PagePool | null;
-  readonly #ownsPool: boolean;
+  #ownsPool: boolean;
   /** The page strings are being encoded into, its bytes, and where its unqueued part starts and ends. */
   #fill: Page | null = null;
   #fillBytes: Uint8Array = new Uint8Array(0);
@@ -362,6 +362,11 @@ export class PageWriter {
 
   /** A page of the writer's pool, to encode or copy into. */
   #acquire(): Page {
+    if (!this.#ownsPool && this.#pool!.closed) {
+      // The caller's pool was closed under the writer: what was written still goes out, in pages of its own.
+      this.#pool = null;
+      this.#ownsPool = true;
+    }
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize, leakDetection: "off" })).acquire();
     markPrivateViews(page); // its bytes and heads stay in this writer and its brigade
     return page;

@@ -202,6 +202,31 @@ for (const [how, exit] of Object.entries(endings)) {
   });
 }
 
+test("a writer whose pool the caller closed before it flushed still writes every string, at exit too", () => {
+  // Before (Deno): strings not yet encoded needed a page of the closed pool at the exit flush, and were lost.
+  const path = join(tempDir(), "closed-pool.txt");
+  const run = runScript(
+    `import { PagePool, PageWriter } from "${root}mod.ts";
+     const pool = new PagePool();
+     const w = new PageWriter(${JSON.stringify(path)}, { pool });
+     w.write("hello ");
+     pool.close();
+     w.write("world\\n");`,
+  );
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stderr, "");
+  assert.equal(readFileSync(path, "utf8"), "hello world\n");
+  const again = join(tempDir(), "closed-pool-flush.txt");
+  const pool = new PagePool();
+  const writer = new PageWriter(again, { pool });
+  writer.write("a");
+  pool.close();
+  writer.write("b");
+  assert.equal(writer.flush(), 2);
+  writer.close();
+  assert.equal(readFileSync(again, "utf8"), "ab");
+});
+
 test("write(bytes) copies them: a buffer reused for every line writes every line, in order with strings and heads", () => {
   // Before: the writer queued the array itself, so a reused buffer went out N times with its last contents.
   const path = join(tempDir(), "reused.txt");
