@@ -526,6 +526,8 @@ export class PageWriter {
    * The writer as a `WritableStream` of `Uint8Array`s and `PageHead`s, for `pipeTo`. A head is queued and
    * gathered like `write()` (the writer owns it); a `Uint8Array`'s bytes are copied into pool pages, as
    * `write()` does, so the stream's producer may reuse it. Closing the stream flushes and closes the writer.
+   * Aborting it closes the writer too: to a regular file, what earlier writes put in the stream is written first
+   * (their promises resolved: accepted); to a pipe or socket, whatever is still queued is dropped.
    *
    * @example
    * ```ts
@@ -559,7 +561,14 @@ export class PageWriter {
         }
         this.close();
       },
-      abort: () => this.#discard(),
+      abort: () => {
+        // A write that resolved was accepted, as a runtime's own file stream has written it by then: a regular
+        // file gets it before the end. Any other target could block the abort forever: what is queued is dropped.
+        try {
+          if (this.#copiedMax !== Infinity && this.#flushing === null) this.flush();
+        } catch { /* the stream is errored by the abort already: its reason is what the producer sees */ }
+        this.#discard();
+      },
     });
   }
 

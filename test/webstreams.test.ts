@@ -105,6 +105,23 @@ test("readable.pipeTo(writable) copies a file byte-exact; a writable takes heads
   assert.equal(pool.stats.inUse, 0, "the head was released once written");
 });
 
+test("an aborted writable to a file keeps what its resolved writes accepted; to a pipe it drops the queue, never waiting on a reader", async () => {
+  // Before: abort released the queue unwritten, so bytes whose write() had resolved never reached the file.
+  const target = join(tempDir(), "aborted");
+  const writer = new PageWriter(target).writable.getWriter();
+  await writer.write(new TextEncoder().encode("accepted "));
+  await writer.write(new TextEncoder().encode("too"));
+  await writer.abort(new Error("stop"));
+  assert.equal(readFileSync(target, "utf8"), "accepted too");
+  const [readEnd, writeEnd] = pipe();
+  const piped = new PageWriter(writeEnd).writable.getWriter();
+  await piped.write(new Uint8Array(10).fill(1));
+  await piped.abort(new Error("stop"));
+  assert.equal(writeEnd.closed, false); // the caller's handle: the writer never closes what it did not open
+  writeEnd.close();
+  readEnd.close();
+});
+
 test("a writable refuses what is not bytes, and a cancelled readable closes its reader", async () => {
   const fds = openDescriptorCount();
   const writer = new PageWriter(join(tempDir(), "bad")).writable.getWriter();
