@@ -13,6 +13,8 @@ import { moveSpan } from "./move.ts";
 import { abortError, type AsyncOptions, failedAfter } from "./drive.ts";
 import { forget, type Interest, track, turn, waitReady } from "./reactor.ts";
 import { internalOnly, kConstruct } from "./internal.ts";
+import { lstatSync, unlinkSync } from "node:fs";
+import { resolve } from "node:path";
 
 /** Where a socket is: a TCP address (IPv4 or IPv6 hostname and port) or a unix path, as Deno names them. */
 export type NetAddr = { transport: "tcp"; hostname: string; port: number } | { transport: "unix"; path: string };
@@ -503,13 +505,20 @@ function readOnce(fd: number, target: ReadTarget): number | null {
 export class Listener implements AsyncIterable<Socket> {
   readonly #handle: Socket;
   readonly #addr: NetAddr;
+  /** A unix listener's socket file, as bound: removed at close if it is still that file. */
+  readonly #file: { path: string; dev: number; ino: number } | null = null;
 
   /** @internal Listeners come from `listen()`. */
-  constructor(fd: number, key?: symbol) {
+  constructor(fd: number, key?: symbol, path?: string) {
     internalOnly(key, "Listener", "listen()");
     this.#handle = new Socket(fd, kConstruct);
     try {
       this.#addr = this.#handle.localAddr;
+      if (path !== undefined && !path.startsWith("\0")) { // an abstract address has no file
+        const absolute = resolve(path); // the working directory may change before close
+        const { dev, ino } = lstatSync(absolute);
+        this.#file = { path: absolute, dev, ino };
+      }
     } catch (error) {
       this.#handle.close();
       throw error;
@@ -562,9 +571,19 @@ export class Listener implements AsyncIterable<Socket> {
     }
   }
 
-  /** Stops listening; connections already accepted stay open. A second call does nothing. */
+  /**
+   * Stops listening; connections already accepted stay open. A unix listener removes its socket file (unless
+   * another file took that path since), so the path can be listened on again. A second call does nothing.
+   */
   close(): void {
+    if (this.#handle.closed) return;
     this.#handle.close();
+    const file = this.#file;
+    if (file === null) return;
+    try {
+      const now = lstatSync(file.path);
+      if (now.dev === file.dev && now.ino === file.ino && now.isSocket()) unlinkSync(file.path);
+    } catch { /* gone already, or no longer ours to remove */ }
   }
 
   /** Closes, as `close()` does, for `using`. */
@@ -596,6 +615,7 @@ export function listen(options: TcpListenOptions | UnixListenOptions): Listener 
     return new Listener(
       unwrap(fn.pageio_socket_listen(TRANSPORT_UNIX, bytes, bytes.length, 0, backlog, 0), "listen", path),
       kConstruct,
+      path,
     );
   }
   const port = checkInteger("port", options.port ?? 0, 0, 65535);

@@ -2,7 +2,16 @@
 // adopting a descriptor from elsewhere, and the file and page paths (sendfile, writev, PageReader) onto them.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import {
@@ -325,6 +334,18 @@ test("unix-domain sockets on a path", async () => {
   client.write([text("over unix")]);
   assert.deepEqual(await readAll(server, 9), text("over unix"));
   assert.throws(() => listen({ path }), (e) => code(e) === "EADDRINUSE");
+});
+
+test("a closed unix listener removes its socket file, so the path can be listened on again, but never another's file", () => {
+  // Before: the file stayed, and listening on the path again (a restarted server) was EADDRINUSE.
+  const path = join(tempDir(), "again.sock");
+  listen({ path }).close();
+  assert.equal(existsSync(path), false);
+  const second = listen({ path });
+  unlinkSync(path); // someone else's file at the path by close time: not the listener's to remove
+  writeFileSync(path, "theirs");
+  second.close();
+  assert.equal(readFileSync(path, "utf8"), "theirs");
 });
 
 test("errors are typed: ECONNREFUSED, EADDRINUSE, ECONNRESET, and bad arguments", async () => {
