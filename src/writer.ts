@@ -80,7 +80,13 @@ function flushAllAtExit(): void {
     try {
       writer.flush();
     } catch (error) {
-      console.error("pageio: a PageWriter's data could not be written at exit:", error);
+      // One line that says what was lost and why: a stack trace here points only at this hook.
+      let lost = "";
+      try {
+        lost = `${writer.pending.byteLength} bytes of `;
+      } catch { /* its state is gone with the error: the message alone */ }
+      const why = error instanceof Error ? error.message : String(error);
+      console.error(`pageio: ${lost}a PageWriter's data could not be written at exit: ${why}`);
     }
   }
 }

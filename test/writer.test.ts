@@ -227,6 +227,22 @@ test("a writer whose pool the caller closed before it flushed still writes every
   assert.equal(readFileSync(again, "utf8"), "ab");
 });
 
+test("data that cannot be written at exit (a pipe's reader gone) is reported in one line: how much, and why", () => {
+  // Before: a stack trace of the exit hook, and no word of how many bytes were lost.
+  const run = runScript(
+    `import { pipe, PageWriter } from "${root}mod.ts";
+     const [readEnd, writeEnd] = pipe();
+     readEnd.close();
+     new PageWriter(writeEnd).write("never read\\n");`,
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(
+    run.stderr.trim(),
+    "pageio: 11 bytes of a PageWriter's data could not be written at exit: EPIPE: broken pipe, writev",
+  );
+});
+
 test("write(bytes) copies them: a buffer reused for every line writes every line, in order with strings and heads", () => {
   // Before: the writer queued the array itself, so a reused buffer went out N times with its last contents.
   const path = join(tempDir(), "reused.txt");
