@@ -154,3 +154,31 @@ test(
     assert.ok(readFileSync(log, "utf8").includes("copy_file_range"), "step 1 was a kernel move");
   },
 );
+
+test("a write past the file size limit (ulimit -f) is EFBIG with the bytes written, not a SIGXFSZ that ends the process", () => {
+  // Before (Deno): SIGXFSZ's default action killed the process; Bun ignores the signal and saw EFBIG.
+  const path = join(tempDir(), "limited.bin");
+  const run = runScript(
+    `import { statSync } from "node:fs";
+     import { openFile, PageWriter, writev } from "${root}mod.ts";
+     const file = openFile(${JSON.stringify(path)}, "w");
+     const seen = [];
+     try { writev(file, [new Uint8Array(30 << 20)]); } catch (e) { seen.push(e.code, e.bytesTransferred); }
+     try { writev(file, [new Uint8Array(1)]); } catch (e) { seen.push(e.code); }
+     file.close();
+     seen.push(statSync(${JSON.stringify(path)}).size);
+     const writer = new PageWriter(${JSON.stringify(path)});
+     writer.write(new Uint8Array(30 << 20));
+     try { writer.flush(); } catch (e) { seen.push(e.code); }
+     try { writer.close(); } catch (e) { seen.push(e.code); }
+     console.log(JSON.stringify(seen));`,
+    { prefix: ["sh", "-c", 'ulimit -f 20000 && exec "$0" "$@"'] }, // in 512 or 1024 B blocks: the runtimes' caches fit
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  const seen = JSON.parse(run.stdout.trim());
+  const [first, written, second, size, ...writer] = seen;
+  assert.deepEqual([first, second], ["EFBIG", "EFBIG"]);
+  assert.ok(written > 0 && written === size, run.stdout); // what the first call wrote is there, and counted
+  assert.ok(writer.length > 0 && writer.every((c: string) => c === "EFBIG" || c === "ERR_UNFLUSHED"), run.stdout);
+});

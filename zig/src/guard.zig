@@ -46,6 +46,30 @@ pub fn install(page_size: usize) void {
     _ = linux.sigaction(linux.SIG.BUS, &bus, &previous_bus);
 }
 
+var file_size_quiet = std.atomic.Value(bool).init(false);
+
+/// A write past RLIMIT_FSIZE (`ulimit -f`) raises SIGXFSZ, whose default action ends the process: Deno keeps
+/// that default, Bun ignores it. Ignored, the write fails with EFBIG, a typed error on both runtimes alike.
+/// Once, before pageio's first write; a disposition someone else chose is left as it is.
+pub fn quietFileSize() void {
+    if (!enabled) return;
+    if (file_size_quiet.load(.acquire) or file_size_quiet.swap(true, .acq_rel)) return;
+    // By address (SIG_DFL 0, SIG_IGN 1): a function pointer constant of 1 is no valid pointer to the compiler.
+    const previous = setDisposition(linux.SIG.XFSZ, 1);
+    if (previous != 0) _ = setDisposition(linux.SIG.XFSZ, previous); // someone's handler, or ignored already
+}
+
+const setDisposition = @extern(*const fn (c_int, usize) callconv(.c) usize, .{ .name = "signal" });
+
+test "quietFileSize ignores SIGXFSZ where it had its default action, once" {
+    if (!enabled) return;
+    const saved = setDisposition(linux.SIG.XFSZ, 0);
+    defer _ = setDisposition(linux.SIG.XFSZ, saved);
+    file_size_quiet.store(false, .release);
+    quietFileSize();
+    try std.testing.expectEqual(@as(usize, 1), setDisposition(linux.SIG.XFSZ, 0)); // it was SIG_IGN
+}
+
 const F_DUPFD_CLOEXEC = 1030;
 
 /// Files the guard keeps a descriptor on, one per file however many mappings it has (PageReader windows).

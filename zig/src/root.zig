@@ -374,6 +374,7 @@ export fn pageio_sync(region: u32, offset: f64, length: f64) Result {
 /// Gather write of `count` descriptors (16 bytes each) from `list`. Returns
 /// the bytes written; out[0] holds them also when an error is returned.
 export fn pageio_writev(fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
+    guard.quietFileSize();
     return transfer(.write, fd, list, list_len, count, staging, staging_len, calls_max, out);
 }
 
@@ -399,6 +400,7 @@ export fn pageio_address(bytes: ?[*]const u8) Result {
 /// the library's write-behind thread; the memory must stay as it is until pageio_behind_wait returns.
 /// Returns the job's id; AGAIN when none can be queued now (write synchronously instead).
 export fn pageio_behind_submit(fd: i32, list: ?[*]const u8, list_len: u32, count: u32) Result {
+    guard.quietFileSize();
     if (@as(u64, count) * @sizeOf(gather.Descriptor) > list_len) return errno.result(error.FAULT);
     if (count == 0 or list == null) return errno.result(error.INVAL);
     const descriptors = @as([*]const gather.Descriptor, @alignCast(@ptrCast(list.?)))[0..count];
@@ -429,6 +431,7 @@ export fn pageio_vmsplice(fd: i32, list: ?[*]const u8, list_len: u32, count: u32
 /// kernel (kind: 0 copy_file_range, 1 sendfile). Returns the bytes moved;
 /// out[0] holds them also when an error is returned.
 export fn pageio_move(kind: u32, fd_in: i32, offset_in: f64, fd_out: i32, length: f64, out: ?*[1]f64) Result {
+    guard.quietFileSize();
     const o = out orelse return errno.result(error.FAULT);
     o.* = .{0};
     const k = std.meta.intToEnum(kernel_move.Kind, kind) catch return errno.result(error.INVAL);
