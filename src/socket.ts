@@ -514,11 +514,7 @@ export class Listener implements AsyncIterable<Socket> {
     this.#handle = new Socket(fd, kConstruct);
     try {
       this.#addr = this.#handle.localAddr;
-      if (path !== undefined && !path.startsWith("\0")) { // an abstract address has no file
-        const absolute = resolve(path); // the working directory may change before close
-        const { dev, ino } = lstatSync(absolute);
-        this.#file = { path: absolute, dev, ino };
-      }
+      if (path !== undefined && !path.startsWith("\0")) this.#file = socketFile(path); // abstract: no file
     } catch (error) {
       this.#handle.close();
       throw error;
@@ -589,6 +585,17 @@ export class Listener implements AsyncIterable<Socket> {
   /** Closes, as `close()` does, for `using`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/** The socket file a unix listener bound, to remove at close; null where it cannot be told (then it stays). */
+function socketFile(path: string): { path: string; dev: number; ino: number } | null {
+  try {
+    const absolute = resolve(path); // the working directory may change before close
+    const { dev, ino } = lstatSync(absolute);
+    return { path: absolute, dev, ino };
+  } catch {
+    return null;
   }
 }
 
