@@ -203,7 +203,12 @@ export class PageHead {
   /** The bytes this head points at: a view of the page or mapping itself, not a copy. */
   get bytes(): Uint8Array<ArrayBuffer> {
     const owner = this.#live("bytes");
-    return this.#bytes ??= new Uint8Array(owner[kViewBuffer](), owner[kBufferOffset] + this.#offset, this.#length);
+    if (this.#bytes) return this.#bytes;
+    const buffer = owner[kViewBuffer]();
+    // Transferred away (by the caller, through another view): the memory is the new owner's, and the head's
+    // view is empty, as its page's or mapping's own is.
+    if (buffer.detached) return new Uint8Array(0);
+    return this.#bytes = new Uint8Array(buffer, owner[kBufferOffset] + this.#offset, this.#length);
   }
 
   /** Bytes in the head; 0 once released. */

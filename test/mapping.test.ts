@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
-import { mapAnonymous, mapFile, openFile, type PageIoError, pageSize, writev } from "../mod.ts";
+import { mapAnonymous, mapFile, openFile, type PageIoError, PagePool, pageSize, writev } from "../mod.ts";
 import { guardFaultCount, liveRegionCount } from "../src/system.ts";
 import {
   fdsOn,
@@ -263,6 +263,26 @@ test("thousands of map/unmap cycles leave no mapping and no descriptor behind", 
   // memory let go meanwhile (Bun's collector runs the deallocators of earlier tests' moved buffers).
   assert.ok(openDescriptorCount() <= fds, `${fds} descriptors before, ${openDescriptorCount()} after`);
   assert.ok(liveRegionCount() <= regions, `${regions} native regions before, ${liveRegionCount()} after`);
+});
+
+test("a head on memory whose buffer was transferred away has empty bytes, as its mapping or page has, not a raw TypeError", () => {
+  // Before: head.bytes built a view on the detached buffer and threw the runtime's own TypeError.
+  const path = tempFile(patternBytes(2 * pageSize, 62));
+  const m = mapFile(path);
+  using early = m.head(0, 10);
+  const moved = new Uint8Array(m.bytes.buffer.transfer());
+  using late = m.head(0, 10);
+  assert.equal(m.bytes.length, 0);
+  assert.equal(early.bytes.length, 0);
+  assert.equal(late.bytes.length, 0);
+  assert.equal(moved[0], patternBytes(2 * pageSize, 62)[0]);
+  m.unmap();
+  using pool = new PagePool({ pages: 2 });
+  using page = pool.acquire();
+  page.bytes.buffer.transfer();
+  using head = page.head(0, 10);
+  assert.equal(head.bytes.length, 0);
+  assert.equal(page.bytes.length, 0);
 });
 
 test("bytes transferred away (transfer, structuredClone, postMessage) outlive unmap() and GC: no crash, no error", () => {
