@@ -111,7 +111,10 @@ function checkedCopyOf(chunks: readonly Chunk[]): Chunk[] {
   const list: Chunk[] = new Array(length);
   for (let i = 0; i < length; i++) {
     const chunk = chunks[i];
-    if (isView(chunk) && !(chunk instanceof Uint8Array)) throw notAChunk(chunk, i);
+    // A hole or a number fails here, before the rest is read: a Proxy claiming a vast length ends at once.
+    if (typeof chunk !== "object" || chunk === null || (isView(chunk) && !(chunk instanceof Uint8Array))) {
+      throw notAChunk(chunk, i);
+    }
     list[i] = chunk;
   }
   return list;
@@ -120,7 +123,12 @@ function checkedCopyOf(chunks: readonly Chunk[]): Chunk[] {
 function copyOf<T>(values: readonly T[]): T[] {
   const length = values.length;
   const list: T[] = new Array(length);
-  for (let i = 0; i < length; i++) list[i] = values[i];
+  for (let i = 0; i < length; i++) {
+    const value = values[i];
+    // As in checkedCopyOf: what is no object ends the copy at once (the caller's check names it).
+    if (typeof value !== "object" || value === null) return list.slice(0, i + 1);
+    list[i] = value;
+  }
   return list;
 }
 
@@ -135,7 +143,12 @@ function listOf<T>(value: Iterable<T>, what: string): T[] {
   if (typeof (value as { [Symbol.iterator]?: unknown } | null)?.[Symbol.iterator] !== "function") {
     throw new TypeError(`expected a list (an iterable) of ${what}, got ${describe(value)}`);
   }
-  return Array.from(value);
+  const list: T[] = [];
+  for (const item of value) {
+    list.push(item);
+    if (typeof item !== "object" || item === null) break; // refused by the caller's check: read no further
+  }
+  return list;
 }
 
 function notAChunk(value: unknown, index: number): TypeError {
