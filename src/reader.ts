@@ -418,9 +418,11 @@ export class PageReader implements Iterable<PageHead> {
    * ```
    */
   get readable(): ReadableStream<Uint8Array<ArrayBuffer>> {
+    // A buffer no bigger than what is left to read: a 64 KiB file must not cost a zeroed 256 KiB one.
+    const left = this.#mapped ? this.#end - this.#position : this.#left;
     return this.#readable ??= new ReadableStream({
       type: "bytes",
-      autoAllocateChunkSize: Math.min(this.#chunkSize, 1024 * 1024),
+      autoAllocateChunkSize: Math.max(1, Math.min(this.#chunkSize, 1024 * 1024, left)),
       pull: async (controller) => {
         // With autoAllocateChunkSize there is always a request: the caller's buffer or one made for it.
         const request = controller.byobRequest!;
@@ -435,7 +437,14 @@ export class PageReader implements Iterable<PageHead> {
           this.close();
           controller.close();
           request.respond(0);
-        } else request.respond(read);
+        } else {
+          request.respond(read);
+          // The last bytes close the stream at once: no further pull (and no buffer made for it) to learn so.
+          if (this.#mapped ? this.#position >= this.#end : this.#left === 0 && this.#queue.length === 0) {
+            this.close();
+            controller.close();
+          }
+        }
       },
       // Settles once a pull in flight has: the fd stays open, and its number taken, until then.
       cancel: () => {

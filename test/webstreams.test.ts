@@ -73,6 +73,28 @@ test("chunks from a file's readable stay valid after the stream ends, for as lon
   assert.deepEqual(joined, data);
 });
 
+test("a file smaller than a chunk streams as one chunk of its own size, and its last chunk ends the stream", async () => {
+  const data = patternBytes(65_536, 43);
+  const path = tempFile(data);
+  const fds = openDescriptorCount();
+  const stream = new PageReader(path).readable.getReader();
+  const first = await stream.read();
+  assert.deepEqual(first.value, data);
+  // The buffer made for the read is the file's size, not the default 256 KiB chunk.
+  assert.equal(first.value!.buffer.byteLength, data.length);
+  assert.equal(openDescriptorCount(), fds, "the last bytes closed the reader's file, before a read found the end");
+  assert.equal((await stream.read()).done, true);
+  // A range: the same, at its length.
+  const range = await new Response(new PageReader(path, { offset: 1000, length: 5000 }).readable).arrayBuffer();
+  assert.deepEqual(new Uint8Array(range), data.subarray(1000, 6000));
+  // An empty range and an empty file end at once.
+  assert.equal(
+    (await new Response(new PageReader(path, { offset: 10, length: 0 }).readable).arrayBuffer()).byteLength,
+    0,
+  );
+  assert.equal((await new Response(new PageReader(tempFile(new Uint8Array(0))).readable).arrayBuffer()).byteLength, 0);
+});
+
 test("a pipe's readable carries everything written into the pipe", async () => {
   const [readEnd, writeEnd] = pipe();
   const data = patternBytes(1_000_000, 43);
