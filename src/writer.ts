@@ -299,9 +299,17 @@ export class PageWriter {
 
   /** Copies a byte array's bytes into pool pages after what strings and arrays put there before. */
   #copyIn(bytes: Uint8Array): void {
+    const length = byteLengthOf(bytes); // 0 when detached: such an array goes the way below, and is refused
+    // The common case, bytes that fit the current page, copied by `set` (it reads the array's own fields, no
+    // caller code) without reading `.buffer`: on Bun that gives a small array made by length (a fresh
+    // `TextEncoder.encode` result) an ArrayBuffer of its own first, which cost a log line about 0.5 µs.
+    if (length !== 0 && length <= this.#fillBytes.byteLength - this.#fillEnd && this.#text.length === 0) {
+      this.#fillBytes.set(bytes, this.#fillEnd);
+      this.#fillEnd += length;
+      return;
+    }
     if (isDetached(bytes)) throw new TypeError("a byte array given to write() is detached");
     if (this.#text.length > 0) this.#encodeText();
-    const length = byteLengthOf(bytes);
     const room = this.#fillBytes.byteLength - this.#fillEnd;
     // Every page the bytes need is had before any is copied: no page, nothing taken.
     const pages: Page[] = [];

@@ -268,6 +268,32 @@ test("write(bytes) copies them: a buffer reused for every line writes every line
   pool.close();
 });
 
+test("write(bytes) of fresh small arrays, arrays over odd buffers and a detached one: every byte in order, the detached refused", () => {
+  const path = join(tempDir(), "arrays.txt");
+  const writer = new PageWriter(path);
+  const expected: number[] = [];
+  const put = (bytes: Uint8Array) => {
+    writer.write(bytes);
+    expected.push(...bytes);
+  };
+  for (let i = 0; i < 5000; i++) {
+    put(encoder.encode(`line ${i}\n`)); // a fresh small array each time, the way a log is often written
+    if (i % 7 === 0) {
+      writer.write(`s${i}\n`);
+      expected.push(...encoder.encode(`s${i}\n`));
+    }
+    if (i % 11 === 0) put(new Uint8Array(new SharedArrayBuffer(8), 2, 5).fill(i & 0xff));
+    if (i % 13 === 0) put(new Uint8Array(new ArrayBuffer(16, { maxByteLength: 64 }), 4, 8).fill(0x41));
+    if (i % 997 === 0) put(patternBytes(70_000, i)); // across a page end
+  }
+  const gone = new Uint8Array(8);
+  gone.buffer.transfer();
+  assert.throws(() => writer.write(gone), TypeError);
+  writer.write(new Uint8Array(0)); // nothing, and no error
+  writer.close();
+  assert.deepEqual(new Uint8Array(readFileSync(path)), new Uint8Array(expected));
+});
+
 test("the writer's own pages go back to its pool without revoking views (none left it); the next owner's are", () => {
   const path = join(tempDir(), "private.txt");
   using pool = new PagePool({ pageSize });
