@@ -4,7 +4,7 @@
 //   <!-- readme: deno-only | bun-only | file=NAME (saved for another block, not run) | allow-run | allow-net
 //        | server=PORT (a server that runs until stopped: it passes once it answers an HTTP GET on PORT) -->
 // Deno runs with the flags the README gives: --allow-ffi --allow-read --allow-env --allow-write, plus those named.
-// Ends with "N passed, N failed".
+// Then every block that runs on Deno is type-checked (`deno check`). Ends with "N passed, N failed".
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -86,6 +86,18 @@ for (const block of all) {
       failed++;
     }
   }
+}
+// Every block that runs on Deno type-checks as a user's `deno check` would (Deno's default libs): a block that runs
+// but does not check is what a reader copies into a project and gets errors from.
+const checked = all.filter((block) => !block.options["bun-only"])
+  .map((block) => block.options.file ?? `block-${block.line}.ts`);
+const check = spawnSync(bin("deno"), ["check", ...checked], { cwd: work, encoding: "utf8", timeout: 120_000 });
+if (check.status === 0) {
+  console.log(`ok - deno check of ${checked.length} README.md blocks`);
+  passed++;
+} else {
+  console.log(`not ok - deno check of README.md blocks (exit ${check.status})\n${check.stdout}${check.stderr}`);
+  failed++;
 }
 rmSync(work, { recursive: true, force: true });
 
