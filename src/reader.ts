@@ -33,7 +33,11 @@ export interface PageReaderOptions {
   windowSize?: number;
   /** Where in a regular file to start (default 0): with `length`, a byte range, as an HTTP `Range` asks. */
   offset?: number;
-  /** Most bytes to read (default: to the end of the file, or of the stream). */
+  /**
+   * Bytes to read (default: to the end of the file, or of the stream). On a regular file `offset + length` must
+   * lie within the file, else a RangeError: clamp an HTTP `Range` that runs past the end to the file's size
+   * first, as a server answers it. On a pipe or socket, the most bytes read.
+   */
   length?: number;
   /**
    * Most bytes of a regular file this reader keeps mapped, windows still held by unreleased heads
