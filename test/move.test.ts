@@ -227,20 +227,8 @@ test("a copy between filesystems (/dev/shm to a temporary directory): EXDEV, the
     readmeCopy(source, target, { windowSize: 16 * pageSize });
     assert.equal(sha256(readFileSync(target)), sha256(data));
     if (!haveStrace) return;
-    const log = join(tempDir(), "strace.log");
-    const run = runScript(
-      `
-      import { PageReader, PageWriter } from "${root}mod.ts";
-      using reader = new PageReader(${JSON.stringify(source)});
-      using writer = new PageWriter(${JSON.stringify(target)});
-      for (const head of reader) writer.write(head);
-      writer.flush();
-    `,
-      { prefix: ["strace", "-f", "-e", "trace=copy_file_range,sendfile", "-o", log] },
-    );
-    assert.equal(run.status, 0, run.stderr);
+    const calls = tracedReadmeCopy(source, target, "copy_file_range,sendfile");
     assert.equal(sha256(readFileSync(target)), sha256(data));
-    const calls = readFileSync(log, "utf8").split("\n");
     const sent = calls.filter((l) => l.includes("sendfile(") && /= \d+$/.test(l));
     const refused = calls.filter((l) => l.includes("copy_file_range(") && l.includes("EXDEV"));
     if (refused.length === 0) return; // a kernel that copies between these filesystems itself
@@ -249,6 +237,23 @@ test("a copy between filesystems (/dev/shm to a temporary directory): EXDEV, the
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** The README's copy loop in a child under strace, tracing `calls`: the child's trace lines. */
+function tracedReadmeCopy(source: string, target: string, calls: string): string[] {
+  const log = join(tempDir(), "strace.log");
+  const run = runScript(
+    `
+    import { PageReader, PageWriter } from "${root}mod.ts";
+    using reader = new PageReader(${JSON.stringify(source)});
+    using writer = new PageWriter(${JSON.stringify(target)});
+    for (const head of reader) writer.write(head);
+    writer.flush();
+  `,
+    { prefix: ["strace", "-f", "-e", `trace=${calls}`, "-o", log] },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  return readFileSync(log, "utf8").split("\n");
+}
 
 test("heads of windows never mapped, still held when their reader closes: written from memory, byte-exact", () => {
   const data = patternBytes(200_000, 42);
@@ -278,20 +283,8 @@ test("strace: a 24 MiB copy the README's way is at most two copy_file_range call
   const size = 24 << 20;
   const source = tempFile(patternBytes(size, 44));
   const target = join(tempDir(), "traced");
-  const log = join(tempDir(), "strace.log");
-  const run = runScript(
-    `
-    import { PageReader, PageWriter } from "${root}mod.ts";
-    using reader = new PageReader(${JSON.stringify(source)});
-    using writer = new PageWriter(${JSON.stringify(target)});
-    for (const head of reader) writer.write(head);
-    writer.flush();
-  `,
-    { prefix: ["strace", "-f", "-e", "trace=copy_file_range,mmap", "-o", log] },
-  );
-  assert.equal(run.status, 0, run.stderr);
+  const calls = tracedReadmeCopy(source, target, "copy_file_range,mmap");
   assert.equal(sha256(readFileSync(target)), sha256(readFileSync(source)));
-  const calls = readFileSync(log, "utf8").split("\n");
   const moved = calls.filter((l) => l.includes("copy_file_range(") && /= \d+$/.test(l));
   assert.ok(moved.length >= 1 && moved.length <= 2, moved.join("\n"));
   assert.equal(moved.reduce((n, l) => n + Number(l.match(/= (\d+)$/)![1]), 0), size);
