@@ -61,6 +61,22 @@ export function unwrap(result: number, syscall: string, path?: string, bytesTran
   });
 }
 
+/**
+ * `error` naming `path`, for an OS error from a call on what was opened from a path (a read or write, which
+ * knows only the fd): the same code, errno, syscall and bytes moved. Anything else is returned as it is.
+ */
+export function withPath(error: unknown, path: string | undefined): unknown {
+  if (path === undefined || !(error instanceof PageIoError) || error.errno === 0 || error.path !== undefined) {
+    return error;
+  }
+  return new PageIoError(error.code, `${error.message} '${path}'`, {
+    errno: error.errno,
+    syscall: error.syscall,
+    path,
+    bytesTransferred: error.bytesTransferred,
+  });
+}
+
 /** A use of something released or closed: a typed error, never a touch of freed memory. */
 export function stateError(
   code: "ERR_RELEASED" | "ERR_CLOSED" | "ERR_POOL_EXHAUSTED" | "ERR_FILE_TRUNCATED" | "ERR_BUSY",

@@ -4,7 +4,7 @@
  * @module
  */
 import { fn } from "../ffi/native.ts";
-import { checkAsyncOptions, checkInteger, checkOptions, stateError, unwrap } from "./errors.ts";
+import { checkAsyncOptions, checkInteger, checkOptions, stateError, unwrap, withPath } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { abortError, type AsyncOptions } from "./drive.ts";
 import { readv, readvAsync } from "./gather.ts";
@@ -134,8 +134,10 @@ export class PageReader implements Iterable<PageHead> {
     this.#ownsFile = typeof source === "string" || source instanceof URL;
     this.#lazy = this.#ownsFile;
     this.#file = this.#ownsFile ? openFile(source as string | URL) : source as Target;
+    const path = this.#file instanceof FileHandle ? this.#file.path : undefined;
+    this.#path = path;
     try {
-      const { size, kind } = stat(fdOf(this.#file));
+      const { size, kind } = stat(fdOf(this.#file), path);
       // Size 0 is not end of file on procfs (nor on a file still being written): such files are read.
       this.#mapped = kind === "file" && size > 0;
       this.#awaitWriter = this.#ownsFile && kind === "fifo";
@@ -158,8 +160,6 @@ export class PageReader implements Iterable<PageHead> {
       if (this.#ownsFile) (this.#file as FileHandle).close();
       throw error;
     }
-    const path = this.#file instanceof FileHandle ? this.#file.path : undefined;
-    this.#path = path;
     this.#label = path === undefined ? `mapping of fd ${fdOf(this.#file)}` : `mapping of '${path}'`;
   }
 
@@ -258,7 +258,7 @@ export class PageReader implements Iterable<PageHead> {
 
   /** The file must still hold `end` bytes; cut shorter, reading on would give zeros or fail. */
   #checkSize(end: number): void {
-    const { size } = stat(fdOf(this.#file));
+    const { size } = stat(fdOf(this.#file), this.#path);
     if (size < end) {
       throw stateError(
         "ERR_FILE_TRUNCATED",
@@ -296,7 +296,13 @@ export class PageReader implements Iterable<PageHead> {
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
       if (this.#awaitWriter) this.#writerCame(fn.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
-      return this.#took(readv(this.#file, [this.#room(page)]), page);
+      let read: number;
+      try {
+        read = readv(this.#file, [this.#room(page)]);
+      } catch (error) {
+        throw withPath(error, this.#path);
+      }
+      return this.#took(read, page);
     } finally {
       page.release();
     }
@@ -391,7 +397,7 @@ export class PageReader implements Iterable<PageHead> {
       return await readvAsync(this.#file, into, { signal: signals });
     } catch (error) {
       if (closing.aborted) throw stateError("ERR_CLOSED", "page reader was closed during a read", "readAsync");
-      throw error;
+      throw withPath(error, this.#path);
     }
   }
 
@@ -495,7 +501,7 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   #writerCame(result: number): void {
-    unwrap(result, "poll", this.#file instanceof FileHandle ? this.#file.path : undefined);
+    unwrap(result, "poll", this.#path);
     this.#awaitWriter = false;
   }
 

@@ -4,7 +4,7 @@
  * @module
  */
 import { fn, IOV_MAX } from "../ffi/native.ts";
-import { checkAsyncOptions, checkInteger, checkOptions, PageIoError, stateError } from "./errors.ts";
+import { checkAsyncOptions, checkInteger, checkOptions, PageIoError, stateError, withPath } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { Brigade, consumeWritten, lendTo, spansMoved, takeAll, writeBehind } from "./brigade.ts";
 import { headInternals } from "./head.ts";
@@ -28,7 +28,10 @@ export interface PageWriterOptions {
    * reader has taken its bytes (or, at `close()`, gets fresh memory while the pipe keeps the old).
    */
   lend?: boolean;
-  /** A path is opened to append (mode `"a"`) instead of truncated (mode `"w"`). */
+  /**
+   * A path is opened to append (mode `"a"`) instead of truncated (mode `"w"`). Only for a path or URL: a
+   * FileHandle or fd is written as it was opened (`openFile(path, "a")` appends), so `true` there is a TypeError.
+   */
   append?: boolean;
   /** Pool whose pages strings are encoded into (default: a pool of the writer's own, closed with it). */
   pool?: PagePool;
@@ -123,6 +126,8 @@ function watchForExit(writer: PageWriter): void {
 export class PageWriter {
   #file: FileHandle | number;
   readonly #ownsFile: boolean;
+  /** The path the target was opened with, named in its errors. */
+  readonly #path: string | undefined;
   #brigade = new Brigade();
   /**
    * The write-behind job in flight (its id, 0 for none) and the heads it writes, kept until it is waited for:
@@ -171,8 +176,14 @@ export class PageWriter {
     this.#ownsPool = pool === undefined;
     this.#pool = pool ?? null;
     this.#ownsFile = typeof target === "string" || target instanceof URL;
+    if (options.append && !this.#ownsFile) {
+      throw new TypeError(
+        'append applies to a path or URL the writer opens; a FileHandle or fd is written as it was opened (openFile(path, "a") appends)',
+      );
+    }
     this.#file = this.#ownsFile ? openFile(target as string | URL, options.append ? "a" : "w") : target as Target;
-    const kind = stat(fdOf(this.#file)).kind;
+    this.#path = this.#file instanceof FileHandle ? this.#file.path : undefined;
+    const kind = stat(fdOf(this.#file), this.#path).kind;
     this.#copiedMax = kind === "file" ? Math.min(COPIED_FLUSH_BYTES, this.#highWaterMark) : Infinity;
     // Lending needs a FileHandle: its `closed` says when the fd number stops naming this pipe.
     if (options.lend !== false && this.#file instanceof FileHandle && kind === "fifo") {
@@ -505,7 +516,7 @@ export class PageWriter {
     } catch (error) {
       this.#copied += copied; // not written: the queue stays full, so the next write retries (see write)
       this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0; // what did go out
-      throw error;
+      throw withPath(error, this.#path);
     } finally {
       this.#flushed(brigade);
     }
@@ -527,7 +538,7 @@ export class PageWriter {
       this.#copied = 0; // not after a failure: the queue stays full, so the next write retries (see write)
     } catch (error) {
       this.#written += (error as { bytesTransferred?: number }).bytesTransferred ?? 0; // what did go out
-      throw error;
+      throw withPath(error, this.#path);
     } finally {
       this.#flushed(this.#brigade);
     }

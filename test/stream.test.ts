@@ -186,6 +186,54 @@ test("bad sources, targets and options are typed errors, and leave no descriptor
   assert.equal(openDescriptorCount(), fds);
 });
 
+test("an OS error of a reader or writer on a path or file: URL names the path, as Deno's own errors do", async () => {
+  // Before: open and mmap errors named it, but a read or write on what the path opened said only "readv"/"writev".
+  const dir = tempDir();
+  const named = (syscallCode: string, path: string) => (e: unknown) => {
+    const error = e as PageIoError;
+    assert.equal(error.code, syscallCode);
+    assert.equal(error.path, path);
+    assert.ok(error.message.includes(`'${path}'`), error.message);
+    return true;
+  };
+  assert.throws(() => new PageReader(join(dir, "missing")), named("ENOENT", join(dir, "missing")));
+  assert.throws(() => new PageReader(new URL(`file://${dir}/missing`)), named("ENOENT", join(dir, "missing")));
+  assert.throws(() => new PageReader(dir).read(), named("EISDIR", dir));
+  assert.throws(() => [...new PageReader(new URL(`file://${dir}`))], named("EISDIR", dir));
+  await assert.rejects(new PageReader(dir).readAsync(), named("EISDIR", dir));
+  await assert.rejects(new PageReader(dir).readable.getReader().read(), named("EISDIR", dir));
+  using handle = openFile(dir);
+  assert.throws(() => new PageReader(handle).read(), named("EISDIR", dir), "a FileHandle opened on a path");
+  assert.throws(() => new PageWriter(dir), named("EISDIR", dir));
+
+  const full = new PageWriter("/dev/full");
+  full.write("x");
+  assert.throws(() => full.flush(), named("ENOSPC", "/dev/full"));
+  await assert.rejects(full.flushAsync(), named("ENOSPC", "/dev/full"));
+  assert.throws(() => full.close(), named("ENOSPC", "/dev/full"));
+
+  // The report of what could not be written at exit names it too.
+  const run = runScript(`
+    import { PageWriter } from "${root}mod.ts";
+    new PageWriter("/dev/full").write("never written");`);
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stderr, /13 bytes .* ENOSPC.*'\/dev\/full'/);
+});
+
+test("append with a FileHandle or fd is a TypeError (it applies to a path the writer opens), and opens nothing", () => {
+  const fds = openDescriptorCount();
+  using file = openFile(tempFile("kept"), "a");
+  assert.throws(() => new PageWriter(file, { append: true }), TypeError);
+  assert.throws(() => new PageWriter(file.fd, { append: true }), /append/);
+  using writer = new PageWriter(file, { append: false }); // false asks for nothing
+  writer.write("!");
+  writer.flush();
+  assert.equal(readFileSync(file.path!, "utf8"), "kept!");
+  writer.close();
+  file.close();
+  assert.equal(openDescriptorCount(), fds);
+});
+
 test("a file cut between windows: read() is ERR_FILE_TRUNCATED, the held window stays, nothing is released twice", () => {
   // Before: the old window was released, the next mapping failed with a RangeError naming mapFile, and
   // close() released the old window again: SIGSEGV at the next read of a held chunk.
