@@ -656,8 +656,37 @@ export class PageWriter {
     if (this.#ownsFile) (this.#file as FileHandle).close();
   }
 
-  /** Closes, as `close()` does, for `using`. */
+  /** Closes, as `close()` does, for `using` (to a pipe read on this same thread, use `await using`). */
   [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /**
+   * For `await using`: flushes as `flushAsync` does, without holding up the event loop (a pipe read on this
+   * same thread is drained meanwhile; a synchronous flush would wait on it for ever), then closes. A flush that
+   * fails rejects with its error once everything is released and the descriptor closed.
+   *
+   * @example
+   * ```ts
+   * import { PageReader, PageWriter, pipe } from "@pageio/pageio";
+   * const [readEnd, writeEnd] = pipe();
+   * const reading = new Response(new PageReader(readEnd).readable).text();
+   * {
+   *   await using writer = new PageWriter(writeEnd);
+   *   for (let i = 0; i < 10_000; i++) writer.write(`line ${i}\n`); // more than the pipe holds
+   * }
+   * writeEnd.close();
+   * console.log((await reading).length); // 98890
+   * ```
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.flushAsync();
+    } catch (error) {
+      this.#discard();
+      throw error;
+    }
     this.close();
   }
 }

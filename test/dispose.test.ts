@@ -1,6 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type PageIoError, PagePool, SharedRing } from "../mod.ts";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type PageIoError, PagePool, PageWriter, SharedRing } from "../mod.ts";
+import { root, runScript, tempDir } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
 
@@ -48,4 +51,57 @@ test("a ring slot disposed before publish goes unpublished, and reserve hands it
   }
   using head = consumer.receive()!;
   assert.deepEqual([...head.bytes], [7]);
+});
+
+test("await using a PageWriter flushes asynchronously and closes: to a file, and to a pipe read on this thread", async () => {
+  const path = join(tempDir(), "await-using.txt");
+  let kept: PageWriter;
+  {
+    await using writer = new PageWriter(path);
+    kept = writer;
+    writer.write("hello\n");
+    assert.ok(writer[Symbol.asyncDispose]() instanceof Promise, "an async dispose of its own");
+  }
+  assert.equal(readFileSync(path, "utf8"), "hello\n");
+  assert.throws(() => kept.write("more"), (e) => code(e) === "ERR_CLOSED");
+  await kept[Symbol.asyncDispose](); // a second dispose does nothing
+
+  // Before: `await using` fell back to the synchronous dispose, whose flush of a full pipe blocked the thread
+  // its reader runs on: for ever with waiting ends (so in a child), ERR_UNFLUSHED with non-blocking ones.
+  const lines = 100_000;
+  const expected = Array.from({ length: lines }, (_, i) => `line ${i}\n`).join("").length;
+  for (const options of [{}, { nonBlocking: true }]) {
+    const run = runScript(
+      `
+      import { PageReader, PageWriter, pipe } from "${root}mod.ts";
+      const [readEnd, writeEnd] = pipe(${JSON.stringify(options)});
+      const reading = (async () => {
+        let bytes = 0;
+        for await (const head of new PageReader(readEnd)) {
+          bytes += head.byteLength;
+          head.release();
+        }
+        return bytes;
+      })();
+      {
+        await using writer = new PageWriter(writeEnd);
+        for (let i = 0; i < ${lines}; i++) writer.write(\`line \${i}\\n\`);
+      }
+      writeEnd.close();
+      console.log(await reading);`,
+      { timeout: 30_000 },
+    );
+    assert.equal(run.status, 0, `${JSON.stringify(options)}: ${run.signal ?? ""} ${run.stderr}`);
+    assert.equal(Number(run.stdout.trim()), expected, JSON.stringify(options));
+  }
+});
+
+test("await using a PageWriter whose flush fails rejects with the flush's error and still closes", async () => {
+  let kept: PageWriter | undefined;
+  await assert.rejects(async () => {
+    await using writer = new PageWriter("/dev/full");
+    kept = writer;
+    writer.write("lost");
+  }, (e) => code(e) === "ENOSPC");
+  assert.throws(() => kept!.write("x"), (e) => code(e) === "ERR_CLOSED");
 });
