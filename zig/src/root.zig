@@ -300,6 +300,15 @@ export fn pageio_pread(fd: i32, buffer: ?[*]u8, length: u32, offset: f64) Result
     return errno.result(file.readAt(fd, b[0..length], off));
 }
 
+/// Reads up to `length` bytes of `fd` at `offset` into `[at, at + length)` of `region` (pread), without a JS
+/// view of it: a PageReader window's copy, filled as its heads need bytes, whatever became of its buffer.
+export fn pageio_pread_region(fd: i32, region: u32, at: f64, length: u32, offset: f64) Result {
+    const a = errno.wholeNumber(at) catch |err| return errno.result(err);
+    const off = errno.wholeNumber(offset) catch |err| return errno.result(err);
+    const into = regions.resolve(region, a, length) catch |err| return errno.result(err);
+    return errno.result(file.readAt(fd, into[0..length], off));
+}
+
 /// Maps `length` bytes of `fd` from page-aligned `offset`. out[0] = address;
 /// returns the region id.
 export fn pageio_map_file(fd: i32, offset: f64, length: f64, options: u32, out: ?*[1]f64) Result {
@@ -636,6 +645,24 @@ test {
     _ = socket;
     _ = beneath;
     _ = share;
+}
+
+test "pageio_pread_region reads into a region's range, and only inside it" {
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    const f = try tmp.dir.createFile("src", .{ .read = true });
+    defer f.close();
+    try f.writeAll("abcdefgh");
+    var out: [1]f64 = undefined;
+    const region: u32 = @intFromFloat(pageio_map_anonymous(8192, 0, &out));
+    defer _ = pageio_unmap(region);
+    const base: [*]u8 = @ptrFromInt(@as(usize, @intFromFloat(out[0])));
+    try std.testing.expectEqual(@as(f64, 5), pageio_pread_region(f.handle, region, 4096, 16, 3));
+    try std.testing.expectEqualStrings("defgh", base[4096..4101]);
+    try std.testing.expectEqual(@as(u8, 0), base[4095]);
+    const fault: f64 = -@as(f64, @floatFromInt(@intFromEnum(errno.E.FAULT)));
+    try std.testing.expectEqual(fault, pageio_pread_region(f.handle, region, 8190, 3, 0));
+    try std.testing.expectEqual(fault, pageio_pread_region(f.handle, 12345, 0, 1, 0));
 }
 
 test "the exports refuse null and too-small inputs" {
