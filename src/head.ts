@@ -15,6 +15,7 @@ import {
   kLazy,
   kLendable,
   kMarkLent,
+  kNeed,
   kRegion,
   kRegionOffset,
   kRelease,
@@ -32,10 +33,12 @@ export interface HeadOwner {
   /** Native region id and where the owner's byte 0 sits in that region. */
   readonly [kRegion]: number;
   /**
-   * True while the owner has no memory yet (a PageReader window not mapped): its heads ask for `kRegion`, which
-   * maps it, only when their bytes are needed in memory.
+   * True while the owner may not hold a head's bytes yet (a PageReader window not mapped, or a copy read into
+   * only where heads needed bytes): its heads ask `kNeed` with their span when their bytes are needed in memory.
    */
   readonly [kLazy]?: boolean;
+  /** A lazy owner's region, once `[offset, offset + length)` of it holds its bytes (read in, or mapped). */
+  [kNeed]?(offset: number, length: number): number;
   readonly [kRegionOffset]: number;
   /** The revocable ArrayBuffer over the owner's memory, and where byte 0 sits in it. */
   [kViewBuffer](): ArrayBuffer;
@@ -135,7 +138,7 @@ export class PageHead {
         if (owner === null || !owner[kAlive]) head.#live("gather"); // throws the right error
         const length = head.#length;
         if (length > entryMax) return -1;
-        if (head.#region === 0 && length > 0) head.#region = owner![kRegion]; // a window mapped only now
+        if (head.#region === 0) head.#regionOf(owner!); // a window mapped only now
         list[at] = head.#region;
         list[at + 1] = head.#low;
         list[at + 2] = head.#high;
@@ -144,8 +147,7 @@ export class PageHead {
       },
       span: (head: PageHead) => {
         const owner = head.#live("gather");
-        if (head.#region === 0) head.#region = owner[kRegion];
-        return { region: head.#region, offset: owner[kRegionOffset] + head.#offset, length: head.#length };
+        return { region: head.#regionOf(owner), offset: owner[kRegionOffset] + head.#offset, length: head.#length };
       },
       length: (head: PageHead) => head.#owner === null ? 0 : head.#length,
       fileSpan: (head: PageHead) => {
@@ -193,6 +195,14 @@ export class PageHead {
     this.#high = (regionOffset - this.#low) / 0x1_0000_0000;
   }
 
+  /** Its region; a lazy owner is asked with the head's span, whose bytes it brings in first. */
+  #regionOf(owner: HeadOwner): number {
+    if (this.#region === 0 && this.#length > 0) {
+      this.#region = owner[kNeed]?.(this.#offset, this.#length) ?? owner[kRegion];
+    }
+    return this.#region;
+  }
+
   #live(operation: string): HeadOwner {
     const owner = this.#owner;
     if (owner === null) throw stateError("ERR_RELEASED", "page head was released", operation);
@@ -204,6 +214,7 @@ export class PageHead {
   get bytes(): Uint8Array<ArrayBuffer> {
     const owner = this.#live("bytes");
     if (this.#bytes) return this.#bytes;
+    this.#regionOf(owner);
     const buffer = owner[kViewBuffer]();
     // Transferred away (by the caller, through another view): the memory is the new owner's, and the head's
     // view is empty, as its page's or mapping's own is.

@@ -18,6 +18,7 @@ export const kSource: unique symbol = Symbol("pageio.source");
 export const kLendable: unique symbol = Symbol("pageio.lendable");
 export const kMarkLent: unique symbol = Symbol("pageio.markLent");
 export const kLazy: unique symbol = Symbol("pageio.lazy");
+export const kNeed: unique symbol = Symbol("pageio.need");
 
 /** What pageio's own code passes to constructors that trust their arguments (addresses, regions, indexes). */
 export const kConstruct: unique symbol = Symbol("pageio.construct");

@@ -29,7 +29,7 @@ export interface PageReaderOptions {
   pool?: PagePool;
   /** Most bytes per head from a regular file (default 256 KiB). */
   chunkSize?: number;
-  /** Bytes of a regular file mapped at once, a multiple of the page size (default 8 MiB). */
+  /** Bytes of a regular file mapped at once, a multiple of the page size (default 8 MiB; at most `maxMappedBytes`). */
   windowSize?: number;
   /** Where in a regular file to start (default 0): with `length`, a byte range, as an HTTP `Range` asks. */
   offset?: number;
@@ -45,7 +45,7 @@ export interface PageReaderOptions {
    * until held windows are released. `readable` maps nothing at all. A reader that opened its file itself
    * (a path) maps each window after the first only when a head's bytes are first needed in memory (heads
    * that a PageWriter hands to the kernel never map theirs), and a window that would pass this bound then
-   * is a copy read from the file.
+   * is a copy, which holds (and costs) only the bytes its heads needed, read from the file as they need them.
    */
   maxMappedBytes?: number;
 }
@@ -220,7 +220,12 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#lazy && this.#windowsMade++ > 0) {
       // Not the first window (which maps at once: a small file's only one, and where a file that cannot be
       // mapped is found while it can still be read instead).
-      const length = Math.min(this.#windowSize, this.#end - start);
+      // No bigger than maxMappedBytes, so that mapped whole it fits an empty room (a copy costs what is read).
+      const length = Math.min(
+        this.#windowSize,
+        this.#end - start,
+        this.#maxMappedBytes - this.#maxMappedBytes % pageSize,
+      );
       this.#checkSize(start + length);
       const window = new FileWindow(this.#file as FileHandle, start, length, this.#label, this.#mapRoom, kConstruct);
       this.#windowStart = start;
@@ -545,8 +550,8 @@ export class PageReader implements Iterable<PageHead> {
     this.#window = null;
     window?.[kRelease]();
     if (this.#ownsPool) this.#pool?.close();
-    // Heads still held keep their bytes: windows not mapped yet map now, before their file is closed.
-    for (const w of this.#windows) if (w instanceof FileWindow) w.mapNow();
+    // Heads still held keep their bytes: windows read in what those may need now, before their file is closed.
+    for (const w of this.#windows) if (w instanceof FileWindow) w.readNow();
     this.#windows = [];
     if (this.#ownsFile) (this.#file as FileHandle).close();
   }

@@ -4,7 +4,7 @@
  * @module
  */
 import { fn } from "../ffi/native.ts";
-import { stateError, unwrap } from "./errors.ts";
+import { type PageIoError, stateError, unwrap } from "./errors.ts";
 import { type FileHandle, stat } from "./file.ts";
 import { type FileSource, PageHead } from "./head.ts";
 import {
@@ -14,6 +14,7 @@ import {
   kConstruct,
   kLabel,
   kLazy,
+  kNeed,
   kRegion,
   kRegionOffset,
   kRelease,
@@ -22,11 +23,14 @@ import {
   kViewBuffer,
 } from "./internal.ts";
 import { mapAnonymous, mapDescriptor, type Mapping } from "./mapping.ts";
+import { pageSize } from "./system.ts";
 
 /**
- * @internal `[start, start + byteLength)` of an open file (`start` page-aligned). Its heads are file spans; the
- * first head whose bytes are needed in memory maps it: the file itself when `room()` (what the reader may still
- * map) allows, else a private copy read from the file, as a reader past its `maxMappedBytes` does.
+ * @internal `[start, start + byteLength)` of an open file (`start` page-aligned, `byteLength` within the
+ * reader's `maxMappedBytes`). Its heads are file spans; the first head whose bytes are needed in memory maps
+ * it: the file itself when `room()` (what the reader may still map) allows and the file still holds it, else a
+ * copy: memory the window's size, read into from the file only where heads need bytes, as they need them (a
+ * 256 KiB head of a 1 GiB window costs 256 KiB, not 1 GiB).
  */
 export class FileWindow {
   readonly byteLength: number;
@@ -37,6 +41,13 @@ export class FileWindow {
   #mapping: Mapping | null = null;
   /** Bytes of the file this window has mapped (0 unmapped, or a copy). */
   #mappedBytes = 0;
+  /** A copy's spans read from the file, in order and apart; null while it maps the file (or nothing yet). */
+  #filled: [number, number][] | null = null;
+  /** Where the heads made on it begin and end: what they may still need once the file is closed. */
+  #low = Infinity;
+  #high = 0;
+  /** Why bytes not read before the file was closed cannot be had (it was cut before). */
+  #lost: PageIoError | null = null;
   #refs = 1; // the reader's own, plus one per live head
   #closed = false;
 
@@ -59,25 +70,30 @@ export class FileWindow {
     return this.#closed ? 0 : this.#mappedBytes;
   }
 
-  /** True once its memory exists (mapped or copied). */
+  /** True once it maps the file (a copy reads heads' bytes as they are needed, and finds a cut file then). */
   get mapped(): boolean {
-    return this.#mapping !== null;
+    return this.#mappedBytes !== 0;
   }
 
   /** A head on `[offset, offset + length)`, within the window (the reader checks). */
   head(offset: number, length: number): PageHead {
+    this.#low = Math.min(this.#low, offset);
+    this.#high = Math.max(this.#high, offset + length);
     return new PageHead(this, offset, length, kConstruct);
   }
 
   /**
-   * Maps it now whatever the reader's room (the reader closes its file, after which it could not be mapped).
-   * A file cut short meanwhile leaves it unmapped: its heads then fail when their bytes are asked for.
+   * Brings in now what its heads may still need, as their first use would (the reader closes its file, after
+   * which nothing more could be read). What the file no longer holds fails its heads' uses with the error met
+   * here (ERR_FILE_TRUNCATED for a file cut short), as it would have before the close.
    */
-  mapNow(): void {
-    if (this.#closed || this.#mapping !== null) return;
+  readNow(): void {
+    if (this.#closed || this.#low >= this.#high) return;
     try {
-      this.#map(true);
-    } catch { /* see above */ }
+      this.#need(this.#low, this.#high - this.#low);
+    } catch (error) {
+      this.#lost = error as PageIoError;
+    }
   }
 
   /** @internal */
@@ -85,14 +101,19 @@ export class FileWindow {
     return !this.#closed;
   }
 
-  /** @internal True while nothing is mapped: a head asks for the region only when it needs the memory. */
+  /** @internal True while heads must ask for their bytes (`kNeed`): nothing mapped yet, or a copy. */
   get [kLazy](): boolean {
-    return this.#mapping === null;
+    return this.#mappedBytes === 0;
   }
 
-  /** @internal Maps the window if it is not yet. */
+  /** @internal The whole window in memory. */
   get [kRegion](): number {
-    return this.#map(false)[kRegion];
+    return this.#need(0, this.byteLength)[kRegion];
+  }
+
+  /** @internal Its region, once `[offset, offset + length)` holds the file's bytes. */
+  [kNeed](offset: number, length: number): number {
+    return this.#need(offset, length)[kRegion];
   }
 
   /** @internal The window starts on a page boundary, in its mapping and in its copy alike. */
@@ -105,9 +126,9 @@ export class FileWindow {
     return 0;
   }
 
-  /** @internal */
+  /** @internal Heads ask for their bytes first (`kNeed`): this makes the memory, it reads nothing in. */
   [kViewBuffer](): ArrayBuffer {
-    return this.#map(false)[kViewBuffer]();
+    return this.#need(0, 0)[kViewBuffer]();
   }
 
   /** @internal */
@@ -135,49 +156,97 @@ export class FileWindow {
     mapping?.unmap();
   }
 
-  #map(force: boolean): Mapping {
-    if (this.#mapping !== null) return this.#mapping;
+  /** Its memory, with `[offset, offset + length)` holding the file's bytes. */
+  #need(offset: number, length: number): Mapping {
+    const mapping = this.#mapping;
+    if (mapping !== null && (this.#filled === null || this.#holds(offset, offset + length))) return mapping;
     if (this.#closed) throw stateError("ERR_RELEASED", `${this.#label} is no longer live`, "map");
     if (this.#file.closed) {
-      throw stateError("ERR_CLOSED", `the file of this ${this.#label} was closed before it was mapped`, "map");
+      throw this.#lost ??
+        stateError("ERR_CLOSED", `the file of this ${this.#label} was closed before it was read`, "map");
     }
-    const fd = this.#file.fd, start = this.#source.offset, length = this.byteLength;
-    if (force || this.#room() >= length) {
-      this.#checkSize(fd, start + length);
-      const mapping = mapDescriptor(fd, { offset: start, length }, this.#label, this.#file.path);
-      mapping.advise("sequential");
-      this.#mapping = mapping;
-      this.#mappedBytes = length;
-      return mapping;
-    }
-    // Past the reader's room: a copy, read from the file once (the file's pages stay unmapped).
-    const copy = mapAnonymous(length);
-    try {
-      const bytes = copy.bytes;
-      for (let done = 0; done < length;) {
-        const want = Math.min(length - done, 1 << 30);
-        const read = unwrap(fn.pageio_pread(fd, bytes.subarray(done), want, start + done), "pread", this.#file.path);
-        if (read === 0) this.#checkSize(fd, Infinity);
-        done += read;
+    const fd = this.#file.fd, start = this.#source.offset, size = this.byteLength;
+    if (mapping === null) {
+      if (this.#room() >= size && stat(fd, this.#file.path).size >= start + size) {
+        const mapped = mapDescriptor(fd, { offset: start, length: size }, this.#label, this.#file.path);
+        mapped.advise("sequential");
+        this.#mapping = mapped;
+        this.#mappedBytes = size;
+        return mapped;
       }
-    } catch (error) {
-      copy.unmap();
-      throw error;
+      // Past the reader's room (or the file cut within it): memory no page of which is touched until read into.
+      this.#mapping = mapAnonymous(size);
+      this.#filled = [];
     }
-    this.#mapping = copy;
-    return copy;
+    this.#fill(fd, offset, offset + length);
+    return this.#mapping!;
   }
 
-  /** The file must still hold `end` bytes (Infinity: a read met its end early). */
-  #checkSize(fd: number, end: number): void {
-    const { size } = stat(fd, this.#file.path);
-    if (size < end) {
-      const expected = Number.isFinite(end) ? end : this.#source.offset + this.byteLength;
-      throw stateError(
-        "ERR_FILE_TRUNCATED",
-        `the file behind this ${this.#label} was cut to ${size} bytes before it was mapped (${expected} expected)`,
-        "map",
-      );
+  /** Whether a copy holds the file's bytes over `[from, to)` (its spans are apart: one must hold it all). */
+  #holds(from: number, to: number): boolean {
+    if (from >= to) return true;
+    for (const [s, e] of this.#filled!) if (s <= from && to <= e) return true;
+    return false;
+  }
+
+  /** Reads into a copy the pages over `[from, to)` it lacks; ERR_FILE_TRUNCATED where the file ends before. */
+  #fill(fd: number, from: number, to: number): void {
+    let at = from - (from % pageSize);
+    const end = Math.min(this.byteLength, Math.ceil(to / pageSize) * pageSize);
+    const gaps: [number, number][] = [];
+    for (const [s, e] of this.#filled!) {
+      if (e <= at) continue;
+      if (s >= end) break;
+      if (s > at) gaps.push([at, s]);
+      at = e;
     }
+    if (at < end) gaps.push([at, end]);
+    const region = this.#mapping![kRegion], start = this.#source.offset;
+    for (const [s, e] of gaps) {
+      let done = 0;
+      try {
+        while (s + done < e) {
+          const want = Math.min(e - s - done, 1 << 30);
+          // By region, not through a view: a head's buffer may have been transferred away meanwhile.
+          const read = unwrap(
+            fn.pageio_pread_region(fd, region, s + done, want, start + s + done),
+            "pread",
+            this.#file.path,
+          );
+          if (read === 0) throw this.#truncated(fd, start + e);
+          done += read;
+        }
+      } finally {
+        if (done > 0) this.#record(s, s + done); // what was read stays good, whatever comes after
+      }
+    }
+  }
+
+  /** Adds `[from, to)` to a copy's spans read, joining those it touches. */
+  #record(from: number, to: number): void {
+    const spans: [number, number][] = [];
+    let placed = false;
+    for (const [s, e] of this.#filled!) {
+      if (e < from) spans.push([s, e]);
+      else if (to < s) {
+        if (!placed) spans.push([from, to]);
+        placed = true;
+        spans.push([s, e]);
+      } else {
+        from = Math.min(from, s);
+        to = Math.max(to, e);
+      }
+    }
+    if (!placed) spans.push([from, to]);
+    this.#filled = spans;
+  }
+
+  #truncated(fd: number, expected: number): PageIoError {
+    const { size } = stat(fd, this.#file.path);
+    return stateError(
+      "ERR_FILE_TRUNCATED",
+      `the file behind this ${this.#label} was cut to ${size} bytes before its bytes were read (${expected} expected)`,
+      "read",
+    );
   }
 }
