@@ -70,9 +70,9 @@ export class FileWindow {
     return this.#closed ? 0 : this.#mappedBytes;
   }
 
-  /** True once it maps the file (a copy reads heads' bytes as they are needed, and finds a cut file then). */
+  /** True once its memory exists (the file's mapping, or a copy). */
   get mapped(): boolean {
-    return this.#mappedBytes !== 0;
+    return this.#mapping !== null;
   }
 
   /** A head on `[offset, offset + length)`, within the window (the reader checks). */
