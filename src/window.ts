@@ -30,7 +30,7 @@ import { pageSize } from "./system.ts";
  * reader's `maxMappedBytes`). Its heads are file spans; the first head whose bytes are needed in memory maps
  * it: the file itself when `room()` (what the reader may still map) allows and the file still holds it, else a
  * copy: memory the window's size, read into from the file only where heads need bytes, as they need them (a
- * 256 KiB head of a 1 GiB window costs 256 KiB, not 1 GiB).
+ * 256 KiB head of a 32 MiB window costs 256 KiB, not 32 MiB).
  */
 export class FileWindow {
   readonly byteLength: number;
