@@ -518,6 +518,11 @@ export class PageReader implements Iterable<PageHead> {
     // Nothing more is read into the reader's own pool: its slabs go as the last head on them is released,
     // also for a reader iterated to its end and never closed.
     if (this.#ownsPool) this.#pool?.close();
+    // A file the reader opened, read to its end with every head released, is closed now, as a runtime's own
+    // file stream closes at its end: a loop over many files that never calls close() must not keep an fd
+    // for each. A head still held keeps it open until close() (a window not mapped yet maps from it, and a
+    // PageWriter's kernel move reads from it).
+    if (this.#ownsFile && this.#windows.every((w) => w.closed)) (this.#file as FileHandle).close();
     return null;
   }
 
@@ -527,7 +532,8 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   /**
-   * Closes what the reader opened. Heads already read stay valid until released. A pending `readAsync` is
+   * Closes what the reader opened (a file it opened is closed at the end of input already, once no head read
+   * from it is held). Heads already read stay valid until released. A pending `readAsync` is
    * ended (it rejects with `ERR_CLOSED`), and what the reader owns is released once it has settled.
    */
   close(): void {

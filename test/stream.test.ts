@@ -18,6 +18,7 @@ import {
 } from "../mod.ts";
 import { liveRegionCount } from "../src/system.ts";
 import {
+  fdsOn,
   fifo,
   haveStrace,
   mapsLinesMentioning,
@@ -167,6 +168,27 @@ test("closed readers and writers refuse use; close is idempotent; heads read sta
   writer.close();
   assert.throws(() => writer.write(new Uint8Array([1])), (e) => code(e) === "ERR_CLOSED");
   assert.throws(() => writer.flush(), (e) => code(e) === "ERR_CLOSED");
+});
+
+test("a reader that opened its file closes it at the end of input once no head is held; a held head keeps it", async () => {
+  // Before: the fd stayed open until close(), which a loop that reads many files to their end never calls.
+  const small = tempFile("one line\n");
+  for (let i = 0; i < 300; i++) {
+    for (const head of new PageReader(small)) head.release();
+    for await (const head of new PageReader(new URL(`file://${small}`))) head.release();
+  }
+  assert.equal(fdsOn(small), 0, "no fd left per file read to its end");
+
+  // Heads held past the end: lazy windows still map from the file, so it stays open until close().
+  const data = patternBytes(6 * 16 * pageSize + 5, 9);
+  const path = tempFile(data);
+  const reader = new PageReader(path, { windowSize: 16 * pageSize, chunkSize: 4 * pageSize });
+  const held = [...reader];
+  assert.ok(fdsOn(path) > 0, "held heads keep the file open");
+  assert.equal(sha256(Buffer.concat(held.map((head) => head.bytes))), sha256(data));
+  for (const head of held) head.release();
+  reader.close();
+  assert.equal(fdsOn(path), 0);
 });
 
 test("bad sources, targets and options are typed errors, and leave no descriptor open", () => {
