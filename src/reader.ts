@@ -406,7 +406,25 @@ export class PageReader implements Iterable<PageHead> {
     }
   }
 
-  /** Reads heads until the end of input, asynchronously: `for await (const head of reader)`. */
+  /**
+   * Reads heads until the end of input, asynchronously: `for await (const head of reader)`.
+   *
+   * @example
+   * ```ts
+   * import { PageReader } from "@pageio/pageio";
+   * // A file line by line: each head is a view of the file's mapping, decoded where it lies.
+   * const decoder = new TextDecoder();
+   * let rest = "";
+   * let lines = 0;
+   * for await (const head of new PageReader("README.md")) {
+   *   const parts = (rest + decoder.decode(head.bytes, { stream: true })).split("\n");
+   *   head.release(); // the last one released at the end: the reader closes the file it opened
+   *   rest = parts.pop()!;
+   *   lines += parts.length;
+   * }
+   * console.log(lines > 100); // true
+   * ```
+   */
   async *[Symbol.asyncIterator](): AsyncIterableIterator<PageHead> {
     for (let head = await this.readAsync(); head !== null; head = await this.readAsync()) yield head;
   }

@@ -454,11 +454,25 @@ export class PageWriter {
   }
 
   /**
-   * Queues a head like `write`, but a flush it triggers does not hold up the event loop: await it to keep
-   * memory bounded on a slow target. While another flush is in flight it queues behind it; once the writer is
+   * Queues a head, string or byte array like `write`, but a flush it triggers does not hold up the event loop:
+   * await it to keep memory bounded on a slow target. While another flush is in flight it queues behind it; once the writer is
    * closed it throws `ERR_CLOSED` and takes nothing. As with `write`, a call that rejects has taken nothing of
    * its chunk (a retry duplicates nothing); a flush that fails once the chunk is taken is reported by the next
    * write, flush or close.
+   *
+   * @example
+   * ```ts
+   * import { PageReader, PageWriter, pipe } from "@pageio/pageio";
+   * const [readEnd, writeEnd] = pipe();
+   * const received = new Response(new PageReader(readEnd).readable).arrayBuffer(); // read on this same thread
+   * const writer = new PageWriter(writeEnd, { highWaterMark: 64 * 1024 });
+   * for (let i = 0; i < 1000; i++) await writer.writeAsync(new Uint8Array(1024)); // waits while the pipe is full
+   * await writer.flushAsync();
+   * writer.close();
+   * writeEnd.close();
+   * console.log((await received).byteLength); // 1024000
+   * readEnd.close();
+   * ```
    */
   async writeAsync(chunk: Chunk | string, options: AsyncOptions = {}): Promise<void> {
     const signal = checkAsyncOptions(options, "writeAsync");
