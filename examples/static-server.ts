@@ -7,18 +7,14 @@ import process from "node:process";
 import { type FileHandle, listen, openBeneath, openFile, type PageIoError, PagePool, type Socket } from "../mod.ts";
 
 const [rootArg, portArg = "0"] = process.argv.slice(2);
-if (!rootArg) {
-  console.error("usage: static-server.ts <root> [port]");
-  process.exit(2);
-}
+if (!rootArg) throw new Error("usage: static-server.ts <root> [port]");
 const HEAD_BYTES_MAX = 16 * 1024; // a request head larger than this gets 431
 const HEAD_TIMEOUT_MS = Number(process.env.STATIC_HEAD_TIMEOUT_MS ?? 10_000); // whole head, and keep-alive idle
 const SEND_TIMEOUT_MS = Number(process.env.STATIC_SEND_TIMEOUT_MS ?? 30_000); // a reader that stops taking bytes
 const SEND_STEP_BYTES = 4 * 1024 * 1024; // progress is noted (and the send deadline moved) this often
-// A head leaves in one packet with the start of a body up to this size. Above it the head goes alone: the client
-// takes its round-trip time from the first full segment of a response, which echoes the request's timestamp and so
-// carries the time the request waited here. With it in, the client's receive window grows to megabytes and a 1 MiB
-// response cost this server 30% more CPU (loopback delivery done in its sendfile) for no more throughput.
+// A head leaves in one packet with the start of a body up to this size; above it alone, as the client takes its RTT
+// from that first segment (which carries the time the request waited here): with it in, its window grew to megabytes
+// and a 1 MiB response cost this server 30% more CPU (loopback delivery done in its sendfile) for no more throughput.
 const HEAD_WITH_BODY_MAX = 256 * 1024;
 const CONNECTIONS_MAX = 4096;
 
@@ -34,15 +30,12 @@ const types: Record<string, string> = { html: "text/html; charset=utf-8", txt: "
   svg: "image/svg+xml", wasm: "application/wasm" };
 // deno-fmt-ignore
 const reasons: Record<number, string> = { 200: "OK", 206: "Partial Content", 400: "Bad Request", 403: "Forbidden",
-  404: "Not Found", 405: "Method Not Allowed", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large" };
+  304: "Not Modified", 404: "Not Found", 405: "Method Not Allowed", 412: "Precondition Failed",
+  416: "Range Not Satisfiable", 431: "Request Header Fields Too Large", 503: "Service Unavailable" };
 
-/** A connection and what it is doing, for the sweep that enforces deadlines and for shutdown. */
-interface Conn {
-  socket: Socket;
-  cut: boolean; // closed by the sweep or shutdown: its pending wait ends with ERR_CLOSED (no signal per wait)
-  phase: "head" | "send";
-  since: number;
-}
+/** A connection and what it is doing, for the sweep that enforces deadlines and for shutdown. `cut`: closed by the
+ * sweep or shutdown, so its pending wait ends with ERR_CLOSED (no abort signal per wait). */
+type Conn = { socket: Socket; cut: boolean; phase: "head" | "send"; since: number };
 const conns = new Set<Conn>();
 let stopping = false;
 let date = new Date().toUTCString();
@@ -88,19 +81,17 @@ function headEnd(bytes: Uint8Array, from: number, to: number): number {
   return -1;
 }
 
-interface Request {
-  method: string;
-  path: string;
-  headers: Map<string, string>;
-  keepAlive: boolean;
-}
+type Request = { method: string; path: string; headers: Map<string, string>; keepAlive: boolean };
+type Asked = Pick<Request, "method" | "keepAlive">;
+const MALFORMED: Asked = { method: "", keepAlive: false };
 
 const SINGLE = new Set(["host", "content-length", "range"]);
 
 /** The request in a head, or null when it is malformed (400). */
 function parse(head: string): Request | null {
-  const lines = head.split(/\r?\n/);
-  const line = /^([A-Z]+) (\/[^ ]*) HTTP\/1\.([01])$/.exec(lines[0]);
+  const lines = head.replace(/^\r?\n/, "").split(/\r?\n/); // an empty line before the request is ignored
+  // origin-form, or absolute-form (which a server must accept too, RFC 9112 3.2.2): its authority is ignored
+  const line = /^([A-Z]+) (?:[Hh][Tt][Tt][Pp][Ss]?:\/\/[^/ ]*)?(\/[^ ]*) HTTP\/1\.([01])$/.exec(lines[0]);
   if (line === null) return null;
   const headers = new Map<string, string>();
   for (let i = 1; i < lines.length && lines[i] !== ""; i++) {
@@ -108,7 +99,7 @@ function parse(head: string): Request | null {
     if (colon <= 0 || /[\s]/.test(lines[i].slice(0, colon))) return null;
     const name = lines[i].slice(0, colon).toLowerCase(), value = lines[i].slice(colon + 1).trim();
     // Two copies of a field that has one value: a proxy in front may have read the other (RFC 9112 3.2, 6.3).
-    if (SINGLE.has(name) && headers.has(name) && headers.get(name) !== value) return null;
+    if (SINGLE.has(name) && headers.has(name) && (name === "host" || headers.get(name) !== value)) return null;
     headers.set(name, value);
   }
   if (!/^\d*$/.test(headers.get("content-length") ?? "")) return null; // "-5", "1e3", "5, 6": no length at all
@@ -129,24 +120,20 @@ function parse(head: string): Request | null {
 
 /** The single byte range asked for: [start, end) of `size`; undefined for the whole file, null if unsatisfiable. */
 function range(header: string | undefined, size: number): [number, number] | undefined | null {
-  const m = header === undefined ? null : /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  const m = header === undefined ? null : /^bytes=(\d*)-(\d*)$/i.exec(header);
   if (m === null || (m[1] === "" && m[2] === "")) return undefined; // absent, several ranges or malformed: ignore
-  if (m[1] === "") { // the last N bytes
-    const n = Number(m[2]);
-    return n === 0 || size === 0 ? null : [Math.max(0, size - n), size]; // an empty file has no last byte
-  }
-  const start = Number(m[1]);
-  const last = m[2] === "" ? Infinity : Number(m[2]);
+  const n = Number(m[2]), start = Number(m[1]), last = m[2] === "" ? Infinity : n;
+  if (m[1] === "") return n === 0 || size === 0 ? null : [Math.max(0, size - n), size]; // the last n bytes, if any
   if (last < start) return undefined; // last-pos before first-pos: not a valid range (RFC 9110 14.1.1), ignore it
-  if (start >= size) return null;
-  return [start, Math.min(size, last + 1)] satisfies [number, number];
+  return start >= size ? null : [start, Math.min(size, last + 1)];
 }
 
-function headBytes(status: number, fields: string[], keepAlive: boolean): Uint8Array {
+function headBytes(status: number, fields: string[], keepAlive: boolean, body = ""): Uint8Array {
   const connection = keepAlive && !stopping ? "keep-alive" : "close";
-  const text = `HTTP/1.1 ${status} ${reasons[status]}\r\nDate: ${date}\r\nServer: pageio\r\n` +
-    `${fields.join("\r\n")}\r\nConnection: ${connection}\r\n\r\n`;
-  return encoder.encode(text);
+  return encoder.encode(
+    `HTTP/1.1 ${status} ${reasons[status]}\r\nDate: ${date}\r\nServer: pageio\r\n` +
+      `${fields.map((field) => `${field}\r\n`).join("")}Connection: ${connection}\r\n\r\n${body}`,
+  );
 }
 
 /** Sends a head (for errors with a short body); `more`: a body follows, so it leaves in one packet with its start
@@ -167,20 +154,22 @@ async function sendBody(conn: Conn, file: FileHandle, start: number, end: number
   }
 }
 
-async function sendError(conn: Conn, status: number, keepAlive: boolean, extra: string[] = []): Promise<void> {
-  const body = `${status} ${reasons[status]}\n`;
-  const fields = [...extra, "Content-Type: text/plain; charset=utf-8", `Content-Length: ${body.length}`];
-  const bytes = encoder.encode(latin1.decode(headBytes(status, fields, keepAlive)) + body);
-  await sendHead(conn, bytes);
+/** Answers with a status and a line of text (no body for HEAD or 304); returns whether the connection stays. */
+async function answer(conn: Conn, status: number, request: Asked, extra: string[] = []): Promise<boolean> {
+  const text = `${status} ${reasons[status]}\n`;
+  const bodyless = request.method === "HEAD" || status === 304; // a body would be read as the next response
+  const fields = status === 304 ? extra : [...extra, "Content-Type: text/plain", `Content-Length: ${text.length}`];
+  await sendHead(conn, headBytes(status, fields, request.keepAlive, bodyless ? "" : text));
+  return request.keepAlive;
 }
 
 /** The file a path names with its size, or the status to answer instead. */
 function openTarget(path: string): { file: FileHandle; size: number; type: string } | number {
-  const relative = path.slice(1) + (path.endsWith("/") ? "index.html" : "");
+  const relative = path.slice(1) + (path.endsWith("/") ? "index.html" : ""); // "/" too: the path starts with it
   try {
-    const file = openBeneath(root, relative === "" ? "index.html" : relative);
+    const file = openBeneath(root, relative);
     const { kind, size } = file.stat();
-    const ext = (relative === "" ? "index.html" : relative).split(".").pop()!; // by the name opened: "/" is index.html
+    const ext = relative.split(".").pop()!; // by the name opened: "/" is index.html
     const type = Object.hasOwn(types, ext) ? types[ext] : "application/octet-stream"; // "x.constructor" is no type
     if (kind === "file") return { file, size, type };
     file.close();
@@ -188,6 +177,7 @@ function openTarget(path: string): { file: FileHandle; size: number; type: strin
   } catch (error) {
     const code = (error as PageIoError).code;
     if (code === "EACCES") return 403;
+    if (code === "EMFILE" || code === "ENFILE") return 503; // out of descriptors: the client is to try again soon
     if (["ENOENT", "ENOTDIR", "EXDEV", "ELOOP", "ENAMETOOLONG", "EINVAL"].includes(code)) return 404;
     throw error;
   }
@@ -195,29 +185,23 @@ function openTarget(path: string): { file: FileHandle; size: number; type: strin
 
 /** Answers one request; returns whether the connection may carry another. */
 async function respond(conn: Conn, request: Request): Promise<boolean> {
-  const { method, keepAlive } = request;
-  if (method !== "GET" && method !== "HEAD") {
-    await sendError(conn, 405, keepAlive, ["Allow: GET, HEAD"]);
-    return keepAlive;
-  }
+  const { method, headers, keepAlive } = request;
+  if (method !== "GET" && method !== "HEAD") return answer(conn, 405, request, ["Allow: GET, HEAD"]);
   const target = openTarget(request.path);
-  if (typeof target === "number") {
-    await sendError(conn, target, keepAlive);
-    return keepAlive;
-  }
+  // Out of descriptors: and close, as this connection holds one the server is short of.
+  if (target === 503) return answer(conn, 503, { method, keepAlive: false }, ["Retry-After: 1"]);
+  if (typeof target === "number") return answer(conn, target, request);
   const { file, size, type } = target;
   try {
-    const span = range(request.headers.get("range"), size);
-    if (span === null) {
-      await sendError(conn, 416, keepAlive, [`Content-Range: bytes */${size}`]);
-      return keepAlive;
-    }
+    // No validator is sent (ETag, Last-Modified), so none a client sends matches (RFC 9110 13.1): If-Match fails,
+    // so does If-None-Match "*", and an If-Range asks for the whole file.
+    const ifMatch = headers.get("if-match");
+    if (ifMatch !== undefined && ifMatch !== "*") return await answer(conn, 412, request);
+    if (headers.get("if-none-match") === "*") return await answer(conn, 304, request);
+    const span = headers.has("if-range") ? undefined : range(headers.get("range"), size);
+    if (span === null) return await answer(conn, 416, request, [`Content-Range: bytes */${size}`]);
     const [start, end] = span ?? [0, size];
-    const fields = [
-      `Content-Type: ${type}`,
-      `Content-Length: ${end - start}`,
-      "Accept-Ranges: bytes",
-    ];
+    const fields = [`Content-Type: ${type}`, `Content-Length: ${end - start}`, "Accept-Ranges: bytes"];
     if (span !== undefined) fields.push(`Content-Range: bytes ${start}-${end - 1}/${size}`);
     conn.phase = "send";
     const body = method === "GET" && start < end;
@@ -261,30 +245,23 @@ async function serve(socket: Socket): Promise<void> {
       conn.since = Date.now();
       let end = headEnd(bytes, 0, filled);
       while (end < 0) {
-        if (filled === bytes.length) return await sendError(conn, 431, false);
+        if (filled === bytes.length) return void await answer(conn, 431, MALFORMED);
         const head = page.head(filled);
-        let read: number;
-        try {
-          read = await socket.readAsync(head); // tries at once, waits only if nothing is there
-        } finally {
-          head.release();
-        }
+        const read = await socket.readAsync(head).finally(() => head.release()); // waits only if nothing is there
         if (read === 0) return void (ended = true); // the client closed (or half-closed) its side
         end = headEnd(bytes, Math.max(0, filled - 2), filled + read);
         filled += read;
       }
       const request = parse(latin1.decode(bytes.subarray(0, end)));
-      if (request === null) return await sendError(conn, 400, false);
+      if (request === null) return void await answer(conn, 400, MALFORMED);
       open = await respond(conn, request);
       bytes.copyWithin(0, end, filled); // a pipelined request that came along
       filled -= end;
     }
   } catch (error) {
     ended = true;
-    const code = (error as PageIoError).code;
-    if (!conn.cut && !["ECONNRESET", "EPIPE", "ENOTCONN", "ERR_CLOSED"].includes(code)) {
-      console.error("static-server:", error);
-    }
+    const gone = conn.cut || ["ECONNRESET", "EPIPE", "ENOTCONN", "ERR_CLOSED"].includes((error as PageIoError).code);
+    if (!gone) console.error("static-server:", error); // a file cut short while sent (ENODATA), say
   } finally {
     page.release();
     if (!ended && !conn.cut) await linger(conn);
@@ -301,8 +278,10 @@ while (!stopping) {
     socket = await listener.acceptAsync();
   } catch (error) {
     if (stopping) break;
-    if (!["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"].includes((error as PageIoError).code)) throw error;
-    await new Promise((resolve) => setTimeout(resolve, 50)); // out of descriptors: let some close first
+    // Out of descriptors (or memory): the connection waits in the backlog while some close. A try per 50 ms, not
+    // a spin, and never the end of the listener: whatever else accept reports is logged and waited out too.
+    if (!["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"].includes((error as PageIoError).code)) console.error(error);
+    await new Promise((resolve) => setTimeout(resolve, 50));
     continue;
   }
   if (conns.size >= CONNECTIONS_MAX) socket.close(); // over the limit: refuse rather than grow without bound

@@ -12,6 +12,7 @@ import { haveStrace, isDeno, patternBytes, root, sha256, tempDir } from "./helpe
 const have = (tool: string) => spawnSync(tool, ["--version"], { stdio: "ignore" }).status === 0;
 const haveCurl = have("curl");
 const haveWrk = spawnSync("wrk", ["-v"], { stdio: "ignore" }).error === undefined;
+const havePrlimit = spawnSync("prlimit", ["--version"], { stdio: "ignore" }).status === 0;
 // Short, for the slowloris test, yet well past how long a loaded machine may leave the server without a turn: the
 // deadline also ends keep-alive connections between requests (curl's and wrk's).
 const HEAD_TIMEOUT_MS = 1500;
@@ -24,12 +25,12 @@ interface Server {
 }
 
 /** Starts the example on this runtime and resolves once it prints its address. */
-async function startServer(dir: string): Promise<Server> {
+async function startServer(dir: string, env: Record<string, string> = {}): Promise<Server> {
   const example = join(root, "examples", "static-server.ts");
   const args = isDeno ? ["run", "-A", example, dir, "0"] : [example, dir, "0"];
   const child = spawn(process.execPath, args, {
     stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, STATIC_HEAD_TIMEOUT_MS: String(HEAD_TIMEOUT_MS), STATIC_SEND_TIMEOUT_MS: "3000" },
+    env: { ...process.env, STATIC_HEAD_TIMEOUT_MS: String(HEAD_TIMEOUT_MS), STATIC_SEND_TIMEOUT_MS: "3000", ...env },
   });
   const exited = new Promise<{ status: number | null; signal: string | null }>((resolve) =>
     // "close", not "exit": the pipe to the child is closed by then too (no descriptor closes after the test)
@@ -56,6 +57,16 @@ function serverFds(server: Server): number {
   return readdirSync(`/proc/${server.child.pid}/fd`).length;
 }
 
+/** The status line and the fields of the first response in `answer`, and what follows its head. */
+function response(answer: string): { status: string; head: string; rest: string } {
+  const end = answer.indexOf("\r\n\r\n");
+  return {
+    status: answer.slice(0, answer.indexOf("\r\n")),
+    head: answer.slice(0, end + 2),
+    rest: answer.slice(end + 4),
+  };
+}
+
 function serverRssKiB(server: Server): number {
   return Number(readFileSync(`/proc/${server.child.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)![1]);
 }
@@ -71,12 +82,15 @@ async function eventually<T>(ms: number, read: () => T, check: (value: T) => boo
   return value;
 }
 
-/** Sends raw bytes and reads until the server closes (or `limit` bytes). */
+/** Sends raw bytes and reads until the server closes (or `limit` bytes), as latin1: a character per byte. */
 async function raw(server: Server, request: string | Uint8Array, limit = 1 << 20): Promise<string> {
   using socket = await connectAsync({ port: server.port });
-  await socket.writeAsync([typeof request === "string" ? new TextEncoder().encode(request) : request]);
-  return new TextDecoder().decode(await readUntilEnd(socket, limit));
+  await socket.writeAsync([typeof request === "string" ? Buffer.from(request, "latin1") : request]);
+  return (await readUntilEnd(socket, limit)).toString("latin1");
 }
+
+/** A file's bytes as `raw` reads them. */
+const text = (name: string) => Buffer.from(files[name]).toString("latin1");
 
 /**
  * The server stops accepting once it has run its SIGTERM handler, in its own time: polls until a connect is
@@ -423,3 +437,212 @@ test("contradictory copies of Content-Length, Host or Range, or a length that is
   const same = await raw(server, `${get}Content-Length: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
   assert.match(same, /^HTTP\/1\.1 200 /);
 });
+
+test(
+  "out of descriptors: a request is 503 with Retry-After and its connection closed; accept waits; then all is served",
+  {
+    skip: (!haveCurl || !havePrlimit) && "needs curl and prlimit",
+  },
+  async () => {
+    // Its own server, as the limit stays; idle connections must not be ended by the head deadline meanwhile.
+    const own = await startServer(dir, { STATIC_HEAD_TIMEOUT_MS: "120000" });
+    const idle: Socket[] = [];
+    try {
+      // Every descriptor the runtime opens lazily is open after these, so what is counted next stays.
+      for (const path of ["/small.txt", "/missing", "/sub/"]) curl(`${own.url}${path}`);
+      const open = readdirSync(`/proc/${own.child.pid}/fd`).map(Number);
+      const free = 4;
+      // RLIMIT_NOFILE bounds descriptor numbers: the lowest limit with `free` numbers unused below it.
+      let limit = 0;
+      while (limit - open.filter((fd) => fd < limit).length < free) limit++;
+      const set = spawnSync("prlimit", [`--pid=${own.child.pid}`, `--nofile=${limit}:${limit}`], { encoding: "utf8" });
+      assert.equal(set.status, 0, set.stderr);
+      const base = serverFds(own);
+      const idleUntil = async (count: number) => {
+        while (idle.length < count) idle.push(await connectAsync({ port: own.port }));
+        const fds = await eventually(30_000, () => serverFds(own), (n) => n === base + count);
+        assert.equal(fds, base + count, "the server accepted the idle connections");
+      };
+      await idleUntil(free - 1); // the last descriptor is the next connection's: then the file cannot be opened
+      const refused = response(await raw(own, "GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")); // read to its end
+      assert.equal(refused.status, "HTTP/1.1 503 Service Unavailable");
+      assert.match(refused.head, /\r\nRetry-After: 1\r\n/);
+      assert.match(refused.head, /\r\nConnection: close\r\n/);
+      // At the limit: accept fails (EMFILE), and the connection waits in the backlog while the server tries again.
+      await eventually(30_000, () => serverFds(own), (n) => n === base + free - 1);
+      await idleUntil(free);
+      using waiting = await connectAsync({ port: own.port });
+      await waiting.writeAsync([
+        new TextEncoder().encode("GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+      ]);
+      for (const socket of idle.splice(0)) socket.close();
+      const answer = await readUntilEnd(waiting, 64 << 20);
+      assert.match(answer.subarray(0, 20).toString(), /^HTTP\/1\.1 200 /);
+      assert.equal(sha256(answer.subarray(answer.indexOf("\r\n\r\n") + 4)), sha256(files["big.bin"]));
+      assert.equal(sha256(curl("--fail", `${own.url}/small.txt`).stdout), sha256(files["small.txt"]));
+      const fds = await eventually(30_000, () => serverFds(own), (n) => n <= base);
+      assert.ok(fds <= base, `server holds ${fds} descriptors, ${base} before`);
+      assert.equal(own.child.exitCode, null, "the server lives");
+    } finally {
+      for (const socket of idle) socket.close();
+      own.child.kill("SIGKILL");
+      await own.exited;
+    }
+  },
+);
+
+test("pipelined requests in one packet, one sent byte by byte, an empty line before one; HEAD answers have no body", {
+  skip: !haveCurl,
+}, async () => {
+  const get = (path: string, close = false) =>
+    `GET ${path} HTTP/1.1\r\nHost: x\r\n${close ? "Connection: close\r\n" : ""}\r\n`;
+  const head = (path: string) => `HEAD ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+  // A HEAD of a missing file once had the 404's text after its head, which the client read as the next response.
+  const many = await raw(
+    server,
+    head("/missing") + head("/one.bin") + get("/small.txt") + "\r\n" + get("/one.bin", true),
+  );
+  // Read as a client does: a head, then as many bytes as its Content-Length says (none after a HEAD's head).
+  const got: string[] = [];
+  for (let at = 0, i = 0; at < many.length; i++) {
+    const end = many.indexOf("\r\n\r\n", at) + 4;
+    const head = many.slice(at, end);
+    const length = i < 2 ? 0 : Number(head.match(/\r\nContent-Length: (\d+)\r\n/)![1]);
+    got.push(`${head.slice(0, head.indexOf("\r\n"))} ${many.slice(end, end + length).length}`);
+    if (i >= 2) assert.equal(many.slice(end, end + length), text(i === 2 ? "small.txt" : "one.bin"));
+    at = end + length;
+  }
+  assert.deepEqual(got, ["HTTP/1.1 404 Not Found 0", "HTTP/1.1 200 OK 0", "HTTP/1.1 200 OK 1024", "HTTP/1.1 200 OK 1"]);
+
+  using slow = await connectAsync({ port: server.port });
+  slow.noDelay = true;
+  for (const byte of new TextEncoder().encode(get("/small.txt", true))) {
+    await slow.writeAsync([new Uint8Array([byte])]);
+    await new Promise((resolve) => setTimeout(resolve, 1)); // a packet each
+  }
+  const answer = (await readUntilEnd(slow, 1 << 20)).toString("latin1");
+  assert.equal(response(answer).status, "HTTP/1.1 200 OK");
+  assert.equal(response(answer).rest, text("small.txt"));
+});
+
+test("request targets: absolute-form is served; encoded dot-dot and slashes, NUL and overlong ones are not", {
+  skip: !haveCurl,
+}, async () => {
+  const status = async (target: string, fields = "") =>
+    response(await raw(server, `GET ${target} HTTP/1.1\r\nHost: x\r\n${fields}Connection: close\r\n\r\n`)).status;
+  assert.equal(await status("http://x/small.txt"), "HTTP/1.1 200 OK"); // RFC 9112 3.2.2: a server must take it
+  assert.equal(await status("HTTP://x:80/sub/?q=1"), "HTTP/1.1 200 OK");
+  assert.equal(await status("ftp://x/small.txt"), "HTTP/1.1 400 Bad Request");
+  assert.equal(await status("*"), "HTTP/1.1 400 Bad Request");
+  for (
+    const target of ["/%2e%2e/%2e%2e/etc/passwd", "/sub%2f..%2f..%2f..%2fetc%2fpasswd", "/%2e%2e%2fx", "//etc/passwd"]
+  ) {
+    assert.equal(await status(target), "HTTP/1.1 404 Not Found", target);
+  }
+  assert.equal(await status("/sub%2Findex.html"), "HTTP/1.1 200 OK"); // a slash is a slash, inside the root
+  assert.equal(await status("/small.txt%00.html"), "HTTP/1.1 400 Bad Request");
+  assert.equal(await status("/small\0.txt"), "HTTP/1.1 400 Bad Request");
+  assert.equal(await status("/%ff"), "HTTP/1.1 400 Bad Request"); // no UTF-8
+  assert.equal(await status(`/${"a".repeat(300)}`), "HTTP/1.1 404 Not Found"); // a name past NAME_MAX
+  assert.equal(await status(`/${"a/".repeat(7000)}`), "HTTP/1.1 404 Not Found");
+  assert.equal(await status(`/${"a".repeat(20_000)}`), "HTTP/1.1 431 Request Header Fields Too Large");
+  assert.equal(await status("/small.txt", "Host: x\r\n"), "HTTP/1.1 400 Bad Request"); // two Host lines (RFC 9112 3.2)
+  assert.equal(sha256(curl("--fail", `${server.url}/small.txt`).stdout), sha256(files["small.txt"]));
+});
+
+test("Range edge cases and the If- fields, where no validator is ever sent", { skip: !haveCurl }, async () => {
+  const size = files["small.txt"].length;
+  const ask = async (fields: string) =>
+    response(await raw(server, `GET /small.txt HTTP/1.1\r\nHost: x\r\n${fields}Connection: close\r\n\r\n`));
+  const cases: [string, string, string?][] = [
+    ["Range: bytes=-0\r\n", "416", `bytes */${size}`], // no last byte is a range of none
+    ["Range: bytes=0-\r\n", "206", `bytes 0-${size - 1}/${size}`],
+    ["Range: bytes=5-3\r\n", "200"],
+    ["Range: bytes=0-1,3-4\r\n", "200"],
+    ["Range: bytes=99999999999999999999-\r\n", "416", `bytes */${size}`],
+    ["Range: bytes=0-99999999999999999999\r\n", "206", `bytes 0-${size - 1}/${size}`],
+    ["Range: bytes=-99999999999999999999\r\n", "206", `bytes 0-${size - 1}/${size}`],
+    ["Range:   bytes=2-3  \r\n", "206", `bytes 2-3/${size}`], // whitespace around the value is no part of it
+    ["Range: bytes = 2-3\r\n", "200"],
+    ["Range: bytes=2 -3\r\n", "200"],
+    ["Range: Bytes=2-3\r\n", "206", `bytes 2-3/${size}`], // the unit is case-insensitive
+    ["Range: bytes=0x1-2\r\n", "200"],
+    ['Range: bytes=2-3\r\nIf-Range: "v1"\r\n', "200"], // a validator that cannot match: the whole file
+    ['If-Match: "v1"\r\n', "412"],
+    ["If-Match: *\r\n", "200"],
+    ['If-None-Match: "v1"\r\n', "200"],
+    ["If-None-Match: *\r\n", "304"],
+    ["If-Modified-Since: Thu, 01 Jan 2099 00:00:00 GMT\r\n", "200"],
+  ];
+  for (const [fields, status, contentRange] of cases) {
+    const got = await ask(fields);
+    assert.equal(got.status.split(" ")[1], status, fields);
+    if (contentRange) {
+      assert.match(got.head, new RegExp(`\r\nContent-Range: ${contentRange.replace("*", "\\*")}\r\n`), fields);
+    }
+    if (status === "200") assert.equal(got.rest, text("small.txt"), fields);
+    if (status === "304") assert.equal(got.rest, "", "a 304 has no body");
+  }
+});
+
+test("Expect: 100-continue with a body this server does not read: answered at once, then closed", {
+  skip: !haveCurl,
+}, () => {
+  const body = join(tempDir(), "body");
+  writeFileSync(body, patternBytes(2 << 20, 9));
+  const run = curl(
+    "-v",
+    "-X",
+    "GET",
+    "-H",
+    "Expect: 100-continue",
+    "--data-binary",
+    `@${body}`,
+    `${server.url}/small.txt`,
+  );
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(sha256(run.stdout), sha256(files["small.txt"]));
+  assert.match(run.stderr, /< Connection: close/);
+  assert.equal(sha256(curl("--fail", `${server.url}/small.txt`).stdout), sha256(files["small.txt"]));
+});
+
+test(
+  "a file cut short while it is sent ends the connection short of its Content-Length; one replaced is sent as it was opened",
+  {
+    skip: !haveCurl,
+  },
+  async () => {
+    const path = join(dir, "changing.bin");
+    const original = patternBytes(32 << 20, 13);
+    /** Asks for the file, takes its first bytes, changes it, then reads to the end: the declared and the body. */
+    const sendWhile = async (change: () => void) => {
+      writeFileSync(path, original);
+      using socket = await connectAsync({ port: server.port });
+      await socket.writeAsync([new TextEncoder().encode("GET /changing.bin HTTP/1.1\r\nHost: x\r\n\r\n")]);
+      const first = new Uint8Array(65536);
+      const got = await socket.readAsync(first);
+      change();
+      const answer = Buffer.concat([first.subarray(0, got), await readUntilEnd(socket, 64 << 20)]);
+      const end = answer.indexOf("\r\n\r\n") + 4;
+      return {
+        length: Number(answer.subarray(0, end).toString().match(/Content-Length: (\d+)/)![1]),
+        body: answer.subarray(end),
+      };
+    };
+    // sendfile reads no mapping, so nothing can raise SIGBUS; the kernel reports the end (ENODATA) and the server
+    // closes: the client sees fewer bytes than promised, never a response that looks whole.
+    const cut = await sendWhile(() => spawnSync("truncate", ["-s", String(1 << 20), path]));
+    assert.equal(cut.length, 32 << 20);
+    assert.ok(cut.body.length < 32 << 20, `${cut.body.length} bytes of ${cut.length}`);
+    assert.equal(sha256(cut.body.subarray(0, 1 << 20)), sha256(original.subarray(0, 1 << 20)));
+    const replaced = await sendWhile(() => {
+      writeFileSync(`${path}.new`, "new");
+      spawnSync("mv", [`${path}.new`, path]);
+    });
+    assert.equal(sha256(replaced.body), sha256(original)); // the open descriptor keeps the file it named
+    assert.equal(server.child.exitCode, null, "the server lives");
+    assert.equal(sha256(curl("--fail", `${server.url}/small.txt`).stdout), sha256(files["small.txt"]));
+    const fds = await eventually(30_000, () => serverFds(server), (n) => n <= baselineFds);
+    assert.ok(fds <= baselineFds, `server holds ${fds} descriptors, ${baselineFds} at the start`);
+  },
+);
