@@ -272,18 +272,8 @@ async function serve(socket: Socket): Promise<void> {
 }
 
 console.log(`listening on http://127.0.0.1:${(listener.addr as { port: number }).port}`);
-while (!stopping) {
-  let socket: Socket;
-  try {
-    socket = await listener.acceptAsync();
-  } catch (error) {
-    if (stopping) break;
-    // Out of descriptors (or memory): the connection waits in the backlog while some close. A try per 50 ms, not
-    // a spin, and never the end of the listener: whatever else accept reports is logged and waited out too.
-    if (!["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"].includes((error as PageIoError).code)) console.error(error);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    continue;
-  }
+// Out of descriptors, a connection waits in the backlog while the loop tries again (every 50 ms) until some close.
+for await (const socket of listener) {
   if (conns.size >= CONNECTIONS_MAX) socket.close(); // over the limit: refuse rather than grow without bound
   else serve(socket);
 }

@@ -33,7 +33,7 @@ export interface TcpListenOptions {
 
 /** Options of `listen` for a unix-domain socket. */
 export interface UnixListenOptions {
-  /** Filesystem path of the socket; it must not exist yet, and stays after `close()` as with `Deno.listen`. */
+  /** Filesystem path of the socket (at most 107 bytes, no NUL); it must not exist yet. `close()` removes it. */
   path: string;
   /** Connections the kernel queues before `accept` takes them (default 511). */
   backlog?: number;
@@ -57,6 +57,9 @@ const SEND_MORE = abi.flags.SendFlags.bits.more;
 const tagOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!
   .get! as (this: unknown) => string | undefined;
 const WAIT_FOREVER = 0xffff_ffff;
+/** accept errors that end once descriptors or memory are freed: a listener's loop pauses this long, then retries. */
+const ACCEPT_LATER = new Set(["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"]);
+const ACCEPT_PAUSE_MS = 50;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -514,7 +517,7 @@ export class Listener implements AsyncIterable<Socket> {
     this.#handle = new Socket(fd, kConstruct);
     try {
       this.#addr = this.#handle.localAddr;
-      if (path !== undefined && !path.startsWith("\0")) this.#file = socketFile(path); // abstract: no file
+      if (path !== undefined) this.#file = socketFile(path); // no NUL gets this far: never an abstract address
     } catch (error) {
       this.#handle.close();
       throw error;
@@ -553,7 +556,12 @@ export class Listener implements AsyncIterable<Socket> {
     }
   }
 
-  /** Connections as they arrive, until the listener is closed. */
+  /**
+   * Connections as they arrive, until the listener is closed. One that cannot be taken for want of descriptors or
+   * memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) waits in the kernel's backlog while the loop tries again every
+   * 50 ms: a server out of descriptors goes on once some are closed, instead of its loop ending in an exception
+   * (`acceptAsync` reports those errors, for a caller that would rather decide).
+   */
   async *[Symbol.asyncIterator](): AsyncIterableIterator<Socket> {
     while (!this.closed) {
       let socket: Socket;
@@ -561,7 +569,9 @@ export class Listener implements AsyncIterable<Socket> {
         socket = await this.acceptAsync();
       } catch (error) {
         if (this.closed) return;
-        throw error;
+        if (!ACCEPT_LATER.has((error as PageIoError).code)) throw error;
+        await delay(ACCEPT_PAUSE_MS, undefined);
+        continue;
       }
       yield socket;
     }

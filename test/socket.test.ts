@@ -93,6 +93,7 @@ function socketCount(): number {
 }
 
 const O_NONBLOCK = 0o4000;
+const havePrlimit = spawnSync("prlimit", ["--version"], { stdio: "ignore" }).status === 0;
 const O_CLOEXEC = 0o2000000;
 
 test("TCP over IPv4: listen, accept, connect, both addresses, bytes both ways", async () => {
@@ -323,6 +324,35 @@ test("IPv6 loopback and reusePort", async (t) => {
   assert.equal((client.localAddr as { hostname: string }).hostname, "::1");
 });
 
+test("IPv6: a listener on :: takes IPv4 connections too (as ::ffff: addresses); refusals and zone ids are typed", async (t) => {
+  let listener: Listener;
+  try {
+    listener = listen({ hostname: "::", port: 0 });
+  } catch (error) {
+    if (["EADDRNOTAVAIL", "EAFNOSUPPORT"].includes(code(error))) return t.skip("no IPv6 here");
+    throw error;
+  }
+  using _l = listener;
+  const port = (listener.addr as { port: number }).port;
+  using client = await connectAsync({ hostname: "127.0.0.1", port });
+  using server = await listener.acceptAsync();
+  assert.deepEqual(server.remoteAddr, {
+    transport: "tcp",
+    hostname: "::ffff:127.0.0.1",
+    port: (client.localAddr as { port: number }).port,
+  });
+  client.write([text("v4")]);
+  assert.deepEqual(await readAll(server, 2), text("v4"));
+  listener.close();
+  await assert.rejects(connectAsync({ hostname: "::1", port }), (e) => code(e) === "ECONNREFUSED");
+  assert.throws(
+    () => connect({ hostname: "[::1]", port }),
+    (e) => code(e) === "ECONNREFUSED" && /\[::1\]/.test(String(e)),
+  );
+  // A scope id is no numeric address here: refused as such, before any system call.
+  assert.throws(() => connect({ hostname: "fe80::1%lo", port }), (e) => code(e) === "EINVAL");
+});
+
 test("unix-domain sockets on a path", async () => {
   const path = join(tempDir(), "sock");
   using listener = listen({ path });
@@ -334,6 +364,24 @@ test("unix-domain sockets on a path", async () => {
   client.write([text("over unix")]);
   assert.deepEqual(await readAll(server, 9), text("over unix"));
   assert.throws(() => listen({ path }), (e) => code(e) === "EADDRINUSE");
+});
+
+test("a unix path fills sun_path up to 107 bytes; one of 108 is ENAMETOOLONG for listen, connect and connectAsync", async () => {
+  const dir = tempDir();
+  const named = (length: number) => join(dir, "s".repeat(length - dir.length - 1));
+  const longest = named(107);
+  using listener = listen({ path: longest });
+  using client = await connectAsync({ path: longest });
+  using server = await listener.acceptAsync();
+  assert.deepEqual(client.remoteAddr, { transport: "unix", path: longest });
+  client.write([text("full")]);
+  assert.deepEqual(await readAll(server, 4), text("full"));
+  const over = named(108);
+  assert.throws(() => listen({ path: over }), (e) => code(e) === "ENAMETOOLONG");
+  assert.throws(() => connect({ path: over }), (e) => code(e) === "ENAMETOOLONG");
+  await assert.rejects(connectAsync({ path: over }), (e) => code(e) === "ENAMETOOLONG");
+  assert.throws(() => connect({ path: join(dir, "nobody") }), (e) => code(e) === "ENOENT");
+  assert.throws(() => listen({ path: `${dir}/a\0b` }), (e) => code(e) === "EINVAL"); // never a shorter path
 });
 
 test("a closed unix listener removes its socket file, so the path can be listened on again, but never another's file", () => {
@@ -531,6 +579,61 @@ test("a peer that vanishes mid-transfer is a typed error with the bytes that wen
   });
   c2.close();
   s2.close();
+});
+
+test("a peer gone: sendFile, sendFileAsync, write and writeAsync are EPIPE or ECONNRESET, never SIGPIPE", async () => {
+  using file = openFile(tempFile(patternBytes(1 << 20, 21)));
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  using _s = server;
+  client.close();
+  const gone = (e: unknown) => ["EPIPE", "ECONNRESET"].includes(code(e));
+  // The first send after the peer's close may still be taken (its reset comes back for it): send until refused.
+  assert.ok(
+    await until(() => {
+      try {
+        server.sendFile(file, 0, 1 << 20);
+        return false;
+      } catch (error) {
+        assert.ok(gone(error), String(error));
+        return true;
+      }
+    }),
+    "sendFile to a closed peer never failed",
+  );
+  assert.throws(() => server.sendFile(file, 0, 1 << 20), gone);
+  await assert.rejects(server.sendFileAsync(file, 0, 1 << 20), gone);
+  assert.throws(() => server.write([patternBytes(4096, 1)]), gone);
+  await assert.rejects(server.writeAsync([patternBytes(4096, 1)]), gone);
+});
+
+test("accept out of descriptors: accept and acceptAsync say EMFILE; a listener's for-await waits it out, then goes on", () => {
+  const run = runScript(
+    `
+    import { connect, listen, openFile } from "${root}mod.ts";
+    const listener = listen({ hostname: "127.0.0.1", port: 0 });
+    const clients = [connect(listener.addr), connect(listener.addr)]; // both wait in the backlog
+    const files = [];
+    try {
+      for (;;) files.push(openFile("/dev/null"));
+    } catch (error) {
+      if (error.code !== "EMFILE") throw error;
+    }
+    const seen = [];
+    try { listener.accept(); seen.push("accepted"); } catch (error) { seen.push(error.code); }
+    await listener.acceptAsync().then(() => seen.push("accepted"), (error) => seen.push(error.code));
+    setTimeout(() => files.pop().close(), 200); // one descriptor comes free in a while
+    for await (const socket of listener) {
+      seen.push(socket.remoteAddr.transport);
+      socket.close(); // and so the second connection's turn
+      if (seen.length === 4) break;
+    }
+    console.log(seen.join(" "));
+  `,
+    { prefix: havePrlimit ? ["prlimit", "--nofile=512:512"] : [] },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stdout.trim(), "EMFILE EMFILE tcp tcp");
 });
 
 test("sendFile moves file spans to a socket; writeAsync waits through a full buffer", async () => {

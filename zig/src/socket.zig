@@ -127,7 +127,9 @@ pub fn listen(transport: Transport, host: []const u8, port: u32, backlog: u32, f
 }
 
 /// The next connection waiting on `fd`, non-blocking and close-on-exec; AGAIN when none is waiting.
-/// A connection reset before it was accepted is skipped, not reported: the listener is fine.
+/// A connection reset before it was accepted is skipped, not reported: the listener is fine. So is one that Linux
+/// hands over with its own network error pending (accept(2): "treat them like EAGAIN by retrying"); each such error
+/// takes that connection off the queue, so the loop ends.
 pub fn accept(fd: i32) Errno!i32 {
     while (true) {
         const rc = if (builtin.os.tag == .linux)
@@ -145,9 +147,18 @@ pub fn accept(fd: i32) Errno!i32 {
         const err = errno.last();
         switch (err) {
             error.INTR, error.CONNABORTED => continue,
-            else => return err,
+            else => if (!pendingNetworkError(err)) return err,
         }
     }
+}
+
+/// accept(2) on Linux: a network error already pending on the new connection, or a firewall rule refusing it
+/// (EPERM), reported instead of it.
+fn pendingNetworkError(err: Errno) bool {
+    return if (builtin.os.tag == .linux) switch (errno.toE(err)) {
+        .PROTO, .NOPROTOOPT, .HOSTDOWN, .NONET, .HOSTUNREACH, .NETDOWN, .NETUNREACH, .PERM => true,
+        else => false,
+    } else false;
 }
 
 /// Limit: the longest pause between tries of a connect to a unix listener whose backlog is full.
