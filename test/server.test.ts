@@ -57,6 +57,15 @@ function serverFds(server: Server): number {
   return readdirSync(`/proc/${server.child.pid}/fd`).length;
 }
 
+/** Connections the server holds on `port` (its sockets in /proc/net/tcp but the listener's, TIME_WAIT aside). */
+function connectionsOn(port: number): number {
+  const local = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1).filter((line) => {
+    const fields = line.trim().split(/\s+/);
+    return fields.length > 9 && fields[1].endsWith(local) && fields[3] !== "0A" && fields[9] !== "0";
+  }).length;
+}
+
 /** The status line and the fields of the first response in `answer`, and what follows its head. */
 function response(answer: string): { status: string; head: string; rest: string } {
   const end = answer.indexOf("\r\n\r\n");
@@ -450,6 +459,8 @@ test(
     try {
       // Every descriptor the runtime opens lazily is open after these, so what is counted next stays.
       for (const path of ["/small.txt", "/missing", "/sub/"]) curl(`${own.url}${path}`);
+      // and curl's connections are closed on the server's side too (it closes each once curl's FIN has come)
+      assert.equal(await eventually(30_000, () => connectionsOn(own.port), (n) => n === 0), 0);
       const open = readdirSync(`/proc/${own.child.pid}/fd`).map(Number);
       const free = 4;
       // RLIMIT_NOFILE bounds descriptor numbers: the lowest limit with `free` numbers unused below it.
@@ -472,10 +483,12 @@ test(
       await eventually(30_000, () => serverFds(own), (n) => n === base + free - 1);
       await idleUntil(free);
       using waiting = await connectAsync({ port: own.port });
+      for (const socket of idle.splice(0)) socket.close();
+      // Taken once a descriptor is free; asked only when all are, or its file could be opened while the first is.
+      assert.equal(await eventually(30_000, () => serverFds(own), (n) => n === base + 1), base + 1);
       await waiting.writeAsync([
         new TextEncoder().encode("GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
       ]);
-      for (const socket of idle.splice(0)) socket.close();
       const answer = await readUntilEnd(waiting, 64 << 20);
       assert.match(answer.subarray(0, 20).toString(), /^HTTP\/1\.1 200 /);
       assert.equal(sha256(answer.subarray(answer.indexOf("\r\n\r\n") + 4)), sha256(files["big.bin"]));
