@@ -237,7 +237,14 @@ export type Target = FileHandle | number;
 export function fdOf(target: Target): number {
   if (target instanceof FileHandle) return target.fd;
   if (typeof target === "number") return checkInteger("fd", target, 0, 2 ** 31 - 1);
-  throw new TypeError(`expected a FileHandle or a file descriptor number, got ${describe(target)}`);
+  // Another library's file object (node:fs/promises has a FileHandle too): say what to pass instead.
+  const fd = typeof target === "object" && target !== null ? (target as { fd?: unknown }).fd : undefined;
+  const hint = typeof fd === "number"
+    ? `: pass its fd (${fd}) to use that descriptor`
+    : typeof target === "object" && target !== null
+    ? ": pass a path, an fd number (1 for stdout), or a FileHandle from openFile() or pipe()"
+    : "";
+  throw new TypeError(`expected a pageio FileHandle or a file descriptor number, got ${describe(target)}${hint}`);
 }
 
 export function describe(value: unknown): string {

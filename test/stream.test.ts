@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, truncateSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { createHash, randomFillSync } from "node:crypto";
@@ -240,6 +241,25 @@ test("an OS error of a reader or writer on a path or file: URL names the path, a
     new PageWriter("/dev/full").write("never written");`);
   assert.equal(run.status, 0, run.stderr);
   assert.match(run.stderr, /13 bytes .* ENOSPC.*'\/dev\/full'/);
+});
+
+test("another library's file object is a TypeError that says what to pass: its fd, or a path", async () => {
+  // Before: node:fs/promises' handle gave "expected a FileHandle or a file descriptor number, got FileHandle".
+  const path = tempFile("x");
+  const theirs = await open(path);
+  try {
+    assert.throws(() => new PageReader(theirs as never), {
+      name: "TypeError",
+      message: new RegExp(`its fd \\(${theirs.fd}\\)`),
+    });
+    assert.throws(() => new PageWriter(new Blob(["x"]) as never), {
+      name: "TypeError",
+      message: /got Blob: pass a path/,
+    });
+    for (const head of new PageReader(theirs.fd)) head.release(); // as the message says
+  } finally {
+    await theirs.close();
+  }
 });
 
 test("append with a FileHandle or fd is a TypeError (it applies to a path the writer opens), and opens nothing", () => {
