@@ -8,6 +8,7 @@ import { checkInteger, stateError } from "./errors.ts";
 import type { FileHandle } from "./file.ts";
 import {
   internalOnly,
+  isDetachedBuffer,
   kAlive,
   kBufferOffset,
   kConstruct,
@@ -218,7 +219,7 @@ export class PageHead {
     const buffer = owner[kViewBuffer]();
     // Transferred away (by the caller, through another view): the memory is the new owner's, and the head's
     // view is empty, as its page's or mapping's own is.
-    if (buffer.detached) return new Uint8Array(0);
+    if (isDetachedBuffer(buffer)) return new Uint8Array(0);
     return this.#bytes = new Uint8Array(buffer, owner[kBufferOffset] + this.#offset, this.#length);
   }
 

@@ -31,12 +31,30 @@ export function internalOnly(key: unknown, what: string, use: string): void {
 // This thread runs JS: what it maps is let go when it ends (a terminated Worker's heap releases nothing).
 fn.pageio_thread_attach();
 
+// The intrinsics revocation stands on, taken at load and called without a lookup user code can redefine
+// (`ArrayBuffer.prototype.transfer`, the `detached` getter, `Function.prototype.call`): a redefined `transfer`
+// that detached nothing left every view live over memory that was then unmapped (a crash on Deno) or reused.
+const uncurry = Function.prototype.bind.bind(Function.prototype.call) as <T, A extends unknown[], R>(
+  method: (this: T, ...args: A) => R,
+) => (self: T, ...args: A) => R;
+const transferIntrinsic = uncurry(
+  ArrayBuffer.prototype.transfer as (this: ArrayBuffer, length?: number) => ArrayBuffer,
+);
+const detachedIntrinsic = uncurry(
+  Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "detached")!.get! as (this: ArrayBuffer) => boolean,
+);
+
+/** Whether pageio's own `buffer` was detached (transferred away, or revoked), by the intrinsic getter. */
+export function isDetachedBuffer(buffer: ArrayBuffer): boolean {
+  return detachedIntrinsic(buffer);
+}
+
 /**
  * Revokes a view pageio made: every array on `buffer` reads as empty from now on. Returns false when the
  * buffer was already detached by someone else (`transfer()`, a structuredClone or postMessage transfer
  * list): then its memory lives on in another ArrayBuffer and must never be unmapped or reused under it.
  */
 export function revoke(buffer: ArrayBuffer, keep: boolean): { escaped: boolean; buffer: ArrayBuffer | null } {
-  if (buffer.detached) return { escaped: true, buffer: null };
-  return { escaped: false, buffer: keep ? buffer.transfer() : (buffer.transfer(0), null) };
+  if (detachedIntrinsic(buffer)) return { escaped: true, buffer: null };
+  return { escaped: false, buffer: keep ? transferIntrinsic(buffer) : (transferIntrinsic(buffer, 0), null) };
 }

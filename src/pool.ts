@@ -10,6 +10,7 @@ import { checkInteger, checkOptions, stateError, unwrap } from "./errors.ts";
 import { PageHead } from "./head.ts";
 import {
   internalOnly,
+  isDetachedBuffer,
   kAlive,
   kBufferOffset,
   kConstruct,
@@ -124,7 +125,8 @@ class Slabs {
 
   /** Whether page `index`'s buffer is still this pool's own (not detached by a `transfer()` elsewhere). */
   intact(index: number): boolean {
-    return this.buffers[index]?.detached === false;
+    const buffer = this.buffers[index];
+    return buffer !== null && buffer !== undefined && !isDetachedBuffer(buffer);
   }
 
   /** Revokes page `index`'s views; false when its buffer escaped (then the page must never be reused). */

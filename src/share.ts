@@ -6,7 +6,7 @@
  */
 import { errno, fn, native } from "../ffi/native.ts";
 import { checkInteger, PageIoError, unwrap } from "./errors.ts";
-import { internalOnly, kConstruct, kRegion, kRelease, kRetain } from "./internal.ts";
+import { internalOnly, kConstruct, kRegion, kRelease, kRetain, revoke } from "./internal.ts";
 import type { Page } from "./pool.ts";
 
 /**
@@ -103,10 +103,8 @@ export class SharedView {
     const buffer = this.#buffer;
     this.#buffer = null;
     this.#bytes = new Uint8Array(0);
-    if (buffer !== null) {
-      if (buffer.byteLength !== this.byteLength) return; // detached by someone else: it escaped, keep the memory
-      buffer.transfer(0); // every view on it now has length 0
-    }
+    // Every view on it now has length 0; detached by someone else, it escaped: keep the memory.
+    if (buffer !== null && revoke(buffer, false).escaped) return;
     unwrap(fn.pageio_share_drop(id), "share drop");
   }
 

@@ -309,3 +309,43 @@ test("a head queued on each of its references already is ERR_BUSY to queue again
   assert.equal(pool.stats.inUse, 0);
   pool.close();
 });
+
+test("ArrayBuffer.prototype.transfer and detached redefined after load never keep a view live over memory pageio unmapped or reused", () => {
+  // Before: revocation called the redefined `transfer`, which detached nothing: every view stayed live over
+  // memory that was then unmapped (SIGSEGV on Deno) or handed to the page's next owner (its bytes, on Bun).
+  const run = runScript(`
+    import { mapAnonymous, Page, PagePool } from "${root}mod.ts";
+    const seen = {};
+    Object.defineProperty(ArrayBuffer.prototype, "transfer", { configurable: true, writable: true, value: () => new ArrayBuffer(0) });
+    Object.defineProperty(ArrayBuffer.prototype, "detached", { configurable: true, get: () => false });
+    const memory = mapAnonymous(1 << 20);
+    const view = memory.bytes;
+    view[5] = 5;
+    memory.unmap();
+    seen.unmapped = [view.length, view[5] ?? null];
+    const pool = new PagePool({ pages: 1, maxPages: 1 });
+    const page = pool.acquire();
+    const old = page.bytes;
+    const head = page.head(0, 8);
+    const headView = head.bytes;
+    head.release();
+    page.release();
+    const next = pool.acquire();
+    next.bytes.fill(9);
+    seen.reused = [old.length, old[0] ?? null, headView.length];
+    const shared = Page.fromShared(next.share());
+    const sharedView = shared.bytes;
+    shared.release();
+    next.release();
+    pool.close();
+    seen.shared = [sharedView.length, sharedView[0] ?? null];
+    console.log(JSON.stringify(seen));
+  `);
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").at(-1)!), {
+    unmapped: [0, null],
+    reused: [0, null, 0],
+    shared: [0, null],
+  });
+});
