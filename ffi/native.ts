@@ -17,12 +17,13 @@ export const native: Binding = load();
 /** Everything `pageio_*` returns is >= 0 on success and -errno on failure. */
 export const fn = native.functions;
 
-const nameBuffer = new Uint8Array(256);
+const NAME_BYTES = 256;
+const nameBuffer = new Uint8Array(NAME_BYTES);
 const decoder = new TextDecoder();
 
 /** The platform's name and text for an errno value: `["ENOENT", "No such file or directory"]`. */
 export function describeErrno(errno: number): [code: string, text: string] {
-  const length = fn.pageio_errno_name(errno, nameBuffer, nameBuffer.length);
+  const length = fn.pageio_errno_name(errno, nameBuffer, NAME_BYTES);
   if (length <= 0) return [`E${errno}`, `errno ${errno}`];
   const [name, ...text] = decoder.decode(nameBuffer.subarray(0, length)).split(" ");
   return ["E" + name, text.join(" ")];

@@ -88,7 +88,7 @@ export class Brigade {
       if (!isHead(chunk) || fileSpan(chunk) !== null) return 0;
     }
     const packed = shared.pack(this.#chunks, this.#start, this.#chunks.length, this.#lengths);
-    const id = fn.pageio_behind_submit(fd, packed.list, packed.list.byteLength, packed.count);
+    const id = fn.pageio_behind_submit(fd, packed.list, packed.listBytes, packed.count);
     return id > 0 ? id : 0;
   }
 

@@ -5,6 +5,7 @@
 import { abi, errno, fn, native } from "../ffi/native.ts";
 import { checkInteger, checkOptions, PageIoError, stateError, unwrap } from "./errors.ts";
 import { forget, untrack } from "./reactor.ts";
+import { lengthOf } from "./internal.ts";
 
 /**
  * `"r"` read; `"r+"` read and write; `"w"` write, create, truncate; `"w+"` read and write, create, truncate;
@@ -152,7 +153,7 @@ export function openFile(path: string | URL, mode: FileMode = "r", options: Open
   const bytes = encoder.encode(p);
   const flags = (options.noFollow ? OpenFlags.bits.no_follow : 0) |
     (options.nonBlocking ? OpenFlags.bits.non_blocking : 0);
-  const fd = unwrap(fn.pageio_open(bytes, bytes.length, index, flags), "open", p);
+  const fd = unwrap(fn.pageio_open(bytes, lengthOf(bytes), index, flags), "open", p);
   return owned(new FileHandle(fd, p));
 }
 
@@ -219,7 +220,7 @@ export function openBeneath(dir: FileHandle, path: string): FileHandle {
   const full = dir.path === undefined ? path : `${dir.path.replace(/\/+$/, "")}/${path}`;
   checkAccess("read", full, "openat2");
   const bytes = encoder.encode(path);
-  const fd = fn.pageio_open_beneath(dir.fd, bytes, bytes.length);
+  const fd = fn.pageio_open_beneath(dir.fd, bytes, lengthOf(bytes));
   if (fd === -errno.EXDEV) { // the kernel's text for it, "invalid cross-device link", would mislead here
     throw new PageIoError("EXDEV", `EXDEV: '${path}' resolves outside its directory, openat2 '${full}'`, {
       errno: errno.EXDEV,

@@ -181,6 +181,9 @@ interface StagedTarget {
 export class PackedList {
   list: Uint32Array;
   staging: Uint8Array;
+  // Their lengths, kept here: read from the arrays they would go through getters user code can redefine.
+  listBytes: number;
+  stagingBytes: number;
   stagingUsed = 0;
   /** Descriptors packed (a chunk longer than ENTRY_BYTES_MAX takes several, a run of staged ones one). */
   count = 0;
@@ -193,7 +196,9 @@ export class PackedList {
 
   /** Room for `entries` descriptors and `stagingBytes` staged bytes; both grow when needed. */
   constructor(entries = IOV_MAX, stagingBytes = 64 * 1024) {
-    this.list = new Uint32Array(offHeap(4 * WORDS * entries));
+    this.listBytes = 4 * WORDS * entries;
+    this.list = new Uint32Array(offHeap(this.listBytes));
+    this.stagingBytes = stagingBytes;
     this.staging = new Uint8Array(offHeap(stagingBytes));
   }
 
@@ -227,23 +232,25 @@ export class PackedList {
   /** Room for `entries` more descriptors, keeping those packed. */
   #ensure(entries: number): void {
     const words = this.#at + WORDS * entries;
-    if (words <= this.list.length) return;
+    if (4 * words <= this.listBytes) return;
     if (words * 4 > 0xffff_ffff) throw new RangeError(`a gather list of ${words / WORDS} descriptors is too long`);
-    const grown = new Uint32Array(offHeap(4 * Math.max(words, this.list.length * 2)));
+    const bytes = 4 * Math.max(words, this.listBytes / 2);
+    const grown = new Uint32Array(offHeap(bytes));
     grown.set(this.list.subarray(0, this.#at));
     this.list = grown;
+    this.listBytes = bytes;
   }
 
   /** Reserves `length` staging bytes (growing it, keeping what is staged); -1 when over STAGING_BYTES_MAX. */
   #reserve(length: number): number {
     const at = this.stagingUsed;
-    if (at + length > this.staging.length) {
+    if (at + length > this.stagingBytes) {
       if (at + length > STAGING_BYTES_MAX) return -1;
-      const grown = new Uint8Array(
-        offHeap(Math.min(STAGING_BYTES_MAX, Math.max(at + length, this.staging.length * 2, 4096))),
-      );
+      const bytes = Math.min(STAGING_BYTES_MAX, Math.max(at + length, this.stagingBytes * 2, 4096));
+      const grown = new Uint8Array(offHeap(bytes));
       grown.set(this.staging.subarray(0, at));
       this.staging = grown;
+      this.stagingBytes = bytes;
     }
     this.stagingUsed = at + length;
     return at;
@@ -345,7 +352,7 @@ export class PackedList {
         }
         const offset = this.#stagingFor(bytes, length, limit, held);
         if (offset >= 0) {
-          fn.pageio_stage(this.staging, this.staging.byteLength, offset, bytes, length);
+          fn.pageio_stage(this.staging, this.stagingBytes, offset, bytes, length);
           this.#span(STAGING_REGION, offset, length, end - i - 1);
         } else this.#span(ADDRESS_REGION, fn.pageio_address(bytes), length, end - i - 1);
       }
@@ -493,20 +500,20 @@ class ListCall implements Call {
   }
 
   get args(): readonly unknown[] {
-    const { list, staging, stagingUsed, count, out } = this.packed;
+    const { list, listBytes, staging, stagingUsed, count, out } = this.packed;
     const lend = this.name === "pageio_vmsplice";
-    return [this.fd, list, list.byteLength, count, lend ? null : staging, lend ? 0 : stagingUsed, this.callsMax, out];
+    return [this.fd, list, listBytes, count, lend ? null : staging, lend ? 0 : stagingUsed, this.callsMax, out];
   }
 
   run(): number {
-    const { list, staging, stagingUsed, count, out } = this.packed;
+    const { list, listBytes, staging, stagingUsed, count, out } = this.packed;
     if (this.name === "pageio_writev") {
-      return fn.pageio_writev(this.fd, list, list.byteLength, count, staging, stagingUsed, this.callsMax, out);
+      return fn.pageio_writev(this.fd, list, listBytes, count, staging, stagingUsed, this.callsMax, out);
     }
     if (this.name === "pageio_readv") {
-      return fn.pageio_readv(this.fd, list, list.byteLength, count, staging, stagingUsed, this.callsMax, out);
+      return fn.pageio_readv(this.fd, list, listBytes, count, staging, stagingUsed, this.callsMax, out);
     }
-    return fn.pageio_vmsplice(this.fd, list, list.byteLength, count, null, 0, this.callsMax, out);
+    return fn.pageio_vmsplice(this.fd, list, listBytes, count, null, 0, this.callsMax, out);
   }
 }
 

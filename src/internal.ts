@@ -44,6 +44,18 @@ const detachedIntrinsic = uncurry(
   Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "detached")!.get! as (this: ArrayBuffer) => boolean,
 );
 
+const byteLengthIntrinsic = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), "byteLength")!
+  .get! as (this: ArrayBufferView) => number;
+
+/**
+ * Bytes in a typed array by the intrinsic getter (0 when detached), for every length that goes to the native
+ * side with the array: a redefined `length` or `byteLength` (on %TypedArray%.prototype) made it read and write
+ * past the array (a BYOB read into a readable's `pread`, an encoded path, a socket address).
+ */
+export function lengthOf(bytes: ArrayBufferView): number {
+  return byteLengthIntrinsic.call(bytes);
+}
+
 /** Whether pageio's own `buffer` was detached (transferred away, or revoked), by the intrinsic getter. */
 export function isDetachedBuffer(buffer: ArrayBuffer): boolean {
   return detachedIntrinsic(buffer);

@@ -10,7 +10,7 @@ import { abortError, type AsyncOptions } from "./drive.ts";
 import { readv, readvAsync } from "./gather.ts";
 import { waitReady } from "./reactor.ts";
 import type { PageHead } from "./head.ts";
-import { kConstruct, kRelease } from "./internal.ts";
+import { kConstruct, kRelease, lengthOf } from "./internal.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
 import { type Page, PagePool } from "./pool.ts";
 import { pageSize } from "./system.ts";
@@ -287,7 +287,7 @@ export class PageReader implements Iterable<PageHead> {
 
   /** Reads into `into` at the reader's position, up to the range's end; ERR_FILE_TRUNCATED if cut. */
   #pread(into: Uint8Array): number {
-    const want = Math.min(into.byteLength, this.#end - this.#position, 2 ** 31);
+    const want = Math.min(lengthOf(into), this.#end - this.#position, 2 ** 31); // what `into` really holds
     if (want === 0) return 0;
     const read = unwrap(fn.pageio_pread(fdOf(this.#file), into, want, this.#position), "pread", this.#path);
     if (read === 0) this.#checkSize(this.#position + 1);

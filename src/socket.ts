@@ -64,7 +64,8 @@ const ACCEPT_PAUSE_MS = 50;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const out = new Float64Array(2);
-const addressText = new Uint8Array(256);
+const ADDRESS_TEXT_BYTES = 256;
+const addressText = new Uint8Array(ADDRESS_TEXT_BYTES);
 
 /** A host as the native side parses it: a numeric address without brackets. */
 function numericHost(hostname: unknown, fallback: string): string {
@@ -104,7 +105,7 @@ function checkUnixPath(path: unknown, syscall: string): string {
 }
 
 function addressOf(fd: number, peer: boolean, syscall: string): NetAddr {
-  const length = unwrap(fn.pageio_socket_address(fd, peer ? 1 : 0, addressText, addressText.length, out), syscall);
+  const length = unwrap(fn.pageio_socket_address(fd, peer ? 1 : 0, addressText, ADDRESS_TEXT_BYTES, out), syscall);
   const text = decoder.decode(addressText.subarray(0, length));
   return FAMILIES[out[0]] === "unix"
     ? { transport: "unix", path: text }
@@ -630,7 +631,7 @@ export function listen(options: TcpListenOptions | UnixListenOptions): Listener 
     const path = checkUnixPath(options.path, "listen");
     const bytes = encoder.encode(path);
     return new Listener(
-      unwrap(fn.pageio_socket_listen(TRANSPORT_UNIX, bytes, bytes.length, 0, backlog, 0), "listen", path),
+      unwrap(fn.pageio_socket_listen(TRANSPORT_UNIX, bytes, lengthOf(bytes), 0, backlog, 0), "listen", path),
       kConstruct,
       path,
     );
@@ -642,7 +643,7 @@ export function listen(options: TcpListenOptions | UnixListenOptions): Listener 
   const flags = options.reusePort ? LISTEN_REUSE_PORT : 0;
   return new Listener(
     unwrap(
-      fn.pageio_socket_listen(TRANSPORT_TCP, bytes, bytes.length, port, backlog, flags),
+      fn.pageio_socket_listen(TRANSPORT_TCP, bytes, lengthOf(bytes), port, backlog, flags),
       "listen",
       netPermission(host, port),
     ),
@@ -680,7 +681,7 @@ function connectTarget(options: ConnectOptions | NetAddr, syscall: string) {
 export function connect(options: (ConnectOptions | NetAddr) & { timeout?: number }): Socket {
   const wait = options?.timeout === undefined ? WAIT_FOREVER : checkInteger("timeout", options.timeout, 1, 2 ** 31 - 1);
   const { transport, bytes, port, path } = connectTarget(options, "connect");
-  const fd = unwrap(fn.pageio_socket_connect(transport, bytes, bytes.length, port, wait, out), "connect", path);
+  const fd = unwrap(fn.pageio_socket_connect(transport, bytes, lengthOf(bytes), port, wait, out), "connect", path);
   return new Socket(fd, kConstruct);
 }
 
@@ -701,12 +702,12 @@ export async function connectAsync(
 ): Promise<Socket> {
   const { transport, bytes, port, path } = connectTarget(options, "connect");
   const signal = signalOf(abort, "connectAsync");
-  let fd = fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out);
+  let fd = fn.pageio_socket_connect(transport, bytes, lengthOf(bytes), port, 0, out);
   // A unix listener whose backlog is full refuses at once (EAGAIN), and no readiness says when it has room:
   // try again after a pause (1 ms, doubling up to 50), as the blocking connect does.
   for (let pause = 1; fd === -errno.EAGAIN && transport === TRANSPORT_UNIX; pause = Math.min(2 * pause, 50)) {
     await delay(pause, signal);
-    fd = fn.pageio_socket_connect(transport, bytes, bytes.length, port, 0, out);
+    fd = fn.pageio_socket_connect(transport, bytes, lengthOf(bytes), port, 0, out);
   }
   const socket = new Socket(unwrap(fd, "connect", path), kConstruct);
   if (out[0] === 0) return socket;
@@ -745,7 +746,7 @@ export function adoptSocket(fd: number, options: { duplicate?: boolean } = {}): 
 
 /** Whether a connect in progress has finished (a peer name exists only then). */
 function connected(fd: number): boolean {
-  const result = fn.pageio_socket_address(fd, 1, addressText, addressText.length, out);
+  const result = fn.pageio_socket_address(fd, 1, addressText, ADDRESS_TEXT_BYTES, out);
   if (result === -errno.ENOTCONN) return false;
   unwrap(result, "getpeername");
   return true;

@@ -349,3 +349,45 @@ test("ArrayBuffer.prototype.transfer and detached redefined after load never kee
     shared: [0, null],
   });
 });
+
+test("a redefined length or byteLength on %TypedArray%.prototype never reaches the native side: BYOB reads, paths, sockets and long gather lists stay inside their arrays", () => {
+  // Before: a BYOB read of a file's readable gave pread the lie as its length (heap corruption on Deno), an
+  // encoded path or socket address was cut or overrun, and a gather list that grew read descriptors past its end.
+  const dir = tempDir();
+  writeFileSync(join(dir, "in.bin"), "0123456789abcdef");
+  const run = runScript(`
+    import { connect, listen, openFile, PageReader, readv, writev } from "${root}mod.ts";
+    const dir = ${JSON.stringify(dir)};
+    const seen = {};
+    const typed = Object.getPrototypeOf(Uint8Array.prototype);
+    let lie = 0;
+    for (const key of ["length", "byteLength"]) {
+      const real = Object.getOwnPropertyDescriptor(typed, key).get;
+      Object.defineProperty(typed, key, { configurable: true, get() { return lie || real.call(this); } });
+    }
+    const reader = new PageReader(dir + "/in.bin").readable.getReader({ mode: "byob" });
+    lie = 1 << 24;
+    const { value } = await reader.read(new Uint8Array(10));
+    seen.byob = String.fromCharCode(...Array.from({ length: 10 }, (_, i) => value[i]));
+    await reader.cancel();
+    seen.open = openFile(dir + "/in.bin").size();
+    lie = 3;
+    const listener = listen({ path: dir + "/socket" });
+    const client = connect({ path: dir + "/socket" });
+    seen.socket = [listener.addr.path === dir + "/socket", client.remoteAddr.path === dir + "/socket"];
+    lie = 1 << 28;
+    const many = Array.from({ length: 3000 }, () => new Uint8Array(100));
+    seen.gather = [writev(openFile("/dev/null", "w"), many), readv(openFile("/dev/zero"), many)];
+    lie = 0;
+    console.log(JSON.stringify(seen));
+    process.exit(0);
+  `);
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").at(-1)!), {
+    byob: "0123456789",
+    open: 16,
+    socket: [true, true],
+    gather: [300_000, 300_000],
+  });
+});
