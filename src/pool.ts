@@ -311,15 +311,20 @@ export class PagePool {
     const first = this.#total;
     // The last slab may hold pages past maxPages: they are never handed out.
     const total = Math.min(first + this.#pagesPerSlab, this.maxPages);
-    const free = new Int32Array(total);
-    free.set(this.#free.subarray(0, this.#freeCount));
-    const viewed = new Uint8Array(total);
-    viewed.set(this.#viewed);
+    if (total > this.#free.length) {
+      // Room for twice as many: grown by one slab at a time, copying them all each time was quadratic (a pool of
+      // 2^24 pages took minutes to set up).
+      const room = Math.min(this.maxPages, Math.max(total, 2 * this.#free.length));
+      const free = new Int32Array(room);
+      free.set(this.#free.subarray(0, this.#freeCount));
+      const viewed = new Uint8Array(room);
+      viewed.set(this.#viewed);
+      this.#free = free;
+      this.#viewed = viewed;
+    }
     // Lowest index on top of the stack, so pages go out in address order.
-    for (let index = total - 1; index >= first; index--) free[this.#freeCount++] = index;
+    for (let index = total - 1; index >= first; index--) this.#free[this.#freeCount++] = index;
     this.#total = total;
-    this.#free = free;
-    this.#viewed = viewed;
   }
 
   #unmapSlabs(): void {

@@ -262,6 +262,33 @@ test("a pool whose construction fails leaves nothing mapped", { timeout: 60_000 
   assert.ok(out.filled > 60_000);
 });
 
+test("a pool set up with 2^24 pages grows its page lists by doubling: it is made or refused at once, not after minutes", () => {
+  // Before: every slab copied the whole free list and view marks into new arrays one slab longer, so 2^24
+  // pages (65 536 slabs) took about 2^15 times as long as 2^19 pages (half a second): many minutes.
+  const run = runScript(
+    `
+    import { PagePool, pageSize } from "${root}mod.ts";
+    import { liveRegionCount } from "${root}src/system.ts";
+    const before = liveRegionCount();
+    let outcome;
+    try {
+      const pool = new PagePool({ pageSize, pages: 2 ** 24, maxPages: 2 ** 24 });
+      outcome = pool.stats.total;
+      pool.close();
+    } catch (e) {
+      outcome = e.code;
+    }
+    console.log(JSON.stringify({ outcome, leftMapped: liveRegionCount() - before }));
+  `,
+    { timeout: 120_000 },
+  );
+  assert.equal(run.signal, null, "the child was killed at its 120 s bound");
+  assert.equal(run.status, 0, run.stderr);
+  const out = JSON.parse(run.stdout.trim());
+  assert.ok(out.outcome === 2 ** 24 || out.outcome === "ENOMEM", run.stdout);
+  assert.equal(out.leftMapped, 0);
+});
+
 test("Page and PagePool internals are out of reach: no refcount or raw view can be touched from outside", () => {
   using pool = new PagePool({ pages: 1 });
   const page = pool.acquire();
