@@ -28,6 +28,16 @@ export interface Call {
   /** What the call waits for on a blocking descriptor, and how many bytes it moves at most. */
   readonly interest?: Interest;
   readonly bytes?: number;
+  /**
+   * After a wait for a blocking descriptor, in which user code ran: throws if memory the call names is gone
+   * (an array transferred away, a head released), as the planner's own checks after its waits do.
+   */
+  check?(): void;
+  /**
+   * Before the call goes off the JS thread, where it runs on while user code does: makes what it names the
+   * call's own (copies of arrays passed by address, its heads' pages held); returns what lets go of them.
+   */
+  hold?(): () => void;
 }
 
 /**
@@ -158,12 +168,21 @@ async function blockingCall(
   signal: AbortSignal | undefined,
   offThread: Record<string, (...args: unknown[]) => Promise<number>>,
 ): Promise<number> {
-  if (call.interest === undefined || threadAlways) return await offThread[call.name](...call.args);
-  if (fn.pageio_wait_fd(fd, call.interest === "read" ? READ : WRITE, 0) === 0) {
-    await waitReady(fd, call.interest, signal);
+  if (call.interest !== undefined && !threadAlways) {
+    if (fn.pageio_wait_fd(fd, call.interest === "read" ? READ : WRITE, 0) === 0) {
+      await waitReady(fd, call.interest, signal);
+      call.check?.(); // the caller's code ran meanwhile: a read into freed memory crashed Bun
+    }
+    if (device || call.interest === "read" || (call.bytes ?? Infinity) <= SMALL_WRITE_BYTES) return call.run();
   }
-  if (device || call.interest === "read" || (call.bytes ?? Infinity) <= SMALL_WRITE_BYTES) return call.run();
-  return await offThread[call.name](...call.args);
+  // Off the JS thread the caller's code runs during the call: a head it released had its page's next owner's
+  // bytes written, an array it transferred away freed memory read or written.
+  const release = call.hold?.();
+  try {
+    return await offThread[call.name](...call.args);
+  } finally {
+    release?.();
+  }
 }
 
 /** An operation's planner passes every error through this: `bytesTransferred` counts all of its steps. */

@@ -32,7 +32,8 @@ import {
 import { checkAsyncOptions, unwrap } from "./errors.ts";
 import { describe, fdOf, type Target, waitsFor } from "./file.ts";
 import type { Interest } from "./reactor.ts";
-import { headInternals, type PageHead } from "./head.ts";
+import { headInternals, type HeadOwner, type PageHead } from "./head.ts";
+import { kRelease } from "./internal.ts";
 import { Page } from "./pool.ts";
 
 /** What a gather write takes: heads, and plain byte arrays (small ones are copied, large ones passed by address). */
@@ -51,7 +52,7 @@ const detachedGetter = getterOf(ArrayBuffer.prototype, "detached") as (this: Arr
 const resizableGetter = getterOf(ArrayBuffer.prototype, "resizable") as (this: ArrayBuffer) => boolean;
 const growableGetter = getterOf(SharedArrayBuffer.prototype, "growable") as (this: SharedArrayBuffer) => boolean;
 const isView = ArrayBuffer.isView;
-const { isHead, pack: packHead, span: headSpan, length: headLength } = headInternals;
+const { isHead, pack: packHead, span: headSpan, length: headLength, hold: holdHead } = headInternals;
 const pageHead = Page.prototype.head;
 
 /** @internal Bytes in a plain array, through the intrinsic getter (0 when detached or out of bounds). */
@@ -429,6 +430,55 @@ export class PackedList {
     }
   }
 
+  /**
+   * Makes the list its own for a call off the JS thread: each head's page or mapping is held and, for a write
+   * (`copy`), each array it names by address is copied into staging. (Reads go off the thread only under
+   * PAGEIO_ASYNC=thread; a lend names pool pages only.) Checked by `checkHeld` just before: every address is
+   * live. Returns what lets go of the heads' owners.
+   */
+  own(copy: boolean): () => void {
+    const held = this.held ?? [];
+    const owners: HeadOwner[] = [];
+    for (let i = this.#heldStart; i < this.#heldEnd; i++) {
+      if (!isView(held[i])) owners.push(holdHead(held[i] as PageHead));
+    }
+    if (copy) this.#copyAddressed(held);
+    return () => {
+      for (const owner of owners) owner[kRelease]();
+    };
+  }
+
+  /** Descriptors by address become staged copies (from the held arrays that hold those bytes). */
+  #copyAddressed(held: readonly unknown[]): void {
+    const list = this.list;
+    let next = this.#heldStart; // descriptors come in the order of their chunks
+    for (let entry = 0; entry < this.count; entry++) {
+      const at = WORDS * entry;
+      if (list[at] !== ADDRESS_REGION) continue;
+      const address = list[at + 1] + list[at + 2] * 0x1_0000_0000, length = list[at + 3];
+      for (; next < this.#heldEnd; next++) {
+        const bytes = held[next];
+        if (!isView(bytes)) continue;
+        const start = byteLengthGetter.call(bytes as Uint8Array) === 0 ? -1 : fn.pageio_address(bytes);
+        const end = start + byteLengthGetter.call(bytes as Uint8Array);
+        if (start < 0 || address < start || address + length > end) continue;
+        const offset = this.#reserve(length);
+        if (offset < 0) return; // past STAGING_BYTES_MAX: the rest stays by address
+        fn.pageio_stage(
+          this.staging,
+          this.stagingBytes,
+          offset,
+          viewOf(bytes as Uint8Array, address - start, length),
+          length,
+        );
+        list[at] = STAGING_REGION;
+        list[at + 1] = offset;
+        list[at + 2] = 0;
+        break;
+      }
+    }
+  }
+
   /** Copies what a scatter read put in staging into its targets (bytes fill the targets in order). */
   copyBack(staged: StagedTarget[], bytesRead: number): void {
     for (const { target, position, stagingOffset, length } of staged) {
@@ -497,6 +547,15 @@ class ListCall implements Call {
 
   get bytes(): number {
     return this.packed.byteLength();
+  }
+
+  check(): void {
+    this.packed.checkHeld();
+  }
+
+  hold(): () => void {
+    this.packed.checkHeld();
+    return this.packed.own(this.name === "pageio_writev");
   }
 
   get args(): readonly unknown[] {

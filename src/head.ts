@@ -93,6 +93,11 @@ export interface HeadInternals {
   readonly enqueue: (head: PageHead) => boolean;
   /** A brigade lets go of the reference it took (before it releases the head, or on a failed append). */
   readonly dequeue: (head: PageHead) => void;
+  /**
+   * Holds a live head's page or mapping for a call that runs off the JS thread (its caller may release the
+   * head meanwhile): the owner is returned, to be let go with `[kRelease]()` once the call has returned.
+   */
+  readonly hold: (head: PageHead) => HeadOwner;
 }
 let internals: HeadInternals;
 
@@ -175,6 +180,11 @@ export class PageHead {
       },
       dequeue: (head: PageHead) => {
         if (head.#queued > 0) head.#queued--;
+      },
+      hold: (head: PageHead) => {
+        const owner = head.#live("gather");
+        owner[kRetain]();
+        return owner;
       },
     });
   }

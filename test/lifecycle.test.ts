@@ -414,3 +414,92 @@ test("an async call's arrays and heads are checked after each wait: transferred 
     nextOwner: true,
   });
 });
+
+test("on a blocking pipe, an async call's memory is checked after its wait and held while it runs off the JS thread: never freed or another owner's memory", () => {
+  // Before: the wait for a blocking descriptor was no planner wait, so nothing was checked after it (a read
+  // into a transferred array's freed memory crashed Bun), and a write that went off the JS thread read on
+  // from memory the caller meanwhile transferred and reused, released to the page's next owner, or unmapped.
+  const run = runScript(
+    `
+    import { mapAnonymous, PagePool, pipe, readv, readvAsync, writev, writevAsync } from "${root}mod.ts";
+    const gc = typeof Deno !== "undefined" ? globalThis.gc : () => Bun.gc(true);
+    const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+    const out = {};
+    const drain = async (r, total, expected) => {
+      const buf = new Uint8Array(1 << 20);
+      let foreign = 0;
+      for (let got = 0; got < total;) {
+        const n = readv(r, [buf]);
+        for (let i = 0; i < n; i++) if (buf[i] !== expected) foreign++;
+        got += n;
+        await sleep(0);
+      }
+      return foreign;
+    };
+    {
+      const [r, w] = pipe({ nonBlocking: false });
+      let target = new Uint8Array(16 << 20);
+      const reading = readvAsync(r, [target]);
+      await sleep(20);
+      target.buffer.transfer(16); target = null; gc();
+      const victims = Array.from({ length: 4 }, () => new Uint8Array(16 << 20).fill(7));
+      writev(w, [new Uint8Array(4096).fill(0xab)]);
+      out.read = await reading.then((n) => n, (e) => e.constructor.name);
+      out.readVictims = victims.every((v) => v.every((b) => b === 7));
+    }
+    {
+      const [r, w] = pipe({ nonBlocking: false });
+      const source = new Uint8Array(8 << 20).fill(0x11);
+      const writing = writevAsync(w, [source]);
+      await sleep(20);
+      new Uint8Array(source.buffer.transfer()).fill(0x5a); // the caller's memory again, reused
+      const foreign = drain(r, 8 << 20, 0x11);
+      out.array = [await writing, await foreign];
+    }
+    {
+      const [r, w] = pipe({ nonBlocking: false });
+      const pool = new PagePool({ pageSize: 1 << 20, pages: 16 });
+      const heads = Array.from({ length: 8 }, () => {
+        const page = pool.acquire();
+        page.bytes.fill(0x22);
+        const head = page.head();
+        page.release();
+        return head;
+      });
+      const writing = writevAsync(w, heads);
+      await sleep(20);
+      heads.forEach((head) => head.release());
+      const next = Array.from({ length: 8 }, () => pool.acquire().bytes.fill(0x5a));
+      const foreign = drain(r, 8 << 20, 0x22);
+      out.heads = [await writing, await foreign, pool.stats.inUse];
+      next.length = 0;
+    }
+    {
+      const [r, w] = pipe({ nonBlocking: false });
+      const memory = mapAnonymous(8 << 20);
+      memory.bytes.fill(0x33);
+      const head = memory.head();
+      const writing = writevAsync(w, [head]);
+      await sleep(20);
+      head.release();
+      memory.unmap();
+      const others = Array.from({ length: 4 }, () => mapAnonymous(8 << 20).bytes.fill(0x5a));
+      const foreign = drain(r, 8 << 20, 0x33);
+      out.mapping = [await writing, await foreign];
+      others.length = 0;
+    }
+    console.log(JSON.stringify(out));
+    process.exit(0);
+  `,
+    { denoFlags: ["--v8-flags=--expose-gc"] },
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").at(-1)!), {
+    read: "TypeError",
+    readVictims: true,
+    array: [8 << 20, 0],
+    heads: [8 << 20, 0, 8],
+    mapping: [8 << 20, 0],
+  });
+});

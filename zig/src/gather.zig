@@ -7,6 +7,7 @@ const errno = @import("errno.zig");
 const Errno = errno.Errno;
 const regions = @import("regions.zig");
 const guard = @import("guard.zig");
+const mappings = @import("mapping.zig");
 
 /// One entry of the packed list, 16 bytes, as `src/gather.ts` writes it (DESCRIPTOR_BYTES there). A chunk
 /// longer than `entry_bytes_max` comes as several entries, so no length ever wraps at 2^32.
@@ -67,8 +68,16 @@ pub fn transfer(
     var resolver: regions.Resolver = .{};
     var batch: Batch = .{};
     var open = true;
-    for (descriptors) |d| {
+    // Off a JS thread (Deno's non-blocking calls, Bun's worker) the call waits in the kernel while its JS
+    // thread goes on, and may unmap what the descriptors name (a mapping, a ring): each region is held until
+    // the call returns, so the kernel never reads or writes memory that is gone or mapped anew.
+    const pin = regions.currentThread() == 0;
+    var pinned: usize = 0;
+    defer if (pin) unpin(descriptors[0..pinned]);
+    for (descriptors, 0..) |d, i| {
         if (d.length > entry_bytes_max) return error.INVAL;
+        if (pin and pinsRegion(descriptors, i)) regions.retain(d.region) catch return error.FAULT;
+        pinned = i + 1;
         const base = try address(&resolver, d, staging);
         if (open) open = batch.add(&iov, base, d.length);
     }
@@ -113,6 +122,20 @@ pub fn transfer(
         if (moved == 0) return; // end of file, or a zero-length write: never spin
         advance(descriptors, &index, &skip, moved);
         if (direction == .read and moved < batch_bytes) return;
+    }
+}
+
+/// Whether descriptor `i` holds its region for the call: a region's first descriptor of a run (one hold a run).
+fn pinsRegion(descriptors: []const Descriptor, i: usize) bool {
+    const region = descriptors[i].region;
+    if (region == staging_region or region == address_region) return false;
+    return i == 0 or descriptors[i - 1].region != region;
+}
+
+/// Lets go of what `transfer` held, the last holder unmapping what its owner let go of meanwhile.
+fn unpin(descriptors: []const Descriptor) void {
+    for (descriptors, 0..) |d, i| {
+        if (pinsRegion(descriptors, i)) mappings.releaseView(d.region) catch {};
     }
 }
 
