@@ -694,7 +694,11 @@ export class PageWriter {
    * ```
    */
   async [Symbol.asyncDispose](): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closed) {
+      // close() during a flush completes when that flush settles: the dispose too (its outcome is its caller's).
+      await this.#flushing?.then(() => {}, () => {});
+      return;
+    }
     try {
       await this.flushAsync();
     } catch (error) {

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type PageIoError, PagePool, PageWriter, SharedRing } from "../mod.ts";
+import { type PageIoError, PagePool, PageReader, PageWriter, pipe, SharedRing } from "../mod.ts";
 import { root, runScript, tempDir } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
@@ -104,4 +104,25 @@ test("await using a PageWriter whose flush fails rejects with the flush's error 
     writer.write("lost");
   }, (e) => code(e) === "ENOSPC");
   assert.throws(() => kept!.write("x"), (e) => code(e) === "ERR_CLOSED");
+});
+
+test("await using a PageWriter closed during a flush ends once that flush settled: everything is written", async () => {
+  // Before: the dispose saw the writer closed and returned at once, with the flush still in flight; closing the
+  // pipe then (as after the block) cut the data short.
+  const [readEnd, writeEnd] = pipe();
+  const received = new Response(new PageReader(readEnd).readable).arrayBuffer();
+  const data = new Uint8Array(4 << 20).fill(7);
+  let kept: PageWriter;
+  {
+    await using writer = new PageWriter(writeEnd);
+    kept = writer;
+    writer.write(data);
+    const flushing = writer.flushAsync(); // more than the pipe holds: it waits on the reader
+    writer.close(); // completes once the flush settles
+    flushing.catch(() => {});
+  }
+  assert.equal(kept.bytesWritten, data.length);
+  writeEnd.close();
+  assert.equal((await received).byteLength, data.length);
+  readEnd.close();
 });
