@@ -104,7 +104,8 @@ export class PageReader implements Iterable<PageHead> {
   readonly #closing = new AbortController();
 
   /**
-   * Reads `source`: a path or `file:` URL (opened here, closed by `close()`), a FileHandle or an fd (left open).
+   * Reads `source`: a path or `file:` URL (opened here; closed by `close()`, or at the end of input once no head
+   * read from it is held), a FileHandle or an fd (left open).
    * A FIFO path opens at once and is read as a pipe: the first read waits for a writer to come (`readAsync` and
    * `readable` off the JS thread), as a blocking `open()` would have, but the constructor never waits.
    */
