@@ -299,10 +299,14 @@ export function mapFile(file: string | URL | FileHandle | number, options: MapFi
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`options must be an object, got ${describe(options)}`);
   }
+  // Read once, before the descriptor is looked at: a getter that closed a FileHandle (its number then naming
+  // the next file opened) ran after, and that other file was mapped.
+  const { write, private: isPrivate, offset, length, populate } = options;
+  const wanted: MapFileOptions = { write, private: isPrivate, offset, length, populate };
   // Non-blocking: the descriptor only lives to be mapped (O_NONBLOCK means nothing to mmap or a regular
   // file), and keeping the open flag saves the fcntl that would clear it.
   const opened = typeof file === "string" || file instanceof URL
-    ? openFile(file, options.write && !options.private ? "r+" : "r", { nonBlocking: true })
+    ? openFile(file, write && !isPrivate ? "r+" : "r", { nonBlocking: true })
     : null;
   try {
     const handle = opened ?? file;
@@ -311,7 +315,7 @@ export function mapFile(file: string | URL | FileHandle | number, options: MapFi
     }
     const fd = fdOf(handle);
     const label = handle instanceof FileHandle && handle.path ? `mapping of '${handle.path}'` : `mapping of fd ${fd}`;
-    return mapDescriptor(fd, options, label, handle instanceof FileHandle ? handle.path : undefined);
+    return mapDescriptor(fd, wanted, label, handle instanceof FileHandle ? handle.path : undefined);
   } finally {
     opened?.close();
   }

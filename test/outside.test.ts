@@ -9,6 +9,7 @@ import {
   connect,
   type FileHandle,
   listen,
+  mapFile,
   openFile,
   type PageIoError,
   PagePool,
@@ -390,4 +391,27 @@ test("a redefined length or byteLength on %TypedArray%.prototype never reaches t
     socket: [true, true],
     gather: [300_000, 300_000],
   });
+});
+
+test("mapFile reads its options before a FileHandle's descriptor: a getter that closes the handle is ERR_CLOSED, never the next file's bytes", () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, "mine.txt"), "MINE");
+  writeFileSync(join(dir, "victim.txt"), "VICTIM");
+  const handle = openFile(join(dir, "mine.txt"));
+  const opened: FileHandle[] = [];
+  // Before: the getter ran after the descriptor was read; the victim got the freed number and was mapped.
+  const options = {
+    get offset() {
+      const fd = handle.fd;
+      handle.close();
+      opened.push(openFile(join(dir, "victim.txt")));
+      assert.equal(opened[0].fd, fd);
+      return 0;
+    },
+  };
+  try {
+    assert.throws(() => mapFile(handle, options), (e: PageIoError) => e.code === "ERR_CLOSED");
+  } finally {
+    opened.forEach((f) => f.close());
+  }
 });
