@@ -215,9 +215,10 @@ export class SharedRing {
    */
   reserve(options?: RingWaitOptions): RingSlot {
     checkOptions(options, "reserve");
+    const timeout = timeoutOf(options); // checked also when the slot is at hand: a bad one is never ignored
     this.#enter("producer", "reserve");
     if (this.#reserved !== null) return this.#reserved;
-    return this.#reserve(runSync(ringPlan("pageio_ring_reserve", this.#region, timeoutOf(options))));
+    return this.#reserve(runSync(ringPlan("pageio_ring_reserve", this.#region, timeout)));
   }
 
   /**
@@ -226,9 +227,10 @@ export class SharedRing {
    */
   async reserveAsync(options?: RingWaitOptions & AsyncOptions): Promise<RingSlot> {
     const signal = checkAsyncOptions(options, "reserveAsync");
+    const timeout = timeoutOf(options); // as in reserve
     this.#enter("producer", "reserveAsync");
     if (this.#reserved !== null) return this.#reserved;
-    const plan = ringPlan("pageio_ring_reserve", this.#region, timeoutOf(options));
+    const plan = ringPlan("pageio_ring_reserve", this.#region, timeout);
     return this.#reserve(await this.#offThread(runAsync(null, -1, plan, signal)));
   }
 

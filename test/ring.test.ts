@@ -165,6 +165,8 @@ test("bad input gets typed errors and leaves the ring intact", () => {
   assert.throws(() => producer.reserve({ timeout: -1 }), RangeError);
   const slot = producer.reserve();
   assert.equal(producer.reserve(), slot, "reserve returns the unpublished slot again");
+  // Checked also when the slot is at hand (before, NaN, -1 and 2^40 were taken without a word).
+  for (const timeout of [NaN, -1, 2 ** 40]) assert.throws(() => producer.reserve({ timeout }), RangeError);
   assert.throws(() => slot.publish(pageSize + 1), RangeError);
   assert.throws(() => slot.publish(1.5), RangeError);
   slot.publish(pageSize);
