@@ -18,6 +18,7 @@ import {
   type Socket,
   socketPair,
   writev,
+  writevAsync,
 } from "../mod.ts";
 import {
   edgeState,
@@ -111,6 +112,47 @@ test("forget rejects the fd's waiters with ERR_CLOSED before its number can be r
     w.close();
   }
 });
+
+test("a read and a write pending on one socket when it closes each report their own bytes, not the other's", async () => {
+  const [a, b] = socketPair();
+  try {
+    const read = readvAsync(a, [new Uint8Array(10)]);
+    const write = writevAsync(a, [new Uint8Array(8 << 20)]); // fills the buffers, then waits
+    await until(() => waitingCount() >= 2);
+    a.close();
+    const [readError, writeError] = await Promise.all([read.catch((e) => e), write.catch((e) => e)]);
+    assert.equal(code(readError), "ERR_CLOSED");
+    assert.equal(code(writeError), "ERR_CLOSED");
+    assert.notEqual(readError, writeError); // one error shared took the write's count into the read's
+    assert.ok(!(readError.bytesTransferred > 0), `the read moved nothing, said ${readError.bytesTransferred}`);
+    assert.ok(writeError.bytesTransferred > 0);
+  } finally {
+    b.close();
+  }
+});
+
+test(
+  "10^5 reads waiting on one descriptor all start and settle, each with its byte",
+  { timeout: 120_000 },
+  async () => {
+    // Each new waiter scanned every other to arm the fd: 10^5 took minutes to start.
+    const [r, w] = socketPair();
+    try {
+      const count = 100_000;
+      const targets = Array.from({ length: count }, () => new Uint8Array(1));
+      const reads = targets.map((target) => readvAsync(r, [target]));
+      const data = new Uint8Array(count).map((_, i) => i % 251);
+      for (let sent = 0; sent < count;) sent += await writevAsync(w, [data.subarray(sent)]);
+      assert.ok((await Promise.all(reads)).every((n) => n === 1));
+      const sum = (bytes: Iterable<number>) => [...bytes].reduce((s, x) => s + x, 0);
+      assert.equal(sum(targets.map((t) => t[0])), sum(data)); // every byte taken once
+      assert.equal(waitingCount(), 0);
+    } finally {
+      r.close();
+      w.close();
+    }
+  },
+);
 
 test("bad input is refused with a typed error", async () => {
   await assert.rejects(waitReady(0, "sideways" as "read"), TypeError);
