@@ -4,7 +4,7 @@
  */
 import { abi, errno, fn, native } from "../ffi/native.ts";
 import { checkInteger, checkOptions, PageIoError, stateError, unwrap } from "./errors.ts";
-import { forget, untrack } from "./reactor.ts";
+import { forget, renumbered, untrack } from "./reactor.ts";
 import { lengthOf } from "./internal.ts";
 
 /**
@@ -163,6 +163,7 @@ export function openFile(path: string | URL, mode: FileMode = "r", options: Open
  */
 export function owned<T extends FileHandle>(handle: T): T {
   fn.pageio_fd_own(handle.fd);
+  renumbered(handle.fd);
   return handle;
 }
 

@@ -513,6 +513,16 @@ export function forget(fd: number): void {
 }
 
 /**
+ * @internal The kernel just gave `fd` to a new file: whatever still waits under the number waited on a file
+ * closed behind pageio's back. Those waits end with `ERR_CLOSED`, as `forget` ends them: left, the note that
+ * the number was armed kept every wait on the new file from arming (epoll dropped the arm with the old file),
+ * and an old wait woken by the new file would have read its bytes.
+ */
+export function renumbered(fd: number): void {
+  if (fds.has(fd) || pollWaiters.has(fd)) forget(fd);
+}
+
+/**
  * @internal A new handle names `fd`: if a tracked socket had that number, it was closed without `forget` (by its
  * foreign owner, or by number), and its registration is stale: without this, a wait on the new file (a pipe) took
  * the registered path, which arms nothing, and never ended.

@@ -11,7 +11,7 @@ import { byteLengthOf, type Chunk, chunkList, isDetached, type ReadTarget, scatt
 import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
 import { abortError, type AsyncOptions, failedAfter } from "./drive.ts";
-import { forget, type Interest, track, turn, waitReady } from "./reactor.ts";
+import { forget, type Interest, renumbered, track, turn, waitReady } from "./reactor.ts";
 import { internalOnly, kConstruct } from "./internal.ts";
 import { lstatSync, unlinkSync } from "node:fs";
 import { resolve } from "node:path";
@@ -130,9 +130,10 @@ function addressOf(fd: number, peer: boolean, syscall: string): NetAddr {
  */
 export class Socket extends FileHandle {
   /** @internal Sockets come from `listen().accept()`, `connect()`, `connectAsync()` and `adoptSocket()`. */
-  constructor(fd: number, key?: symbol) {
+  constructor(fd: number, key?: symbol, renewed = true) {
     internalOnly(key, "Socket", "listen(), connect(), connectAsync() or adoptSocket()");
     super(fd);
+    if (renewed) renumbered(fd); // a number the kernel just gave (not one adopted as it is)
     fn.pageio_fd_own(fd); // closed when this thread ends, if close() never ran (a terminated Worker)
     track(fd); // closed only through close(), which forgets it first
   }
@@ -741,7 +742,8 @@ export async function connectAsync(
 export function adoptSocket(fd: number, options: { duplicate?: boolean } = {}): Socket {
   checkOptions(options, "adoptSocket");
   checkInteger("fd", fd, 0, 2 ** 31 - 1);
-  return new Socket(unwrap(fn.pageio_socket_adopt(fd, options.duplicate === false ? 0 : 1), "adopt"), kConstruct);
+  const duplicate = options.duplicate !== false;
+  return new Socket(unwrap(fn.pageio_socket_adopt(fd, duplicate ? 1 : 0), "adopt"), kConstruct, duplicate);
 }
 
 /** Whether a connect in progress has finished (a peer name exists only then). */

@@ -553,6 +553,31 @@ test("a socket's number closed behind pageio's back and reused by a pipe: the pi
   }
 });
 
+test("a pipe's number closed behind pageio's back while a read waits on it, then reused: the new pipe's wait ends", async () => {
+  await using _ = spinsOff(); // the waits park: only the poller can end them
+  const [r, w] = pipe();
+  const fd = r.fd;
+  const stale = readvAsync(fd, [new Uint8Array(4)]).catch((e) => e);
+  await new Promise((resolve) => setTimeout(resolve, 50)); // parked by now, its arm noted under the number
+  closeRaw(fd); // epoll drops the arm with the file; the note of it stayed, so no new wait under it was armed
+  const [r2, w2] = pipe();
+  try {
+    assert.equal(r2.fd, fd, `the new pipe did not get fd ${fd}`);
+    assert.equal(code(await stale), "ERR_CLOSED"); // its file is gone: it must not take the new pipe's bytes
+    const bytes = new Uint8Array(4);
+    const reading = readvAsync(r2, [bytes]);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // parked
+    writev(w2, [new Uint8Array([42])]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hung = new Promise((resolve) => timer = setTimeout(() => resolve("hung"), 30_000));
+    assert.equal(await Promise.race([reading, hung]), 1, "the new pipe's wait never ended");
+    clearTimeout(timer);
+    assert.equal(bytes[0], 42);
+  } finally {
+    for (const f of [w, r2, w2]) f.close();
+  }
+});
+
 test("waits met by what a socket kept still let a 10 ms timer fire", async () => {
   const [client, server, listener] = await tcpPair();
   try {
