@@ -152,13 +152,23 @@ pub fn accept(fd: i32) Errno!i32 {
     }
 }
 
-/// accept(2) on Linux: a network error already pending on the new connection, or a firewall rule refusing it
-/// (EPERM), reported instead of it.
+/// accept(2) on Linux: a network error already pending on the new connection, reported instead of it. Not EPERM:
+/// a security module or seccomp refuses the call itself, before any connection is taken off the queue, so
+/// retrying it would spin for ever.
 fn pendingNetworkError(err: Errno) bool {
     return if (builtin.os.tag == .linux) switch (errno.toE(err)) {
-        .PROTO, .NOPROTOOPT, .HOSTDOWN, .NONET, .HOSTUNREACH, .NETDOWN, .NETUNREACH, .PERM => true,
+        .PROTO, .NOPROTOOPT, .HOSTDOWN, .NONET, .HOSTUNREACH, .NETDOWN, .NETUNREACH => true,
         else => false,
     } else false;
+}
+
+test "accept retries only errors that took their connection off the queue" {
+    if (builtin.os.tag != .linux) return error.SkipZigTest;
+    try std.testing.expect(pendingNetworkError(error.PROTO));
+    try std.testing.expect(pendingNetworkError(error.NETUNREACH));
+    try std.testing.expect(!pendingNetworkError(error.PERM)); // refused before the dequeue
+    try std.testing.expect(!pendingNetworkError(error.AGAIN));
+    try std.testing.expect(!pendingNetworkError(error.MFILE));
 }
 
 /// Limit: the longest pause between tries of a connect to a unix listener whose backlog is full.
