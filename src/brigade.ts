@@ -7,9 +7,10 @@ import { BEHIND_IOV_MAX, fn, IOV_MAX } from "../ffi/native.ts";
 import { checkAsyncOptions, stateError } from "./errors.ts";
 import { type AsyncOptions, type Plan, runAsync, runSync } from "./drive.ts";
 import { describe, fdOf, type Target, waitsFor } from "./file.ts";
-import { byteLengthOf, type Chunk, gatherPlan, isChunk, isDetached, PackedList, shared, viewOf } from "./gather.ts";
+import { type Chunk, gatherPlan, isChunk, isDetached, PackedList, shared, viewOf } from "./gather.ts";
 import { headInternals, PageHead } from "./head.ts";
 import type { Lender } from "./lend.ts";
+import { lengthOf } from "./internal.ts";
 import { KIND_COPY_FILE_RANGE, KIND_SENDFILE, type MoveKind, moveKindFor, movePlan } from "./move.ts";
 
 /** What goes out next: a run of file spans for the kernel, of lendable heads for a pipe, or of anything. */
@@ -414,7 +415,7 @@ function lengthsOf(chunks: Chunk[]): number[] {
       if (!headLive(chunk)) throw stateError("ERR_RELEASED", "cannot queue a released page head", "append");
       lengths[i] = headLength(chunk);
     } else {
-      lengths[i] = byteLengthOf(chunk);
+      lengths[i] = lengthOf(chunk);
       if (lengths[i] === 0 && isDetached(chunk)) {
         throw new TypeError(
           "a byte array in the list is detached (its page or mapping is gone, or it was transferred)",

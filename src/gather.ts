@@ -33,7 +33,7 @@ import { checkAsyncOptions, unwrap } from "./errors.ts";
 import { describe, fdOf, type Target, waitsFor } from "./file.ts";
 import type { Interest } from "./reactor.ts";
 import { headInternals, type HeadOwner, type PageHead } from "./head.ts";
-import { kRelease } from "./internal.ts";
+import { isDetachedBuffer, kRelease, lengthOf } from "./internal.ts";
 import { Page } from "./pool.ts";
 
 /** What a gather write takes: heads, and plain byte arrays (small ones are copied, large ones passed by address). */
@@ -41,30 +41,23 @@ export type Chunk = PageHead | Uint8Array;
 /** What a scatter read fills: whole pages, heads, or plain byte arrays. */
 export type ReadTarget = Page | PageHead | Uint8Array;
 
-// The intrinsic getters, captured at load: a redefined or inherited `byteLength`, `byteOffset` or `buffer`
-// (an own property, a subclass, a swapped prototype) is never called.
+// The intrinsic getters, captured at load (`byteLength` and `detached` once, in internal.ts): a redefined or
+// inherited `byteOffset` or `buffer` (an own property, a subclass, a swapped prototype) is never called.
 const getterOf = (target: object, key: PropertyKey) => Object.getOwnPropertyDescriptor(target, key)!.get!;
 const typedArray = Object.getPrototypeOf(Uint8Array.prototype);
-const byteLengthGetter = getterOf(typedArray, "byteLength") as (this: ArrayBufferView) => number;
 const byteOffsetGetter = getterOf(typedArray, "byteOffset") as (this: ArrayBufferView) => number;
 const bufferGetter = getterOf(typedArray, "buffer") as (this: ArrayBufferView) => ArrayBufferLike;
-const detachedGetter = getterOf(ArrayBuffer.prototype, "detached") as (this: ArrayBuffer) => boolean;
 const resizableGetter = getterOf(ArrayBuffer.prototype, "resizable") as (this: ArrayBuffer) => boolean;
 const growableGetter = getterOf(SharedArrayBuffer.prototype, "growable") as (this: SharedArrayBuffer) => boolean;
 const isView = ArrayBuffer.isView;
 const { isHead, pack: packHead, span: headSpan, length: headLength, hold: holdHead } = headInternals;
 const pageHead = Page.prototype.head;
 
-/** @internal Bytes in a plain array, through the intrinsic getter (0 when detached or out of bounds). */
-export function byteLengthOf(bytes: Uint8Array): number {
-  return byteLengthGetter.call(bytes);
-}
-
 /** @internal Whether an array's buffer was detached (transferred, or its page or mapping is gone). */
 export function isDetached(bytes: Uint8Array): boolean {
   const buffer = bufferGetter.call(bytes);
   try {
-    return detachedGetter.call(buffer as ArrayBuffer);
+    return isDetachedBuffer(buffer as ArrayBuffer);
   } catch {
     return false; // a SharedArrayBuffer, which cannot be detached
   }
@@ -316,7 +309,7 @@ export class PackedList {
       if (isView(chunk)) {
         // By address, one descriptor, written here: the common case of a big plain array, kept to locals (no
         // field access). `#reset` and every `#span` leave room for one descriptor per chunk still to come.
-        const length = byteLengthGetter.call(chunk);
+        const length = lengthOf(chunk);
         if (
           length >= limit && length <= ENTRY_BYTES_MAX && !held && (queued === undefined || length === queued[i])
         ) {
@@ -342,7 +335,7 @@ export class PackedList {
         this.#span(region, offset, length, end - i - 1);
       } else {
         const bytes = chunk as Uint8Array;
-        let length = byteLengthGetter.call(bytes);
+        let length = lengthOf(bytes);
         if (queued !== undefined && length !== queued[i]) {
           if (length < queued[i]) throw changed(bytes, queued[i], length);
           length = queued[i];
@@ -391,7 +384,7 @@ export class PackedList {
         continue;
       }
       const bytes = target as Uint8Array;
-      const length = byteLengthGetter.call(bytes);
+      const length = lengthOf(bytes);
       if (length === 0) {
         if (isDetached(bytes)) throw detached();
         continue;
@@ -459,8 +452,8 @@ export class PackedList {
       for (; next < this.#heldEnd; next++) {
         const bytes = held[next];
         if (!isView(bytes)) continue;
-        const start = byteLengthGetter.call(bytes as Uint8Array) === 0 ? -1 : fn.pageio_address(bytes);
-        const end = start + byteLengthGetter.call(bytes as Uint8Array);
+        const start = lengthOf(bytes as Uint8Array) === 0 ? -1 : fn.pageio_address(bytes);
+        const end = start + lengthOf(bytes as Uint8Array);
         if (start < 0 || address < start || address + length > end) continue;
         const offset = this.#reserve(length);
         if (offset < 0) return; // past STAGING_BYTES_MAX: the rest stays by address
@@ -484,7 +477,7 @@ export class PackedList {
     for (const { target, position, stagingOffset, length } of staged) {
       if (position >= bytesRead) break;
       // An asynchronous read's target may have shrunk or been detached while it waited: copy what fits.
-      const part = Math.min(length, bytesRead - position, byteLengthGetter.call(target));
+      const part = Math.min(length, bytesRead - position, lengthOf(target));
       if (part > 0) viewOf(target, 0, part).set(this.staging.subarray(stagingOffset, stagingOffset + part));
     }
   }

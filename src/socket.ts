@@ -7,12 +7,12 @@
 import { abi, enumIndex, errno, fn, native } from "../ffi/native.ts";
 import { checkAsyncOptions, checkInteger, checkOptions, PageIoError, unwrap } from "./errors.ts";
 import { checkAccess, describe, fdOf, FileHandle, type Target } from "./file.ts";
-import { byteLengthOf, type Chunk, chunkList, isDetached, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
+import { type Chunk, chunkList, isDetached, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
 import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
 import { abortError, type AsyncOptions, failedAfter } from "./drive.ts";
 import { forget, type Interest, renumbered, track, turn, waitReady } from "./reactor.ts";
-import { internalOnly, kConstruct } from "./internal.ts";
+import { internalOnly, kConstruct, lengthOf } from "./internal.ts";
 import { lstatSync, unlinkSync } from "node:fs";
 import { resolve } from "node:path";
 
@@ -271,7 +271,7 @@ export class Socket extends FileHandle {
    */
   send(bytes: Uint8Array, options?: { more?: boolean }): number {
     if (tagOf.call(bytes) !== "Uint8Array") throw new TypeError(`bytes must be a Uint8Array, got ${describe(bytes)}`);
-    const length = byteLengthOf(bytes); // 0 when detached
+    const length = lengthOf(bytes); // 0 when detached
     if (length === 0) {
       if (isDetached(bytes)) throw new TypeError("bytes were detached (transferred, or their page or mapping is gone)");
       return this.fd, 0; // closed: ERR_CLOSED, not a send that seemed to succeed
@@ -404,20 +404,20 @@ function afterTurn<T>(value: T): T | Promise<T> {
 function dropFront(chunks: Chunk[], written: number, slices: PageHead[]): Chunk[] {
   let i = 0;
   let left = written;
-  while (i < chunks.length && lengthOf(chunks[i]) <= left) left -= lengthOf(chunks[i++]);
+  while (i < chunks.length && chunkLength(chunks[i]) <= left) left -= chunkLength(chunks[i++]);
   if (i === chunks.length) return [];
   const rest = chunks.slice(i);
   if (left > 0) {
     const first = rest[0];
     if (!ArrayBuffer.isView(first)) slices.push(rest[0] = first.slice(left));
-    else rest[0] = viewOf(first, left, byteLengthOf(first) - left);
+    else rest[0] = viewOf(first, left, lengthOf(first) - left);
   }
   return rest;
 }
 
 /** A chunk's length by its private field or the intrinsic getter (never a getter the caller redefined). */
-function lengthOf(chunk: Chunk): number {
-  return ArrayBuffer.isView(chunk) ? byteLengthOf(chunk) : headInternals.length(chunk);
+function chunkLength(chunk: Chunk): number {
+  return ArrayBuffer.isView(chunk) ? lengthOf(chunk) : headInternals.length(chunk);
 }
 
 /** The error of an operation that moved `bytes` in all before it failed, saying so (`bytesTransferred`). */

@@ -8,7 +8,8 @@ import { checkAsyncOptions, checkInteger, checkOptions, PageIoError, stateError,
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { Brigade, consumeWritten, lendTo, spansMoved, takeAll, writeBehind } from "./brigade.ts";
 import { headInternals } from "./head.ts";
-import { byteLengthOf, type Chunk, isChunk, isDetached, viewOf } from "./gather.ts";
+import { type Chunk, isChunk, isDetached, viewOf } from "./gather.ts";
+import { lengthOf } from "./internal.ts";
 import { Lender } from "./lend.ts";
 import type { AsyncOptions } from "./drive.ts";
 import { markPrivateViews, type Page, PagePool } from "./pool.ts";
@@ -310,7 +311,7 @@ export class PageWriter {
 
   /** Copies a byte array's bytes into pool pages after what strings and arrays put there before. */
   #copyIn(bytes: Uint8Array): void {
-    const length = byteLengthOf(bytes); // 0 when detached: such an array goes the way below, and is refused
+    const length = lengthOf(bytes); // 0 when detached: such an array goes the way below, and is refused
     // The common case, bytes that fit the current page, copied by `set` (it reads the array's own fields, no
     // caller code) without reading `.buffer`: on Bun that gives a small array made by length (a fresh
     // `TextEncoder.encode` result) an ArrayBuffer of its own first, which cost a log line about 0.5 µs.
