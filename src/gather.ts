@@ -431,11 +431,11 @@ export class PackedList {
    */
   own(copy: boolean): () => void {
     const held = this.held ?? [];
+    if (copy) this.#copyAddressed(held); // first: it may throw (staging that cannot grow), holding nothing yet
     const owners: HeadOwner[] = [];
     for (let i = this.#heldStart; i < this.#heldEnd; i++) {
       if (!isView(held[i])) owners.push(holdHead(held[i] as PageHead));
     }
-    if (copy) this.#copyAddressed(held);
     return () => {
       for (const owner of owners) owner[kRelease]();
     };
