@@ -689,7 +689,9 @@ function gatherSync(target: Target, fd: number, packed: PackedList): number {
  * `writev` without holding up the event loop: the system call is tried at once, and only a descriptor that
  * would block waits (on one shared readiness wait, never a thread per call). The chunks must stay as they are
  * (not released, not written to) until the Promise settles; the call keeps them referenced until then. An
- * abort rejects with `ABORT_ERR` and `bytesTransferred`.
+ * abort rejects with `ABORT_ERR` and `bytesTransferred`. Calls on one pipe or socket are not queued behind each
+ * other: two that both wait for room may interleave their bytes (a reader in another process takes some between
+ * their retries). Await each in turn, or write through `Socket.writeAsync` or a `PageWriter`, which queue.
  *
  * @example
  * ```ts
