@@ -38,6 +38,8 @@ export const symbols = {
   pageio_errno_name: { parameters: ["i32", "buffer", "u32"], result: "f64" },
   // (path: u8*, path_len: u32, mode: u32 FileMode index, flags: u32 bits no_follow|non_blocking) -> fd
   pageio_open: { parameters: ["buffer", "u32", "u32", "u32"], result: "f64" },
+  // (fd: i32) -> a close-on-exec duplicate, owned by the calling JS thread (pageio_fd_own)
+  pageio_dup: { parameters: ["i32"], result: "f64" },
   // (fd: i32) -> 0
   pageio_close: { parameters: ["i32"], result: "f64" },
   // (kind: u32 0 pipe | 1 unix socket pair, non_blocking: u32, out: f64[2] the two fds) -> 0

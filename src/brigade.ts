@@ -180,7 +180,8 @@ export class Brigade {
    * The planner of every flush: up to `count` chunks from the front, runs of memory chunks in gather calls (or
    * lent to a pipe), file spans (heads of a PageReader's windows) by the kernel, in order. `callsMax` 1 stops
    * after one system call's worth. `held`: for the asynchronous driver, each step packs into a list of its
-   * own that holds its chunks until the step is done (the synchronous one shares one list).
+   * own that holds its chunks until the step is done (the synchronous one shares one list), and moves file
+   * spans from a duplicate of their descriptor.
    */
   *#plan(fd: number, count: number, callsMax: number, held: boolean): Plan<number> {
     let total = 0;
@@ -197,7 +198,19 @@ export class Brigade {
         let moved: number | null;
         if (step.span !== undefined) {
           const { span, chunks, bytes } = step;
-          moved = yield* this.#attempt(chunks, movePlan(kind.move!, span.fd, span.offset, fd, bytes), lender, false);
+          // The async driver runs other code between the move's calls (or a thread makes them): the reader may
+          // close its file meanwhile, and the number then name a file opened since. A duplicate stays this file.
+          const source = held ? fn.pageio_dup(span.fd) : span.fd;
+          if (source < 0) { // no descriptor to be had (EMFILE): the spans go from memory
+            kind.move = null;
+            this.#spansMoved = 0;
+            continue;
+          }
+          try {
+            moved = yield* this.#attempt(chunks, movePlan(kind.move!, source, span.offset, fd, bytes), lender, false);
+          } finally {
+            if (held) fn.pageio_close(source);
+          }
           if (moved === null) {
             // Refused for this target. copy_file_range: sendfile also copies in the kernel, between filesystems
             // too (EXDEV); otherwise write spans from memory from now on.

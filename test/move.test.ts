@@ -1,6 +1,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import {
   Brigade,
@@ -11,6 +21,10 @@ import {
   PageReader,
   pageSize,
   PageWriter,
+  pipe,
+  readv,
+  readvAsync,
+  socketPair,
 } from "../mod.ts";
 import {
   fifo,
@@ -88,6 +102,102 @@ test("spans of a closed reader are written from their mapping (the fd may name a
   brigade.flush(out);
   decoy.close();
   assert.equal(sha256(readFileSync(target)), sha256(data));
+});
+
+// --- a reader closed while its spans are being moved: its fd number may name another file by the next call ---
+
+/** Descriptor numbers of this process open on `path`. */
+function fdNumbersOn(path: string): number[] {
+  return readdirSync("/proc/self/fd").map(Number).filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === path;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * Opens `path` until one of its handles has the number `fd` (a closed number is handed out again, lowest first:
+ * a few tries at most); all stay open. Asserts it got that number, or the test would prove nothing.
+ */
+function openWithNumber(path: string, fd: number): FileHandle[] {
+  const opened: FileHandle[] = [];
+  while (opened.length < 64 && !opened.some((file) => file.fd === fd)) opened.push(openFile(path));
+  assert.ok(opened.some((file) => file.fd === fd), `another file got fd ${fd}`);
+  return opened;
+}
+
+/** Reads `source` until its end or `length` bytes. */
+async function readUpTo(source: FileHandle, length: number): Promise<Uint8Array> {
+  const got = new Uint8Array(length);
+  let at = 0;
+  for (let n; at < length && (n = await readvAsync(source, [got.subarray(at)])) > 0;) at += n;
+  return got.subarray(0, at);
+}
+
+const fullTargets = [
+  ["pipe", () => pipe()],
+  ["blocking pipe (the move waits on a thread)", () => pipe({ nonBlocking: false })],
+  ["socket pair", () => socketPair()],
+] as const;
+
+for (const [name, pair] of fullTargets) {
+  test(`a PageReader closed while flushAsync moves its spans to a full ${name}: the bytes are its file's, not those of a file opened since under its fd number`, async () => {
+    // Before: the move waiting for room kept the old fd number, and went on with the other file's bytes.
+    const data = patternBytes(8 << 20, 50);
+    const source = tempFile(data);
+    const decoy = tempFile(patternBytes(8 << 20, 51), "decoy");
+    const [readEnd, writeEnd] = pair();
+    const reader = new PageReader(source);
+    const writer = new PageWriter(writeEnd, { highWaterMark: 64 << 20 });
+    for (const head of reader) writer.write(head);
+    const [fd] = fdNumbersOn(source);
+    const flushed = writer.flushAsync(); // the target takes what fits, then the move waits: nobody reads yet
+    reader.close();
+    const decoys = openWithNumber(decoy, fd);
+    const received = readUpTo(readEnd, data.byteLength + 1); // the slow reader comes only now
+    try {
+      assert.equal(await flushed, data.byteLength);
+      writer.close();
+      writeEnd.close();
+      const got = await received;
+      assert.equal(got.byteLength, data.byteLength);
+      assert.equal(sha256(got), sha256(data));
+    } finally {
+      for (const file of decoys) file.close();
+      readEnd.close();
+    }
+  });
+}
+
+test("a PageReader closed between synchronous flushes to a full non-blocking pipe: the rest are its file's bytes", () => {
+  const data = patternBytes(1 << 20, 52);
+  const source = tempFile(data);
+  const decoy = tempFile(patternBytes(1 << 20, 53), "decoy");
+  const [readEnd, writeEnd] = pipe({ nonBlocking: true }); // a flush returns what the pipe took
+  const reader = new PageReader(source);
+  const writer = new PageWriter(writeEnd, { highWaterMark: 64 << 20 });
+  for (const head of reader) writer.write(head);
+  const [fd] = fdNumbersOn(source);
+  let sent = writer.flush(); // what fits: the pipe would block then
+  assert.ok(sent > 0 && sent < data.byteLength);
+  reader.close();
+  const decoys = openWithNumber(decoy, fd);
+  const got = new Uint8Array(data.byteLength);
+  let at = 0;
+  try {
+    while (at < data.byteLength) {
+      at += readv(readEnd, [got.subarray(at)]);
+      if (sent < data.byteLength) sent += writer.flush();
+    }
+    assert.equal(sha256(got), sha256(data));
+  } finally {
+    writer.close();
+    for (const file of decoys) file.close();
+    writeEnd.close();
+    readEnd.close();
+  }
 });
 
 test("a span whose file was truncated after it was read is ENODATA, with the progress kept", () => {

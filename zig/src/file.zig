@@ -79,6 +79,15 @@ pub fn close(fd: i32) Errno!void {
     }
 }
 
+/// A close-on-exec duplicate of `fd`: another number for the same open file, which stays open until this
+/// number is closed, whatever happens to `fd`.
+pub fn duplicate(fd: i32) Errno!i32 {
+    // F_DUPFD_CLOEXEC by value: Zig's std.c.F lacks it on Linux.
+    const dupfd_cloexec: c_int = if (builtin.os.tag == .linux) 1030 else std.c.F.DUPFD_CLOEXEC;
+    const dup = std.c.fcntl(fd, dupfd_cloexec, @as(c_int, 0));
+    return if (dup < 0) errno.last() else dup;
+}
+
 /// Sets a file's size: the new bytes read as zeros.
 pub fn truncate(fd: i32, size: u64) Errno!void {
     if (size > std.math.maxInt(i64)) return error.FBIG;
@@ -127,6 +136,18 @@ test "open, status and close a file" {
     try std.testing.expectEqual(Kind.file, (try status(fd)).kind);
     try close(fd);
     try std.testing.expectError(error.BADF, status(fd));
+}
+
+test "a duplicate outlives the descriptor it was made from" {
+    const fd = try open("/proc/self/status", .read, .{});
+    const dup = try duplicate(fd);
+    try close(fd);
+    var buf: [5]u8 = undefined;
+    try std.testing.expectEqual(@as(usize, 5), try std.posix.pread(dup, &buf, 0));
+    try std.testing.expectEqualStrings("Name:", &buf);
+    try std.testing.expect(try std.posix.fcntl(dup, std.posix.F.GETFD, 0) & std.posix.FD_CLOEXEC != 0);
+    try close(dup);
+    try std.testing.expectError(error.BADF, duplicate(fd));
 }
 
 test "open reports the OS errors and refuses bad paths" {

@@ -84,6 +84,13 @@ export fn pageio_open(path: ?[*]const u8, path_len: u32, mode: u32, flags: u32) 
     return errno.result(@intCast(fd));
 }
 
+/// A close-on-exec duplicate of `fd`, owned by the calling JS thread as pageio_open's are.
+export fn pageio_dup(fd: i32) Result {
+    const dup = file.duplicate(fd) catch |err| return errno.result(err);
+    owned.own(dup) catch {}; // only a terminated Worker's cleanup is lost: pageio_close still closes it
+    return errno.result(@intCast(dup));
+}
+
 export fn pageio_close(fd: i32) Result {
     owned.disown(fd);
     file.close(fd) catch |err| return errno.result(err);
