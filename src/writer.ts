@@ -588,7 +588,7 @@ export class PageWriter {
           }
           await this.writeAsync(chunk);
         } catch (error) {
-          this.#discard(); // the stream is errored now: nothing else will close the writer
+          this.#closeAccepted(); // the stream is errored now: nothing else will close the writer
           throw error;
         }
       },
@@ -610,6 +610,20 @@ export class PageWriter {
         this.#discard();
       },
     });
+  }
+
+  /**
+   * Closes after a write errored the stream: what earlier writes queued was accepted (their promises resolved),
+   * so it is still written, to a regular file at once, to a pipe or socket by an async flush that the close
+   * waits for (a reader that is slow holds nothing up). A failure of that flush has no one to tell: the
+   * stream's error is the write's, and what is left is released.
+   */
+  #closeAccepted(): void {
+    if (this.#closed) return;
+    try {
+      if (this.#copiedMax === Infinity) this.#flushQueued().catch(() => {});
+      this.close(); // a regular file: flushes now; otherwise completes once that flush settles
+    } catch { /* see above */ }
   }
 
   /** Releases what is queued without writing it, and closes. */

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type PageIoError, PagePool, PageReader, pageSize, PageWriter, pipe, writevAsync } from "../mod.ts";
+import { type PageIoError, PagePool, PageReader, pageSize, PageWriter, pipe, readvAsync, writevAsync } from "../mod.ts";
 import {
   collectGarbage,
   isDeno,
@@ -155,6 +155,32 @@ test("a writable refuses what is not bytes, and a cancelled readable closes its 
   await stream.cancel();
   assert.ok(openDescriptorCount() <= fds + 1, "cancel closed the reader's file (a held chunk's window: the guard's)");
   assert.throws(() => reader.read(), (e) => code(e) === "ERR_CLOSED");
+});
+
+test("a bad chunk errors a writable with a TypeError, and what earlier writes accepted still reaches the target", async () => {
+  // Before: the errored stream released the queue unwritten, so bytes whose write() had resolved were lost.
+  const text = new TextEncoder();
+  for (const bad of [42, { byteLength: 3 }, "text", null]) {
+    const target = join(tempDir(), "accepted");
+    const writer = new PageWriter(target).writable.getWriter();
+    await writer.write(text.encode("accepted "));
+    await writer.write(text.encode("too"));
+    await assert.rejects(writer.write(bad as unknown as Uint8Array), TypeError, String(bad));
+    await assert.rejects(writer.closed, TypeError); // the stream is errored
+    assert.equal(readFileSync(target, "utf8"), "accepted too", String(bad));
+  }
+  // A pipe gets them too, as its reader takes them (more than it holds: the flush waits on the reader).
+  const data = patternBytes(300_000, 49);
+  const [readEnd, writeEnd] = pipe();
+  const writer = new PageWriter(writeEnd).writable.getWriter();
+  await writer.write(data.subarray(0, 100_000));
+  await writer.write(data.subarray(100_000));
+  await assert.rejects(writer.write(7 as unknown as Uint8Array), TypeError);
+  const got = new Uint8Array(data.byteLength);
+  for (let at = 0; at < got.byteLength;) at += await readvAsync(readEnd, [got.subarray(at)]);
+  assert.equal(sha256(got), sha256(data));
+  writeEnd.close();
+  readEnd.close();
 });
 
 test("a writable whose closing flush fails errors the pipe and closes the writer: nothing is retried at exit", () => {
