@@ -567,7 +567,9 @@ export class PageWriter {
    * gathered like `write()` (the writer owns it); a `Uint8Array`'s bytes are copied into pool pages, as
    * `write()` does, so the stream's producer may reuse it. Closing the stream flushes and closes the writer.
    * Aborting it closes the writer too: to a regular file, what earlier writes put in the stream is written first
-   * (their promises resolved: accepted); to a pipe or socket, whatever is still queued is dropped.
+   * (their promises resolved: accepted); to a pipe or socket, whatever is still queued is dropped. A write that
+   * errors the stream (a chunk that is not bytes: a TypeError) closes the writer once what earlier writes put in
+   * the stream is written; to a pipe or socket that waits for its reader, as closing the stream does.
    *
    * @example
    * ```ts

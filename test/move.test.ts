@@ -11,6 +11,7 @@ import {
   truncateSync,
   writeFileSync,
 } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import {
   Brigade,
@@ -136,6 +137,8 @@ async function readUpTo(source: FileHandle, length: number): Promise<Uint8Array>
   return got.subarray(0, at);
 }
 
+const havePrlimit = spawnSync("prlimit", ["--version"], { stdio: "ignore" }).status === 0;
+
 const fullTargets = [
   ["pipe", () => pipe()],
   ["blocking pipe (the move waits on a thread)", () => pipe({ nonBlocking: false })],
@@ -152,9 +155,10 @@ for (const [name, pair] of fullTargets) {
     const reader = new PageReader(source);
     const writer = new PageWriter(writeEnd, { highWaterMark: 64 << 20 });
     for (const head of reader) writer.write(head);
-    const [fd] = fdNumbersOn(source);
+    const before = fdNumbersOn(source);
     const flushed = writer.flushAsync(); // the target takes what fits, then the move waits: nobody reads yet
     reader.close();
+    const fd = before.find((n) => !fdNumbersOn(source).includes(n))!; // the reader's own
     const decoys = openWithNumber(decoy, fd);
     const received = readUpTo(readEnd, data.byteLength + 1); // the slow reader comes only now
     try {
@@ -171,6 +175,96 @@ for (const [name, pair] of fullTargets) {
   });
 }
 
+for (const [name, pair] of fullTargets) {
+  test(`a move of spans to a full ${name} aborted: its duplicate descriptor is closed, and the rest goes later from memory, byte-exact`, async () => {
+    const data = patternBytes(2 << 20, 54);
+    const source = tempFile(data);
+    const [readEnd, writeEnd] = pair();
+    const reader = new PageReader(source);
+    const writer = new PageWriter(writeEnd, { highWaterMark: 64 << 20 });
+    for (const head of reader) writer.write(head);
+    const before = fdNumbersOn(source);
+    const abort = new AbortController();
+    const flushed = writer.flushAsync({ signal: abort.signal });
+    const dups = fdNumbersOn(source).filter((n) => !before.includes(n));
+    assert.equal(dups.length, 1, "the move has a descriptor of its own");
+    abort.abort();
+    // A thread blocked in sendfile gives the call back only once the pipe has room: the reader comes now.
+    const received = readUpTo(readEnd, data.byteLength + 1);
+    const outcome = await flushed.then((n) => n, code);
+    // A thread's sendfile is not interrupted: it may move it all before the abort is seen, and that is done.
+    assert.ok(outcome === "ABORT_ERR" || name.startsWith("blocking") && outcome === data.byteLength, `${outcome}`);
+    assert.ok(!fdNumbersOn(source).includes(dups[0]), "the duplicate was closed");
+    reader.close();
+    try {
+      await writer.flushAsync();
+      writer.close();
+      writeEnd.close();
+      assert.equal(sha256(await received), sha256(data));
+    } finally {
+      readEnd.close();
+    }
+  });
+}
+
+test("a move of spans whose target is closed while it waits: ERR_CLOSED, and its duplicate descriptor is closed", async () => {
+  const source = tempFile(patternBytes(1 << 20, 56));
+  const [readEnd, writeEnd] = pipe();
+  using reader = new PageReader(source);
+  const writer = new PageWriter(writeEnd);
+  for (const head of reader) writer.write(head);
+  const before = fdNumbersOn(source);
+  const flushed = writer.flushAsync();
+  const dups = fdNumbersOn(source).filter((n) => !before.includes(n));
+  assert.equal(dups.length, 1, "the move has a descriptor of its own");
+  writeEnd.close();
+  await assert.rejects(flushed, (e) => code(e) === "ERR_CLOSED");
+  assert.ok(!fdNumbersOn(source).includes(dups[0]), "the duplicate was closed");
+  assert.throws(() => writer.close(), (e) => code(e) === "ERR_CLOSED"); // the rest had nowhere to go
+  readEnd.close();
+});
+
+test("no descriptor left for the duplicate (EMFILE): a flushAsync of spans writes them from memory, byte-exact", {
+  skip: !havePrlimit && "prlimit is not installed",
+}, () => {
+  const data = patternBytes(1 << 20, 57);
+  const source = tempFile(data);
+  const run = runScript(
+    `
+    import { createHash } from "node:crypto";
+    import { openFile, PageReader, PageWriter, pipe, readvAsync } from "${root}mod.ts";
+    const [readEnd, writeEnd] = pipe();
+    const reader = new PageReader(${JSON.stringify(source)});
+    const writer = new PageWriter(writeEnd, { highWaterMark: 64 << 20 });
+    // An async read that waits and a flush: what async calls need of their own is had before the table is full.
+    const waiting = readvAsync(readEnd, [new Uint8Array(1)]);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    writer.write(new Uint8Array(1));
+    await writer.flushAsync();
+    await waiting;
+    for (const head of reader) writer.write(head);
+    const filler = [];
+    try {
+      for (;;) filler.push(openFile(${JSON.stringify(source)}));
+    } catch (e) {
+      if (e.code !== "EMFILE") throw e;
+    }
+    const flushed = writer.flushAsync(); // its first step, the duplicate included, is made at once
+    const filled = filler.length;
+    for (const file of filler) file.close(); // the runtime may need some of its own while this waits
+    const got = new Uint8Array(${data.byteLength});
+    for (let at = 0; at < got.byteLength;) at += await readvAsync(readEnd, [got.subarray(at)]);
+    const written = await flushed;
+    console.log(JSON.stringify({ written, filled, sha: createHash("sha256").update(got).digest("hex") }));
+  `,
+    { prefix: ["prlimit", "--nofile=512"] },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  const result = JSON.parse(run.stdout.trim());
+  assert.ok(result.filled > 0);
+  assert.deepEqual({ written: result.written, sha: result.sha }, { written: data.byteLength, sha: sha256(data) });
+});
+
 test("a PageReader closed between synchronous flushes to a full non-blocking pipe: the rest are its file's bytes", () => {
   const data = patternBytes(1 << 20, 52);
   const source = tempFile(data);
@@ -179,10 +273,11 @@ test("a PageReader closed between synchronous flushes to a full non-blocking pip
   const reader = new PageReader(source);
   const writer = new PageWriter(writeEnd, { highWaterMark: 64 << 20 });
   for (const head of reader) writer.write(head);
-  const [fd] = fdNumbersOn(source);
+  const before = fdNumbersOn(source);
   let sent = writer.flush(); // what fits: the pipe would block then
   assert.ok(sent > 0 && sent < data.byteLength);
   reader.close();
+  const fd = before.find((n) => !fdNumbersOn(source).includes(n))!; // the reader's own
   const decoys = openWithNumber(decoy, fd);
   const got = new Uint8Array(data.byteLength);
   let at = 0;

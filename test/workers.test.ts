@@ -79,3 +79,47 @@ test("Workers terminated while waiting in a ring receive, holding a mapping or w
   const out = JSON.parse(run.stdout.trim().split("\n").at(-1)!);
   assert.deepEqual(out, { producer: "EPIPE", mappings: 0, pollerFdsLeft: 0, read: 3000 });
 });
+
+test("a Worker terminated while it moves a PageReader's spans to a full FIFO leaves no descriptor of the file open", () => {
+  const dir = tempDir();
+  const source = join(dir, "source.bin");
+  writeFileSync(source, new Uint8Array(1 << 20).fill(7));
+  const pipe = fifo();
+  const worker = join(dir, "worker.ts");
+  writeFileSync(
+    worker,
+    `import { PageReader, PageWriter } from "${root}mod.ts";
+    self.onmessage = (e) => {
+      const reader = new PageReader(e.data.source);
+      const writer = new PageWriter(e.data.pipe);
+      for (const head of reader) writer.write(head);
+      writer.flushAsync(); // the FIFO takes 64 KiB: the move waits, on a duplicate of the reader's descriptor
+      self.postMessage("waiting");
+    };`,
+  );
+  const run = runScript(
+    `import { openFile } from "${root}mod.ts";
+    import { readdirSync, readlinkSync } from "node:fs";
+    const onSource = () => readdirSync("/proc/self/fd").filter((fd) => {
+      try { return readlinkSync("/proc/self/fd/" + fd) === ${JSON.stringify(source)}; } catch { return false; }
+    }).length;
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    const hold = openFile(${JSON.stringify(pipe)}, "r+"); // a reader that never reads
+    const w = new Worker(new URL("file://${worker}").href, { type: "module" });
+    const ready = new Promise((r) => (w.onmessage = r));
+    w.postMessage({ source: ${JSON.stringify(source)}, pipe: ${JSON.stringify(pipe)} });
+    await ready;
+    const during = onSource();
+    w.terminate();
+    // Its teardown runs in its own time: poll, generously.
+    for (const deadline = Date.now() + 30_000; onSource() > 0 && Date.now() < deadline;) await sleep(10);
+    console.log(JSON.stringify({ during: during > 0, after: onSource() }));
+    hold.close();
+    process.exit(0);
+    `,
+    { timeout: 120_000 },
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").at(-1)!), { during: true, after: 0 });
+});
