@@ -424,7 +424,8 @@ export class PackedList {
   }
 
   /**
-   * Makes the list its own for a call off the JS thread: each head's page or mapping is held and, for a write
+   * Makes the list its own for a call off the JS thread: each head's owner is held (a page is not reused; a
+   * mapping's `unmap()` is not stopped by this, the native side pins its region for the call) and, for a write
    * (`copy`), each array it names by address is copied into staging. (Reads go off the thread only under
    * PAGEIO_ASYNC=thread; a lend names pool pages only.) Checked by `checkHeld` just before: every address is
    * live. Returns what lets go of the heads' owners.
