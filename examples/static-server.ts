@@ -7,7 +7,10 @@ import process from "node:process";
 import { type FileHandle, listen, openBeneath, openFile, type PageIoError, PagePool, type Socket } from "../mod.ts";
 
 const [rootArg, portArg = "0"] = process.argv.slice(2);
-if (!rootArg) throw new Error("usage: static-server.ts <root> [port]");
+if (!rootArg) {
+  console.error("usage: static-server.ts <root> [port]");
+  process.exit(2);
+}
 const HEAD_BYTES_MAX = 16 * 1024; // a request head larger than this gets 431
 const HEAD_TIMEOUT_MS = Number(process.env.STATIC_HEAD_TIMEOUT_MS ?? 10_000); // whole head, and keep-alive idle
 const SEND_TIMEOUT_MS = Number(process.env.STATIC_SEND_TIMEOUT_MS ?? 30_000); // a reader that stops taking bytes
