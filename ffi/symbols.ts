@@ -150,7 +150,8 @@ export const symbols = {
   pageio_poller_register: { parameters: ["u32", "i32"], result: "f64" },
   // (poller: u32, fd: i32) -> 0: fd dropped from the set and the queue (call it before closing fd)
   pageio_poller_forget: { parameters: ["u32", "i32"], result: "f64" },
-  // (poller: u32, out: {fd: i32, ready: u32}[max], max: u32) -> events taken from the doorbell's queue
+  // (poller: u32, out: {fd: i32, ready: u32}[max], max: u32) -> events taken from the doorbell's queue, then
+  // from the kernel without blocking; after some, call it again (the thread waits until one finds none)
   pageio_poller_drain: { parameters: ["u32", "buffer", "u32"], result: "f64" },
   // (poller: u32, out: {fd: i32, ready: u32}[max], max: u32, timeout_ms: i32 -1 no limit) -> ready events
   pageio_poller_wait: { parameters: ["u32", "buffer", "u32", "i32"], result: "f64", mayBlock: true },

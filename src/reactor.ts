@@ -6,7 +6,10 @@
  * How the wake-up reaches JS (`PAGEIO_REACTOR` forces one):
  * - `doorbell` (default on the main thread): the poller's thread queues ready fds and calls a thread-safe
  *   callback only when the queue goes from drained to non-empty; JS takes the whole batch with one synchronous
- *   call. No thread per wait, no hop per operation; the callback is ref'd only while something waits.
+ *   call. No thread per wait, no hop per operation; the callback is ref'd only while something waits. A drain
+ *   that found events is followed by another once they have been handled (`drainSoon`), which also takes what
+ *   the kernel has ready by then; meanwhile the thread stays out of the kernel's wait, and only a drain that
+ *   finds nothing hands it back. A busy server so takes its events on its own thread, not one ring at a time.
  * - `call` (default in a Worker, see `inWorker`): one outstanding non-blocking `pageio_poller_wait` (Deno's FFI
  *   thread pool, Bun's worker) returns each batch; woken to return when nothing waits any more.
  * - `poll`: no poller (not Linux, or forced): each wait is a `poll(2)` off the JS thread, in short slices so a
@@ -254,15 +257,33 @@ function drain(): void {
     return;
   }
   let n: number;
+  let took = false;
   do {
     n = fn.pageio_poller_drain(poller, events, BATCH_MAX);
     if (n < 0) return;
+    took ||= n > 0;
     deliver(n);
   } while (n === BATCH_MAX);
+  // It found some: the poller's thread waits for nothing until a drain finds none, so drain again once what was
+  // delivered has run (a busy server then takes its events itself, not from a thread woken for each).
+  if (took) drainSoon();
   if (unanswered) {
     unanswered = false;
     doorbell!.unref();
   }
+}
+
+/** A drain that found events asked for another once they have been handled (`drainSoon`). */
+let drainDue = false;
+
+/** Drains again once what the last drain delivered has run: the callbacks it resumed, and what they resumed. */
+function drainSoon(): void {
+  if (drainDue) return;
+  drainDue = true;
+  setImmediate(() => {
+    drainDue = false;
+    if (waiting > 0) drain(); // else the thread waits in the kernel already (pageio_poller_want turned it back)
+  });
 }
 
 function deliver(count: number): void {

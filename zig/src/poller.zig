@@ -4,7 +4,9 @@
 //! Two ways to reach JS, chosen per poller at open:
 //! - doorbell: a thread blocks in epoll_wait, queues what is ready and calls the JS callback only when the queue
 //!   goes from drained to non-empty; JS takes the whole batch with one `drain` call. No thread per wait, one
-//!   wake-up per batch.
+//!   wake-up per batch. A drain also takes what the kernel has ready, without blocking, and while drains find
+//!   some the thread waits for none (JS drains again once it has handled them): a busy JS thread harvests its
+//!   own events, and the thread wakes (and rings) only after JS found nothing.
 //! - call: no thread here; JS keeps one `wait` outstanding on the runtime's own blocking pool and gets a batch back.
 //!
 //! Linux only (epoll); elsewhere open returns NOSYS and JS falls back to `waitFd` (poll(2) per wait).
@@ -67,6 +69,9 @@ const Poller = struct {
     len: usize = 0,
     /// The doorbell was rung and JS has not drained the queue since.
     rung: bool = false,
+    /// JS takes readiness from the kernel itself (`drain`), as it does while it finds some: the thread stays out
+    /// of epoll_wait meanwhile, so a busy JS thread is not handed each event by a thread woken for it.
+    harvesting: bool = false,
     /// JS waits on something (doorbell mode): only then may the thread ring. A ring calls into the isolate and,
     /// on Deno, blocks until the JS thread has run it: one that starts while nothing keeps the event loop alive
     /// can meet the isolate's teardown at exit, and the process crashes.
@@ -175,24 +180,43 @@ pub fn setWant(id: u32, on: bool) Errno!usize {
     p.mutex.lock();
     defer p.mutex.unlock();
     p.want = on;
+    if (!on and p.harvesting) {
+        p.harvesting = false; // JS drains no more: the thread waits in the kernel again
+        p.space.signal();
+    }
     if (!on) return @intFromBool(p.rung);
     if (p.len == 0 or p.rung) return 0;
     p.rung = true; // JS drains now; the thread must not ring for these as well
     return 1;
 }
 
-/// Takes up to `out.len` queued events (doorbell mode). When it leaves the queue empty the next ready fd rings
-/// the doorbell again; when it returns `out.len` events, call it again.
+/// Takes up to `out.len` events (doorbell mode): those queued, then those the kernel has ready now (a wait that
+/// does not block, on the caller's thread). While it finds some, JS is to call it again once it has handled them,
+/// and the thread waits for nothing meanwhile; when it finds none the thread waits in the kernel again and rings
+/// for the next. When it returns `out.len` events, call it again at once.
 pub fn drain(id: u32, out: []Event) Errno!usize {
     const p = try lookup(id);
     p.mutex.lock();
     defer p.mutex.unlock();
-    const n = @min(p.len, out.len);
+    const full = p.len == queue_capacity;
+    var n = @min(p.len, out.len);
     for (out[0..n], 0..) |*e, i| e.* = p.queue[(p.head + i) % queue_capacity];
     p.head = (p.head + n) % queue_capacity;
     p.len -= n;
     if (p.len == 0) p.rung = false;
-    if (n > 0) p.space.signal();
+    if (linux and n < out.len and p.doorbell != null) { // epoll is Linux only
+        var events: [batch_max]std.os.linux.epoll_event = undefined;
+        const got = std.c.epoll_wait(p.epoll_fd, &events, @intCast(@min(out.len - n, batch_max)), 0);
+        for (events[0..@intCast(@max(got, 0))]) |e| {
+            if (e.data.fd == p.wake_fd) continue; // the thread's: `close` woke it to stop
+            out[n] = .{ .fd = e.data.fd, .ready = readiness(e.events) };
+            n += 1;
+        }
+    }
+    const was = p.harvesting;
+    p.harvesting = n > 0 and p.want;
+    // Only what the thread waits for: a signal while it must wait on would wake it for nothing.
+    if ((full and n > 0) or (was and !p.harvesting)) p.space.signal();
     return n;
 }
 
@@ -424,7 +448,7 @@ fn run(p: *Poller) void {
     var events: [batch_max]std.os.linux.epoll_event = undefined;
     while (true) {
         p.mutex.lock();
-        while (p.len == queue_capacity and !p.stopping) p.space.wait(&p.mutex);
+        while ((p.len == queue_capacity or p.harvesting) and !p.stopping) p.space.wait(&p.mutex);
         const stop = p.stopping;
         const room = queue_capacity - p.len;
         p.mutex.unlock();
@@ -445,7 +469,10 @@ fn run(p: *Poller) void {
             p.len += 1;
         }
         const ring = p.len > 0 and !p.rung and !p.stopping and p.want;
-        if (ring) p.rung = true;
+        if (ring) {
+            p.rung = true;
+            p.harvesting = true; // JS drains now, and goes on draining while it finds more
+        }
         const stopping = p.stopping;
         p.mutex.unlock();
         if (stopping) break;
@@ -578,6 +605,39 @@ test "the doorbell rings once per batch until drained" {
     try std.testing.expectEqual(fds[1], out[0].fd);
     try std.testing.expectEqual(@as(usize, 0), try drain(id, &out));
     try std.testing.expectEqual(@as(usize, 0), try setWant(id, false));
+}
+
+test "after a ring, JS drains from the kernel itself until a drain finds nothing; then the thread rings again" {
+    if (!linux) return error.SkipZigTest;
+    const id = try open(testDoorbell);
+    defer close(id) catch {};
+    const p = try lookup(id);
+    var fds: [2]i32 = undefined;
+    try std.testing.expectEqual(@as(c_int, 0), std.c.pipe(&fds));
+    defer _ = std.c.close(fds[0]);
+    defer _ = std.c.close(fds[1]);
+    const rings_before = test_rings.load(.seq_cst);
+    _ = try setWant(id, true);
+    try arm(id, fds[1], write_bit);
+    var spins: usize = 0; // the thread rings in its own time (a generous bound for a loaded machine)
+    while (test_rings.load(.seq_cst) == rings_before and spins < 30_000) : (spins += 1) std.time.sleep(std.time.ns_per_ms);
+    var out: [4]Event = undefined;
+    try std.testing.expectEqual(@as(usize, 1), try drain(id, &out));
+    try std.testing.expect(p.harvesting);
+    // The thread waits for nothing now: what turns ready is JS's to take, straight from the kernel.
+    try arm(id, fds[0], read_bit);
+    _ = std.c.write(fds[1], "x", 1);
+    try std.testing.expectEqual(@as(usize, 1), try drain(id, &out));
+    try std.testing.expectEqual(fds[0], out[0].fd);
+    try std.testing.expectEqual(@as(usize, 0), try drain(id, &out)); // nothing: the wait is the thread's again
+    try std.testing.expect(!p.harvesting);
+    try arm(id, fds[0], read_bit);
+    spins = 0;
+    while (test_rings.load(.seq_cst) == rings_before + 1 and spins < 30_000) : (spins += 1) std.time.sleep(std.time.ns_per_ms);
+    try std.testing.expectEqual(rings_before + 2, test_rings.load(.seq_cst));
+    try std.testing.expectEqual(@as(usize, 1), try drain(id, &out));
+    _ = try setWant(id, false); // JS waits on nothing: the thread takes the wait back though JS drained some
+    try std.testing.expect(!p.harvesting);
 }
 
 test "nothing rings while JS waits on nothing; what was queued meanwhile is JS's to drain when it waits again" {

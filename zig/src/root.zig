@@ -487,7 +487,8 @@ export fn pageio_poller_forget(id: u32, fd: i32) Result {
     return 0;
 }
 
-/// Doorbell mode: takes up to `max` ready events {fd: i32, ready: u32} into `out`; returns how many.
+/// Doorbell mode: takes up to `max` ready events {fd: i32, ready: u32} into `out` (queued, then what the kernel
+/// has ready now); returns how many. After a non-zero count call it again (see poller.zig): the thread waits meanwhile.
 export fn pageio_poller_drain(id: u32, out: ?[*]poller.Event, max: u32) Result {
     const o = out orelse return errno.result(error.FAULT);
     return errno.result(if (poller.drain(id, o[0..max])) |n| n else |err| err);
