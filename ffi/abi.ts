@@ -49,6 +49,7 @@ export const abi = {
     "INTEREST_READ": { "zig": "poller.read_bit", "value": 1 },
     "INTEREST_WRITE": { "zig": "poller.write_bit", "value": 2 },
     "READY_HUP": { "zig": "poller.hup_bit", "value": 4 },
+    "DRAIN_AGAIN": { "zig": "poller.drain_again", "value": 65536 },
   },
   "errnos": [
     "EAGAIN",

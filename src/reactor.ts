@@ -51,6 +51,8 @@ const WRITE = abi.constants.INTEREST_WRITE.value;
 const HUP = abi.constants.READY_HUP.value;
 /** Limit: ready events taken per native call (the native queue holds more; JS comes back for them). */
 const BATCH_MAX = 256;
+/** Added to what a drain returns while JS drains on its own (zig/src/poller.zig `drain_again`). */
+const DRAIN_AGAIN = abi.constants.DRAIN_AGAIN.value;
 /** The poll(2) fallback waits in slices this long, so it rechecks aborts and frees its worker now and then. */
 const POLL_SLICE_MS = 20;
 
@@ -257,16 +259,17 @@ function drain(): void {
     return;
   }
   let n: number;
-  let took = false;
+  let again = false;
   do {
     n = fn.pageio_poller_drain(poller, events, BATCH_MAX);
     if (n < 0) return;
-    took ||= n > 0;
+    again = n >= DRAIN_AGAIN;
+    n %= DRAIN_AGAIN;
     deliver(n);
   } while (n === BATCH_MAX);
-  // It found some: the poller's thread waits for nothing until a drain finds none, so drain again once what was
-  // delivered has run (a busy server then takes its events itself, not from a thread woken for each).
-  if (took) drainSoon();
+  // Busy: the poller's thread waits for nothing until a drain finds none, so drain again once what was delivered
+  // has run (a busy server then takes its events itself, not from a thread woken for each).
+  if (again) drainSoon();
   if (unanswered) {
     unanswered = false;
     doorbell!.unref();
