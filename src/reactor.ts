@@ -7,9 +7,9 @@
  * - `doorbell` (default on the main thread): the poller's thread queues ready fds and calls a thread-safe
  *   callback only when the queue goes from drained to non-empty; JS takes the whole batch with one synchronous
  *   call. No thread per wait, no hop per operation; the callback is ref'd only while something waits. A drain
- *   that found events is followed by another once they have been handled (`drainSoon`), which also takes what
- *   the kernel has ready by then; meanwhile the thread stays out of the kernel's wait, and only a drain that
- *   finds nothing hands it back. A busy server so takes its events on its own thread, not one ring at a time.
+ *   also takes what the kernel has ready. Once events come faster than rings (a busy server), the thread stops
+ *   watching and JS drains again after it has handled each batch (`drainSoon`), until a drain finds nothing:
+ *   the server then takes its events on its own thread, not from a thread woken for each.
  * - `call` (default in a Worker, see `inWorker`): one outstanding non-blocking `pageio_poller_wait` (Deno's FFI
  *   thread pool, Bun's worker) returns each batch; woken to return when nothing waits any more.
  * - `poll`: no poller (not Linux, or forced): each wait is a `poll(2)` off the JS thread, in short slices so a
