@@ -4,9 +4,10 @@
 //! Two ways to reach JS, chosen per poller at open:
 //! - doorbell: a thread blocks in epoll_wait, queues what is ready and calls the JS callback only when the queue
 //!   goes from drained to non-empty; JS takes the whole batch with one `drain` call. No thread per wait, one
-//!   wake-up per batch. A drain also takes what the kernel has ready, without blocking, and while drains find
-//!   some the thread waits for none (JS drains again once it has handled them): a busy JS thread harvests its
-//!   own events, and the thread wakes (and rings) only after JS found nothing.
+//!   wake-up per batch. A drain also takes what the kernel has ready, without blocking. Once events come faster
+//!   than rings, the thread stops watching the set (it waits on an outer one) and JS drains again each time it
+//!   has handled a batch, until a drain finds nothing: a busy JS thread harvests its own events, and the thread
+//!   wakes (and rings) only after JS found nothing.
 //! - call: no thread here; JS keeps one `wait` outstanding on the runtime's own blocking pool and gets a batch back.
 //!
 //! Linux only (epoll); elsewhere open returns NOSYS and JS falls back to `waitFd` (poll(2) per wait).
