@@ -10,7 +10,7 @@ import { describe, fdOf, type Target, waitsFor } from "./file.ts";
 import { type Chunk, gatherPlan, isChunk, isDetached, PackedList, shared, viewOf } from "./gather.ts";
 import { headInternals, PageHead } from "./head.ts";
 import type { Lender } from "./lend.ts";
-import { lengthOf } from "./internal.ts";
+import { lengthOf, ownCall } from "./internal.ts";
 import { KIND_COPY_FILE_RANGE, KIND_SENDFILE, type MoveKind, moveKindFor, movePlan } from "./move.ts";
 
 /** What goes out next: a run of file spans for the kernel, of lendable heads for a pipe, or of anything. */
@@ -414,8 +414,9 @@ const { length: headLength, fileSpan, lendable: lendableHead, markLent, consume,
 /** For a chunk already checked (by `append`): a head unless it is a typed array (no private-field lookup). */
 const isHead = (chunk: Chunk): chunk is PageHead => !ArrayBuffer.isView(chunk);
 // PageHead's own methods, so a queued head's redefined `release`, `slice`… never runs.
-const { release: releaseHead, slice: sliceHead } = PageHead.prototype;
-const refsOf = Object.getOwnPropertyDescriptor(PageHead.prototype, "refs")!.get!;
+const releaseHead = ownCall(PageHead.prototype.release);
+const sliceHead = ownCall(PageHead.prototype.slice);
+const refsOf = ownCall(Object.getOwnPropertyDescriptor(PageHead.prototype, "refs")!.get!);
 const headLive = (head: PageHead): boolean => refsOf.call(head) > 0;
 
 /** Each chunk's length, every chunk checked (a real head still live, or a real attached byte array). */

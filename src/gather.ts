@@ -33,7 +33,7 @@ import { checkAsyncOptions, unwrap } from "./errors.ts";
 import { describe, fdOf, type Target, waitsFor } from "./file.ts";
 import type { Interest } from "./reactor.ts";
 import { headInternals, type HeadOwner, type PageHead } from "./head.ts";
-import { isDetachedBuffer, kRelease, lengthOf } from "./internal.ts";
+import { isDetachedBuffer, kRelease, lengthOf, ownCall } from "./internal.ts";
 import { Page } from "./pool.ts";
 
 /** What a gather write takes: heads, and plain byte arrays (small ones are copied, large ones passed by address). */
@@ -43,7 +43,7 @@ export type ReadTarget = Page | PageHead | Uint8Array;
 
 // The intrinsic getters, captured at load (`byteLength` and `detached` once, in internal.ts): a redefined or
 // inherited `byteOffset` or `buffer` (an own property, a subclass, a swapped prototype) is never called.
-const getterOf = (target: object, key: PropertyKey) => Object.getOwnPropertyDescriptor(target, key)!.get!;
+const getterOf = (target: object, key: PropertyKey) => ownCall(Object.getOwnPropertyDescriptor(target, key)!.get!);
 const typedArray = Object.getPrototypeOf(Uint8Array.prototype);
 const byteOffsetGetter = getterOf(typedArray, "byteOffset") as (this: ArrayBufferView) => number;
 const bufferGetter = getterOf(typedArray, "buffer") as (this: ArrayBufferView) => ArrayBufferLike;
@@ -51,7 +51,7 @@ const resizableGetter = getterOf(ArrayBuffer.prototype, "resizable") as (this: A
 const growableGetter = getterOf(SharedArrayBuffer.prototype, "growable") as (this: SharedArrayBuffer) => boolean;
 const isView = ArrayBuffer.isView;
 const { isHead, pack: packHead, span: headSpan, length: headLength, hold: holdHead } = headInternals;
-const pageHead = Page.prototype.head;
+const pageHead = ownCall(Page.prototype.head);
 
 /** @internal Whether an array's buffer was detached (transferred, or its page or mapping is gone). */
 export function isDetached(bytes: Uint8Array): boolean {

@@ -9,10 +9,11 @@
 import { fn } from "../ffi/native.ts";
 import type { FileHandle } from "./file.ts";
 import { headInternals, PageHead } from "./head.ts";
+import { ownCall } from "./internal.ts";
 
 const { lendable, markLent, page: pageOf } = headInternals;
 // PageHead's own release, so a lent head's redefined `release` never runs.
-const release = PageHead.prototype.release;
+const release = ownCall(PageHead.prototype.release);
 
 /** @internal What a PageWriter on a pipe lends to. */
 export class Lender {

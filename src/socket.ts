@@ -12,7 +12,7 @@ import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
 import { abortError, type AsyncOptions, failedAfter } from "./drive.ts";
 import { forget, type Interest, renumbered, track, turn, waitReady } from "./reactor.ts";
-import { internalOnly, kConstruct, lengthOf } from "./internal.ts";
+import { internalOnly, kConstruct, lengthOf, ownCall } from "./internal.ts";
 import { lstatSync, unlinkSync } from "node:fs";
 import { resolve } from "node:path";
 
@@ -54,8 +54,10 @@ const OPTION_CORK = enumIndex("SocketOption", "cork");
 const LISTEN_REUSE_PORT = abi.flags.ListenFlags.bits.reuse_port;
 const SEND_MORE = abi.flags.SendFlags.bits.more;
 /** The intrinsic typed-array tag ("Uint8Array" for one, a Buffer included), which no own property can fake. */
-const tagOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!
-  .get! as (this: unknown) => string | undefined;
+const tagOf = ownCall(
+  Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!
+    .get! as (this: unknown) => string | undefined,
+);
 const WAIT_FOREVER = 0xffff_ffff;
 /** accept errors that end once descriptors or memory are freed: a listener's loop pauses this long, then retries. */
 const ACCEPT_LATER = new Set(["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"]);

@@ -9,7 +9,7 @@ import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.
 import { Brigade, consumeWritten, lendTo, spansMoved, takeAll, writeBehind } from "./brigade.ts";
 import { headInternals } from "./head.ts";
 import { type Chunk, isChunk, isDetached, viewOf } from "./gather.ts";
-import { lengthOf } from "./internal.ts";
+import { lengthOf, ownCall } from "./internal.ts";
 import { Lender } from "./lend.ts";
 import type { AsyncOptions } from "./drive.ts";
 import { markPrivateViews, type Page, PagePool } from "./pool.ts";
@@ -40,7 +40,7 @@ export interface PageWriterOptions {
 
 const { fileSpan, length: headLength } = headInternals;
 const encoder = new TextEncoder();
-const charCodeAt = String.prototype.charCodeAt; // the intrinsic: a redefined one never runs
+const charCodeAt = ownCall(String.prototype.charCodeAt); // the intrinsic: a redefined one never runs
 /** Limit: UTF-16 units of strings joined before they are encoded (at most 48 KiB of UTF-8: within a 64 KiB page). */
 const TEXT_BATCH_CHARS = 16 * 1024;
 /**
@@ -70,7 +70,9 @@ function nativeUtf8Write(): ((this: Uint8Array, text: string, offset: number) =>
   } catch {
     return null;
   }
-  return expected.every((byte, i) => got[i + 1] === byte) ? write as ReturnType<typeof nativeUtf8Write> : null;
+  return expected.every((byte, i) => got[i + 1] === byte)
+    ? ownCall(write as NonNullable<ReturnType<typeof nativeUtf8Write>>)
+    : null;
 }
 
 /**

@@ -393,6 +393,58 @@ test("a redefined length or byteLength on %TypedArray%.prototype never reaches t
   });
 });
 
+test("a redefined Function.prototype.call never reaches the native side: gather lists, BYOB reads and string writes stay inside their arrays", () => {
+  // Before: the intrinsic getters were called through `.call`, so a redefined one lied about lengths and offsets:
+  // writev read 1 GiB past an array (Deno aborted, Bun SIGSEGV) and readv wrote past one.
+  const dir = tempDir();
+  writeFileSync(join(dir, "in.bin"), "0123456789abcdef");
+  const run = runScript(`
+    import { openFile, PagePool, PageReader, PageWriter, readv, writev } from "${root}mod.ts";
+    const dir = ${JSON.stringify(dir)};
+    const seen = {};
+    const apply = Reflect.apply;
+    let lie = 0;
+    Object.defineProperty(Function.prototype, "call", {
+      configurable: true,
+      writable: true,
+      value: function (self, ...args) {
+        const result = apply(this, self, args);
+        return lie && typeof result === "number" ? lie : result;
+      },
+    });
+    const many = Array.from({ length: 64 }, () => new Uint8Array(100));
+    const devNull = openFile("/dev/null", "w");
+    const devZero = openFile("/dev/zero");
+    const reader = new PageReader(dir + "/in.bin").readable.getReader({ mode: "byob" });
+    const pool = new PagePool();
+    const head = pool.acquire().head(0, 8);
+    const writer = new PageWriter(dir + "/out.txt");
+    lie = 1 << 30;
+    seen.gather = [writev(devNull, many), readv(devZero, many)];
+    const { value } = await reader.read(new Uint8Array(10));
+    seen.byob = String.fromCharCode(...Array.from({ length: 10 }, (_, i) => value[i]));
+    seen.head = writev(devNull, [head]);
+    for (let i = 0; i < 1000; i++) writer.write("line " + i + "\\n");
+    writer.flush();
+    lie = 0;
+    await reader.cancel();
+    writer.close();
+    seen.text = (await new Response(new PageReader(dir + "/out.txt").readable).text()).length;
+    console.log(JSON.stringify(seen));
+    process.exit(0);
+  `);
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  let expectedText = 0;
+  for (let i = 0; i < 1000; i++) expectedText += ("line " + i + "\n").length;
+  assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").at(-1)!), {
+    gather: [6400, 6400],
+    byob: "0123456789",
+    head: 8,
+    text: expectedText,
+  });
+});
+
 test("mapFile reads its options before a FileHandle's descriptor: a getter that closes the handle is ERR_CLOSED, never the next file's bytes", () => {
   const dir = tempDir();
   writeFileSync(join(dir, "mine.txt"), "MINE");
