@@ -31,25 +31,12 @@ export function internalOnly(key: unknown, what: string, use: string): void {
 // This thread runs JS: what it maps is let go when it ends (a terminated Worker's heap releases nothing).
 fn.pageio_thread_attach();
 
-// The intrinsics revocation stands on, taken at load and called without a lookup user code can redefine
-// (`ArrayBuffer.prototype.transfer`, the `detached` getter, `Function.prototype.call`): a redefined `transfer`
-// that detached nothing left every view live over memory that was then unmapped (a crash on Deno) or reused.
-const uncurry = Function.prototype.bind.bind(Function.prototype.call) as <T, A extends unknown[], R>(
-  method: (this: T, ...args: A) => R,
-) => (self: T, ...args: A) => R;
-const transferIntrinsic = uncurry(
-  ArrayBuffer.prototype.transfer as (this: ArrayBuffer, length?: number) => ArrayBuffer,
-);
-const detachedIntrinsic = uncurry(
-  Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "detached")!.get! as (this: ArrayBuffer) => boolean,
-);
-
 const callIntrinsic = Function.prototype.call;
 
 /**
  * Gives `method` an own, fixed `call`, so `method.call(self)` never looks up `Function.prototype.call`: a redefined
  * one returned whatever length or offset it liked, and `writev` read 1 GiB past an array. An own property costs
- * nothing where `uncurry` (a bound `call`) and `Reflect.apply` cost 2-2.5x on Bun for a getter's call.
+ * nothing where a bound `call` or `Reflect.apply` cost 2-2.5x on Bun for a getter's call.
  */
 export function ownCall<F extends (...args: never[]) => unknown>(method: F): F {
   if (Object.getOwnPropertyDescriptor(method, "call")?.value !== callIntrinsic) {
@@ -57,6 +44,16 @@ export function ownCall<F extends (...args: never[]) => unknown>(method: F): F {
   }
   return method;
 }
+
+// The intrinsics revocation stands on, taken at load and called without a lookup user code can redefine: a
+// redefined `transfer` that detached nothing left every view live over memory that was then unmapped (a crash on
+// Deno) or reused.
+const transferIntrinsic = ownCall(
+  ArrayBuffer.prototype.transfer as (this: ArrayBuffer, length?: number) => ArrayBuffer,
+);
+const detachedIntrinsic = ownCall(
+  Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "detached")!.get! as (this: ArrayBuffer) => boolean,
+);
 
 const byteLengthIntrinsic = ownCall(
   Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), "byteLength")!
@@ -74,7 +71,7 @@ export function lengthOf(bytes: ArrayBufferView): number {
 
 /** Whether pageio's own `buffer` was detached (transferred away, or revoked), by the intrinsic getter. */
 export function isDetachedBuffer(buffer: ArrayBuffer): boolean {
-  return detachedIntrinsic(buffer);
+  return detachedIntrinsic.call(buffer);
 }
 
 /**
@@ -83,6 +80,6 @@ export function isDetachedBuffer(buffer: ArrayBuffer): boolean {
  * list): then its memory lives on in another ArrayBuffer and must never be unmapped or reused under it.
  */
 export function revoke(buffer: ArrayBuffer, keep: boolean): { escaped: boolean; buffer: ArrayBuffer | null } {
-  if (detachedIntrinsic(buffer)) return { escaped: true, buffer: null };
-  return { escaped: false, buffer: keep ? transferIntrinsic(buffer) : (transferIntrinsic(buffer, 0), null) };
+  if (detachedIntrinsic.call(buffer)) return { escaped: true, buffer: null };
+  return { escaped: false, buffer: keep ? transferIntrinsic.call(buffer) : (transferIntrinsic.call(buffer, 0), null) };
 }
