@@ -32,6 +32,8 @@ export function internalOnly(key: unknown, what: string, use: string): void {
 fn.pageio_thread_attach();
 
 const callIntrinsic = Function.prototype.call;
+const bindIntrinsic = Function.prototype.bind;
+const applyIntrinsic = Reflect.apply;
 
 /**
  * Gives `method` an own, fixed `call`, so `method.call(self)` never looks up `Function.prototype.call`: a redefined
@@ -39,10 +41,14 @@ const callIntrinsic = Function.prototype.call;
  * nothing where a bound `call` or `Reflect.apply` cost 2-2.5x on Bun for a getter's call.
  */
 export function ownCall<F extends (...args: never[]) => unknown>(method: F): F {
-  if (Object.getOwnPropertyDescriptor(method, "call")?.value !== callIntrinsic) {
+  if (Object.getOwnPropertyDescriptor(method, "call")?.value === callIntrinsic) return method;
+  try {
     Object.defineProperty(method, "call", { value: callIntrinsic }); // not writable, not configurable
+    return method;
+  } catch {
+    // A frozen intrinsic (a hardened realm): a stand-in whose `call` is the intrinsic `call` bound to it.
+    return { call: applyIntrinsic(bindIntrinsic, callIntrinsic, [method]) } as unknown as F;
   }
-  return method;
 }
 
 // The intrinsics revocation stands on, taken at load and called without a lookup user code can redefine: a

@@ -393,6 +393,33 @@ test("a redefined length or byteLength on %TypedArray%.prototype never reaches t
   });
 });
 
+test("pageio loads and works in a realm whose intrinsics were frozen before it (a hardened realm)", () => {
+  // Before: giving the intrinsic getters their own `call` threw at load when they were frozen.
+  const run = runScript(`
+    const typed = Object.getPrototypeOf(Uint8Array.prototype);
+    for (const [target, key] of [[typed, "byteLength"], [typed, "byteOffset"], [typed, "buffer"], [typed, Symbol.toStringTag],
+      [ArrayBuffer.prototype, "detached"], [ArrayBuffer.prototype, "resizable"], [SharedArrayBuffer.prototype, "growable"]]) {
+      Object.freeze(Object.getOwnPropertyDescriptor(target, key).get);
+    }
+    Object.freeze(ArrayBuffer.prototype.transfer);
+    Object.freeze(String.prototype.charCodeAt);
+    const { mapAnonymous, openFile, PageWriter, readv, writev } = await import("${root}mod.ts");
+    const many = Array.from({ length: 8 }, () => new Uint8Array(100));
+    const seen = { gather: [writev(openFile("/dev/null", "w"), many), readv(openFile("/dev/zero"), many)] };
+    const mapping = mapAnonymous(4096);
+    const view = mapping.bytes;
+    mapping.unmap();
+    seen.revoked = view.length;
+    const writer = new PageWriter(openFile("/dev/null", "w"));
+    writer.write("text");
+    writer.close();
+    console.log(JSON.stringify(seen));
+  `);
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").at(-1)!), { gather: [800, 800], revoked: 0 });
+});
+
 test("a redefined Function.prototype.call never reaches the native side: gather lists, BYOB reads and string writes stay inside their arrays", () => {
   // Before: the intrinsic getters were called through `.call`, so a redefined one lied about lengths and offsets:
   // writev read 1 GiB past an array (Deno aborted, Bun SIGSEGV) and readv wrote past one.
