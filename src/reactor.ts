@@ -47,7 +47,11 @@ export type Interest = "read" | "write";
 /** Interest bits shared with zig/src/poller.zig (ffi/abi.ts). */
 const READ = abi.constants.INTEREST_READ.value;
 const WRITE = abi.constants.INTEREST_WRITE.value;
-/** Reported once the peer hung up or the fd failed: every later wait on a registered fd ends at once. */
+/**
+ * Reported once no more bytes will come (the peer's FIN, a hang-up, an error): every later read wait on a
+ * registered fd ends at once. Not a write wait: a peer that half-closed may still read, slowly, and a writer on a
+ * full socket must park (a full hang-up or an error reports writable itself, and the write then fails).
+ */
 const HUP = abi.constants.READY_HUP.value;
 /** Limit: ready events taken per native call (the native queue holds more; JS comes back for them). */
 const BATCH_MAX = 256;
@@ -298,7 +302,7 @@ function deliver(count: number): void {
     if (state === undefined) continue; // forgotten meanwhile
     if (state.registered) {
       // What a waiter takes is used up (it retries its call); the rest is kept for the next wait, and a
-      // hang-up for every wait to come.
+      // hang-up for every read wait to come.
       let kept = ready;
       for (const waiter of state.waiters) {
         if (waiter.bit & ready) {
@@ -478,7 +482,7 @@ export function waitReady(fd: number, interest: Interest, signal?: AbortSignal):
   const bit = interest === "read" ? READ : WRITE;
   const how = mode ?? start();
   const known = fds.get(fd);
-  if (known !== undefined && known.ready & (bit | HUP)) {
+  if (known !== undefined && known.ready & (bit === READ ? bit | HUP : bit)) {
     // Reported since the caller's call failed (or before: then it is one spurious wake). A hang-up stays: a
     // read that took the last bytes before it has not seen the end yet, and no further edge will come.
     known.ready &= ~bit;

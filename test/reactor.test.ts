@@ -656,6 +656,30 @@ test("the last bytes and the peer's end in one report: the read takes the bytes,
   }
 });
 
+test("a peer that half-closed keeps a full socket's write waits parked until it reads (they ended at once: a writer spun a core)", async () => {
+  const [client, server, listener] = await tcpPair();
+  await using _ = spinsOff();
+  try {
+    const chunk = new Uint8Array(1 << 20);
+    while (server.write([chunk]) > 0); // the kernel's buffers both ways are full: writable no more
+    client.shutdown("write"); // half-close: the client sends nothing more, but may still read
+    await waitReady(server.fd, "read"); // registers it; the FIN ends the read wait
+    assert.ok(await until(() => ((edgeState(server.fd)?.ready ?? 0) & 4) !== 0), "the half-close is kept");
+    const writable = waitReady(server.fd, "write");
+    assert.equal(await settledWithin(writable, 50), false, "still full: the write wait parks");
+    const bytes = new Uint8Array(1 << 20);
+    while (client.read(bytes) !== null); // room again: the wait ends
+    assert.equal(await settledWithin(writable, 30_000), true);
+    assert.ok(server.write([chunk]) > 0);
+    assert.ok(edgeState(server.fd)!.ready & 4, "still kept for reads");
+    assert.equal(await settledWithin(waitReady(server.fd, "read"), 30_000), true, "a read wait still ends at once");
+  } finally {
+    client.close();
+    server.close();
+    listener.close();
+  }
+});
+
 const childChecks = (completions: number) => `
 import { pipe, readv, writev } from "${root}mod.ts";
 import { reactorMode, waitingCount, waitReady, forget } from "${root}src/reactor.ts";

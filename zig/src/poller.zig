@@ -29,8 +29,8 @@ const batch_max = 256;
 /// Interest and readiness bits, shared with src/reactor.ts.
 pub const read_bit: u32 = 1;
 pub const write_bit: u32 = 2;
-/// Reported with read_bit and write_bit once the peer hung up or the fd failed: from then on every call ends at
-/// once (end of stream, or the error), so a registered fd keeps it for good.
+/// Reported with read_bit once no more bytes will come (the peer's FIN, a hang-up, an error): from then on every
+/// read ends at once (end of stream, or the error), so a registered fd keeps it for its read waits.
 pub const hup_bit: u32 = 4;
 
 /// What `drain` and `wait` write per ready descriptor.
