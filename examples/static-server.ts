@@ -181,7 +181,8 @@ function openTarget(path: string): { file: FileHandle; size: number; type: strin
     const code = (error as PageIoError).code;
     if (code === "EACCES") return 403;
     if (code === "EMFILE" || code === "ENFILE") return 503; // out of descriptors: the client is to try again soon
-    if (["ENOENT", "ENOTDIR", "EXDEV", "ELOOP", "ENAMETOOLONG", "EINVAL"].includes(code)) return 404;
+    // ENXIO, ENODEV: a unix socket's file, or a device without a driver, which no open reaches
+    if (["ENOENT", "ENOTDIR", "EXDEV", "ELOOP", "ENAMETOOLONG", "EINVAL", "ENXIO", "ENODEV"].includes(code)) return 404;
     throw error;
   }
 }

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { connectAsync, type Socket } from "../mod.ts";
+import { connectAsync, listen, type Listener, type Socket } from "../mod.ts";
 import { haveStrace, isDeno, patternBytes, root, sha256, tempDir } from "./helpers.ts";
 
 const have = (tool: string) => spawnSync(tool, ["--version"], { stdio: "ignore" }).status === 0;
@@ -138,6 +138,7 @@ const files: Record<string, Uint8Array> = {
 };
 let server: Server;
 let baselineFds = 0;
+let socketFile: Listener | undefined; // a unix socket's file inside the root
 
 before(async () => {
   if (!haveCurl) return;
@@ -149,12 +150,14 @@ before(async () => {
   for (const name of ["x.constructor", "x.toString", "x.__proto__"]) writeFileSync(join(dir, name), name);
   symlinkSync("/etc/passwd", join(dir, "passwd"));
   spawnSync("mkfifo", [join(dir, "fifo")]);
+  socketFile = listen({ path: join(dir, "socket") });
   server = await startServer(dir);
   curl(`${server.url}/small.txt`); // warm up: the runtime's lazily opened descriptors are open from here on
   baselineFds = serverFds(server);
 });
 
 after(async () => {
+  socketFile?.close();
   if (!server) return;
   server.child.kill("SIGKILL");
   await server.exited;
@@ -248,6 +251,7 @@ test(
     assert.equal(status(`${server.url}/passwd`), "404"); // a symbolic link out of the root
     assert.equal(status(`${server.url}/sub`), "404"); // a directory is not a file
     assert.equal(status("-m", "10", `${server.url}/fifo`), "404"); // a FIFO: opened without waiting for a writer
+    assert.equal(status(`${server.url}/socket`), "404"); // a unix socket's file (ENXIO): it got no answer at all
     assert.equal(status(`${server.url}/small.txt`), "200"); // and the server is still serving
     assert.equal(status("-X", "DELETE", `${server.url}/small.txt`), "405");
     assert.equal(status(`${server.url}/%ZZ`), "400");
