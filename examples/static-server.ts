@@ -14,7 +14,9 @@ if (!rootArg) {
 const HEAD_BYTES_MAX = 16 * 1024; // a request head larger than this gets 431
 const HEAD_TIMEOUT_MS = Number(process.env.STATIC_HEAD_TIMEOUT_MS ?? 10_000); // whole head, and keep-alive idle
 const SEND_TIMEOUT_MS = Number(process.env.STATIC_SEND_TIMEOUT_MS ?? 30_000); // a reader that stops taking bytes
-const SEND_STEP_BYTES = 4 * 1024 * 1024; // progress is noted (and the send deadline moved) this often
+// A full socket is waited on until it has taken this much more: progress is noted (and the send deadline moved) this
+// often, so a slow reader that keeps reading is never cut (at 4 MiB, one under 140 KB/s was, part-way).
+const SEND_STEP_BYTES = 64 * 1024;
 // A head leaves in one packet with the start of a body up to this size; above it alone, as the client takes its RTT
 // from that first segment (which carries the time the request waited here): with it in, its window grew to megabytes
 // and a 1 MiB response cost this server 30% more CPU (loopback delivery done in its sendfile) for no more throughput.
@@ -146,13 +148,14 @@ function sendHead(conn: Conn, bytes: Uint8Array, more = false): Promise<number> 
   if (written < bytes.length) return conn.socket.writeAsync([bytes.subarray(written)]);
 }
 
-/** Sends a file span by sendfile: at once as far as the socket takes it, then waiting, in steps (the deadline). */
+/** Sends a file span by sendfile: at once as far as the socket takes it, then waiting for room, a step at a time. */
 async function sendBody(conn: Conn, file: FileHandle, start: number, end: number): Promise<void> {
   for (let at = start; at < end;) {
     conn.since = Date.now();
+    at += conn.socket.sendFile(file, at, end - at);
+    if (at === end) break;
     const step = Math.min(SEND_STEP_BYTES, end - at);
-    const sent = conn.socket.sendFile(file, at, step);
-    if (sent < step) await conn.socket.sendFileAsync(file, at + sent, step - sent);
+    await conn.socket.sendFileAsync(file, at, step);
     at += step;
   }
 }

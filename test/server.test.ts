@@ -284,6 +284,50 @@ test("a request head that never ends is cut off (slowloris); a half-closed clien
   assert.equal(sha256(body), sha256(files["big.bin"]));
 });
 
+test("a slow reader that keeps reading gets every byte; one that stops reading is let go at the send deadline", {
+  skip: !haveCurl,
+}, async () => {
+  const request = (range: string) =>
+    new TextEncoder().encode(`GET /huge.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=${range}\r\nConnection: close\r\n\r\n`);
+  const length = 8 << 20;
+  const expected = new Uint8Array(length);
+  expected.set(patternBytes(1, 4)); // huge.bin: one byte, then zeros
+  // About 1 MiB/s, steadily: the server's send deadline (3 s here) once moved only every 4 MiB sent, so it cut this
+  // reader off part-way, its download short of its Content-Length.
+  const slow = await connectAsync({ port: server.port });
+  try {
+    await slow.writeAsync([request(`0-${length - 1}`)]);
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    for (const began = Date.now();;) {
+      const bytes = new Uint8Array(16384);
+      const read = await slow.readAsync(bytes).catch(() => 0);
+      if (read === 0) break;
+      parts.push(bytes.subarray(0, read));
+      total += read;
+      const ahead = total / 1048.576 - (Date.now() - began); // ms ahead of 1 MiB/s
+      if (ahead > 0) await new Promise((resolve) => setTimeout(resolve, ahead));
+    }
+    const answer = Buffer.concat(parts);
+    const body = answer.subarray(answer.indexOf("\r\n\r\n") + 4);
+    assert.equal(response(answer.toString("latin1")).status, "HTTP/1.1 206 Partial Content");
+    assert.equal(body.length, length);
+    assert.equal(sha256(body), sha256(expected));
+  } finally {
+    slow.close();
+  }
+  // One that takes a little, then nothing: the server ends it once the deadline is past, and the read sees that.
+  const stalled = await connectAsync({ port: server.port });
+  try {
+    await stalled.writeAsync([request("0-")]);
+    await stalled.readAsync(new Uint8Array(65536));
+    const held = await eventually(30_000, () => connectionsOn(server.port), (n) => n === 0);
+    assert.equal(held, 0, "the server let its end go");
+  } finally {
+    stalled.close();
+  }
+});
+
 test(
   "a reader that stops mid-file does not stop the server, and its connection is let go",
   { skip: !haveCurl },
