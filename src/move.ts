@@ -5,7 +5,7 @@
  * @module
  */
 import { abi, errno, fn } from "../ffi/native.ts";
-import { failedAfter, type Plan, runSync, type Wait, wouldBlock } from "./drive.ts";
+import { failedAfter, type Plan, type Wait, wouldBlock } from "./drive.ts";
 import { PageIoError, unwrap } from "./errors.ts";
 import { stat } from "./file.ts";
 
@@ -35,7 +35,36 @@ export function moveKindFor(fd: number): MoveKind {
  * EAGAIN with nothing moved returns 0; other errors throw with `bytesTransferred`.
  */
 export function moveSpan(kind: MoveKind, fdIn: number, offset: number, fdOut: number, length: number): number | null {
-  return runSync(movePlan(kind, fdIn, offset, fdOut, length));
+  // One call, as the planner driven by runSync would make it, without a generator and its arrays per call: a
+  // server sends a small file per request. What it returns or throws is the planner's (`moved`).
+  const result = fn.pageio_move(kind, fdIn, offset, fdOut, length, spanOut);
+  if (result >= 0) return result; // all moved, a short move (the socket is full), or the source's end
+  return moved(kind, result, spanOut[0], 0, offset, length);
+}
+
+/** What `moveSpan` passes to the native call for the bytes moved (read at once after it: one per thread). */
+const spanOut = new Float64Array(1);
+
+/**
+ * What a failed move means, `total` bytes moved before it: 0 for nothing moved as the target would block,
+ * null for a refusal before anything moved (the caller writes instead); else it throws, with
+ * `bytesTransferred`.
+ */
+function moved(kind: MoveKind, result: number, moved: number, total: number, offset: number, length: number): 0 | null {
+  if (wouldBlock(result, moved)) return 0;
+  if (total === 0 && moved === 0 && REFUSALS.has(-result)) return null;
+  total += moved;
+  const syscall = kind === KIND_SENDFILE ? "sendfile" : "copy_file_range";
+  if (-result === errno.ENODATA) {
+    // The kernel's own text ("no data available") does not say which end was met.
+    throw new PageIoError(
+      "ENODATA",
+      `ENODATA: the file ends before byte ${offset + length} (cut short, or a length past its end): ` +
+        `${offset + total} bytes of it were there, ${syscall}`,
+      { errno: -result, syscall, bytesTransferred: total },
+    );
+  }
+  return unwrap(result, syscall, undefined, total) as never;
 }
 
 /**
@@ -59,23 +88,9 @@ export function* movePlan(
       const run = () => fn.pageio_move(kind, fdIn, at, fdOut, left, out);
       const args = [kind, fdIn, at, fdOut, left, out];
       const result = (yield { name: "pageio_move", args, run, interest: "write", bytes: left }) as number;
-      const moved = out[0];
-      if (result < 0 && !wouldBlock(result, moved)) {
-        if (total === 0 && moved === 0 && REFUSALS.has(-result)) return null;
-        total += moved;
-        const syscall = kind === KIND_SENDFILE ? "sendfile" : "copy_file_range";
-        if (-result === errno.ENODATA) {
-          // The kernel's own text ("no data available") does not say which end was met.
-          throw new PageIoError(
-            "ENODATA",
-            `ENODATA: the file ends before byte ${offset + length} (cut short, or a length past its end): ` +
-              `${offset + total} bytes of it were there, ${syscall}`,
-            { errno: -result, syscall, bytesTransferred: total },
-          );
-        }
-        unwrap(result, syscall, undefined, total);
-      }
-      total += moved;
+      const before = total;
+      total += out[0]; // before `moved` throws: the catch below reports it
+      if (result < 0 && moved(kind, result, out[0], before, offset, length) === null) return null;
       if (total >= length || result === 0) return total; // all moved, or the source ended
       if (!(yield WAIT_WRITE)) return total;
     }
