@@ -5,7 +5,6 @@
 import { abi, errno, fn, native } from "../ffi/native.ts";
 import { checkInteger, checkOptions, PageIoError, stateError, unwrap } from "./errors.ts";
 import { forget, renumbered, untrack } from "./reactor.ts";
-import { lengthOf } from "./internal.ts";
 
 /**
  * `"r"` read; `"r+"` read and write; `"w"` write, create, truncate; `"w+"` read and write, create, truncate;
@@ -22,6 +21,15 @@ const pairKinds = abi.enums.PairKind.values;
 
 const encoder = new TextEncoder();
 const statOut = new Float64Array(2);
+/** A path's UTF-8 for the native open calls, which read it at once: one buffer, not a new array per open (an
+ * array's memory outside the heap costs an allocation, and a free after a collection, per file a server opens). */
+let pathBytes = new Uint8Array(1024);
+
+/** Encodes `path` into `pathBytes`; returns its length in bytes. */
+function encodePath(path: string): number {
+  if (path.length * 3 > pathBytes.length) pathBytes = new Uint8Array(path.length * 3); // UTF-8: 3 bytes a unit at most
+  return encoder.encodeInto(path, pathBytes).written;
+}
 
 /**
  * An open file descriptor owned by pageio.
@@ -150,10 +158,10 @@ export function openFile(path: string | URL, mode: FileMode = "r", options: Open
   const { read, write } = access[index];
   if (read) checkAccess("read", p, "open");
   if (write) checkAccess("write", p, "open");
-  const bytes = encoder.encode(p);
+  const length = encodePath(p);
   const flags = (options.noFollow ? OpenFlags.bits.no_follow : 0) |
     (options.nonBlocking ? OpenFlags.bits.non_blocking : 0);
-  const fd = unwrap(fn.pageio_open(bytes, lengthOf(bytes), index, flags), "open", p);
+  const fd = unwrap(fn.pageio_open(pathBytes, length, index, flags), "open", p);
   return owned(new FileHandle(fd, p));
 }
 
@@ -220,8 +228,8 @@ export function openBeneath(dir: FileHandle, path: string): FileHandle {
   if (typeof path !== "string") throw new TypeError(`path must be a string, got ${describe(path)}`);
   const full = dir.path === undefined ? path : `${dir.path.replace(/\/+$/, "")}/${path}`;
   checkAccess("read", full, "openat2");
-  const bytes = encoder.encode(path);
-  const fd = fn.pageio_open_beneath(dir.fd, bytes, lengthOf(bytes));
+  const length = encodePath(path);
+  const fd = fn.pageio_open_beneath(dir.fd, pathBytes, length);
   if (fd === -errno.EXDEV) { // the kernel's text for it, "invalid cross-device link", would mislead here
     throw new PageIoError("EXDEV", `EXDEV: '${path}' resolves outside its directory, openat2 '${full}'`, {
       errno: errno.EXDEV,
