@@ -133,19 +133,22 @@ function range(header: string | undefined, size: number): [number, number] | und
   return start >= size ? null : [start, Math.min(size, last + 1)];
 }
 
+/** Where heads are encoded, one at a time: each is sent at once, and what the socket did not take is copied. */
+const headOut = new Uint8Array(8192);
+
 function headBytes(status: number, fields: string[], keepAlive: boolean, body = ""): Uint8Array {
   const connection = keepAlive && !stopping ? "keep-alive" : "close";
-  return encoder.encode(
-    `HTTP/1.1 ${status} ${reasons[status]}\r\nDate: ${date}\r\nServer: pageio\r\n` +
-      `${fields.map((field) => `${field}\r\n`).join("")}Connection: ${connection}\r\n\r\n${body}`,
-  );
+  const text = `HTTP/1.1 ${status} ${reasons[status]}\r\nDate: ${date}\r\nServer: pageio\r\n` +
+    `${fields.map((field) => `${field}\r\n`).join("")}Connection: ${connection}\r\n\r\n${body}`;
+  const { read, written } = encoder.encodeInto(text, headOut);
+  return read === text.length ? headOut.subarray(0, written) : encoder.encode(text);
 }
 
 /** Sends a head (for errors with a short body); `more`: a body follows, so it leaves in one packet with its start
  * (MSG_MORE: one delivery to the client, not two). What does not fit waits until the socket is writable. */
 function sendHead(conn: Conn, bytes: Uint8Array, more = false): Promise<number> | undefined {
   const written = conn.socket.send(bytes, { more });
-  if (written < bytes.length) return conn.socket.writeAsync([bytes.subarray(written)]);
+  if (written < bytes.length) return conn.socket.writeAsync([bytes.slice(written)]); // headOut is the next head's
 }
 
 /** Sends a file span by sendfile: at once as far as the socket takes it, then waiting for room, a step at a time. */
