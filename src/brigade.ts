@@ -9,6 +9,7 @@ import { type AsyncOptions, type Plan, runAsync, runSync } from "./drive.ts";
 import { describe, fdOf, type Target, waitsFor } from "./file.ts";
 import { type Chunk, gatherPlan, isChunk, isDetached, PackedList, shared, viewOf } from "./gather.ts";
 import { headInternals, PageHead } from "./head.ts";
+import { inWriteTurn } from "./reactor.ts";
 import type { Lender } from "./lend.ts";
 import { lengthOf, ownCall } from "./internal.ts";
 import { KIND_COPY_FILE_RANGE, KIND_SENDFILE, type MoveKind, moveKindFor, movePlan } from "./move.ts";
@@ -164,7 +165,7 @@ export class Brigade {
     const fd = fdOf(target);
     this.#enter("flushAsync");
     try {
-      return await runAsync(target, fd, this.#plan(fd, Infinity, 0, true), signal);
+      return await inWriteTurn(fd, signal, () => runAsync(target, fd, this.#plan(fd, Infinity, 0, true), signal));
     } finally {
       this.#busy = false;
     }

@@ -13,7 +13,7 @@
  */
 import { abi, errno, fn, native } from "../ffi/native.ts";
 import type { BlockingName } from "../ffi/symbols.ts";
-import { PageIoError, stateError, unwrap } from "./errors.ts";
+import { abortError, PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, type Target } from "./file.ts";
 import { type Interest, readDone, settleBeforeRead, turn, waitReady } from "./reactor.ts";
 
@@ -190,13 +190,6 @@ export function failedAfter(error: unknown, bytes: number): unknown {
   if (error instanceof PageIoError && error.bytesTransferred !== bytes) {
     Object.defineProperty(error, "bytesTransferred", { value: bytes, enumerable: true, writable: true });
   }
-  return error;
-}
-
-/** What an aborted operation rejects with: `ABORT_ERR`, the signal's reason as `cause`. */
-export function abortError(reason: unknown): PageIoError {
-  const error = new PageIoError("ABORT_ERR", "the operation was aborted", { syscall: "abort", bytesTransferred: 0 });
-  (error as { cause?: unknown }).cause = reason;
   return error;
 }
 

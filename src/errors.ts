@@ -153,3 +153,10 @@ export function checkOptions(options: unknown, what: string): void {
   if (options === undefined || (typeof options === "object" && options !== null)) return;
   throw new TypeError(`${what} options must be an object, got ${options === null ? "null" : typeof options}`);
 }
+
+/** What an aborted operation rejects with: `ABORT_ERR`, the signal's reason as `cause`. */
+export function abortError(reason: unknown): PageIoError {
+  const error = new PageIoError("ABORT_ERR", "the operation was aborted", { syscall: "abort", bytesTransferred: 0 });
+  (error as { cause?: unknown }).cause = reason;
+  return error;
+}

@@ -31,7 +31,7 @@ import {
 } from "./drive.ts";
 import { checkAsyncOptions, unwrap } from "./errors.ts";
 import { describe, fdOf, type Target, waitsFor } from "./file.ts";
-import type { Interest } from "./reactor.ts";
+import { type Interest, inWriteTurn } from "./reactor.ts";
 import { headInternals, type HeadOwner, type PageHead } from "./head.ts";
 import { isDetachedBuffer, kRelease, lengthOf, ownCall } from "./internal.ts";
 import { Page } from "./pool.ts";
@@ -690,9 +690,9 @@ function gatherSync(target: Target, fd: number, packed: PackedList): number {
  * `writev` without holding up the event loop: the system call is tried at once, and only a descriptor that
  * would block waits (on one shared readiness wait, never a thread per call). The chunks must stay as they are
  * (not released, not written to) until the Promise settles; the call keeps them referenced until then. An
- * abort rejects with `ABORT_ERR` and `bytesTransferred`. Calls on one pipe or socket are not queued behind each
- * other: two that both wait for room may interleave their bytes (a reader in another process takes some between
- * their retries). Await each in turn, or write through `Socket.writeAsync` or a `PageWriter`, which queue.
+ * abort rejects with `ABORT_ERR` and `bytesTransferred`. Async writes to one descriptor (this, `flushAsync`, a
+ * socket's `writeAsync`) are queued: each goes out whole, in call order. A synchronous write is not queued: made
+ * while an async one waits, its bytes go ahead of the rest of that one.
  *
  * @example
  * ```ts
@@ -715,7 +715,11 @@ export async function writevAsync(
   // The packed list holds the chunks (a generator's arrays have no other reference) until the call settles.
   const packed = PackedList.take().pack(list, 0, list.length, undefined, true);
   try {
-    return (await runAsync(target, fd, gatherPlan("pageio_writev", fd, packed), signal, list))!;
+    return (await inWriteTurn(
+      fd,
+      signal,
+      () => runAsync(target, fd, gatherPlan("pageio_writev", fd, packed), signal, list),
+    ))!;
   } finally {
     packed.recycle();
   }

@@ -37,7 +37,7 @@
  */
 import { abi, errno, fn, native } from "../ffi/native.ts";
 import type { NativeCallback } from "../ffi/symbols.ts";
-import { stateError, unwrap } from "./errors.ts";
+import { abortError, stateError, unwrap } from "./errors.ts";
 
 declare const process: { env: Record<string, string | undefined> };
 
@@ -532,12 +532,47 @@ export function forget(fd: number): void {
   spins.delete(fd);
   trickles.delete(fd);
   tracked.delete(fd);
+  writeTails.delete(fd); // writes still queued end with ERR_CLOSED; a new file under the number waits for none
   const state = fds.get(fd);
   if (state === undefined) return;
   fds.delete(fd);
   if (state.armed !== 0 || state.registered) fn.pageio_poller_forget(poller, fd);
   // One error each: an operation's planner adds its own bytesTransferred to the error it gets.
   for (const waiter of [...state.waiters]) waiter.reject(error());
+}
+
+/** Per descriptor, a promise that settles once every async write queued on it so far has. */
+const writeTails = new Map<number, Promise<unknown>>();
+
+/**
+ * @internal Runs `write`, an async write on `fd`, once the ones queued on `fd` before it have settled (at once
+ * when none is pending): concurrent async writes to one pipe or socket go out whole and in call order, never
+ * interleaved, whichever form made them (`writevAsync`, a brigade's or writer's flush, a socket's writes). One
+ * that fails or is aborted lets the next go. An abort while queued rejects with `ABORT_ERR`, nothing written.
+ */
+export function inWriteTurn<T>(fd: number, signal: AbortSignal | undefined, write: () => Promise<T>): Promise<T> {
+  const before = writeTails.get(fd);
+  const result = before === undefined ? write() : settledFirst(before, signal).then(write);
+  const tail: Promise<unknown> = before === undefined ? result.catch(() => {}) : Promise.allSettled([before, result]);
+  writeTails.set(fd, tail);
+  tail.then(() => {
+    if (writeTails.get(fd) === tail) writeTails.delete(fd);
+  });
+  return result;
+}
+
+/** Resolves once `before` has settled; an abort first rejects with `ABORT_ERR`. */
+function settledFirst(before: Promise<unknown>, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(abortError(signal!.reason));
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    before.then(() => {
+      signal?.removeEventListener("abort", onAbort);
+      if (signal?.aborted) onAbort();
+      else resolve();
+    });
+  });
 }
 
 /**
@@ -547,7 +582,7 @@ export function forget(fd: number): void {
  * and an old wait woken by the new file would have read its bytes.
  */
 export function renumbered(fd: number): void {
-  if (fds.has(fd) || pollWaiters.has(fd)) forget(fd);
+  if (fds.has(fd) || pollWaiters.has(fd) || writeTails.has(fd)) forget(fd);
 }
 
 /**

@@ -4,9 +4,9 @@
  * @module
  */
 import { fn } from "../ffi/native.ts";
-import { checkAsyncOptions, checkInteger, checkOptions, stateError, unwrap, withPath } from "./errors.ts";
+import { abortError, checkAsyncOptions, checkInteger, checkOptions, stateError, unwrap, withPath } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
-import { abortError, type AsyncOptions } from "./drive.ts";
+import type { AsyncOptions } from "./drive.ts";
 import { readv, readvAsync } from "./gather.ts";
 import { waitReady } from "./reactor.ts";
 import type { PageHead } from "./head.ts";

@@ -5,13 +5,13 @@
  * @module
  */
 import { abi, enumIndex, errno, fn, native } from "../ffi/native.ts";
-import { checkAsyncOptions, checkInteger, checkOptions, PageIoError, unwrap } from "./errors.ts";
+import { abortError, checkAsyncOptions, checkInteger, checkOptions, PageIoError, unwrap } from "./errors.ts";
 import { checkAccess, describe, fdOf, FileHandle, type Target } from "./file.ts";
 import { type Chunk, chunkList, isDetached, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
 import { headInternals, type PageHead } from "./head.ts";
 import { moveSpan } from "./move.ts";
-import { abortError, type AsyncOptions, failedAfter } from "./drive.ts";
-import { forget, type Interest, renumbered, track, turn, waitReady } from "./reactor.ts";
+import { type AsyncOptions, failedAfter } from "./drive.ts";
+import { forget, type Interest, inWriteTurn, renumbered, track, turn, waitReady } from "./reactor.ts";
 import { internalOnly, kConstruct, lengthOf, ownCall } from "./internal.ts";
 import { lstatSync, unlinkSync } from "node:fs";
 import { resolve } from "node:path";
@@ -285,36 +285,19 @@ export class Socket extends FileHandle {
   /**
    * Writes every chunk, waiting while the socket's buffer is full; returns the bytes written. The chunks stay
    * the caller's and must not change until it settles. Aborted, it rejects with `ABORT_ERR` and `bytesTransferred`.
-   * A call made while another `writeAsync`/`sendFileAsync` is pending starts when that one settles: concurrent
-   * calls go out whole, in call order (a `write`, `send` or `sendFile` made meanwhile goes ahead of them).
+   * A call made while another async write on the socket is pending (this, `sendFileAsync`, `writevAsync`, a
+   * `flushAsync`) starts when that one settles: they go out whole, in call order (a `write`, `send` or
+   * `sendFile` made meanwhile goes ahead of them).
    */
   writeAsync(chunks: Iterable<Chunk>, options?: AbortSignal | AsyncOptions): Promise<number> {
     try {
       const signal = signalOf(options, "writeAsync");
       const list = chunkList(chunks);
-      return this.#inTurn(signal, () => this.#writeAll(list, signal));
+      return inWriteTurn(this.fd, signal, () => this.#writeAll(list, signal));
     } catch (error) {
       return Promise.reject(error);
     }
   }
-
-  /**
-   * Runs a write-side call after the ones before it have settled (at once when none is pending), so
-   * concurrent `writeAsync`/`sendFileAsync` calls go out whole and in call order, never interleaved.
-   */
-  #inTurn<T>(signal: AbortSignal | undefined, run: () => Promise<T>): Promise<T> {
-    const before = this.#writeTail;
-    const result = before === null ? run() : turnAfter(before, signal).then(run);
-    const tail: Promise<unknown> = before === null ? result.catch(() => {}) : Promise.allSettled([before, result]);
-    this.#writeTail = tail;
-    tail.then(() => {
-      if (this.#writeTail === tail) this.#writeTail = null;
-    });
-    return result;
-  }
-
-  /** The last write-side call queued, settled once it and every one before it have; null when none is pending. */
-  #writeTail: Promise<unknown> | null = null;
 
   async #writeAll(list: Chunk[], signal: AbortSignal | undefined): Promise<number> {
     let rest = list;
@@ -370,7 +353,7 @@ export class Socket extends FileHandle {
       checkInteger("offset", offset);
       checkInteger("length", length); // a NaN or negative length once sent nothing and reported 0
       const signal = signalOf(options, "sendFileAsync");
-      return this.#inTurn(signal, () => this.#sendAll(file, offset, length, signal));
+      return inWriteTurn(this.fd, signal, () => this.#sendAll(file, offset, length, signal));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -442,19 +425,6 @@ async function ready(fd: number, interest: Interest, signal: AbortSignal | undef
   } catch (error) {
     throw signal?.aborted && error === signal.reason ? abortError(error) : error;
   }
-}
-
-/** Resolves once `before` has settled; an abort first rejects with `ABORT_ERR` (nothing was written). */
-function turnAfter(before: Promise<unknown>, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(abortError(signal!.reason));
-    signal?.addEventListener("abort", onAbort, { once: true });
-    before.then(() => {
-      signal?.removeEventListener("abort", onAbort);
-      if (signal?.aborted) onAbort();
-      else resolve();
-    });
-  });
 }
 
 /** Resolves after `ms`; an abort meanwhile rejects with `ABORT_ERR`. */

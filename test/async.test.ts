@@ -11,9 +11,12 @@ import {
   PagePool,
   PageReader,
   PageWriter,
+  pipe,
+  readv,
   readvAsync,
   writevAsync,
 } from "../mod.ts";
+import { connectAsync, listen } from "../mod.ts";
 import { fifo, patternBytes, sha256, startScript, tempDir, tempFile, whenReaderOpens } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
@@ -164,6 +167,101 @@ test("while an asynchronous flush runs, append works and the front of the queue 
   assert.equal(brigade.count, 0);
   page.release();
   assert.equal(pool.stats.inUse, 0);
+});
+
+/** Reads `fd`'s pipe in small pieces, a pause now and then, so that writers keep finding it full. */
+async function drainSlowly(readEnd: ReturnType<typeof pipe>[0], total: number): Promise<Uint8Array> {
+  const out = new Uint8Array(total);
+  for (let at = 0, reads = 0; at < total; reads++) {
+    at += await readvAsync(readEnd, [out.subarray(at, Math.min(total, at + 4096))]);
+    if (reads % 16 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  return out;
+}
+
+/** The runs of equal bytes in `bytes`: [byte, length] each. */
+function runs(bytes: Uint8Array): [number, number][] {
+  const found: [number, number][] = [];
+  for (const byte of bytes) {
+    if (found.length > 0 && found[found.length - 1][0] === byte) found[found.length - 1][1]++;
+    else found.push([byte, 1]);
+  }
+  return found;
+}
+
+test("concurrent async writes to one pipe, by any form, go out whole and in call order (they interleaved)", async () => {
+  const [readEnd, writeEnd] = pipe();
+  using pool = new PagePool();
+  const size = 150_000, count = 24;
+  const writes: Promise<number>[] = [];
+  const pages = [];
+  for (let i = 0; i < count; i++) {
+    const block = new Uint8Array(size).fill(i + 1);
+    if (i % 3 === 0) writes.push(writevAsync(writeEnd, [block.subarray(0, 1000), block.subarray(1000)]));
+    else if (i % 3 === 1) writes.push(new Brigade().append(block).flushAsync(writeEnd));
+    else {
+      const page = pool.acquire();
+      pages.push(page);
+      page.bytes.fill(i + 1);
+      const brigade = new Brigade().append(block.subarray(0, size - page.bytes.length)).append(page.head());
+      writes.push(brigade.flushAsync(writeEnd));
+    }
+  }
+  // Room made while the first waits: a later write tried at once took it, its bytes inside the first's.
+  const early = new Uint8Array(8192);
+  assert.equal(readv(readEnd, [early]), early.length);
+  writes.push(writevAsync(writeEnd, [new Uint8Array(size).fill(count + 1)]));
+  const out = new Uint8Array(size * (count + 1));
+  out.set(early);
+  out.set(await drainSlowly(readEnd, out.length - early.length), early.length);
+  assert.deepEqual(await Promise.all(writes), new Array(count + 1).fill(size));
+  assert.deepEqual(runs(out), Array.from({ length: count + 1 }, (_, i) => [i + 1, size]));
+  for (const page of pages) page.release();
+  readEnd.close();
+  writeEnd.close();
+});
+
+test("an async write aborted or failing while queued lets the next go; close ends each queued one by itself", async () => {
+  const [readEnd, writeEnd] = pipe();
+  const size = 300_000;
+  const block = (byte: number) => new Uint8Array(size).fill(byte);
+  const controller = new AbortController();
+  const first = writevAsync(writeEnd, [block(1)]); // fills the pipe and waits
+  const early = new Uint8Array(8192);
+  readv(readEnd, [early]);
+  const aborted = writevAsync(writeEnd, [block(2)], { signal: controller.signal });
+  const third = writevAsync(writeEnd, [block(3)]);
+  controller.abort();
+  await assert.rejects(aborted, (e) => code(e) === "ABORT_ERR" && (e as PageIoError).bytesTransferred === 0);
+  const out = new Uint8Array(2 * size);
+  out.set(early);
+  out.set(await drainSlowly(readEnd, out.length - early.length), early.length);
+  assert.deepEqual([await first, await third], [size, size]);
+  assert.deepEqual(runs(out), [[1, size], [3, size]]);
+
+  const waiting = writevAsync(writeEnd, [block(4)]);
+  const queued = [writevAsync(writeEnd, [block(5)]), new Brigade().append(block(6)).flushAsync(writeEnd)];
+  writeEnd.close();
+  const errors = await Promise.all([waiting, ...queued].map((write) => write.then(() => null, (e) => e)));
+  assert.deepEqual(errors.map(code), ["ERR_CLOSED", "ERR_CLOSED", "ERR_CLOSED"]);
+  assert.equal(new Set(errors).size, 3); // each its own error, with its own bytesTransferred
+  assert.deepEqual(errors.slice(1).map((e) => (e as PageIoError).bytesTransferred), [0, 0]);
+  readEnd.close();
+});
+
+test("a socket's writeAsync and writevAsync on it share one queue", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [a, b] = await Promise.all([connectAsync(listener.addr), listener.acceptAsync()]);
+  const size = 500_000;
+  const writes = [a.writeAsync([new Uint8Array(size).fill(1)])];
+  const out = new Uint8Array(3 * size);
+  let at = b.read(out.subarray(0, 65536)) ?? 0; // room while the first waits
+  writes.push(writevAsync(a, [new Uint8Array(size).fill(2)]), a.writeAsync([new Uint8Array(size).fill(3)]));
+  while (at < out.length) at += await b.readAsync(out.subarray(at, Math.min(out.length, at + 8192)));
+  assert.deepEqual(await Promise.all(writes), [size, size, size]);
+  assert.deepEqual(runs(out), [[1, size], [2, size], [3, size]]);
+  a.close();
+  b.close();
 });
 
 test("20 000 asynchronous completions all settle, in order, with nothing leaked", async () => {
