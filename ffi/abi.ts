@@ -34,7 +34,7 @@ export const abi = {
     "Shutdown": { "zig": "socket.Shutdown", "values": ["read", "write", "both"] },
   },
   "flags": {
-    "OpenFlags": { "zig": "file.OpenFlags", "bits": { "no_follow": 1, "non_blocking": 2 } },
+    "OpenFlags": { "zig": "file.OpenFlags", "bits": { "no_follow": 1, "non_blocking": 2, "pipes_wait_ready": 4 } },
     "MapFlags": { "zig": "mapping.Options", "bits": { "write": 1, "private": 2, "populate": 4 } },
     "ListenFlags": { "zig": "socket.ListenFlags", "bits": { "reuse_port": 1 } },
     "SendFlags": { "zig": "socket.SendFlags", "bits": { "more": 1 } },

@@ -17,6 +17,7 @@ const modes: readonly FileMode[] = abi.enums.FileMode.values; // the index is th
 export type FileKind = "other" | "file" | "directory" | "character-device" | "block-device" | "fifo" | "socket";
 const kinds: readonly FileKind[] = abi.enums.FileKind.values;
 const { OpenFlags } = abi.flags;
+const BLOCKING_NO = abi.enums.FdBlocking.values.indexOf("no");
 const pairKinds = abi.enums.PairKind.values;
 
 const encoder = new TextEncoder();
@@ -122,7 +123,12 @@ export function stat(fd: number, path?: string): FileStat {
 export interface OpenOptions {
   /** Refuse a symbolic link as the last path component (`O_NOFOLLOW`: `ELOOP`). */
   noFollow?: boolean;
-  /** Never block on this descriptor (`O_NONBLOCK`): writes that would wait return what they wrote. */
+  /**
+   * `true`: never block on this descriptor (`O_NONBLOCK`): writes that would wait return what they wrote.
+   * By default a FIFO (or socket) is `O_NONBLOCK` so that async calls never need a thread, while the blocking
+   * calls still wait, as on a `pipe()`'s ends; `false`: truly blocking, for a FIFO handed to another process
+   * that expects it (async calls on it take a thread). Regular files are blocking unless `true`.
+   */
   nonBlocking?: boolean;
 }
 
@@ -159,10 +165,16 @@ export function openFile(path: string | URL, mode: FileMode = "r", options: Open
   if (read) checkAccess("read", p, "open");
   if (write) checkAccess("write", p, "open");
   const length = encodePath(p);
+  // A FIFO (or socket) opened without `nonBlocking` stays O_NONBLOCK, its blocking calls waiting for readiness
+  // as a `pipe()`'s do: an async call on it never blocks a thread (a terminated Worker's thread stayed in a
+  // sendfile to a FIFO nobody read, holding its descriptors).
   const flags = (options.noFollow ? OpenFlags.bits.no_follow : 0) |
-    (options.nonBlocking ? OpenFlags.bits.non_blocking : 0);
+    (options.nonBlocking ? OpenFlags.bits.non_blocking : 0) |
+    (options.nonBlocking === undefined ? OpenFlags.bits.pipes_wait_ready : 0);
   const fd = unwrap(fn.pageio_open(pathBytes, length, index, flags), "open", p);
-  return owned(new FileHandle(fd, p));
+  const handle = owned(new FileHandle(fd, p));
+  if (options.nonBlocking === undefined) perhapsWaiting.add(handle);
+  return handle;
 }
 
 /**
@@ -279,8 +291,13 @@ const waiting = new WeakSet<FileHandle>();
 
 /** @internal Whether blocking calls on `target` wait for readiness instead of returning on EAGAIN. */
 export function waitsFor(target: Target): boolean {
-  return typeof target === "object" && waiting.has(target);
+  if (typeof target !== "object") return false;
+  if (perhapsWaiting.delete(target) && fn.pageio_fd_blocking(target.fd) === BLOCKING_NO) waiting.add(target);
+  return waiting.has(target);
 }
+
+/** Handles `openFile` opened as a FIFO's would be (non-blocking if it is one), not yet asked which they are. */
+const perhapsWaiting = new WeakSet<FileHandle>();
 
 function pairOf(options: PairOptions): [FileHandle, FileHandle] {
   const pair: [FileHandle, FileHandle] = [owned(new FileHandle(pairOut[0])), owned(new FileHandle(pairOut[1]))];

@@ -14,7 +14,10 @@ pub const path_bytes_max = 4096;
 pub const OpenFlags = packed struct(u32) {
     no_follow: bool = false,
     non_blocking: bool = false,
-    _: u30 = 0,
+    /// A FIFO or socket stays O_NONBLOCK (without `non_blocking`, its blocking calls wait for readiness in JS):
+    /// an async call then waits by readiness, never in a blocking call a thread cannot be taken back from.
+    pipes_wait_ready: bool = false,
+    _: u29 = 0,
 };
 
 pub fn open(path: []const u8, mode: Mode, open_flags: OpenFlags) Errno!i32 {
@@ -58,7 +61,7 @@ pub fn open(path: []const u8, mode: Mode, open_flags: OpenFlags) Errno!i32 {
         const err = errno.last();
         if (err != error.INTR) return err;
     };
-    if (!open_flags.non_blocking) {
+    if (!open_flags.non_blocking and !(open_flags.pipes_wait_ready and isPipeLike(fd))) {
         // F_SETFL sets only the status flags (O_APPEND, O_NONBLOCK…); the others in `flags` are ignored.
         flags.NONBLOCK = false;
         if (std.c.fcntl(fd, std.c.F.SETFL, @as(u32, @bitCast(flags))) != 0) {
@@ -68,6 +71,12 @@ pub fn open(path: []const u8, mode: Mode, open_flags: OpenFlags) Errno!i32 {
         }
     }
     return fd;
+}
+
+/// Whether `fd` is a FIFO or a socket (a unix socket's file cannot be opened; one in /proc/self/fd can).
+fn isPipeLike(fd: i32) bool {
+    const kind = (status(fd) catch return false).kind;
+    return kind == .fifo or kind == .socket;
 }
 
 pub fn close(fd: i32) Errno!void {
@@ -182,6 +191,16 @@ test "a FIFO with no one at the other end opens at once: for reading, blocking; 
     defer close(nb) catch unreachable;
     const O2: std.c.O = @bitCast(@as(u32, @intCast(std.c.fcntl(nb, std.c.F.GETFL))));
     try std.testing.expect(O2.NONBLOCK);
+    const ready = try open(path, .read, .{ .pipes_wait_ready = true });
+    defer close(ready) catch unreachable;
+    const O3: std.c.O = @bitCast(@as(u32, @intCast(std.c.fcntl(ready, std.c.F.GETFL))));
+    try std.testing.expect(O3.NONBLOCK); // kept: a FIFO waits by readiness
+    try tmp.dir.writeFile(.{ .sub_path = "plain", .data = "x" });
+    const plain_path = try std.fmt.bufPrint(&path_buf, "{s}/plain", .{dir});
+    const plain = try open(plain_path, .read, .{ .pipes_wait_ready = true });
+    defer close(plain) catch unreachable;
+    const O4: std.c.O = @bitCast(@as(u32, @intCast(std.c.fcntl(plain, std.c.F.GETFL))));
+    try std.testing.expect(!O4.NONBLOCK); // a regular file: cleared as always
 }
 
 test "append mode survives clearing O_NONBLOCK" {
