@@ -252,7 +252,7 @@ export class Brigade {
   #nextStep(fd: number, limit: number, kind: { move?: MoveKind | null }, lender: Lender | null): Step | null {
     if (limit <= 0 || this.count === 0) return null;
     const first = this.#chunks[this.#start];
-    const span = kind.move === null || !isHead(first) ? null : fileSpan(first);
+    const span = kind.move === null || !isHead(first) ? null : movableSpan(first);
     if (span !== null) {
       kind.move ??= moveKindFor(fd);
       const [chunks, bytes] = this.#contiguousSpans(span, limit);
@@ -281,7 +281,7 @@ export class Brigade {
     let bytes = this.#lengths[this.#start];
     while (count < limit && this.#start + count < this.#chunks.length) {
       const chunk = this.#chunks[this.#start + count];
-      const span = isHead(chunk) ? fileSpan(chunk) : null;
+      const span = isHead(chunk) ? movableSpan(chunk) : null;
       if (span === null || span.fd !== first.fd || span.offset !== first.offset + bytes) break;
       bytes += this.#lengths[this.#start + count];
       count++;
@@ -411,7 +411,8 @@ function lendable(chunk: Chunk): boolean {
 }
 
 // By private field, so nothing a queued head (or its prototype) redefines ever runs.
-const { length: headLength, fileSpan, lendable: lendableHead, markLent, consume, enqueue, dequeue } = headInternals;
+const { length: headLength, fileSpan, movableSpan, lendable: lendableHead, markLent, consume, enqueue, dequeue } =
+  headInternals;
 /** For a chunk already checked (by `append`): a head unless it is a typed array (no private-field lookup). */
 const isHead = (chunk: Chunk): chunk is PageHead => !ArrayBuffer.isView(chunk);
 // PageHead's own methods, so a queued head's redefined `release`, `slice`… never runs.

@@ -4,6 +4,7 @@
  * reference on what it points into.
  * @module
  */
+import { fn } from "../ffi/native.ts";
 import { checkInteger, stateError } from "./errors.ts";
 import type { FileHandle } from "./file.ts";
 import {
@@ -16,6 +17,7 @@ import {
   kLazy,
   kLendable,
   kMarkLent,
+  kMemory,
   kNeed,
   kRegion,
   kRegionOffset,
@@ -40,6 +42,8 @@ export interface HeadOwner {
   readonly [kLazy]?: boolean;
   /** A lazy owner's region, once `[offset, offset + length)` of it holds its bytes (read in, or mapped). */
   [kNeed]?(offset: number, length: number): number;
+  /** A lazy owner's region if its memory exists yet (it is not made for this), else 0. */
+  readonly [kMemory]?: number;
   readonly [kRegionOffset]: number;
   /** The revocable ArrayBuffer over the owner's memory, and where byte 0 sits in it. */
   [kViewBuffer](): ArrayBuffer;
@@ -78,6 +82,11 @@ export interface HeadInternals {
    * mappings, or once the file is closed (an fd number could by then name another file).
    */
   readonly fileSpan: (head: PageHead) => { fd: number; offset: number } | null;
+  /**
+   * `fileSpan`, unless the head's memory no longer shows the file's bytes there (a write into it made private
+   * copies): a kernel move would send the file's, so such a head is written from memory.
+   */
+  readonly movableSpan: (head: PageHead) => { fd: number; offset: number } | null;
   /** Whether a writer may lend a head's memory to a pipe: nobody else can reach its page. */
   readonly lendable: (head: PageHead) => boolean;
   /** A head's bytes were lent to a pipe: its page gets fresh memory at its last release. */
@@ -160,6 +169,15 @@ export class PageHead {
         const source = head.#owner?.[kSource];
         if (source === undefined || source.file.closed || !head.#owner![kAlive]) return null;
         return { fd: source.file.fd, offset: source.offset + head.#offset };
+      },
+      movableSpan: (head: PageHead) => {
+        const span = internals.fileSpan(head);
+        if (span === null || head.#length === 0) return span;
+        const owner = head.#owner!;
+        // No memory yet (a window never mapped nor copied): nothing can have changed its bytes.
+        const region = owner[kLazy] === true ? owner[kMemory] ?? 0 : owner[kRegion];
+        if (region === 0) return span;
+        return fn.pageio_region_changed(region, owner[kRegionOffset] + head.#offset, head.#length) === 0 ? span : null;
       },
       lendable: (head: PageHead) => head.#refs === 1 && head.#owner?.[kLendable] === true,
       markLent: (head: PageHead) => head.#live("lend")[kMarkLent]!(),

@@ -19,6 +19,7 @@ export const kLendable: unique symbol = Symbol("pageio.lendable");
 export const kMarkLent: unique symbol = Symbol("pageio.markLent");
 export const kLazy: unique symbol = Symbol("pageio.lazy");
 export const kNeed: unique symbol = Symbol("pageio.need");
+export const kMemory: unique symbol = Symbol("pageio.memory");
 
 /** What pageio's own code passes to constructors that trust their arguments (addresses, regions, indexes). */
 export const kConstruct: unique symbol = Symbol("pageio.construct");

@@ -14,6 +14,7 @@ import {
   kConstruct,
   kLabel,
   kLazy,
+  kMemory,
   kNeed,
   kRegion,
   kRegionOffset,
@@ -104,6 +105,11 @@ export class FileWindow {
   /** @internal True while heads must ask for their bytes (`kNeed`): nothing mapped yet, or a copy. */
   get [kLazy](): boolean {
     return this.#mappedBytes === 0;
+  }
+
+  /** @internal Its region if mapped or copied already, else 0 (nothing is mapped for this). */
+  get [kMemory](): number {
+    return this.#closed ? 0 : this.#mapping?.[kRegion] ?? 0;
   }
 
   /** @internal The whole window in memory. */

@@ -106,6 +106,47 @@ test("spans of a closed reader are written from their mapping (the fd may name a
   assert.equal(sha256(readFileSync(target)), sha256(data));
 });
 
+test("a head whose bytes were changed in place is written as changed, not as its file's bytes by a kernel move", () => {
+  // A write into a read-only mapping is the process's private copy: the file, which a kernel move reads, lacks it.
+  const data = patternBytes(16 * pageSize, 35);
+  const path = tempFile(data);
+  const want = data.slice();
+  for (let at = 0; at < want.length; at += 3 * pageSize + 1) want[at] ^= 0xff;
+  const targets: [string, () => Uint8Array][] = [];
+  const file = join(tempDir(), "changed");
+  targets.push([file, () => new Uint8Array(readFileSync(file))]);
+  const [readEnd, writeEnd] = pipe();
+  targets.push(["pipe", () => {
+    const got = new Uint8Array(want.length);
+    for (let at = 0; at < got.length;) at += readv(readEnd, [got.subarray(at)]);
+    return got;
+  }]);
+  for (const [name, read] of targets) {
+    for (const source of ["path", "handle"]) {
+      using input = openFile(path);
+      // Small windows: a handle's windows after the first map only when a head's bytes are needed.
+      using reader = new PageReader(source === "path" ? path : input, {
+        chunkSize: pageSize,
+        windowSize: 4 * pageSize,
+      });
+      const heads = [...reader];
+      let at = 0;
+      for (const head of heads) {
+        for (let i = 0; i < head.byteLength; i++, at++) if (want[at] !== data[at]) head.bytes[i] = want[at];
+      }
+      {
+        using out = name === "pipe" ? null : openFile(file, "w");
+        using writer = new PageWriter(out ?? writeEnd);
+        for (const head of heads) writer.write(head);
+        writer.flush();
+      }
+      assert.deepEqual(read(), want, `${name} from a ${source} reader`);
+    }
+  }
+  readEnd.close();
+  writeEnd.close();
+});
+
 // --- a reader closed while its spans are being moved: its fd number may name another file by the next call ---
 
 /** Descriptor numbers of this process open on `path`. */

@@ -166,6 +166,53 @@ pub fn sync(region: regions.Id, offset: u64, len: u64) Errno!void {
     if (std.c.msync(@ptrFromInt(range.base), range.len, std.c.MSF.SYNC) != 0) return errno.last();
 }
 
+/// Whether any page over [offset, offset + len) of a region is not the file's own page: a private copy made
+/// by a write into a file mapping (or any page of anonymous memory). A kernel move of such a span would send
+/// the file's bytes, not the ones its memory shows. Reads /proc/self/pagemap (present or swapped, and not a
+/// file page); without it (no /proc) every span counts as changed, so its bytes go from memory.
+pub fn changed(region: regions.Id, offset: u64, len: u64) Errno!bool {
+    const range = try pageRange(region, offset, len);
+    const r = try regions.lookup(region);
+    if (r.kind != .file) return true;
+    if (range.len == 0) return false;
+    const page = pageSize();
+    const fd = pagemapFd() orelse return true;
+    var vpn: u64 = range.base / page;
+    const end: u64 = (range.base + range.len + page - 1) / page;
+    var entries: [512]u64 = undefined;
+    while (vpn < end) {
+        const want: usize = @intCast(@min(end - vpn, entries.len));
+        const bytes = std.mem.sliceAsBytes(entries[0..want]);
+        const n = std.posix.pread(fd, bytes, vpn * 8) catch return true;
+        if (n < 8) return true;
+        for (entries[0 .. n / 8]) |entry| {
+            const present_or_swapped = entry & (@as(u64, 3) << 62) != 0;
+            const file_page = entry & (@as(u64, 1) << 61) != 0;
+            if (present_or_swapped and !file_page) return true;
+        }
+        vpn += n / 8;
+    }
+    return false;
+}
+
+/// /proc/self/pagemap, opened once for the life of the process; null where it cannot be opened.
+fn pagemapFd() ?i32 {
+    const kept = @atomicLoad(i32, &pagemap_fd, .acquire);
+    if (kept >= 0) return kept;
+    if (kept == -2) return null;
+    const fd = std.posix.openZ("/proc/self/pagemap", .{ .CLOEXEC = true }, 0) catch {
+        @atomicStore(i32, &pagemap_fd, -2, .release);
+        return null;
+    };
+    // Two threads may open it at once: one keeps its descriptor, the other closes its own.
+    if (@cmpxchgStrong(i32, &pagemap_fd, -1, fd, .acq_rel, .acquire)) |other| {
+        std.posix.close(fd);
+        return if (other >= 0) other else null;
+    }
+    return fd;
+}
+var pagemap_fd: i32 = -1;
+
 /// [offset, offset + len) of a region widened to whole pages, as madvise and
 /// msync require; the region itself starts on a page.
 fn pageRange(region: regions.Id, offset: u64, len: u64) Errno!regions.Region {
@@ -270,4 +317,27 @@ test "writes into a mapping without write stay private, take no extra memory are
     bytes[page + 1] = 'Y';
     try advise(m.region, page, 1, .dontneed);
     try std.testing.expectEqual(@as(u8, 'b'), bytes[page + 1]);
+}
+
+test "changed tells a private copy in a file mapping from the file's own pages" {
+    if (builtin.os.tag != .linux) return error.SkipZigTest;
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    const page = pageSize();
+    const handle = try tmp.dir.createFile("cow", .{ .read = true });
+    defer handle.close();
+    try handle.setEndPos(4 * page);
+    const m = try mapFile(handle.handle, 0, 4 * page, .{});
+    defer unmap(m.region) catch unreachable;
+    const bytes: [*]volatile u8 = @ptrFromInt(m.address);
+    _ = bytes[page]; // read: the file's page
+    try std.testing.expect(!try changed(m.region, 0, 4 * page));
+    bytes[2 * page + 7] = 'X'; // written: a private copy
+    try std.testing.expect(!try changed(m.region, 0, 2 * page));
+    try std.testing.expect(try changed(m.region, 2 * page + 100, 1));
+    try std.testing.expect(try changed(m.region, 0, 4 * page));
+    try std.testing.expectError(error.FAULT, changed(m.region, 4 * page, 1));
+    const anon = try mapAnonymous(page, false);
+    defer unmap(anon.region) catch unreachable;
+    try std.testing.expect(try changed(anon.region, 0, page));
 }

@@ -207,6 +207,16 @@ export fn pageio_replace_pages(region: u32, offset: f64, length: f64) Result {
     return 0;
 }
 
+/// 1 when a page over `[offset, offset + length)` of `region` is not its file's own page (a write made a
+/// private copy, or the region is anonymous memory), else 0: such a span's bytes go from memory, not by a
+/// kernel move of the file.
+export fn pageio_region_changed(region: u32, offset: f64, length: f64) Result {
+    const off = errno.wholeNumber(offset) catch |err| return errno.result(err);
+    const len = errno.wholeNumber(length) catch |err| return errno.result(err);
+    const yes = mapping.changed(region, off, len) catch |err| return errno.result(err);
+    return if (yes) 1 else 0;
+}
+
 /// One more reference on `region` for an ArrayBuffer over [address, address + length), whose deallocator is
 /// `pageio_view_release`; -EFAULT (nothing retained) when that span is not wholly inside the region.
 export fn pageio_region_retain(region: u32, address: f64, length: f64) Result {
