@@ -50,7 +50,7 @@ const bufferGetter = getterOf(typedArray, "buffer") as (this: ArrayBufferView) =
 const resizableGetter = getterOf(ArrayBuffer.prototype, "resizable") as (this: ArrayBuffer) => boolean;
 const growableGetter = getterOf(SharedArrayBuffer.prototype, "growable") as (this: SharedArrayBuffer) => boolean;
 const isView = ArrayBuffer.isView;
-const { isHead, pack: packHead, span: headSpan, length: headLength, hold: holdHead } = headInternals;
+const { isHead, pack: packHead, span: headSpan, length: headLength, hold: holdHead, touch } = headInternals;
 const pageHead = ownCall(Page.prototype.head);
 
 /** @internal Whether an array's buffer was detached (transferred, or its page or mapping is gone). */
@@ -820,8 +820,10 @@ function targetList(targets: Iterable<ReadTarget>): { list: (PageHead | Uint8Arr
   try {
     for (let i = 0; i < all.length; i++) {
       const target = all[i];
-      if (isChunk(target)) list.push(target);
-      else if (target instanceof Page) {
+      if (isChunk(target)) {
+        if (isHead(target)) touch(target); // its bytes will differ from its file's: never moved from the file
+        list.push(target);
+      } else if (target instanceof Page) {
         const head = pageHead.call(target); // the class's own method: a redefined `head` never runs
         made.push(head);
         list.push(head);

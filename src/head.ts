@@ -42,7 +42,10 @@ export interface HeadOwner {
   readonly [kLazy]?: boolean;
   /** A lazy owner's region, once `[offset, offset + length)` of it holds its bytes (read in, or mapped). */
   [kNeed]?(offset: number, length: number): number;
-  /** A lazy owner's region if its memory exists yet (it is not made for this), else 0. */
+  /**
+   * For an owner with a file source: its region once its memory may differ from the file (mapped, copied or
+   * viewed, or read into), else 0; nothing is made for this.
+   */
   readonly [kMemory]?: number;
   readonly [kRegionOffset]: number;
   /** The revocable ArrayBuffer over the owner's memory, and where byte 0 sits in it. */
@@ -87,6 +90,8 @@ export interface HeadInternals {
    * copies): a kernel move would send the file's, so such a head is written from memory.
    */
   readonly movableSpan: (head: PageHead) => { fd: number; offset: number } | null;
+  /** A read goes into a head: its owner's memory is made (as a view would), so `movableSpan` looks at it. */
+  readonly touch: (head: PageHead) => void;
   /** Whether a writer may lend a head's memory to a pipe: nobody else can reach its page. */
   readonly lendable: (head: PageHead) => boolean;
   /** A head's bytes were lent to a pipe: its page gets fresh memory at its last release. */
@@ -170,12 +175,16 @@ export class PageHead {
         if (source === undefined || source.file.closed || !head.#owner![kAlive]) return null;
         return { fd: source.file.fd, offset: source.offset + head.#offset };
       },
+      touch: (head: PageHead) => {
+        const owner = head.#owner;
+        if (owner?.[kSource] !== undefined && owner[kAlive]) owner[kViewBuffer]();
+      },
       movableSpan: (head: PageHead) => {
         const span = internals.fileSpan(head);
         if (span === null || head.#length === 0) return span;
         const owner = head.#owner!;
         // No memory yet (a window never mapped nor copied): nothing can have changed its bytes.
-        const region = owner[kLazy] === true ? owner[kMemory] ?? 0 : owner[kRegion];
+        const region = owner[kMemory] ?? (owner[kLazy] === true ? 0 : owner[kRegion]);
         if (region === 0) return span;
         return fn.pageio_region_changed(region, owner[kRegionOffset] + head.#offset, head.#length) === 0 ? span : null;
       },

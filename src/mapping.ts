@@ -14,6 +14,7 @@ import {
   kBufferOffset,
   kConstruct,
   kLabel,
+  kMemory,
   kRegion,
   kRegionOffset,
   kRelease,
@@ -145,6 +146,14 @@ export class Mapping {
   /** @internal The file these bytes come from, while its handle stays open (PageReader windows). */
   get [kSource](): FileSource | undefined {
     return this.#source;
+  }
+
+  /**
+   * @internal Its region once a view of it was made (or a read went into it), else 0: before that no write
+   * can have made a page of it differ from its file.
+   */
+  get [kMemory](): number {
+    return this.#buffer === null || this.#closed ? 0 : this.#region;
   }
 
   /** @internal */

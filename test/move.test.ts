@@ -26,6 +26,7 @@ import {
   readv,
   readvAsync,
   socketPair,
+  writev,
   writevAsync,
 } from "../mod.ts";
 import {
@@ -142,6 +143,20 @@ test("a head whose bytes were changed in place is written as changed, not as its
       }
       assert.deepEqual(read(), want, `${name} from a ${source} reader`);
     }
+  }
+  // A read into a head changes its bytes too, with no view made.
+  {
+    using reader = new PageReader(path, { chunkSize: pageSize });
+    const head = reader.read()!;
+    writev(writeEnd, [new Uint8Array(pageSize).fill(7)]);
+    assert.equal(readv(readEnd, [head]), pageSize);
+    {
+      using out = openFile(file, "w");
+      using writer = new PageWriter(out);
+      writer.write(head);
+      writer.flush();
+    }
+    assert.deepEqual(new Uint8Array(readFileSync(file)), new Uint8Array(pageSize).fill(7));
   }
   readEnd.close();
   writeEnd.close();

@@ -176,7 +176,9 @@ pub fn changed(region: regions.Id, offset: u64, len: u64) Errno!bool {
     if (r.kind != .file) return true;
     if (range.len == 0) return false;
     const page = pageSize();
-    const fd = pagemapFd() orelse return true;
+    // Opened per call, not kept: a descriptor held for good would be one the caller never opened.
+    const fd = std.posix.openZ("/proc/self/pagemap", .{ .CLOEXEC = true }, 0) catch return true;
+    defer std.posix.close(fd);
     var vpn: u64 = range.base / page;
     const end: u64 = (range.base + range.len + page - 1) / page;
     var entries: [512]u64 = undefined;
@@ -195,23 +197,6 @@ pub fn changed(region: regions.Id, offset: u64, len: u64) Errno!bool {
     return false;
 }
 
-/// /proc/self/pagemap, opened once for the life of the process; null where it cannot be opened.
-fn pagemapFd() ?i32 {
-    const kept = @atomicLoad(i32, &pagemap_fd, .acquire);
-    if (kept >= 0) return kept;
-    if (kept == -2) return null;
-    const fd = std.posix.openZ("/proc/self/pagemap", .{ .CLOEXEC = true }, 0) catch {
-        @atomicStore(i32, &pagemap_fd, -2, .release);
-        return null;
-    };
-    // Two threads may open it at once: one keeps its descriptor, the other closes its own.
-    if (@cmpxchgStrong(i32, &pagemap_fd, -1, fd, .acq_rel, .acquire)) |other| {
-        std.posix.close(fd);
-        return if (other >= 0) other else null;
-    }
-    return fd;
-}
-var pagemap_fd: i32 = -1;
 
 /// [offset, offset + len) of a region widened to whole pages, as madvise and
 /// msync require; the region itself starts on a page.
