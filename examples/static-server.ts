@@ -14,6 +14,7 @@ if (!rootArg) {
 const HEAD_BYTES_MAX = 16 * 1024; // a request head larger than this gets 431
 const HEAD_TIMEOUT_MS = Number(process.env.STATIC_HEAD_TIMEOUT_MS ?? 10_000); // whole head, and keep-alive idle
 const SEND_TIMEOUT_MS = Number(process.env.STATIC_SEND_TIMEOUT_MS ?? 30_000); // a reader that stops taking bytes
+if (!(HEAD_TIMEOUT_MS > 0 && SEND_TIMEOUT_MS > 0)) throw new RangeError("STATIC_*_TIMEOUT_MS: milliseconds, > 0");
 // A full socket is waited on until it has taken this much more: progress is noted (and the send deadline moved) this
 // often, so a slow reader that keeps reading is never cut (at 4 MiB, one under 140 KB/s was, part-way).
 const SEND_STEP_BYTES = 64 * 1024;
