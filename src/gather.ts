@@ -713,13 +713,14 @@ export async function writevAsync(
   const fd = fdOf(target); // after the caller's code, as in writev
   if (list.length === 0) return 0;
   // The packed list holds the chunks (a generator's arrays have no other reference) until the call settles.
-  const packed = PackedList.take().pack(list, 0, list.length, undefined, true);
+  const packed = PackedList.take();
   try {
-    return (await inWriteTurn(
-      fd,
-      signal,
-      () => runAsync(target, fd, gatherPlan("pageio_writev", fd, packed), signal, list),
-    ))!;
+    return (await inWriteTurn(fd, signal, () => {
+      // Packed when its turn comes, as its first call is made: queued behind another write, the caller's code
+      // ran meanwhile, and a list packed before named a head released since (its page's next owner's bytes).
+      packed.pack(list, 0, list.length, undefined, true);
+      return runAsync(target, fd, gatherPlan("pageio_writev", fd, packed), signal, list);
+    }))!;
   } finally {
     packed.recycle();
   }

@@ -6,6 +6,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   Brigade,
+  connectAsync,
+  listen,
   openFile,
   type PageIoError,
   PagePool,
@@ -16,7 +18,6 @@ import {
   readvAsync,
   writevAsync,
 } from "../mod.ts";
-import { connectAsync, listen } from "../mod.ts";
 import { fifo, patternBytes, sha256, startScript, tempDir, tempFile, whenReaderOpens } from "./helpers.ts";
 
 const code = (e: unknown) => (e as PageIoError).code;
@@ -262,6 +263,30 @@ test("a socket's writeAsync and writevAsync on it share one queue", async () => 
   assert.deepEqual(runs(out), [[1, size], [2, size], [3, size]]);
   a.close();
   b.close();
+});
+
+test("a writevAsync queued behind another takes its chunks as they are when its turn comes: a head released meanwhile is ERR_RELEASED, not its page's next owner's bytes", async () => {
+  const [readEnd, writeEnd] = pipe({ nonBlocking: true });
+  using pool = new PagePool({ pages: 1, maxPages: 1 });
+  const size = 300_000;
+  const first = writevAsync(writeEnd, [new Uint8Array(size).fill(1)]); // fills the pipe and waits
+  const page = pool.acquire();
+  page.bytes.fill(2);
+  const head = page.head();
+  page.release();
+  const queued = writevAsync(writeEnd, [head]).then(() => null, (e) => e);
+  head.release(); // against the contract, while it waits its turn: the page goes back to the pool
+  const next = pool.acquire(); // the pool's one page, now another's
+  next.bytes.fill(3);
+  const out = new Uint8Array(size);
+  for (let at = 0; at < size;) at += await readvAsync(readEnd, [out.subarray(at)]);
+  assert.equal(await first, size);
+  assert.equal(code(await queued), "ERR_RELEASED");
+  assert.throws(() => readv(readEnd, [new Uint8Array(1)]), (e) => code(e) === "EAGAIN"); // nothing more came
+  assert.ok(out.every((byte) => byte === 1));
+  next.release();
+  readEnd.close();
+  writeEnd.close();
 });
 
 test("20 000 asynchronous completions all settle, in order, with nothing leaked", async () => {
