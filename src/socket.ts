@@ -9,7 +9,7 @@ import { abortError, checkAsyncOptions, checkInteger, checkOptions, PageIoError,
 import { checkAccess, describe, fdOf, FileHandle, type Target } from "./file.ts";
 import { type Chunk, chunkList, isDetached, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
 import { headInternals, type PageHead } from "./head.ts";
-import { moveSpan } from "./move.ts";
+import { KIND_SENDFILE, moveSpan } from "./move.ts";
 import { type AsyncOptions, failedAfter } from "./drive.ts";
 import { forget, type Interest, inWriteTurn, renumbered, track, turn, waitReady } from "./reactor.ts";
 import { internalOnly, kConstruct, lengthOf, ownCall } from "./internal.ts";
@@ -329,7 +329,7 @@ export class Socket extends FileHandle {
     checkInteger("offset", offset);
     checkInteger("length", length);
     if (length === 0) return fdOf(file), this.fd, 0; // closed file or socket: ERR_CLOSED, even for no bytes
-    const moved = moveSpan(1, fdOf(file), offset, this.fd, length);
+    const moved = moveSpan(KIND_SENDFILE, fdOf(file), offset, this.fd, length);
     if (moved === null) {
       throw new PageIoError("EINVAL", "EINVAL: the kernel cannot sendfile from this file to this socket", {
         errno: errno.EINVAL,
@@ -417,7 +417,6 @@ function bytesOf(error: unknown): number {
   return error instanceof PageIoError ? error.bytesTransferred ?? 0 : 0;
 }
 
-/** One scatter read into one target: bytes, 0 at end, null for EAGAIN (no exception on the common path). */
 /** `waitReady`, with an abort as `ABORT_ERR` (the signal's reason as `cause`), like every other async form. */
 async function ready(fd: number, interest: Interest, signal: AbortSignal | undefined): Promise<void> {
   try {
@@ -456,6 +455,7 @@ function signalOf(options: AbortSignal | AsyncOptions | undefined, what: string)
   return signal;
 }
 
+/** One scatter read into one target: bytes, 0 at end, null for EAGAIN (no exception on the common path). */
 function readOnce(fd: number, target: ReadTarget): number | null {
   const result = scatter(fd, [target]);
   if (result === -errno.EAGAIN) return null;
