@@ -46,14 +46,14 @@ export function moveSpan(kind: MoveKind, fdIn: number, offset: number, fdOut: nu
 const spanOut = new Float64Array(1);
 
 /**
- * What a failed move means, `total` bytes moved before it: 0 for nothing moved as the target would block,
- * null for a refusal before anything moved (the caller writes instead); else it throws, with
- * `bytesTransferred`.
+ * What a failed move means, `total` bytes moved by earlier calls and `bytes` by this one: 0 for nothing moved
+ * as the target would block, null for a refusal before anything moved (the caller writes instead); else it
+ * throws, with `bytesTransferred`.
  */
-function moved(kind: MoveKind, result: number, moved: number, total: number, offset: number, length: number): 0 | null {
-  if (wouldBlock(result, moved)) return 0;
-  if (total === 0 && moved === 0 && REFUSALS.has(-result)) return null;
-  total += moved;
+function moved(kind: MoveKind, result: number, bytes: number, total: number, offset: number, length: number): 0 | null {
+  if (wouldBlock(result, bytes)) return 0;
+  if (total === 0 && bytes === 0 && REFUSALS.has(-result)) return null;
+  total += bytes;
   const syscall = kind === KIND_SENDFILE ? "sendfile" : "copy_file_range";
   if (-result === errno.ENODATA) {
     // The kernel's own text ("no data available") does not say which end was met.
