@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { zigPath } from "./build.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const deno = join(root, "node_modules", ".bin", "deno");
@@ -32,6 +33,7 @@ writeFileSync(
 const tsc = join(root, "node_modules", ".bin", "tsc");
 const checks = [
   ["deno fmt --check", [deno, "fmt", "--check"]],
+  ["zig fmt --check", [zigPath(), "fmt", "--check", "zig/build.zig", "zig/src", "zig/bench"]],
   ["deno lint", [deno, "lint"]],
   ["deno doc --lint mod.ts (every public name documented, explicit types)", [deno, "doc", "--lint", "mod.ts"]],
   ["deno publish --dry-run (without --allow-slow-types)", [deno, "publish", "--dry-run", "--allow-dirty"]],

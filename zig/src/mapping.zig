@@ -197,7 +197,6 @@ pub fn changed(region: regions.Id, offset: u64, len: u64) Errno!bool {
     return false;
 }
 
-
 /// [offset, offset + len) of a region widened to whole pages, as madvise and
 /// msync require; the region itself starts on a page.
 fn pageRange(region: regions.Id, offset: u64, len: u64) Errno!regions.Region {
