@@ -92,7 +92,6 @@ export const symbols = {
   pageio_pread: { parameters: ["i32", "buffer", "u32", "f64"], result: "f64" },
   // (fd: i32, region: u32, at: f64, length: u32, offset: f64) -> bytes read at offset into [at, at + length) of region
   pageio_pread_region: { parameters: ["i32", "u32", "f64", "u32", "f64"], result: "f64" },
-  pageio_region_changed: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (fd: i32, offset: f64 page-aligned, length: f64, options: u32 bits write|private|populate, out: f64[1] address) -> region
   pageio_map_file: { parameters: ["i32", "f64", "f64", "u32", "buffer"], result: "f64" },
   // (length: f64, shared: u32, out: f64[1] address) -> region
@@ -113,6 +112,8 @@ export const symbols = {
   pageio_advise: { parameters: ["u32", "f64", "f64", "u32"], result: "f64" },
   // (region: u32, offset: f64, length: f64) -> 0
   pageio_sync: { parameters: ["u32", "f64", "f64"], result: "f64" },
+  // (region: u32, offset: f64, length: f64) -> 1: a page there is not its file's (a private copy, or anonymous), else 0
+  pageio_region_changed: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (fd: i32, list: u32[4 * count], list_bytes: u32, count: u32, staging: u8*, staging_bytes: u32,
   //  calls_max: u32 (0 = until done), out: f64[1] bytes moved) -> bytes moved
   pageio_writev: {
