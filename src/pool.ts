@@ -83,6 +83,7 @@ interface LeakRecord {
 const kBuffer = Symbol("pageio.pageBuffer");
 const kReturn = Symbol("pageio.pageReturn");
 const kLeaked = Symbol("pageio.pageLeaked");
+const kShared = Symbol("pageio.pageShared");
 
 const leaks = new FinalizationRegistry<LeakRecord>((record) => record.pool.deref()?.[kLeaked](record.stack));
 
@@ -357,7 +358,7 @@ export class PagePool {
   }
 
   /** @internal A page of this pool was shared with another thread. */
-  _shared(): void {
+  [kShared](): void {
     this.#sharing = true;
   }
 
@@ -470,7 +471,7 @@ export class Page {
     const offset = checkInteger("share offset", options.offset ?? 0, 0, pool.pageSize);
     const length = checkInteger("share length", options.length ?? pool.pageSize - offset, 0, pool.pageSize - offset);
     const id = sharePage(this, this.#regionOffset + offset, length, options);
-    pool._shared();
+    pool[kShared]();
     return descriptor(id, length);
   }
 
