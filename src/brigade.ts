@@ -159,6 +159,8 @@ export class Brigade {
    * Heads stay queued, untouched, until their bytes are out. While it runs, `append` works; `prepend`,
    * `writeTo`, `flush`, `flushAsync` and `release` throw `ERR_BUSY` (and take nothing). An abort rejects with
    * `ABORT_ERR` and `bytesTransferred`; what was written is gone from the brigade, the rest stays queued.
+   * Made while another async write to `target` is pending (`writevAsync`, a socket's `writeAsync`, another
+   * brigade's flush), it starts once that one settles: each goes out whole, in call order.
    */
   async flushAsync(target: Target, options: AsyncOptions = {}): Promise<number> {
     const signal = checkAsyncOptions(options, "flushAsync");

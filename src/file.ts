@@ -202,10 +202,10 @@ export function checkAccess(access: "read" | "write", path: string, syscall: str
 }
 
 /**
- * @internal A path from a string or a `file:` URL; any other URL, or value, is a TypeError (a `http:` URL's
+ * A path from a string or a `file:` URL; any other URL, or value, is a TypeError (a `http:` URL's
  * path is not a local file's).
  */
-export function toPath(path: unknown): string {
+function toPath(path: unknown): string {
   if (typeof path === "string") return path;
   if (!(path instanceof URL)) throw new TypeError(`path must be a string or a file: URL, got ${describe(path)}`);
   const { protocol, hostname, pathname } = path; // read once

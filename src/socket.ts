@@ -340,8 +340,8 @@ export class Socket extends FileHandle {
   }
 
   /**
-   * `sendFile` until all `length` bytes are sent, waiting while the socket's buffer is full; queued behind a
-   * pending `writeAsync`/`sendFileAsync` as `writeAsync` is.
+   * `sendFile` until all `length` bytes are sent, waiting while the socket's buffer is full; queued behind the
+   * async writes pending on the socket as `writeAsync` is.
    */
   sendFileAsync(
     file: Target,
