@@ -62,6 +62,18 @@ export function descriptor(id: number, byteLength: number): SharedMemory {
 /**
  * The memory a `SharedMemory` descriptor names, as a view of the very same bytes. `release()` it (or let
  * `using` do it): its `bytes` then read as empty and the memory may go once its owner let go too.
+ *
+ * @example
+ * ```ts
+ * import { PagePool, takeShared } from "@pageio/pageio";
+ * using pool = new PagePool();
+ * using page = pool.acquire();
+ * const view = takeShared(page.share()); // in a Worker, from the descriptor it was posted
+ * view.bytes[0] = 1;
+ * console.log(page.bytes[0]); // 1: the same memory
+ * view.release();
+ * console.log(view.released, view.bytes.byteLength); // true 0
+ * ```
  */
 export class SharedView {
   #id: number;
