@@ -16,6 +16,7 @@ import type { BlockingName } from "../ffi/symbols.ts";
 import { abortError, PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, type Target } from "./file.ts";
 import { type Interest, readDone, settleBeforeRead, turn, waitReady } from "./reactor.ts";
+import { readEnv } from "./internal.ts";
 
 /** A system call the planner wants made: the native symbol and its arguments, and the fd it may wait on. */
 export interface Call {
@@ -191,14 +192,4 @@ export function failedAfter(error: unknown, bytes: number): unknown {
     Object.defineProperty(error, "bytesTransferred", { value: bytes, enumerable: true, writable: true });
   }
   return error;
-}
-
-function readEnv(name: string): string | undefined {
-  try {
-    return native.runtime === "deno"
-      ? Deno.env.get(name)
-      : (globalThis as unknown as { process: { env: Record<string, string | undefined> } }).process.env[name];
-  } catch {
-    return undefined;
-  }
 }

@@ -3,7 +3,7 @@
  * re-exports this module), so no caller can move a reference count or take a raw view.
  * @module
  */
-import { fn } from "../ffi/native.ts";
+import { fn, native } from "../ffi/native.ts";
 
 /** A page head's owner (a pool `Page`, a `Mapping`, a ring slot): see `HeadOwner` in head.ts. */
 export const kAlive: unique symbol = Symbol("pageio.alive");
@@ -20,6 +20,17 @@ export const kMarkLent: unique symbol = Symbol("pageio.markLent");
 export const kLazy: unique symbol = Symbol("pageio.lazy");
 export const kNeed: unique symbol = Symbol("pageio.need");
 export const kMemory: unique symbol = Symbol("pageio.memory");
+
+/** An environment variable (`PAGEIO_*`), or undefined when unset or unreadable (Deno without --allow-env). */
+export function readEnv(name: string): string | undefined {
+  try {
+    return native.runtime === "deno"
+      ? Deno.env.get(name)
+      : (globalThis as unknown as { process: { env: Record<string, string | undefined> } }).process.env[name];
+  } catch {
+    return undefined; // the default then
+  }
+}
 
 /** What pageio's own code passes to constructors that trust their arguments (addresses, regions, indexes). */
 export const kConstruct: unique symbol = Symbol("pageio.construct");

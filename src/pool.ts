@@ -22,6 +22,7 @@ import {
   kRelease,
   kRetain,
   kViewBuffer,
+  readEnv,
   revoke,
 } from "./internal.ts";
 import { pageSize as osPageSize } from "./system.ts";
@@ -167,13 +168,8 @@ class Slabs {
 const droppedPools = new FinalizationRegistry<Slabs>((slabs) => slabs.release());
 
 function leakLevel(option: PagePoolOptions["leakDetection"]): number {
-  let level: string | undefined = option;
-  try {
-    level ??= typeof Deno !== "undefined"
-      ? Deno.env.get("PAGEIO_LEAKS")
-      : (globalThis as { process?: { env: Record<string, string> } }).process?.env.PAGEIO_LEAKS;
-  } catch { /* no --allow-env: keep the default */ }
-  switch (level ?? "sampled") {
+  const level: string = option ?? readEnv("PAGEIO_LEAKS") ?? "sampled";
+  switch (level) {
     case "off":
       return 0;
     case "sampled":

@@ -38,8 +38,7 @@
 import { abi, errno, fn, native } from "../ffi/native.ts";
 import type { NativeCallback } from "../ffi/symbols.ts";
 import { abortError, stateError, unwrap } from "./errors.ts";
-
-declare const process: { env: Record<string, string | undefined> };
+import { readEnv } from "./internal.ts";
 
 /** What an operation waits for. */
 export type Interest = "read" | "write";
@@ -118,14 +117,6 @@ interface FdState {
   registered: boolean;
   /** Tracked fds: bits reported ready that no wait has taken yet. */
   ready: number;
-}
-
-function readEnv(name: string): string | undefined {
-  try {
-    return native.runtime === "deno" ? Deno.env.get(name) : process.env[name];
-  } catch {
-    return undefined; // Deno without --allow-env: the default
-  }
 }
 
 function requestedMode(): Mode | undefined {
