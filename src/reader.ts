@@ -17,11 +17,12 @@ import { pageSize } from "./system.ts";
 import { FileWindow } from "./window.ts";
 
 /**
- * Limit: pool pages one asynchronous read of a pipe or socket may fill (256 KiB in the default 64 KiB pages: a
- * quarter of a 1 MiB pipe). A writer ahead of the reader is then caught up with in a quarter of the system
- * calls (and their promises); the pages a read does not fill go back to the pool at once.
+ * Limit: pool pages one asynchronous read of a pipe or socket may fill (1 MiB in the default 64 KiB pages: the
+ * biggest pipe an unprivileged process may make, `/proc/sys/fs/pipe-max-size`). A writer ahead of the reader is
+ * then caught up with in one system call (and one promise, and one wake-up of a writer waiting on a full pipe);
+ * the pages a read does not fill go back to the pool at once.
  */
-const READ_PAGES = 4;
+const READ_PAGES = 16;
 
 /** Options of `new PageReader()`. */
 export interface PageReaderOptions {

@@ -411,6 +411,22 @@ test("readAsync on a pipe holding several pages takes them in one read and hands
   pool.close();
 });
 
+test("readAsync on a full 1 MiB pipe takes it all in one read, 16 pages handed out in order", async () => {
+  const data = patternBytes(1 << 20, 13);
+  const { readEnd, writeEnd, pool, reader } = filledPipe(data);
+  const heads = [(await reader.readAsync())!];
+  assert.equal(pool.stats.inUse, 16, "one read took the whole pipe");
+  while (heads.length < 16) heads.push((await reader.readAsync())!);
+  assert.equal(sha256(Buffer.concat(heads.map((head) => head.bytes))), sha256(data));
+  for (const head of heads) head.release();
+  assert.equal(pool.stats.inUse, 0);
+  writeEnd.close();
+  assert.equal(await reader.readAsync(), null);
+  reader.close();
+  readEnd.close();
+  pool.close();
+});
+
 test("read-ahead heads: close() releases them, an aborted readAsync takes none, read() and readable go on from them", async () => {
   const data = patternBytes(200_000, 12);
   {
