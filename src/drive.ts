@@ -15,7 +15,7 @@ import { abi, errno, fn, native } from "../ffi/native.ts";
 import type { BlockingName } from "../ffi/symbols.ts";
 import { abortError, PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, type Target } from "./file.ts";
-import { type Interest, readDone, settleBeforeRead, turn, waitReady } from "./reactor.ts";
+import { type Interest, readDone, settleAfterWait, settleBeforeRead, turn, waitReady } from "./reactor.ts";
 import { readEnv } from "./internal.ts";
 
 /** A system call the planner wants made: the native symbol and its arguments, and the fd it may wait on. */
@@ -114,6 +114,7 @@ export async function runAsync<T>(
 ): Promise<T> {
   const offThread = native.async as unknown as Record<string, (...args: unknown[]) => Promise<number>>;
   let blocking: number | undefined; // the fd's FdBlocking, asked once per operation
+  let woke = false; // the last step waited for the fd to turn readable
   let step = plan.next();
   while (!step.done) {
     const next = step.value;
@@ -125,12 +126,15 @@ export async function runAsync<T>(
       if (typeof next.wait === "object") answer = await offThread[next.wait.name](...next.wait.args);
       else if (next.wait !== undefined) {
         await waitReady(fd, next.wait, signal);
+        woke = next.wait === "read";
         answer = true;
       } else {
         blocking ??= fd < 0 ? 0 : fn.pageio_fd_blocking(fd);
         if (blocking === BLOCKING_NO && next.interest === "read" && !threadAlways) {
           const bytes = next.bytes ?? 0;
-          settleBeforeRead(fd, bytes);
+          if (woke) settleAfterWait(fd, bytes);
+          else settleBeforeRead(fd, bytes);
+          woke = false;
           readDone(fd, bytes, answer = next.run());
         } else if (blocking !== BLOCKING_MAY_WAIT && blocking !== BLOCKING_DEVICE && !threadAlways) answer = next.run();
         else answer = await blockingCall(fd, next, blocking === BLOCKING_DEVICE, signal, offThread);

@@ -74,6 +74,10 @@ const SPIN_BACKOFF_MAX = 1024;
 const SETTLE_NS_DEFAULT = 20_000;
 /** Reads in a row that took under a quarter of what they asked before the next one pauses first. */
 const TRICKLE_READS = 2;
+/** A read that took this many bytes marks its fd a bulk stream for the next `BULK_READS` reads. */
+const BULK_BYTES = 64 * 1024;
+/** Reads after one of `BULK_BYTES` during which the fd counts as a bulk stream (`settleAfterWait`). */
+const BULK_READS = 16;
 
 /** The shortest budget a spin gets once it adapts to quick answers (ns). */
 const SPIN_NS_MIN = 10_000;
@@ -438,6 +442,8 @@ function parked(fd: number, ns: number): void {
 
 /** Per fd: reads in a row that took under a quarter of what they asked, with no EAGAIN between. */
 const trickles = new Map<number, number>();
+/** Per fd: reads left before it no longer counts as a bulk stream (one that gave `BULK_BYTES` in a read). */
+const bulk = new Map<number, number>();
 
 /**
  * Before an asynchronous read of `bytes` from non-blocking `fd`: when its last reads each took a small piece
@@ -454,8 +460,31 @@ export function settleBeforeRead(fd: number, bytes: number): void {
   if (fn.pageio_settle_fd(fd, Math.min(bytes, 2 ** 31), ns) < 0) trickles.delete(fd);
 }
 
+/**
+ * Before the first read of non-blocking `fd` once a wait for it to turn readable ended: on a bulk stream (one
+ * of its last `BULK_READS` reads took `BULK_BYTES` or more), pauses once as `settleBeforeRead` does unless
+ * that much (or `bytes`, if less) is waiting already. Its writer ended the wait with its first write into an
+ * empty pipe, and a read at once takes that one write: a child writing 4 KiB at a time was read 4 KiB per
+ * wait, each wait a wake-up of this thread that, on a CPU shared with the writer, also put the writer off.
+ * Paused, the read takes what the writer adds meanwhile. A stream of small replies never pauses, nor does
+ * one whose wait ends with a page's worth waiting.
+ */
+export function settleAfterWait(fd: number, bytes: number): void {
+  if (bulk.size === 0 || waiting > 0 || !bulk.has(fd)) return;
+  const ns = settleNs;
+  if (ns === 0) return;
+  spinCounts.pauses++;
+  if (fn.pageio_settle_fd(fd, Math.min(bytes, BULK_BYTES), ns) < 0) bulk.delete(fd);
+}
+
 /** After an asynchronous read from non-blocking `fd` asked for `bytes` and returned `result`. */
 export function readDone(fd: number, bytes: number, result: number): void {
+  if (result >= BULK_BYTES) bulk.set(fd, BULK_READS);
+  else if (bulk.size !== 0 && result !== -errno.EAGAIN) {
+    const left = (bulk.get(fd) ?? 0) - 1;
+    if (left > 0) bulk.set(fd, left);
+    else bulk.delete(fd);
+  }
   if (result > 0 && result < bytes / 4) trickles.set(fd, (trickles.get(fd) ?? 0) + 1);
   else if (trickles.size !== 0) trickles.delete(fd); // took a lot, would block, ended or failed
 }
@@ -522,6 +551,7 @@ export function forget(fd: number): void {
   for (const abort of pollWaiters.get(fd) ?? []) abort(error());
   spins.delete(fd);
   trickles.delete(fd);
+  bulk.delete(fd);
   tracked.delete(fd);
   writeTails.delete(fd); // writes still queued end with ERR_CLOSED; a new file under the number waits for none
   const state = fds.get(fd);

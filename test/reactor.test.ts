@@ -382,6 +382,44 @@ test("a read pauses first only after reads in a row took small pieces of a strea
   }
 });
 
+test("the first read after a wait pauses only on a bulk stream, and not while another wait is parked", async () => {
+  // A child writing 4 KiB at a time ends each wait with its first write: read at once, every wait took 4 KiB.
+  const [r, w] = pipe({ nonBlocking: true, size: 1 << 20 });
+  const [otherR, otherW] = pipe({ nonBlocking: true });
+  const pauses = () => spinStats().pauses;
+  const piece = new Uint8Array(4096).fill(7);
+  /** A read of `r` that has to wait, ended by one 4 KiB write: what it read, and whether it paused first. */
+  const afterWait = async () => {
+    const into = new Uint8Array(65536);
+    const before = pauses();
+    const reading = readvAsync(r, [into]); // the pipe is empty: it waits (a spin, if any, is over by now)
+    assert.equal(writev(w, [piece]), 4096);
+    const read = await reading;
+    assert.deepEqual(into.subarray(0, read), new Uint8Array(read).fill(7));
+    return { read, paused: pauses() - before };
+  };
+  try {
+    assert.deepEqual(await afterWait(), { read: 4096, paused: 0 }, "not a bulk stream: a reply is read at once");
+    assert.equal(writev(w, [new Uint8Array(65536).fill(7)]), 65536);
+    assert.equal(await readvAsync(r, [new Uint8Array(65536)]), 65536); // a read of 64 KiB: a bulk stream now
+    assert.deepEqual(await afterWait(), { read: 4096, paused: 1 });
+    const parked = readvAsync(otherR, [new Uint8Array(1)]); // another wait parked: no pause holds it up
+    assert.deepEqual(await afterWait(), { read: 4096, paused: 0 }, "another wait is parked");
+    assert.equal(writev(otherW, [new Uint8Array(1)]), 1);
+    assert.equal(await parked, 1);
+    for (let i = 0; i < 14; i++) { // small reads (not a trickle: each fills a quarter): the 16th since ends it
+      assert.equal(writev(w, [piece]), 4096);
+      assert.equal(await readvAsync(r, [new Uint8Array(16384)]), 4096);
+    }
+    assert.deepEqual(await afterWait(), { read: 4096, paused: 0 }, "16 reads since one of 64 KiB");
+    readDone(r.fd, 65536, 65536);
+    forget(r.fd);
+    assert.deepEqual(await afterWait(), { read: 4096, paused: 0 }, "forget drops what was learnt of the fd");
+  } finally {
+    for (const end of [r, w, otherR, otherW]) end.close();
+  }
+});
+
 test("a spin never runs while another wait is parked", async () => {
   const [r, w] = pipe({ nonBlocking: true });
   const [r2, w2] = pipe({ nonBlocking: true });
