@@ -119,9 +119,9 @@ function copyOf<T>(values: readonly T[]): T[] {
   const list: T[] = new Array(length);
   for (let i = 0; i < length; i++) {
     const value = values[i];
-    // As in checkedCopyOf: what is no object ends the copy at once (the caller's check names it).
-    if (typeof value !== "object" || value === null) return list.slice(0, i + 1);
     list[i] = value;
+    // As in checkedCopyOf: what is no object ends the copy at once (the caller's check names it, so it is kept).
+    if (typeof value !== "object" || value === null) return list.slice(0, i + 1);
   }
   return list;
 }

@@ -510,3 +510,17 @@ test("a list claiming a vast length (a Proxy) or an endless iterator of non-chun
   assert.throws(() => readv(source, endless() as Iterable<Uint8Array>), { name: "TypeError", message: /at 1/ });
   assert.equal(sink.size(), 0, "nothing was written");
 });
+
+test("a readv target that is not an object is named in the error, as writev names a chunk", () => {
+  // Before: copyOf stopped at the string without keeping it, so the message said "got undefined at 0".
+  using source = openFile(tempFile(patternBytes(64)));
+  assert.throws(() => readv(source, ["text" as unknown as Uint8Array]), {
+    name: "TypeError",
+    message: /got string at 0/,
+  });
+  assert.throws(() => readv(source, [new Uint8Array(4), 7 as unknown as Uint8Array]), {
+    name: "TypeError",
+    message: /got number at 1/,
+  });
+  assert.throws(() => readv(source, [null as unknown as Uint8Array]), { name: "TypeError", message: /got null at 0/ });
+});
