@@ -145,7 +145,7 @@ export class PageWriter {
   #closed = false;
   /** The asynchronous flush in flight; later ones queue behind it, `close()` completes after it. */
   #flushing: Promise<number> | null = null;
-  #writable: WritableStream<Chunk> | null = null;
+  #writable: WritableStream<Chunk | string> | null = null;
   #pool: PagePool | null;
   #ownsPool: boolean;
   /** The page strings are being encoded into, its bytes, and where its unqueued part starts and ends. */
@@ -565,12 +565,14 @@ export class PageWriter {
   }
 
   /**
-   * The writer as a `WritableStream` of `Uint8Array`s and `PageHead`s, for `pipeTo`. A head is queued and
-   * gathered like `write()` (the writer owns it); a `Uint8Array`'s bytes are copied into pool pages, as
-   * `write()` does, so the stream's producer may reuse it. Closing the stream flushes and closes the writer.
+   * The writer as a `WritableStream` of `Uint8Array`s, `PageHead`s and strings, for `pipeTo`. A head is queued
+   * and gathered like `write()` (the writer owns it); a `Uint8Array`'s bytes are copied into pool pages, as
+   * `write()` does, so the stream's producer may reuse it; a string is encoded as UTF-8 straight into pool pages,
+   * as `write()` does (no `TextEncoderStream` needed, nor its array per chunk). Closing the stream flushes and
+   * closes the writer.
    * Aborting it closes the writer too: to a regular file, what earlier writes put in the stream is written first
    * (their promises resolved: accepted); to a pipe or socket, whatever is still queued is dropped. A write that
-   * errors the stream (a chunk that is not bytes: a TypeError) closes the writer once what earlier writes put in
+   * errors the stream (a chunk that is neither bytes nor a string: a TypeError) closes the writer once what earlier writes put in
    * the stream is written; to a pipe or socket that waits for its reader, as closing the stream does.
    *
    * @example
@@ -583,13 +585,10 @@ export class PageWriter {
    * console.log(statSync(copy).size === statSync("README.md").size); // true
    * ```
    */
-  get writable(): WritableStream<Chunk> {
-    return this.#writable ??= new WritableStream<Chunk>({
+  get writable(): WritableStream<Chunk | string> {
+    return this.#writable ??= new WritableStream<Chunk | string>({
       write: async (chunk) => {
         try {
-          if (typeof chunk === "string") {
-            throw new TypeError("a page writer's writable takes Uint8Arrays and PageHeads");
-          }
           await this.writeAsync(chunk);
         } catch (error) {
           this.#closeAccepted(); // the stream is errored now: nothing else will close the writer

@@ -7,7 +7,9 @@ import {
   type Page,
   type PageHead,
   PagePool,
+  PageReader,
   pageSize,
+  PageWriter,
   type RingSlot,
   SharedRing,
 } from "../../mod.ts";
@@ -29,4 +31,14 @@ export async function uses(): Promise<void> {
   await new Request("http://localhost/", { method: "POST", body: bytes }).arrayBuffer();
   void response;
   void blob;
+}
+
+/** A reader's readable pipes into a writer's writable, as bytes and as text. */
+export async function pipes(): Promise<void> {
+  await new PageReader("in").readable.pipeTo(new PageWriter("out").writable);
+  await new PageReader("in").readable.pipeThrough(new TextDecoderStream()).pipeTo(new PageWriter("text").writable);
+  const writer: WritableStreamDefaultWriter<Uint8Array | PageHead | string> = new PageWriter("mixed").writable
+    .getWriter();
+  await writer.write("line\n");
+  await writer.close();
 }
