@@ -24,6 +24,9 @@ import { FileWindow } from "./window.ts";
  */
 const READ_PAGES = 16;
 
+/** One byte, read to tell an empty file from a procfs one (both say size 0). */
+const probe = new Uint8Array(1);
+
 /** Options of `new PageReader()`. */
 export interface PageReaderOptions {
   /** Pool for pipes, sockets and devices (default: a pool of the reader's own, closed with it). */
@@ -140,10 +143,18 @@ export class PageReader implements Iterable<PageHead> {
     this.#path = path;
     try {
       const { size, kind } = stat(fdOf(this.#file), path);
-      // Size 0 is not end of file on procfs (nor on a file still being written): such files are read.
       this.#mapped = kind === "file" && size > 0;
       this.#awaitWriter = this.#ownsFile && kind === "fifo";
-      if (kind === "file") {
+      // Size 0 is not end of file on procfs: such a file is read as a stream, to its end (or `length`). One byte
+      // read at 0 tells it from an empty file, whose size (a Content-Length) is 0, as any regular file's is its own.
+      const pseudo = kind === "file" && size === 0 && this.#hasBytesAtStart(path);
+      if (pseudo) {
+        if (offset !== 0) {
+          throw new TypeError(
+            `offset ${offset} needs a file whose size is known; this one says 0 bytes (a procfs file) and has more`,
+          );
+        }
+      } else if (kind === "file") {
         if (offset + (wanted ?? 0) > size) {
           throw new RangeError(
             wanted === undefined
@@ -155,9 +166,10 @@ export class PageReader implements Iterable<PageHead> {
         throw new TypeError(`offset ${offset} needs a regular file; a ${kind} is read from where it is`);
       }
       this.#position = offset;
+      const empty = kind === "file" && size === 0 && !pseudo;
       this.#end = this.#mapped ? offset + (wanted ?? size - offset) : Infinity;
-      this.#left = this.#mapped ? Infinity : wanted ?? Infinity;
-      this.#rangeLength = this.#mapped ? this.#end - offset : wanted ?? null;
+      this.#left = this.#mapped ? Infinity : empty ? 0 : wanted ?? Infinity;
+      this.#rangeLength = this.#mapped ? this.#end - offset : empty ? 0 : wanted ?? null;
     } catch (error) {
       if (this.#ownsFile) (this.#file as FileHandle).close();
       throw error;
@@ -165,9 +177,15 @@ export class PageReader implements Iterable<PageHead> {
     this.#label = path === undefined ? `mapping of fd ${fdOf(this.#file)}` : `mapping of '${path}'`;
   }
 
+  /** Whether a regular file that says it is empty has a byte at 0 (procfs: its size is no bound). */
+  #hasBytesAtStart(path: string | undefined): boolean {
+    return unwrap(fn.pageio_pread(fdOf(this.#file), probe, 1, 0), "pread", path) > 0;
+  }
+
   /**
-   * Bytes this reader reads in all: the range's length (the whole file by default), or `length` on a
-   * stream; null for a stream read to its end, whose length is not known. A `Content-Length`.
+   * Bytes this reader reads in all: the range's length (the whole file by default; 0 for an empty file), or
+   * `length` on a stream; null for a stream read to its end, whose length is not known (also a procfs file,
+   * which says size 0 and has more). A `Content-Length`.
    *
    * @example
    * ```ts

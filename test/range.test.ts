@@ -86,3 +86,39 @@ test("on a pipe, length stops the reader there and leaves the rest in the pipe; 
   assert.equal(unbounded.size, null);
   readEnd.close();
 });
+
+test("an empty file's size is 0 (a Content-Length), and a procfs file (size 0, not empty) takes a length as a bound", async () => {
+  // Before: an empty file's size was null, as for a stream of unknown length, and { length } on a procfs file was
+  // a RangeError "past the end of the 0-byte file" although the file had bytes to read.
+  const fds = openDescriptorCount();
+  const empty = tempFile("", "empty.bin");
+  {
+    using reader = new PageReader(empty);
+    assert.equal(reader.size, 0);
+    assert.equal(readAll(reader).length, 0);
+  }
+  {
+    using zero = new PageReader(empty, { length: 0 });
+    assert.equal(zero.size, 0);
+  }
+  assert.equal(await new Response(new PageReader(empty).readable).text(), "");
+  assert.throws(() => new PageReader(empty, { length: 1 }), /offset 0 \+ length 1 is past the end of the 0-byte file/);
+  assert.throws(() => new PageReader(empty, { offset: 1 }), /offset 1 is past the end of the 0-byte file/);
+
+  const version = readFileSync("/proc/version");
+  {
+    using unbounded = new PageReader("/proc/version");
+    assert.equal(unbounded.size, null, "its length is known only once read");
+  }
+  {
+    using reader = new PageReader("/proc/version", { length: 10 });
+    assert.equal(reader.size, 10);
+    assert.deepEqual(readAll(reader), version.subarray(0, 10));
+  }
+  assert.equal(
+    await new Response(new PageReader("/proc/version", { length: 7 }).readable).text(),
+    version.toString().slice(0, 7),
+  );
+  assert.throws(() => new PageReader("/proc/version", { offset: 3 }), /offset 3 needs a file whose size is known/);
+  assert.equal(openDescriptorCount(), fds, "every reader closed its file (refused ones too)");
+});
