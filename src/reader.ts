@@ -427,7 +427,8 @@ export class PageReader implements Iterable<PageHead> {
   }
 
   /**
-   * Reads heads until the end of input, asynchronously: `for await (const head of reader)`.
+   * Reads heads until the end of input, asynchronously: `for await (const head of reader)`. A loop left early
+   * closes the reader, as for the synchronous loop.
    *
    * @example
    * ```ts
@@ -446,7 +447,13 @@ export class PageReader implements Iterable<PageHead> {
    * ```
    */
   async *[Symbol.asyncIterator](): AsyncIterableIterator<PageHead> {
-    for (let head = await this.readAsync(); head !== null; head = await this.readAsync()) yield head;
+    let ended = false;
+    try {
+      for (let head = await this.readAsync(); head !== null; head = await this.readAsync()) yield head;
+      ended = true;
+    } finally {
+      if (!ended) this.close(); // see [Symbol.iterator]
+    }
   }
 
   /**
@@ -564,9 +571,19 @@ export class PageReader implements Iterable<PageHead> {
     return null;
   }
 
-  /** Reads heads until the end of input. */
+  /**
+   * Reads heads until the end of input. A loop left early (`break`, `return`, a throw) closes the reader, as
+   * leaving a `for await` over a stream cancels it: `for (const head of new PageReader(path)) break;` keeps no
+   * descriptor. Heads already read stay valid until released. To read on after a loop, call `read()` instead.
+   */
   *[Symbol.iterator](): IterableIterator<PageHead> {
-    for (let head = this.read(); head !== null; head = this.read()) yield head;
+    let ended = false;
+    try {
+      for (let head = this.read(); head !== null; head = this.read()) yield head;
+      ended = true;
+    } finally {
+      if (!ended) this.close();
+    }
   }
 
   /**

@@ -532,3 +532,61 @@ test("readAsync of a pipe holding 4 pages makes one readv for all four (strace)"
   const reads = readFileSync(log, "utf8").split("\n").filter((l) => new RegExp(` readv\\(${fd},`).test(l));
   assert.equal(reads.length, 1, reads.join("\n"));
 });
+
+test("a loop left early closes its reader, as leaving a for await over a stream cancels it; held heads stay valid", async () => {
+  // Before: `for (const head of new PageReader(path)) { ...; break; }` kept the file open, one descriptor per loop.
+  const data = patternBytes(40 * 256 * 1024 + 5, 29); // more than one window
+  const path = tempFile(data, "early.bin");
+  const fds = openDescriptorCount();
+  let held: PageHead | null = null;
+  for (let i = 0; i < 20; i++) {
+    for (const head of new PageReader(path)) {
+      head.release();
+      break;
+    }
+    for await (const head of new PageReader(path)) {
+      head.release();
+      break;
+    }
+  }
+  assert.equal(openDescriptorCount(), fds, "no descriptor per loop left");
+
+  const reader = new PageReader(path);
+  let seen = 0;
+  for (const head of reader) {
+    if (++seen === 3) {
+      held = head; // kept past the loop
+      break;
+    }
+    head.release();
+  }
+  assert.throws(() => reader.read(), (e) => code(e) === "ERR_CLOSED");
+  assert.deepEqual(held!.bytes, data.subarray(2 * 256 * 1024, 3 * 256 * 1024), "a held head still reads the file");
+  held!.release();
+  assert.equal(openDescriptorCount(), fds);
+
+  // A throw in the body leaves the loop too; a caller's handle stays open (the reader never closes what it did not open).
+  using handle = openFile(path);
+  const onHandle = new PageReader(handle);
+  await assert.rejects(async () => {
+    for await (const head of onHandle) {
+      head.release();
+      throw new Error("stop");
+    }
+  }, /stop/);
+  assert.throws(() => onHandle.read(), (e) => code(e) === "ERR_CLOSED");
+  assert.equal(handle.closed, false);
+  const next = new Uint8Array(4);
+  assert.equal(readv(handle, [next]), 4, "the handle still reads");
+
+  // A loop run to its end does not close the reader: read() gives null again, as before.
+  const whole = new PageReader(path);
+  let bytes = 0;
+  for (const head of whole) {
+    bytes += head.byteLength;
+    head.release();
+  }
+  assert.equal(bytes, data.length);
+  assert.equal(whole.read(), null);
+  whole.close();
+});
