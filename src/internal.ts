@@ -19,6 +19,8 @@ export const kLendable: unique symbol = Symbol("pageio.lendable");
 export const kMarkLent: unique symbol = Symbol("pageio.markLent");
 export const kLazy: unique symbol = Symbol("pageio.lazy");
 export const kNeed: unique symbol = Symbol("pageio.need");
+/** A reader window's hook, run once its last reference went (the reader's and every head's). */
+export const kWhenClosed: unique symbol = Symbol("pageio.whenClosed");
 export const kMemory: unique symbol = Symbol("pageio.memory");
 
 /** An environment variable (`PAGEIO_*`), or undefined when unset or unreadable (Deno without --allow-env). */

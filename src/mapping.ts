@@ -21,6 +21,7 @@ import {
   kRetain,
   kSource,
   kViewBuffer,
+  kWhenClosed,
   revoke,
 } from "./internal.ts";
 import { pageSize } from "./system.ts";
@@ -79,6 +80,7 @@ export class Mapping {
   #buffer: ArrayBuffer | null = null;
   #bytes: Uint8Array<ArrayBuffer> | null = null;
   #refs = 1; // the mapping's own, plus one per live head
+  #whenClosed: (() => void) | null = null;
   #closed = false;
   /** The mapped length in bytes as requested (the view's length). */
   readonly byteLength: number;
@@ -258,7 +260,17 @@ export class Mapping {
 
   /** @internal A head let go; the mapping's own reference goes too when a PageReader moves past it. */
   [kRelease](): void {
-    if (--this.#refs === 0) this.unmap();
+    if (--this.#refs !== 0) return;
+    this.unmap();
+    const then = this.#whenClosed;
+    this.#whenClosed = null;
+    then?.();
+  }
+
+  /** @internal A PageReader's window: runs `then` once its last reference went (at once if unmapped). */
+  [kWhenClosed](then: () => void): void {
+    if (this.#closed) then();
+    else this.#whenClosed = then;
   }
 
   #live(operation: string): void {

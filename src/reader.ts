@@ -10,7 +10,7 @@ import type { AsyncOptions } from "./drive.ts";
 import { readv, readvAsync } from "./gather.ts";
 import { waitReady } from "./reactor.ts";
 import type { PageHead } from "./head.ts";
-import { kConstruct, kRelease, lengthOf } from "./internal.ts";
+import { kConstruct, kRelease, kWhenClosed, lengthOf } from "./internal.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
 import { type Page, PagePool } from "./pool.ts";
 import { pageSize } from "./system.ts";
@@ -563,11 +563,19 @@ export class PageReader implements Iterable<PageHead> {
     // Nothing more is read into the reader's own pool: its slabs go as the last head on them is released,
     // also for a reader iterated to its end and never closed.
     if (this.#ownsPool) this.#pool?.close();
-    // A file the reader opened, read to its end with every head released, is closed now, as a runtime's own
-    // file stream closes at its end: a loop over many files that never calls close() must not keep an fd
-    // for each. A head still held keeps it open until close() (a window not mapped yet maps from it, and a
-    // PageWriter's kernel move reads from it).
-    if (this.#ownsFile && this.#windows.every((w) => w.closed)) (this.#file as FileHandle).close();
+    // A file the reader opened, read to its end, is closed once every head read from it is released, as a
+    // runtime's own file stream closes at its end: a loop over many files that never calls close() must not
+    // keep an fd for each. A head still held keeps it open till then (a window not mapped yet maps from it, and
+    // a PageWriter's kernel move reads from it): the last window to close closes it (or close(), if first).
+    if (this.#ownsFile) {
+      const file = this.#file as FileHandle;
+      const open = this.#windows.filter((w) => !w.closed);
+      const closeOnce = () => {
+        if (!file.closed && open.every((w) => w.closed)) file.close();
+      };
+      if (open.length === 0) file.close();
+      else for (const w of open) w[kWhenClosed](closeOnce);
+    }
     return null;
   }
 

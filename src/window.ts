@@ -22,6 +22,7 @@ import {
   kRetain,
   kSource,
   kViewBuffer,
+  kWhenClosed,
 } from "./internal.ts";
 import { mapAnonymous, mapDescriptor, type Mapping } from "./mapping.ts";
 import { pageSize } from "./system.ts";
@@ -51,6 +52,7 @@ export class FileWindow {
   #lost: PageIoError | null = null;
   #refs = 1; // the reader's own, plus one per live head
   #closed = false;
+  #whenClosed: (() => void) | null = null;
 
   constructor(file: FileHandle, start: number, length: number, label: string, room: () => number, key?: symbol) {
     internalOnly(key, "FileWindow", "a PageReader");
@@ -160,6 +162,13 @@ export class FileWindow {
     this.#mapping = null;
     this.#mappedBytes = 0;
     mapping?.unmap();
+    this.#whenClosed?.();
+  }
+
+  /** @internal Runs `then` once the window has closed (at once if it has). */
+  [kWhenClosed](then: () => void): void {
+    if (this.#closed) then();
+    else this.#whenClosed = then;
   }
 
   /** Its memory, with `[offset, offset + length)` holding the file's bytes. */

@@ -590,3 +590,32 @@ test("a loop left early closes its reader, as leaving a for await over a stream 
   assert.equal(whole.read(), null);
   whole.close();
 });
+
+test("a reader read to its end while heads are held closes its file once the last of them is released", () => {
+  // Before: the file stayed open until close(), so `for (const head of new PageReader(src)) writer.write(head)`,
+  // whose writer held the last heads at the end, kept one descriptor per copy for good.
+  const data = patternBytes(3 * 8 * 1024 * 1024 + 77, 31); // four windows
+  const source = tempFile(data, "held.bin");
+  const fds = openDescriptorCount();
+  for (let i = 0; i < 5; i++) {
+    const target = join(tempDir(), `copy-${i}`);
+    using writer = new PageWriter(target);
+    for (const head of new PageReader(source)) writer.write(head);
+    writer.flush();
+    assert.equal(sha256(readFileSync(target)), sha256(data));
+  }
+  assert.equal(openDescriptorCount(), fds, "no descriptor per copy");
+
+  const held: PageHead[] = [];
+  for (const head of new PageReader(source)) {
+    if (held.length < 3 || head.byteLength < 256 * 1024) held.push(head); // the first window and the last
+    else head.release();
+  }
+  assert.ok(fdsOn(source) >= 1, "open while heads are held");
+  for (const head of held.slice(0, -1)) head.release();
+  assert.ok(fdsOn(source) >= 1, "one head is still held");
+  assert.deepEqual(held.at(-1)!.bytes, data.subarray(data.length - held.at(-1)!.byteLength));
+  held.at(-1)!.release();
+  assert.equal(fdsOn(source), 0, "closed with the last head");
+  assert.equal(openDescriptorCount(), fds);
+});
