@@ -148,10 +148,31 @@ export function checkAsyncOptions(options: unknown, what: string): AbortSignal |
   return signal;
 }
 
-/** Options must be an object when given (`undefined` takes the defaults): null or a number is a TypeError. */
-export function checkOptions(options: unknown, what: string): void {
-  if (options === undefined || (typeof options === "object" && options !== null)) return;
-  throw new TypeError(`${what} options must be an object, got ${options === null ? "null" : typeof options}`);
+/** What a name that other file APIs use (Node's streams, fs.open) is called here. */
+const otherNames: Record<string, string> = {
+  start: "a byte range is { offset, length }",
+  end: "a byte range is { offset, length } (length = end - start + 1)",
+  flags: "a PageWriter appends with { append: true }; openFile takes its mode as the second argument",
+  flag: "a PageWriter appends with { append: true }; openFile takes its mode as the second argument",
+  encoding: "strings are written as UTF-8, and heads and chunks are bytes",
+};
+
+/**
+ * Options must be an object when given (`undefined` takes the defaults): null or a number is a TypeError. With
+ * `known`, a key that is none of them is a TypeError too: a misspelt or another API's option (Node's
+ * `{ start, end }`, `{ flags: "a" }`) would otherwise be ignored, reading the whole file or truncating a log.
+ */
+export function checkOptions(options: unknown, what: string, known?: readonly string[]): void {
+  if (options === undefined) return;
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`${what} options must be an object, got ${options === null ? "null" : typeof options}`);
+  }
+  if (known === undefined) return;
+  for (const key of Object.keys(options)) {
+    if (known.includes(key)) continue;
+    const hint = Object.hasOwn(otherNames, key) ? `: ${otherNames[key]}` : "";
+    throw new TypeError(`${what} has no option "${key}" (its options: ${known.join(", ")})${hint}`);
+  }
 }
 
 /** What an aborted operation rejects with: `ABORT_ERR`, the signal's reason as `cause`. */

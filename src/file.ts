@@ -157,7 +157,7 @@ const access: readonly { read: boolean; write: boolean }[] = [
  * ```
  */
 export function openFile(path: string | URL, mode: FileMode = "r", options: OpenOptions = {}): FileHandle {
-  checkOptions(options, "openFile");
+  checkOptions(options, "openFile", ["noFollow", "nonBlocking"]);
   const p = toPath(path);
   const index = modes.indexOf(mode);
   if (index < 0) throw new TypeError(`mode must be one of ${modes.join(", ")}, got ${String(mode)}`);

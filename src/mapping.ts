@@ -302,6 +302,9 @@ function viewOf(region: number, address: number, byteLength: number): ArrayBuffe
   }
 }
 
+/** The keys of MapFileOptions. */
+const MAP_OPTIONS = ["write", "private", "offset", "length", "populate"] as const;
+
 /**
  * Maps a file (a path, a `FileHandle` or an fd number) into memory. By default
  * the file is not written: writes to `bytes` stay in this process
@@ -317,9 +320,7 @@ function viewOf(region: number, address: number, byteLength: number): ArrayBuffe
  * ```
  */
 export function mapFile(file: string | URL | FileHandle | number, options: MapFileOptions = {}): Mapping {
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(`options must be an object, got ${describe(options)}`);
-  }
+  checkOptions(options, "mapFile", MAP_OPTIONS);
   // Read once, before the descriptor is looked at: a getter that closed a FileHandle (its number then naming
   // the next file opened) ran after, and that other file was mapped.
   const { write, private: isPrivate, offset, length, populate } = options;

@@ -36,6 +36,9 @@ import {
   takeShared,
 } from "./share.ts";
 
+/** The keys of PagePoolOptions. */
+const POOL_OPTIONS = ["pageSize", "pages", "maxPages", "leakDetection"] as const;
+
 /** Options of `new PagePool()`. */
 export interface PagePoolOptions {
   /** Bytes per page: a multiple of the OS page size (default: the OS page size). */
@@ -216,7 +219,7 @@ export class PagePool {
 
   /** A pool with `pages` pages set up now, growing by slabs of about 1 MiB up to `maxPages`. */
   constructor(options: PagePoolOptions = {}) {
-    checkOptions(options, "PagePool");
+    checkOptions(options, "PagePool", POOL_OPTIONS);
     const size = options.pageSize ?? osPageSize;
     checkInteger("pageSize", size, 1, 2 ** 31 - osPageSize);
     if (size % osPageSize !== 0) {

@@ -27,6 +27,9 @@ const READ_PAGES = 16;
 /** One byte, read to tell an empty file from a procfs one (both say size 0). */
 const probe = new Uint8Array(1);
 
+/** The keys of PageReaderOptions. */
+const READER_OPTIONS = ["pool", "chunkSize", "windowSize", "offset", "length", "maxMappedBytes"] as const;
+
 /** Options of `new PageReader()`. */
 export interface PageReaderOptions {
   /** Pool for pipes, sockets and devices (default: a pool of the reader's own, closed with it). */
@@ -114,7 +117,7 @@ export class PageReader implements Iterable<PageHead> {
    * `readable` off the JS thread), as a blocking `open()` would have, but the constructor never waits.
    */
   constructor(source: string | URL | Target, options: PageReaderOptions = {}) {
-    checkOptions(options, "PageReader");
+    checkOptions(options, "PageReader", READER_OPTIONS);
     // Options first: a bad one must not leave an opened file behind.
     this.#chunkSize = checkInteger("chunkSize", options.chunkSize ?? 256 * 1024, 1, 2 ** 31);
     this.#windowSize = checkInteger("windowSize", options.windowSize ?? 8 * 1024 * 1024, pageSize, 2 ** 40);

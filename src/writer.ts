@@ -15,6 +15,9 @@ import type { AsyncOptions } from "./drive.ts";
 import { markPrivateViews, type Page, PagePool } from "./pool.ts";
 import { pageSize, runtime } from "./system.ts";
 
+/** The keys of PageWriterOptions. */
+const WRITER_OPTIONS = ["highWaterMark", "lend", "append", "pool"] as const;
+
 /** Options of `new PageWriter()`. */
 export interface PageWriterOptions {
   /**
@@ -170,7 +173,7 @@ export class PageWriter {
    * instead of waiting for one.
    */
   constructor(target: string | URL | Target, options: PageWriterOptions = {}) {
-    checkOptions(options, "PageWriter");
+    checkOptions(options, "PageWriter", WRITER_OPTIONS);
     this.#highWaterMark = checkInteger("highWaterMark", options.highWaterMark ?? 8 * 1024 * 1024, 1);
     const pool = options.pool; // read once: a getter cannot pass the check, then give something else
     if (pool !== undefined && !(pool instanceof PagePool)) {

@@ -2,7 +2,18 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type PageHead, PageReader, pageSize, PageWriter, pipe, readv, writev } from "../mod.ts";
+import {
+  mapFile,
+  openFile,
+  type PageHead,
+  PagePool,
+  PageReader,
+  pageSize,
+  PageWriter,
+  pipe,
+  readv,
+  writev,
+} from "../mod.ts";
 import { liveRegionCount } from "../src/system.ts";
 import { openDescriptorCount, patternBytes, tempDir, tempFile } from "./helpers.ts";
 
@@ -121,4 +132,39 @@ test("an empty file's size is 0 (a Content-Length), and a procfs file (size 0, n
   );
   assert.throws(() => new PageReader("/proc/version", { offset: 3 }), /offset 3 needs a file whose size is known/);
   assert.equal(openDescriptorCount(), fds, "every reader closed its file (refused ones too)");
+});
+
+test("an option that is not one is a TypeError naming it, before anything is opened: Node's { start, end } and { flags: 'a' } are not ignored", () => {
+  // Before: unknown keys were ignored, so { start, end } read the whole file and { flags: "a" } truncated the log.
+  const fds = openDescriptorCount();
+  const log = tempFile("kept\n", "kept.log");
+  const refused = (what: string, key: string, hint?: RegExp) => (e: unknown) =>
+    e instanceof TypeError && e.message.startsWith(`${what} has no option "${key}" (its options: `) &&
+    (hint === undefined || hint.test(e.message));
+  assert.throws(
+    () => new PageReader(path, { start: 0, end: 9 } as never),
+    refused("PageReader", "start", /\{ offset, length \}/),
+  );
+  assert.throws(() => new PageWriter(log, { flags: "a" } as never), refused("PageWriter", "flags", /append: true/));
+  assert.throws(() => new PageWriter(log, { apend: true } as never), refused("PageWriter", "apend"));
+  assert.equal(readFileSync(log, "utf8"), "kept\n", "the log was not opened for writing, so not truncated");
+  assert.throws(() => mapFile(path, { writable: true } as never), refused("mapFile", "writable"));
+  assert.throws(() => new PagePool({ size: 4096 } as never), refused("PagePool", "size"));
+  assert.throws(() => openFile(path, "r", { encoding: "utf8" } as never), refused("openFile", "encoding", /UTF-8/));
+  assert.equal(openDescriptorCount(), fds);
+  // Every documented option is still taken, and a key whose value is undefined is a default.
+  using reader = new PageReader(path, {
+    pool: undefined,
+    chunkSize: pageSize,
+    windowSize: pageSize,
+    offset: 1,
+    length: 2,
+    maxMappedBytes: pageSize,
+  });
+  assert.equal(reader.size, 2);
+  new PageWriter(log, { highWaterMark: 10, lend: false, append: true, pool: undefined }).close();
+  mapFile(path, { write: false, private: true, offset: 0, length: 1, populate: true }).unmap();
+  new PagePool({ pageSize, pages: 1, maxPages: 2, leakDetection: "off" }).close();
+  openFile(path, "r", { noFollow: true, nonBlocking: false }).close();
+  assert.equal(readFileSync(log, "utf8"), "kept\n");
 });
