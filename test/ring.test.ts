@@ -143,6 +143,23 @@ test("a wait does not hold up the event loop, and close() ends it with ECANCELED
   assert.equal(openDescriptorCount(), fds);
 });
 
+test("a for await whose producer dies mid-stream gets what was published, then EPIPE, not a hang", {
+  timeout: 60_000,
+}, async () => {
+  using ring = SharedRing.create({ slots: 8, slotSize: pageSize, role: "consumer" });
+  const peer = startOnOtherRuntime("ring_peer.ts", ["produce", ring.path, "10", "3", "5"]);
+  let count = 0;
+  const error = await (async () => {
+    for await (const head of ring) {
+      assert.deepEqual(head.bytes, messageBytes(count++, 3, ring.slotSize));
+      head.release();
+    }
+  })().catch((e) => e);
+  assert.equal(count, 5);
+  assert.equal(code(error), "EPIPE", String(error));
+  assert.equal((await peer.exited).signal, "SIGKILL");
+});
+
 test("bad input gets typed errors and leaves the ring intact", () => {
   assert.throws(() => SharedRing.create({ slots: 1 }), RangeError);
   assert.throws(() => SharedRing.create({ slotSize: pageSize + 1 }), RangeError);
