@@ -411,17 +411,29 @@ test("readAsync on a pipe holding several pages takes them in one read and hands
   pool.close();
 });
 
-test("readAsync on a full 1 MiB pipe takes it all in one read, 16 pages handed out in order", async () => {
+test("readAsync on a pipe its writer keeps ahead of: each read that fills what it asked asks twice as much, up to 1 MiB", async () => {
   const data = patternBytes(1 << 20, 13);
+  const more = patternBytes(768 * 1024, 14);
   const { readEnd, writeEnd, pool, reader } = filledPipe(data);
-  const heads = [(await reader.readAsync())!];
-  assert.equal(pool.stats.inUse, 16, "one read took the whole pipe");
-  while (heads.length < 16) heads.push((await reader.readAsync())!);
-  assert.equal(sha256(Buffer.concat(heads.map((head) => head.bytes))), sha256(data));
-  for (const head of heads) head.release();
+  const heads: PageHead[] = [];
+  const batch = async (pages: number, message: string) => {
+    heads.push((await reader.readAsync())!);
+    assert.equal(pool.stats.inUse, pages, message);
+    for (let i = 1; i < pages; i++) heads.push((await reader.readAsync())!); // read ahead by that one readv
+    for (const head of heads.splice(0)) {
+      parts.push(head.bytes.slice());
+      head.release();
+    }
+  };
+  const parts: Uint8Array[] = [];
+  await batch(4, "the first read asks 4 pages");
+  await batch(8, "it filled them: the next asks 8");
+  assert.equal(writev(writeEnd, [more]), more.byteLength); // the pipe full again
+  await batch(16, "then 16, and takes a full pipe in one read");
   assert.equal(pool.stats.inUse, 0);
   writeEnd.close();
   assert.equal(await reader.readAsync(), null);
+  assert.equal(sha256(Buffer.concat(parts)), sha256(Buffer.concat([data, more])));
   reader.close();
   readEnd.close();
   pool.close();
