@@ -182,3 +182,25 @@ test("a write past the file size limit (ulimit -f) is EFBIG with the bytes writt
   assert.ok(written > 0 && written === size, run.stdout); // what the first call wrote is there, and counted
   assert.ok(writer.length > 0 && writer.every((c: string) => c === "EFBIG" || c === "ERR_UNFLUSHED"), run.stdout);
 });
+
+test("past the file size limit once SIGXFSZ has its default action again (a listener added, then removed): EFBIG", () => {
+  // Before (Bun): pageio ignored SIGXFSZ at its first write, Bun's process.off put the default back, and the next
+  // write past the limit ended the process.
+  const path = join(tempDir(), "limited.bin");
+  const run = runScript(
+    `import process from "node:process";
+     import { openFile, writev } from "${root}mod.ts";
+     const file = openFile(${JSON.stringify(path)}, "w");
+     writev(file, [new Uint8Array(1)]);
+     const h = () => {};
+     process.on("SIGXFSZ", h);
+     process.off("SIGXFSZ", h);
+     const seen = [];
+     try { writev(file, [new Uint8Array(30 << 20)]); } catch (e) { seen.push(e.code); }
+     try { writev(file, [new Uint8Array(1)]); } catch (e) { seen.push(e.code); }
+     console.log(seen.join(" "));`,
+    { prefix: ["sh", "-c", 'ulimit -f 20000 && exec "$0" "$@"'] },
+  );
+  assert.deepEqual({ status: run.status, signal: run.signal }, { status: 0, signal: null }, run.stderr);
+  assert.equal(run.stdout.trim(), "EFBIG EFBIG");
+});

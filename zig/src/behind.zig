@@ -7,6 +7,7 @@ const Errno = errno.Errno;
 const gather = @import("gather.zig");
 const regions = @import("regions.zig");
 const mapping = @import("mapping.zig");
+const guard = @import("guard.zig");
 
 /// Limit: jobs submitted and not yet waited for, in the whole process (a writer has at most one).
 pub const job_count_max = 64;
@@ -119,6 +120,7 @@ pub fn wait(id: u32, done: *u64) Errno!u64 {
 }
 
 fn run() void {
+    guard.quietSignals(); // a write past RLIMIT_FSIZE is EFBIG here too, never a SIGXFSZ that ends the process
     while (true) {
         mutex.lock();
         while (queue_len == 0) queued.wait(&mutex);
@@ -152,6 +154,7 @@ fn writeAll(fd: i32, iov: []std.posix.iovec_const, done: *u64) ?Errno {
         if (rc < 0) {
             const err = errno.last();
             if (err == error.INTR) continue;
+            guard.settleSignal(err);
             return err;
         }
         var moved: usize = @intCast(rc);

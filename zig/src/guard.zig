@@ -46,28 +46,73 @@ pub fn install(page_size: usize) void {
     _ = linux.sigaction(linux.SIG.BUS, &bus, &previous_bus);
 }
 
-var file_size_quiet = std.atomic.Value(bool).init(false);
-
-/// A write past RLIMIT_FSIZE (`ulimit -f`) raises SIGXFSZ, whose default action ends the process: Deno keeps
-/// that default, Bun ignores it. Ignored, the write fails with EFBIG, a typed error on both runtimes alike.
-/// Once, before pageio's first write; a disposition someone else chose is left as it is.
-pub fn quietFileSize() void {
-    if (!enabled) return;
-    if (file_size_quiet.load(.acquire) or file_size_quiet.swap(true, .acq_rel)) return;
-    // By address (SIG_DFL 0, SIG_IGN 1): a function pointer constant of 1 is no valid pointer to the compiler.
-    const previous = setDisposition(linux.SIG.XFSZ, 1);
-    if (previous != 0) _ = setDisposition(linux.SIG.XFSZ, previous); // someone's handler, or ignored already
+/// Two signals a failed write raises, whose default action ends the process: SIGPIPE (a socket or pipe whose other
+/// end is gone) and SIGXFSZ (a file grown past RLIMIT_FSIZE, `ulimit -f`). Bun ignores both, Deno SIGPIPE only,
+/// and either runtime puts the default back when the last listener for one is removed (`process.off("SIGPIPE", f)`,
+/// `Deno.removeSignalListener`). Blocked in each thread that writes through pageio, neither is delivered there,
+/// whatever its disposition: the write fails with EPIPE or EFBIG, a typed error on both runtimes alike. A mask is
+/// the thread's and set once; a disposition is the process's, and anyone may change it at any time. Spawned
+/// children start with an empty mask (both runtimes set it so).
+pub fn quietSignals() void {
+    if (!enabled or signals_blocked) return;
+    signals_blocked = true;
+    _ = linux.sigprocmask(linux.SIG.BLOCK, &quiet_set, null);
 }
 
+/// Takes back the signal that a write which failed with `err` left pending on this thread (blocked, it waits
+/// there, and a later unblock would deliver it). A system call only after an EPIPE or EFBIG.
+pub fn settleSignal(err: anyerror) void {
+    if (!enabled) return;
+    const sig: u6 = if (err == error.PIPE) linux.SIG.PIPE else if (err == error.FBIG) linux.SIG.XFSZ else return;
+    var set = linux.empty_sigset;
+    linux.sigaddset(&set, sig);
+    const now: linux.timespec = .{ .sec = 0, .nsec = 0 };
+    _ = linux.syscall4(.rt_sigtimedwait, @intFromPtr(&set), 0, @intFromPtr(&now), linux.NSIG / 8);
+}
+
+threadlocal var signals_blocked = false;
+const quiet_set = if (enabled) set: {
+    var set = linux.empty_sigset;
+    linux.sigaddset(&set, linux.SIG.PIPE);
+    linux.sigaddset(&set, linux.SIG.XFSZ);
+    break :set set;
+} else {};
+
+fn pending(sig: u6) bool {
+    var set = linux.empty_sigset;
+    _ = linux.syscall2(.rt_sigpending, @intFromPtr(&set), linux.NSIG / 8);
+    return linux.sigismember(&set, sig);
+}
+
+// By address (SIG_DFL 0, SIG_IGN 1): a function pointer constant of 1 is no valid pointer to the compiler.
 const setDisposition = @extern(*const fn (c_int, usize) callconv(.c) usize, .{ .name = "signal" });
 
-test "quietFileSize ignores SIGXFSZ where it had its default action, once" {
+test "quietSignals: EPIPE and EFBIG where SIGPIPE and SIGXFSZ have their default action, and nothing left pending" {
     if (!enabled) return;
-    const saved = setDisposition(linux.SIG.XFSZ, 0);
-    defer _ = setDisposition(linux.SIG.XFSZ, saved);
-    file_size_quiet.store(false, .release);
-    quietFileSize();
-    try std.testing.expectEqual(@as(usize, 1), setDisposition(linux.SIG.XFSZ, 0)); // it was SIG_IGN
+    const saved_pipe = setDisposition(linux.SIG.PIPE, 0);
+    defer _ = setDisposition(linux.SIG.PIPE, saved_pipe);
+    const saved_xfsz = setDisposition(linux.SIG.XFSZ, 0);
+    defer _ = setDisposition(linux.SIG.XFSZ, saved_xfsz);
+    quietSignals();
+    const fds = try std.posix.pipe();
+    std.posix.close(fds[0]);
+    defer std.posix.close(fds[1]);
+    try std.testing.expectError(error.BrokenPipe, std.posix.write(fds[1], "x"));
+    try std.testing.expect(pending(linux.SIG.PIPE));
+    settleSignal(error.PIPE);
+    try std.testing.expect(!pending(linux.SIG.PIPE));
+
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    const out = try tmp.dir.createFile("limited", .{});
+    defer out.close();
+    const saved_limit = try std.posix.getrlimit(.FSIZE);
+    try std.posix.setrlimit(.FSIZE, .{ .cur = 4096, .max = saved_limit.max });
+    defer std.posix.setrlimit(.FSIZE, saved_limit) catch {};
+    try std.testing.expectError(error.FileTooBig, std.posix.pwrite(out.handle, "x", 8192));
+    try std.testing.expect(pending(linux.SIG.XFSZ));
+    settleSignal(error.FBIG);
+    try std.testing.expect(!pending(linux.SIG.XFSZ));
 }
 
 const F_DUPFD_CLOEXEC = 1030;
