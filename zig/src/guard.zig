@@ -64,19 +64,19 @@ pub fn quietSignals() void {
 pub fn settleSignal(err: anyerror) void {
     if (!enabled) return;
     const sig: u6 = if (err == error.PIPE) linux.SIG.PIPE else if (err == error.FBIG) linux.SIG.XFSZ else return;
-    var set = linux.empty_sigset;
-    linux.sigaddset(&set, sig);
+    const set = signalSet(&.{sig});
     const now: linux.timespec = .{ .sec = 0, .nsec = 0 };
     _ = linux.syscall4(.rt_sigtimedwait, @intFromPtr(&set), 0, @intFromPtr(&now), linux.NSIG / 8);
 }
 
 threadlocal var signals_blocked = false;
-const quiet_set = if (enabled) set: {
+const quiet_set = if (enabled) signalSet(&.{ linux.SIG.PIPE, linux.SIG.XFSZ }) else {};
+
+fn signalSet(signals: []const u6) linux.sigset_t {
     var set = linux.empty_sigset;
-    linux.sigaddset(&set, linux.SIG.PIPE);
-    linux.sigaddset(&set, linux.SIG.XFSZ);
-    break :set set;
-} else {};
+    for (signals) |sig| linux.sigaddset(&set, sig);
+    return set;
+}
 
 fn pending(sig: u6) bool {
     var set = linux.empty_sigset;
