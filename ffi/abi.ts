@@ -73,6 +73,7 @@ export const abi = {
     "EALREADY",
     "ENOENT",
     "ENOSPC",
+    "EPROTOTYPE",
   ],
 } as const;
 

@@ -699,7 +699,8 @@ export async function connectAsync(
 /**
  * Takes a stream socket opened elsewhere (e.g. Bun's `node:net` socket: `socket._handle.fd`) as a pageio
  * `Socket`. By default it works on a close-on-exec duplicate (`duplicate: false` takes over `fd` itself, which
- * the other owner must then not close); either way the socket becomes non-blocking.
+ * the other owner must then not close); either way the socket becomes non-blocking. A listening socket is refused
+ * (`EINVAL`), as is one that is no stream (`EPROTOTYPE`: UDP), and anything else (`ENOTSOCK`).
  *
  * @example
  * ```ts
@@ -715,7 +716,16 @@ export function adoptSocket(fd: number, options: { duplicate?: boolean } = {}): 
   checkOptions(options, "adoptSocket");
   checkInteger("fd", fd, 0, 2 ** 31 - 1);
   const duplicate = options.duplicate !== false;
-  return new Socket(unwrap(fn.pageio_socket_adopt(fd, duplicate ? 1 : 0), "adopt"), kConstruct, duplicate);
+  const result = fn.pageio_socket_adopt(fd, duplicate ? 1 : 0);
+  const listening = result === -errno.EINVAL;
+  if (listening || result === -errno.EPROTOTYPE) {
+    const [code, what] = listening ? ["EINVAL", "a listening socket"] : ["EPROTOTYPE", "no stream socket (UDP, raw)"];
+    throw new PageIoError(code, `${code}: fd ${fd} is ${what}: adoptSocket takes a connected TCP or unix one`, {
+      errno: -result,
+      syscall: "adopt",
+    });
+  }
+  return new Socket(unwrap(result, "adopt"), kConstruct, duplicate);
 }
 
 /** Whether a connect in progress has finished (a peer name exists only then). */

@@ -806,6 +806,30 @@ test("adoptSocket takes a descriptor from elsewhere (a copy by default)", async 
   assert.throws(() => adoptSocket(-1), RangeError);
 });
 
+test("adoptSocket refuses a listening socket and a datagram one at once, not at their first read", () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const fds = openDescriptorCount();
+  assert.throws(() => adoptSocket(listener.fd), (e) => code(e) === "EINVAL" && /listening/.test(String(e)));
+  assert.throws(
+    () => adoptSocket(listener.fd, { duplicate: false }),
+    (e) => code(e) === "EINVAL" && /listening/.test(String(e)),
+  );
+  assert.equal(openDescriptorCount(), fds, "no copy left behind");
+  assert.equal(listener.accept(), null); // still the listener's, and open
+  // A UDP socket, made by the parent of this runtime (neither runtime gives its own datagram sockets' descriptors).
+  const udp = `import socket, os, sys
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+os.dup2(u.fileno(), 100)
+os.execvp(sys.argv[1], sys.argv[1:])`;
+  const run = runScript(
+    `import { adoptSocket } from "${root}mod.ts";
+     try { adoptSocket(100); console.log("adopted"); } catch (e) { console.log(e.code, e.message); }`,
+    { prefix: ["python3", "-c", udp] },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stdout, /^EPROTOTYPE .*fd 100 is no stream socket/);
+});
+
 test("Bun's node:net socket is adopted through _handle.fd and carries pageio's writes", { skip: isDeno }, async () => {
   const net = await import("node:net");
   const server = net.createServer();

@@ -320,7 +320,11 @@ pub fn adopt(fd: i32, duplicate: bool) Errno!i32 {
     var kind: c_int = 0;
     var len: c.socklen_t = @sizeOf(c_int);
     if (c.getsockopt(fd, c.SOL.SOCKET, c.SO.TYPE, &kind, &len) != 0) return errno.last();
-    if (kind != c.SOCK.STREAM) return error.NOTSOCK;
+    if (kind != c.SOCK.STREAM) return error.PROTOTYPE; // a datagram (UDP) or raw socket: no stream to carry
+    // A listener's reads and writes are all ENOTCONN: refused here, not as a Socket that fails at its first use.
+    var listening: c_int = 0;
+    if (c.getsockopt(fd, c.SOL.SOCKET, c.SO.ACCEPTCONN, &listening, &len) != 0) return errno.last();
+    if (listening != 0) return error.INVAL;
     const own = if (duplicate) c.fcntl(fd, dupfd_cloexec, @as(c_int, 0)) else fd;
     if (own < 0) return errno.last();
     errdefer if (duplicate) {
@@ -426,7 +430,10 @@ test "an adopted socket is a non-blocking, close-on-exec copy that still works" 
     defer for (dgram) |fd| {
         _ = c.close(fd);
     };
-    try std.testing.expectError(error.NOTSOCK, adopt(dgram[0], true));
+    try std.testing.expectError(error.PROTOTYPE, adopt(dgram[0], true));
+    const listener = try listen(.tcp, "127.0.0.1", 0, 4, .{});
+    defer _ = c.close(listener);
+    try std.testing.expectError(error.INVAL, adopt(listener, true));
 }
 
 test "a non-blocking connect reports its outcome through SO_ERROR" {
