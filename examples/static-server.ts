@@ -96,13 +96,17 @@ const SINGLE = new Set(["host", "content-length", "range"]);
 /** The request in a head, or null when it is malformed (400). */
 function parse(head: string): Request | null {
   const lines = head.replace(/^\r?\n/, "").split(/\r?\n/); // an empty line before the request is ignored
-  // origin-form, or absolute-form (which a server must accept too, RFC 9112 3.2.2): its authority is ignored
-  const line = /^([A-Z]+) (?:[Hh][Tt][Tt][Pp][Ss]?:\/\/[^/ ]*)?(\/[^ ]*) HTTP\/1\.([01])$/.exec(lines[0]);
+  const line = /^([A-Z]+) ([^ ]+) HTTP\/1\.([01])$/.exec(lines[0]);
   if (line === null) return null;
+  // origin-form, or absolute-form (which a server must accept too, RFC 9112 3.2.2): its authority is ignored, and
+  // an empty path ("http://x", "http://x?q") is "/"
+  const target = line[2].replace(/^https?:\/\/[^/?]*\/?/i, "/");
+  if (!target.startsWith("/")) return null;
   const headers = new Map<string, string>();
   for (let i = 1; i < lines.length && lines[i] !== ""; i++) {
     const colon = lines[i].indexOf(":");
-    if (colon <= 0 || /[\s]/.test(lines[i].slice(0, colon))) return null;
+    // NUL or a bare CR in a field: invalid and dangerous, to be refused (RFC 9110 5.5)
+    if (colon <= 0 || /\s/.test(lines[i].slice(0, colon)) || /[\0\r]/.test(lines[i])) return null;
     const name = lines[i].slice(0, colon).toLowerCase(), value = lines[i].slice(colon + 1).trim();
     // Two copies of a field that has one value: a proxy in front may have read the other (RFC 9112 3.2, 6.3).
     if (SINGLE.has(name) && headers.has(name) && (name === "host" || headers.get(name) !== value)) return null;
@@ -114,7 +118,7 @@ function parse(head: string): Request | null {
   const keepAlive = line[3] === "1" ? !connection.includes("close") : connection.includes("keep-alive");
   let path: string;
   try {
-    path = decodeURIComponent(line[2].split("?")[0]);
+    path = decodeURIComponent(target.split("?")[0]);
   } catch {
     return null;
   }

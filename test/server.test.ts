@@ -593,6 +593,10 @@ test("request targets: absolute-form is served; encoded dot-dot and slashes, NUL
     response(await raw(server, `GET ${target} HTTP/1.1\r\nHost: x\r\n${fields}Connection: close\r\n\r\n`)).status;
   assert.equal(await status("http://x/small.txt"), "HTTP/1.1 200 OK"); // RFC 9112 3.2.2: a server must take it
   assert.equal(await status("HTTP://x:80/sub/?q=1"), "HTTP/1.1 200 OK");
+  // An empty path is "/" (this root has no index.html): it was 400, for a target a proxy may well send.
+  for (const target of ["http://x", "http://x?q=1", "HTTPS://x:443"]) {
+    assert.equal(await status(target), "HTTP/1.1 404 Not Found", target);
+  }
   assert.equal(await status("ftp://x/small.txt"), "HTTP/1.1 400 Bad Request");
   assert.equal(await status("*"), "HTTP/1.1 400 Bad Request");
   for (
@@ -608,6 +612,9 @@ test("request targets: absolute-form is served; encoded dot-dot and slashes, NUL
   assert.equal(await status(`/${"a/".repeat(7000)}`), "HTTP/1.1 404 Not Found");
   assert.equal(await status(`/${"a".repeat(20_000)}`), "HTTP/1.1 431 Request Header Fields Too Large");
   assert.equal(await status("/small.txt", "Host: x\r\n"), "HTTP/1.1 400 Bad Request"); // two Host lines (RFC 9112 3.2)
+  // NUL or a bare CR inside a field are refused (RFC 9110 5.5), not passed on
+  assert.equal(await status("/small.txt", "X-A: a\0b\r\n"), "HTTP/1.1 400 Bad Request");
+  assert.equal(await status("/small.txt", "X-A: a\rb\r\n"), "HTTP/1.1 400 Bad Request");
   assert.equal(sha256(curl("--fail", `${server.url}/small.txt`).stdout), sha256(files["small.txt"]));
 });
 
