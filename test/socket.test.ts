@@ -410,8 +410,15 @@ test("errors are typed: ECONNREFUSED, EADDRINUSE, ECONNRESET, and bad arguments"
   listener.close();
   listener.close(); // twice is fine
   assert.throws(() => listener.accept(), (e) => code(e) === "ERR_CLOSED");
-  assert.throws(() => connect({ port }), (e) => code(e) === "ECONNREFUSED");
-  await assert.rejects(connectAsync({ hostname: "127.0.0.1", port }), (e) => code(e) === "ECONNREFUSED");
+  // Each names the address, as Node's and Deno's do: "connection refused" alone says nothing of where.
+  const refused = (e: unknown) =>
+    code(e) === "ECONNREFUSED" && (e as Error).message.endsWith(`connect '127.0.0.1:${port}'`) &&
+    (e as PageIoError).path === `127.0.0.1:${port}`;
+  assert.throws(() => connect({ port }), refused);
+  await assert.rejects(connectAsync({ hostname: "127.0.0.1", port }), refused);
+  const missing = join(tempDir(), "nobody.sock");
+  assert.throws(() => connect({ path: missing }), (e) => code(e) === "ENOENT" && String(e).includes(missing));
+  await assert.rejects(connectAsync({ path: missing }), (e) => code(e) === "ENOENT" && String(e).includes(missing));
   // Closing with unread bytes makes the kernel reset the connection: the peer reads ECONNRESET.
   client.write([text("unread")]);
   // Only bytes that have arrived make close a reset: wait for them (loopback may defer delivery under load).
