@@ -51,5 +51,5 @@ export function viewRefused(region: number, address: number, byteLength: number,
   );
 }
 
-/** A permission as Deno names it: network access to `host` ("host:port") or file access to `path`. */
-export type PermissionQuery = { name: "net"; host: string } | { name: "read" | "write"; path: string };
+/** A permission as Deno names it: network access to `host` ("host:port"; none: to all) or file access to `path`. */
+export type PermissionQuery = { name: "net"; host?: string } | { name: "read" | "write"; path: string };

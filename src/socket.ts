@@ -33,7 +33,10 @@ export interface TcpListenOptions {
 
 /** Options of `listen` for a unix-domain socket. */
 export interface UnixListenOptions {
-  /** Filesystem path of the socket (at most 107 bytes, no NUL); it must not exist yet. `close()` removes it. */
+  /**
+   * Filesystem path of the socket (at most 107 bytes, no NUL); it must not exist yet. `close()` removes it. On Linux
+   * a path starting with NUL (`"\0name"`) is an abstract address: no file, gone when the listener closes.
+   */
   path: string;
   /** Connections the kernel queues before `accept` takes them (default 511). */
   backlog?: number;
@@ -98,12 +101,26 @@ function checkNet(host: string, port: number, syscall: string): void {
   }
 }
 
-/** A unix socket's path, which Deno's read and write scopes must both allow (as `Deno.listen` asks). */
+/**
+ * A unix socket's path, which Deno's read and write scopes must both allow (as `Deno.listen` asks). An abstract
+ * address (a leading NUL; Linux) names no file: it needs net access instead, unscoped, as Deno's own listen asks.
+ */
 function checkUnixPath(path: unknown, syscall: string): string {
   if (typeof path !== "string") throw new TypeError(`path must be a string, got ${describe(path)}`);
+  if (path.startsWith("\0")) {
+    if (native.permitted({ name: "net" })) return path;
+    const where = `the abstract unix address '${shownPath(path)}'`;
+    const message = `EACCES: requires net access to ${where} (run deno with --allow-net)`;
+    throw new PageIoError("EACCES", message, { errno: errno.EACCES, syscall });
+  }
   checkAccess("read", path, syscall);
   checkAccess("write", path, syscall);
   return path;
+}
+
+/** A unix path as errors show it: an abstract one as "@name" (as ss(8) does), not with a raw NUL in it. */
+function shownPath(path: string): string {
+  return path.startsWith("\0") ? `@${path.slice(1)}` : path;
 }
 
 function addressOf(fd: number, peer: boolean, syscall: string): NetAddr {
@@ -491,7 +508,7 @@ export class Listener implements AsyncIterable<Socket> {
     this.#handle = new Socket(fd, kConstruct);
     try {
       this.#addr = this.#handle.localAddr;
-      if (path !== undefined) this.#file = socketFile(path); // no NUL gets this far: never an abstract address
+      if (path !== undefined && !path.startsWith("\0")) this.#file = socketFile(path); // an abstract one has none
     } catch (error) {
       this.#handle.close();
       throw error;
@@ -604,7 +621,7 @@ export function listen(options: TcpListenOptions | UnixListenOptions): Listener 
     const path = checkUnixPath(options.path, "listen");
     const bytes = encoder.encode(path);
     return new Listener(
-      unwrap(fn.pageio_socket_listen(TRANSPORT_UNIX, bytes, lengthOf(bytes), 0, backlog, 0), "listen", path),
+      unwrap(fn.pageio_socket_listen(TRANSPORT_UNIX, bytes, lengthOf(bytes), 0, backlog, 0), "listen", shownPath(path)),
       kConstruct,
       path,
     );
@@ -631,7 +648,7 @@ function connectTarget(options: ConnectOptions | NetAddr, syscall: string) {
   }
   if ("path" in options && options.path !== undefined) {
     const path = checkUnixPath(options.path, syscall);
-    return { transport: TRANSPORT_UNIX, bytes: encoder.encode(path), port: 0, path };
+    return { transport: TRANSPORT_UNIX, bytes: encoder.encode(path), port: 0, path: shownPath(path) };
   }
   const port = checkInteger("port", (options as { port: unknown }).port, 1, 65535);
   const host = numericHost((options as { hostname?: string }).hostname, "127.0.0.1");

@@ -369,6 +369,45 @@ test("unix-domain sockets on a path", async () => {
   assert.throws(() => listen({ path }), (e) => code(e) === "EADDRINUSE");
 });
 
+test("abstract unix addresses (a leading NUL, Linux): listen, connect, both names, no file; errors show @name", {
+  skip: process.platform !== "linux",
+}, async () => {
+  const path = `\0pageio-test-${process.pid}-${Date.now()}`;
+  const listener = listen({ path });
+  assert.deepEqual(listener.addr, { transport: "unix", path });
+  using client = await connectAsync({ path });
+  using server = await listener.acceptAsync();
+  assert.deepEqual(client.remoteAddr, { transport: "unix", path });
+  assert.deepEqual(server.localAddr, { transport: "unix", path });
+  client.write([text("abstract")]);
+  assert.deepEqual(await readAll(server, 8), text("abstract"));
+  const shown = `'@${path.slice(1)}'`;
+  assert.throws(() => listen({ path }), (e) => code(e) === "EADDRINUSE" && String(e).includes(shown));
+  listener.close();
+  assert.throws(() => connect({ path }), (e) => code(e) === "ECONNREFUSED" && String(e).includes(shown));
+  listen({ path }).close(); // the name is free again once its listener is closed
+  assert.throws(() => listen({ path: "\0a\0b" }), (e) => code(e) === "EINVAL");
+  assert.throws(() => listen({ path: "\0" }), (e) => code(e) === "EINVAL");
+  if (!isDeno) return;
+  // Deno asks net access for an abstract address (no file to scope), as its own Deno.listen does.
+  const script = join(tempDir(), "abstract.ts");
+  writeFileSync(
+    script,
+    `import { listen } from "${root}mod.ts";
+     try { listen({ path: "\\0pageio-denied" }).close(); console.log("ok"); } catch (e) { console.log(e.code); }`,
+  );
+  const run = (net: string[]) =>
+    spawnSync(
+      process.execPath,
+      ["run", "--allow-ffi", "--allow-read", "--allow-write", "--allow-env", ...net, script],
+      {
+        encoding: "utf8",
+      },
+    ).stdout.trim();
+  assert.equal(run([]), "EACCES");
+  assert.equal(run(["--allow-net"]), "ok");
+});
+
 test("a unix path fills sun_path up to 107 bytes; one of 108 is ENAMETOOLONG for listen, connect and connectAsync", async () => {
   const dir = tempDir();
   const named = (length: number) => join(dir, "s".repeat(length - dir.length - 1));

@@ -45,7 +45,10 @@ extern "c" fn inet_ntop(af: c_int, src: *const anyopaque, dst: [*]u8, size: c.so
 /// A numeric IPv4 or IPv6 address with a port, or a unix path. Anything else (a host name) is EINVAL: names are
 /// resolved before they get here.
 fn parse(transport: Transport, host: []const u8, port: u32) Errno!Address {
-    if (host.len >= host_bytes_max or std.mem.indexOfScalar(u8, host, 0) != null) return error.INVAL;
+    // A unix path starting with NUL is an abstract address (Linux): a name with no file, all of its bytes its own.
+    const abstract = builtin.os.tag == .linux and transport == .unix and host.len > 1 and host[0] == 0;
+    const name = if (abstract) host[1..] else host;
+    if (host.len >= host_bytes_max or std.mem.indexOfScalar(u8, name, 0) != null) return error.INVAL;
     var result: Address = .{};
     @memset(std.mem.asBytes(&result.storage), 0);
     if (transport == .unix) {
@@ -56,7 +59,8 @@ fn parse(transport: Transport, host: []const u8, port: u32) Errno!Address {
         un.family = c.AF.UNIX;
         @memcpy(un.path[0..host.len], host);
         @memcpy(std.mem.asBytes(&result.storage)[0..@sizeOf(c.sockaddr.un)], std.mem.asBytes(&un));
-        result.len = @intCast(@offsetOf(c.sockaddr.un, "path") + host.len + 1);
+        // A path's length counts its terminating NUL; an abstract name's is its bytes alone (a NUL would be one).
+        result.len = @intCast(@offsetOf(c.sockaddr.un, "path") + host.len + @intFromBool(!abstract));
         return result;
     }
     if (port > std.math.maxInt(u16)) return error.INVAL;
