@@ -155,6 +155,12 @@ test(
   },
 );
 
+/**
+ * A child under `ulimit -f 20000` (512 or 1024 B blocks). Deno's caches live in a fresh directory: its code cache
+ * grows to tens of MB after many runs, and Deno's own write past the limit ends it by SIGXFSZ, pageio or not.
+ */
+const limited = { prefix: ["sh", "-c", 'ulimit -f 20000 && exec "$0" "$@"'], env: { DENO_DIR: tempDir() } };
+
 test("a write past the file size limit (ulimit -f) is EFBIG with the bytes written, not a SIGXFSZ that ends the process", () => {
   // Before (Deno): SIGXFSZ's default action killed the process; Bun ignores the signal and saw EFBIG.
   const path = join(tempDir(), "limited.bin");
@@ -172,7 +178,7 @@ test("a write past the file size limit (ulimit -f) is EFBIG with the bytes writt
      try { writer.flush(); } catch (e) { seen.push(e.code); }
      try { writer.close(); } catch (e) { seen.push(e.code); }
      console.log(JSON.stringify(seen));`,
-    { prefix: ["sh", "-c", 'ulimit -f 20000 && exec "$0" "$@"'] }, // in 512 or 1024 B blocks: the runtimes' caches fit
+    limited,
   );
   assert.equal(run.signal, null, run.stderr);
   assert.equal(run.status, 0, run.stderr);
@@ -199,8 +205,30 @@ test("past the file size limit once SIGXFSZ has its default action again (a list
      try { writev(file, [new Uint8Array(30 << 20)]); } catch (e) { seen.push(e.code); }
      try { writev(file, [new Uint8Array(1)]); } catch (e) { seen.push(e.code); }
      console.log(seen.join(" "));`,
-    { prefix: ["sh", "-c", 'ulimit -f 20000 && exec "$0" "$@"'] },
+    limited,
   );
   assert.deepEqual({ status: run.status, signal: run.signal }, { status: 0, signal: null }, run.stderr);
   assert.equal(run.stdout.trim(), "EFBIG EFBIG");
+});
+
+test("a child spawned after pageio's writes, one of them refused (EPIPE), starts with SIGPIPE and SIGXFSZ unblocked", () => {
+  // Before: each thread that wrote through pageio blocked both for good, and children inherit a thread's mask, so a
+  // child of node:child_process, Deno.Command or Bun.spawn never died of SIGPIPE (`yes | head` printed errors).
+  const run = runScript(
+    `import { execFileSync } from "node:child_process";
+     import { pipe, writev, writevAsync } from "${root}mod.ts";
+     const [readEnd, writeEnd] = pipe();
+     writev(writeEnd, [new Uint8Array(100)]);
+     readEnd.close();
+     const codes = [];
+     try { writev(writeEnd, [new Uint8Array(100)]); } catch (e) { codes.push(e.code); }
+     try { await writevAsync(writeEnd, [new Uint8Array(100)]); } catch (e) { codes.push(e.code); }
+     const blocked = execFileSync("sh", ["-c", "grep SigBlk /proc/self/status"]).toString().split(/\\s+/)[1];
+     console.log(codes.join(" "), blocked);`,
+  );
+  assert.deepEqual({ status: run.status, signal: run.signal }, { status: 0, signal: null }, run.stderr);
+  const [first, second, blocked] = run.stdout.trim().split(" ");
+  assert.deepEqual([first, second], ["EPIPE", "EPIPE"], run.stdout);
+  const mask = BigInt(`0x${blocked}`);
+  assert.equal(mask & ((1n << 12n) | (1n << 24n)), 0n, `SigBlk ${blocked}`); // bits of SIGPIPE (13) and SIGXFSZ (25)
 });

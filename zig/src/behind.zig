@@ -120,7 +120,7 @@ pub fn wait(id: u32, done: *u64) Errno!u64 {
 }
 
 fn run() void {
-    guard.quietSignals(); // a write past RLIMIT_FSIZE is EFBIG here too, never a SIGXFSZ that ends the process
+    guard.quietThread(); // EPIPE and EFBIG here too, never a signal that ends the process
     while (true) {
         mutex.lock();
         while (queue_len == 0) queued.wait(&mutex);

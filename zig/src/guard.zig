@@ -49,13 +49,35 @@ pub fn install(page_size: usize) void {
 /// Two signals a failed write raises, whose default action ends the process: SIGPIPE (a socket or pipe whose other
 /// end is gone) and SIGXFSZ (a file grown past RLIMIT_FSIZE, `ulimit -f`). Bun ignores both, Deno SIGPIPE only,
 /// and either runtime puts the default back when the last listener for one is removed (`process.off("SIGPIPE", f)`,
-/// `Deno.removeSignalListener`). Blocked in each thread that writes through pageio, neither is delivered there,
-/// whatever its disposition: the write fails with EPIPE or EFBIG, a typed error on both runtimes alike. A mask is
-/// the thread's and set once; a disposition is the process's, and anyone may change it at any time. Spawned
-/// children start with an empty mask (both runtimes set it so).
-pub fn quietSignals() void {
-    if (!enabled or signals_blocked) return;
-    signals_blocked = true;
+/// `Deno.removeSignalListener`). Blocked on the calling thread for one write, neither is delivered, whatever its
+/// disposition: the write fails with EPIPE or EFBIG, a typed error on both runtimes alike. The mask is put back
+/// after the call because a thread's mask is what the processes it spawns start with: blocked for good on the JS
+/// thread, a child of `Deno.Command` or `Bun.spawn` never died of SIGPIPE (its writes to a closed pipe failed
+/// instead, so `yes | head` printed errors). Two system calls a write (~0.2 µs each here).
+pub const Quiet = struct {
+    saved: if (enabled) linux.sigset_t else void,
+
+    /// Takes back the signal a failed write left pending, puts the thread's mask back, and returns `result`.
+    pub fn end(self: *const Quiet, result: errno.Result) errno.Result {
+        if (!enabled) return result;
+        if (result == errno.result(error.PIPE)) settleSignal(error.PIPE);
+        if (result == errno.result(error.FBIG)) settleSignal(error.FBIG);
+        _ = linux.sigprocmask(linux.SIG.SETMASK, &self.saved, null);
+        return result;
+    }
+};
+
+/// Blocks SIGPIPE and SIGXFSZ on this thread until `end()` (see `Quiet`).
+pub fn quiet() Quiet {
+    if (!enabled) return .{ .saved = {} };
+    var q: Quiet = undefined;
+    _ = linux.sigprocmask(linux.SIG.BLOCK, &quiet_set, &q.saved);
+    return q;
+}
+
+/// Blocks both for good on a thread of pageio's own, which spawns no process (the write-behind thread).
+pub fn quietThread() void {
+    if (!enabled) return;
     _ = linux.sigprocmask(linux.SIG.BLOCK, &quiet_set, null);
 }
 
@@ -69,7 +91,6 @@ pub fn settleSignal(err: anyerror) void {
     _ = linux.syscall4(.rt_sigtimedwait, @intFromPtr(&set), 0, @intFromPtr(&now), linux.NSIG / 8);
 }
 
-threadlocal var signals_blocked = false;
 const quiet_set = if (enabled) signalSet(&.{ linux.SIG.PIPE, linux.SIG.XFSZ }) else {};
 
 fn signalSet(signals: []const u6) linux.sigset_t {
@@ -87,19 +108,22 @@ fn pending(sig: u6) bool {
 // By address (SIG_DFL 0, SIG_IGN 1): a function pointer constant of 1 is no valid pointer to the compiler.
 const setDisposition = @extern(*const fn (c_int, usize) callconv(.c) usize, .{ .name = "signal" });
 
-test "quietSignals: EPIPE and EFBIG where SIGPIPE and SIGXFSZ have their default action, and nothing left pending" {
+test "quiet: EPIPE and EFBIG where SIGPIPE and SIGXFSZ have their default action, nothing left pending, mask put back" {
     if (!enabled) return;
     const saved_pipe = setDisposition(linux.SIG.PIPE, 0);
     defer _ = setDisposition(linux.SIG.PIPE, saved_pipe);
     const saved_xfsz = setDisposition(linux.SIG.XFSZ, 0);
     defer _ = setDisposition(linux.SIG.XFSZ, saved_xfsz);
-    quietSignals();
+    var before: linux.sigset_t = undefined;
+    _ = linux.sigprocmask(linux.SIG.BLOCK, null, &before);
+
     const fds = try std.posix.pipe();
     std.posix.close(fds[0]);
     defer std.posix.close(fds[1]);
+    var quiet_write = quiet();
     try std.testing.expectError(error.BrokenPipe, std.posix.write(fds[1], "x"));
     try std.testing.expect(pending(linux.SIG.PIPE));
-    settleSignal(error.PIPE);
+    try std.testing.expectEqual(errno.result(error.PIPE), quiet_write.end(errno.result(error.PIPE)));
     try std.testing.expect(!pending(linux.SIG.PIPE));
 
     var tmp = std.testing.tmpDir(.{});
@@ -109,10 +133,15 @@ test "quietSignals: EPIPE and EFBIG where SIGPIPE and SIGXFSZ have their default
     const saved_limit = try std.posix.getrlimit(.FSIZE);
     try std.posix.setrlimit(.FSIZE, .{ .cur = 4096, .max = saved_limit.max });
     defer std.posix.setrlimit(.FSIZE, saved_limit) catch {};
+    quiet_write = quiet();
     try std.testing.expectError(error.FileTooBig, std.posix.pwrite(out.handle, "x", 8192));
     try std.testing.expect(pending(linux.SIG.XFSZ));
-    settleSignal(error.FBIG);
+    _ = quiet_write.end(errno.result(error.FBIG));
     try std.testing.expect(!pending(linux.SIG.XFSZ));
+
+    var after: linux.sigset_t = undefined;
+    _ = linux.sigprocmask(linux.SIG.BLOCK, null, &after);
+    try std.testing.expectEqualSlices(u8, std.mem.asBytes(&before), std.mem.asBytes(&after)); // what children inherit
 }
 
 const F_DUPFD_CLOEXEC = 1030;
