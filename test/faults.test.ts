@@ -232,3 +232,23 @@ test("a child spawned after pageio's writes, one of them refused (EPIPE), starts
   const mask = BigInt(`0x${blocked}`);
   assert.equal(mask & ((1n << 12n) | (1n << 24n)), 0n, `SigBlk ${blocked}`); // bits of SIGPIPE (13) and SIGXFSZ (25)
 });
+
+test("a shared ring past the file size limit (ulimit -f) is EFBIG, not a SIGXFSZ that ends the process", () => {
+  // Before (Deno): SharedRing.create's ftruncate of its memfd raised SIGXFSZ, whose default action ended the process.
+  const path = join(tempDir(), "ring.bin");
+  const run = runScript(
+    `import { SharedRing } from "${root}mod.ts";
+     const seen = [];
+     for (const options of [{}, { path: ${JSON.stringify(path)} }]) {
+       try { SharedRing.create({ ...options, slots: 512, slotSize: 65536 }).close(); seen.push("made"); }
+       catch (e) { seen.push(e.code); }
+     }
+     using ring = SharedRing.create({ slots: 2 }); // a ring that fits is still made
+     seen.push(ring.slots);
+     console.log(JSON.stringify(seen));`,
+    limited, // 32 MiB rings against a limit of ~10-20 MB
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim()), ["EFBIG", "EFBIG", 2]);
+});

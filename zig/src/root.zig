@@ -133,7 +133,8 @@ export fn pageio_truncate(fd: i32, size: f64) Result {
 /// A memfd of `size` zero bytes; returns its descriptor.
 export fn pageio_memory_file(size: f64) Result {
     const n = errno.wholeNumber(size) catch |err| return errno.result(err);
-    return errno.result(@intCast(file.memoryFile(n) catch |err| return errno.result(err)));
+    const quiet = guard.quiet(); // sizing a memfd past RLIMIT_FSIZE raises SIGXFSZ, as for a file
+    return quiet.end(errno.result(if (file.memoryFile(n)) |fd| @intCast(fd) else |err| err));
 }
 
 /// Bytes a shared ring of `slots` slots of `slot_size` bytes needs (its header included).
