@@ -182,17 +182,18 @@ export class PageWriter {
     this.#ownsPool = pool === undefined;
     this.#pool = pool ?? null;
     this.#ownsFile = typeof target === "string" || target instanceof URL;
-    if (options.append && !this.#ownsFile) {
+    const { append, lend } = options; // read once: a getter that said append to the check must not truncate
+    if (append && !this.#ownsFile) {
       throw new TypeError(
         'append applies to a path or URL the writer opens; a FileHandle or fd is written as it was opened (openFile(path, "a") appends)',
       );
     }
-    this.#file = this.#ownsFile ? openFile(target as string | URL, options.append ? "a" : "w") : target as Target;
+    this.#file = this.#ownsFile ? openFile(target as string | URL, append ? "a" : "w") : target as Target;
     this.#path = this.#file instanceof FileHandle ? this.#file.path : undefined;
     const kind = stat(fdOf(this.#file), this.#path).kind;
     this.#copiedMax = kind === "file" ? Math.min(COPIED_FLUSH_BYTES, this.#highWaterMark) : Infinity;
     // Lending needs a FileHandle: its `closed` says when the fd number stops naming this pipe.
-    if (options.lend !== false && this.#file instanceof FileHandle && kind === "fifo") {
+    if (lend !== false && this.#file instanceof FileHandle && kind === "fifo") {
       lendTo(this.#brigade, new Lender(this.#file));
     }
   }

@@ -116,6 +116,23 @@ test("a pool option is read once: a getter that gives a PagePool to the check an
   }
 });
 
+test("PageWriter reads its append option once: a getter that says true to the check and false after never truncates the file", () => {
+  // Before: read twice, the second read (false) opened the path with "w", and the log it was to append to was emptied.
+  const path = join(tempDir(), "app.log");
+  writeFileSync(path, "kept\n");
+  let reads = 0;
+  const options = {
+    get append() {
+      return reads++ === 0;
+    },
+  };
+  const writer = new PageWriter(path, options as never);
+  writer.write("added\n");
+  writer.close();
+  assert.equal(reads, 1);
+  assert.equal(readFileSync(path, "utf8"), "kept\nadded\n");
+});
+
 test("a Brigade's pipe lender is private: a look-alike set from outside is never used", () => {
   const [readEnd, writeEnd] = pipe();
   using pool = new PagePool();
