@@ -15,7 +15,7 @@ import { abi, errno, fn, native } from "../ffi/native.ts";
 import type { BlockingName } from "../ffi/symbols.ts";
 import { abortError, PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, type Target } from "./file.ts";
-import { type Interest, readDone, settleAfterWait, settleBeforeRead, turn, waitReady } from "./reactor.ts";
+import { endsOf, type Interest, readDone, settleAfterWait, settleBeforeRead, turn, waitReady } from "./reactor.ts";
 import { readEnv } from "./internal.ts";
 
 /** A system call the planner wants made: the native symbol and its arguments, and the fd it may wait on. */
@@ -115,6 +115,10 @@ export async function runAsync<T>(
   const offThread = native.async as unknown as Record<string, (...args: unknown[]) => Promise<number>>;
   let blocking: number | undefined; // the fd's FdBlocking, asked once per operation
   let woke = false; // the last step waited for the fd to turn readable
+  // A plain number: closed by pageio or given to another file between two calls (a wait, a call off the JS
+  // thread), the rest must not go there. A FileHandle says so itself.
+  const handle = target instanceof FileHandle;
+  const ends = handle || fd < 0 ? 0 : endsOf(fd);
   let step = plan.next();
   while (!step.done) {
     const next = step.value;
@@ -122,7 +126,7 @@ export async function runAsync<T>(
     try {
       if (signal?.aborted) throw signal.reason;
       // Closed while this waited: its number may name another file by now.
-      if (target instanceof FileHandle && target.closed) throw closedError(fd);
+      if (handle ? (target as FileHandle).closed : fd >= 0 && endsOf(fd) !== ends) throw closedError(fd);
       if (typeof next.wait === "object") answer = await offThread[next.wait.name](...next.wait.args);
       else if (next.wait !== undefined) {
         await waitReady(fd, next.wait, signal);

@@ -37,7 +37,7 @@
  */
 import { abi, errno, fn, native } from "../ffi/native.ts";
 import type { NativeCallback } from "../ffi/symbols.ts";
-import { abortError, stateError, unwrap } from "./errors.ts";
+import { abortError, PageIoError, stateError, unwrap } from "./errors.ts";
 import { readEnv } from "./internal.ts";
 
 /** What an operation waits for. */
@@ -547,6 +547,7 @@ export function waitReady(fd: number, interest: Interest, signal?: AbortSignal):
  * be waited on, so a wait never outlives the number it was for (the next `open` may reuse it).
  */
 export function forget(fd: number): void {
+  ended(fd);
   const error = () => stateError("ERR_CLOSED", `fd ${fd} was closed while an operation waited on it`, "wait");
   for (const abort of pollWaiters.get(fd) ?? []) abort(error());
   spins.delete(fd);
@@ -566,14 +567,53 @@ export function forget(fd: number): void {
 const writeTails = new Map<number, Promise<unknown>>();
 
 /**
+ * Per descriptor number, how many times pageio saw it stop naming its file: closed through pageio (`forget`), or
+ * given to a new file (`renumbered`). A plain number outlives its file; this tells an operation made under
+ * one count not to go on under the next.
+ */
+const ends = new Map<number, number>();
+
+/** @internal How many times `fd` stopped naming its file so far (see `ends`). */
+export function endsOf(fd: number): number {
+  return ends.get(fd) ?? 0;
+}
+
+function ended(fd: number): void {
+  ends.set(fd, (ends.get(fd) ?? 0) + 1);
+}
+
+/**
+ * @internal For what works on plain fd number `fd` later than it was made for it (a write queued behind
+ * another, a reader or writer given the number): a check, made before each use, that throws `ERR_CLOSED` if
+ * pageio closed the number or gave it to another file since. Without it, a write queued on a pipe's
+ * number went into the file opened next under that number, and a read queued there returned that file's bytes.
+ */
+export function sameFileCheck(fd: number, what: string): () => void {
+  const count = endsOf(fd);
+  return () => {
+    if (endsOf(fd) === count) return;
+    throw new PageIoError(
+      "ERR_CLOSED",
+      `fd ${fd} was closed, or given to another file, since this ${what} was made for it`,
+      {
+        syscall: what,
+        bytesTransferred: 0,
+      },
+    );
+  };
+}
+
+/**
  * @internal Runs `write`, an async write on `fd`, once the ones queued on `fd` before it have settled (at once
  * when none is pending): concurrent async writes to one pipe or socket go out whole and in call order, never
  * interleaved, whichever form made them (`writevAsync`, a brigade's or writer's flush, a socket's writes). One
- * that fails or is aborted lets the next go. An abort while queued rejects with `ABORT_ERR`, nothing written.
+ * that fails or is aborted lets the next go. An abort while queued rejects with `ABORT_ERR`, nothing written; a
+ * close of the number meanwhile (by pageio: `forget`, `renumbered`) with `ERR_CLOSED`, nothing written.
  */
 export function inWriteTurn<T>(fd: number, signal: AbortSignal | undefined, write: () => Promise<T>): Promise<T> {
   const before = writeTails.get(fd);
-  const result = before === undefined ? write() : settledFirst(before, signal).then(write);
+  const check = before === undefined ? undefined : sameFileCheck(fd, "write");
+  const result = before === undefined ? write() : settledFirst(before, signal).then(() => (check!(), write()));
   const tail: Promise<unknown> = before === undefined ? result.catch(() => {}) : Promise.allSettled([before, result]);
   writeTails.set(fd, tail);
   tail.then(() => {
@@ -604,6 +644,7 @@ function settledFirst(before: Promise<unknown>, signal: AbortSignal | undefined)
  */
 export function renumbered(fd: number): void {
   if (fds.has(fd) || pollWaiters.has(fd) || writeTails.has(fd)) forget(fd);
+  else ended(fd); // an operation between two calls on the number (off the JS thread, say) must not go on here
 }
 
 /**

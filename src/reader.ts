@@ -8,7 +8,7 @@ import { abortError, checkAsyncOptions, checkInteger, checkOptions, stateError, 
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import type { AsyncOptions } from "./drive.ts";
 import { readv, readvAsync } from "./gather.ts";
-import { waitReady } from "./reactor.ts";
+import { sameFileCheck, waitReady } from "./reactor.ts";
 import type { PageHead } from "./head.ts";
 import { kConstruct, kRelease, kWhenClosed, lengthOf } from "./internal.ts";
 import { mapDescriptor, type Mapping } from "./mapping.ts";
@@ -87,6 +87,8 @@ export interface PageReaderOptions {
  */
 export class PageReader implements Iterable<PageHead> {
   #file: FileHandle | number;
+  /** A plain fd number: throws once pageio closed it or gave it to another file (a FileHandle says so itself). */
+  readonly #sameFile: (() => void) | undefined;
   readonly #ownsFile: boolean;
   #mapped: boolean;
   /** A FIFO this reader opened, no writer seen yet: it reads as ended until one comes, so wait for one. */
@@ -156,6 +158,7 @@ export class PageReader implements Iterable<PageHead> {
     this.#ownsFile = typeof source === "string" || source instanceof URL;
     this.#lazy = this.#ownsFile;
     this.#file = this.#ownsFile ? openFile(source as string | URL) : source as Target;
+    this.#sameFile = typeof this.#file === "number" ? sameFileCheck(this.#file, "PageReader") : undefined;
     const path = this.#file instanceof FileHandle ? this.#file.path : undefined;
     this.#path = path;
     try {
@@ -274,6 +277,7 @@ export class PageReader implements Iterable<PageHead> {
     const length = Math.min(this.#windowSize, this.#end - start, room - (room % pageSize));
     if (length <= this.#position - start) return null;
     this.#checkSize(start + length);
+    this.#sameFile?.();
     // Heads of a window on a FileHandle are file spans too: a PageWriter lets the kernel move them.
     const handle = this.#file instanceof FileHandle ? this.#file : undefined;
     const window = mapDescriptor(
@@ -326,6 +330,7 @@ export class PageReader implements Iterable<PageHead> {
   #pread(into: Uint8Array): number {
     const want = Math.min(lengthOf(into), this.#end - this.#position, 2 ** 31); // what `into` really holds
     if (want === 0) return 0;
+    this.#sameFile?.();
     const read = unwrap(fn.pageio_pread(fdOf(this.#file), into, want, this.#position), "pread", this.#path);
     if (read === 0) this.#checkSize(this.#position + 1);
     this.#position += read;
@@ -337,6 +342,7 @@ export class PageReader implements Iterable<PageHead> {
     if (this.#left === 0) return this.#finish();
     const page = (this.#pool ??= new PagePool({ pageSize: 16 * pageSize })).acquire();
     try {
+      this.#sameFile?.();
       if (this.#awaitWriter) this.#writerCame(fn.pageio_wait_readable(fdOf(this.#file), 0xffff_ffff));
       let read: number;
       try {
@@ -436,6 +442,7 @@ export class PageReader implements Iterable<PageHead> {
     const closing = this.#closing.signal;
     const signals = signal === undefined ? closing : AbortSignal.any([signal, closing]);
     try {
+      this.#sameFile?.();
       // A FIFO with no writer yet reads as ended; it turns readable once a writer writes, or comes and goes.
       if (this.#awaitWriter) {
         await waitReady(fdOf(this.#file), "read", signals);

@@ -13,6 +13,7 @@ import { lengthOf, ownCall } from "./internal.ts";
 import { Lender } from "./lend.ts";
 import type { AsyncOptions } from "./drive.ts";
 import { markPrivateViews, type Page, PagePool } from "./pool.ts";
+import { sameFileCheck } from "./reactor.ts";
 import { pageSize, runtime } from "./system.ts";
 
 /** The keys of PageWriterOptions. */
@@ -146,6 +147,11 @@ export class PageWriter {
   readonly #highWaterMark: number;
   #written = 0;
   #closed = false;
+  /**
+   * A plain fd number: throws once pageio closed it or gave it to another file, so what was written for one file
+   * never goes into the next under its number (a FileHandle says so itself).
+   */
+  readonly #sameFile: (() => void) | undefined;
   /** The asynchronous flush in flight; later ones queue behind it, `close()` completes after it. */
   #flushing: Promise<number> | null = null;
   #writable: WritableStream<Chunk | string> | null = null;
@@ -190,6 +196,7 @@ export class PageWriter {
     }
     this.#file = this.#ownsFile ? openFile(target as string | URL, append ? "a" : "w") : target as Target;
     this.#path = this.#file instanceof FileHandle ? this.#file.path : undefined;
+    this.#sameFile = typeof this.#file === "number" ? sameFileCheck(this.#file, "PageWriter") : undefined;
     const kind = stat(fdOf(this.#file), this.#path).kind;
     this.#copiedMax = kind === "file" ? Math.min(COPIED_FLUSH_BYTES, this.#highWaterMark) : Infinity;
     // Lending needs a FileHandle: its `closed` says when the fd number stops naming this pipe.
@@ -233,6 +240,11 @@ export class PageWriter {
   #flushBehind(): boolean {
     // Only the full-size flush: with a small highWaterMark, a thread's round trip per flush costs more than it saves.
     if (this.#copiedMax !== COPIED_FLUSH_BYTES || !this.#collect()) return false;
+    try {
+      this.#sameFile?.();
+    } catch {
+      return false; // the flush that follows reports it
+    }
     this.#queueText();
     const id = writeBehind(this.#brigade, fdOf(this.#file));
     if (id === 0) return false;
@@ -513,10 +525,8 @@ export class PageWriter {
 
   #flushQueued(signal?: AbortSignal): Promise<number> {
     const previous = this.#flushing;
-    const flushing = (previous === null ? this.#flushOnce(signal) : previous.then(
-      () => this.#flushOnce(signal),
-      () => this.#flushOnce(signal),
-    )).finally(() => {
+    const next = () => this.#flushOnce(signal);
+    const flushing = (previous === null ? this.#flushOnce(signal) : previous.then(next, next)).finally(() => {
       if (this.#flushing === flushing) this.#flushing = null;
     });
     this.#flushing = flushing;
@@ -533,6 +543,7 @@ export class PageWriter {
     let written: number;
     const brigade = this.#brigade;
     try {
+      this.#sameFile?.();
       written = await brigade.flushAsync(this.#file, { signal });
     } catch (error) {
       this.#copied += copied; // not written: the queue stays full, so the next write retries (see write)
@@ -555,6 +566,7 @@ export class PageWriter {
     this.#queueText();
     let written: number;
     try {
+      this.#sameFile?.();
       written = this.#brigade.flush(this.#file);
       this.#copied = 0; // not after a failure: the queue stays full, so the next write retries (see write)
     } catch (error) {

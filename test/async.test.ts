@@ -250,6 +250,37 @@ test("an async write aborted or failing while queued lets the next go; close end
   readEnd.close();
 });
 
+test("what was made for a plain fd number never reaches the file pageio opens next under that number", async () => {
+  // Queued writes, a writer's second flush and a reader's second read, all made while the number was a pipe's:
+  // the pipe's handle closes and the number is reopened at once, on a file.
+  const dir = tempDir();
+  const [readEnd, writeEnd] = pipe();
+  const out = writeEnd.fd;
+  const waiting = writevAsync(out, [new Uint8Array(1 << 20).fill(1)]); // fills the pipe and waits
+  const queued = writevAsync(out, [new TextEncoder().encode("queued write")]);
+  const writer = new PageWriter(out);
+  writer.write(new TextEncoder().encode("writer's bytes"));
+  const flushing = writer.flushAsync();
+  const [sourceEnd, feedEnd] = pipe();
+  const source = sourceEnd.fd;
+  const reader = new PageReader(source);
+  const reads = [reader.readAsync(), reader.readAsync()]; // the pipe is empty: both wait
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  writeEnd.close();
+  sourceEnd.close();
+  writeFileSync(join(dir, "other"), "the other file's bytes");
+  const others = [openFile(join(dir, "other"), "r+"), openFile(join(dir, "other"), "r+")];
+  assert.deepEqual(others.map((f) => f.fd).sort(), [out, source].sort()); // both numbers name it now
+  const outcomes = await Promise.all([waiting, queued, flushing, ...reads].map((p) => p.then(() => "ok", code)));
+  assert.deepEqual(outcomes, ["ERR_CLOSED", "ERR_CLOSED", "ERR_CLOSED", "ERR_CLOSED", "ERR_CLOSED"]);
+  assert.throws(() => writer.flush(), (e) => code(e) === "ERR_CLOSED");
+  assert.throws(() => reader.read(), (e) => code(e) === "ERR_CLOSED");
+  assert.equal(readFileSync(join(dir, "other"), "utf8"), "the other file's bytes"); // no pipe's bytes in it
+  assert.throws(() => writer.close(), (e) => code(e) === "ERR_CLOSED"); // what it held is released all the same
+  reader.close();
+  for (const handle of [...others, readEnd, feedEnd]) handle.close();
+});
+
 test("a socket's writeAsync and writevAsync on it share one queue", async () => {
   // A unix socket, whose buffers hold less than one of these writes: loopback TCP took all three at once, so
   // none was ever queued (the test passed with no queue at all).
