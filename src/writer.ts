@@ -3,8 +3,8 @@
  * writes (or kernel moves, or lends them to a pipe).
  * @module
  */
-import { fn, IOV_MAX } from "../ffi/native.ts";
-import { checkAsyncOptions, checkInteger, checkOptions, PageIoError, stateError, withPath } from "./errors.ts";
+import { abi, errno, fn, IOV_MAX } from "../ffi/native.ts";
+import { checkAsyncOptions, checkInteger, checkOptions, PageIoError, stateError, unwrap, withPath } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat, type Target } from "./file.ts";
 import { Brigade, consumeWritten, lendTo, spansMoved, takeAll, writeBehind } from "./brigade.ts";
 import { headInternals } from "./head.ts";
@@ -85,10 +85,18 @@ function nativeUtf8Write(): ((this: Uint8Array, text: string, offset: number) =>
  */
 const unflushed = new Set<PageWriter>();
 let exitHookInstalled = false;
+/** The flush at exit, which may wait on a target that returns at once when full (a socket). */
+const kFlushAtExit = Symbol("flushAtExit");
+/**
+ * Limit: at exit, how long a target that would block may take no bytes at all before what is left is given up (and
+ * reported). Progress starts it again, so a slow reader gets everything.
+ */
+const EXIT_STALL_MS = 10_000;
+const INTEREST_WRITE = abi.constants.INTEREST_WRITE.value;
 function flushAllAtExit(): void {
   for (const writer of [...unflushed]) {
     try {
-      writer.flush();
+      writer[kFlushAtExit]();
     } catch (error) {
       // One line that says what was lost and why: a stack trace here points only at this hook.
       let lost = "";
@@ -578,6 +586,28 @@ export class PageWriter {
     this.#written += written;
     this.#settled();
     return collected + written;
+  }
+
+  /**
+   * @internal `flush()` until the queue is empty, for the exit hook: a target whose writes return at once when it is
+   * full (a socket, a non-blocking pipe opened elsewhere) is waited on (`poll`, the event loop is gone) while it takes
+   * bytes. `flush()` alone wrote what fitted in its buffer and returned, and the rest was lost without a word.
+   */
+  [kFlushAtExit](): void {
+    this.flush();
+    for (let deadline = Date.now() + EXIT_STALL_MS; this.pending.count > 0;) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new PageIoError("ETIMEDOUT", `ETIMEDOUT: the target took no bytes for ${EXIT_STALL_MS / 1000} s`, {
+          errno: errno.ETIMEDOUT,
+          syscall: "poll",
+        });
+      }
+      unwrap(fn.pageio_wait_fd(fdOf(this.#file), INTEREST_WRITE, left), "poll");
+      const before = this.pending.byteLength;
+      this.flush();
+      if (this.pending.byteLength < before) deadline = Date.now() + EXIT_STALL_MS;
+    }
   }
 
   /**

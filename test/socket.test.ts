@@ -12,7 +12,7 @@ import {
   unlinkSync,
   writeFileSync,
 } from "node:fs";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import {
   adoptSocket,
@@ -654,6 +654,69 @@ test("a peer gone: sendFile, sendFileAsync, write and writeAsync are EPIPE or EC
   await assert.rejects(server.sendFileAsync(file, 0, 1 << 20), gone);
   assert.throws(() => server.write([patternBytes(4096, 1)]), gone);
   await assert.rejects(server.writeAsync([patternBytes(4096, 1)]), gone);
+});
+
+/** Runs `source` in a child of this runtime; resolves with its exit once it has, its stdout passed to `onOut`. */
+function child(source: string, onOut: (text: string) => void) {
+  const file = join(tempDir(), "child.ts");
+  writeFileSync(file, source);
+  const run = spawn(process.execPath, isDeno ? ["run", "--allow-all", file] : [file], { stdio: "pipe" });
+  let stderr = "";
+  run.stdout!.on("data", (d) => onOut(String(d)));
+  run.stderr!.on("data", (d) => (stderr += d));
+  return new Promise<{ status: number | null; stderr: string }>((resolve) =>
+    run.on("close", (status) => resolve({ status, stderr }))
+  );
+}
+
+for (const ending of ["", isDeno ? "Deno.exit(0);" : "process.exit(0);"]) {
+  test(`a PageWriter's bytes to a socket not flushed at exit${ending ? " (exit(0))" : ""} reach its peer, all of them`, async () => {
+    // Before: the exit flush wrote what the socket's buffer took (3.9 MB of 32 MiB) and returned; the rest was lost
+    // without a word, status 0. Now it waits while the peer takes bytes.
+    using listener = listen({ hostname: "127.0.0.1", port: 0 });
+    const { port } = listener.addr as { port: number };
+    const length = 16 << 20;
+    let written!: () => void;
+    const saidWritten = new Promise<void>((resolve) => (written = resolve));
+    const exited = child(
+      `import { connect, PageWriter } from "${root}mod.ts";
+       const writer = new PageWriter(connect({ hostname: "127.0.0.1", port: ${port} }));
+       writer.write("x".repeat(${length}));
+       console.log("written");
+       ${ending}`,
+      (out) => out.includes("written") && written(),
+    );
+    using socket = await listener.acceptAsync();
+    await saidWritten; // the child is at its end now, its writer not flushed: read only from here on
+    const bytes = new Uint8Array(1 << 20);
+    let got = 0, xs = 0;
+    for (let n; (n = await socket.readAsync(bytes)) > 0; got += n) {
+      xs += bytes.subarray(0, n).filter((b) => b === 120).length;
+    }
+    const { status, stderr } = await exited;
+    assert.equal(status, 0, stderr);
+    assert.equal(stderr, "");
+    assert.equal(got, length);
+    assert.equal(xs, length);
+  });
+}
+
+test("a socket that takes no bytes at exit is given up after 10 s, and what was lost is said", async () => {
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as { port: number };
+  const exited = child(
+    `import { connect, PageWriter } from "${root}mod.ts";
+     new PageWriter(connect({ hostname: "127.0.0.1", port: ${port} })).write("x".repeat(${32 << 20}));`,
+    () => {},
+  );
+  using socket = await listener.acceptAsync(); // never read
+  const { status, stderr } = await exited;
+  assert.equal(status, 0, stderr);
+  assert.match(
+    stderr.trim(),
+    /^pageio: \d+ bytes of a PageWriter's data could not be written at exit: ETIMEDOUT: the target took no bytes for 10 s$/,
+  );
+  assert.ok(socket.remoteAddr); // held open until the child was done
 });
 
 test("a peer or reader gone is EPIPE even where SIGPIPE has its default action again (a listener added, then removed)", () => {
