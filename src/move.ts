@@ -39,7 +39,7 @@ export function moveSpan(kind: MoveKind, fdIn: number, offset: number, fdOut: nu
   // server sends a small file per request. What it returns or throws is the planner's (`moved`).
   const result = fn.pageio_move(kind, fdIn, offset, fdOut, length, spanOut);
   if (result >= 0) return result; // all moved, a short move (the socket is full), or the source's end
-  return moved(kind, result, spanOut[0], 0, offset, length);
+  return moved(kind, result, spanOut[0], 0, offset, length, fdIn);
 }
 
 /** What `moveSpan` passes to the native call for the bytes moved (read at once after it: one per thread). */
@@ -50,17 +50,30 @@ const spanOut = new Float64Array(1);
  * as the target would block, null for a refusal before anything moved (the caller writes instead); else it
  * throws, with `bytesTransferred`.
  */
-function moved(kind: MoveKind, result: number, bytes: number, total: number, offset: number, length: number): 0 | null {
+function moved(
+  kind: MoveKind,
+  result: number,
+  bytes: number,
+  total: number,
+  offset: number,
+  length: number,
+  fdIn: number,
+): 0 | null {
   if (wouldBlock(result, bytes)) return 0;
   if (total === 0 && bytes === 0 && REFUSALS.has(-result)) return null;
   total += bytes;
   const syscall = kind === KIND_SENDFILE ? "sendfile" : "copy_file_range";
   if (-result === errno.ENODATA) {
-    // The kernel's own text ("no data available") does not say which end was met.
+    // The kernel's own text ("no data available") does not say which end was met. A span that starts past the end
+    // moved nothing: the file is shorter than its offset, so its size now says how much of it there was.
+    let there = offset + total;
+    try {
+      there = Math.min(there, stat(fdIn).size);
+    } catch { /* no size to be had: what the move saw */ }
     throw new PageIoError(
       "ENODATA",
       `ENODATA: the file ends before byte ${offset + length} (cut short, or a length past its end): ` +
-        `${offset + total} bytes of it were there, ${syscall}`,
+        `${there} bytes of it were there, ${syscall}`,
       { errno: -result, syscall, bytesTransferred: total },
     );
   }
@@ -90,7 +103,7 @@ export function* movePlan(
       const result = (yield { name: "pageio_move", args, run, interest: "write", bytes: left }) as number;
       const before = total;
       total += out[0]; // before `moved` throws: the catch below reports it
-      if (result < 0 && moved(kind, result, out[0], before, offset, length) === null) return null;
+      if (result < 0 && moved(kind, result, out[0], before, offset, length, fdIn) === null) return null;
       if (total >= length || result === 0) return total; // all moved, or the source ended
       if (!(yield WAIT_WRITE)) return total;
     }

@@ -9,6 +9,7 @@ import {
   readFileSync,
   readlinkSync,
   symlinkSync,
+  truncateSync,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -533,6 +534,24 @@ test("sendFileAsync checks offset and length as sendFile does", async () => {
   await assert.rejects(server.sendFileAsync(file, 0, "4" as unknown as number), TypeError);
   assert.equal(await server.sendFileAsync(file, 5, 5), 5);
   assert.deepEqual(await readAll(client, 5), text("bytes"));
+  client.close();
+  server.close();
+});
+
+test("sendFile from past the end of a file cut short says how long the file is, not the offset asked for", async () => {
+  // Before: "the file ends before byte 5010 ...: 5000 bytes of it were there" of a file cut to 1000 bytes.
+  using listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await pair(listener);
+  const path = tempFile(patternBytes(1 << 20));
+  using file = openFile(path);
+  truncateSync(path, 1000);
+  const said = (e: unknown) =>
+    code(e) === "ENODATA" && (e as PageIoError).bytesTransferred === 0 &&
+    (e as Error).message.includes("the file ends before byte 5010") &&
+    (e as Error).message.includes(": 1000 bytes of it were there");
+  assert.throws(() => server.sendFile(file, 5000, 10), said);
+  await assert.rejects(server.sendFileAsync(file, 5000, 10), said);
+  assert.throws(() => server.sendFile(file, 0, 4000), (e) => (e as Error).message.includes(": 1000 bytes of it were"));
   client.close();
   server.close();
 });
