@@ -614,6 +614,12 @@ export function* scatterPlan(fd: number, packed: PackedList, staged: StagedTarge
     packed.copyBack(staged, moved); // also after a failure part-way
     if (wouldBlock(result, moved) && (yield WAIT_READ)) {
       packed.checkHeld();
+      // A resizable target read through staging may have shrunk meanwhile: the read would take bytes that
+      // no longer fit, and lose them. Refuse before reading (nothing is taken from the input).
+      for (const { target, length } of staged) {
+        const now = lengthOf(target);
+        if (now < length) throw resizedInFlight(length, now);
+      }
       continue;
     }
     return unwrap(result, "readv", undefined, moved);
@@ -640,6 +646,12 @@ function detached(): TypeError {
 
 function detachedInFlight(): TypeError {
   return new TypeError("a byte array given to an asynchronous call was detached (transferred) before it settled");
+}
+
+function resizedInFlight(length: number, now: number): TypeError {
+  return new TypeError(
+    `a byte array given to an asynchronous read shrank from ${length} to ${now} bytes before it settled`,
+  );
 }
 
 function changed(bytes: Uint8Array, queued: number, now: number): TypeError {

@@ -415,6 +415,35 @@ test("an async call's arrays and heads are checked after each wait: transferred 
   });
 });
 
+test("an async read whose resizable target shrank while it waited is a typed error, and the pipe keeps every byte", () => {
+  // Before: the read went on into staging sized for the old length, copied back what still fitted and resolved
+  // with the whole count: 50 000 bytes taken from the pipe, 10 (or none) in the target, the rest lost.
+  const run = runScript(
+    `
+    import { pipe, readv, readvAsync, writev } from "${root}mod.ts";
+    const out = [];
+    for (const tracking of [true, false]) {
+      const [r, w] = pipe({ size: 1 << 16 });
+      const buffer = new ArrayBuffer(1 << 20, { maxByteLength: 4 << 20 });
+      const target = tracking ? new Uint8Array(buffer) : new Uint8Array(buffer, 0, 1 << 20);
+      const reading = readvAsync(r, [target]);
+      await new Promise((ok) => setTimeout(ok, 20));
+      buffer.resize(10);
+      writev(w, [new Uint8Array(50_000).fill(7)]);
+      const result = await reading.then((n) => n, (e) => e.constructor.name);
+      w.close(); // what the pipe still holds, then the end (0), never a wait
+      const rest = new Uint8Array(1 << 16);
+      out.push(result, readv(r, [rest]), rest.subarray(0, 50_000).every((b) => b === 7));
+      r.close();
+    }
+    console.log(JSON.stringify(out));
+  `,
+  );
+  assert.equal(run.signal, null, run.stderr);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim()), ["TypeError", 50_000, true, "TypeError", 50_000, true]);
+});
+
 test("on a blocking pipe, an async call's memory is checked after its wait and held while it runs off the JS thread: never freed or another owner's memory", () => {
   // Before: the wait for a blocking descriptor was no planner wait, so nothing was checked after it (a read
   // into a transferred array's freed memory crashed Bun), and a write that went off the JS thread read on
