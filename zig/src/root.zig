@@ -126,15 +126,16 @@ export fn pageio_pipe_size(fd: i32, bytes: u32) Result {
 /// Sets a file's size (ftruncate).
 export fn pageio_truncate(fd: i32, size: f64) Result {
     const n = errno.wholeNumber(size) catch |err| return errno.result(err);
-    const quiet = guard.quiet(); // a size past RLIMIT_FSIZE raises SIGXFSZ as a write does
-    return quiet.end(if (file.truncate(fd, n)) 0 else |err| errno.result(err));
+    guard.quietWrites(); // a size past RLIMIT_FSIZE raises SIGXFSZ as a write does
+    file.truncate(fd, n) catch |err| return errno.result(err);
+    return 0;
 }
 
 /// A memfd of `size` zero bytes; returns its descriptor.
 export fn pageio_memory_file(size: f64) Result {
     const n = errno.wholeNumber(size) catch |err| return errno.result(err);
-    const quiet = guard.quiet(); // sizing a memfd past RLIMIT_FSIZE raises SIGXFSZ, as for a file
-    return quiet.end(errno.result(if (file.memoryFile(n)) |fd| @intCast(fd) else |err| err));
+    guard.quietWrites(); // sizing a memfd past RLIMIT_FSIZE raises SIGXFSZ, as for a file
+    return errno.result(@intCast(file.memoryFile(n) catch |err| return errno.result(err)));
 }
 
 /// Bytes a shared ring of `slots` slots of `slot_size` bytes needs (its header included).
@@ -401,8 +402,8 @@ export fn pageio_sync(region: u32, offset: f64, length: f64) Result {
 /// Gather write of `count` descriptors (16 bytes each) from `list`. Returns
 /// the bytes written; out[0] holds them also when an error is returned.
 export fn pageio_writev(fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
-    const quiet = guard.quiet();
-    return quiet.end(transfer(.write, fd, list, list_len, count, staging, staging_len, calls_max, out));
+    guard.quietWrites();
+    return transfer(.write, fd, list, list_len, count, staging, staging_len, calls_max, out);
 }
 
 /// Scatter read, the twin of pageio_writev.
@@ -450,16 +451,16 @@ export fn pageio_behind_wait(id: u32, out: ?*[1]f64) Result {
 /// Lends the descriptors' memory to the pipe `fd` (vmsplice): as pageio_writev, but the pipe holds the pages
 /// themselves until its reader takes the bytes.
 export fn pageio_vmsplice(fd: i32, list: ?[*]const u8, list_len: u32, count: u32, staging: ?[*]u8, staging_len: u32, calls_max: u32, out: ?*[1]f64) Result {
-    const quiet = guard.quiet();
-    return quiet.end(transfer(.splice, fd, list, list_len, count, staging, staging_len, calls_max, out));
+    guard.quietWrites();
+    return transfer(.splice, fd, list, list_len, count, staging, staging_len, calls_max, out);
 }
 
 /// Moves `length` bytes of `fd_in` from `offset_in` to `fd_out` inside the
 /// kernel (kind: 0 copy_file_range, 1 sendfile). Returns the bytes moved;
 /// out[0] holds them also when an error is returned.
 export fn pageio_move(kind: u32, fd_in: i32, offset_in: f64, fd_out: i32, length: f64, out: ?*[1]f64) Result {
-    const quiet = guard.quiet();
-    return quiet.end(move(kind, fd_in, offset_in, fd_out, length, out));
+    guard.quietWrites();
+    return move(kind, fd_in, offset_in, fd_out, length, out);
 }
 
 fn move(kind: u32, fd_in: i32, offset_in: f64, fd_out: i32, length: f64, out: ?*[1]f64) Result {
