@@ -96,7 +96,8 @@ const SINGLE = new Set(["host", "content-length", "range"]);
 /** The request in a head, or null when it is malformed (400). */
 function parse(head: string): Request | null {
   const lines = head.replace(/^\r?\n/, "").split(/\r?\n/); // an empty line before the request is ignored
-  const line = /^([A-Z]+) ([^ ]+) HTTP\/1\.([01])$/.exec(lines[0]);
+  // No tab or other control in a target (RFC 3986); bytes past 0x7F are taken as the bytes they are, below
+  const line = /^([A-Z]+) ([^\0- \x7f]+) HTTP\/1\.([01])$/.exec(lines[0]);
   if (line === null) return null;
   // origin-form, or absolute-form (which a server must accept too, RFC 9112 3.2.2): its authority is ignored, and
   // an empty path ("http://x", "http://x?q") is "/"
@@ -112,13 +113,17 @@ function parse(head: string): Request | null {
     if (SINGLE.has(name) && headers.has(name) && (name === "host" || headers.get(name) !== value)) return null;
     headers.set(name, value);
   }
-  if (!/^\d*$/.test(headers.get("content-length") ?? "")) return null; // "-5", "1e3", "5, 6": no length at all
+  // "-5", "1e3", "5, 6", or empty: no length at all (1*DIGIT, RFC 9110 8.6)
+  if (headers.has("content-length") && !/^\d+$/.test(headers.get("content-length")!)) return null;
   if (line[3] === "1" && !headers.has("host")) return null; // HTTP/1.1 requires Host
   const connection = headers.get("connection")?.toLowerCase() ?? "";
   const keepAlive = line[3] === "1" ? !connection.includes("close") : connection.includes("keep-alive");
   let path: string;
   try {
-    path = decodeURIComponent(target.split("?")[0]);
+    // A raw byte past 0x7F (the head is read as Latin-1, a byte a character) is decoded as if percent-encoded, as its
+    // UTF-8 byte: it was taken as the Latin-1 character, so raw UTF-8 (as curl sends it) named no file and a raw 0xE9
+    // served the file named "\u00e9".
+    path = decodeURIComponent(target.split("?")[0].replace(/[\x80-\xff]/g, (c) => `%${c.charCodeAt(0).toString(16)}`));
   } catch {
     return null;
   }

@@ -482,6 +482,7 @@ test("contradictory copies of Content-Length, Host or Range, or a length that is
       ["Content-Length: 0\r\nContent-Length: 5\r\n", "hello"],
       ["Content-Length: -5\r\n", ""],
       ["Content-Length: 1e1\r\n", "helloworld"],
+      ["Content-Length: \r\n", "hello"], // no digits: was no body, and "hello" began the next request
       ["Host: y\r\n", ""],
       ["Range: bytes=0-0\r\nRange: bytes=5-9\r\n", ""],
     ]
@@ -586,7 +587,7 @@ test("pipelined requests in one packet, one sent byte by byte, an empty line bef
   assert.equal(response(answer).rest, text("small.txt"));
 });
 
-test("request targets: absolute-form is served; encoded dot-dot and slashes, NUL and overlong ones are not", {
+test("request targets: absolute-form is served, raw UTF-8 is its bytes; dot-dot, NUL, controls, overlong are not", {
   skip: !haveCurl,
 }, async () => {
   const status = async (target: string, fields = "") =>
@@ -608,6 +609,24 @@ test("request targets: absolute-form is served; encoded dot-dot and slashes, NUL
   assert.equal(await status("/small.txt%00.html"), "HTTP/1.1 400 Bad Request");
   assert.equal(await status("/small\0.txt"), "HTTP/1.1 400 Bad Request");
   assert.equal(await status("/%ff"), "HTTP/1.1 400 Bad Request"); // no UTF-8
+  // Raw bytes past 0x7F are the name's own bytes, as percent-encoded ones are: raw UTF-8 (curl sends it so) was read
+  // as Latin-1 characters and found nothing, and a raw 0xE9 (Latin-1 for the same letter) served the file
+  writeFileSync(join(dir, "\u00e9.txt"), "e-acute");
+  const get = async (target: string) =>
+    response(await raw(server, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+  assert.deepEqual([(await get("/%C3%A9.txt")).status, (await get("/%C3%A9.txt")).rest], [
+    "HTTP/1.1 200 OK",
+    "e-acute",
+  ]);
+  assert.deepEqual([(await get("/\u00c3\u00a9.txt")).status, (await get("/\u00c3\u00a9.txt")).rest], [
+    "HTTP/1.1 200 OK",
+    "e-acute",
+  ]);
+  assert.equal(await status("/\u00e9.txt"), "HTTP/1.1 400 Bad Request"); // a lone 0xE9: no UTF-8, as %E9 is
+  // a tab or other control is no part of a target (RFC 3986)
+  for (const target of ["/small.txt\t", "/small.txt\x7f", "/\x01small.txt"]) {
+    assert.equal(await status(target), "HTTP/1.1 400 Bad Request", JSON.stringify(target));
+  }
   assert.equal(await status(`/${"a".repeat(300)}`), "HTTP/1.1 404 Not Found"); // a name past NAME_MAX
   assert.equal(await status(`/${"a/".repeat(7000)}`), "HTTP/1.1 404 Not Found");
   assert.equal(await status(`/${"a".repeat(20_000)}`), "HTTP/1.1 431 Request Header Fields Too Large");
