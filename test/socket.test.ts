@@ -738,6 +738,55 @@ test("a socket that takes no bytes at exit is given up after 10 s, and what was 
   assert.ok(socket.remoteAddr); // held open until the child was done
 });
 
+test("a peer gone is EPIPE even where SIGPIPE has its default action again (a listener added, then removed)", () => {
+  // Both runtimes ignore SIGPIPE, but removing the last listener for it puts its default action (the end of the
+  // process) back. Deno's own socket writes live on there (they send with MSG_NOSIGNAL); pageio's writev and
+  // sendfile to a reset socket ended the process (exit 141). Pipes have no such flag: there both end it alike.
+  const run = runScript(
+    `import process from "node:process";
+     import { connect, listen, openFile, PageWriter, socketPair, writev } from "${root}mod.ts";
+     const h = () => {};
+     process.on("SIGPIPE", h);
+     process.off("SIGPIPE", h);
+     const codes = [];
+     const refused = async (f) => {
+       for (let i = 0; i < 100; i++) {
+         try { await f(); } catch (e) { return codes.push(e.code); }
+         await new Promise((resolve) => setTimeout(resolve, 5));
+       }
+       codes.push("never refused");
+     };
+     const file = openFile(process.argv[2]);
+     const ops = [
+       (s) => s.write([new Uint8Array(4096)]),
+       (s) => s.sendFile(file, 0, 4096),
+       (s) => s.writeAsync([new Uint8Array(4096)]),
+       (s) => s.sendFileAsync(file, 0, 4096),
+       (s) => writev(s.fd, [new Uint8Array(4096)]),
+       (s) => { const w = new PageWriter(s); try { w.write(new Uint8Array(4096)); w.flush(); } finally { try { w.close(); } catch {} } },
+     ];
+     for (const op of ops) {
+       const listener = listen({ hostname: "127.0.0.1", port: 0 });
+       const client = connect(listener.addr);
+       const server = await listener.acceptAsync();
+       client.close();
+       await refused(() => op(server));
+       server.close();
+       listener.close();
+     }
+     const [a, b] = socketPair();
+     b.close();
+     await refused(() => writev(a, [new Uint8Array(4096)]));
+     a.close();
+     console.log(codes.join(" "));`,
+    { args: [tempFile(patternBytes(4096, 22))] },
+  );
+  assert.deepEqual({ status: run.status, signal: run.signal }, { status: 0, signal: null }, run.stderr);
+  const codes = run.stdout.trim().split(" ");
+  assert.equal(codes.length, 7, run.stdout);
+  for (const got of codes) assert.ok(["EPIPE", "ECONNRESET"].includes(got), run.stdout);
+});
+
 test("accept out of descriptors: accept and acceptAsync say EMFILE; a listener's for-await waits it out, then goes on", () => {
   const run = runScript(
     `

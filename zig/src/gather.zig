@@ -8,6 +8,7 @@ const Errno = errno.Errno;
 const regions = @import("regions.zig");
 const guard = @import("guard.zig");
 const mappings = @import("mapping.zig");
+const stream_sockets = @import("stream_sockets.zig");
 
 /// One entry of the packed list, 16 bytes, as `src/gather.ts` writes it (DESCRIPTOR_BYTES there). A chunk
 /// longer than `entry_bytes_max` comes as several entries, so no length ever wraps at 2^32.
@@ -103,13 +104,17 @@ pub fn transfer(
         batch = .{};
 
         const rc = switch (direction) {
-            .write => std.c.writev(fd, @ptrCast(&iov), @intCast(count)),
+            .write => if (stream_sockets.isMarked(fd)) sendNoSignal(fd, iov[0..count]) else std.c.writev(fd, @ptrCast(&iov), @intCast(count)),
             .read => std.c.readv(fd, &iov, @intCast(count)),
             .splice => vmsplice(fd, iov[0..count]),
         };
         if (rc < 0) {
             const err = errno.last();
             if (err == error.INTR) continue;
+            if (err == error.NOTSOCK and direction == .write and stream_sockets.isMarked(fd)) {
+                stream_sockets.forget(fd); // the number was closed elsewhere and now names a pipe or file
+                continue;
+            }
             if (err == error.AGAIN and done.* > 0) return;
             // Nothing moved in this call: the kernel faulted on its first bytes. A file mapping's lost page
             // (the file was cut under it) says why, as an access from JS would.
@@ -160,6 +165,21 @@ const Batch = struct {
         return true;
     }
 };
+
+/// writev to a stream socket with MSG_NOSIGNAL: a peer that is gone is EPIPE, never SIGPIPE (see stream_sockets).
+fn sendNoSignal(fd: i32, iov: []const std.posix.iovec) isize {
+    if (builtin.os.tag != .linux) return std.c.writev(fd, @ptrCast(iov.ptr), @intCast(iov.len));
+    const message: std.c.msghdr_const = .{
+        .name = null,
+        .namelen = 0,
+        .iov = @ptrCast(iov.ptr),
+        .iovlen = @intCast(iov.len),
+        .control = null,
+        .controllen = 0,
+        .flags = 0,
+    };
+    return std.c.sendmsg(fd, &message, std.os.linux.MSG.NOSIGNAL);
+}
 
 /// vmsplice with the libc calling convention of writev (-1 and errno on failure).
 fn vmsplice(fd: i32, iov: []const std.posix.iovec) isize {
@@ -239,6 +259,22 @@ test "gather write through a pipe keeps order across more entries than IOV_MAX" 
     try std.testing.expectEqual(@as(u64, 3000), done);
     var back: [3000]u8 = undefined;
     try std.testing.expectEqual(@as(usize, 3000), try std.posix.read(fds[0], &back));
+    try std.testing.expectEqualSlices(u8, &staging, &back);
+}
+
+test "a number marked a socket that now names a pipe is written by writev, and its mark forgotten" {
+    const fds = try std.posix.pipe();
+    defer std.posix.close(fds[0]);
+    defer std.posix.close(fds[1]);
+    stream_sockets.mark(fds[1]); // a socket closed elsewhere, its number reused
+    var staging = [_]u8{ 1, 2, 3 };
+    const list = [_]Descriptor{stagingEntry(0, 3)};
+    var done: u64 = 0;
+    try transfer(.write, fds[1], &list, &staging, 0, &done);
+    try std.testing.expectEqual(@as(u64, 3), done);
+    try std.testing.expect(!stream_sockets.isMarked(fds[1]));
+    var back: [3]u8 = undefined;
+    try std.testing.expectEqual(@as(usize, 3), try std.posix.read(fds[0], &back));
     try std.testing.expectEqualSlices(u8, &staging, &back);
 }
 

@@ -75,6 +75,24 @@ var writes_quiet = std.atomic.Value(bool).init(false);
 
 fn ignore(_: i32) callconv(.c) void {}
 
+/// SIGPIPE blocked on this thread for one `sendfile` to a stream socket, which has no MSG_NOSIGNAL (see
+/// stream_sockets.zig); `unblockPipe` takes back the signal an EPIPE left pending and puts the mask back. Two
+/// system calls, beside a move of up to 2 GiB.
+pub fn blockPipe() Mask {
+    var saved: Mask = undefined;
+    if (enabled) _ = linux.sigprocmask(linux.SIG.BLOCK, &pipe_set, &saved);
+    return saved;
+}
+
+pub fn unblockPipe(saved: *const Mask, failed: ?anyerror) void {
+    if (!enabled) return;
+    if (failed) |err| settleSignal(err);
+    _ = linux.sigprocmask(linux.SIG.SETMASK, saved, null);
+}
+
+pub const Mask = if (enabled) linux.sigset_t else void;
+const pipe_set = if (enabled) signalSet(&.{linux.SIG.PIPE}) else {};
+
 /// Blocks both for good on a thread of pageio's own, which spawns no process (the write-behind thread).
 pub fn quietThread() void {
     if (!enabled) return;

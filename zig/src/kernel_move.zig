@@ -6,6 +6,8 @@ const builtin = @import("builtin");
 const errno = @import("errno.zig");
 const Errno = errno.Errno;
 const gather = @import("gather.zig");
+const guard = @import("guard.zig");
+const stream_sockets = @import("stream_sockets.zig");
 
 /// `copy_file_range` for a regular-file target, `sendfile` for any other.
 pub const Kind = enum(u32) { copy_file_range, sendfile };
@@ -17,6 +19,19 @@ pub const Kind = enum(u32) { copy_file_range, sendfile };
 /// `done` always holds the bytes moved, also when an error is returned.
 pub fn move(kind: Kind, fd_in: i32, offset_in: u64, fd_out: i32, len: u64, done: *u64) Errno!void {
     done.* = 0;
+    if (kind == .sendfile and stream_sockets.isMarked(fd_out)) {
+        const saved = guard.blockPipe();
+        moveAll(kind, fd_in, offset_in, fd_out, len, done) catch |err| {
+            guard.unblockPipe(&saved, err);
+            return err;
+        };
+        guard.unblockPipe(&saved, null);
+        return;
+    }
+    return moveAll(kind, fd_in, offset_in, fd_out, len, done);
+}
+
+fn moveAll(kind: Kind, fd_in: i32, offset_in: u64, fd_out: i32, len: u64, done: *u64) Errno!void {
     if (builtin.os.tag != .linux) return error.NOSYS;
     if (offset_in > std.math.maxInt(i64) or len > std.math.maxInt(i64) - offset_in) return error.INVAL;
     const linux = std.os.linux;

@@ -22,6 +22,7 @@ const beneath = @import("beneath.zig");
 const share = @import("share.zig");
 const owned = @import("owned.zig");
 const behind = @import("behind.zig");
+const stream_sockets = @import("stream_sockets.zig");
 
 /// Bumped whenever a signature or meaning below changes; `ffi/symbols.ts`
 /// carries the same number and the loader refuses a library that differs.
@@ -93,6 +94,7 @@ export fn pageio_dup(fd: i32) Result {
 
 export fn pageio_close(fd: i32) Result {
     owned.disown(fd);
+    stream_sockets.forget(fd);
     file.close(fd) catch |err| return errno.result(err);
     return 0;
 }
@@ -114,6 +116,7 @@ export fn pageio_pair(kind: u32, non_blocking: u32, out: ?*[2]f64) Result {
         .pipe => channel.pipe(non_blocking != 0),
         .socket => channel.socketPair(non_blocking != 0),
     } catch |err| return errno.result(err);
+    if (k == .socket) for (pair) |end| stream_sockets.mark(end);
     o.* = .{ @floatFromInt(pair[0]), @floatFromInt(pair[1]) };
     return 0;
 }
@@ -565,7 +568,9 @@ export fn pageio_socket_listen(transport: u32, host: ?[*]const u8, host_len: u32
 
 /// The next waiting connection on listener `fd` (-EAGAIN: none yet).
 export fn pageio_socket_accept(fd: i32) Result {
-    return errno.result(@intCast(socket.accept(fd) catch |err| return errno.result(err)));
+    const accepted = socket.accept(fd) catch |err| return errno.result(err);
+    stream_sockets.mark(accepted);
+    return errno.result(@intCast(accepted));
 }
 
 /// A socket connecting to `host`:`port` (or unix path). wait_ms 0: out[0] = 1 while the connect is in progress
@@ -576,6 +581,7 @@ export fn pageio_socket_connect(transport: u32, host: ?[*]const u8, host_len: u3
     const t = std.meta.intToEnum(socket.Transport, transport) catch return errno.result(error.INVAL);
     var pending = false;
     const fd = socket.connect(t, h[0..host_len], port, wait_ms, &pending) catch |err| return errno.result(err);
+    stream_sockets.mark(fd);
     o.* = .{@floatFromInt(@intFromBool(pending))};
     return errno.result(@intCast(fd));
 }
@@ -626,7 +632,9 @@ export fn pageio_socket_send(fd: i32, bytes: ?[*]const u8, len: u32, flags: u32)
 /// Takes over stream socket `fd` from elsewhere: duplicate 1 works on a close-on-exec copy (returned), 0 on
 /// `fd` itself; either way non-blocking from now on.
 export fn pageio_socket_adopt(fd: i32, duplicate: u32) Result {
-    return errno.result(@intCast(socket.adopt(fd, duplicate != 0) catch |err| return errno.result(err)));
+    const own = socket.adopt(fd, duplicate != 0) catch |err| return errno.result(err);
+    stream_sockets.mark(own);
+    return errno.result(@intCast(own));
 }
 
 /// Opens `path` read-only under directory `dir`, refusing any resolution that leaves it (-EXDEV, -ELOOP).
@@ -657,6 +665,7 @@ test {
     _ = errno;
     _ = regions;
     _ = behind;
+    _ = stream_sockets;
     _ = file;
     _ = mapping;
     _ = gather;
