@@ -3,7 +3,7 @@
  * that *is* the mapping. Views are revocable: `unmap()` detaches them first.
  * @module
  */
-import { abi, fn, native } from "../ffi/native.ts";
+import { abi, errno, fn, native } from "../ffi/native.ts";
 import { descriptor, type SharedMemory, type SharedView, type ShareOptions, shareRegion, takeShared } from "./share.ts";
 import { checkInteger, checkOptions, checkRange, faultError, stateError, unwrap } from "./errors.ts";
 import { describe, fdOf, FileHandle, openFile, stat } from "./file.ts";
@@ -302,6 +302,8 @@ function viewOf(region: number, address: number, byteLength: number): ArrayBuffe
   }
 }
 
+const probe = new Uint8Array(1);
+
 /** The keys of MapFileOptions. */
 const MAP_OPTIONS = ["write", "private", "offset", "length", "populate"] as const;
 
@@ -360,7 +362,12 @@ export function mapDescriptor(
     throw new Error("unreachable: a non-regular file was mapped");
   }
   const { offset, length } = checkRange("mapFile", size, options.offset ?? 0, options.length);
-  if (length === 0) return new Mapping(0, 0, 0, 0, 0, label, undefined, kConstruct);
+  if (length === 0) {
+    // A procfs or sysfs file says 0 bytes and yet has some: mmap refuses those (ENODEV), and an empty mapping
+    // would silently miss its bytes. A 1-byte pread tells it from an empty file (as PageReader does).
+    if (size === 0 && fn.pageio_pread(fd, probe, 1, 0) > 0) unwrap(-errno.ENODEV, "mmap", path);
+    return new Mapping(0, 0, 0, 0, 0, label, undefined, kConstruct);
+  }
   const delta = offset % pageSize;
   const flags = (options.write ? mapBits.write : 0) | (options.private ? mapBits.private : 0) |
     (options.populate ? mapBits.populate : 0);

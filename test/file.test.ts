@@ -174,6 +174,13 @@ test("procfs and sysfs files are read, not mapped: size 0 is not their end, and 
   assert.equal(await new Response(new PageReader(sys).readable).text(), readFileSync(sys, "utf8"));
   // An empty regular file is still simply empty.
   assert.equal(collect(tempFile("")), "");
+  // mapFile says it cannot map them (before: a 0-byte mapping, the file's bytes silently missing).
+  const { mapFile } = await import("../mod.ts");
+  for (const path of ["/proc/version", sys]) {
+    assert.throws(() => mapFile(path), (e) => (e as { code?: string }).code === "ENODEV", path);
+  }
+  using empty = mapFile(tempFile(""));
+  assert.equal(empty.byteLength, 0);
 });
 
 /** Runs `source` under `deno run --no-prompt` with exactly `flags`; returns the JSON it printed last. */
