@@ -289,13 +289,16 @@ export class Socket extends FileHandle {
    * ```
    */
   send(bytes: Uint8Array, options?: { more?: boolean }): number {
+    // First: a getter runs here, before the bytes and the descriptor are read (one that closed the socket had its
+    // number, now another connection's, sent to; one that detached the bytes, a stale length sent).
+    const flags = options?.more === true ? SEND_MORE : 0;
     if (tagOf.call(bytes) !== "Uint8Array") throw new TypeError(`bytes must be a Uint8Array, got ${describe(bytes)}`);
     const length = lengthOf(bytes); // 0 when detached
     if (length === 0) {
       if (isDetached(bytes)) throw new TypeError("bytes were detached (transferred, or their page or mapping is gone)");
       return this.fd, 0; // closed: ERR_CLOSED, not a send that seemed to succeed
     }
-    const result = fn.pageio_socket_send(this.fd, bytes, length, options?.more === true ? SEND_MORE : 0);
+    const result = fn.pageio_socket_send(this.fd, bytes, length, flags);
     return result === -errno.EAGAIN ? 0 : unwrap(result, "send");
   }
 

@@ -87,6 +87,38 @@ test("readv with a one-shot iterable (a generator) on an empty pipe waits for th
   }
 });
 
+test("Socket.send reads its options before the socket's descriptor: a getter that closes it is ERR_CLOSED, never a send to the next socket", () => {
+  // Before: the descriptor was read first, then the `more` getter closed the socket and connected another, which got
+  // its number; the bytes went to that other connection's peer.
+  using first = listen({ hostname: "127.0.0.1", port: 0 });
+  using second = listen({ hostname: "127.0.0.1", port: 0 });
+  const sender = connect(first.addr);
+  using accepted = first.accept()!;
+  let victim: ReturnType<typeof connect> | undefined;
+  const options = {
+    get more() {
+      const fd = sender.fd;
+      sender.close();
+      victim = connect(second.addr);
+      assert.equal(victim.fd, fd); // the number the sender had
+      return false;
+    },
+  };
+  try {
+    assert.throws(
+      () => sender.send(new TextEncoder().encode("for the first peer"), options),
+      (e: PageIoError) => e.code === "ERR_CLOSED",
+    );
+    using peer = second.accept()!;
+    victim!.close(); // the peer reads what was sent, then the end
+    const into = new Uint8Array(64);
+    assert.equal(peer.read(into), 0);
+  } finally {
+    victim?.close();
+    accepted.close();
+  }
+});
+
 test("a pool option is read once: a getter that gives a PagePool to the check and something else after is refused", () => {
   const dir = tempDir();
   writeFileSync(join(dir, "in.bin"), "bytes");
