@@ -74,6 +74,7 @@ export const abi = {
     "ENOENT",
     "ENOSPC",
     "EPROTOTYPE",
+    "EBUSY",
   ],
 } as const;
 

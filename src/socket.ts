@@ -720,7 +720,8 @@ export async function connectAsync(
  * Takes a stream socket opened elsewhere (e.g. Bun's `node:net` socket: `socket._handle.fd`) as a pageio
  * `Socket`. By default it works on a close-on-exec duplicate (`duplicate: false` takes over `fd` itself, which
  * the other owner must then not close); either way the socket becomes non-blocking. A listening socket is refused
- * (`EINVAL`), as is one that is no stream (`EPROTOTYPE`: UDP), and anything else (`ENOTSOCK`).
+ * (`EINVAL`), as is one that is no stream (`EPROTOTYPE`: UDP), and anything else (`ENOTSOCK`); so is taking over
+ * (`duplicate: false`) a number pageio holds open already (`EBUSY`).
  *
  * @example
  * ```ts
@@ -737,6 +738,10 @@ export function adoptSocket(fd: number, options: { duplicate?: boolean } = {}): 
   checkInteger("fd", fd, 0, 2 ** 31 - 1);
   const duplicate = options.duplicate !== false;
   const result = fn.pageio_socket_adopt(fd, duplicate ? 1 : 0);
+  if (result === -errno.EBUSY) {
+    const message = `EBUSY: fd ${fd} is open through pageio already: use that handle, or adopt a duplicate`;
+    throw new PageIoError("EBUSY", message, { errno: errno.EBUSY, syscall: "adopt" });
+  }
   const listening = result === -errno.EINVAL;
   if (listening || result === -errno.EPROTOTYPE) {
     const [code, what] = listening ? ["EINVAL", "a listening socket"] : ["EPROTOTYPE", "no stream socket (UDP, raw)"];

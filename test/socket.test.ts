@@ -27,9 +27,11 @@ import {
   PagePool,
   PageReader,
   PageWriter,
+  readv,
   readvAsync,
   type Socket,
   socketPair,
+  writev,
 } from "../mod.ts";
 import {
   haveStrace,
@@ -932,6 +934,15 @@ test("adoptSocket takes a descriptor from elsewhere (a copy by default)", async 
   b.close();
   using file = openFile(tempFile("not a socket"));
   assert.throws(() => adoptSocket(file.fd), (e) => code(e) === "ENOTSOCK");
+  // Taken over, pageio's own would have two owners: one's close left the other writing into the next file opened.
+  const [c, d] = socketPair();
+  assert.throws(() => adoptSocket(c.fd, { duplicate: false }), (e) => code(e) === "EBUSY");
+  assert.equal(writev(c, [text("still c's")]), 9); // untouched
+  const back = new Uint8Array(9);
+  assert.equal(readv(d, [back]), 9);
+  assert.deepEqual(back, text("still c's"));
+  c.close();
+  d.close();
   assert.throws(() => adoptSocket(-1), RangeError);
 });
 

@@ -39,6 +39,18 @@ pub fn own(fd: i32) errno.Errno!void {
     owners[index] = .{ .thread = thread, .dev = id.dev, .ino = id.ino };
 }
 
+/// Whether a JS thread holds `fd` through pageio (a handle it opened, still naming the file it opened).
+pub fn isOwned(fd: i32) bool {
+    if (fd < 0) return false;
+    const id = identity(fd) orelse return false;
+    mutex.lock();
+    defer mutex.unlock();
+    const index: usize = @intCast(fd);
+    if (index >= owners.len) return false;
+    const owner = owners[index];
+    return owner.thread != 0 and owner.dev == id.dev and owner.ino == id.ino;
+}
+
 /// `fd` is being closed by its owner.
 pub fn disown(fd: i32) void {
     if (fd < 0) return;

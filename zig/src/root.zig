@@ -632,7 +632,7 @@ export fn pageio_socket_send(fd: i32, bytes: ?[*]const u8, len: u32, flags: u32)
 /// Takes over stream socket `fd` from elsewhere: duplicate 1 works on a close-on-exec copy (returned), 0 on
 /// `fd` itself; either way non-blocking from now on.
 export fn pageio_socket_adopt(fd: i32, duplicate: u32) Result {
-    const own = socket.adopt(fd, duplicate != 0) catch |err| return errno.result(err);
+    const own = socket.adopt(fd, duplicate != 0, duplicate == 0 and owned.isOwned(fd)) catch |err| return errno.result(err);
     stream_sockets.mark(own);
     return errno.result(@intCast(own));
 }

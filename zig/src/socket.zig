@@ -318,7 +318,8 @@ pub fn addressOf(fd: i32, peer: bool, out: []u8) Errno!Named {
 /// Takes over a stream socket opened elsewhere (another library's connection). With `duplicate` it works on a
 /// close-on-exec copy, so each owner closes its own descriptor; either way the socket becomes non-blocking
 /// (a flag both descriptors share). NOTSOCK for a descriptor that is not a stream socket.
-pub fn adopt(fd: i32, duplicate: bool) Errno!i32 {
+/// `held`: pageio holds `fd` open already (refused unless duplicated).
+pub fn adopt(fd: i32, duplicate: bool, held: bool) Errno!i32 {
     // F_DUPFD_CLOEXEC: 1030 on Linux (missing from this std's table), 67 on macOS.
     const dupfd_cloexec: c_int = if (builtin.os.tag == .linux) 1030 else c.F.DUPFD_CLOEXEC;
     var kind: c_int = 0;
@@ -329,6 +330,9 @@ pub fn adopt(fd: i32, duplicate: bool) Errno!i32 {
     var listening: c_int = 0;
     if (c.getsockopt(fd, c.SOL.SOCKET, c.SO.ACCEPTCONN, &listening, &len) != 0) return errno.last();
     if (listening != 0) return error.INVAL;
+    // Taken over, a number pageio already holds would have two owners: the first close leaves the other writing
+    // into whatever file gets the number next.
+    if (!duplicate and held) return error.BUSY;
     const own = if (duplicate) c.fcntl(fd, dupfd_cloexec, @as(c_int, 0)) else fd;
     if (own < 0) return errno.last();
     errdefer if (duplicate) {
@@ -413,15 +417,15 @@ test "the OS's errors come back: a port in use, nothing listening, not an addres
     try std.testing.expectError(error.INVAL, listen(.tcp, "1.2.3.4\x00", 0, 1, .{}));
     try std.testing.expectError(error.NAMETOOLONG, listen(.unix, "/tmp/" ++ "x" ** 120, 0, 1, .{}));
     try std.testing.expectError(error.BADF, accept(-1));
-    try std.testing.expectError(error.BADF, adopt(-1, true));
-    try std.testing.expectError(error.NOTSOCK, adopt(0, true) catch |err| if (err == error.BADF) error.NOTSOCK else err);
+    try std.testing.expectError(error.BADF, adopt(-1, true, false));
+    try std.testing.expectError(error.NOTSOCK, adopt(0, true, false) catch |err| if (err == error.BADF) error.NOTSOCK else err);
 }
 
 test "an adopted socket is a non-blocking, close-on-exec copy that still works" {
     var fds: [2]i32 = undefined;
     try std.testing.expectEqual(@as(c_int, 0), c.socketpair(c.AF.UNIX, c.SOCK.STREAM, 0, &fds));
     defer _ = c.close(fds[1]);
-    const copy = try adopt(fds[0], true);
+    const copy = try adopt(fds[0], true, false);
     _ = c.close(fds[0]);
     defer _ = c.close(copy);
     try std.testing.expect(c.fcntl(copy, c.F.GETFD) & c.FD_CLOEXEC != 0);
@@ -434,10 +438,10 @@ test "an adopted socket is a non-blocking, close-on-exec copy that still works" 
     defer for (dgram) |fd| {
         _ = c.close(fd);
     };
-    try std.testing.expectError(error.PROTOTYPE, adopt(dgram[0], true));
+    try std.testing.expectError(error.PROTOTYPE, adopt(dgram[0], true, false));
     const listener = try listen(.tcp, "127.0.0.1", 0, 4, .{});
     defer _ = c.close(listener);
-    try std.testing.expectError(error.INVAL, adopt(listener, true));
+    try std.testing.expectError(error.INVAL, adopt(listener, true, false));
 }
 
 test "a non-blocking connect reports its outcome through SO_ERROR" {
