@@ -738,20 +738,20 @@ export function adoptSocket(fd: number, options: { duplicate?: boolean } = {}): 
   checkInteger("fd", fd, 0, 2 ** 31 - 1);
   const duplicate = options.duplicate !== false;
   const result = fn.pageio_socket_adopt(fd, duplicate ? 1 : 0);
-  if (result === -errno.EBUSY) {
-    const message = `EBUSY: fd ${fd} is open through pageio already: use that handle, or adopt a duplicate`;
-    throw new PageIoError("EBUSY", message, { errno: errno.EBUSY, syscall: "adopt" });
-  }
-  const listening = result === -errno.EINVAL;
-  if (listening || result === -errno.EPROTOTYPE) {
-    const [code, what] = listening ? ["EINVAL", "a listening socket"] : ["EPROTOTYPE", "no stream socket (UDP, raw)"];
-    throw new PageIoError(code, `${code}: fd ${fd} is ${what}: adoptSocket takes a connected TCP or unix one`, {
-      errno: -result,
-      syscall: "adopt",
-    });
+  const refusal = ADOPT_REFUSALS.get(-result);
+  if (refusal !== undefined) {
+    const [code, why] = refusal;
+    throw new PageIoError(code, `${code}: fd ${fd} ${why}`, { errno: -result, syscall: "adopt" });
   }
   return new Socket(unwrap(result, "adopt"), kConstruct, duplicate);
 }
+
+/** What adoptSocket refuses before taking anything over, by errno: the code and why, after "fd N". */
+const ADOPT_REFUSALS = new Map<number, [string, string]>([
+  [errno.EBUSY, ["EBUSY", "is open through pageio already: use that handle, or adopt a duplicate"]],
+  [errno.EINVAL, ["EINVAL", "is a listening socket: adoptSocket takes a connected TCP or unix one"]],
+  [errno.EPROTOTYPE, ["EPROTOTYPE", "is no stream socket (UDP, raw): adoptSocket takes a connected TCP or unix one"]],
+]);
 
 /** Whether a connect in progress has finished (a peer name exists only then). */
 function connected(fd: number): boolean {

@@ -76,17 +76,16 @@ var writes_quiet = std.atomic.Value(bool).init(false);
 fn ignore(_: i32) callconv(.c) void {}
 
 /// SIGPIPE blocked on this thread for one `sendfile` to a stream socket, which has no MSG_NOSIGNAL (see
-/// stream_sockets.zig); `unblockPipe` takes back the signal an EPIPE left pending and puts the mask back. Two
-/// system calls, beside a move of up to 2 GiB.
+/// stream_sockets.zig); `unblockPipe` puts the mask back, after `settleSignal` took back the one an EPIPE left
+/// pending. Two system calls, beside a move of up to 2 GiB.
 pub fn blockPipe() Mask {
     var saved: Mask = undefined;
     if (enabled) _ = linux.sigprocmask(linux.SIG.BLOCK, &pipe_set, &saved);
     return saved;
 }
 
-pub fn unblockPipe(saved: *const Mask, failed: ?anyerror) void {
+pub fn unblockPipe(saved: *const Mask) void {
     if (!enabled) return;
-    if (failed) |err| settleSignal(err);
     _ = linux.sigprocmask(linux.SIG.SETMASK, saved, null);
 }
 

@@ -21,12 +21,9 @@ pub fn move(kind: Kind, fd_in: i32, offset_in: u64, fd_out: i32, len: u64, done:
     done.* = 0;
     if (kind == .sendfile and stream_sockets.isMarked(fd_out)) {
         const saved = guard.blockPipe();
-        moveAll(kind, fd_in, offset_in, fd_out, len, done) catch |err| {
-            guard.unblockPipe(&saved, err);
-            return err;
-        };
-        guard.unblockPipe(&saved, null);
-        return;
+        defer guard.unblockPipe(&saved);
+        errdefer |err| guard.settleSignal(err); // before the unblock: a pending SIGPIPE would be delivered then
+        return moveAll(kind, fd_in, offset_in, fd_out, len, done);
     }
     return moveAll(kind, fd_in, offset_in, fd_out, len, done);
 }

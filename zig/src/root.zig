@@ -463,10 +463,6 @@ export fn pageio_vmsplice(fd: i32, list: ?[*]const u8, list_len: u32, count: u32
 /// out[0] holds them also when an error is returned.
 export fn pageio_move(kind: u32, fd_in: i32, offset_in: f64, fd_out: i32, length: f64, out: ?*[1]f64) Result {
     guard.quietWrites();
-    return move(kind, fd_in, offset_in, fd_out, length, out);
-}
-
-fn move(kind: u32, fd_in: i32, offset_in: f64, fd_out: i32, length: f64, out: ?*[1]f64) Result {
     const o = out orelse return errno.result(error.FAULT);
     o.* = .{0};
     const k = std.meta.intToEnum(kernel_move.Kind, kind) catch return errno.result(error.INVAL);
@@ -632,7 +628,8 @@ export fn pageio_socket_send(fd: i32, bytes: ?[*]const u8, len: u32, flags: u32)
 /// Takes over stream socket `fd` from elsewhere: duplicate 1 works on a close-on-exec copy (returned), 0 on
 /// `fd` itself; either way non-blocking from now on.
 export fn pageio_socket_adopt(fd: i32, duplicate: u32) Result {
-    const own = socket.adopt(fd, duplicate != 0, duplicate == 0 and owned.isOwned(fd)) catch |err| return errno.result(err);
+    const taken_over_held = duplicate == 0 and owned.isOwned(fd);
+    const own = socket.adopt(fd, duplicate != 0, taken_over_held) catch |err| return errno.result(err);
     stream_sockets.mark(own);
     return errno.result(@intCast(own));
 }

@@ -318,8 +318,8 @@ pub fn addressOf(fd: i32, peer: bool, out: []u8) Errno!Named {
 /// Takes over a stream socket opened elsewhere (another library's connection). With `duplicate` it works on a
 /// close-on-exec copy, so each owner closes its own descriptor; either way the socket becomes non-blocking
 /// (a flag both descriptors share). NOTSOCK for a descriptor that is not a stream socket.
-/// `held`: pageio holds `fd` open already (refused unless duplicated).
-pub fn adopt(fd: i32, duplicate: bool, held: bool) Errno!i32 {
+/// `taken_over_held`: `fd` itself would be taken over while pageio holds it open already (refused).
+pub fn adopt(fd: i32, duplicate: bool, taken_over_held: bool) Errno!i32 {
     // F_DUPFD_CLOEXEC: 1030 on Linux (missing from this std's table), 67 on macOS.
     const dupfd_cloexec: c_int = if (builtin.os.tag == .linux) 1030 else c.F.DUPFD_CLOEXEC;
     var kind: c_int = 0;
@@ -332,7 +332,7 @@ pub fn adopt(fd: i32, duplicate: bool, held: bool) Errno!i32 {
     if (listening != 0) return error.INVAL;
     // Taken over, a number pageio already holds would have two owners: the first close leaves the other writing
     // into whatever file gets the number next.
-    if (!duplicate and held) return error.BUSY;
+    if (taken_over_held) return error.BUSY;
     const own = if (duplicate) c.fcntl(fd, dupfd_cloexec, @as(c_int, 0)) else fd;
     if (own < 0) return errno.last();
     errdefer if (duplicate) {
