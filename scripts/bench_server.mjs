@@ -2,7 +2,9 @@
 // examples/static-server.ts on Deno and on Bun, beside Deno.serve and Bun.serve (bench/runtime_server.ts), for
 // 1 KiB, 64 KiB, 1 MiB and 64 MiB files over loopback; then one 1 GiB download per server for its peak RSS.
 // Each server runs in its own process per file size; its CPU is utime+stime from /proc/<pid>/stat across the
-// wrk run, its peak RSS VmHWM. PAGEIO_BENCH_WRK_SECONDS sets wrk's -d (default 10), PAGEIO_BENCH_BYTES the big
+// wrk run, its peak RSS VmHWM. Every server runs PAGEIO_BENCH_SERVER_ROUNDS times (default 3) per size, the servers
+// taking turns round by round (a slow spell of the machine falls on all of them), and the table gives medians and the
+// spread (lowest-highest). PAGEIO_BENCH_WRK_SECONDS sets wrk's -d (default 10), PAGEIO_BENCH_BYTES the big
 // download (default 1 GiB; 0: none). For a quick side-by-side run, PAGEIO_BENCH_SERVERS keeps the servers whose
 // name matches it (a regular expression, e.g. "Bun|nginx") and PAGEIO_BENCH_SIZES the sizes listed ("1 KiB,64 KiB").
 import { spawn, spawnSync } from "node:child_process";
@@ -24,6 +26,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const www = join(root, ".bench", "www");
 const seconds = Number(process.env.PAGEIO_BENCH_WRK_SECONDS ?? 10);
 const bigBytes = Number(process.env.PAGEIO_BENCH_BYTES ?? 2 ** 30);
+const rounds = Number(process.env.PAGEIO_BENCH_SERVER_ROUNDS ?? 3);
+if (!(Number.isInteger(rounds) && rounds > 0)) throw new RangeError("PAGEIO_BENCH_SERVER_ROUNDS: a count, > 0");
 const TICKS_PER_SECOND = 100; // USER_HZ: /proc/<pid>/stat counts in these on every Linux
 const deno = join(root, "node_modules/.bin/deno");
 const bun = join(root, "node_modules/.bin/bun");
@@ -108,6 +112,11 @@ function peakRssMiB(pid) {
   return Number(readFileSync(`/proc/${pid}/status`, "utf8").match(/VmHWM:\s+(\d+)/)[1]) / 1024;
 }
 
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b), mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
 function wrk(url, duration) {
   const run = spawnSync("wrk", ["-t2", "-c64", `-d${duration}s`, "--timeout", "60s", url], { encoding: "utf8" });
   if (run.status !== 0) throw new Error(`wrk failed: ${run.stderr}`);
@@ -139,26 +148,45 @@ export async function benchServers(print) {
       linkSync(big, bigLink); // a hard link: a symbolic link out of the root would be refused, rightly
     }
   }
+  const runs = [];
+  for (const [label, size] of sizes) {
+    for (let round = 0; round < rounds; round++) {
+      for (const server of servers) {
+        const running = await start(server);
+        const url = `${running.url}/${size}.bin`;
+        wrk(url, 1); // warm up: page cache, JIT, connection set-up
+        const cpuBefore = cpuSeconds(running.child.pid);
+        const result = wrk(url, seconds);
+        const cpu = cpuSeconds(running.child.pid) - cpuBefore;
+        runs.push({
+          label,
+          server: server.name,
+          ...result,
+          cpuPerGiB: cpu / ((result.bytesPerSecond * seconds) / 2 ** 30),
+          peakRssMiB: peakRssMiB(running.child.pid),
+        });
+        await stop(running);
+      }
+    }
+  }
   const rows = [];
   for (const [label, size] of sizes) {
     for (const server of servers) {
-      const running = await start(server);
-      const url = `${running.url}/${size}.bin`;
-      wrk(url, 1); // warm up: page cache, JIT, connection set-up
-      const cpuBefore = cpuSeconds(running.child.pid);
-      const result = wrk(url, seconds);
-      const cpu = cpuSeconds(running.child.pid) - cpuBefore;
+      const mine = runs.filter((r) => r.label === label && r.server === server.name);
+      const of = (key) => mine.map((r) => r[key]);
       rows.push({
         label,
         size,
         server: server.name,
         runtime: server.runtime === true,
-        ...result,
-        cpu,
-        cpuPerGiB: cpu / ((result.bytesPerSecond * seconds) / 2 ** 30),
-        peakRssMiB: peakRssMiB(running.child.pid),
+        rps: median(of("rps")),
+        bytesPerSecond: median(of("bytesPerSecond")),
+        rpsRange: [Math.min(...of("rps")), Math.max(...of("rps"))],
+        cpuPerGiB: median(of("cpuPerGiB")),
+        peakRssMiB: Math.max(...of("peakRssMiB")),
+        errors: [...new Set(mine.flatMap((r) => r.errors))],
+        runs: mine,
       });
-      await stop(running);
     }
   }
   const downloads = [];
@@ -177,21 +205,25 @@ export async function benchServers(print) {
     await stop(running);
   }
 
-  print(`## (5) static file server: wrk -t2 -c64 -d${seconds}s over loopback\n`);
+  print(`## (5) static file server: wrk -t2 -c64 -d${seconds}s over loopback, ${rounds} rounds\n`);
   print(
-    'Server CPU is utime+stime of the server process across the run. "× best runtime" is throughput over the ' +
+    `Medians of ${rounds} runs, the servers taking turns; requests/s gives the spread (lowest-highest). ` +
+      'Server CPU is utime+stime of the server process across the run. "× best runtime" is throughput over the ' +
       "faster of Deno.serve and Bun.serve for that size (above 1: pageio faster). The nginx row, where nginx is " +
       "installed, is this machine's ceiling for a server in C under the same client, not a runtime's own.\n",
   );
-  print("| file | server | requests/s | MB/s | server CPU s per GiB | peak RSS | × best runtime |");
-  print("|---|---|---:|---:|---:|---:|---:|");
+  print("| file | server | requests/s | spread | MB/s | server CPU s per GiB | peak RSS | × best runtime |");
+  print("|---|---|---:|---:|---:|---:|---:|---:|");
   for (const [label] of sizes) {
     const group = rows.filter((r) => r.label === label);
     const best = Math.max(...group.filter((r) => r.runtime).map((r) => r.bytesPerSecond));
     for (const r of group) {
       const errors = r.errors.length ? ` (${r.errors.join("; ")})` : "";
+      const spread = r.rpsRange.map((n) => n.toFixed(0)).join("-");
       print(
-        `| ${label} | ${r.server}${errors} | ${r.rps.toFixed(0)} | ${(r.bytesPerSecond / 1e6).toFixed(1)} | ` +
+        `| ${label} | ${r.server}${errors} | ${r.rps.toFixed(0)} | ${spread} | ${
+          (r.bytesPerSecond / 1e6).toFixed(1)
+        } | ` +
           `${r.cpuPerGiB.toFixed(2)} | ${r.peakRssMiB.toFixed(0)} MiB | ${(r.bytesPerSecond / best).toFixed(2)} |`,
       );
     }
