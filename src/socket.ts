@@ -35,7 +35,8 @@ export interface TcpListenOptions {
 export interface UnixListenOptions {
   /**
    * Filesystem path of the socket (at most 107 bytes, no NUL); it must not exist yet. `close()` removes it. On Linux
-   * a path starting with NUL (`"\0name"`) is an abstract address: no file, gone when the listener closes.
+   * a path starting with NUL (`"\0name"`) is an abstract address: no file, gone when the listener closes, and up to
+   * 108 bytes with its NUL (it needs no NUL after it).
    */
   path: string;
   /** Connections the kernel queues before `accept` takes them (default 511). */

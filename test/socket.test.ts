@@ -411,6 +411,30 @@ test("abstract unix addresses (a leading NUL, Linux): listen, connect, both name
   assert.equal(run(["--allow-net"]), "ok");
 });
 
+test("an abstract unix name fills all 108 bytes of sun_path (no NUL after it); one of 109 is ENAMETOOLONG", {
+  skip: process.platform !== "linux",
+}, async () => {
+  // Before: 108 bytes (its leading NUL and 107) was ENAMETOOLONG, as if it needed a path's terminating NUL.
+  const prefix = `\0pageio-${process.pid}-${Date.now()}-`;
+  const path = prefix + "n".repeat(108 - prefix.length);
+  using listener = listen({ path });
+  assert.deepEqual(listener.addr, { transport: "unix", path });
+  using client = connect({ path });
+  using again = await connectAsync({ path });
+  using server = await listener.acceptAsync();
+  using second = await listener.acceptAsync();
+  assert.deepEqual(client.remoteAddr, { transport: "unix", path });
+  assert.deepEqual(again.remoteAddr, { transport: "unix", path });
+  client.write([text("full")]);
+  assert.deepEqual(await readAll(server, 4), text("full"));
+  again.write([text("full")]);
+  assert.deepEqual(await readAll(second, 4), text("full"));
+  const over = path + "n";
+  assert.throws(() => listen({ path: over }), (e) => code(e) === "ENAMETOOLONG");
+  assert.throws(() => connect({ path: over }), (e) => code(e) === "ENAMETOOLONG");
+  await assert.rejects(connectAsync({ path: over }), (e) => code(e) === "ENAMETOOLONG");
+});
+
 test("a unix path fills sun_path up to 107 bytes; one of 108 is ENAMETOOLONG for listen, connect and connectAsync", async () => {
   const dir = tempDir();
   const named = (length: number) => join(dir, "s".repeat(length - dir.length - 1));

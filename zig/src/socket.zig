@@ -55,7 +55,9 @@ fn parse(transport: Transport, host: []const u8, port: u32) Errno!Address {
         var un: c.sockaddr.un = undefined;
         @memset(std.mem.asBytes(&un), 0);
         if (host.len == 0) return error.INVAL;
-        if (host.len >= un.path.len) return error.NAMETOOLONG;
+        // A path needs room for its terminating NUL (107 bytes of sun_path's 108); an abstract name has none, so
+        // it may fill all 108 with its leading NUL, as the kernel takes it.
+        if (host.len + @intFromBool(!abstract) > un.path.len) return error.NAMETOOLONG;
         un.family = c.AF.UNIX;
         @memcpy(un.path[0..host.len], host);
         @memcpy(std.mem.asBytes(&result.storage)[0..@sizeOf(c.sockaddr.un)], std.mem.asBytes(&un));
@@ -416,6 +418,21 @@ test "the OS's errors come back: a port in use, nothing listening, not an addres
     try std.testing.expectError(error.INVAL, listen(.tcp, "127.0.0.1", 65536, 1, .{}));
     try std.testing.expectError(error.INVAL, listen(.tcp, "1.2.3.4\x00", 0, 1, .{}));
     try std.testing.expectError(error.NAMETOOLONG, listen(.unix, "/tmp/" ++ "x" ** 120, 0, 1, .{}));
+    if (builtin.os.tag == .linux) {
+        // An abstract name fills sun_path whole (its leading NUL and 107 bytes); one byte more is too long.
+        var name: [109]u8 = undefined;
+        @memset(&name, 'a');
+        _ = try std.fmt.bufPrint(&name, "\x00pageio-{d}-", .{c.getpid()}); // one name per test process
+        const longest = try listen(.unix, name[0..108], 0, 1, .{});
+        defer _ = c.close(longest);
+        var abstract_pending = false;
+        const client = try connect(.unix, name[0..108], 0, 5000, &abstract_pending);
+        _ = c.close(client);
+        var seen: [128]u8 = undefined;
+        const named = try addressOf(longest, false, &seen);
+        try std.testing.expectEqualSlices(u8, name[0..108], seen[0..named.text_len]);
+        try std.testing.expectError(error.NAMETOOLONG, listen(.unix, name[0..109], 0, 1, .{}));
+    }
     try std.testing.expectError(error.BADF, accept(-1));
     try std.testing.expectError(error.BADF, adopt(-1, true, false));
     try std.testing.expectError(error.NOTSOCK, adopt(0, true, false) catch |err| if (err == error.BADF) error.NOTSOCK else err);
