@@ -238,9 +238,11 @@ export class Mapping {
    */
   share(options: ShareOptions = {}): SharedMemory {
     checkOptions(options, "share");
+    const { offset, length, untakenTimeout } = options; // read once, before the state: a getter may unmap
     this.#live("share");
-    const range = checkRange("share", this.byteLength, options.offset ?? 0, options.length);
-    return descriptor(shareRegion(this.#region, this.#delta + range.offset, range.length, options), range.length);
+    const range = checkRange("share", this.byteLength, offset ?? 0, length);
+    const id = shareRegion(this.#region, this.#delta + range.offset, range.length, untakenTimeout);
+    return descriptor(id, range.length);
   }
 
   /** The memory a `share()` descriptor names, as a view of the same bytes (`takeShared`). */

@@ -466,10 +466,13 @@ export class Page {
    */
   share(options: ShareOptions = {}): SharedMemory {
     checkOptions(options, "share");
+    // Each option read once, before the page's state: a getter that released the page must not get it shared
+    // (the descriptor's view was then the page's next owner's memory).
+    const { offset: at, length: wanted, untakenTimeout } = options;
     const pool = this.#live("share");
-    const offset = checkInteger("share offset", options.offset ?? 0, 0, pool.pageSize);
-    const length = checkInteger("share length", options.length ?? pool.pageSize - offset, 0, pool.pageSize - offset);
-    const id = sharePage(this, this.#regionOffset + offset, length, options);
+    const offset = checkInteger("share offset", at ?? 0, 0, pool.pageSize);
+    const length = checkInteger("share length", wanted ?? pool.pageSize - offset, 0, pool.pageSize - offset);
+    const id = sharePage(this, this.#regionOffset + offset, length, untakenTimeout);
     pool[kShared]();
     return descriptor(id, length);
   }

@@ -39,9 +39,12 @@ export interface ShareOptions {
 
 const out = new Float64Array(2);
 
-/** @internal A native share of `[regionOffset, regionOffset + length)` of `region`. */
-export function shareRegion(region: number, regionOffset: number, length: number, options: ShareOptions): number {
-  const grace = checkInteger("untakenTimeout", options.untakenTimeout ?? 60_000, 0, 0xFFFF_FFFF);
+/**
+ * @internal A native share of `[regionOffset, regionOffset + length)` of `region`. Takes the `untakenTimeout`
+ * option's value, read by the caller before it checked its state: no caller's code runs here.
+ */
+export function shareRegion(region: number, regionOffset: number, length: number, untakenTimeout: unknown): number {
+  const grace = checkInteger("untakenTimeout", untakenTimeout ?? 60_000, 0, 0xFFFF_FFFF);
   const id = fn.pageio_share(region, regionOffset, length, grace);
   if (id === -errno.ENOSPC) { // the kernel's text, "no space left on device", would mislead
     throw new PageIoError(
@@ -170,8 +173,8 @@ export function takeShared(shared: SharedMemory): SharedView {
 const sharedPages: { page: Page; id: number }[] = [];
 
 /** @internal A page's share holds a reference on the page, so its pool reuses it only once the taker let go. */
-export function sharePage(page: Page, regionOffset: number, length: number, options: ShareOptions): number {
-  const id = shareRegion(page[kRegion], regionOffset, length, options);
+export function sharePage(page: Page, regionOffset: number, length: number, untakenTimeout: unknown): number {
+  const id = shareRegion(page[kRegion], regionOffset, length, untakenTimeout);
   page[kRetain]();
   sharedPages.push({ page, id });
   // A closed pool acquires no more, so a timer (not keeping the program alive) also takes pages back.

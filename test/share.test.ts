@@ -222,3 +222,43 @@ test("a full table of shares is ENOSPC saying so, and shares work again once som
   for (const shared of made) takeShared(shared).release();
   takeShared(memory.share()).release();
 });
+
+test("share() reads its options before the page's or mapping's state: a getter that lets it go is refused, never a view of the next owner", () => {
+  const shares = liveShareCount(); // earlier tests' descriptors may still wait to expire
+  using pool = new PagePool({ pages: 1, maxPages: 1 });
+  const page = pool.acquire();
+  page.bytes.fill(0x61);
+  const releasing = {
+    get untakenTimeout() {
+      page.release();
+      return 1000;
+    },
+  };
+  assert.throws(() => page.share(releasing), (e) => code(e) === "ERR_RELEASED");
+  // The page went back to its pool, whole: its next owner's bytes are its own.
+  assert.equal(pool.stats.inUse, 0);
+  const next = pool.acquire();
+  next.bytes.fill(0x62);
+  next.release();
+  assert.equal(liveShareCount(), shares);
+  const mapping = mapAnonymous(pageSize);
+  const unmapping = {
+    get untakenTimeout() {
+      mapping.unmap();
+      return 1000;
+    },
+  };
+  assert.throws(() => mapping.share(unmapping), (e) => code(e) === "ERR_CLOSED" && /unmapped/.test(String(e)));
+  for (const key of ["offset", "length"]) {
+    const other = pool.acquire();
+    const getter = {
+      get [key]() {
+        other.release();
+        return 0;
+      },
+    };
+    assert.throws(() => other.share(getter), (e) => code(e) === "ERR_RELEASED", key);
+    assert.equal(pool.stats.inUse, 0, key);
+    assert.equal(liveShareCount(), shares, key);
+  }
+});
