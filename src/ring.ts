@@ -241,8 +241,9 @@ export class SharedRing {
    */
   receive(options?: RingWaitOptions): PageHead | null {
     checkOptions(options, "receive");
+    const timeout = timeoutOf(options); // before the state: a getter that closes the ring must meet ERR_CLOSED
     this.#enter("consumer", "receive");
-    return this.#receive(runSync(ringPlan("pageio_ring_receive", this.#region, timeoutOf(options))));
+    return this.#receive(runSync(ringPlan("pageio_ring_receive", this.#region, timeout)));
   }
 
   /**
@@ -251,8 +252,9 @@ export class SharedRing {
    */
   async receiveAsync(options?: RingWaitOptions & AsyncOptions): Promise<PageHead | null> {
     const signal = checkAsyncOptions(options, "receiveAsync");
+    const timeout = timeoutOf(options); // as in receive
     this.#enter("consumer", "receiveAsync");
-    const plan = ringPlan("pageio_ring_receive", this.#region, timeoutOf(options));
+    const plan = ringPlan("pageio_ring_receive", this.#region, timeout);
     return this.#receive(await this.#offThread(runAsync(null, -1, plan, signal)));
   }
 

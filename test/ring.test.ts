@@ -192,6 +192,22 @@ test("bad input gets typed errors and leaves the ring intact", () => {
   assert.throws(() => producer.reserve(), (e) => code(e) === "ERR_CLOSED");
 });
 
+test("receive reads its timeout before the ring's state: a getter that closes the ring is ERR_CLOSED", async () => {
+  for (const form of ["receive", "receiveAsync"] as const) {
+    using producer = SharedRing.create({ slots: 2, slotSize: pageSize });
+    using consumer = SharedRing.open(producer.path);
+    producer.reserve().publish(10);
+    const closing = {
+      get timeout() {
+        consumer.close();
+        return 0;
+      },
+    };
+    // It was EBADF, "bad file descriptor": the wait went to the ring's unmapped region.
+    await assert.rejects(async () => await consumer[form](closing), (e) => code(e) === "ERR_CLOSED", form);
+  }
+});
+
 test("a peer that rewrites any word of the header gets EPROTO, never a view or a write outside the ring", {
   timeout: 60_000,
 }, () => {
