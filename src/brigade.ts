@@ -347,8 +347,13 @@ export class Brigade {
     if (left > 0) { // a partly written chunk: trim it in place
       const chunk = chunks[this.#start];
       if (lent) markLent(chunk as PageHead); // the rest stays queued; the page gets fresh memory when it goes
-      if (!isHead(chunk)) chunks[this.#start] = viewOf(chunk, left, lengths[this.#start] - left);
-      else if (refsOf.call(chunk) === 1) consume(chunk, left);
+      if (!isHead(chunk)) {
+        // An array that shrank while a flush waited (its error is on its way) keeps what is left of it, which is
+        // shorter than queued, so every later flush refuses it as a pack would (a view past its end: RangeError).
+        const now = lengthOf(chunk);
+        const from = Math.min(left, now);
+        chunks[this.#start] = viewOf(chunk, from, Math.max(0, Math.min(now, lengths[this.#start]) - from));
+      } else if (refsOf.call(chunk) === 1) consume(chunk, left);
       else {
         // Another brigade (or the caller) holds this head too: trimmed in place, it would lose these bytes
         // there as well. The rest goes on as a head of its own, and this brigade's reference is let go.

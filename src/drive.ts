@@ -13,7 +13,7 @@
  */
 import { abi, errno, fn, native } from "../ffi/native.ts";
 import type { BlockingName } from "../ffi/symbols.ts";
-import { abortError, PageIoError, stateError, unwrap } from "./errors.ts";
+import { abortError, type PageIoError, stateError, unwrap } from "./errors.ts";
 import { FileHandle, type Target } from "./file.ts";
 import { endsOf, type Interest, readDone, settleAfterWait, settleBeforeRead, turn, waitReady } from "./reactor.ts";
 import { readEnv } from "./internal.ts";
@@ -196,7 +196,8 @@ async function blockingCall(
 
 /** An operation's planner passes every error through this: `bytesTransferred` counts all of its steps. */
 export function failedAfter(error: unknown, bytes: number): unknown {
-  if (error instanceof PageIoError && error.bytesTransferred !== bytes) {
+  // Any error: a TypeError for an array detached or shrunk while the call waited follows bytes already moved.
+  if (error instanceof Error && (error as { bytesTransferred?: number }).bytesTransferred !== bytes) {
     Object.defineProperty(error, "bytesTransferred", { value: bytes, enumerable: true, writable: true });
   }
   return error;

@@ -618,7 +618,7 @@ export function* scatterPlan(fd: number, packed: PackedList, staged: StagedTarge
       // no longer fit, and lose them. Refuse before reading (nothing is taken from the input).
       for (const { target, length } of staged) {
         const now = lengthOf(target);
-        if (now < length) throw resizedInFlight(length, now);
+        if (now < length) throw shrankInFlight("read", length, now);
       }
       continue;
     }
@@ -648,10 +648,35 @@ function detachedInFlight(): TypeError {
   return new TypeError("a byte array given to an asynchronous call was detached (transferred) before it settled");
 }
 
-function resizedInFlight(length: number, now: number): TypeError {
+function shrankInFlight(kind: "read" | "write", length: number, now: number): TypeError {
   return new TypeError(
-    `a byte array given to an asynchronous read shrank from ${length} to ${now} bytes before it settled`,
+    `a byte array given to an asynchronous ${kind} shrank from ${length} to ${now} bytes before it settled`,
   );
+}
+
+/**
+ * @internal After a wait of an asynchronous write that holds its arrays by reference (a socket's `writeAsync`,
+ * which copies none): a TypeError for one now shorter than it was given (`lengths`, by chunk), as for a read's
+ * target. The bytes past its new end are gone: the write cannot send them, and must not seem to have.
+ */
+export function checkLengths(chunks: readonly Chunk[], lengths: readonly number[]): void {
+  for (let i = 0; i < chunks.length; i++) {
+    const chunk = chunks[i];
+    if (isView(chunk) && lengthOf(chunk) < lengths[i]) throw shrankInFlight("write", lengths[i], lengthOf(chunk));
+  }
+}
+
+/**
+ * @internal Each chunk's length now (a head's, an array's by the intrinsic getter): what an asynchronous write
+ * was given, against which `pack` (as `queued`) and `checkLengths` refuse an array that shrank since.
+ */
+export function chunkLengths(chunks: readonly Chunk[]): number[] {
+  const lengths: number[] = new Array(chunks.length);
+  for (let i = 0; i < chunks.length; i++) {
+    const chunk = chunks[i];
+    lengths[i] = isView(chunk) ? lengthOf(chunk) : headLength(chunk);
+  }
+  return lengths;
 }
 
 function changed(bytes: Uint8Array, queued: number, now: number): TypeError {
@@ -724,13 +749,20 @@ export async function writevAsync(
   const list = chunkList(chunks);
   const fd = fdOf(target); // after the caller's code, as in writev
   if (list.length === 0) return 0;
+  // What it was given: an array that shrank before its turn came is refused (it was sent short and reported
+  // as done); one that grew sends what it held at the call. From its turn on, a resizable one is copied.
+  const lengths = chunkLengths(list);
   // The packed list holds the chunks (a generator's arrays have no other reference) until the call settles.
   const packed = PackedList.take();
   try {
     return (await inWriteTurn(fd, signal, () => {
       // Packed when its turn comes, as its first call is made: queued behind another write, the caller's code
       // ran meanwhile, and a list packed before named a head released since (its page's next owner's bytes).
-      packed.pack(list, 0, list.length, undefined, true);
+      try {
+        packed.pack(list, 0, list.length, lengths, true);
+      } catch (error) {
+        throw failedAfter(error, 0);
+      }
       return runAsync(target, fd, gatherPlan("pageio_writev", fd, packed), signal, list);
     }))!;
   } finally {

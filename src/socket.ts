@@ -7,8 +7,18 @@
 import { abi, enumIndex, errno, fn, native } from "../ffi/native.ts";
 import { abortError, checkAsyncOptions, checkInteger, checkOptions, PageIoError, unwrap } from "./errors.ts";
 import { checkAccess, describe, fdOf, FileHandle, type Target } from "./file.ts";
-import { type Chunk, chunkList, isDetached, type ReadTarget, scatter, shared, viewOf } from "./gather.ts";
-import { headInternals, type PageHead } from "./head.ts";
+import {
+  checkLengths,
+  type Chunk,
+  chunkLengths,
+  chunkList,
+  isDetached,
+  type ReadTarget,
+  scatter,
+  shared,
+  viewOf,
+} from "./gather.ts";
+import type { PageHead } from "./head.ts";
 import { KIND_SENDFILE, moveSpan } from "./move.ts";
 import { type AsyncOptions, failedAfter } from "./drive.ts";
 import { forget, type Interest, inWriteTurn, renumbered, track, turn, waitReady } from "./reactor.ts";
@@ -305,7 +315,8 @@ export class Socket extends FileHandle {
 
   /**
    * Writes every chunk, waiting while the socket's buffer is full; returns the bytes written. The chunks stay
-   * the caller's and must not change until it settles. Aborted, it rejects with `ABORT_ERR` and `bytesTransferred`.
+   * the caller's and must not change until it settles (an array that shrinks meanwhile, a resizable buffer's, is a
+   * TypeError with `bytesTransferred`). Aborted, it rejects with `ABORT_ERR` and `bytesTransferred`.
    * A call made while another async write on the socket is pending (this, `sendFileAsync`, `writevAsync`, a
    * `flushAsync`) starts when that one settles: they go out whole, in call order (a `write`, `send` or
    * `sendFile` made meanwhile goes ahead of them).
@@ -314,25 +325,30 @@ export class Socket extends FileHandle {
     try {
       const signal = signalOf(options, "writeAsync");
       const list = chunkList(chunks);
-      return inWriteTurn(this.fd, signal, () => this.#writeAll(list, signal));
+      // What it was given: an array that shrank meanwhile (a resizable buffer) is a TypeError, as for writevAsync,
+      // where it was sent short and reported as done.
+      const lengths = chunkLengths(list);
+      return inWriteTurn(this.fd, signal, () => this.#writeAll(list, lengths, signal));
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  async #writeAll(list: Chunk[], signal: AbortSignal | undefined): Promise<number> {
-    let rest = list;
+  async #writeAll(list: Chunk[], lengths: number[], signal: AbortSignal | undefined): Promise<number> {
+    let rest = { chunks: list, lengths };
     const slices: PageHead[] = [];
     let total = 0;
     try {
       for (;;) {
         try {
           const fd = this.fd;
-          const written = rest.length === 0 ? 0 : shared.pack(rest, 0, rest.length).write(fd, 0);
+          const { chunks, lengths } = rest;
+          const written = chunks.length === 0 ? 0 : shared.pack(chunks, 0, chunks.length, lengths).write(fd, 0);
           total += written;
-          rest = dropFront(rest, written, slices);
-          if (rest.length === 0) return afterTurn(total);
+          rest = dropFront(chunks, lengths, written, slices);
+          if (rest.chunks.length === 0) return afterTurn(total);
           await ready(this.fd, "write", signal);
+          checkLengths(list, lengths); // the caller's code ran meanwhile
         } catch (error) {
           throw withBytes(error, total + bytesOf(error));
         }
@@ -406,24 +422,30 @@ function afterTurn<T>(value: T): T | Promise<T> {
   return pause === undefined ? value : pause.then(() => value);
 }
 
-/** The chunks after the first `written` bytes; a partly written head is sliced (the slice recorded in `slices`). */
-function dropFront(chunks: Chunk[], written: number, slices: PageHead[]): Chunk[] {
+/**
+ * The chunks after the first `written` bytes, with their lengths as given; a partly written head is sliced (the
+ * slice recorded in `slices`), a partly written array viewed from where it stopped.
+ */
+function dropFront(
+  chunks: Chunk[],
+  lengths: number[],
+  written: number,
+  slices: PageHead[],
+): { chunks: Chunk[]; lengths: number[] } {
   let i = 0;
   let left = written;
-  while (i < chunks.length && chunkLength(chunks[i]) <= left) left -= chunkLength(chunks[i++]);
-  if (i === chunks.length) return [];
+  while (i < chunks.length && lengths[i] <= left) left -= lengths[i++];
+  if (i === chunks.length) return { chunks: [], lengths: [] };
   const rest = chunks.slice(i);
+  const restLengths = lengths.slice(i);
   if (left > 0) {
     const first = rest[0];
+    // Just written from (pack checked it held its length), so the view is in bounds.
     if (!ArrayBuffer.isView(first)) slices.push(rest[0] = first.slice(left));
-    else rest[0] = viewOf(first, left, lengthOf(first) - left);
+    else rest[0] = viewOf(first, left, restLengths[0] - left);
+    restLengths[0] -= left;
   }
-  return rest;
-}
-
-/** A chunk's length by its private field or the intrinsic getter (never a getter the caller redefined). */
-function chunkLength(chunk: Chunk): number {
-  return ArrayBuffer.isView(chunk) ? lengthOf(chunk) : headInternals.length(chunk);
+  return { chunks: rest, lengths: restLengths };
 }
 
 /** The error of an operation that moved `bytes` in all before it failed, saying so (`bytesTransferred`). */

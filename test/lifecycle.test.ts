@@ -5,6 +5,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
+  Brigade,
+  connect,
+  listen,
   type PageIoError,
   PagePool,
   PageReader,
@@ -12,9 +15,11 @@ import {
   pipe,
   readvAsync,
   SharedRing,
+  type Socket,
   writevAsync,
 } from "../mod.ts";
-import { fdsOn, fifo, patternBytes, root, runScript, sha256, until } from "./helpers.ts";
+import { fdsOn, fifo, patternBytes, root, runScript, sha256, tempDir, until } from "./helpers.ts";
+import { join } from "node:path";
 
 const code = (e: unknown) => (e as PageIoError).code;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -442,6 +447,107 @@ test("an async read whose resizable target shrank while it waited is a typed err
   assert.equal(run.signal, null, run.stderr);
   assert.equal(run.status, 0, run.stderr);
   assert.deepEqual(JSON.parse(run.stdout.trim()), ["TypeError", 50_000, true, "TypeError", 50_000, true]);
+});
+
+test("an async write whose source shrank or was detached is a typed error with bytesTransferred, never a short success", async () => {
+  const dir = tempDir();
+  let n = 0;
+  const pair = async () => {
+    const path = join(dir, `s${n++}`);
+    const listener = listen({ path });
+    const writer = connect({ path });
+    const reader = (await listener.acceptAsync()) as Socket;
+    listener.close();
+    return { writer, reader };
+  };
+  /** Every byte the peer sends until it closes: their count, and whether each is `fill`. */
+  const drain = async (reader: Socket, fill: number) => {
+    const buffer = new Uint8Array(1 << 16);
+    let count = 0, same = true;
+    for (let got; (got = await reader.readAsync(buffer)) > 0;) {
+      count += got;
+      same &&= buffer.subarray(0, got).every((b) => b === fill);
+    }
+    return { count, same };
+  };
+  type Failure = Error & { code?: string; bytesTransferred?: number };
+  /** Starts `write`, runs `meanwhile` while it waits for the peer, then drains: its error and what the peer got. */
+  const attempt = async (write: (writer: Socket) => Promise<number>, meanwhile: () => void) => {
+    const { writer, reader } = await pair();
+    const writing = write(writer);
+    meanwhile();
+    const received = drain(reader, 7);
+    const error = await writing.then(() => null, (e) => e as Failure);
+    writer.close();
+    const got = await received;
+    reader.close();
+    return { error, ...got };
+  };
+  const SIZE = 8 << 20; // far more than a unix socket's buffer: the write waits
+  const resizable = (tracking: boolean) => {
+    const buffer = new ArrayBuffer(SIZE, { maxByteLength: SIZE });
+    const chunk = (tracking ? new Uint8Array(buffer) : new Uint8Array(buffer, 0, SIZE)).fill(7);
+    return { buffer, chunk };
+  };
+
+  // Socket.writeAsync holds the caller's arrays (no copy): shrunk while it waits, the rest is gone. Before: it sent
+  // what was left and resolved with that short count, no error (3.9 MB of 8 MiB).
+  for (const tracking of [true, false]) {
+    const { buffer, chunk } = resizable(tracking);
+    const { error, count, same } = await attempt((w) => w.writeAsync([chunk]), () => buffer.resize(1000));
+    assert.ok(error instanceof TypeError, String(error));
+    assert.match(error.message, /shrank from 8388608 to (1000|0) bytes/);
+    assert.ok(count > 0 && count < SIZE && same, `${count} bytes out before the wait`);
+    assert.equal((error as Failure).bytesTransferred, count);
+  }
+
+  // Shrunk while queued behind another write: refused when its turn comes, nothing of it sent. Before: both forms
+  // sent the 10 bytes left of 1 MiB and resolved with 10.
+  for (const form of ["writeAsync", "writevAsync"]) {
+    const write = (w: Socket, chunk: Uint8Array) =>
+      form === "writeAsync" ? w.writeAsync([chunk]) : writevAsync(w, [chunk]);
+    const { writer, reader } = await pair();
+    const first = write(writer, new Uint8Array(SIZE).fill(7));
+    const buffer = new ArrayBuffer(1 << 20, { maxByteLength: 1 << 20 });
+    const second = write(writer, new Uint8Array(buffer).fill(8));
+    buffer.resize(10);
+    const received = drain(reader, 7);
+    assert.equal(await first, SIZE, form);
+    const error = await second.then(() => null, (e) => e as Failure);
+    writer.close();
+    assert.ok(error instanceof TypeError, `${form}: ${error}`);
+    assert.equal((error as Failure).bytesTransferred, 0, form);
+    assert.deepEqual(await received, { count: SIZE, same: true }, form);
+    reader.close();
+  }
+
+  // writevAsync's array detached while it waits: the TypeError counts what went out. Before: no bytesTransferred.
+  {
+    const chunk = new Uint8Array(SIZE).fill(7);
+    const { error, count } = await attempt(
+      (w) => writevAsync(w, [chunk]),
+      () => structuredClone(chunk.buffer, { transfer: [chunk.buffer] }),
+    );
+    assert.ok(error instanceof TypeError, String(error));
+    assert.ok(count > 0 && count < SIZE);
+    assert.equal((error as Failure).bytesTransferred, count);
+  }
+
+  // A brigade's flush (which copied the resizable array) aborted after the array shrank: ABORT_ERR with what went
+  // out, the rest queued. Before: a RangeError from trimming the shrunk array, bytesTransferred 0.
+  for (const tracking of [true, false]) {
+    const { buffer, chunk } = resizable(tracking);
+    const brigade = new Brigade().append(chunk);
+    const abort = new AbortController();
+    const { error, count } = await attempt((w) => brigade.flushAsync(w, { signal: abort.signal }), () => {
+      buffer.resize(1000);
+      setTimeout(() => abort.abort(), 20);
+    });
+    assert.equal((error as Failure | null)?.code, "ABORT_ERR", String(error));
+    assert.equal((error as Failure).bytesTransferred, count);
+    assert.equal(brigade.byteLength, SIZE - count);
+    brigade.release();
+  }
 });
 
 test("on a blocking pipe, an async call's memory is checked after its wait and held while it runs off the JS thread: never freed or another owner's memory", () => {
