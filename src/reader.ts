@@ -15,6 +15,7 @@ import { mapDescriptor, type Mapping } from "./mapping.ts";
 import { type Page, PagePool } from "./pool.ts";
 import { pageSize } from "./system.ts";
 import { FileWindow } from "./window.ts";
+import { isPageWritable } from "./writer.ts";
 
 /**
  * Limit: pool pages one asynchronous read of a pipe or socket may fill (1 MiB in the default 64 KiB pages: the
@@ -509,10 +510,12 @@ export class PageReader implements Iterable<PageHead> {
   get readable(): ReadableStream<Uint8Array<ArrayBuffer>> {
     // A buffer no bigger than what is left to read: a 64 KiB file must not cost a zeroed 256 KiB one.
     const left = this.#mapped ? this.#end - this.#position : this.#left;
-    return this.#readable ??= new ReadableStream({
+    let pulled = false;
+    return this.#readable ??= new PageReadable({
       type: "bytes",
       autoAllocateChunkSize: Math.max(1, Math.min(this.#chunkSize, 1024 * 1024, left)),
       pull: async (controller) => {
+        pulled = true;
         // With autoAllocateChunkSize there is always a request: the caller's buffer or one made for it.
         const request = controller.byobRequest!;
         let read: number;
@@ -541,7 +544,7 @@ export class PageReader implements Iterable<PageHead> {
         this.close();
         return reading?.then(() => {}, () => {});
       },
-    }) as ReadableStream<Uint8Array<ArrayBuffer>>;
+    }, () => pulled ? null : this) as ReadableStream<Uint8Array<ArrayBuffer>>;
   }
 
   async #readInto(view: Uint8Array): Promise<number> {
@@ -657,5 +660,68 @@ export class PageReader implements Iterable<PageHead> {
   /** Closes, as `close()` does, for `using`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/** ReadableStream's constructor for a byte source (the lib's typed overload has no type argument to extend). */
+type ByteStream = new (source: UnderlyingByteSource) => ReadableStream<Uint8Array<ArrayBuffer>>;
+
+/**
+ * A PageReader's byte stream. Piped into a PageWriter's `writable`, it hands over the reader's heads instead of
+ * chunks: the writer moves file spans in the kernel (`copy_file_range`, `sendfile`) and writes pool pages as they
+ * are, where chunks would be copied twice (into the stream's buffer, then into the writer's pages). A stream
+ * pulled before goes the standard way (bytes it pulled may wait in its queue).
+ */
+class PageReadable extends (ReadableStream as unknown as ByteStream) {
+  readonly #heads: () => PageReader | null;
+  #controller: ReadableByteStreamController | null = null;
+
+  constructor(source: UnderlyingByteSource, heads: () => PageReader | null) {
+    let controller: ReadableByteStreamController | null = null;
+    super({ ...source, start: (c: ReadableByteStreamController) => void (controller = c) });
+    this.#controller = controller;
+    this.#heads = heads;
+  }
+
+  override pipeTo(destination: WritableStream<Uint8Array>, options: StreamPipeOptions = {}): Promise<void> {
+    const reader = this.#heads();
+    if (reader === null || this.locked || !isPageWritable(destination) || destination.locked) {
+      return super.pipeTo(destination, options);
+    }
+    return this.#pipeHeads(reader, destination as unknown as WritableStream<PageHead>, options);
+  }
+
+  /** pipeTo's rules (both locked throughout, what each side is owed when the other ends), with heads for chunks. */
+  async #pipeHeads(reader: PageReader, destination: WritableStream<PageHead>, options: StreamPipeOptions) {
+    const { preventClose, preventAbort, preventCancel, signal } = options ?? {}; // each read once
+    const input = this.getReader(), output = destination.getWriter();
+    let failing: "source" | "destination" | "abort" = "abort";
+    try {
+      signal?.throwIfAborted();
+      const wait = { signal }; // a read waiting for a pipe or socket ends with the abort
+      for (;;) {
+        failing = "source";
+        const head = await reader.readAsync(wait);
+        if (head === null) break;
+        if (signal?.aborted) head.release();
+        failing = "abort";
+        signal?.throwIfAborted();
+        failing = "destination";
+        await output.write(head);
+      }
+    } catch (error) {
+      const reason = signal?.aborted ? signal.reason : error; // the read's own ABORT_ERR is the abort's
+      if (signal?.aborted) failing = "abort";
+      if (failing === "source") this.#controller!.error(reason); // the stream is errored with its source's error
+      if (failing === "source" || preventCancel) input.releaseLock();
+      else await input.cancel(reason).catch(() => {});
+      if (failing === "destination" || preventAbort) output.releaseLock();
+      else await output.abort(reason).catch(() => {});
+      throw reason;
+    }
+    this.#controller!.close();
+    input.releaseLock();
+    if (preventClose) output.releaseLock();
+    else await output.close().finally(() => output.releaseLock());
   }
 }

@@ -16,6 +16,14 @@ import { markPrivateViews, type Page, PagePool } from "./pool.ts";
 import { sameFileCheck } from "./reactor.ts";
 import { pageSize, runtime } from "./system.ts";
 
+/** The `writable`s of PageWriters: a PageReader's stream piped into one hands it heads (`isPageWritable`). */
+const pageWritables = new WeakSet<WritableStream>();
+
+/** @internal Whether `stream` is a PageWriter's `writable` (it takes heads as well as bytes). */
+export function isPageWritable(stream: unknown): boolean {
+  return pageWritables.has(stream as WritableStream);
+}
+
 /** The keys of PageWriterOptions. */
 const WRITER_OPTIONS = ["highWaterMark", "lend", "append", "pool"] as const;
 
@@ -632,7 +640,8 @@ export class PageWriter {
    * ```
    */
   get writable(): WritableStream<Chunk | string> {
-    return this.#writable ??= new WritableStream<Chunk | string>({
+    if (this.#writable !== null) return this.#writable;
+    this.#writable = new WritableStream<Chunk | string>({
       write: async (chunk) => {
         try {
           await this.writeAsync(chunk);
@@ -659,6 +668,8 @@ export class PageWriter {
         this.#discard();
       },
     });
+    pageWritables.add(this.#writable);
+    return this.#writable;
   }
 
   /**

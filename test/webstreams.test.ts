@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { type PageIoError, PagePool, PageReader, pageSize, PageWriter, pipe, readvAsync, writevAsync } from "../mod.ts";
 import {
   collectGarbage,
+  haveStrace,
   isDeno,
   mapsLinesMentioning,
   openDescriptorCount,
@@ -15,6 +16,7 @@ import {
   sha256,
   tempDir,
   tempFile,
+  until,
 } from "./helpers.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -125,6 +127,100 @@ test("readable.pipeTo(writable) copies a file byte-exact; a writable takes heads
   await writer.close();
   assert.deepEqual(new Uint8Array(readFileSync(mixed)), new Uint8Array([1, 2, 3, 4, 5, 6, 7]));
   assert.equal(pool.stats.inUse, 0, "the head was released once written");
+});
+
+test("pipeTo a PageWriter's writable hands over heads: the kernel moves the file, no chunk is read into JS memory", {
+  skip: !haveStrace && "strace is not installed",
+}, () => {
+  const data = patternBytes(3_000_000, 45);
+  const source = tempFile(data), target = join(tempDir(), "moved"), log = join(tempDir(), "strace.log");
+  const run = runScript(
+    `import { PageReader, PageWriter } from "${root}mod.ts";
+    const reader = new PageReader(${JSON.stringify(source)}, { chunkSize: 256 * 1024 });
+    const writer = new PageWriter(${JSON.stringify(target)});
+    await reader.readable.pipeTo(writer.writable);
+    let closed = "open";
+    try { writer.write(new Uint8Array(1)); } catch (e) { closed = e.code; }
+    console.log(closed);`,
+    { prefix: ["strace", "-f", "-qq", "-e", "trace=openat,copy_file_range,pread64", "-o", log] },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stdout.trim(), "ERR_CLOSED", "the pipe closed the writer at the end");
+  assert.deepEqual(new Uint8Array(readFileSync(target)), data);
+  const calls = readFileSync(log, "utf8");
+  const after = calls.slice(calls.indexOf(`"${source}"`)); // the runtime's own module reads come before
+  const out = after.match(new RegExp(`openat\\(AT_FDCWD, "${target}".* = (\\d+)`))![1];
+  assert.match(after, new RegExp(`copy_file_range\\(\\d+, \\[\\d+\\], ${out},`), "the file was moved in the kernel");
+  const chunkReads = [...after.matchAll(/pread64\(\d+, .*, (\d+), \d+\) = /g)].filter((m) => Number(m[1]) >= 65536);
+  assert.equal(chunkReads.length, 0, "nothing read into JS memory (a standard pipe preads each 256 KiB chunk)");
+});
+
+test("pipeTo a PageWriter's writable: preventClose, a stream read from before, an abort, a failing target", async () => {
+  const data = patternBytes(3_000_000, 46);
+  const path = tempFile(data);
+  // preventClose keeps the writer for more; a readable read from before goes the standard way, byte-exact.
+  const second = join(tempDir(), "more");
+  const open = new PageWriter(second);
+  const started = new PageReader(path, { chunkSize: 256 * 1024 }).readable;
+  const first = started.getReader();
+  const head = (await first.read()).value!;
+  first.releaseLock();
+  await started.pipeTo(open.writable, { preventClose: true });
+  const more = open.writable.getWriter();
+  await more.write(new Uint8Array([7]));
+  await more.close();
+  assert.deepEqual(
+    new Uint8Array(readFileSync(second)),
+    new Uint8Array(Buffer.concat([data.subarray(head.byteLength), Uint8Array.of(7)])),
+  );
+
+  // An abort mid-pipe (from a pipe, fed by hand): rejects with its reason; what was written stays, the target is
+  // aborted and the source cancelled.
+  const [readEnd, writeEnd] = pipe();
+  const target = join(tempDir(), "aborted");
+  const writer = new PageWriter(target, { highWaterMark: 1 }); // each write goes to the file at once
+  const reader = new PageReader(readEnd);
+  const controller = new AbortController();
+  const piping = reader.readable.pipeTo(writer.writable, { signal: controller.signal });
+  await writevAsync(writeEnd, [data.subarray(0, 5000)]);
+  assert.ok(await until(() => readFileSync(target).length === 5000), "the first bytes went through");
+  const reason = new Error("stop");
+  controller.abort(reason);
+  await assert.rejects(piping, (e) => e === reason);
+  assert.deepEqual(new Uint8Array(readFileSync(target)), data.subarray(0, 5000));
+  assert.throws(() => writer.write(new Uint8Array(1)), (e) => code(e) === "ERR_CLOSED", "the target was aborted");
+  await assert.rejects(reader.readAsync(), (e) => code(e) === "ERR_CLOSED", "the source was cancelled");
+  readEnd.close();
+  writeEnd.close();
+
+  // Aborted before it starts with preventAbort and preventCancel: both ends stay open and whole.
+  const kept = new PageReader(path), keptPath = join(tempDir(), "kept"), keptWriter = new PageWriter(keptPath);
+  const signal = AbortSignal.abort(reason);
+  await assert.rejects(
+    kept.readable.pipeTo(keptWriter.writable, { signal, preventAbort: true, preventCancel: true }),
+    (e) => e === reason,
+  );
+  assert.equal(kept.readable.locked || keptWriter.writable.locked, false);
+  await kept.readable.pipeTo(keptWriter.writable);
+  assert.deepEqual(new Uint8Array(readFileSync(keptPath)), data);
+
+  // A target that fails (a pipe whose reader is gone): the pipe rejects with its error, the source is cancelled.
+  const [gone, broken] = pipe();
+  gone.close();
+  const source = new PageReader(path);
+  await assert.rejects(
+    source.readable.pipeTo(new PageWriter(broken, { highWaterMark: 1 }).writable),
+    (e) => code(e) === "EPIPE",
+  );
+  await assert.rejects(source.readAsync(), (e) => code(e) === "ERR_CLOSED");
+  broken.close();
+
+  // A locked target: TypeError, as pipeTo has it.
+  const locked = new PageWriter(join(tempDir(), "locked"));
+  const holder = locked.writable.getWriter();
+  await assert.rejects(new PageReader(path).readable.pipeTo(locked.writable), TypeError);
+  holder.releaseLock();
+  locked.close();
 });
 
 test("a writable takes strings as write() does, in order with arrays and heads: a stream of text needs no TextEncoderStream", async () => {
