@@ -684,16 +684,24 @@ class PageReadable extends (ReadableStream as unknown as ByteStream) {
   }
 
   override pipeTo(destination: WritableStream<Uint8Array>, options: StreamPipeOptions = {}): Promise<void> {
-    const reader = this.#heads();
-    if (reader === null || this.locked || !isPageWritable(destination) || destination.locked) {
-      return super.pipeTo(destination, options);
+    let read: StreamPipeOptions;
+    try {
+      const { preventClose, preventAbort, preventCancel, signal } = options ?? {}; // each read once
+      read = { preventClose, preventAbort, preventCancel, signal };
+    } catch (error) {
+      return Promise.reject(error); // a getter's throw, as pipeTo has it
     }
-    return this.#pipeHeads(reader, destination as unknown as WritableStream<PageHead>, options);
+    const { signal } = read, reader = this.#heads();
+    if (
+      reader === null || this.locked || !isPageWritable(destination) || destination.locked ||
+      (signal !== undefined && !(signal instanceof AbortSignal)) // pipeTo's own TypeError
+    ) return super.pipeTo(destination, read);
+    return this.#pipeHeads(reader, destination as unknown as WritableStream<PageHead>, read);
   }
 
   /** pipeTo's rules (both locked throughout, what each side is owed when the other ends), with heads for chunks. */
   async #pipeHeads(reader: PageReader, destination: WritableStream<PageHead>, options: StreamPipeOptions) {
-    const { preventClose, preventAbort, preventCancel, signal } = options ?? {}; // each read once
+    const { preventClose, preventAbort, preventCancel, signal } = options;
     const input = this.getReader(), output = destination.getWriter();
     let failing: "source" | "destination" | "abort" = "abort";
     try {
