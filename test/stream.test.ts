@@ -125,7 +125,8 @@ test("PageReader into PageWriter copies a file exactly, leaving no descriptor or
     assert.deepEqual(writer.pending, { byteLength: 0, count: 0 });
   }
   assert.equal(sha256(readFileSync(target)), sha256(data));
-  assert.equal(openDescriptorCount(), fds);
+  // At most as many: Bun closes the pipes of the last test's child some time after it exited (seen once: 18 of 19).
+  assert.ok(openDescriptorCount() <= fds, `${openDescriptorCount()} descriptors open, ${fds} before`);
   assert.equal(liveRegionCount(), regions);
   assert.equal(mapsLinesMentioning(source), 0);
 });
