@@ -19,6 +19,14 @@ interface Request {
 
 const bunTypes = { i32: "i32", u32: "u32", f64: "f64", buffer: "ptr" } as const;
 let functions: Record<string, (...args: unknown[]) => number> = {};
+/**
+ * The calls this thread makes on a blocking pipe or socket end each 100 ms slice with -EINTR and go on where they
+ * stopped when made again (zig/src/slices.zig): made again here at once, as one call to the caller, but with this
+ * worker's JS run in between, so that a terminated Worker's helper ends (stuck in a write for good, it kept the
+ * Worker's thread, and the process, from ever ending).
+ */
+const SLICED = new Set(["pageio_writev", "pageio_readv", "pageio_vmsplice", "pageio_move"]);
+const EINTR = 4; // Linux, the only system with slices
 
 self.onmessage = (event) => {
   const data = event.data;
@@ -27,12 +35,15 @@ self.onmessage = (event) => {
       const spec = symbols[name];
       return [name, { args: spec.parameters.map((t) => bunTypes[t]), returns: bunTypes[spec.result] }];
     }));
+    table.pageio_thread_sliced = { args: [], returns: "f64" };
     functions = dlopen(data.open, table).symbols;
+    functions.pageio_thread_sliced();
     return;
   }
   let result: number;
   try {
-    result = functions[data.name](...data.args);
+    const call = functions[data.name];
+    do result = call(...data.args); while (result === -EINTR && SLICED.has(data.name));
   } catch (error) {
     self.postMessage({ error: String(error) });
     return;

@@ -86,6 +86,8 @@ export const symbols = {
   pageio_view_release_address: { parameters: [], result: "f64" },
   // () -> 0: the calling thread is a JS thread; what it maps is let go when it ends (a terminated Worker)
   pageio_thread_attach: { parameters: [], result: "f64" },
+  // () -> 0: this thread's blocking calls on pipes and sockets end each slice with -EINTR, made again to go on
+  pageio_thread_sliced: { parameters: [], result: "f64" },
   // (fd: i32) -> 0: fd belongs to the calling JS thread, closed when it ends (pageio_close lets it go)
   pageio_fd_own: { parameters: ["i32"], result: "f64" },
   // (fd: i32, buffer: u8*, length: u32, offset: f64) -> bytes read at offset (pread), 0 at end of file

@@ -124,3 +124,53 @@ test("a Worker terminated while it moves a PageReader's spans to a full FIFO lea
   assert.equal(run.status, 0, run.stderr);
   assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").at(-1)!), { during: true, after: 0 });
 });
+
+test("a Worker terminated while its async write waits in a blocking pipe nobody reads lets the process end by itself", () => {
+  // Before, on Bun: the write's helper stayed in writev(2) for good, the terminated Worker's thread waited for it,
+  // and the process never exited (killed here after the timeout). Now the call returns within a slice (Linux).
+  const dir = tempDir();
+  const worker = join(dir, "worker.ts");
+  writeFileSync(
+    worker,
+    `import { pipe, writevAsync } from "${root}mod.ts";
+    import { openSync } from "node:fs";
+    self.onmessage = (e) => {
+      // A pipe() made blocking, and a FIFO's descriptor from node:fs (blocking, held open for reading, never read).
+      let target;
+      if (e.data.mode === "pipe") {
+        const [readEnd, writeEnd] = pipe({ nonBlocking: false });
+        globalThis.readEnd = readEnd;
+        target = writeEnd;
+      } else {
+        globalThis.readFd = openSync(e.data.fifo, "r+");
+        target = openSync(e.data.fifo, "w");
+      }
+      writevAsync(target, [new Uint8Array(8 << 20)]); // the pipe takes 64 KiB: the rest waits on a thread
+      self.postMessage("writing");
+    };`,
+  );
+  for (const mode of ["pipe", "fifo"]) {
+    const run = runScript(
+      `import { readdirSync, readFileSync } from "node:fs";
+      const inPipeWrite = () => readdirSync("/proc/self/task").some((task) => {
+        try { return readFileSync("/proc/self/task/" + task + "/wchan", "utf8").includes("pipe_write"); } catch { return false; }
+      });
+      const w = new Worker(new URL("file://${worker}").href, { type: "module" });
+      await new Promise((resolve) => { w.onmessage = resolve; w.postMessage({ mode: "${mode}", fifo: ${
+        JSON.stringify(fifo())
+      } }); });
+      // Until a thread blocks in the write (the rest of 8 MiB): only then is the case this test is about met.
+      let blocked = false;
+      for (const deadline = Date.now() + 30_000; !(blocked = inPipeWrite()) && Date.now() < deadline;) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      w.terminate();
+      console.log(JSON.stringify({ blocked }));
+      // No process.exit: the process must end once nothing is left to run.`,
+      { timeout: 60_000 },
+    );
+    assert.equal(run.signal, null, `${mode}: the process did not end by itself\n${run.stderr}`);
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").at(-1)!), { blocked: true });
+  }
+});

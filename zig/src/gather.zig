@@ -9,6 +9,7 @@ const regions = @import("regions.zig");
 const guard = @import("guard.zig");
 const mappings = @import("mapping.zig");
 const stream_sockets = @import("stream_sockets.zig");
+const slices = @import("slices.zig");
 
 /// One entry of the packed list, 16 bytes, as `src/gather.ts` writes it (DESCRIPTOR_BYTES there). A chunk
 /// longer than `entry_bytes_max` comes as several entries, so no length ever wraps at 2^32.
@@ -74,18 +75,48 @@ pub fn transfer(
     // the call returns, so the kernel never reads or writes memory that is gone or mapped anew.
     const pin = regions.currentThread() == 0;
     var pinned: usize = 0;
-    defer if (pin) unpin(descriptors[0..pinned]);
-    for (descriptors, 0..) |d, i| {
-        if (d.length > entry_bytes_max) return error.INVAL;
-        if (pin and pinsRegion(descriptors, i)) regions.retain(d.region) catch return error.FAULT;
-        pinned = i + 1;
-        const base = try address(&resolver, d, staging);
-        if (open) open = batch.add(&iov, base, d.length);
-    }
-
     var index: usize = 0; // first descriptor not wholly moved
     var skip: u64 = 0; // bytes of descriptors[index] already moved
     var calls: u32 = 0;
+    // On a thread that asked for slices (Bun's worker), a call on a blocking descriptor is cut at the end of
+    // each slice and goes on where it stopped when called again with the same list (slices.zig): its regions
+    // stay pinned, and its addresses resolved, in between.
+    const sliced = pin and slices.wanted() and slices.blocking(fd);
+    var kept = false; // suspended: the pins stay for the call that goes on
+    defer if (pin and !kept) unpin(descriptors[0..pinned]);
+    const resumed = if (suspended) |s| s.fd == fd and s.list == @intFromPtr(descriptors.ptr) and
+        s.count == descriptors.len and s.staging == @intFromPtr(staging.ptr) and s.direction == direction else false;
+    if (resumed and sliced) {
+        const s = suspended.?;
+        resolver = s.resolver;
+        index = s.index;
+        skip = s.skip;
+        calls = s.calls;
+        done.* = s.done;
+        pinned = s.pinned;
+    } else {
+        // A call suspended and never resumed (its thread was stopped in between) keeps its pins: its list may
+        // be gone, so nothing can tell which regions they were. Only a terminated Worker leaves one.
+        for (descriptors, 0..) |d, i| {
+            if (d.length > entry_bytes_max) return error.INVAL;
+            if (pin and pinsRegion(descriptors, i)) regions.retain(d.region) catch return error.FAULT;
+            pinned = i + 1;
+            const base = try address(&resolver, d, staging);
+            if (open) open = batch.add(&iov, base, d.length);
+        }
+    }
+    suspended = null;
+    var slice: slices.Slice = if (sliced) slices.Slice.start() else .{};
+    defer slice.stop();
+    const cut = struct {
+        /// The slice ended: remember where the call stopped, keep its pins, and tell the caller to call again.
+        fn here(state: Suspended, keep: *bool) Errno {
+            suspended = state;
+            keep.* = true;
+            return error.INTR;
+        }
+    };
+
     while (index < descriptors.len) {
         if (calls_max != 0 and calls == calls_max) return;
         if (batch.count == 0) {
@@ -94,7 +125,7 @@ pub fn transfer(
                 const d = descriptors[i];
                 const from = if (i == index) skip else 0;
                 const len = @min(d.length - from, call_bytes_max - batch.bytes);
-                const base = (address(&resolver, d, staging) catch unreachable) + from;
+                const base = (try address(&resolver, d, staging)) + from; // checked, unless a call went on after a cut
                 if (!batch.add(&iov, base, len)) break;
             }
             if (batch.bytes == 0) return; // only empty entries were left
@@ -110,7 +141,10 @@ pub fn transfer(
         };
         if (rc < 0) {
             const err = errno.last();
-            if (err == error.INTR) continue;
+            if (err == error.INTR) {
+                if (!slice.active()) continue;
+                return cut.here(.{ .fd = fd, .list = @intFromPtr(descriptors.ptr), .count = descriptors.len, .staging = @intFromPtr(staging.ptr), .direction = direction, .resolver = resolver, .index = index, .skip = skip, .calls = calls, .done = done.*, .pinned = pinned }, &kept);
+            }
             if (err == error.NOTSOCK and direction == .write and stream_sockets.isMarked(fd)) {
                 stream_sockets.forget(fd); // the number was closed elsewhere and now names a pipe or file
                 continue;
@@ -127,8 +161,27 @@ pub fn transfer(
         if (moved == 0) return; // end of file, or a zero-length write: never spin
         advance(descriptors, &index, &skip, moved);
         if (direction == .read and moved < batch_bytes) return;
+        if (slice.active() and moved < batch_bytes and index < descriptors.len) { // cut short: its slice ended
+            return cut.here(.{ .fd = fd, .list = @intFromPtr(descriptors.ptr), .count = descriptors.len, .staging = @intFromPtr(staging.ptr), .direction = direction, .resolver = resolver, .index = index, .skip = skip, .calls = calls, .done = done.*, .pinned = pinned }, &kept);
+        }
     }
 }
+
+/// Where a sliced call stopped (see `transfer`), on this thread, until it is called again.
+const Suspended = struct {
+    fd: i32,
+    list: usize,
+    count: usize,
+    staging: usize,
+    direction: Direction,
+    resolver: regions.Resolver,
+    index: usize,
+    skip: u64,
+    calls: u32,
+    done: u64,
+    pinned: usize,
+};
+threadlocal var suspended: ?Suspended = null;
 
 /// Whether descriptor `i` holds its region for the call: a region's first descriptor of a run (one hold a run).
 fn pinsRegion(descriptors: []const Descriptor, i: usize) bool {

@@ -8,6 +8,8 @@ const Errno = errno.Errno;
 const gather = @import("gather.zig");
 const guard = @import("guard.zig");
 const stream_sockets = @import("stream_sockets.zig");
+const regions = @import("regions.zig");
+const slices = @import("slices.zig");
 
 /// `copy_file_range` for a regular-file target, `sendfile` for any other.
 pub const Kind = enum(u32) { copy_file_range, sendfile };
@@ -35,7 +37,17 @@ fn moveAll(kind: Kind, fd_in: i32, offset_in: u64, fd_out: i32, len: u64, done: 
     const reserved = if (kind == .copy_file_range) reserveBlocks(fd_out, len) else null;
     // A copy that stops short gives back the blocks it reserved and did not fill.
     defer if (reserved) |r| if (done.* < r.len) releaseBlocks(fd_out, r.start + done.*, r.start + r.len);
-    var offset: i64 = @intCast(offset_in);
+    // On a thread that asked for slices (Bun's worker), a move to a blocking pipe or socket is cut at the end of
+    // each slice and goes on where it stopped when called again with the same arguments (slices.zig).
+    const sliced = regions.currentThread() == 0 and slices.wanted() and slices.blocking(fd_out);
+    const here: Suspended = .{ .kind = kind, .fd_in = fd_in, .offset_in = offset_in, .fd_out = fd_out, .len = len };
+    if (suspended) |s| if (sliced and std.meta.eql(s.call, here)) {
+        done.* = s.done;
+    };
+    suspended = null;
+    var offset: i64 = @intCast(offset_in + done.*);
+    var slice: slices.Slice = if (sliced) slices.Slice.start() else .{};
+    defer slice.stop();
     while (done.* < len) {
         const want: usize = @intCast(@min(len - done.*, gather.call_bytes_max));
         // Raw system calls: glibc 2.17, the oldest target, has no copy_file_range wrapper.
@@ -45,14 +57,25 @@ fn moveAll(kind: Kind, fd_in: i32, offset_in: u64, fd_out: i32, len: u64, done: 
         };
         switch (linux.E.init(rc)) {
             .SUCCESS => {},
-            .INTR => continue,
+            .INTR => if (slice.active()) {
+                suspended = .{ .call = here, .done = done.* };
+                return error.INTR;
+            } else continue,
             .AGAIN => return if (done.* > 0) {} else error.AGAIN,
             else => |e| return errno.fromE(e),
         }
         if (rc == 0) return error.NODATA; // the source is shorter than its span
         done.* += rc;
+        if (slice.active() and rc < want and done.* < len) { // cut short: its slice ended
+            suspended = .{ .call = here, .done = done.* };
+            return error.INTR;
+        }
     }
 }
+
+/// A sliced move that stopped at the end of its slice (see `moveAll`), on this thread, until it is called again.
+const Suspended = struct { kind: Kind, fd_in: i32, offset_in: u64, fd_out: i32, len: u64 };
+threadlocal var suspended: ?struct { call: Suspended, done: u64 } = null;
 
 /// Limit: moves from this size on get their target blocks reserved first.
 const reserve_bytes_min: u64 = 1 << 20;

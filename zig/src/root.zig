@@ -21,6 +21,7 @@ const socket = @import("socket.zig");
 const beneath = @import("beneath.zig");
 const share = @import("share.zig");
 const owned = @import("owned.zig");
+const slices = @import("slices.zig");
 const behind = @import("behind.zig");
 const stream_sockets = @import("stream_sockets.zig");
 
@@ -306,6 +307,13 @@ export fn pageio_thread_attach() Result {
     if (!thread_key_ok) return errno.result(error.AGAIN);
     const id = regions.attachThread();
     if (std.c.pthread_setspecific(thread_key, @ptrFromInt(id)) != 0) return errno.result(error.NOMEM);
+    return 0;
+}
+
+/// The calling thread's blocking calls on pipes and sockets are cut into slices: EINTR at the end of one, and
+/// the same call made again goes on where it stopped (Bun's worker, so that a terminated Worker's helper ends).
+export fn pageio_thread_sliced() Result {
+    slices.want();
     return 0;
 }
 
@@ -672,6 +680,7 @@ test {
     _ = ring;
     _ = poller;
     _ = owned;
+    _ = slices;
     _ = socket;
     _ = beneath;
     _ = share;
