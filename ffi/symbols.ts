@@ -112,6 +112,8 @@ export const symbols = {
   pageio_share_count: { parameters: [], result: "f64" },
   // (region: u32, offset: f64, length: f64, advice: u32 Advice index) -> 0
   pageio_advise: { parameters: ["u32", "f64", "f64", "u32"], result: "f64" },
+  // (region: u32, offset: f64, length: f64; whole pages) -> 0; the range becomes a private copy of its bytes
+  pageio_privatize: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (region: u32, offset: f64, length: f64) -> 0
   pageio_sync: { parameters: ["u32", "f64", "f64"], result: "f64" },
   // (region: u32, offset: f64, length: f64) -> 1: a page there is not its file's (a private copy, or anonymous), else 0

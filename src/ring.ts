@@ -37,7 +37,7 @@ import { pageSize } from "./system.ts";
 
 // What the ring's slots and heads call on it: symbols of this module, so no caller can view a slot that is not
 // theirs (a header view outlived close() and faulted) or publish and give back slots out of turn.
-const kSlotOffset: unique symbol = Symbol("pageio.ringSlotOffset");
+const kSlotPlace: unique symbol = Symbol("pageio.ringSlotPlace");
 const kRingRegion: unique symbol = Symbol("pageio.ringRegion");
 const kOpen: unique symbol = Symbol("pageio.ringOpen");
 const kBuffer: unique symbol = Symbol("pageio.ringBuffer");
@@ -74,6 +74,24 @@ const EPROTO = constants.errno.EPROTO;
 const END = -1; // #check: receive's ENODATA, the producer closed and all was received
 const geometry = new Float64Array(3);
 
+/**
+ * Where a slot's bytes are: in the ring's own mapping, or (once a view of the slot was transferred away) in a
+ * mapping of the slot's part of the file alone, the old range having been cut loose from the file for that view.
+ */
+interface Place {
+  readonly region: number;
+  /** The slot's first byte: its offset in `region`, and its address. */
+  readonly offset: number;
+  readonly address: number;
+}
+
+/** A mapping of the ring's memory: the ring's own, or a slot's (see `Place`). */
+interface Memory {
+  readonly region: number;
+  /** A view of it was transferred away: on Deno it must then stay mapped for good (retired). */
+  escaped: boolean;
+}
+
 /** What closes a dropped ring, holding nothing that keeps the ring itself alive. */
 interface Backstop {
   readonly region: number;
@@ -81,22 +99,43 @@ interface Backstop {
   readonly role: number;
   /** The ring's own array of slot buffers: the only ones over its memory that are not detached. */
   readonly buffers: (ArrayBuffer | null)[];
-  /** A slot's buffer was transferred away: on Deno its memory must then stay mapped for good. */
-  escaped: boolean;
+  /** Each slot's place (the ring's mapping until a view of it escaped), and every mapping to let go at close. */
+  readonly places: Place[];
+  readonly memories: Memory[];
+  readonly slotSize: number;
 }
 // Backstop only: a ring dropped without close() is closed as close() would (the peer sees it go, views of its
 // slots read as empty) once the ring is unreachable. Heads and slots hold the ring, so none is live then.
 const dropped = new FinalizationRegistry<Backstop>((backstop) => {
-  for (const buffer of backstop.buffers) {
-    if (buffer !== null && revoke(buffer, false).escaped) backstop.escaped = true;
-  }
   fn.pageio_ring_close(backstop.region, backstop.role);
-  // On Bun views hold the memory themselves; on Deno a slot view transferred away keeps it mapped for good.
-  if (backstop.escaped && !native.viewsTracked) fn.pageio_retire(backstop.region);
-  else fn.pageio_unmap(backstop.region);
+  letGo(backstop);
   backstop.file.close();
 });
 const mapped = new Float64Array(1);
+
+/**
+ * Revokes every slot view and lets go of the ring's mappings; returns the first failure (0 for none). A slot view
+ * that was transferred away is cut loose from the file first (the peer may still write it), keeping what it saw:
+ * on Bun it holds its mapping itself; on Deno that mapping stays for good.
+ */
+function letGo(backstop: Backstop): number {
+  const { buffers, places, memories, slotSize } = backstop;
+  for (let index = 0; index < buffers.length; index++) {
+    const buffer = buffers[index];
+    buffers[index] = null;
+    if (buffer === null || !revoke(buffer, false).escaped) continue;
+    const { region, offset } = places[index];
+    fn.pageio_privatize(region, offset, slotSize); // best effort: what it cannot cut stays the file's
+    memories.find((memory) => memory.region === region)!.escaped = true;
+  }
+  let failure = 0;
+  for (const { region, escaped } of memories) {
+    const result = escaped && !native.viewsTracked ? fn.pageio_retire(region) : fn.pageio_unmap(region);
+    if (result < 0 && failure === 0) failure = result;
+  }
+  memories.length = 0;
+  return failure;
+}
 
 /**
  * One end of a single-producer/single-consumer ring of pages in shared
@@ -131,6 +170,8 @@ export class SharedRing {
   #region = 0;
   #address = 0;
   #dataOffset = 0;
+  /** Where each slot's bytes are (see `Place`). */
+  #places: Place[] = [];
   /** One revocable ArrayBuffer per slot, made when first viewed. */
   #buffers: (ArrayBuffer | null)[];
   #viewed: Uint8Array;
@@ -199,12 +240,18 @@ export class SharedRing {
     [this.slots, this.slotSize, this.#dataOffset] = geometry;
     this.#buffers = new Array(this.slots).fill(null);
     this.#viewed = new Uint8Array(this.slots);
+    for (let index = 0; index < this.slots; index++) {
+      const offset = this.#dataOffset + index * this.slotSize;
+      this.#places.push({ region: this.#region, offset, address: this.#address + offset });
+    }
     this.#backstop = {
       region: this.#region,
       file,
       role: roles.indexOf(role),
       buffers: this.#buffers,
-      escaped: false,
+      places: this.#places,
+      memories: [{ region: this.#region, escaped: false }],
+      slotSize: this.slotSize,
     };
     dropped.register(this, this.#backstop, this.#backstop);
   }
@@ -288,17 +335,11 @@ export class SharedRing {
   #unmap(): void {
     this.#state = "closed";
     dropped.unregister(this.#backstop);
-    for (const buffer of this.#buffers) {
-      if (buffer !== null && revoke(buffer, false).escaped) this.#backstop.escaped = true;
-    }
     this.#reserved = null;
     this.#outstanding.length = 0;
-    // A slot view transferred away outlives the ring's own: Deno cannot track it, so the memory stays.
-    const result = this.#backstop.escaped && !native.viewsTracked
-      ? fn.pageio_retire(this.#region)
-      : fn.pageio_unmap(this.#region);
-    unwrap(result, "munmap", this.path);
+    const result = letGo(this.#backstop);
     this.#file.close();
+    unwrap(result, "munmap", this.path);
   }
 
   #enter(role: RingRole, operation: string): void {
@@ -371,14 +412,14 @@ export class SharedRing {
     return unwrap(result, syscall, this.path);
   }
 
-  /** @internal Where slot `index` starts in the ring's native region. */
-  [kSlotOffset](index: number): number {
-    return this.#dataOffset + index * this.slotSize;
-  }
-
-  /** @internal */
+  /** @internal The ring's own mapping. */
   get [kRingRegion](): number {
     return this.#region;
+  }
+
+  /** @internal Where slot `index`'s bytes are now: its region, its offset there and its address. */
+  [kSlotPlace](index: number): Place {
+    return this.#places[index];
   }
 
   /** @internal */
@@ -393,17 +434,41 @@ export class SharedRing {
       throw new RangeError(`slot index ${index} is not one of the ring's ${this.slots} slots`);
     }
     this.#viewed[index] = 1;
-    return this.#buffers[index] ??= native.view(this.#region, this.#address + this[kSlotOffset](index), this.slotSize);
+    const { region, address } = this.#places[index];
+    return this.#buffers[index] ??= native.view(region, address, this.slotSize);
   }
 
   /** @internal Every view of slot `index` handed out so far reads as empty from now on. */
   [kRevoke](index: number): void {
     if (this.#viewed[index] === 0) return;
     this.#viewed[index] = 0;
-    // Same memory, new ArrayBuffer: old views empty. A buffer transferred away keeps the memory mapped.
+    // Same memory, new ArrayBuffer: old views empty.
     const revoked = revoke(this.#buffers[index]!, true);
     this.#buffers[index] = revoked.buffer;
-    if (revoked.escaped) this.#backstop.escaped = true;
+    if (revoked.escaped) this.#cutLoose(index);
+  }
+
+  /**
+   * A view of slot `index` was transferred away, and the slot is about to be written again (the peer's or this
+   * side's next message in it): the slot moves to a mapping of its part of the file alone, and its old range
+   * becomes a private copy of what it held, so the view's new owner keeps the message it was given and never
+   * sees a later one. (Before: the view went on seeing every message written into the slot.) The old memory
+   * stays until close, then goes as a transferred view's does: on Bun when the view is let go, on Deno never.
+   */
+  #cutLoose(index: number): void {
+    const old = this.#places[index];
+    const offset = this.#dataOffset + index * this.slotSize;
+    // The new place first: failing there, nothing has changed yet.
+    const region = unwrap(fn.pageio_map_file(this.#file.fd, offset, this.slotSize, 1, mapped), "mmap", this.path);
+    const cut = fn.pageio_privatize(old.region, old.offset, this.slotSize);
+    if (cut < 0) {
+      fn.pageio_unmap(region);
+      unwrap(cut, "mremap", this.path);
+    }
+    const memories = this.#backstop.memories;
+    memories.find((memory) => memory.region === old.region)!.escaped = true;
+    memories.push({ region, escaped: false });
+    this.#places[index] = { region, offset: 0, address: mapped[0] };
   }
 
   /** @internal The producer publishes its reserved slot. */
@@ -500,8 +565,9 @@ class ReceivedSlot implements HeadOwner {
   readonly byteLength: number;
 
   constructor(readonly ring: SharedRing, readonly index: number) {
-    this[kRegion] = ring[kRingRegion];
-    this[kRegionOffset] = ring[kSlotOffset](index);
+    const { region, offset } = ring[kSlotPlace](index);
+    this[kRegion] = region;
+    this[kRegionOffset] = offset;
     this.byteLength = ring.slotSize;
   }
 

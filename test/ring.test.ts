@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { existsSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type PageIoError, pageSize, SharedRing } from "../mod.ts";
+import { type PageIoError, pageSize, pipe, readv, SharedRing, writev } from "../mod.ts";
 import { liveRegionCount } from "../src/system.ts";
 import {
   collectGarbage,
@@ -436,4 +436,66 @@ test("a view is checked natively against its region: a slot index past the ring 
     4096,
     0,
   ]);
+});
+
+test("a slot view transferred away keeps its message and never sees a later one, on both sides of the ring", async () => {
+  // Before: the transferred buffer was still the ring's memory, so each later message written into that slot (by
+  // the same producer) showed up in it: "later-3" where "first" had been.
+  using producer = SharedRing.create({ slots: 2, slotSize: pageSize });
+  using consumer = SharedRing.open(producer.path);
+  const encoder = new TextEncoder(), decoder = new TextDecoder();
+  const send = (text: string) => {
+    const slot = producer.reserve();
+    const bytes = encoder.encode(text.padEnd(16, "."));
+    slot.bytes.set(bytes);
+    slot.publish(bytes.length);
+  };
+  const text = (buffer: ArrayBuffer) => decoder.decode(new Uint8Array(buffer, 0, 16));
+  const [readEnd, writeEnd] = pipe();
+  /** Receives every message the producer sends meanwhile, checking each, and writes one out by its head. */
+  const pass = (count: number, prefix: string) => {
+    for (let i = 0; i < count; i++) {
+      send(`${prefix}-${i}`);
+      using head = consumer.receive()!;
+      assert.equal(decoder.decode(head.bytes), `${prefix}-${i}`.padEnd(16, "."));
+      assert.equal(writev(writeEnd, [head]), 16); // by the head's region and offset: the slot's place now
+      const out = new Uint8Array(16);
+      assert.equal(readv(readEnd, [out]), 16);
+      assert.equal(decoder.decode(out), `${prefix}-${i}`.padEnd(16, "."));
+    }
+  };
+  const ways: [string, (buffer: ArrayBuffer) => Promise<ArrayBuffer>][] = [
+    ["transfer()", (buffer) => Promise.resolve(buffer.transfer())],
+    ["structuredClone", (buffer) => Promise.resolve(structuredClone(buffer, { transfer: [buffer] }))],
+    ["postMessage", (buffer) => {
+      const { port1, port2 } = new MessageChannel();
+      return new Promise((resolve) => {
+        port2.onmessage = (event) => {
+          port1.close();
+          port2.close();
+          resolve(event.data);
+        };
+        port1.postMessage(buffer, [buffer]);
+      });
+    }],
+  ];
+  for (const [how, move] of ways) {
+    // The consumer's view of a received slot, moved away, then the slot given back.
+    send(`consumed ${how}`);
+    const head = consumer.receive()!;
+    const taken = await move(head.bytes.buffer);
+    head.release();
+    pass(4, "later"); // both slots are written again, twice each
+    assert.equal(text(taken), `consumed ${how}`.padEnd(16, ".").slice(0, 16), how);
+    // The producer's view of its slot, moved away, then the slot published.
+    const slot = producer.reserve();
+    slot.bytes.set(encoder.encode(`produced ${how}`.padEnd(16, ".")));
+    const kept = await move(slot.bytes.buffer);
+    slot.publish(16);
+    consumer.receive()!.release();
+    pass(4, "after");
+    assert.equal(text(kept), `produced ${how}`.padEnd(16, ".").slice(0, 16), how);
+  }
+  readEnd.close();
+  writeEnd.close();
 });

@@ -144,6 +144,65 @@ pub fn finish(released: regions.Released) void {
     }
 }
 
+/// Cuts [offset, offset + len) of `region` (whole pages) loose from what it maps: the range becomes private
+/// anonymous memory holding a copy of its bytes, at the same address. A view of it that escaped (transferred
+/// away) keeps what it saw, and no longer sees the file (a ring slot the peer writes next). Linux swaps the copy
+/// in at once (mremap); elsewhere the range reads as zeros until the copy is back.
+pub fn privatize(region: regions.Id, offset: u64, len: u64) Errno!void {
+    const r = try regions.lookup(region);
+    const page = pageSize();
+    if (offset % page != 0 or len % page != 0 or len == 0) return error.INVAL;
+    if (offset > r.len or len > r.len - offset) return error.FAULT;
+    const at: [*]u8 = @ptrFromInt(r.base + offset);
+    const flags: std.c.MAP = .{ .TYPE = .PRIVATE, .ANONYMOUS = true };
+    const rw = std.c.PROT.READ | std.c.PROT.WRITE;
+    const copy = std.c.mmap(null, len, rw, flags, -1, 0);
+    if (copy == std.c.MAP_FAILED) return errno.last();
+    const bytes: [*]u8 = @ptrCast(copy);
+    @memcpy(bytes[0..len], at[0..len]);
+    if (builtin.os.tag == .linux) {
+        const linux = std.os.linux;
+        const moved = linux.syscall5(.mremap, @intFromPtr(copy), len, len, mremap_maymove | mremap_fixed, @intFromPtr(at));
+        if (linux.E.init(moved) != .SUCCESS) {
+            _ = std.c.munmap(@alignCast(copy), len);
+            return errno.fromE(linux.E.init(moved));
+        }
+        return;
+    }
+    defer _ = std.c.munmap(@alignCast(copy), len);
+    const fixed: std.c.MAP = .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .FIXED = true };
+    if (std.c.mmap(@ptrCast(@alignCast(at)), len, rw, fixed, -1, 0) == std.c.MAP_FAILED) return errno.last();
+    @memcpy(at[0..len], bytes[0..len]);
+}
+
+const mremap_maymove = 1; // MREMAP_MAYMOVE, as Linux numbers it on every architecture
+const mremap_fixed = 2; // MREMAP_FIXED
+
+test "a privatized range keeps its bytes and no longer sees the file" {
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    const f = try tmp.dir.createFile("ring", .{ .read = true });
+    defer f.close();
+    const page = pageSize();
+    try f.setEndPos(2 * page);
+    const m = try mapFile(f.handle, 0, 2 * page, .{ .write = true });
+    defer unmap(m.region) catch {};
+    const bytes: [*]u8 = @ptrFromInt(m.address);
+    bytes[0] = 'a';
+    bytes[page] = 'b';
+    try std.testing.expectError(error.INVAL, privatize(m.region, 1, page));
+    try std.testing.expectError(error.FAULT, privatize(m.region, page, 2 * page));
+    try privatize(m.region, 0, page);
+    try std.testing.expectEqual(@as(u8, 'a'), bytes[0]); // its copy
+    const other = try mapFile(f.handle, 0, 2 * page, .{ .write = true });
+    defer unmap(other.region) catch {};
+    const fresh: [*]u8 = @ptrFromInt(other.address);
+    fresh[0] = 'x'; // the file's page, written by another mapping of it
+    fresh[page] = 'y';
+    try std.testing.expectEqual(@as(u8, 'a'), bytes[0]); // cut loose
+    try std.testing.expectEqual(@as(u8, 'y'), bytes[page]); // the rest still the file's
+}
+
 /// The madvise names of `Mapping.advise`, in the TypeScript order.
 pub const Advice = enum(u32) { normal, sequential, random, willneed, dontneed };
 

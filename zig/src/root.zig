@@ -395,6 +395,15 @@ export fn pageio_share_count() Result {
     return errno.result(share.count());
 }
 
+/// Cuts whole pages [offset, offset + length) of `region` loose from its file: private memory holding a copy
+/// of their bytes, at the same address (a ring slot whose view was transferred away, before the slot is reused).
+export fn pageio_privatize(region: u32, offset: f64, length: f64) Result {
+    const off = errno.wholeNumber(offset) catch |err| return errno.result(err);
+    const len = errno.wholeNumber(length) catch |err| return errno.result(err);
+    mapping.privatize(region, off, len) catch |err| return errno.result(err);
+    return 0;
+}
+
 export fn pageio_advise(region: u32, offset: f64, length: f64, advice: u32) Result {
     const off = errno.wholeNumber(offset) catch |err| return errno.result(err);
     const len = errno.wholeNumber(length) catch |err| return errno.result(err);
