@@ -269,6 +269,7 @@ export async function copy(implementation: string, source: string, target: strin
       for (const head of reader) writer.write(head);
       writer.flush();
     },
+    "pageio readable.pipeTo(writable)": () => new PageReader(source).readable.pipeTo(new PageWriter(target).writable),
     "node:fs.copyFileSync": () => fs.copyFileSync(source, target),
     "Deno.readFile+writeFile": async () => await Deno.writeFile(target, await Deno.readFile(source)),
     "Bun.write(dst, Bun.file(src))": async () => await Bun.write(target, Bun.file(source)),

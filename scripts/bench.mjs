@@ -257,8 +257,18 @@ for (const group of groups) {
 // (3) copies: each implementation in its own process for its own peak RSS.
 const copyRows = [];
 const implementations = {
-  deno: ["pageio PageReader->PageWriter", "node:fs.copyFileSync", "Deno.readFile+writeFile"],
-  bun: ["pageio PageReader->PageWriter", "node:fs.copyFileSync", "Bun.write(dst, Bun.file(src))"],
+  deno: [
+    "pageio PageReader->PageWriter",
+    "pageio readable.pipeTo(writable)",
+    "node:fs.copyFileSync",
+    "Deno.readFile+writeFile",
+  ],
+  bun: [
+    "pageio PageReader->PageWriter",
+    "pageio readable.pipeTo(writable)",
+    "node:fs.copyFileSync",
+    "Bun.write(dst, Bun.file(src))",
+  ],
 };
 for (const runtime of Object.keys(runtimes)) {
   let base = 0;
